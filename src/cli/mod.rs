@@ -1,0 +1,164 @@
+//! The command line: parses intent, calls the library, prints results. Masked by default.
+//!
+//! Exit codes: 0 all orders fine; 1 any order invalid or refused; 2 the input (file, profiles,
+//! keys) cannot be read or parsed at all.
+
+mod prepare;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::domain::order::{OrderEntry, parse_order_file};
+use crate::domain::product::Catalog;
+use crate::keys::SoftwareKeyStore;
+
+/// Default product/profile directory.
+pub const DEFAULT_PROFILES: &str = "profiles";
+/// Default key store file.
+pub const DEFAULT_KEYS: &str = "assets/demo/keys.toml";
+
+/// persodesk: card personalization workstation.
+#[derive(Debug, Parser)]
+#[command(name = "persodesk", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check an order file: every order is listed with its errors and warnings.
+    Validate {
+        /// Order file: one order, {"cards": [...]}, or JSON Lines.
+        file: PathBuf,
+        /// Directory holding products/ (and chip/).
+        #[arg(long, default_value = DEFAULT_PROFILES)]
+        profiles: PathBuf,
+    },
+    /// Prepare card data: tracks and where each injected value came from.
+    Prepare(prepare::PrepareArgs),
+}
+
+/// Outcome classes mapped to exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Exit {
+    /// Everything fine.
+    Ok = 0,
+    /// Some order invalid, failed or refused.
+    Invalid = 1,
+    /// Input unreadable.
+    Unreadable = 2,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> Self {
+        ExitCode::from(e as u8)
+    }
+}
+
+/// Sets up logging to stderr from `RUST_LOG` (default `warn`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    run(cli).into()
+}
+
+fn run(cli: Cli) -> Exit {
+    match cli.command {
+        Command::Validate { file, profiles } => validate(&file, &profiles),
+        Command::Prepare(args) => prepare::run(&args),
+    }
+}
+
+/// Prints an input error and returns [`Exit::Unreadable`].
+fn unreadable(what: impl std::fmt::Display) -> Exit {
+    eprintln!("error: {what}");
+    Exit::Unreadable
+}
+
+/// Reads and parses an order file.
+pub(crate) fn read_orders(file: &Path, catalog: &Catalog) -> Result<Vec<OrderEntry>, Exit> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| unreadable(format!("{}: cannot be read: {}", file.display(), e.kind())))?;
+    let entries = parse_order_file(&text, &catalog.order_rules())
+        .map_err(|e| unreadable(format!("{}: {e}", file.display())))?;
+    tracing::info!(file = %file.display(), orders = entries.len(), "order file read");
+    Ok(entries)
+}
+
+pub(crate) fn read_catalog(profiles: &Path) -> Result<Catalog, Exit> {
+    let catalog = crate::catalog::load_products(profiles).map_err(unreadable)?;
+    tracing::info!(products = catalog.products().len(), "products loaded");
+    Ok(catalog)
+}
+
+pub(crate) fn read_keys(keys: &Path) -> Result<SoftwareKeyStore, Exit> {
+    let store = SoftwareKeyStore::load(keys).map_err(unreadable)?;
+    tracing::info!(file = %keys.display(), keys = store.list().len(), "key store loaded");
+    Ok(store)
+}
+
+fn validate(file: &Path, profiles: &Path) -> Exit {
+    let catalog = match read_catalog(profiles) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let entries = match read_orders(file, &catalog) {
+        Ok(e) => e,
+        Err(e) => return e,
+    };
+    let mut invalid = 0;
+    for entry in &entries {
+        let mut errors = match &entry.outcome {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.clone(),
+        };
+        if let Some(id) = &entry.card_product_id
+            && catalog.get(id).is_none()
+        {
+            errors.push(crate::domain::finding::Finding::new(
+                "cardProductId",
+                format!(
+                    "product {id} is not in {}",
+                    profiles.join("products").display()
+                ),
+            ));
+        }
+        let pan = entry.masked_pan.as_deref().unwrap_or("-");
+        let product = entry.card_product_id.as_deref().unwrap_or("-");
+        if errors.is_empty() {
+            println!("ok       {}  {product}  {pan}", entry.id);
+        } else {
+            invalid += 1;
+            println!("invalid  {}  {product}  {pan}", entry.id);
+            for e in &errors {
+                println!("  error    {e}");
+            }
+        }
+        for w in &entry.warnings {
+            println!("  warning  {w}");
+        }
+    }
+    println!(
+        "{} orders: {} valid, {invalid} invalid",
+        entries.len(),
+        entries.len() - invalid
+    );
+    if invalid == 0 {
+        Exit::Ok
+    } else {
+        Exit::Invalid
+    }
+}

@@ -1,0 +1,198 @@
+//! The key store port: what the domain may ask of keys. Operations take a key reference
+//! (usage + index, as orders name keys) and return results; key values never come out, so an HSM
+//! can implement the same trait as the software store.
+
+use std::fmt;
+
+use super::crypto::CryptoError;
+use super::fields::{Cvv, EncryptedPinBlock, Pan, PinBlockFormat, Pvv};
+use super::pinblock::PinBlockError;
+
+/// What a key is for. Orders name keys by index within a usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub enum KeyUsage {
+    /// Card verification key (CVV/CVC, iCVV).
+    Cvk,
+    /// PIN verification key (Visa PVV).
+    Pvk,
+    /// Zone PIN key: ISO 0 (TDES) and ISO 4 (AES) PIN blocks.
+    Zpk,
+    /// PIN transport key: ISO 0 blocks of `ISO0TK` orders.
+    PinTk,
+    /// Issuer master key for application cryptograms.
+    ImkAc,
+    /// Issuer master key for secure messaging integrity.
+    ImkSmi,
+    /// Issuer master key for secure messaging confidentiality.
+    ImkSmc,
+    /// Key encryption key (Model 2 envelopes).
+    Kek,
+    /// Card manager master key (GlobalPlatform card keys).
+    Kmc,
+    /// Issuer RSA private key (ODA certificates).
+    IssuerRsa,
+}
+
+impl KeyUsage {
+    /// Every usage, in the key file's spelling.
+    pub const ALL: [KeyUsage; 10] = [
+        Self::Cvk,
+        Self::Pvk,
+        Self::Zpk,
+        Self::PinTk,
+        Self::ImkAc,
+        Self::ImkSmi,
+        Self::ImkSmc,
+        Self::Kek,
+        Self::Kmc,
+        Self::IssuerRsa,
+    ];
+
+    /// The key file spelling (`cvk`, `pin-tk`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cvk => "cvk",
+            Self::Pvk => "pvk",
+            Self::Zpk => "zpk",
+            Self::PinTk => "pin-tk",
+            Self::ImkAc => "imk-ac",
+            Self::ImkSmi => "imk-smi",
+            Self::ImkSmc => "imk-smc",
+            Self::Kek => "kek",
+            Self::Kmc => "kmc",
+            Self::IssuerRsa => "issuer-rsa",
+        }
+    }
+
+    /// Parses the key file spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|u| u.as_str() == s)
+    }
+}
+
+impl fmt::Display for KeyUsage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A key reference: usage and index, e.g. `cvk #3`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct KeyRef {
+    /// What the key is for.
+    pub usage: KeyUsage,
+    /// The index orders use.
+    pub index: u32,
+}
+
+impl KeyRef {
+    /// Makes a reference.
+    pub fn new(usage: KeyUsage, index: u32) -> Self {
+        Self { usage, index }
+    }
+}
+
+impl fmt::Display for KeyRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} #{}", self.usage, self.index)
+    }
+}
+
+/// Key algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum KeyAlgorithm {
+    /// Triple DES, 16 or 24 bytes.
+    Tdes,
+    /// AES, 16, 24 or 32 bytes.
+    Aes,
+    /// RSA private key.
+    Rsa,
+}
+
+impl KeyAlgorithm {
+    /// The key file spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tdes => "tdes",
+            Self::Aes => "aes",
+            Self::Rsa => "rsa",
+        }
+    }
+}
+
+/// What may be known about a key without its value.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KeyInfo {
+    /// The reference.
+    pub key: KeyRef,
+    /// Algorithm.
+    pub algorithm: KeyAlgorithm,
+    /// Key check value, upper-case hex (3 bytes).
+    pub kcv: String,
+    /// A test key: its results may be revealed.
+    pub test: bool,
+}
+
+/// A key operation failed. Names the key, never its value or the data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("key {0} is not in the key store")]
+    NotFound(KeyRef),
+    #[error("key {key} is {found}, the operation needs {needed}")]
+    WrongAlgorithm {
+        key: KeyRef,
+        found: &'static str,
+        needed: &'static str,
+    },
+    #[error("key {key}: {source}")]
+    Crypto { key: KeyRef, source: CryptoError },
+    #[error("PIN block under {key}: {source}")]
+    PinBlock { key: KeyRef, source: PinBlockError },
+}
+
+/// The PIN of an order as the key store needs it: the encrypted block, its format and its key.
+#[derive(Debug, Clone, Copy)]
+pub struct PinBlockRef<'a> {
+    /// ISO 9564 format of the block.
+    pub format: PinBlockFormat,
+    /// The key it is encrypted under (`zpk` or `pin-tk`).
+    pub key: KeyRef,
+    /// The encrypted block.
+    pub block: &'a EncryptedPinBlock,
+}
+
+impl PinBlockFormat {
+    /// The key usage a block of this format is encrypted under (conventions.md).
+    pub fn key_usage(self) -> KeyUsage {
+        match self {
+            Self::Iso0 | Self::Iso4 => KeyUsage::Zpk,
+            Self::Iso0Tk => KeyUsage::PinTk,
+        }
+    }
+}
+
+/// Operations on keys held elsewhere (software store, HSM). Implementations must be usable from
+/// worker threads.
+pub trait KeyStore: Send + Sync {
+    /// Algorithm, KCV and test flag of a key.
+    fn info(&self, key: KeyRef) -> Result<KeyInfo, KeyError>;
+
+    /// Visa CVV over PAN, expiry (YYMM) and service code with the CVK `cvk`.
+    fn visa_cvv(
+        &self,
+        cvk: KeyRef,
+        pan: &Pan,
+        exp: &str,
+        service_code: &str,
+    ) -> Result<Cvv, KeyError>;
+
+    /// Visa PVV with the PVK `pvk` and key index `pvki`, from the PIN recovered from `pin` inside
+    /// the key store; the clear PIN never leaves it.
+    fn visa_pvv(
+        &self,
+        pvk: KeyRef,
+        pvki: u8,
+        pan: &Pan,
+        pin: PinBlockRef<'_>,
+    ) -> Result<Pvv, KeyError>;
+}

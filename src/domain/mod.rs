@@ -1,0 +1,25 @@
+//! The card domain: pure, sans-I/O logic over bytes and strings.
+//!
+//! Nothing here touches files, sockets, devices, threads or the clock; nothing imports from
+//! outside `domain` except crates. Adapters (key store, CLI, GUI, devices) live beside it.
+
+pub mod crypto;
+pub mod cvv;
+pub mod decimal;
+pub mod dgi;
+pub mod emv_keys;
+pub mod fields;
+pub mod finding;
+pub mod gp;
+pub mod keystore;
+pub mod mask;
+pub mod msr206;
+pub mod oda;
+pub mod order;
+pub mod pinblock;
+pub mod prepare;
+pub mod product;
+pub mod pvv;
+pub mod tags;
+pub mod tlv;
+pub mod track;

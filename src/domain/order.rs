@@ -1,0 +1,681 @@
+//! Card orders in the shape of a central-issuance card order API.
+//!
+//! A file holds one order object, a batch `{"cards": [...]}` (or a bare array), or JSON Lines.
+//! Each order is validated on its own: one bad order never stops the others. Errors and warnings
+//! name the JSON path and the rule (`encryptedData.exp: month 13 is not 01-12`); an unknown field
+//! is a warning. Field names are camelCase exactly as in the API.
+
+use serde_json::{Map, Value};
+
+use super::fields::{
+    Cvv, EncodedName, EncryptedPinBlock, LUHN_RULE, Pan, PinBlockFormat, Psn, Pvv, Yymm,
+};
+use super::finding::Finding;
+use super::track::{Track, TrackNo};
+
+/// The order's PIN: an encrypted block and the key it is under. Never a clear PIN.
+#[derive(Debug, Clone)]
+pub struct OrderPin {
+    /// ISO 9564 format (and key usage).
+    pub format: PinBlockFormat,
+    /// The encrypted PIN block.
+    pub block: EncryptedPinBlock,
+    /// Index of the key (`zpk` or `pin-tk`) the block is encrypted under.
+    pub kid: u32,
+}
+
+/// The Model 2 envelope (`encryptedData.tlvData`), syntactically checked; its cryptographic
+/// checks belong to Model 2 import.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TlvEnvelope {
+    /// Application AID the data is for.
+    pub applet_aid: Vec<u8>,
+    /// Sum of the lengths of all DGI values.
+    pub applet_data_length: u32,
+    /// Applet start code, if given.
+    pub applet_start_code: Option<String>,
+    /// Plaintext length in bytes.
+    pub tlv_data_length: u32,
+    /// Index of the KEK (usage `kek`).
+    pub kek_id: u32,
+    /// MAC key wrapped under the KEK.
+    pub mac_key: Vec<u8>,
+    /// The encrypted DGI stream.
+    pub tlv_data: Vec<u8>,
+    /// MAC over the plaintext.
+    pub mac: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlvEnvelope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlvEnvelope")
+            .field("applet_aid", &hex::encode_upper(&self.applet_aid))
+            .field("tlv_data_length", &self.tlv_data_length)
+            .field("kek_id", &self.kek_id)
+            .field("tlv_data", &format_args!("<{} bytes>", self.tlv_data.len()))
+            .finish_non_exhaustive()
+    }
+}
+
+/// `paymentApplication`: the product configuration name and key indexes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PaymentApplication {
+    /// Payment application configuration name inside the product.
+    pub config: Option<String>,
+    /// Issuer RSA key index for ODA certificates.
+    pub oda_key_index: Option<u32>,
+    /// Issuer master key index (AC, SMI, SMC).
+    pub derivation_key_index: Option<u32>,
+    /// CVK index.
+    pub cv_key_index: Option<u32>,
+    /// PVK index.
+    pub pv_key_index: Option<u32>,
+}
+
+/// `trackData`: tracks the issuer supplies, used as-is after validation.
+#[derive(Debug, Clone, Default)]
+pub struct TrackOverrides {
+    /// Track 1.
+    pub track1: Option<Track>,
+    /// Track 2.
+    pub track2: Option<Track>,
+    /// Track 3.
+    pub track3: Option<Track>,
+}
+
+impl TrackOverrides {
+    /// The given track with this number, if any.
+    pub fn get(&self, no: TrackNo) -> Option<&Track> {
+        match no {
+            TrackNo::T1 => self.track1.as_ref(),
+            TrackNo::T2 => self.track2.as_ref(),
+            TrackNo::T3 => self.track3.as_ref(),
+        }
+    }
+}
+
+/// A validated order. Sensitive fields mask themselves in `Debug`.
+#[derive(Debug, Clone)]
+pub struct Order {
+    /// `cardId`, else `issuerRequestId`, else `#<position>`.
+    pub id: String,
+    /// Product id.
+    pub card_product_id: String,
+    /// PAN.
+    pub pan: Pan,
+    /// Expiry YYMM.
+    pub exp: Yymm,
+    /// Track 1 name; may come from `trackData.track1` when absent.
+    pub encoded_name: Option<EncodedName>,
+    /// Payment account reference.
+    pub par: Option<String>,
+    /// PAN sequence number (default 00).
+    pub psn: Psn,
+    /// Effective date YYMM.
+    pub effective_date: Option<Yymm>,
+    /// Encrypted PIN.
+    pub pin: Option<OrderPin>,
+    /// iCVV given by the issuer.
+    pub icvv: Option<Cvv>,
+    /// CVV1 given by the issuer.
+    pub cvv1: Option<Cvv>,
+    /// PVV given by the issuer.
+    pub pvv: Option<Pvv>,
+    /// Model 2 envelope.
+    pub tlv_data: Option<TlvEnvelope>,
+    /// Configuration name and key indexes.
+    pub payment_application: PaymentApplication,
+    /// Tracks given as-is.
+    pub track_data: TrackOverrides,
+}
+
+/// One order of a file: its id, whatever could be read for listing, and the outcome.
+#[derive(Debug)]
+pub struct OrderEntry {
+    /// The order id (see [`Order::id`]).
+    pub id: String,
+    /// 1-based position in the file.
+    pub position: usize,
+    /// `cardProductId` when readable.
+    pub card_product_id: Option<String>,
+    /// Masked PAN when readable.
+    pub masked_pan: Option<String>,
+    /// The validated order, or every error found.
+    pub outcome: Result<Order, Vec<Finding>>,
+    /// Warnings (unknown fields, ...).
+    pub warnings: Vec<Finding>,
+}
+
+/// The whole file could not be read as orders.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileError {
+    #[error("the file is empty")]
+    Empty,
+    #[error("not valid JSON or JSON Lines: {0}")]
+    Json(String),
+    #[error("{0}")]
+    Shape(String),
+}
+
+fn json_error(e: &serde_json::Error) -> String {
+    // serde_json syntax errors carry line/column and a category, never the input text.
+    format!(
+        "{:?} error at line {} column {}",
+        e.classify(),
+        e.line(),
+        e.column()
+    )
+}
+
+/// Rules that depend on products, applied while validating orders.
+#[derive(Debug, Clone, Default)]
+pub struct OrderRules {
+    /// Products whose orders may carry a PAN with a wrong Luhn check digit (test products); for
+    /// them the failure is a warning, for every other product an error.
+    pub luhn_warning_only: Vec<String>,
+}
+
+impl OrderRules {
+    fn luhn_is_warning(&self, product: Option<&str>) -> bool {
+        product.is_some_and(|p| self.luhn_warning_only.iter().any(|x| x == p))
+    }
+}
+
+/// Parses an order file's text (one order, a batch, an array, or JSON Lines).
+pub fn parse_order_file(text: &str, rules: &OrderRules) -> Result<Vec<OrderEntry>, FileError> {
+    let trimmed = text.trim_start_matches('\u{feff}').trim();
+    if trimmed.is_empty() {
+        return Err(FileError::Empty);
+    }
+    match serde_json::from_str::<Value>(trimmed) {
+        Ok(v) => entries_from_document(&v, rules),
+        Err(whole) => {
+            let lines: Vec<(usize, &str)> = trimmed
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+                .collect();
+            if lines.len() < 2 {
+                return Err(FileError::Json(json_error(&whole)));
+            }
+            Ok(entries_from_lines(&lines, rules))
+        }
+    }
+}
+
+fn entries_from_document(v: &Value, rules: &OrderRules) -> Result<Vec<OrderEntry>, FileError> {
+    match v {
+        Value::Object(m) if m.contains_key("cards") => match m.get("cards") {
+            Some(Value::Array(cards)) => Ok(cards
+                .iter()
+                .enumerate()
+                .map(|(i, c)| validate_order_value(c, i + 1, rules))
+                .collect()),
+            _ => Err(FileError::Shape("cards: must be an array of orders".into())),
+        },
+        Value::Object(_) => Ok(vec![validate_order_value(v, 1, rules)]),
+        Value::Array(cards) => Ok(cards
+            .iter()
+            .enumerate()
+            .map(|(i, c)| validate_order_value(c, i + 1, rules))
+            .collect()),
+        _ => Err(FileError::Shape(
+            "expected an order object, {\"cards\": [...]}, or JSON Lines".into(),
+        )),
+    }
+}
+
+fn entries_from_lines(lines: &[(usize, &str)], rules: &OrderRules) -> Vec<OrderEntry> {
+    lines
+        .iter()
+        .enumerate()
+        .map(
+            |(i, (line_no, line))| match serde_json::from_str::<Value>(line) {
+                Ok(v) => validate_order_value(&v, i + 1, rules),
+                Err(e) => OrderEntry {
+                    id: format!("#{}", i + 1),
+                    position: i + 1,
+                    card_product_id: None,
+                    masked_pan: None,
+                    outcome: Err(vec![Finding::new(
+                        format!("line {}", line_no + 1),
+                        format!("not valid JSON: {}", json_error(&e)),
+                    )]),
+                    warnings: Vec::new(),
+                },
+            },
+        )
+        .collect()
+}
+
+/// Collects findings while walking one order.
+#[derive(Default)]
+struct Ctx {
+    errors: Vec<Finding>,
+    warnings: Vec<Finding>,
+}
+
+fn join(base: &str, key: &str) -> String {
+    if base.is_empty() {
+        key.to_string()
+    } else {
+        format!("{base}.{key}")
+    }
+}
+
+impl Ctx {
+    fn err(&mut self, path: impl Into<String>, rule: impl Into<String>) {
+        self.errors.push(Finding::new(path, rule));
+    }
+
+    fn unknown_fields(&mut self, obj: &Map<String, Value>, base: &str, known: &[&str]) {
+        for k in obj.keys().filter(|k| !known.contains(&k.as_str())) {
+            self.warnings
+                .push(Finding::new(join(base, k), "unknown field, ignored"));
+        }
+    }
+
+    /// A string field; `null` counts as absent.
+    fn string<'v>(
+        &mut self,
+        obj: &'v Map<String, Value>,
+        base: &str,
+        key: &str,
+        required: bool,
+    ) -> Option<&'v str> {
+        match obj.get(key) {
+            None | Some(Value::Null) => {
+                if required {
+                    self.err(join(base, key), "is required");
+                }
+                None
+            }
+            Some(Value::String(s)) => Some(s),
+            Some(_) => {
+                self.err(join(base, key), "must be a string");
+                None
+            }
+        }
+    }
+
+    /// A string field checked by `parse`, whose error is the rule.
+    fn parsed<T>(
+        &mut self,
+        obj: &Map<String, Value>,
+        base: &str,
+        key: &str,
+        required: bool,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let s = self.string(obj, base, key, required)?;
+        match parse(s) {
+            Ok(v) => Some(v),
+            Err(rule) => {
+                self.err(join(base, key), rule);
+                None
+            }
+        }
+    }
+
+    /// A key index: a non-negative integer (a JSON number, or a string of digits).
+    fn index(
+        &mut self,
+        obj: &Map<String, Value>,
+        base: &str,
+        key: &str,
+        required: bool,
+    ) -> Option<u32> {
+        let rule = "must be a non-negative integer (0-4294967295)";
+        match obj.get(key) {
+            None | Some(Value::Null) => {
+                if required {
+                    self.err(join(base, key), "is required");
+                }
+                None
+            }
+            Some(Value::Number(n)) => match n.as_u64().and_then(|v| u32::try_from(v).ok()) {
+                Some(v) => Some(v),
+                None => {
+                    self.err(join(base, key), rule);
+                    None
+                }
+            },
+            Some(Value::String(s)) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+                match s.parse::<u32>() {
+                    Ok(v) => Some(v),
+                    Err(_) => {
+                        self.err(join(base, key), rule);
+                        None
+                    }
+                }
+            }
+            Some(_) => {
+                self.err(join(base, key), rule);
+                None
+            }
+        }
+    }
+
+    fn object<'v>(
+        &mut self,
+        obj: &'v Map<String, Value>,
+        base: &str,
+        key: &str,
+        required: bool,
+    ) -> Option<&'v Map<String, Value>> {
+        match obj.get(key) {
+            None | Some(Value::Null) => {
+                if required {
+                    self.err(join(base, key), "is required");
+                }
+                None
+            }
+            Some(Value::Object(m)) => Some(m),
+            Some(_) => {
+                self.err(join(base, key), "must be an object");
+                None
+            }
+        }
+    }
+}
+
+fn hex_bytes(min: usize, max: usize) -> impl Fn(&str) -> Result<Vec<u8>, String> {
+    move |s: &str| {
+        if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("must be an even number of hex digits".into());
+        }
+        let n = s.len() / 2;
+        if n < min || n > max {
+            return Err(format!("must be {min}-{max} bytes, got {n}"));
+        }
+        hex::decode(s).map_err(|_| "must be hex".to_string())
+    }
+}
+
+const ORDER_KEYS: [&str; 6] = [
+    "cardId",
+    "issuerRequestId",
+    "cardProductId",
+    "encryptedData",
+    "paymentApplication",
+    "trackData",
+];
+const DATA_KEYS: [&str; 11] = [
+    "pan",
+    "exp",
+    "encodedName",
+    "paymentAccountReference",
+    "panSequenceNumber",
+    "effectiveDate",
+    "pin",
+    "icvv",
+    "cvv1",
+    "pvv",
+    "tlvData",
+];
+const PIN_KEYS: [&str; 3] = ["type", "encryptedPin", "kid"];
+const TLV_KEYS: [&str; 8] = [
+    "appletAid",
+    "appletDataLength",
+    "appletStartCode",
+    "tlvDataLength",
+    "kekId",
+    "macKey",
+    "tlvData",
+    "mac",
+];
+const APP_KEYS: [&str; 5] = [
+    "config",
+    "odaKeyIndex",
+    "derivationKeyIndex",
+    "cvKeyIndex",
+    "pvKeyIndex",
+];
+const TRACK_KEYS: [&str; 3] = ["track1", "track2", "track3"];
+
+fn order_id(obj: &Map<String, Value>, position: usize) -> String {
+    ["cardId", "issuerRequestId"]
+        .iter()
+        .find_map(|k| match obj.get(*k) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| format!("#{position}"))
+}
+
+/// `encryptedData` as a plain object. The JWE compact form (a string) is the seam where a
+/// decrypting adapter plugs in; it is refused here with a clear message.
+fn encrypted_data<'v>(
+    ctx: &mut Ctx,
+    obj: &'v Map<String, Value>,
+) -> Option<&'v Map<String, Value>> {
+    match obj.get("encryptedData") {
+        Some(Value::String(_)) => {
+            ctx.err(
+                "encryptedData",
+                "JWE compact form is not supported yet; send encryptedData as a JSON object",
+            );
+            None
+        }
+        _ => ctx.object(obj, "", "encryptedData", true),
+    }
+}
+
+/// Validates one order value found at `position` (1-based).
+pub fn validate_order_value(value: &Value, position: usize, rules: &OrderRules) -> OrderEntry {
+    let mut ctx = Ctx::default();
+    let Value::Object(obj) = value else {
+        return OrderEntry {
+            id: format!("#{position}"),
+            position,
+            card_product_id: None,
+            masked_pan: None,
+            outcome: Err(vec![Finding::new(
+                format!("#{position}"),
+                "an order must be a JSON object",
+            )]),
+            warnings: Vec::new(),
+        };
+    };
+    let id = order_id(obj, position);
+    ctx.unknown_fields(obj, "", &ORDER_KEYS);
+    for k in ["cardId", "issuerRequestId"] {
+        ctx.string(obj, "", k, false);
+    }
+    let card_product_id = ctx.parsed(obj, "", "cardProductId", true, |s| {
+        if s.trim().is_empty() {
+            Err("must not be empty".into())
+        } else {
+            Ok(s.to_string())
+        }
+    });
+
+    let data = encrypted_data(&mut ctx, obj);
+    let empty = Map::new();
+    let d = data.unwrap_or(&empty);
+    let base = "encryptedData";
+    if data.is_some() {
+        ctx.unknown_fields(d, base, &DATA_KEYS);
+    }
+    let required = data.is_some();
+    let pan = ctx.parsed(d, base, "pan", required, Pan::parse);
+    if let Some(p) = &pan
+        && !p.luhn_ok()
+    {
+        if rules.luhn_is_warning(card_product_id.as_deref()) {
+            ctx.warnings.push(Finding::new(
+                "encryptedData.pan",
+                format!("{LUHN_RULE} (allowed: test product)"),
+            ));
+        } else {
+            ctx.err("encryptedData.pan", LUHN_RULE);
+        }
+    }
+    let exp = ctx.parsed(d, base, "exp", required, Yymm::parse);
+    let encoded_name = ctx.parsed(d, base, "encodedName", false, EncodedName::parse);
+    let par = ctx.parsed(d, base, "paymentAccountReference", false, |s| {
+        if s.len() == 29
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+        {
+            Ok(s.to_string())
+        } else {
+            Err("must be 29 characters 0-9 A-Z".into())
+        }
+    });
+    let psn = ctx
+        .parsed(d, base, "panSequenceNumber", false, Psn::parse)
+        .unwrap_or_default();
+    let effective_date = ctx.parsed(d, base, "effectiveDate", false, Yymm::parse);
+    if let (Some(eff), Some(exp)) = (effective_date, exp)
+        && eff > exp
+    {
+        ctx.err(
+            "encryptedData.effectiveDate",
+            "must not be after encryptedData.exp",
+        );
+    }
+    let icvv = ctx.parsed(d, base, "icvv", false, Cvv::parse);
+    let cvv1 = ctx.parsed(d, base, "cvv1", false, Cvv::parse);
+    let pvv = ctx.parsed(d, base, "pvv", false, Pvv::parse);
+    let pin = validate_pin(&mut ctx, d);
+    let tlv_data = validate_tlv(&mut ctx, d);
+
+    let payment_application = validate_payment_application(&mut ctx, obj);
+    let track_data = validate_tracks(&mut ctx, obj, pan.as_ref(), exp);
+
+    let encoded_name = encoded_name.or_else(|| {
+        let name = track_data.track1.as_ref()?.name_field()?;
+        match EncodedName::parse(name) {
+            Ok(n) => Some(n),
+            Err(rule) => {
+                ctx.err("trackData.track1", format!("name field: {rule}"));
+                None
+            }
+        }
+    });
+    if let (Some(n), Some(t1)) = (&encoded_name, &track_data.track1)
+        && t1.name_field().is_some_and(|f| f != n.as_str())
+    {
+        ctx.warnings.push(Finding::new(
+            "trackData.track1",
+            "name field differs from encryptedData.encodedName; the track is used as given",
+        ));
+    }
+
+    let masked_pan = pan.as_ref().map(Pan::masked);
+    let outcome = match (ctx.errors.is_empty(), card_product_id.clone(), pan, exp) {
+        (true, Some(card_product_id), Some(pan), Some(exp)) => Ok(Order {
+            id: id.clone(),
+            card_product_id,
+            pan,
+            exp,
+            encoded_name,
+            par,
+            psn,
+            effective_date,
+            pin,
+            icvv,
+            cvv1,
+            pvv,
+            tlv_data,
+            payment_application,
+            track_data,
+        }),
+        _ => Err(std::mem::take(&mut ctx.errors)),
+    };
+    OrderEntry {
+        id,
+        position,
+        card_product_id,
+        masked_pan,
+        outcome,
+        warnings: ctx.warnings,
+    }
+}
+
+fn validate_pin(ctx: &mut Ctx, d: &Map<String, Value>) -> Option<OrderPin> {
+    let base = "encryptedData.pin";
+    let p = ctx.object(d, "encryptedData", "pin", false)?;
+    ctx.unknown_fields(p, base, &PIN_KEYS);
+    let format = ctx.parsed(p, base, "type", true, PinBlockFormat::parse);
+    let kid = ctx.index(p, base, "kid", true);
+    let block = match format {
+        Some(f) => ctx.parsed(p, base, "encryptedPin", true, |s| {
+            EncryptedPinBlock::parse(s, f)
+        }),
+        None => {
+            ctx.string(p, base, "encryptedPin", true);
+            None
+        }
+    };
+    Some(OrderPin {
+        format: format?,
+        block: block?,
+        kid: kid?,
+    })
+}
+
+fn validate_tlv(ctx: &mut Ctx, d: &Map<String, Value>) -> Option<TlvEnvelope> {
+    let base = "encryptedData.tlvData";
+    let t = ctx.object(d, "encryptedData", "tlvData", false)?;
+    ctx.unknown_fields(t, base, &TLV_KEYS);
+    let applet_aid = ctx.parsed(t, base, "appletAid", true, hex_bytes(5, 16));
+    let applet_data_length = ctx.index(t, base, "appletDataLength", true);
+    let applet_start_code = ctx
+        .string(t, base, "appletStartCode", false)
+        .map(str::to_string);
+    let tlv_data_length = ctx.index(t, base, "tlvDataLength", true);
+    let kek_id = ctx.index(t, base, "kekId", true);
+    let mac_key = ctx.parsed(t, base, "macKey", true, hex_bytes(8, 48));
+    let tlv_data = ctx.parsed(t, base, "tlvData", true, hex_bytes(8, 1 << 20));
+    let mac = ctx.parsed(t, base, "mac", true, hex_bytes(4, 16));
+    Some(TlvEnvelope {
+        applet_aid: applet_aid?,
+        applet_data_length: applet_data_length?,
+        applet_start_code,
+        tlv_data_length: tlv_data_length?,
+        kek_id: kek_id?,
+        mac_key: mac_key?,
+        tlv_data: tlv_data?,
+        mac: mac?,
+    })
+}
+
+fn validate_payment_application(ctx: &mut Ctx, obj: &Map<String, Value>) -> PaymentApplication {
+    let base = "paymentApplication";
+    let Some(a) = ctx.object(obj, "", base, false) else {
+        return PaymentApplication::default();
+    };
+    ctx.unknown_fields(a, base, &APP_KEYS);
+    PaymentApplication {
+        config: ctx.string(a, base, "config", false).map(str::to_string),
+        oda_key_index: ctx.index(a, base, "odaKeyIndex", false),
+        derivation_key_index: ctx.index(a, base, "derivationKeyIndex", false),
+        cv_key_index: ctx.index(a, base, "cvKeyIndex", false),
+        pv_key_index: ctx.index(a, base, "pvKeyIndex", false),
+    }
+}
+
+fn validate_tracks(
+    ctx: &mut Ctx,
+    obj: &Map<String, Value>,
+    pan: Option<&Pan>,
+    exp: Option<Yymm>,
+) -> TrackOverrides {
+    let base = "trackData";
+    let Some(t) = ctx.object(obj, "", base, false) else {
+        return TrackOverrides::default();
+    };
+    ctx.unknown_fields(t, base, &TRACK_KEYS);
+    let mut one = |no: TrackNo| {
+        ctx.parsed(t, base, no.key(), false, |s| {
+            Track::from_order(no, s, pan, exp).map_err(|e| e.to_string())
+        })
+    };
+    TrackOverrides {
+        track1: one(TrackNo::T1),
+        track2: one(TrackNo::T2),
+        track3: one(TrackNo::T3),
+    }
+}

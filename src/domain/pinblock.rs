@@ -1,0 +1,222 @@
+//! ISO 9564-1 PIN blocks: format 0 (TDES, 8 bytes), format 2 (the EMV plaintext / reference PIN
+//! block) and format 4 (AES, 16 bytes).
+//!
+//! Clear PIN blocks are secrets: they live in zeroizing buffers and never leave the key store
+//! boundary except as the encrypted forms.
+
+use zeroize::Zeroizing;
+
+use super::crypto::{self, CryptoError};
+use super::fields::{Pan, Pin};
+
+/// Why a PIN block could not be decoded; never carries the block or the PIN.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PinBlockError {
+    #[error("PIN block control field is {found:X}, expected format {expected}")]
+    Format { expected: u8, found: u8 },
+    #[error("PIN block PIN length {0} is not 4-12")]
+    Length(u8),
+    #[error("PIN block holds a non-decimal PIN digit")]
+    Digit,
+    #[error("PIN block fill is not the format's fill pattern")]
+    Fill,
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+}
+
+fn nibble(block: &[u8], i: usize) -> u8 {
+    let b = block[i / 2];
+    if i.is_multiple_of(2) {
+        b >> 4
+    } else {
+        b & 0x0F
+    }
+}
+
+fn set_nibble(block: &mut [u8], i: usize, v: u8) {
+    let b = &mut block[i / 2];
+    if i.is_multiple_of(2) {
+        *b = (*b & 0x0F) | (v << 4);
+    } else {
+        *b = (*b & 0xF0) | (v & 0x0F);
+    }
+}
+
+/// The 8-byte PIN field `C N PIN F..F` with control nibble `control` (0 for format 0, 2 for the
+/// EMV reference/plaintext PIN block).
+pub fn pin_field_fill_f(pin: &Pin, control: u8) -> Zeroizing<[u8; 8]> {
+    let mut f = Zeroizing::new([0xFFu8; 8]);
+    let digits = pin.reveal().as_bytes();
+    set_nibble(f.as_mut(), 0, control & 0x0F);
+    // Pin guarantees 4..=12 digits.
+    set_nibble(f.as_mut(), 1, digits.len() as u8 & 0x0F);
+    for (i, d) in digits.iter().enumerate() {
+        set_nibble(f.as_mut(), 2 + i, d - b'0');
+    }
+    f
+}
+
+fn format0_pan_field(pan: &Pan) -> [u8; 8] {
+    let mut f = [0u8; 8];
+    for (i, d) in pan.rightmost12_excluding_check().bytes().enumerate() {
+        set_nibble(&mut f, 4 + i, d - b'0');
+    }
+    f
+}
+
+/// The clear ISO 9564 format 0 block: PIN field XOR PAN field.
+pub fn iso0_encode(pin: &Pin, pan: &Pan) -> Zeroizing<[u8; 8]> {
+    let mut block = pin_field_fill_f(pin, 0);
+    for (b, p) in block.iter_mut().zip(format0_pan_field(pan)) {
+        *b ^= p;
+    }
+    block
+}
+
+fn read_pin(field: &[u8], control: u8) -> Result<(Pin, usize), PinBlockError> {
+    let found = nibble(field, 0);
+    if found != control {
+        return Err(PinBlockError::Format {
+            expected: control,
+            found,
+        });
+    }
+    let n = nibble(field, 1);
+    if !(4..=12).contains(&n) {
+        return Err(PinBlockError::Length(n));
+    }
+    let mut digits = Zeroizing::new(String::with_capacity(12));
+    for i in 0..usize::from(n) {
+        let d = nibble(field, 2 + i);
+        if d > 9 {
+            return Err(PinBlockError::Digit);
+        }
+        digits.push(char::from(b'0' + d));
+    }
+    let pin = Pin::parse(&digits).map_err(|_| PinBlockError::Digit)?;
+    Ok((pin, 2 + usize::from(n)))
+}
+
+/// Recovers the PIN from a clear ISO 9564 format 0 block.
+pub fn iso0_decode(clear: &[u8; 8], pan: &Pan) -> Result<Pin, PinBlockError> {
+    let mut field = Zeroizing::new(*clear);
+    for (b, p) in field.iter_mut().zip(format0_pan_field(pan)) {
+        *b ^= p;
+    }
+    let (pin, end) = read_pin(field.as_ref(), 0)?;
+    if (end..16).any(|i| nibble(field.as_ref(), i) != 0x0F) {
+        return Err(PinBlockError::Fill);
+    }
+    Ok(pin)
+}
+
+/// Decrypts a TDES-encrypted format 0 block and recovers the PIN.
+pub fn iso0_decrypt(key: &[u8], encrypted: &[u8], pan: &Pan) -> Result<Pin, PinBlockError> {
+    let mut clear = Zeroizing::new([0u8; 8]);
+    if encrypted.len() != 8 {
+        return Err(CryptoError::DataLength {
+            block: 8,
+            got: encrypted.len(),
+        }
+        .into());
+    }
+    clear.copy_from_slice(encrypted);
+    crypto::tdes_ecb_decrypt(key, clear.as_mut())?;
+    iso0_decode(&clear, pan)
+}
+
+/// Encrypts a format 0 block under a TDES key (used by issuer-side tools and tests).
+pub fn iso0_encrypt(key: &[u8], pin: &Pin, pan: &Pan) -> Result<[u8; 8], CryptoError> {
+    let mut block = *iso0_encode(pin, pan);
+    crypto::tdes_ecb_encrypt(key, &mut block)?;
+    Ok(block)
+}
+
+/// The format 4 PIN field: `4 N PIN A..A` (8 bytes) followed by 8 random bytes.
+pub fn iso4_pin_field(pin: &Pin, random: &[u8; 8]) -> Zeroizing<[u8; 16]> {
+    let mut f = Zeroizing::new([0xAAu8; 16]);
+    let digits = pin.reveal().as_bytes();
+    set_nibble(f.as_mut(), 0, 4);
+    set_nibble(f.as_mut(), 1, digits.len() as u8 & 0x0F);
+    for (i, d) in digits.iter().enumerate() {
+        set_nibble(f.as_mut(), 2 + i, d - b'0');
+    }
+    f[8..].copy_from_slice(random);
+    f
+}
+
+/// The format 4 PAN field: `M` (PAN length − 12, 0 for shorter PANs) ‖ PAN (left-padded with
+/// zeros to 12 digits) ‖ zero padding, 16 bytes. `digits` are ASCII digits, at most 19.
+pub fn iso4_pan_field_digits(digits: &[u8]) -> [u8; 16] {
+    let mut f = [0u8; 16];
+    let m = digits.len().saturating_sub(12);
+    set_nibble(&mut f, 0, (m as u8) & 0x0F);
+    let start = 1 + 12usize.saturating_sub(digits.len());
+    for (i, d) in digits.iter().take(19).enumerate() {
+        set_nibble(&mut f, start + i, d.wrapping_sub(b'0') & 0x0F);
+    }
+    f
+}
+
+/// The format 4 PAN field of a PAN.
+pub fn iso4_pan_field(pan: &Pan) -> [u8; 16] {
+    iso4_pan_field_digits(pan.reveal().as_bytes())
+}
+
+/// Enciphers a format 4 block: `E(E(PIN field) ⊕ PAN field)` under an AES key.
+pub fn iso4_encrypt(
+    key: &[u8],
+    pin: &Pin,
+    pan: &Pan,
+    random: &[u8; 8],
+) -> Result<[u8; 16], CryptoError> {
+    let mut block = *iso4_pin_field(pin, random);
+    crypto::aes_ecb_encrypt(key, &mut block)?;
+    for (b, p) in block.iter_mut().zip(iso4_pan_field(pan)) {
+        *b ^= p;
+    }
+    crypto::aes_ecb_encrypt(key, &mut block)?;
+    Ok(block)
+}
+
+/// Deciphers a format 4 block and recovers the PIN.
+pub fn iso4_decrypt(key: &[u8], encrypted: &[u8], pan: &Pan) -> Result<Pin, PinBlockError> {
+    if encrypted.len() != 16 {
+        return Err(CryptoError::DataLength {
+            block: 16,
+            got: encrypted.len(),
+        }
+        .into());
+    }
+    let mut block = Zeroizing::new([0u8; 16]);
+    block.copy_from_slice(encrypted);
+    crypto::aes_ecb_decrypt(key, block.as_mut())?;
+    for (b, p) in block.iter_mut().zip(iso4_pan_field(pan)) {
+        *b ^= p;
+    }
+    crypto::aes_ecb_decrypt(key, block.as_mut())?;
+    let (pin, end) = read_pin(block.as_ref(), 4)?;
+    if (end..16).any(|i| nibble(block.as_ref(), i) != 0x0A) {
+        return Err(PinBlockError::Fill);
+    }
+    Ok(pin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format0_round_trip() {
+        let pin = Pin::parse("1234").expect("pin");
+        let pan = Pan::parse("5413330089012345").expect("pan");
+        let clear = iso0_encode(&pin, &pan);
+        assert_eq!(iso0_decode(&clear, &pan).expect("decode"), pin);
+        let mut broken = *clear;
+        broken[0] ^= 0x10;
+        assert!(matches!(
+            iso0_decode(&broken, &pan),
+            Err(PinBlockError::Format { .. })
+        ));
+    }
+}

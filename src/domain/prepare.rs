@@ -1,0 +1,296 @@
+//! Data preparation: a validated order, its product and the key store in; [`PersoData`] out.
+//!
+//! Everything downstream (previews, encoder, card) reads `PersoData` only. Values are taken from
+//! the order when given and computed with the keys it names otherwise; each injected value records
+//! where it came from.
+
+use std::collections::BTreeMap;
+
+use super::fields::{Cvv, EncodedName, Pvv};
+use super::finding::Finding;
+use super::keystore::{KeyInfo, KeyRef, KeyStore, KeyUsage, PinBlockRef};
+use super::order::Order;
+use super::product::Product;
+use super::track::{self, BuildError, Injected, Track, TrackNo};
+
+/// The three tracks of a card; track 3 only when the order or product has one.
+#[derive(Debug, Clone, Default)]
+pub struct Tracks {
+    /// Track 1.
+    pub track1: Option<Track>,
+    /// Track 2.
+    pub track2: Option<Track>,
+    /// Track 3.
+    pub track3: Option<Track>,
+}
+
+impl Tracks {
+    /// The track with this number, if present.
+    pub fn get(&self, no: TrackNo) -> Option<&Track> {
+        match no {
+            TrackNo::T1 => self.track1.as_ref(),
+            TrackNo::T2 => self.track2.as_ref(),
+            TrackNo::T3 => self.track3.as_ref(),
+        }
+    }
+}
+
+/// Everything prepared for one card.
+#[derive(Debug, Clone)]
+pub struct PersoData {
+    /// Order id.
+    pub order_id: String,
+    /// Product id.
+    pub card_product_id: String,
+    /// Masked PAN, for listings.
+    pub masked_pan: String,
+    /// Cardholder name (visible).
+    pub name: Option<EncodedName>,
+    /// Magnetic stripe tracks.
+    pub tracks: Tracks,
+    /// Where each track and injected value came from (`cvv1` → `computed with cvk #1`).
+    pub sources: BTreeMap<String, String>,
+    /// Every key the preparation used, with its test flag.
+    pub keys_used: Vec<KeyInfo>,
+    /// Warnings from the order and the preparation.
+    pub warnings: Vec<Finding>,
+}
+
+impl PersoData {
+    /// Keys used that are not test keys; clear values may be revealed only when this is empty.
+    pub fn non_test_keys(&self) -> Vec<KeyRef> {
+        self.keys_used
+            .iter()
+            .filter(|k| !k.test)
+            .map(|k| k.key)
+            .collect()
+    }
+}
+
+/// Lazily obtained values and the bookkeeping of where they came from.
+struct Work<'a> {
+    order: &'a Order,
+    product: &'a Product,
+    keys: &'a dyn KeyStore,
+    cvv: Option<Cvv>,
+    pvv: Option<Pvv>,
+    sources: BTreeMap<String, String>,
+    keys_used: Vec<KeyInfo>,
+}
+
+impl Work<'_> {
+    fn use_key(&mut self, key: KeyRef, path: &str) -> Result<(), Finding> {
+        if self.keys_used.iter().any(|k| k.key == key) {
+            return Ok(());
+        }
+        let info = self
+            .keys
+            .info(key)
+            .map_err(|e| Finding::new(path, e.to_string()))?;
+        self.keys_used.push(info);
+        Ok(())
+    }
+
+    fn cvv(&mut self) -> Result<&Cvv, Finding> {
+        if self.cvv.is_none() {
+            let cvv = if let Some(c) = &self.order.cvv1 {
+                self.sources
+                    .insert("cvv1".into(), "order (encryptedData.cvv1)".into());
+                c.clone()
+            } else {
+                let path = "paymentApplication.cvKeyIndex";
+                let index = self.order.payment_application.cv_key_index.ok_or_else(|| {
+                    Finding::new(
+                        "encryptedData.cvv1, paymentApplication.cvKeyIndex",
+                        "the product pattern injects cvv: give cvv1 or a cvKeyIndex to compute it",
+                    )
+                })?;
+                let key = KeyRef::new(KeyUsage::Cvk, index);
+                self.use_key(key, path)?;
+                let cvv = self
+                    .keys
+                    .visa_cvv(
+                        key,
+                        &self.order.pan,
+                        &self.order.exp.to_string(),
+                        self.product.service_code.as_str(),
+                    )
+                    .map_err(|e| Finding::new(path, e.to_string()))?;
+                self.sources
+                    .insert("cvv1".into(), format!("computed with {key}"));
+                cvv
+            };
+            self.cvv = Some(cvv);
+        }
+        self.cvv
+            .as_ref()
+            .ok_or_else(|| Finding::new("encryptedData.cvv1", "internal: CVV not set"))
+    }
+
+    fn pvv(&mut self) -> Result<&Pvv, Finding> {
+        if self.pvv.is_none() {
+            let pvv = if let Some(p) = &self.order.pvv {
+                self.sources
+                    .insert("pvv".into(), "order (encryptedData.pvv)".into());
+                p.clone()
+            } else {
+                let index = self.order.payment_application.pv_key_index.ok_or_else(|| {
+                    Finding::new(
+                        "encryptedData.pvv, paymentApplication.pvKeyIndex",
+                        "the product pattern injects pvv: give pvv or a pvKeyIndex and a PIN to compute it",
+                    )
+                })?;
+                let pin = self.order.pin.as_ref().ok_or_else(|| {
+                    Finding::new(
+                        "encryptedData.pvv, encryptedData.pin",
+                        "the product pattern injects pvv: give pvv or an encrypted PIN to compute it",
+                    )
+                })?;
+                let pvki = self.product.pvki.ok_or_else(|| {
+                    Finding::new(
+                        format!("{}: pvki", self.product.source),
+                        "is required to compute a PVV",
+                    )
+                })?;
+                let pvk = KeyRef::new(KeyUsage::Pvk, index);
+                let pin_key = KeyRef::new(pin.format.key_usage(), pin.kid);
+                self.use_key(pvk, "paymentApplication.pvKeyIndex")?;
+                self.use_key(pin_key, "encryptedData.pin.kid")?;
+                let pin_ref = PinBlockRef {
+                    format: pin.format,
+                    key: pin_key,
+                    block: &pin.block,
+                };
+                let pvv = self
+                    .keys
+                    .visa_pvv(pvk, pvki, &self.order.pan, pin_ref)
+                    .map_err(|e| Finding::new("encryptedData.pin", e.to_string()))?;
+                self.sources.insert(
+                    "pvv".into(),
+                    format!(
+                        "computed with {pvk} (PVKI {pvki}) from the {} PIN block under {pin_key}",
+                        pin.format.as_str()
+                    ),
+                );
+                pvv
+            };
+            self.pvv = Some(pvv);
+        }
+        self.pvv
+            .as_ref()
+            .ok_or_else(|| Finding::new("encryptedData.pvv", "internal: PVV not set"))
+    }
+
+    /// The values a pattern needs, obtained on demand.
+    fn injected(
+        &mut self,
+        uses_cvv: bool,
+        uses_pvv: bool,
+    ) -> Result<(Option<Cvv>, Option<Pvv>), Finding> {
+        let cvv = if uses_cvv {
+            Some(self.cvv()?.clone())
+        } else {
+            None
+        };
+        let pvv = if uses_pvv {
+            Some(self.pvv()?.clone())
+        } else {
+            None
+        };
+        Ok((cvv, pvv))
+    }
+}
+
+fn build_error(no: TrackNo, e: BuildError) -> Finding {
+    Finding::new(format!("computed {}", no.key()), e.to_string())
+}
+
+/// Prepares the magnetic stripe data of one order. Errors name the fields involved.
+pub fn prepare(
+    order: &Order,
+    product: &Product,
+    keys: &dyn KeyStore,
+) -> Result<PersoData, Vec<Finding>> {
+    let mut w = Work {
+        order,
+        product,
+        keys,
+        cvv: None,
+        pvv: None,
+        sources: BTreeMap::new(),
+        keys_used: Vec::new(),
+    };
+    let mut errors = Vec::new();
+    let mut tracks = Tracks::default();
+
+    for no in [TrackNo::T1, TrackNo::T2, TrackNo::T3] {
+        match build_one(&mut w, no) {
+            Ok(Some(t)) => match no {
+                TrackNo::T1 => tracks.track1 = Some(t),
+                TrackNo::T2 => tracks.track2 = Some(t),
+                TrackNo::T3 => tracks.track3 = Some(t),
+            },
+            Ok(None) => {}
+            Err(f) => errors.push(f),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(PersoData {
+        order_id: order.id.clone(),
+        card_product_id: order.card_product_id.clone(),
+        masked_pan: order.pan.masked(),
+        name: order.encoded_name.clone(),
+        tracks,
+        sources: w.sources,
+        keys_used: w.keys_used,
+        warnings: Vec::new(),
+    })
+}
+
+fn build_one(w: &mut Work<'_>, no: TrackNo) -> Result<Option<Track>, Finding> {
+    if let Some(t) = w.order.track_data.get(no) {
+        w.sources
+            .insert(no.key().into(), format!("order (trackData.{})", no.key()));
+        return Ok(Some(t.clone()));
+    }
+    let order = w.order;
+    let product = w.product;
+    let track = match no {
+        TrackNo::T1 => {
+            let name = order.encoded_name.as_ref().ok_or_else(|| {
+                Finding::new(
+                    "encryptedData.encodedName, trackData.track1",
+                    "track 1 must be computed and needs a name: give encodedName or track1",
+                )
+            })?;
+            let p = &product.track1_discretionary;
+            let (cvv, pvv) = w.injected(p.uses_cvv(), p.uses_pvv())?;
+            let values = Injected {
+                cvv: cvv.as_ref(),
+                pvv: pvv.as_ref(),
+            };
+            track::build_track1(&order.pan, name, order.exp, product.service_code, p, values)
+                .map_err(|e| build_error(no, e))?
+        }
+        TrackNo::T2 => {
+            let p = &product.track2_discretionary;
+            let (cvv, pvv) = w.injected(p.uses_cvv(), p.uses_pvv())?;
+            let values = Injected {
+                cvv: cvv.as_ref(),
+                pvv: pvv.as_ref(),
+            };
+            track::build_track2(&order.pan, order.exp, product.service_code, p, values)
+                .map_err(|e| build_error(no, e))?
+        }
+        TrackNo::T3 => {
+            let Some(body) = &product.track3_body else {
+                return Ok(None);
+            };
+            track::build_track3(&order.pan, body).map_err(|e| build_error(no, e))?
+        }
+    };
+    w.sources.insert(no.key().into(), "computed".into());
+    Ok(Some(track))
+}

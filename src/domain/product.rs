@@ -1,0 +1,281 @@
+//! Card products (`profiles/products/*.toml`): service code, discretionary data patterns, track 3
+//! body, PVKI and the chip profile. Parsed from text here; the directory walk is an adapter's job.
+//!
+//! Pattern grammar: `|`-separated segments; `cvv` and `pvv` are tokens, any other segment is a
+//! literal (digits only on track 2, the track 1 character set on track 1). A lower-case word that
+//! is not a known token is an unknown token.
+
+use super::fields::{ServiceCode, is_track1_char};
+use super::finding::Finding;
+use super::order::OrderRules;
+
+/// One segment of a discretionary data pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// Written as is.
+    Literal(String),
+    /// CVV1: given in the order or computed with the CVK.
+    Cvv,
+    /// PVV: given in the order or computed with the PVK.
+    Pvv,
+}
+
+/// A discretionary data pattern such as `000000|cvv|000000`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Pattern {
+    /// The segments in order.
+    pub segments: Vec<Segment>,
+}
+
+/// Which track a pattern is for (decides the literal character set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatternTrack {
+    /// Track 1: ISO 7813 track 1 set.
+    Track1,
+    /// Track 2: digits only.
+    Track2,
+}
+
+impl Pattern {
+    /// Parses a pattern; the error names the offending segment.
+    pub fn parse(s: &str, track: PatternTrack) -> Result<Self, String> {
+        if s.is_empty() {
+            return Ok(Self::default());
+        }
+        let mut segments = Vec::new();
+        for (i, seg) in s.split('|').enumerate() {
+            let n = i + 1;
+            if seg.is_empty() {
+                return Err(format!("segment {n} is empty"));
+            }
+            if seg.bytes().all(|b| b.is_ascii_lowercase()) {
+                segments.push(match seg {
+                    "cvv" => Segment::Cvv,
+                    "pvv" => Segment::Pvv,
+                    _ => {
+                        return Err(format!(
+                            "segment {n} `{seg}` is an unknown token (known: cvv, pvv)"
+                        ));
+                    }
+                });
+                continue;
+            }
+            let ok = match track {
+                PatternTrack::Track2 => seg.bytes().all(|b| b.is_ascii_digit()),
+                PatternTrack::Track1 => seg
+                    .chars()
+                    .all(|c| is_track1_char(c) && !matches!(c, '^' | '%' | '?')),
+            };
+            if !ok {
+                let set = match track {
+                    PatternTrack::Track2 => "digits only on track 2",
+                    PatternTrack::Track1 => "the track 1 character set without ^ % ?",
+                };
+                return Err(format!("segment {n} `{seg}` is not a literal of {set}"));
+            }
+            segments.push(Segment::Literal(seg.into()));
+        }
+        Ok(Self { segments })
+    }
+
+    /// True when the pattern injects the CVV.
+    pub fn uses_cvv(&self) -> bool {
+        self.segments.contains(&Segment::Cvv)
+    }
+
+    /// True when the pattern injects the PVV.
+    pub fn uses_pvv(&self) -> bool {
+        self.segments.contains(&Segment::Pvv)
+    }
+}
+
+/// A card product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Product {
+    /// Matches the order's `cardProductId`.
+    pub card_product_id: String,
+    /// Chip profile name (`profiles/chip/<name>.toml`), used by Model 1.
+    pub chip_profile: Option<String>,
+    /// Magnetic stripe service code.
+    pub service_code: ServiceCode,
+    /// Track 1 discretionary data pattern.
+    pub track1_discretionary: Pattern,
+    /// Track 2 discretionary data pattern.
+    pub track2_discretionary: Pattern,
+    /// Track 3 body after `PAN=`; no track 3 without it.
+    pub track3_body: Option<String>,
+    /// PVV key index digit.
+    pub pvki: Option<u8>,
+    /// A PAN with a wrong Luhn check digit is only a warning (test products only).
+    pub luhn_warning_only: bool,
+    /// The file it came from, for messages.
+    pub source: String,
+}
+
+const KNOWN_KEYS: [&str; 8] = [
+    "card_product_id",
+    "chip_profile",
+    "service_code",
+    "track1_discretionary",
+    "track2_discretionary",
+    "track3_body",
+    "pvki",
+    "pan_luhn",
+];
+
+struct Fields<'a> {
+    file: &'a str,
+    table: &'a toml::Table,
+}
+
+impl Fields<'_> {
+    fn err(&self, key: &str, rule: impl Into<String>) -> Finding {
+        Finding::new(format!("{}: {key}", self.file), rule)
+    }
+
+    fn string(&self, key: &str) -> Result<Option<&str>, Finding> {
+        match self.table.get(key) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(self.err(key, "must be a string")),
+        }
+    }
+
+    fn required(&self, key: &str) -> Result<&str, Finding> {
+        self.string(key)?
+            .ok_or_else(|| self.err(key, "is required"))
+    }
+}
+
+impl Product {
+    /// Parses a product file's text; `file` names it in errors. Unknown keys are errors (they are
+    /// usually typos that would otherwise silently change a card).
+    pub fn from_toml(file: &str, text: &str) -> Result<Self, Finding> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            Finding::new(file, format!("not valid TOML: {}", e.message()))
+        })?;
+        let f = Fields {
+            file,
+            table: &table,
+        };
+        if let Some(k) = table.keys().find(|k| !KNOWN_KEYS.contains(&k.as_str())) {
+            return Err(f.err(k, format!("unknown key (known: {})", KNOWN_KEYS.join(", "))));
+        }
+        let card_product_id = f.required("card_product_id")?;
+        if card_product_id.trim().is_empty() {
+            return Err(f.err("card_product_id", "must not be empty"));
+        }
+        let service_code = ServiceCode::parse(f.required("service_code")?)
+            .map_err(|r| f.err("service_code", r))?;
+        let pattern = |key, track| -> Result<Pattern, Finding> {
+            Pattern::parse(f.string(key)?.unwrap_or(""), track).map_err(|r| f.err(key, r))
+        };
+        let track1_discretionary = pattern("track1_discretionary", PatternTrack::Track1)?;
+        let track2_discretionary = pattern("track2_discretionary", PatternTrack::Track2)?;
+        let track3_body = match f.string("track3_body")? {
+            None => None,
+            Some(b) if !b.is_empty() && b.bytes().all(|c| c.is_ascii_digit() || c == b'=') => {
+                Some(b.to_string())
+            }
+            Some(_) => {
+                return Err(f.err("track3_body", "must be digits and '=' separators only"));
+            }
+        };
+        let pvki = match table.get("pvki") {
+            None => None,
+            Some(toml::Value::String(s)) if s.len() == 1 && s.as_bytes()[0].is_ascii_digit() => {
+                Some(s.as_bytes()[0] - b'0')
+            }
+            Some(toml::Value::Integer(i)) if (0..=9).contains(i) => Some(*i as u8),
+            Some(_) => return Err(f.err("pvki", "must be one digit 0-9")),
+        };
+        if pvki.is_none() && (track1_discretionary.uses_pvv() || track2_discretionary.uses_pvv()) {
+            return Err(f.err("pvki", "is required because a pattern uses the pvv token"));
+        }
+        let luhn_warning_only = match f.string("pan_luhn")? {
+            None | Some("error") => false,
+            Some("warn") => true,
+            Some(_) => return Err(f.err("pan_luhn", "must be \"error\" or \"warn\"")),
+        };
+        Ok(Self {
+            card_product_id: card_product_id.to_string(),
+            luhn_warning_only,
+            chip_profile: f.string("chip_profile")?.map(str::to_string),
+            service_code,
+            track1_discretionary,
+            track2_discretionary,
+            track3_body,
+            pvki,
+            source: file.to_string(),
+        })
+    }
+}
+
+/// All products by id. Duplicate ids are an error naming both files.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    products: Vec<Product>,
+}
+
+impl Catalog {
+    /// Builds a catalog, rejecting duplicate ids.
+    pub fn new(products: Vec<Product>) -> Result<Self, Finding> {
+        for (i, p) in products.iter().enumerate() {
+            if let Some(q) = products[..i]
+                .iter()
+                .find(|q| q.card_product_id == p.card_product_id)
+            {
+                return Err(Finding::new(
+                    format!("{}: card_product_id", p.source),
+                    format!(
+                        "product {} is already defined in {}",
+                        p.card_product_id, q.source
+                    ),
+                ));
+            }
+        }
+        Ok(Self { products })
+    }
+
+    /// Looks a product up by `cardProductId`.
+    pub fn get(&self, id: &str) -> Option<&Product> {
+        self.products.iter().find(|p| p.card_product_id == id)
+    }
+
+    /// All products.
+    pub fn products(&self) -> &[Product] {
+        &self.products
+    }
+
+    /// The order rules these products imply.
+    pub fn order_rules(&self) -> OrderRules {
+        OrderRules {
+            luhn_warning_only: self
+                .products
+                .iter()
+                .filter(|p| p.luhn_warning_only)
+                .map(|p| p.card_product_id.clone())
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pattern_tokens_and_literals() {
+        let p = Pattern::parse("000000|cvv|000000", PatternTrack::Track2).expect("valid");
+        assert_eq!(p.segments.len(), 3);
+        assert!(p.uses_cvv() && !p.uses_pvv());
+        assert!(
+            Pattern::parse("00|cvc", PatternTrack::Track2)
+                .expect_err("unknown")
+                .contains("unknown token")
+        );
+        assert!(Pattern::parse("00A|cvv", PatternTrack::Track2).is_err());
+        assert!(Pattern::parse("00 A|cvv", PatternTrack::Track1).is_ok());
+        assert!(Pattern::parse("00||cvv", PatternTrack::Track1).is_err());
+    }
+}

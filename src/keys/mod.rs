@@ -1,0 +1,8 @@
+//! Key store adapters implementing [`crate::domain::keystore::KeyStore`].
+//!
+//! [`software::SoftwareKeyStore`] holds keys read from a TOML file (format in README.md); an HSM
+//! adapter can replace it without touching the domain.
+
+pub mod software;
+
+pub use software::{KeyFileError, SoftwareKeyStore};

@@ -1,0 +1,289 @@
+//! A software key store read from TOML:
+//!
+//! ```toml
+//! [[key]]
+//! usage = "cvk"          # cvk | pvk | zpk | pin-tk | imk-ac | imk-smi | imk-smc | kek | kmc | issuer-rsa
+//! index = 3              # the index orders use
+//! algorithm = "tdes"     # tdes (16 or 24 bytes) | aes (16, 24, 32 bytes)
+//! value = "0123456789ABCDEFFEDCBA9876543210"
+//! kcv = "08D7B4"         # checked at load
+//! test = true            # only test keys may ever be revealed
+//! ```
+//!
+//! Key values are zeroized on drop and never appear in `Debug` or in errors.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use zeroize::Zeroizing;
+
+use crate::domain::crypto;
+use crate::domain::fields::{Cvv, Pan, PinBlockFormat, Pvv};
+use crate::domain::keystore::{
+    KeyAlgorithm, KeyError, KeyInfo, KeyRef, KeyStore, KeyUsage, PinBlockRef,
+};
+use crate::domain::{cvv, pinblock, pvv};
+
+/// A key file could not be loaded. Names the file, the entry and the rule, never a key value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {location}: {rule}")]
+pub struct KeyFileError {
+    /// The file.
+    pub file: String,
+    /// `key[3].kcv`, or `key cvk #3`, or the TOML position.
+    pub location: String,
+    /// The rule.
+    pub rule: String,
+}
+
+struct Entry {
+    info: KeyInfo,
+    value: Zeroizing<Vec<u8>>,
+}
+
+impl fmt::Debug for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entry")
+            .field("info", &self.info)
+            .field("value", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Keys held in memory, looked up by usage and index.
+#[derive(Debug, Default)]
+pub struct SoftwareKeyStore {
+    keys: BTreeMap<KeyRef, Entry>,
+    source: String,
+}
+
+const KEY_FIELDS: [&str; 6] = ["usage", "index", "algorithm", "value", "kcv", "test"];
+
+impl SoftwareKeyStore {
+    /// Reads and checks a key file.
+    pub fn load(path: &Path) -> Result<Self, KeyFileError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| KeyFileError {
+            file: file.clone(),
+            location: "file".into(),
+            rule: format!("cannot be read: {}", e.kind()),
+        })?;
+        Self::from_toml(&file, &text)
+    }
+
+    /// Parses and checks key file text; `file` names it in errors.
+    pub fn from_toml(file: &str, text: &str) -> Result<Self, KeyFileError> {
+        let err = |location: String, rule: String| KeyFileError {
+            file: file.to_string(),
+            location,
+            rule,
+        };
+        // A TOML syntax error message quotes the offending line, which may hold a key value, so
+        // only the position is kept.
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            let at = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                    format!("line {line}")
+                })
+                .unwrap_or_else(|| "file".into());
+            err(at, "not valid TOML".into())
+        })?;
+        if let Some(k) = table.keys().find(|k| k.as_str() != "key") {
+            return Err(err(
+                k.clone(),
+                "unknown top-level key (expected [[key]] tables)".into(),
+            ));
+        }
+        let entries = match table.get("key") {
+            None => &Vec::new(),
+            Some(toml::Value::Array(a)) => a,
+            Some(_) => {
+                return Err(err(
+                    "key".into(),
+                    "must be an array of [[key]] tables".into(),
+                ));
+            }
+        };
+        let mut keys = BTreeMap::new();
+        for (i, e) in entries.iter().enumerate() {
+            let loc = |field: &str| format!("key[{}].{field}", i + 1);
+            let toml::Value::Table(t) = e else {
+                return Err(err(format!("key[{}]", i + 1), "must be a table".into()));
+            };
+            if let Some(k) = t.keys().find(|k| !KEY_FIELDS.contains(&k.as_str())) {
+                return Err(err(
+                    loc(k),
+                    format!("unknown field (known: {})", KEY_FIELDS.join(", ")),
+                ));
+            }
+            let s = |field: &str| -> Result<&str, KeyFileError> {
+                match t.get(field) {
+                    Some(toml::Value::String(s)) => Ok(s),
+                    Some(_) => Err(err(loc(field), "must be a string".into())),
+                    None => Err(err(loc(field), "is required".into())),
+                }
+            };
+            let usage_s = s("usage")?;
+            let usage = KeyUsage::parse(usage_s).ok_or_else(|| {
+                let known: Vec<_> = KeyUsage::ALL.iter().map(|u| u.as_str()).collect();
+                err(
+                    loc("usage"),
+                    format!("unknown usage `{usage_s}` (known: {})", known.join(", ")),
+                )
+            })?;
+            let index = match t.get("index") {
+                Some(toml::Value::Integer(n)) => u32::try_from(*n)
+                    .map_err(|_| err(loc("index"), "must be a non-negative integer".into()))?,
+                Some(_) => return Err(err(loc("index"), "must be a non-negative integer".into())),
+                None => return Err(err(loc("index"), "is required".into())),
+            };
+            let key = KeyRef::new(usage, index);
+            let algorithm = match s("algorithm")? {
+                "tdes" => KeyAlgorithm::Tdes,
+                "aes" => KeyAlgorithm::Aes,
+                "rsa" => {
+                    return Err(err(
+                        loc("algorithm"),
+                        "rsa keys are not supported by this key file version yet".into(),
+                    ));
+                }
+                _ => return Err(err(loc("algorithm"), "must be tdes or aes".into())),
+            };
+            let value_hex = Zeroizing::new(s("value")?.to_string());
+            if !value_hex.len().is_multiple_of(2)
+                || !value_hex.bytes().all(|b| b.is_ascii_hexdigit())
+            {
+                return Err(err(
+                    format!("key {key}: value"),
+                    "must be an even number of hex digits".into(),
+                ));
+            }
+            let value = Zeroizing::new(
+                hex::decode(value_hex.as_bytes())
+                    .map_err(|_| err(format!("key {key}: value"), "must be hex".into()))?,
+            );
+            let (ok_len, lengths) = match algorithm {
+                KeyAlgorithm::Tdes => (matches!(value.len(), 16 | 24), "16 or 24 bytes"),
+                KeyAlgorithm::Aes => (matches!(value.len(), 16 | 24 | 32), "16, 24 or 32 bytes"),
+                KeyAlgorithm::Rsa => (false, "n/a"),
+            };
+            if !ok_len {
+                return Err(err(
+                    format!("key {key}: value"),
+                    format!(
+                        "is {} bytes; {} keys are {lengths}",
+                        value.len(),
+                        algorithm.as_str()
+                    ),
+                ));
+            }
+            let kcv = match algorithm {
+                KeyAlgorithm::Aes => crypto::kcv_aes(&value),
+                _ => crypto::kcv_tdes(&value),
+            }
+            .map_err(|e| err(format!("key {key}: value"), e.to_string()))?;
+            let kcv_hex = hex::encode_upper(kcv);
+            let declared = s("kcv")?;
+            if !declared.eq_ignore_ascii_case(&kcv_hex) {
+                return Err(err(
+                    format!("key {key}: kcv"),
+                    "does not match the key value (check value mismatch)".into(),
+                ));
+            }
+            let test = match t.get("test") {
+                None => false,
+                Some(toml::Value::Boolean(b)) => *b,
+                Some(_) => return Err(err(loc("test"), "must be true or false".into())),
+            };
+            let info = KeyInfo {
+                key,
+                algorithm,
+                kcv: kcv_hex,
+                test,
+            };
+            if keys.insert(key, Entry { info, value }).is_some() {
+                return Err(err(
+                    format!("key {key}"),
+                    "is defined twice (usage and index must be unique)".into(),
+                ));
+            }
+        }
+        Ok(Self {
+            keys,
+            source: file.to_string(),
+        })
+    }
+
+    /// The file the keys came from.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Every key's public information.
+    pub fn list(&self) -> Vec<KeyInfo> {
+        self.keys.values().map(|e| e.info.clone()).collect()
+    }
+
+    fn entry(&self, key: KeyRef, needed: KeyAlgorithm) -> Result<&Entry, KeyError> {
+        let e = self.keys.get(&key).ok_or(KeyError::NotFound(key))?;
+        if e.info.algorithm != needed {
+            return Err(KeyError::WrongAlgorithm {
+                key,
+                found: e.info.algorithm.as_str(),
+                needed: needed.as_str(),
+            });
+        }
+        Ok(e)
+    }
+}
+
+impl KeyStore for SoftwareKeyStore {
+    fn info(&self, key: KeyRef) -> Result<KeyInfo, KeyError> {
+        self.keys
+            .get(&key)
+            .map(|e| e.info.clone())
+            .ok_or(KeyError::NotFound(key))
+    }
+
+    fn visa_cvv(
+        &self,
+        cvk: KeyRef,
+        pan: &Pan,
+        exp: &str,
+        service_code: &str,
+    ) -> Result<Cvv, KeyError> {
+        let e = self.entry(cvk, KeyAlgorithm::Tdes)?;
+        cvv::visa_cvv(&e.value, pan.reveal(), exp, service_code)
+            .map_err(|source| KeyError::Crypto { key: cvk, source })
+    }
+
+    fn visa_pvv(
+        &self,
+        pvk: KeyRef,
+        pvki: u8,
+        pan: &Pan,
+        pin: PinBlockRef<'_>,
+    ) -> Result<Pvv, KeyError> {
+        let pvk_entry = self.entry(pvk, KeyAlgorithm::Tdes)?;
+        let pin_key = pin.key;
+        let clear_pin = match pin.format {
+            PinBlockFormat::Iso0 | PinBlockFormat::Iso0Tk => {
+                let e = self.entry(pin_key, KeyAlgorithm::Tdes)?;
+                pinblock::iso0_decrypt(&e.value, pin.block.bytes(), pan)
+            }
+            PinBlockFormat::Iso4 => {
+                let e = self.entry(pin_key, KeyAlgorithm::Aes)?;
+                pinblock::iso4_decrypt(&e.value, pin.block.bytes(), pan)
+            }
+        }
+        .map_err(|source| KeyError::PinBlock {
+            key: pin_key,
+            source,
+        })?;
+        pvv::visa_pvv(&pvk_entry.value, pan, pvki, &clear_pin)
+            .map_err(|source| KeyError::Crypto { key: pvk, source })
+    }
+}

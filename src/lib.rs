@@ -1,0 +1,15 @@
+//! persodesk: a card personalization workstation.
+//!
+//! - [`domain`]: pure, sans-I/O card logic (orders, products, tracks, CVV/PVV/PIN blocks, masking).
+//! - [`keys`]: key store adapters behind the domain's key store port.
+//! - [`catalog`]: loading product files from a directory.
+//! - [`devices`]: adapters to real devices (magnetic stripe encoder, ...).
+//! - [`sim`]: simulated devices for tests and demos.
+//! - [`cli`]: the command line.
+
+pub mod catalog;
+pub mod cli;
+pub mod devices;
+pub mod domain;
+pub mod keys;
+pub mod sim;

@@ -1,0 +1,5 @@
+//! The `persodesk` binary.
+
+fn main() -> std::process::ExitCode {
+    persodesk::cli::main()
+}

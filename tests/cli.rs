@@ -1,0 +1,292 @@
+//! The command line through the built binary: acceptance examples, exit codes, reveal policy, and
+//! no sensitive data in logs or output at trace level.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn persodesk(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_persodesk"));
+    cmd.current_dir(root()).args(args).env_remove("RUST_LOG");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("persodesk runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn json_lines(o: &Output) -> Vec<serde_json::Value> {
+    stdout(o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect()
+}
+
+const FIXTURE_ARGS: [&str; 4] = [
+    "--profiles",
+    "tests/fixtures/profiles",
+    "--keys",
+    "tests/fixtures/keys.toml",
+];
+
+#[test]
+fn acceptance_1_seed_example_revealed_and_masked() {
+    let args = [
+        "prepare",
+        "assets/demo/orders.json",
+        "--order",
+        "DEMO-MC-0001",
+        "--json",
+    ];
+    let o = persodesk(&[&args[..], &["--reveal"]].concat(), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = &json_lines(&o)[0];
+    assert_eq!(v["id"], "DEMO-MC-0001");
+    assert_eq!(v["cardProductId"], "DEMO_MC_DEBIT");
+    assert_eq!(
+        v["tracks"]["track1"],
+        "%B5413330089012345^DOE/ALICE^2906201000000123000000?"
+    );
+    assert_eq!(
+        v["tracks"]["track2"],
+        ";5413330089012345=29062010000012300000?"
+    );
+    assert_eq!(v["tracks"]["track3"], ";5413330089012345=123456789012345?");
+    assert_eq!(v["sources"]["cvv1"], "order (encryptedData.cvv1)");
+
+    let o = persodesk(&args, &[]);
+    assert!(o.status.success());
+    let v = &json_lines(&o)[0];
+    assert_eq!(
+        v["tracks"]["track1"],
+        "%B541333******2345^DOE/ALICE^2906201000000***000000?"
+    );
+    assert_eq!(
+        v["tracks"]["track2"],
+        ";541333******2345=290620100000***00000?"
+    );
+    assert_eq!(v["tracks"]["track3"], ";541333******2345=123456789012345?");
+    assert!(!stdout(&o).contains("5413330089012345"));
+}
+
+#[test]
+fn acceptance_2_cvv_and_pvv_from_keys_match_published_vectors() {
+    let o = persodesk(
+        &[
+            &[
+                "prepare",
+                "tests/fixtures/kat_orders.json",
+                "--json",
+                "--reveal",
+                "--order",
+                "CVV-KAT",
+            ][..],
+            &FIXTURE_ARGS,
+        ]
+        .concat(),
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = &json_lines(&o)[0];
+    // Visa CVV classic example: CVK 0123..3210, PAN 4123456789012345, 8701, SC 101 -> 561.
+    assert_eq!(v["tracks"]["track2"], ";4123456789012345=8701101561?");
+    assert_eq!(
+        v["tracks"]["track1"],
+        "%B4123456789012345^KAT/CVV^8701101561?"
+    );
+    assert_eq!(v["sources"]["cvv1"], "computed with cvk #1");
+    assert_eq!(v["tracks"]["track3"], serde_json::Value::Null);
+
+    // The PIN block is the ISO 0 block of PIN 4524 for PAN 1122334455667788 under zpk #1
+    // (made with Python's `cryptography`); psec's PVV vector: PVK 0123..3210, PVKI 1 -> 8523.
+    let o = persodesk(
+        &[
+            &[
+                "prepare",
+                "tests/fixtures/kat_orders.json",
+                "--json",
+                "--reveal",
+                "--order",
+                "PVV-KAT",
+            ][..],
+            &FIXTURE_ARGS,
+        ]
+        .concat(),
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = &json_lines(&o)[0];
+    assert_eq!(v["tracks"]["track2"], ";1122334455667788=300120118523000?");
+    assert!(
+        v["sources"]["pvv"]
+            .as_str()
+            .expect("source")
+            .starts_with("computed with pvk #1 (PVKI 1)")
+    );
+}
+
+#[test]
+fn reveal_is_refused_when_a_key_is_not_a_test_key() {
+    let o = persodesk(
+        &[
+            &[
+                "prepare",
+                "tests/fixtures/kat_orders.json",
+                "--reveal",
+                "--order",
+                "NON-TEST-KEY",
+            ][..],
+            &FIXTURE_ARGS,
+        ]
+        .concat(),
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--reveal refused: key cvk #9 is not a test key"));
+    assert!(!stdout(&o).contains("4123456789012345"));
+    // Masked output of the same order is fine.
+    let o = persodesk(
+        &[
+            &[
+                "prepare",
+                "tests/fixtures/kat_orders.json",
+                "--order",
+                "NON-TEST-KEY",
+            ][..],
+            &FIXTURE_ARGS,
+        ]
+        .concat(),
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn validate_exit_codes() {
+    let o = persodesk(&["validate", "assets/demo/orders.json"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("6 orders: 6 valid, 0 invalid"));
+
+    let dir = tempdir();
+    let bad = dir.join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"cards": [{"cardId": "A", "cardProductId": "DEMO_MC_DEBIT", "encryptedData": {"pan": "5413330089012345", "exp": "2913"}},
+                      {"cardId": "B", "cardProductId": "NOPE", "encryptedData": {"pan": "4761739001010010", "exp": "2912"}}]}"#,
+    )
+    .expect("write");
+    let o = persodesk(&["validate", bad.to_str().expect("utf8")], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(
+        out.contains("encryptedData.exp: month 13 is not 01-12"),
+        "{out}"
+    );
+    assert!(
+        out.contains("cardProductId: product NOPE is not in"),
+        "{out}"
+    );
+
+    let garbage = dir.join("garbage.json");
+    std::fs::write(&garbage, "{this is not json").expect("write");
+    let o = persodesk(&["validate", garbage.to_str().expect("utf8")], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = persodesk(&["validate", "no/such/file.json"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("cannot be read"));
+    let o = persodesk(
+        &[
+            "prepare",
+            "assets/demo/orders.json",
+            "--keys",
+            "no/such/keys.toml",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn prepare_failures_name_the_fields() {
+    let dir = tempdir();
+    let f = dir.join("o.json");
+    // Needs a computed CVV but has neither cvv1 nor cvKeyIndex; and an unknown key index.
+    std::fs::write(
+        &f,
+        r#"{"cardId": "X", "cardProductId": "DEMO_MC_DEBIT", "encryptedData": {"pan": "5413330089012345", "exp": "2906", "encodedName": "A/B"}}
+{"cardId": "Y", "cardProductId": "DEMO_MC_DEBIT", "encryptedData": {"pan": "5413330089012345", "exp": "2906"}, "paymentApplication": {"cvKeyIndex": 7}}"#,
+    )
+    .expect("write");
+    let o = persodesk(&["prepare", f.to_str().expect("utf8")], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(
+        out.contains("encryptedData.cvv1, paymentApplication.cvKeyIndex"),
+        "{out}"
+    );
+    assert!(
+        out.contains("encryptedData.encodedName, trackData.track1"),
+        "{out}"
+    );
+    assert!(out.contains("key cvk #7 is not in the key store"), "{out}");
+}
+
+#[test]
+fn no_sensitive_value_in_logs_or_masked_output_at_trace_level() {
+    let o = persodesk(
+        &["prepare", "assets/demo/orders.json"],
+        &[("RUST_LOG", "trace")],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o2 = persodesk(
+        &["prepare", "assets/demo/orders.json", "--json"],
+        &[("RUST_LOG", "trace")],
+    );
+    let text = format!("{}{}{}{}", stdout(&o), stderr(&o), stdout(&o2), stderr(&o2));
+    assert!(
+        stderr(&o).contains("products loaded"),
+        "trace logging is on"
+    );
+    let orders = std::fs::read_to_string(root().join("assets/demo/orders.json")).expect("orders");
+    let keys = std::fs::read_to_string(root().join("assets/demo/keys.toml")).expect("keys");
+    let mut secrets: Vec<String> = vec![
+        "5413330089012345".into(),
+        "4761739001010010".into(),
+        // CVV1 and PVV in their track context.
+        "000000123000000".into(),
+        "0000012300000".into(),
+        "28051010000987".into(),
+    ];
+    for field in ["encryptedPin"] {
+        for part in orders.split(&format!("\"{field}\": \"")).skip(1) {
+            secrets.push(part.split('"').next().expect("value").to_string());
+        }
+    }
+    for part in keys.split("value = \"").skip(1) {
+        secrets.push(part.split('"').next().expect("value").to_string());
+    }
+    assert!(secrets.len() > 10);
+    for s in &secrets {
+        assert!(!text.contains(s.as_str()), "a sensitive value leaked");
+    }
+}
+
+fn tempdir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "persodesk-cli-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::create_dir_all(&d).expect("tempdir");
+    d
+}

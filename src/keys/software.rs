@@ -37,9 +37,11 @@ pub struct KeyFileError {
     pub rule: String,
 }
 
-struct Entry {
-    info: KeyInfo,
-    value: Zeroizing<Vec<u8>>,
+/// One stored key. Other key store traits implemented for [`SoftwareKeyStore`] (in sibling
+/// files) read values through [`SoftwareKeyStore::entry`]; values never leave `keys/`.
+pub(crate) struct Entry {
+    pub(crate) info: KeyInfo,
+    pub(crate) value: Zeroizing<Vec<u8>>,
 }
 
 impl fmt::Debug for Entry {
@@ -227,7 +229,8 @@ impl SoftwareKeyStore {
         self.keys.values().map(|e| e.info.clone()).collect()
     }
 
-    fn entry(&self, key: KeyRef, needed: KeyAlgorithm) -> Result<&Entry, KeyError> {
+    /// The entry of `key`, checked to be of the `needed` algorithm.
+    pub(crate) fn entry(&self, key: KeyRef, needed: KeyAlgorithm) -> Result<&Entry, KeyError> {
         let e = self.keys.get(&key).ok_or(KeyError::NotFound(key))?;
         if e.info.algorithm != needed {
             return Err(KeyError::WrongAlgorithm {

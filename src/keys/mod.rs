@@ -4,5 +4,6 @@
 //! adapter can replace it without touching the domain.
 
 pub mod software;
+mod software_envelope;
 
 pub use software::{KeyFileError, SoftwareKeyStore};

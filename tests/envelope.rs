@@ -71,12 +71,24 @@ fn every_alteration_is_rejected_with_its_rule() {
             envelope::open(v.alg, kek, mk, tlv, mac, s).map(|_| ())
         };
         // One bit in the first block of tlvData garbles that block (CBC): the MAC catches it.
-        assert_eq!(open(&kek, &mk, &flip(&tlv, 0), &mac), Err(EnvelopeError::MacMismatch));
-        assert_eq!(open(&kek, &flip(&mk, 3), &tlv, &mac), Err(EnvelopeError::MacMismatch));
-        assert_eq!(open(&kek, &mk, &tlv, &flip(&mac, 7)), Err(EnvelopeError::MacMismatch));
+        assert_eq!(
+            open(&kek, &mk, &flip(&tlv, 0), &mac),
+            Err(EnvelopeError::MacMismatch)
+        );
+        assert_eq!(
+            open(&kek, &flip(&mk, 3), &tlv, &mac),
+            Err(EnvelopeError::MacMismatch)
+        );
+        assert_eq!(
+            open(&kek, &mk, &tlv, &flip(&mac, 7)),
+            Err(EnvelopeError::MacMismatch)
+        );
         // The last block holds the padding: a flip there breaks it.
         let last = tlv.len() - 1;
-        assert_eq!(open(&kek, &mk, &flip(&tlv, last), &mac), Err(EnvelopeError::Padding));
+        assert_eq!(
+            open(&kek, &mk, &flip(&tlv, last), &mac),
+            Err(EnvelopeError::Padding)
+        );
         assert!(matches!(
             open(&kek, &mk, &tlv[..tlv.len() - 3], &mac),
             Err(EnvelopeError::CiphertextLength { .. })
@@ -87,7 +99,10 @@ fn every_alteration_is_rejected_with_its_rule() {
         ));
         assert!(matches!(
             open(&kek, &mk, &tlv, &mac[..4]),
-            Err(EnvelopeError::MacLength { expected: 8, got: 4 })
+            Err(EnvelopeError::MacLength {
+                expected: 8,
+                got: 4
+            })
         ));
         // A wrong KEK of the right size (bit 7: not a DES parity bit): padding or MAC fails.
         let mut wrong = kek.clone();
@@ -99,8 +114,15 @@ fn every_alteration_is_rejected_with_its_rule() {
 #[test]
 fn error_messages_carry_no_data() {
     let v = &VECTORS[0];
-    let e = envelope::open(v.alg, &h(v.kek), &h(v.mac_key), &h(v.tlv), &[0; 8], EnvelopeSettings::default())
-        .expect_err("bad mac");
+    let e = envelope::open(
+        v.alg,
+        &h(v.kek),
+        &h(v.mac_key),
+        &h(v.tlv),
+        &[0; 8],
+        EnvelopeSettings::default(),
+    )
+    .expect_err("bad mac");
     let text = e.to_string();
     assert!(text.contains("mac: verification failed"));
     assert!(!text.contains("5413330089012345") && !text.contains("5884"));

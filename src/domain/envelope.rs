@@ -54,9 +54,13 @@ pub const MAC_KEY_LEN: usize = 16;
 pub enum EnvelopeError {
     #[error("macKey: must be {MAC_KEY_LEN} bytes wrapped under the KEK, got {0}")]
     MacKeyLength(usize),
-    #[error("tlvData: ciphertext length {len} is not a whole number of {block}-byte blocks (truncated?)")]
+    #[error(
+        "tlvData: ciphertext length {len} is not a whole number of {block}-byte blocks (truncated?)"
+    )]
     CiphertextLength { len: usize, block: usize },
-    #[error("tlvData: padding is not ISO/IEC 7816-4 (80 00..) after decryption (wrong KEK or corrupted data)")]
+    #[error(
+        "tlvData: padding is not ISO/IEC 7816-4 (80 00..) after decryption (wrong KEK or corrupted data)"
+    )]
     Padding,
     #[error("mac: must be {expected} bytes, got {got}")]
     MacLength { expected: usize, got: usize },

@@ -36,7 +36,14 @@ impl EnvelopeKeys for SoftwareKeyStore {
         settings: EnvelopeSettings,
     ) -> Result<Zeroizing<Vec<u8>>, EnvelopeKeyError> {
         let (alg, key) = self.kek(kek)?;
-        Ok(envelope::open(alg, key, wrapped_mac_key, tlv_data, mac, settings)?)
+        Ok(envelope::open(
+            alg,
+            key,
+            wrapped_mac_key,
+            tlv_data,
+            mac,
+            settings,
+        )?)
     }
 
     fn seal_envelope(

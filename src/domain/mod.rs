@@ -7,6 +7,7 @@ pub mod crypto;
 pub mod cvv;
 pub mod decimal;
 pub mod dgi;
+pub mod dgi_text;
 pub mod emv_keys;
 pub mod envelope;
 pub mod fields;

@@ -290,17 +290,27 @@ fn a_failing_card_shows_the_failed_step() {
     h.get_by_label("Orders").click();
     h.step();
     h.step();
-    select(&mut h, "DEMO-VISA-0002");
+    select(&mut h, "DEMO-MC-0002");
     h.get_by_label("Personalize this card").click();
     h.step();
     wait(&mut h, "the personalization", |a| !a.perso.is_running());
-    assert_eq!(status_of(&h, "DEMO-VISA-0002"), Status::Failed);
-    assert!(h.query_by_label("Failed step: stripe write").is_some());
-    assert!(h.query_by_label("Order DEMO-VISA-0002: CARD_PROD_FAILED").is_some());
+    assert_eq!(
+        status_of(&h, "DEMO-MC-0002"),
+        Status::Failed,
+        "{:?}",
+        h.state().notice
+    );
+    assert!(
+        h.query_by_label("Failed step: stripe write").is_some(),
+        "{:?} {:?}",
+        h.state().perso.last,
+        h.state().screen
+    );
+    assert!(h.query_by_label("Order DEMO-MC-0002: CARD_PROD_FAILED").is_some());
     assert!(has(&h, "What to do:"));
     let reason = h
         .state()
-        .row_by_id("DEMO-VISA-0002")
+        .row_by_id("DEMO-MC-0002")
         .and_then(|(_, r)| r.reason.clone())
         .expect("reason");
     assert!(reason.starts_with("stripe write:"), "{reason}");

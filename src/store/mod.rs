@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::domain::mask::scrub_digit_runs;
 use crate::domain::review::Session;
@@ -271,7 +271,11 @@ impl Store {
         results: &[(&str, Option<&str>)],
     ) -> Result<Vec<OrderState>, StoreError> {
         let at = now();
-        let tx = self.conn.transaction()?;
+        // IMMEDIATE: take the write lock up front, so a concurrent writer makes this wait (busy
+        // timeout) instead of failing on a stale read snapshot.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut out = Vec::with_capacity(results.len());
         {
             let mut get = tx.prepare_cached(
@@ -338,12 +342,21 @@ impl Store {
         who: &Session,
     ) -> Result<OrderState, StoreError> {
         let at = now();
-        let current = self
-            .state(order_id)?
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current = tx
+            .query_row(
+                "SELECT status, reason, approved, updated_at FROM orders WHERE order_id = ?1",
+                [order_id],
+                |r| Ok(row_state(&r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?
             .ok_or_else(|| StoreError::UnknownOrder(order_id.to_string()))?;
         let to = match status::next(current.status, event) {
             Ok(to) => to,
             Err(e) => {
+                drop(tx);
                 self.audit(who, event.name(), Some(order_id), &format!("refused: {e}"))?;
                 return Err(StoreError::Transition {
                     order: order_id.to_string(),
@@ -357,7 +370,6 @@ impl Store {
             Event::Rejected { .. } | Event::Prepared | Event::PrepareFailed { .. } => false,
             _ => current.approved,
         };
-        let tx = self.conn.transaction()?;
         tx.execute(
             "UPDATE orders SET status = ?2, reason = ?3, approved = ?4, updated_at = ?5
              WHERE order_id = ?1",

@@ -105,7 +105,9 @@ fn sign_in(h: &mut Harness<'_, App>, role: &str) {
 }
 
 fn loaded(h: &mut Harness<'_, App>) {
-    wait(h, "demo orders", |a| a.loading.is_none() && a.rows.len() == 6);
+    wait(h, "demo orders", |a| {
+        a.loading.is_none() && a.rows.len() == 6
+    });
 }
 
 fn select(h: &mut Harness<'_, App>, id: &str) -> usize {
@@ -175,9 +177,10 @@ fn supervisor_approves_then_operator_personalizes_on_the_simulated_encoder() {
     assert_eq!(h.state().screen, Screen::Personalize);
     wait(&mut h, "the personalization", |a| !a.perso.is_running());
     assert_eq!(status_of(&h, "DEMO-MC-0001"), Status::Done);
-    assert!(h
-        .query_by_label("Order DEMO-MC-0001: CARD_PROD_DONE")
-        .is_some());
+    assert!(
+        h.query_by_label("Order DEMO-MC-0001: CARD_PROD_DONE")
+            .is_some()
+    );
     // The simulated encoder holds what was prepared.
     let card = h.state().devices.sim.as_ref().expect("sim").card();
     assert_eq!(card.track(2).as_deref(), Some(expected_t2.as_str()));
@@ -212,9 +215,10 @@ fn operator_cannot_personalize_an_unapproved_order() {
     loaded(&mut h);
     let row = select(&mut h, "DEMO-VISA-0001");
     assert_eq!(status_of(&h, "DEMO-VISA-0001"), Status::DataPrepared);
-    assert!(h
-        .query_by_label("Not allowed: operators personalize approved orders only")
-        .is_some());
+    assert!(
+        h.query_by_label("Not allowed: operators personalize approved orders only")
+            .is_some()
+    );
     // The button is disabled: clicking it, or the shortcut, starts nothing.
     h.get_by_label("Personalize this card").click();
     h.step();
@@ -228,9 +232,11 @@ fn operator_cannot_personalize_an_unapproved_order() {
     assert!(err.contains("approved orders only"), "{err}");
     let store = Store::open(&dir.db()).expect("store");
     let audit = store.audit_trail(10).expect("audit");
-    assert!(audit
-        .iter()
-        .any(|r| r.action == "personalize" && r.outcome.starts_with("refused")));
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.action == "personalize" && r.outcome.starts_with("refused"))
+    );
     // And the operator cannot approve.
     assert!(h.query_by_label("Approve").is_none());
     assert!(h.state_mut().approve(row).is_err());
@@ -264,9 +270,10 @@ fn tester_reveals_on_test_keys_and_personalizes_without_approval() {
     assert!(!has(&h, "5413330089012345"));
 
     // Without approval, on test keys.
-    assert!(h
-        .query_by_label("Runs without approval (tester, test keys only).")
-        .is_some());
+    assert!(
+        h.query_by_label("Runs without approval (tester, test keys only).")
+            .is_some()
+    );
     h.get_by_label("Personalize this card").click();
     h.step();
     wait(&mut h, "the personalization", |a| !a.perso.is_running());
@@ -306,7 +313,10 @@ fn a_failing_card_shows_the_failed_step() {
         h.state().perso.last,
         h.state().screen
     );
-    assert!(h.query_by_label("Order DEMO-MC-0002: CARD_PROD_FAILED").is_some());
+    assert!(
+        h.query_by_label("Order DEMO-MC-0002: CARD_PROD_FAILED")
+            .is_some()
+    );
     assert!(has(&h, "What to do:"));
     let reason = h
         .state()
@@ -358,7 +368,10 @@ fn the_table_lays_out_only_visible_rows_of_100000_and_filters() {
     assert!(shown > 5 && shown < 200, "{shown} rows laid out");
     // Generous bound for a debug build on a busy machine; a full layout of 100,000 rows takes
     // far longer.
-    assert!(per_frame < Duration::from_millis(1500), "{per_frame:?} per frame");
+    assert!(
+        per_frame < Duration::from_millis(1500),
+        "{per_frame:?} per frame"
+    );
     assert!(h.query_by_label("100000 of 100000 orders").is_some());
 
     // Text filter (typed into the labelled search field) and status filter.
@@ -397,8 +410,11 @@ fn order_files_load_in_the_background_and_the_last_file_is_remembered() {
         let mut h = harness(app);
         h.step();
         sign_in(&mut h, "supervisor");
-        h.state_mut().load(persodesk::gui::worker::OrderSource::File(file.clone()));
-        wait(&mut h, "the file", |a| a.loading.is_none() && a.rows.len() == 2);
+        h.state_mut()
+            .load(persodesk::gui::worker::OrderSource::File(file.clone()));
+        wait(&mut h, "the file", |a| {
+            a.loading.is_none() && a.rows.len() == 2
+        });
         assert_eq!(status_of(&h, "F-1"), Status::DataPrepared);
         assert_eq!(status_of(&h, "F-2"), Status::DataException);
         select(&mut h, "F-2");
@@ -423,12 +439,20 @@ fn the_log_layer_scrubs_events() {
     let logs = LogBuffer::default();
     let subscriber = tracing_subscriber::registry().with(logs.layer());
     tracing::subscriber::with_default(subscriber, || {
-        tracing::info!(pan = "5413330089012345", order = "X-1", "prepared for 4761739001010010");
+        tracing::info!(
+            pan = "5413330089012345",
+            order = "X-1",
+            "prepared for 4761739001010010"
+        );
         tracing::warn!(track2 = "4761739001010010=2805", "oops");
     });
     let lines = logs.lines();
     assert_eq!(lines.len(), 2);
-    let all: String = lines.iter().map(|l| l.text.clone()).collect::<Vec<_>>().join("\n");
+    let all: String = lines
+        .iter()
+        .map(|l| l.text.clone())
+        .collect::<Vec<_>>()
+        .join("\n");
     assert!(all.contains("pan=<redacted>"), "{all}");
     assert!(all.contains("track2=<redacted>"), "{all}");
     assert!(all.contains("order=X-1"), "{all}");

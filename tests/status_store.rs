@@ -96,7 +96,15 @@ fn refused_transitions_name_the_state_and_rule() {
     );
     // Exceptions cannot be approved; done is final; reviewed data is not re-prepared.
     assert!(next(Status::DataException, &Event::Approved).is_err());
-    assert!(next(Status::Done, &Event::Started { approval_bypass: true }).is_err());
+    assert!(
+        next(
+            Status::Done,
+            &Event::Started {
+                approval_bypass: true
+            }
+        )
+        .is_err()
+    );
     assert!(next(Status::Ready, &Event::Prepared).is_err());
     assert!(next(Status::Requested, &Event::Completed).is_err());
     // A failed run may be retried; a prepare failure may be fixed by preparing again.
@@ -222,7 +230,11 @@ fn store_records_statuses_approvals_and_audit_and_survives_reopen() {
     assert!(a.approved);
     let c = store.state("C").expect("read").expect("C stored");
     assert_eq!(c.status, Status::DataException);
-    assert!(c.reason.as_deref().is_some_and(|r| r.contains("wrong name")));
+    assert!(
+        c.reason
+            .as_deref()
+            .is_some_and(|r| r.contains("wrong name"))
+    );
     assert_eq!(
         store.setting("gui.encoder").expect("setting").as_deref(),
         Some("sim")
@@ -231,7 +243,10 @@ fn store_records_statuses_approvals_and_audit_and_survives_reopen() {
     assert_eq!(approvals.len(), 1);
     assert_eq!(approvals[0].decision, "approved");
     assert_eq!(approvals[0].user, "supervisor-1");
-    assert_eq!(store.approvals("C").expect("approvals")[0].decision, "rejected");
+    assert_eq!(
+        store.approvals("C").expect("approvals")[0].decision,
+        "rejected"
+    );
 
     // Re-preparing a reviewed order leaves its state alone.
     let again = store
@@ -244,7 +259,11 @@ fn store_records_statuses_approvals_and_audit_and_survives_reopen() {
     assert_eq!(store.recover_interrupted(&op).expect("recover"), 1);
     let a = store.state("A").expect("read").expect("A");
     assert_eq!(a.status, Status::Failed);
-    assert!(a.reason.as_deref().is_some_and(|r| r.starts_with("interrupted")));
+    assert!(
+        a.reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("interrupted"))
+    );
 
     // A refused event is an error naming the state, and is audited.
     let err = store
@@ -262,7 +281,13 @@ fn store_records_statuses_approvals_and_audit_and_survives_reopen() {
     // Newest first.
     assert_eq!(
         actions,
-        ["approved", "perso-failed", "perso-started", "rejected", "approved"]
+        [
+            "approved",
+            "perso-failed",
+            "perso-started",
+            "rejected",
+            "approved"
+        ]
     );
     assert!(audit[0].outcome.starts_with("refused:"), "{:?}", audit[0]);
     assert_eq!(audit[2].user, "operator-1");
@@ -280,7 +305,12 @@ fn store_scrubs_digit_runs_from_reasons_and_audit() {
     let x = store.state("X").expect("read").expect("X");
     assert_eq!(x.reason.as_deref(), Some("track 541333******2345 is bad"));
     store
-        .audit(&who(Role::Tester), "note", Some("X"), "saw 4761739001010010")
+        .audit(
+            &who(Role::Tester),
+            "note",
+            Some("X"),
+            "saw 4761739001010010",
+        )
         .expect("audit");
     let audit = store.audit_trail(1).expect("audit");
     assert_eq!(audit[0].outcome, "saw 476173******0010");

@@ -114,16 +114,24 @@ pub fn may_personalize(role: Role, facts: OrderFacts) -> Result<PersoGrant, Deni
         }
     }
     match role {
-        Role::Supervisor => Err(deny("supervisors review; operators and testers personalize")),
+        Role::Supervisor => Err(deny(
+            "supervisors review; operators and testers personalize",
+        )),
         Role::Operator if facts.approved && facts.status != Status::DataPrepared => {
-            Ok(PersoGrant { approval_bypass: false })
+            Ok(PersoGrant {
+                approval_bypass: false,
+            })
         }
         Role::Operator => Err(deny("operators personalize approved orders only")),
-        Role::Tester if facts.approved && facts.status != Status::DataPrepared => {
-            Ok(PersoGrant { approval_bypass: false })
-        }
-        Role::Tester if facts.test_keys_only => Ok(PersoGrant { approval_bypass: true }),
-        Role::Tester => Err(deny("without approval, testers personalize on test keys only")),
+        Role::Tester if facts.approved && facts.status != Status::DataPrepared => Ok(PersoGrant {
+            approval_bypass: false,
+        }),
+        Role::Tester if facts.test_keys_only => Ok(PersoGrant {
+            approval_bypass: true,
+        }),
+        Role::Tester => Err(deny(
+            "without approval, testers personalize on test keys only",
+        )),
     }
 }
 

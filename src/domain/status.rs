@@ -167,15 +167,24 @@ pub fn next(from: Status, event: &Event) -> Result<Status, TransitionError> {
             }
         }
         (S::Ready | S::Failed, Event::Started { .. }) => Ok(S::Ongoing),
-        (S::DataPrepared, Event::Started { approval_bypass: true }) => Ok(S::Ongoing),
-        (S::DataPrepared, Event::Started { approval_bypass: false }) => {
-            Err(refuse(" (it must be approved first)"))
-        }
+        (
+            S::DataPrepared,
+            Event::Started {
+                approval_bypass: true,
+            },
+        ) => Ok(S::Ongoing),
+        (
+            S::DataPrepared,
+            Event::Started {
+                approval_bypass: false,
+            },
+        ) => Err(refuse(" (it must be approved first)")),
         (S::Ongoing, Event::Completed) => Ok(S::Done),
         (S::Ongoing, Event::Failed { .. }) => Ok(S::Failed),
-        (S::Ready | S::Ongoing | S::Done | S::Failed, Event::Prepared | Event::PrepareFailed { .. }) => {
-            Err(refuse(" (its data was already reviewed)"))
-        }
+        (
+            S::Ready | S::Ongoing | S::Done | S::Failed,
+            Event::Prepared | Event::PrepareFailed { .. },
+        ) => Err(refuse(" (its data was already reviewed)")),
         (S::Done, _) => Err(refuse(" (the card is already done)")),
         _ => Err(refuse("")),
     }

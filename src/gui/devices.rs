@@ -149,10 +149,7 @@ impl DevicesState {
     /// The encoder port the Personalize step writes to, if any.
     pub fn encoder_port(&self) -> Option<String> {
         match self.encoder.as_ref()? {
-            EncoderChoice::Simulated => self
-                .sim
-                .as_ref()
-                .map(|s| s.path().display().to_string()),
+            EncoderChoice::Simulated => self.sim.as_ref().map(|s| s.path().display().to_string()),
             EncoderChoice::Port(p) => Some(p.clone()),
             EncoderChoice::None => None,
         }

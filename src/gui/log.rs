@@ -22,8 +22,21 @@ pub const LOG_CAPACITY: usize = 5_000;
 
 /// Field names whose values never reach the log screen.
 const SENSITIVE_FIELDS: [&str; 15] = [
-    "pan", "track", "track1", "track2", "track3", "cvv", "cvv1", "icvv", "pvv", "pin",
-    "pin_block", "key", "value", "data", "tracks",
+    "pan",
+    "track",
+    "track1",
+    "track2",
+    "track3",
+    "cvv",
+    "cvv1",
+    "icvv",
+    "pvv",
+    "pin",
+    "pin_block",
+    "key",
+    "value",
+    "data",
+    "tracks",
 ];
 
 fn is_sensitive(name: &str) -> bool {
@@ -49,7 +62,9 @@ pub struct LogBuffer(Arc<Mutex<VecDeque<LogLine>>>);
 
 impl LogBuffer {
     fn lock(&self) -> MutexGuard<'_, VecDeque<LogLine>> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Appends a line, dropping the oldest beyond [`LOG_CAPACITY`].

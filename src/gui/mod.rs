@@ -75,7 +75,12 @@ pub enum Screen {
 }
 
 impl Screen {
-    const ALL: [Screen; 4] = [Screen::Orders, Screen::Devices, Screen::Personalize, Screen::Log];
+    const ALL: [Screen; 4] = [
+        Screen::Orders,
+        Screen::Devices,
+        Screen::Personalize,
+        Screen::Log,
+    ];
 
     fn label(self) -> &'static str {
         match self {
@@ -613,7 +618,10 @@ impl App {
     }
 
     fn facts(&self, row: usize) -> Result<(OrderFacts, String), String> {
-        let r = self.rows.get(row).ok_or_else(|| "no such order".to_string())?;
+        let r = self
+            .rows
+            .get(row)
+            .ok_or_else(|| "no such order".to_string())?;
         Ok((
             OrderFacts {
                 status: r.status,
@@ -632,7 +640,10 @@ impl App {
 
     /// Applies an event to a row through the store (or in memory without one).
     fn transition(&mut self, row: usize, event: &Event, who: &Session) -> Result<(), String> {
-        let r = self.rows.get(row).ok_or_else(|| "no such order".to_string())?;
+        let r = self
+            .rows
+            .get(row)
+            .ok_or_else(|| "no such order".to_string())?;
         let id = r.id.clone();
         let (to, reason, approved) = match self.store.as_mut() {
             Some(store) => {
@@ -640,8 +651,7 @@ impl App {
                 (st.status, st.reason, st.approved)
             }
             None => {
-                let to = status::next(r.status, event)
-                    .map_err(|e| format!("order {id}: {e}"))?;
+                let to = status::next(r.status, event).map_err(|e| format!("order {id}: {e}"))?;
                 let approved = match event {
                     Event::Approved => true,
                     Event::Rejected { .. } => false,
@@ -664,7 +674,12 @@ impl App {
         if let (Some(store), Some(session), Some(r)) =
             (&self.store, &self.session, self.rows.get(row))
         {
-            let _ = store.audit(session, action, Some(&r.id), &format!("refused: {}", d.rule));
+            let _ = store.audit(
+                session,
+                action,
+                Some(&r.id),
+                &format!("refused: {}", d.rule),
+            );
         }
         d.to_string()
     }
@@ -707,7 +722,9 @@ impl App {
             return Ok(());
         }
         let who = self.session()?;
-        let row = self.selected.ok_or_else(|| "select an order first".to_string())?;
+        let row = self
+            .selected
+            .ok_or_else(|| "select an order first".to_string())?;
         let prepared = self
             .preview
             .prepared
@@ -1084,10 +1101,17 @@ impl App {
             ui.add_space(12.0);
             for (role, what) in [
                 (Role::Operator, "personalizes approved orders"),
-                (Role::Supervisor, "reviews masked previews, approves or rejects"),
-                (Role::Tester, "test keys and simulated devices, without approval"),
+                (
+                    Role::Supervisor,
+                    "reviews masked previews, approves or rejects",
+                ),
+                (
+                    Role::Tester,
+                    "test keys and simulated devices, without approval",
+                ),
             ] {
-                let b = egui::Button::new(format!("Work as {role}")).min_size(egui::vec2(260.0, 32.0));
+                let b =
+                    egui::Button::new(format!("Work as {role}")).min_size(egui::vec2(260.0, 32.0));
                 if ui.add(b).on_hover_text(what).clicked() {
                     cmds.push(Command::SignIn(role));
                 }
@@ -1160,7 +1184,8 @@ impl App {
         match (&self.session, self.screen) {
             (None, _) => {
                 let user = self.user.clone();
-                egui::CentralPanel::default().show(ui, |ui| Self::role_choice(ui, &user, &mut cmds));
+                egui::CentralPanel::default()
+                    .show(ui, |ui| Self::role_choice(ui, &user, &mut cmds));
             }
             (Some(_), Screen::Orders) => {
                 let mut preview = std::mem::take(&mut self.preview);
@@ -1175,7 +1200,8 @@ impl App {
                     });
                 self.preview = preview;
                 let mut filter = self.filter.clone();
-                egui::CentralPanel::default().show(ui, |ui| orders::ui(self, &mut filter, ui, &mut cmds));
+                egui::CentralPanel::default()
+                    .show(ui, |ui| orders::ui(self, &mut filter, ui, &mut cmds));
                 self.filter = filter;
             }
             (Some(s), Screen::Devices) => {
@@ -1216,9 +1242,9 @@ fn init_tracing(logs: &LogBuffer) {
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_filter(filter);
-    let captured = logs
-        .layer()
-        .with_filter(tracing_subscriber::filter::Targets::new().with_target("persodesk", tracing::Level::DEBUG));
+    let captured = logs.layer().with_filter(
+        tracing_subscriber::filter::Targets::new().with_target("persodesk", tracing::Level::DEBUG),
+    );
     let _ = tracing_subscriber::registry()
         .with(stderr)
         .with(captured)
@@ -1228,10 +1254,14 @@ fn init_tracing(logs: &LogBuffer) {
 fn style(ctx: &egui::Context) {
     use egui::{FontId, TextStyle};
     ctx.all_styles_mut(|s| {
-        s.text_styles.insert(TextStyle::Body, FontId::proportional(15.0));
-        s.text_styles.insert(TextStyle::Button, FontId::proportional(15.0));
-        s.text_styles.insert(TextStyle::Monospace, FontId::monospace(14.0));
-        s.text_styles.insert(TextStyle::Heading, FontId::proportional(20.0));
+        s.text_styles
+            .insert(TextStyle::Body, FontId::proportional(15.0));
+        s.text_styles
+            .insert(TextStyle::Button, FontId::proportional(15.0));
+        s.text_styles
+            .insert(TextStyle::Monospace, FontId::monospace(14.0));
+        s.text_styles
+            .insert(TextStyle::Heading, FontId::proportional(20.0));
     });
 }
 

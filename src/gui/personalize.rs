@@ -189,7 +189,10 @@ fn encoder_failure(e: &EncoderError) -> PersoFailure {
             flow_step(*step),
             "the card was not written: use a new card (hi-co stripe) and retry",
         ),
-        EncoderError::Flow(_) => (PersoStep::StripeWrite, "retry; if it persists, reset the encoder"),
+        EncoderError::Flow(_) => (
+            PersoStep::StripeWrite,
+            "retry; if it persists, reset the encoder",
+        ),
     };
     PersoFailure {
         step,
@@ -274,10 +277,7 @@ impl DeskPersonalizer {
             .write_and_verify(&tracks)
             .map_err(|e| encoder_failure(&e))?;
         let list: Vec<String> = outcome.tracks.iter().map(ToString::to_string).collect();
-        Ok(format!(
-            "tracks {} written and verified",
-            list.join(", ")
-        ))
+        Ok(format!("tracks {} written and verified", list.join(", ")))
     }
 }
 

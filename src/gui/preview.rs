@@ -201,25 +201,27 @@ pub fn ui(app: &App, state: &mut PreviewState, ui: &mut egui::Ui, cmds: &mut Vec
         return;
     };
     ui.heading(format!("Order {}", row.id));
-    egui::Grid::new("preview-head").num_columns(2).show(ui, |ui| {
-        ui.label("Product");
-        ui.label(&row.product);
-        ui.end_row();
-        ui.label("PAN");
-        ui.monospace(&row.masked_pan);
-        ui.end_row();
-        ui.label("Status");
-        ui.strong(row.status.as_str());
-        ui.end_row();
-        if let Some(reason) = &row.reason {
-            ui.label("Reason");
-            ui.label(reason);
+    egui::Grid::new("preview-head")
+        .num_columns(2)
+        .show(ui, |ui| {
+            ui.label("Product");
+            ui.label(&row.product);
             ui.end_row();
-        }
-        ui.label("Approved");
-        ui.label(if row.approved { "yes" } else { "no" });
-        ui.end_row();
-    });
+            ui.label("PAN");
+            ui.monospace(&row.masked_pan);
+            ui.end_row();
+            ui.label("Status");
+            ui.strong(row.status.as_str());
+            ui.end_row();
+            if let Some(reason) = &row.reason {
+                ui.label("Reason");
+                ui.label(reason);
+                ui.end_row();
+            }
+            ui.label("Approved");
+            ui.label(if row.approved { "yes" } else { "no" });
+            ui.end_row();
+        });
 
     ui.separator();
     ui.horizontal(|ui| {
@@ -279,7 +281,12 @@ pub fn ui(app: &App, state: &mut PreviewState, ui: &mut egui::Ui, cmds: &mut Vec
                     ui.label(p.data.sources.get(no.key()).map_or("", String::as_str));
                     ui.end_row();
                 }
-                for (k, v) in p.data.sources.iter().filter(|(k, _)| !k.starts_with("track")) {
+                for (k, v) in p
+                    .data
+                    .sources
+                    .iter()
+                    .filter(|(k, _)| !k.starts_with("track"))
+                {
                     ui.label(k);
                     ui.monospace("***");
                     ui.label(v);
@@ -307,7 +314,10 @@ pub fn ui(app: &App, state: &mut PreviewState, ui: &mut egui::Ui, cmds: &mut Vec
         for f in findings_errors {
             ui.colored_label(ui.visuals().error_fg_color, format!("error  {f}"));
         }
-        let warnings = state.prepared.as_ref().map_or(&row.warnings, |p| &p.warnings);
+        let warnings = state
+            .prepared
+            .as_ref()
+            .map_or(&row.warnings, |p| &p.warnings);
         for f in warnings {
             ui.colored_label(ui.visuals().warn_fg_color, format!("warning  {f}"));
         }
@@ -352,7 +362,10 @@ fn actions(
                 egui::Button::new("Reject"),
             );
             if reject.clicked() {
-                cmds.push(Command::Reject(index, state.reject_reason.trim().to_string()));
+                cmds.push(Command::Reject(
+                    index,
+                    state.reject_reason.trim().to_string(),
+                ));
             }
         });
         if let Err(d) = allowed {

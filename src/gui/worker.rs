@@ -379,18 +379,27 @@ impl Worker {
         row: usize,
         model: Option<ChipModel>,
     ) -> Result<Box<Prepared>, Vec<Finding>> {
-        let stale = || vec![Finding::new("order", "the order file was replaced; select again")];
+        let stale = || {
+            vec![Finding::new(
+                "order",
+                "the order file was replaced; select again",
+            )]
+        };
         if generation != self.generation {
             return Err(stale());
         }
         let entry = self.entries.get(row).ok_or_else(stale)?;
         let order = entry.outcome.as_ref().map_err(Clone::clone)?;
-        let product = self.ctx.catalog.get(&order.card_product_id).ok_or_else(|| {
-            vec![Finding::new(
-                "cardProductId",
-                format!("product {} is not in the catalog", order.card_product_id),
-            )]
-        })?;
+        let product = self
+            .ctx
+            .catalog
+            .get(&order.card_product_id)
+            .ok_or_else(|| {
+                vec![Finding::new(
+                    "cardProductId",
+                    format!("product {} is not in the catalog", order.card_product_id),
+                )]
+            })?;
         let data = prepare(order, product, self.ctx.keys.as_ref())?;
         let mut warnings = entry.warnings.clone();
         warnings.extend(data.warnings.iter().cloned());

@@ -110,7 +110,11 @@ impl std::fmt::Debug for Store {
 /// The data directory: `$PERSODESK_DATA_DIR`, `$XDG_DATA_HOME/persodesk` or
 /// `~/.local/share/persodesk`.
 pub fn data_dir() -> Result<PathBuf, StoreError> {
-    let var = |k| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |k| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if let Some(d) = var(DATA_DIR_ENV) {
         return Ok(d);
     }
@@ -215,7 +219,8 @@ impl Store {
         let _: String = conn
             .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
             .map_err(|e| fail(e.to_string()))?;
-        conn.execute_batch(SCHEMA).map_err(|e| fail(e.to_string()))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(|e| fail(e.to_string()))?;
         Ok(Store {
             conn,
             path: path.to_path_buf(),
@@ -239,7 +244,14 @@ impl Store {
             .query_row(
                 "SELECT status, reason, approved, updated_at FROM orders WHERE order_id = ?1",
                 [order_id],
-                |r| Ok(row_state(&r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| {
+                    Ok(row_state(
+                        &r.get::<_, String>(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                    ))
+                },
             )
             .optional()?)
     }
@@ -289,7 +301,12 @@ impl Store {
             for (id, failure) in results {
                 let current = get
                     .query_row([id], |r| {
-                        Ok(row_state(&r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                        Ok(row_state(
+                            &r.get::<_, String>(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                        ))
                     })
                     .optional()?;
                 let from = current.as_ref().map_or(Status::Requested, |s| s.status);
@@ -349,7 +366,14 @@ impl Store {
             .query_row(
                 "SELECT status, reason, approved, updated_at FROM orders WHERE order_id = ?1",
                 [order_id],
-                |r| Ok(row_state(&r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| {
+                    Ok(row_state(
+                        &r.get::<_, String>(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                    ))
+                },
             )
             .optional()?
             .ok_or_else(|| StoreError::UnknownOrder(order_id.to_string()))?;
@@ -390,7 +414,14 @@ impl Store {
         tx.execute(
             "INSERT INTO audit (at, user, role, action, order_id, outcome)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![at, who.user, who.role.as_str(), event.name(), order_id, outcome],
+            params![
+                at,
+                who.user,
+                who.role.as_str(),
+                event.name(),
+                order_id,
+                outcome
+            ],
         )?;
         tx.commit()?;
         Ok(OrderState {

@@ -336,7 +336,7 @@ fn bulk_row(i: usize) -> OrderRow {
             model2: false,
         },
         model: Some(ChipModel::Model1),
-        status: if i % 2 == 0 {
+        status: if i.is_multiple_of(2) {
             Status::DataPrepared
         } else {
             Status::DataException

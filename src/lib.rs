@@ -6,10 +6,14 @@
 //! - [`devices`]: adapters to real devices (magnetic stripe encoder, ...).
 //! - [`sim`]: simulated devices for tests and demos.
 //! - [`cli`]: the command line.
+//! - [`gui`]: the desktop workstation (eframe).
+//! - [`store`]: statuses, approvals and the audit trail (SQLite).
 
 pub mod catalog;
 pub mod cli;
 pub mod devices;
 pub mod domain;
+pub mod gui;
 pub mod keys;
 pub mod sim;
+pub mod store;

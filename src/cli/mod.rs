@@ -19,12 +19,12 @@ pub const DEFAULT_PROFILES: &str = "profiles";
 /// Default key store file.
 pub const DEFAULT_KEYS: &str = "assets/demo/keys.toml";
 
-/// persodesk: card personalization workstation.
+/// persodesk: card personalization workstation. Without a command it opens the window.
 #[derive(Debug, Parser)]
 #[command(name = "persodesk", version, about)]
 pub struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,14 +71,18 @@ pub fn init_logging() {
 /// Runs the command line; returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.command.is_none() {
+        return crate::gui::run();
+    }
     init_logging();
     run(cli).into()
 }
 
 fn run(cli: Cli) -> Exit {
     match cli.command {
-        Command::Validate { file, profiles } => validate(&file, &profiles),
-        Command::Prepare(args) => prepare::run(&args),
+        None => Exit::Ok,
+        Some(Command::Validate { file, profiles }) => validate(&file, &profiles),
+        Some(Command::Prepare(args)) => prepare::run(&args),
     }
 }
 

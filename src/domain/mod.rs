@@ -3,6 +3,7 @@
 //! Nothing here touches files, sockets, devices, threads or the clock; nothing imports from
 //! outside `domain` except crates. Adapters (key store, CLI, GUI, devices) live beside it.
 
+pub mod chip_model;
 pub mod crypto;
 pub mod cvv;
 pub mod decimal;
@@ -22,6 +23,8 @@ pub mod pinblock;
 pub mod prepare;
 pub mod product;
 pub mod pvv;
+pub mod review;
+pub mod status;
 pub mod tags;
 pub mod tlv;
 pub mod track;

@@ -1,0 +1,542 @@
+//! The workstation's records in an embedded SQLite database: order statuses, approvals, the audit
+//! trail and a few settings. They survive restarts.
+//!
+//! The database lives in the user's data directory (`$PERSODESK_DATA_DIR`, else
+//! `$XDG_DATA_HOME/persodesk`, else `~/.local/share/persodesk`), file `persodesk.sqlite3`.
+//! Transitions are checked by the pure state machine in [`crate::domain::status`]; this adapter
+//! only stores them. Nothing sensitive is stored: order ids, statuses, reasons (which name steps and
+//! rules), user names, roles and times.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::domain::mask::scrub_digit_runs;
+use crate::domain::review::Session;
+use crate::domain::status::{self, Event, Status, TransitionError};
+
+/// The database file name inside the data directory.
+pub const DB_FILE: &str = "persodesk.sqlite3";
+/// Environment variable that overrides the data directory (tests, portable installs).
+pub const DATA_DIR_ENV: &str = "PERSODESK_DATA_DIR";
+
+/// Why the store could not do something.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No data directory could be determined.
+    #[error("no data directory: set {DATA_DIR_ENV}, XDG_DATA_HOME or HOME")]
+    NoDataDir,
+    /// The directory or database could not be opened.
+    #[error("cannot open the store at {path}: {reason}")]
+    Open {
+        /// The database path.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A database operation failed.
+    #[error("store: {0}")]
+    Sql(#[from] rusqlite::Error),
+    /// The order is not in the store.
+    #[error("order {0} is not in the store")]
+    UnknownOrder(String),
+    /// The state machine refused the event.
+    #[error("order {order}: {source}")]
+    Transition {
+        /// The order id.
+        order: String,
+        /// The refusal.
+        source: TransitionError,
+    },
+}
+
+/// The stored state of one order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderState {
+    /// Production status.
+    pub status: Status,
+    /// Why it is in a failure state (or why it was rejected).
+    pub reason: Option<String>,
+    /// A supervisor approved it and did not reject it since.
+    pub approved: bool,
+    /// Unix time of the last change.
+    pub updated_at: i64,
+}
+
+/// One audit record: who did what to which order, when, and the outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// Unix time.
+    pub at: i64,
+    /// User name.
+    pub user: String,
+    /// Role.
+    pub role: String,
+    /// What was done (`approved`, `perso-failed`, `load`, ...).
+    pub action: String,
+    /// The order concerned, if any.
+    pub order_id: Option<String>,
+    /// `ok`, `refused: ...`, or the resulting status and reason.
+    pub outcome: String,
+}
+
+/// One supervisor decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    /// Unix time.
+    pub at: i64,
+    /// The supervisor.
+    pub user: String,
+    /// `approved` or `rejected`.
+    pub decision: String,
+    /// The reason given (rejections).
+    pub reason: Option<String>,
+}
+
+/// The statuses, approvals and audit trail.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+/// The data directory: `$PERSODESK_DATA_DIR`, `$XDG_DATA_HOME/persodesk` or
+/// `~/.local/share/persodesk`.
+pub fn data_dir() -> Result<PathBuf, StoreError> {
+    let var = |k| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(d) = var(DATA_DIR_ENV) {
+        return Ok(d);
+    }
+    if let Some(d) = var("XDG_DATA_HOME") {
+        return Ok(d.join("persodesk"));
+    }
+    var("HOME")
+        .map(|h| h.join(".local/share/persodesk"))
+        .ok_or(StoreError::NoDataDir)
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) for a Unix time.
+pub fn format_time(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil from days (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS orders (
+    order_id   TEXT PRIMARY KEY,
+    status     TEXT NOT NULL,
+    reason     TEXT,
+    approved   INTEGER NOT NULL DEFAULT 0,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS approvals (
+    id       INTEGER PRIMARY KEY,
+    order_id TEXT NOT NULL,
+    at       INTEGER NOT NULL,
+    user     TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    reason   TEXT
+);
+CREATE INDEX IF NOT EXISTS approvals_order ON approvals(order_id);
+CREATE TABLE IF NOT EXISTS audit (
+    id       INTEGER PRIMARY KEY,
+    at       INTEGER NOT NULL,
+    user     TEXT NOT NULL,
+    role     TEXT NOT NULL,
+    action   TEXT NOT NULL,
+    order_id TEXT,
+    outcome  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+";
+
+fn row_state(status: &str, reason: Option<String>, approved: i64, at: i64) -> OrderState {
+    OrderState {
+        // An unknown status (a newer version's) is shown as an exception rather than trusted.
+        status: Status::parse(status).unwrap_or(Status::DataException),
+        reason,
+        approved: approved != 0,
+        updated_at: at,
+    }
+}
+
+impl Store {
+    /// Opens (creating when missing) the database in [`data_dir`].
+    pub fn open_default() -> Result<Store, StoreError> {
+        Store::open(&data_dir()?.join(DB_FILE))
+    }
+
+    /// Opens (creating when missing) the database at `path`, and its directory.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let fail = |reason: String| StoreError::Open {
+            path: path.display().to_string(),
+            reason,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| fail(e.kind().to_string()))?;
+        }
+        let conn = Connection::open(path).map_err(|e| fail(e.to_string()))?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(|e| fail(e.to_string()))?;
+        // WAL lets the UI read while a worker writes; the result row is ignored.
+        let _: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(|e| fail(e.to_string()))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens another connection to the same database (for a worker thread).
+    pub fn reopen(&self) -> Result<Store, StoreError> {
+        Store::open(&self.path)
+    }
+
+    /// The stored state of one order.
+    pub fn state(&self, order_id: &str) -> Result<Option<OrderState>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT status, reason, approved, updated_at FROM orders WHERE order_id = ?1",
+                [order_id],
+                |r| {
+                    Ok(row_state(
+                        &r.get::<_, String>(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                    ))
+                },
+            )
+            .optional()?)
+    }
+
+    /// Every stored order state, by order id.
+    pub fn states(&self) -> Result<HashMap<String, OrderState>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT order_id, status, reason, approved, updated_at FROM orders")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                row_state(&r.get::<_, String>(1)?, r.get(2)?, r.get(3)?, r.get(4)?),
+            ))
+        })?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (id, state) = row?;
+            out.insert(id, state);
+        }
+        Ok(out)
+    }
+
+    /// Records the preparation results of a whole file in one transaction: new orders start as
+    /// CARD_PROD_REQUESTED; orders not yet reviewed move to DATA_PREPARED or DATA_EXCEPTION; orders
+    /// already reviewed keep their state. Returns the resulting state of each order, in order.
+    pub fn record_preparation(
+        &mut self,
+        results: &[(&str, Option<&str>)],
+    ) -> Result<Vec<OrderState>, StoreError> {
+        let at = now();
+        // IMMEDIATE: take the write lock up front, so a concurrent writer makes this wait (busy
+        // timeout) instead of failing on a stale read snapshot.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut out = Vec::with_capacity(results.len());
+        {
+            let mut get = tx.prepare_cached(
+                "SELECT status, reason, approved, updated_at FROM orders WHERE order_id = ?1",
+            )?;
+            let mut put = tx.prepare_cached(
+                "INSERT INTO orders (order_id, status, reason, approved, updated_at)
+                 VALUES (?1, ?2, ?3, 0, ?4)
+                 ON CONFLICT(order_id) DO UPDATE SET status = ?2, reason = ?3, updated_at = ?4",
+            )?;
+            for (id, failure) in results {
+                let current = get
+                    .query_row([id], |r| {
+                        Ok(row_state(
+                            &r.get::<_, String>(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                        ))
+                    })
+                    .optional()?;
+                let from = current.as_ref().map_or(Status::Requested, |s| s.status);
+                let event = match failure {
+                    None => Event::Prepared,
+                    Some(reason) => Event::PrepareFailed {
+                        reason: scrub_digit_runs(reason),
+                    },
+                };
+                match status::next(from, &event) {
+                    Ok(to) => {
+                        let reason = event.reason();
+                        let unchanged = current
+                            .as_ref()
+                            .is_some_and(|c| c.status == to && c.reason.as_deref() == reason);
+                        if !unchanged {
+                            put.execute(params![id, to.as_str(), reason, at])?;
+                        }
+                        out.push(OrderState {
+                            status: to,
+                            reason: reason.map(str::to_string),
+                            approved: current.as_ref().is_some_and(|c| c.approved),
+                            updated_at: if unchanged {
+                                current.as_ref().map_or(at, |c| c.updated_at)
+                            } else {
+                                at
+                            },
+                        });
+                    }
+                    // Already reviewed or produced: the stored state stands.
+                    Err(_) => out.push(current.unwrap_or(OrderState {
+                        status: from,
+                        reason: None,
+                        approved: false,
+                        updated_at: at,
+                    })),
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Applies `event` to an order, checked by the state machine; records approvals and the
+    /// audit trail. A refused event is audited too, and returned as an error.
+    pub fn apply(
+        &mut self,
+        order_id: &str,
+        event: &Event,
+        who: &Session,
+    ) -> Result<OrderState, StoreError> {
+        let at = now();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current = tx
+            .query_row(
+                "SELECT status, reason, approved, updated_at FROM orders WHERE order_id = ?1",
+                [order_id],
+                |r| {
+                    Ok(row_state(
+                        &r.get::<_, String>(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                    ))
+                },
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::UnknownOrder(order_id.to_string()))?;
+        let to = match status::next(current.status, event) {
+            Ok(to) => to,
+            Err(e) => {
+                drop(tx);
+                self.audit(who, event.name(), Some(order_id), &format!("refused: {e}"))?;
+                return Err(StoreError::Transition {
+                    order: order_id.to_string(),
+                    source: e,
+                });
+            }
+        };
+        let reason = event.reason().map(scrub_digit_runs);
+        let approved = match event {
+            Event::Approved => true,
+            Event::Rejected { .. } | Event::Prepared | Event::PrepareFailed { .. } => false,
+            _ => current.approved,
+        };
+        tx.execute(
+            "UPDATE orders SET status = ?2, reason = ?3, approved = ?4, updated_at = ?5
+             WHERE order_id = ?1",
+            params![order_id, to.as_str(), reason, i64::from(approved), at],
+        )?;
+        if matches!(event, Event::Approved | Event::Rejected { .. }) {
+            let decision = if approved { "approved" } else { "rejected" };
+            tx.execute(
+                "INSERT INTO approvals (order_id, at, user, decision, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![order_id, at, who.user, decision, reason],
+            )?;
+        }
+        let outcome = match &reason {
+            Some(r) => format!("{to}: {r}"),
+            None => to.to_string(),
+        };
+        tx.execute(
+            "INSERT INTO audit (at, user, role, action, order_id, outcome)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                at,
+                who.user,
+                who.role.as_str(),
+                event.name(),
+                order_id,
+                outcome
+            ],
+        )?;
+        tx.commit()?;
+        Ok(OrderState {
+            status: to,
+            reason,
+            approved,
+            updated_at: at,
+        })
+    }
+
+    /// Adds an audit record (scrubbed of digit runs as a last line of defence).
+    pub fn audit(
+        &self,
+        who: &Session,
+        action: &str,
+        order_id: Option<&str>,
+        outcome: &str,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO audit (at, user, role, action, order_id, outcome)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                now(),
+                who.user,
+                who.role.as_str(),
+                action,
+                order_id,
+                scrub_digit_runs(outcome)
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The latest `limit` audit records, newest first.
+    pub fn audit_trail(&self, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT at, user, role, action, order_id, outcome FROM audit ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+            Ok(AuditRecord {
+                at: r.get(0)?,
+                user: r.get(1)?,
+                role: r.get(2)?,
+                action: r.get(3)?,
+                order_id: r.get(4)?,
+                outcome: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every supervisor decision on an order, oldest first.
+    pub fn approvals(&self, order_id: &str) -> Result<Vec<Approval>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT at, user, decision, reason FROM approvals WHERE order_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([order_id], |r| {
+            Ok(Approval {
+                at: r.get(0)?,
+                user: r.get(1)?,
+                decision: r.get(2)?,
+                reason: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Orders left CARD_PROD_ONGOING by an application that stopped mid-run become
+    /// CARD_PROD_FAILED ("interrupted"). Returns how many.
+    pub fn recover_interrupted(&mut self, who: &Session) -> Result<usize, StoreError> {
+        let ids: Vec<String> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT order_id FROM orders WHERE status = ?1")?;
+            let rows = stmt.query_map([Status::Ongoing.as_str()], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for id in &ids {
+            let event = Event::Failed {
+                reason: "interrupted: the application stopped during personalization; check the card and retry".into(),
+            };
+            self.apply(id, &event, who)?;
+        }
+        Ok(ids.len())
+    }
+
+    /// A remembered setting.
+    pub fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    /// Remembers a setting.
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2)
+             ON CONFLICT(key) DO UPDATE SET value = ?2",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_unix_times_as_utc() {
+        assert_eq!(format_time(0), "1970-01-01 00:00:00");
+        // 2000-02-29 12:34:56 UTC = 951827696 (leap day of a century leap year).
+        assert_eq!(format_time(951_827_696), "2000-02-29 12:34:56");
+    }
+}

@@ -1,0 +1,461 @@
+//! The workstation driven through its widgets (egui_kittest, by accessibility label; no GPU):
+//! demo orders, masked preview, Model choice, supervisor approval, operator and tester rules,
+//! personalization on the simulated encoder, a failing card, the 100,000-order table, and the
+//! scrubbed log.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable as _;
+use persodesk::domain::chip_model::{AllowedModels, ChipModel};
+use persodesk::domain::status::Status;
+use persodesk::gui::log::LogBuffer;
+use persodesk::gui::orders::Filter;
+use persodesk::gui::worker::OrderRow;
+use persodesk::gui::{App, AppConfig, Screen, demo_catalog, demo_keys};
+use persodesk::sim::encoder::SimConfig;
+use persodesk::store::Store;
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "persodesk-gui-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+    fn db(&self) -> PathBuf {
+        self.0.join("persodesk.sqlite3")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn config(dir: &TempDir, load_demo: bool) -> AppConfig {
+    AppConfig {
+        catalog: demo_catalog().expect("demo products"),
+        keys: Arc::new(demo_keys().expect("demo keys")),
+        store_path: Some(dir.db()),
+        start_sim_encoder: true,
+        sim: SimConfig {
+            swipe_delay: Duration::from_millis(5),
+        },
+        load_demo,
+        scan_devices: false,
+        user: "alice".into(),
+        swipe_timeout: Duration::from_secs(5),
+    }
+}
+
+fn harness(app: App) -> Harness<'static, App> {
+    Harness::builder()
+        .with_size(egui::vec2(1400.0, 900.0))
+        .build_ui_state(|ui, app: &mut App| app.draw(ui), app)
+}
+
+/// Steps frames until `cond` holds; fails after 20 s (workers are threads, not frames).
+fn wait(h: &mut Harness<'_, App>, what: &str, cond: impl Fn(&App) -> bool) {
+    let start = Instant::now();
+    loop {
+        h.step();
+        if cond(h.state()) {
+            h.step();
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}; notice: {:?}",
+            h.state().notice
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Some node's label contains `text`.
+fn has(h: &Harness<'_, App>, text: &str) -> bool {
+    h.query_all_by_label_contains(text).next().is_some()
+}
+
+fn sign_in(h: &mut Harness<'_, App>, role: &str) {
+    if h.state().session.is_some() {
+        h.get_by_label("Switch role").click();
+        h.step();
+        h.step();
+    }
+    h.get_by_label(&format!("Work as {role}")).click();
+    h.step();
+    h.step();
+    assert_eq!(
+        h.state().session.as_ref().map(|s| s.role.as_str()),
+        Some(role)
+    );
+}
+
+fn loaded(h: &mut Harness<'_, App>) {
+    wait(h, "demo orders", |a| {
+        a.loading.is_none() && a.rows.len() == 6
+    });
+}
+
+fn select(h: &mut Harness<'_, App>, id: &str) -> usize {
+    h.get_by_label(id).click();
+    wait(h, "the preview", |a| {
+        a.selected_row().is_some_and(|(_, r)| r.id == id)
+            && !a.preview.pending
+            && (a.preview.prepared.is_some() || !a.preview.errors.is_empty())
+    });
+    h.state().selected.expect("selected")
+}
+
+fn status_of(h: &Harness<'_, App>, id: &str) -> Status {
+    h.state().row_by_id(id).expect("row").1.status
+}
+
+#[test]
+fn supervisor_approves_then_operator_personalizes_on_the_simulated_encoder() {
+    let dir = TempDir::new("flow");
+    let app = App::new(config(&dir, true), LogBuffer::default()).expect("app");
+    let mut h = harness(app);
+    h.step();
+    // The role choice comes first.
+    assert!(h.query_by_label("Work as operator").is_some());
+    sign_in(&mut h, "supervisor");
+    loaded(&mut h);
+    assert_eq!(status_of(&h, "DEMO-MC-0001"), Status::DataPrepared);
+
+    let row = select(&mut h, "DEMO-MC-0001");
+    // Masked PAN and masked tracks; the clear PAN appears nowhere.
+    assert!(has(&h, "541333******2345"));
+    assert!(has(&h, "%B541333******2345^DOE/ALICE^2906"));
+    assert!(has(&h, ";541333******2345=2906"));
+    assert!(!has(&h, "5413330089012345"));
+    assert!(!has(&h, "123000000"), "CVV shown");
+
+    // Model choice: the product has a chip profile (Model 1); the order has no tlvData, so
+    // Model 2 is disabled and clicking it changes nothing.
+    assert_eq!(h.state().rows[row].model, Some(ChipModel::Model1));
+    h.get_by_label("Model 2").click();
+    h.step();
+    h.step();
+    assert_eq!(h.state().rows[row].model, Some(ChipModel::Model1));
+    assert!(has(&h, "Model 1 preparation is not available"));
+
+    // Approve.
+    h.get_by_label("Approve").click();
+    h.step();
+    h.step();
+    assert_eq!(status_of(&h, "DEMO-MC-0001"), Status::Ready);
+    assert!(has(&h, "CARD_PROD_READY"));
+    // A supervisor does not personalize.
+    assert!(h.query_by_label("Personalize this card").is_none());
+
+    // The operator personalizes the approved order.
+    sign_in(&mut h, "operator");
+    let row = select(&mut h, "DEMO-MC-0001");
+    let expected_t2 = h
+        .state()
+        .preview
+        .prepared
+        .as_ref()
+        .and_then(|p| p.data.tracks.track2.as_ref().map(|t| t.body().to_string()))
+        .expect("track 2");
+    h.get_by_label("Personalize this card").click();
+    h.step();
+    assert_eq!(h.state().screen, Screen::Personalize);
+    wait(&mut h, "the personalization", |a| !a.perso.is_running());
+    assert_eq!(status_of(&h, "DEMO-MC-0001"), Status::Done);
+    assert!(
+        h.query_by_label("Order DEMO-MC-0001: CARD_PROD_DONE")
+            .is_some()
+    );
+    // The simulated encoder holds what was prepared.
+    let card = h.state().devices.sim.as_ref().expect("sim").card();
+    assert_eq!(card.track(2).as_deref(), Some(expected_t2.as_str()));
+
+    // Statuses, approvals and audit are in the store, with who did what.
+    let store = Store::open(&dir.db()).expect("store");
+    let st = store.state("DEMO-MC-0001").expect("read").expect("stored");
+    assert_eq!(st.status, Status::Done);
+    let approvals = store.approvals("DEMO-MC-0001").expect("approvals");
+    assert_eq!(approvals.len(), 1);
+    assert_eq!(approvals[0].user, "alice");
+    let audit = store.audit_trail(50).expect("audit");
+    let done = audit
+        .iter()
+        .find(|r| r.action == "perso-done")
+        .expect("perso-done audited");
+    assert_eq!(done.role, "operator");
+    assert_eq!(done.order_id.as_deref(), Some("DEMO-MC-0001"));
+    for r in &audit {
+        assert!(!r.outcome.contains("5413330089012345"), "{r:?}");
+    }
+    let _ = row;
+}
+
+#[test]
+fn operator_cannot_personalize_an_unapproved_order() {
+    let dir = TempDir::new("operator");
+    let app = App::new(config(&dir, true), LogBuffer::default()).expect("app");
+    let mut h = harness(app);
+    h.step();
+    sign_in(&mut h, "operator");
+    loaded(&mut h);
+    let row = select(&mut h, "DEMO-VISA-0001");
+    assert_eq!(status_of(&h, "DEMO-VISA-0001"), Status::DataPrepared);
+    assert!(
+        h.query_by_label("Not allowed: operators personalize approved orders only")
+            .is_some()
+    );
+    // The button is disabled: clicking it, or the shortcut, starts nothing.
+    h.get_by_label("Personalize this card").click();
+    h.step();
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::P);
+    h.step();
+    h.step();
+    assert!(!h.state().perso.is_running());
+    assert_eq!(status_of(&h, "DEMO-VISA-0001"), Status::DataPrepared);
+    // The method refuses too, and the refusal is audited.
+    let err = h.state_mut().personalize(row).expect_err("refused");
+    assert!(err.contains("approved orders only"), "{err}");
+    let store = Store::open(&dir.db()).expect("store");
+    let audit = store.audit_trail(10).expect("audit");
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.action == "personalize" && r.outcome.starts_with("refused"))
+    );
+    // And the operator cannot approve.
+    assert!(h.query_by_label("Approve").is_none());
+    assert!(h.state_mut().approve(row).is_err());
+}
+
+#[test]
+fn tester_reveals_on_test_keys_and_personalizes_without_approval() {
+    let dir = TempDir::new("tester");
+    let app = App::new(config(&dir, true), LogBuffer::default()).expect("app");
+    let mut h = harness(app);
+    h.step();
+
+    // A supervisor has no reveal.
+    sign_in(&mut h, "supervisor");
+    loaded(&mut h);
+    select(&mut h, "DEMO-MC-0001");
+    assert!(h.query_by_label("Reveal clear values").is_none());
+    assert!(h.state_mut().set_reveal(true).is_err());
+
+    sign_in(&mut h, "tester");
+    select(&mut h, "DEMO-MC-0001");
+    assert!(!has(&h, "5413330089012345"));
+    h.get_by_label("Reveal clear values").click();
+    h.step();
+    h.step();
+    assert!(h.state().preview.revealed);
+    assert!(has(&h, "%B5413330089012345^DOE/ALICE^2906"));
+    h.get_by_label("Mask values").click();
+    h.step();
+    h.step();
+    assert!(!has(&h, "5413330089012345"));
+
+    // Without approval, on test keys.
+    assert!(
+        h.query_by_label("Runs without approval (tester, test keys only).")
+            .is_some()
+    );
+    h.get_by_label("Personalize this card").click();
+    h.step();
+    wait(&mut h, "the personalization", |a| !a.perso.is_running());
+    assert_eq!(status_of(&h, "DEMO-MC-0001"), Status::Done);
+}
+
+#[test]
+fn a_failing_card_shows_the_failed_step() {
+    let dir = TempDir::new("fail");
+    let app = App::new(config(&dir, true), LogBuffer::default()).expect("app");
+    let mut h = harness(app);
+    h.step();
+    sign_in(&mut h, "tester");
+    loaded(&mut h);
+    h.get_by_label("Devices").click();
+    h.step();
+    h.step();
+    h.get_by_label("Write error").click();
+    h.step();
+    h.step();
+    h.get_by_label("Orders").click();
+    h.step();
+    h.step();
+    select(&mut h, "DEMO-MC-0002");
+    h.get_by_label("Personalize this card").click();
+    h.step();
+    wait(&mut h, "the personalization", |a| !a.perso.is_running());
+    assert_eq!(
+        status_of(&h, "DEMO-MC-0002"),
+        Status::Failed,
+        "{:?}",
+        h.state().notice
+    );
+    assert!(
+        h.query_by_label("Failed step: stripe write").is_some(),
+        "{:?} {:?}",
+        h.state().perso.last,
+        h.state().screen
+    );
+    assert!(
+        h.query_by_label("Order DEMO-MC-0002: CARD_PROD_FAILED")
+            .is_some()
+    );
+    assert!(has(&h, "What to do:"));
+    let reason = h
+        .state()
+        .row_by_id("DEMO-MC-0002")
+        .and_then(|(_, r)| r.reason.clone())
+        .expect("reason");
+    assert!(reason.starts_with("stripe write:"), "{reason}");
+}
+
+fn bulk_row(i: usize) -> OrderRow {
+    OrderRow {
+        id: format!("BULK-{i:06}"),
+        product: "DEMO_VISA_US".into(),
+        masked_pan: "476173******0010".into(),
+        allowed: AllowedModels {
+            model1: true,
+            model2: false,
+        },
+        model: Some(ChipModel::Model1),
+        status: if i.is_multiple_of(2) {
+            Status::DataPrepared
+        } else {
+            Status::DataException
+        },
+        reason: None,
+        approved: false,
+        test_keys_only: true,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    }
+}
+
+#[test]
+fn the_table_lays_out_only_visible_rows_of_100000_and_filters() {
+    let dir = TempDir::new("bulk");
+    let app = App::new(config(&dir, false), LogBuffer::default()).expect("app");
+    let mut h = harness(app);
+    h.step();
+    sign_in(&mut h, "supervisor");
+    h.state_mut().rows = (0..100_000).map(bulk_row).collect();
+    h.state_mut().set_filter(Filter::default());
+    h.step();
+    let start = Instant::now();
+    for _ in 0..5 {
+        h.step();
+    }
+    let per_frame = start.elapsed() / 5;
+    let shown = h.query_all_by_label_contains("BULK-").count();
+    assert!(shown > 5 && shown < 200, "{shown} rows laid out");
+    // Generous bound for a debug build on a busy machine; a full layout of 100,000 rows takes
+    // far longer.
+    assert!(
+        per_frame < Duration::from_millis(1500),
+        "{per_frame:?} per frame"
+    );
+    assert!(h.query_by_label("100000 of 100000 orders").is_some());
+
+    // Text filter (typed into the labelled search field) and status filter.
+    h.get_by_role_and_label(egui::accesskit::Role::TextInput, "Search")
+        .focus();
+    h.step();
+    h.get_by_role_and_label(egui::accesskit::Role::TextInput, "Search")
+        .type_text("bulk-09999");
+    h.step();
+    h.step();
+    assert_eq!(h.state().visible_rows().len(), 10);
+    assert!(h.query_by_label("10 of 100000 orders").is_some());
+    h.state_mut().set_filter(Filter {
+        status: Some(Status::DataException),
+        text: String::new(),
+    });
+    assert_eq!(h.state().visible_rows().len(), 50_000);
+}
+
+#[test]
+fn order_files_load_in_the_background_and_the_last_file_is_remembered() {
+    let dir = TempDir::new("file");
+    let file = dir.0.join("orders.jsonl");
+    std::fs::write(
+        &file,
+        concat!(
+            r#"{"cardId":"F-1","cardProductId":"DEMO_VISA_US","encryptedData":{"pan":"4761739001010010","exp":"2805","encodedName":"DOE/JANE","cvv1":"123"}}"#,
+            "\n",
+            r#"{"cardId":"F-2","cardProductId":"DEMO_VISA_US","encryptedData":{"pan":"4761739001010010","exp":"2813","encodedName":"DOE/JOHN","cvv1":"123"}}"#,
+            "\n"
+        ),
+    )
+    .expect("write");
+    {
+        let app = App::new(config(&dir, false), LogBuffer::default()).expect("app");
+        let mut h = harness(app);
+        h.step();
+        sign_in(&mut h, "supervisor");
+        h.state_mut()
+            .load(persodesk::gui::worker::OrderSource::File(file.clone()));
+        wait(&mut h, "the file", |a| {
+            a.loading.is_none() && a.rows.len() == 2
+        });
+        assert_eq!(status_of(&h, "F-1"), Status::DataPrepared);
+        assert_eq!(status_of(&h, "F-2"), Status::DataException);
+        select(&mut h, "F-2");
+        // The finding names the field path and the rule.
+        assert!(has(&h, "encryptedData.exp: month 13"));
+        assert!(h.query_by_label("Approve").is_some());
+        assert!(h.state_mut().approve(1).is_err());
+    }
+    // A new session remembers the file and the statuses.
+    let app = App::new(config(&dir, false), LogBuffer::default()).expect("app");
+    assert_eq!(app.last_file.as_deref(), Some(file.as_path()));
+    let store = app.store().expect("store");
+    assert_eq!(
+        store.state("F-2").expect("read").map(|s| s.status),
+        Some(Status::DataException)
+    );
+}
+
+#[test]
+fn the_log_layer_scrubs_events() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::registry().with(logs.layer());
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::info!(
+            pan = "5413330089012345",
+            order = "X-1",
+            "prepared for 4761739001010010"
+        );
+        tracing::warn!(track2 = "4761739001010010=2805", "oops");
+    });
+    let lines = logs.lines();
+    assert_eq!(lines.len(), 2);
+    let all: String = lines
+        .iter()
+        .map(|l| l.text.clone())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(all.contains("pan=<redacted>"), "{all}");
+    assert!(all.contains("track2=<redacted>"), "{all}");
+    assert!(all.contains("order=X-1"), "{all}");
+    assert!(all.contains("prepared for 476173******0010"), "{all}");
+    assert!(!all.contains("5413330089012345") && !all.contains("4761739001010010"));
+}

@@ -5,6 +5,7 @@
 //! - [`catalog`]: loading product files from a directory.
 //! - [`devices`]: adapters to real devices (magnetic stripe encoder, ...).
 //! - [`sim`]: simulated devices for tests and demos.
+//! - [`perso`]: personalizing a card over a transport, with a masked transcript.
 //! - [`cli`]: the command line.
 
 pub mod catalog;
@@ -12,4 +13,5 @@ pub mod cli;
 pub mod devices;
 pub mod domain;
 pub mod keys;
+pub mod perso;
 pub mod sim;

@@ -23,3 +23,4 @@ pub mod pvv;
 pub mod tags;
 pub mod tlv;
 pub mod track;
+pub mod readback;

@@ -6,3 +6,4 @@
 pub mod software;
 
 pub use software::{KeyFileError, SoftwareKeyStore};
+pub mod card;

@@ -2,3 +2,5 @@
 //! generic codecs, so a bug on one side cannot hide on the other.
 
 pub mod encoder;
+pub mod card;
+pub mod vpcd;

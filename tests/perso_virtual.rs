@@ -17,11 +17,11 @@ use persodesk::domain::emv_keys::{Cvn, DesKey16, MkdOption};
 use persodesk::domain::gp::SecurityLevel;
 use persodesk::domain::gp::kdf::Diversification;
 use persodesk::domain::gp::session::{Aid, CardKeys, Protocol, SessionError, StepName};
-use persodesk::domain::gp::{SecretKey, StaticKeys};
+use persodesk::domain::gp::SecretKey;
 use persodesk::domain::readback::{Outcome, ReadBackSession, ReadStep, TerminalData, verify_arqc};
 use persodesk::perso::{ChannelOptions, PersoError, personalize_dgis};
 use persodesk::sim::card::channel::{CardKeySource, CardProtocol, KmcMethod};
-use persodesk::sim::card::{CardConfig, CardCvn, Fault, ISD_AID, VirtualCard};
+use persodesk::sim::card::{CardConfig, Fault, ISD_AID, VirtualCard};
 use zeroize::Zeroizing;
 
 fn h(s: &str) -> Vec<u8> {
@@ -109,7 +109,7 @@ fn personalize(
     let result = personalize_dgis(
         t,
         options(protocol, level, gp_style),
-        support::dgis(false),
+        support::dgis(matches!(protocol, Protocol::Scp03 { .. })),
         &mut |p| steps.push(p.step),
     );
     if result.is_ok() {
@@ -147,7 +147,7 @@ fn every_protocol_and_level_personalizes_and_reads_back() {
             report.transcript.apdu_count(),
             started.elapsed()
         );
-        assert_eq!(report.summary.dgis.len(), support::dgis(false).len());
+        assert_eq!(report.summary.dgis.len(), support::dgis(matches!(protocol, Protocol::Scp03 { .. })).len());
         let app = t.card.application().expect("personalized");
         assert_eq!(app.aid, support::AID);
         // The card decrypted the sensitive DGIs to what was sent.
@@ -186,30 +186,22 @@ fn every_protocol_and_level_personalizes_and_reads_back() {
 
 #[test]
 fn t0_card_needs_get_response_and_le_resend() {
-    let mut c = card(CardProtocol::Scp03 { i: 0x70 });
-    let mut config_card = {
-        let keys = CardKeySource::Kmc {
-            kmc: Zeroizing::new(h(KMC_AES)),
-            method: KmcMethod::Kdf3,
-        };
-        let mut cfg = CardConfig::new(CardProtocol::Scp03 { i: 0x70 }, keys, [1, 2, 3, 4]);
-        cfg.t0 = true;
-        VirtualCard::new(cfg).expect("card")
+    let keys = CardKeySource::Kmc {
+        kmc: Zeroizing::new(h(KMC_AES)),
+        method: KmcMethod::Kdf3,
     };
-    std::mem::swap(&mut c, &mut config_card);
-    let mut t = VirtualTransport::new(c);
+    let mut cfg = CardConfig::new(CardProtocol::Scp03 { i: 0x70 }, keys, [1, 2, 3, 4]);
+    cfg.t0 = true;
+    let mut t = VirtualTransport::new(VirtualCard::new(cfg).expect("card"));
     // Raw: a case-4 SELECT gets 61xx under T=0.
     let raw = t.transmit_raw(&[0x00, 0xA4, 0x04, 0x00, 0x08, 0xA0, 0, 0, 1, 0x51, 0, 0, 0, 0x00]).expect("raw");
     assert_eq!(raw[0], 0x61, "T=0 card answers 61xx");
     let report = personalize(&mut t, Protocol::Scp03 { i: 0x70 }, SecurityLevel::CMacCDec, false)
         .expect("perso over T=0");
     assert!(report.transcript.entries.iter().any(|e| e.raw_exchanges == 2), "GET RESPONSE used");
-    // GET DATA with a wrong Le gets 6Cxx, the transport resends.
-    let x = exchange(&mut t, &[0x80, 0xCA, 0x9F, 0x36, 0x01]);
-    let x = x.expect("exchange");
-    assert_eq!(x.raw_exchanges, 1 + u32::from(false));
     let rb = read_back(&mut t);
     assert!(rb.passed());
+    // GET DATA with a wrong Le: 6Cxx, then the transport resends with the right Le.
     let x = exchange(&mut t, &[0x80, 0xCA, 0x9F, 0x17, 0x05]).expect("exchange");
     assert_eq!(x.raw_exchanges, 2, "6Cxx then resend with Le");
     assert_eq!(x.response, [0x9F, 0x17, 0x01, 0x03, 0x90, 0x00]);
@@ -236,7 +228,7 @@ fn expect_failure(
             method: Diversification::EmvCps11,
         };
     }
-    let err = personalize_dgis(&mut t, opts, support::dgis(false), &mut |_| {})
+    let err = personalize_dgis(&mut t, opts, support::dgis(matches!(protocol, Protocol::Scp03 { .. })), &mut |_| {})
         .expect_err("must fail");
     (err, t)
 }
@@ -292,6 +284,18 @@ fn garbage_and_error_status_words_name_the_step() {
 // The virtual card against real-card traces
 
 fn static_card(protocol: CardProtocol, enc: &str, mac: &str, dek: &str, kdd: &str, kvn: u8) -> VirtualCard {
+    static_card_with_isd(protocol, enc, mac, dek, kdd, kvn, &ISD_AID)
+}
+
+fn static_card_with_isd(
+    protocol: CardProtocol,
+    enc: &str,
+    mac: &str,
+    dek: &str,
+    kdd: &str,
+    kvn: u8,
+    isd: &[u8],
+) -> VirtualCard {
     let keys = CardKeySource::Static {
         enc: Zeroizing::new(h(enc)),
         mac: Zeroizing::new(h(mac)),
@@ -300,6 +304,7 @@ fn static_card(protocol: CardProtocol, enc: &str, mac: &str, dek: &str, kdd: &st
     let mut cfg = CardConfig::new(protocol, keys, [0; 4]);
     cfg.kdd.copy_from_slice(&h(kdd));
     cfg.key_version = kvn;
+    cfg.isd_aid = isd.to_vec();
     VirtualCard::new(cfg).expect("card")
 }
 
@@ -350,7 +355,12 @@ fn virtual_card_matches_scp02_gpshell_trace() {
     c2.set_fixed_random([0xAA, 0x2A, 0x05, 0x91, 0xE7, 0x33, 0, 0]);
     c2.process(&h("00A4040000"));
     c2.process(&h("8050000008D5AD539A60CA5E7200"));
-    assert_eq!(sw_of(&c2.process(&h("84820100107C799B3C771DBAE6BEF49310977617BB"))), 0x6300);
+    assert_eq!(sw_of(&c2.process(&h("84820100107C799B3C771DBAE7BEF49310977617BA"))), 0x6300);
+    // The right cryptogram with a corrupted C-MAC: 6982.
+    c2.process(&h("00A4040000"));
+    c2.set_sequence_counter(0x069F);
+    c2.process(&h("8050000008D5AD539A60CA5E7200"));
+    assert_eq!(sw_of(&c2.process(&h("84820100107C799B3C771DBAE6BEF49310977617BB"))), 0x6982);
 }
 
 /// V: gp-scp03 "SCP03 AES128 S8 SL=03" (pysim, real card trace, i=70, pseudo-random challenge):
@@ -358,16 +368,17 @@ fn virtual_card_matches_scp02_gpshell_trace() {
 /// counter and the selected AID (the trace's ISD A000000151000000 per pysim).
 #[test]
 fn virtual_card_matches_scp03_real_card_trace() {
-    let mut c = static_card(
+    let mut c = static_card_with_isd(
         CardProtocol::Scp03 { i: 0x70 },
         "000102030405060708090a0b0c0d0e0f",
         "101112131415161718191a1b1c1d1e1f",
         "000102030405060708090a0b0c0d0e0f",
         "00000000000000000000",
         0x30,
+        &h("A0000005591010FFFFFFFF8900000100"),
     );
     c.set_sequence_counter(0x000001);
-    assert_eq!(sw_of(&c.process(&h("00A4040008A00000015100000000"))), 0x9000);
+    assert_eq!(sw_of(&c.process(&h("00A4040010A0000005591010FFFFFFFF890000010000"))), 0x9000);
     let r = c.process(&h("80503000088e1552d0513c60f300"));
     assert_eq!(
         hex::encode_upper(&r).to_lowercase(),

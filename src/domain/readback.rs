@@ -419,7 +419,8 @@ impl ReadBackSession {
                 self.result.card.aid = hex::encode_upper(&self.aid);
                 self.result.card.label = find_value(&fci, 0x50)
                     .map(|l| String::from_utf8_lossy(l).into_owned());
-                let ok = find_value(&fci, 0x84).is_some() && find_value(&fci, 0xA5).is_some();
+                let has = |tag| Tag::new(tag).and_then(|t| tlv::find(&fci, t)).is_some();
+                let ok = has(0x6F) && has(0x84) && has(0xA5);
                 self.check(
                     "SELECT AID: FCI 6F with 84 and A5",
                     if ok {
@@ -585,7 +586,8 @@ impl ReadBackSession {
             self.check(ISSUER, Outcome::Skipped("no CA public key given".into()));
             return;
         };
-        let v = |tag| find_value(&self.data, tag).map(<[u8]>::to_vec);
+        let data = self.data.clone();
+        let v = |tag| find_value(&data, tag).map(<[u8]>::to_vec);
         match v(0x8F) {
             Some(index) if index.as_slice() == [ca.index] => {}
             Some(index) => {
@@ -618,7 +620,7 @@ impl ReadBackSession {
         let static_data = oda::static_data_to_authenticate(
             &self.afl,
             |sfi, n| records.iter().find(|(s, r, _)| *s == sfi && *r == n).map(|(_, _, d)| d.as_slice()),
-            find_value(&self.data, 0x9F4A),
+            find_value(&data, 0x9F4A),
             self.aip,
         );
         let static_data = match static_data {

@@ -50,11 +50,11 @@ pub fn chain() -> &'static Chain {
     static CHAIN: OnceLock<Chain> = OnceLock::new();
     CHAIN.get_or_init(|| {
         let mut rng = rsa::rand_core::UnwrapErr(getrandom::SysRng);
-        let gen = |bits| RsaKeyPair::generate(&mut rng, bits, RsaExponent::Three).expect("rsa");
+        let mut make = |bits| RsaKeyPair::generate(&mut rng, bits, RsaExponent::Three).expect("rsa");
         Chain {
-            ca: gen(1024),
-            issuer: gen(896),
-            icc: gen(768),
+            ca: make(1024),
+            issuer: make(896),
+            icc: make(768),
         }
     })
 }
@@ -186,8 +186,9 @@ pub fn records(with_pdol: bool) -> Vec<(u16, Vec<u8>)> {
     ]
 }
 
-/// The DGIs in send order. `pdol` puts a PDOL (9F66 04, 9F02 06) into the FCI.
-pub fn dgis(pdol: bool) -> Vec<Dgi> {
+/// The DGIs in send order. `aes` pads the 8-byte PIN block to the AES DEK block (SCP03).
+pub fn dgis(aes: bool) -> Vec<Dgi> {
+    let pdol = false;
     let mk = icc_master_keys();
     let mut out: Vec<Dgi> = records(pdol)
         .into_iter()
@@ -214,7 +215,7 @@ pub fn dgis(pdol: bool) -> Vec<Dgi> {
     }
     out.push(Dgi::new(0x8000, keys, true, false));
     out.push(Dgi::new(0x9000, mk.kcvs().expect("kcv").to_vec(), false, false));
-    out.push(Dgi::new(0x8010, h("241234FFFFFFFFFF"), true, false));
+    out.push(Dgi::new(0x8010, h("241234FFFFFFFFFF"), true, aes));
     out.push(Dgi::new(0x9010, vec![0x03, 0x03], false, false));
     let crt = chain().icc.crt_components().expect("crt");
     for (id, value) in crt.dgis() {

@@ -38,9 +38,10 @@ pub struct Transaction {
 }
 
 /// DGIs whose encrypted value was padded (ISO/IEC 9797-1 method 2) before encryption: the RSA
-/// key components. Keys (8000, 8001) and the PIN block (8010) are block-aligned and unpadded.
-pub fn is_padded_dgi(id: u16) -> bool {
-    matches!(id >> 8, 0x81 | 0x82 | 0x83)
+/// key components, and the 8-byte PIN block when it arrives as a 16-byte AES block (SCP03).
+/// Keys (8000, 8001) are block-aligned and unpadded.
+pub fn is_padded_dgi(id: u16, len: usize) -> bool {
+    matches!(id >> 8, 0x81 | 0x82 | 0x83) || (id == 0x8010 && len == 16)
 }
 
 fn is_record(id: u16) -> bool {

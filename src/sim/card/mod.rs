@@ -657,7 +657,7 @@ impl VirtualCard {
             if encrypted {
                 let channel = self.channel.as_ref().ok_or(sw::SECURITY)?;
                 channel.decrypt_sensitive(&mut value)?;
-                if emv::is_padded_dgi(id) {
+                if emv::is_padded_dgi(id, value.len()) {
                     let block = match self.config.protocol {
                         CardProtocol::Scp02 { .. } => crypto::DES_BLOCK,
                         CardProtocol::Scp03 { .. } => crypto::AES_BLOCK,

@@ -15,8 +15,8 @@ use serde::Serialize;
 use crate::devices::transport::{CardTransport, TransportError, exchange};
 use crate::domain::gp::SecurityLevel;
 use crate::domain::gp::session::{
-    Aid, CardKeys, Dgi, PersoPlan, PersoSession, PlanError, Progress, Protocol, SessionError,
-    Step, StepName, Summary,
+    Aid, CardKeys, Dgi, PersoPlan, PersoSession, PlanError, Progress, Protocol, SessionError, Step,
+    StepName, Summary,
 };
 
 /// One command of the transcript: no data bytes, ever.
@@ -254,7 +254,9 @@ pub fn personalize_dgis(
         let progress = session.progress();
         on_progress(&progress);
         let step = progress.step;
-        let dgi = (step == StepName::StoreData).then_some(progress.dgi).flatten();
+        let dgi = (step == StepName::StoreData)
+            .then_some(progress.dgi)
+            .flatten();
         let bytes = zeroize::Zeroizing::new(command.to_bytes());
         drop(command);
         let sent = Instant::now();

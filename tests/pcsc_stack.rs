@@ -64,7 +64,10 @@ fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) 
         if let Some(v) = f() {
             return v;
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -79,9 +82,11 @@ fn terminal() -> TerminalData {
 }
 
 fn perso_and_verify(reader: &str, protocol: Protocol, level: SecurityLevel, keys: CardKeys) {
-    let mut transport = wait_for(&format!("a card in {reader}"), Duration::from_secs(20), || {
-        PcscTransport::connect(reader, ProtocolChoice::T0).ok()
-    });
+    let mut transport = wait_for(
+        &format!("a card in {reader}"),
+        Duration::from_secs(20),
+        || PcscTransport::connect(reader, ProtocolChoice::T0).ok(),
+    );
     let atr = transport.atr().expect("atr");
     assert_eq!(atr.first(), Some(&0x3B), "ATR");
     let aid = Aid::new(&support::AID).expect("aid");
@@ -95,8 +100,13 @@ fn perso_and_verify(reader: &str, protocol: Protocol, level: SecurityLevel, keys
         verify_card_challenge: matches!(protocol, Protocol::Scp03 { i } if i & 0x10 != 0),
     };
     let started = Instant::now();
-    let report = personalize_dgis(&mut transport, options, support::dgis(matches!(protocol, Protocol::Scp03 { .. })), &mut |_| {})
-        .unwrap_or_else(|e| panic!("{reader}: {e}"));
+    let report = personalize_dgis(
+        &mut transport,
+        options,
+        support::dgis(matches!(protocol, Protocol::Scp03 { .. })),
+        &mut |_| {},
+    )
+    .unwrap_or_else(|e| panic!("{reader}: {e}"));
     let perso_time = started.elapsed();
     let (mut session, mut command) = ReadBackSession::start(
         terminal(),
@@ -121,7 +131,10 @@ fn perso_and_verify(reader: &str, protocol: Protocol, level: SecurityLevel, keys
     let arqc = rb.arqc.as_ref().expect("arqc");
     let imk = DesKey16::from_slice(&hex::decode(support::IMK_AC).expect("hex")).expect("imk");
     let pan = rb.pan.as_ref().expect("pan");
-    assert_eq!(verify_arqc(arqc, &imk, MkdOption::A, Cvn::Visa18, pan, support::PSN), Outcome::Pass);
+    assert_eq!(
+        verify_arqc(arqc, &imk, MkdOption::A, Cvn::Visa18, pan, support::PSN),
+        Outcome::Pass
+    );
     println!(
         "{reader} {protocol} {level}: personalized in {perso_time:?} ({} APDUs), read back and verified in {:?} ({read_apdus} APDUs); {total:?} per card",
         report.transcript.apdu_count(),
@@ -140,9 +153,15 @@ fn write_file(dir: &Path, name: &str, text: &str, cleanup: &mut Cleanup) -> Path
 fn personalize_and_read_back_through_pcscd_and_vpcd() {
     if !Path::new(PCSCD).exists() || !Path::new(VPCD_DRIVER).exists() {
         eprintln!();
-        eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
-        eprintln!("!!! SKIPPED: pcscd / vsmartcard-vpcd are not installed (run bash .ci/setup)   !!!");
-        eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+        eprintln!(
+            "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
+        );
+        eprintln!(
+            "!!! SKIPPED: pcscd / vsmartcard-vpcd are not installed (run bash .ci/setup)   !!!"
+        );
+        eprintln!(
+            "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
+        );
         return;
     }
     // One pcscd per machine: serialize with any other test binary that starts one.
@@ -160,12 +179,26 @@ fn personalize_and_read_back_through_pcscd_and_vpcd() {
         .spawn()
         .expect("start pcscd");
     cleanup.children.push(("pcscd".into(), pcscd));
-    wait_for("pcscd to list the vpcd readers", Duration::from_secs(15), || {
-        list_readers().ok().filter(|r| r.iter().any(|n| n.starts_with(READER0)))
-    });
+    wait_for(
+        "pcscd to list the vpcd readers",
+        Duration::from_secs(15),
+        || {
+            list_readers()
+                .ok()
+                .filter(|r| r.iter().any(|n| n.starts_with(READER0)))
+        },
+    );
     let readers = list_readers().expect("readers");
-    let reader0 = readers.iter().find(|n| n.starts_with(READER0)).cloned().expect("reader 0");
-    let reader1 = readers.iter().find(|n| n.starts_with(READER1)).cloned().expect("reader 1");
+    let reader0 = readers
+        .iter()
+        .find(|n| n.starts_with(READER0))
+        .cloned()
+        .expect("reader 0");
+    let reader1 = readers
+        .iter()
+        .find(|n| n.starts_with(READER1))
+        .cloned()
+        .expect("reader 1");
 
     // `persodesk readers` sees them.
     let out = Command::new(env!("CARGO_BIN_EXE_persodesk"))
@@ -178,7 +211,13 @@ fn personalize_and_read_back_through_pcscd_and_vpcd() {
     let state = dir.join(format!("persodesk-sim-{tag}.json"));
     cleanup.files.push(state.clone());
     let sim = Command::new(env!("CARGO_BIN_EXE_persodesk"))
-        .args(["sim-card", "--vpcd", "127.0.0.1:35963", "--keys", "assets/demo/keys.toml"])
+        .args([
+            "sim-card",
+            "--vpcd",
+            "127.0.0.1:35963",
+            "--keys",
+            "assets/demo/keys.toml",
+        ])
         .args(["--scp", "scp02", "--i", "55", "--state"])
         .arg(&state)
         .stdin(Stdio::null())
@@ -197,7 +236,9 @@ fn personalize_and_read_back_through_pcscd_and_vpcd() {
     );
     // The state file holds the personalized application.
     let saved = wait_for("the sim-card state file", Duration::from_secs(5), || {
-        std::fs::read_to_string(&state).ok().filter(|t| t.contains("A0000000031010"))
+        std::fs::read_to_string(&state)
+            .ok()
+            .filter(|t| t.contains("A0000000031010"))
     });
     assert!(saved.contains("\"8000\""));
 
@@ -221,7 +262,11 @@ fn personalize_and_read_back_through_pcscd_and_vpcd() {
         .expect("persodesk read-card");
     let text = String::from_utf8_lossy(&out.stdout);
     println!("{text}");
-    assert!(out.status.success(), "read-card: {text} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "read-card: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("read-back: PASS"));
     assert!(text.contains("476173******0119"));
     assert!(!text.contains(support::PAN), "masked report");
@@ -231,8 +276,12 @@ fn personalize_and_read_back_through_pcscd_and_vpcd() {
         kmc: Zeroizing::new(hex::decode(AES_KMC).expect("hex")),
         method: KmcMethod::Kdf3,
     };
-    let card = VirtualCard::new(CardConfig::new(CardProtocol::Scp03 { i: 0x70 }, keys, [9, 8, 7, 6]))
-        .expect("card");
+    let card = VirtualCard::new(CardConfig::new(
+        CardProtocol::Scp03 { i: 0x70 },
+        keys,
+        [9, 8, 7, 6],
+    ))
+    .expect("card");
     let card = Arc::new(Mutex::new(card));
     let stop = Arc::new(AtomicBool::new(false));
     let bridge = {

@@ -14,10 +14,10 @@ use std::time::Instant;
 
 use persodesk::devices::transport::{CardTransport, TransportError, VirtualTransport, exchange};
 use persodesk::domain::emv_keys::{Cvn, DesKey16, MkdOption};
+use persodesk::domain::gp::SecretKey;
 use persodesk::domain::gp::SecurityLevel;
 use persodesk::domain::gp::kdf::Diversification;
 use persodesk::domain::gp::session::{Aid, CardKeys, Protocol, SessionError, StepName};
-use persodesk::domain::gp::SecretKey;
 use persodesk::domain::readback::{Outcome, ReadBackSession, ReadStep, TerminalData, verify_arqc};
 use persodesk::perso::{ChannelOptions, PersoError, personalize_dgis};
 use persodesk::sim::card::channel::{CardKeySource, CardProtocol, KmcMethod};
@@ -113,9 +113,20 @@ fn personalize(
         &mut |p| steps.push(p.step),
     );
     if result.is_ok() {
-        assert_eq!(steps.first(), Some(&StepName::Select), "progress starts at SELECT");
-        assert!(steps.contains(&StepName::StoreData), "progress reports STORE DATA");
-        assert_eq!(steps.last(), Some(&StepName::Finished), "progress ends finished");
+        assert_eq!(
+            steps.first(),
+            Some(&StepName::Select),
+            "progress starts at SELECT"
+        );
+        assert!(
+            steps.contains(&StepName::StoreData),
+            "progress reports STORE DATA"
+        );
+        assert_eq!(
+            steps.last(),
+            Some(&StepName::Finished),
+            "progress ends finished"
+        );
     }
     result
 }
@@ -147,13 +158,22 @@ fn every_protocol_and_level_personalizes_and_reads_back() {
             report.transcript.apdu_count(),
             started.elapsed()
         );
-        assert_eq!(report.summary.dgis.len(), support::dgis(matches!(protocol, Protocol::Scp03 { .. })).len());
+        assert_eq!(
+            report.summary.dgis.len(),
+            support::dgis(matches!(protocol, Protocol::Scp03 { .. })).len()
+        );
         let app = t.card.application().expect("personalized");
         assert_eq!(app.aid, support::AID);
         // The card decrypted the sensitive DGIs to what was sent.
         let mk = support::icc_master_keys();
-        assert_eq!(app.dgis.get(&0x8000).map(|v| v[..16].to_vec()), Some(mk.ac.as_bytes().to_vec()));
-        assert_eq!(app.dgis.get(&0x8010).map(|v| v.to_vec()), Some(h("241234FFFFFFFFFF")));
+        assert_eq!(
+            app.dgis.get(&0x8000).map(|v| v[..16].to_vec()),
+            Some(mk.ac.as_bytes().to_vec())
+        );
+        assert_eq!(
+            app.dgis.get(&0x8010).map(|v| v.to_vec()),
+            Some(h("241234FFFFFFFFFF"))
+        );
         let crt = support::chain().icc.crt_components().expect("crt");
         assert_eq!(
             app.dgis.get(&0x8205).map(|v| v.to_vec()),
@@ -162,7 +182,10 @@ fn every_protocol_and_level_personalizes_and_reads_back() {
         );
         // Masked transcript: headers, lengths, SWs only.
         let text = report.transcript.to_string();
-        assert!(!text.contains(&support::PAN[..10]), "no PAN in the transcript");
+        assert!(
+            !text.contains(&support::PAN[..10]),
+            "no PAN in the transcript"
+        );
         assert!(text.contains("84 E2"), "{text}");
 
         let rb = read_back(&mut t);
@@ -170,15 +193,29 @@ fn every_protocol_and_level_personalizes_and_reads_back() {
             println!("  {c}");
         }
         assert!(rb.passed(), "read-back failed for {protocol} {level}");
-        assert!(rb.checks.iter().any(|c| c.name.starts_with("DDA") && c.outcome == Outcome::Pass));
-        assert!(rb.checks.iter().any(|c| c.name.starts_with("ODA: ICC") && c.outcome == Outcome::Pass));
+        assert!(
+            rb.checks
+                .iter()
+                .any(|c| c.name.starts_with("DDA") && c.outcome == Outcome::Pass)
+        );
+        assert!(
+            rb.checks
+                .iter()
+                .any(|c| c.name.starts_with("ODA: ICC") && c.outcome == Outcome::Pass)
+        );
         let arqc = rb.arqc.as_ref().expect("arqc");
         assert_eq!(arqc.cvn(), Some(Cvn::Visa18));
         let pan = rb.pan.as_ref().expect("pan");
-        assert_eq!(verify_arqc(arqc, &imk, MkdOption::A, Cvn::Visa18, pan, support::PSN), Outcome::Pass);
+        assert_eq!(
+            verify_arqc(arqc, &imk, MkdOption::A, Cvn::Visa18, pan, support::PSN),
+            Outcome::Pass
+        );
         // A wrong IMK does not verify.
         let wrong = DesKey16::from_slice(&h("1123456789ABCDEFFEDCBA9876543211")).expect("k");
-        assert!(matches!(verify_arqc(arqc, &wrong, MkdOption::A, Cvn::Visa18, pan, support::PSN), Outcome::Fail(_)));
+        assert!(matches!(
+            verify_arqc(arqc, &wrong, MkdOption::A, Cvn::Visa18, pan, support::PSN),
+            Outcome::Fail(_)
+        ));
         assert_eq!(rb.card.pan_masked.as_deref(), Some("476173******0119"));
         assert_eq!(rb.card.pin_tries, Some(3));
     }
@@ -194,11 +231,27 @@ fn t0_card_needs_get_response_and_le_resend() {
     cfg.t0 = true;
     let mut t = VirtualTransport::new(VirtualCard::new(cfg).expect("card"));
     // Raw: a case-4 SELECT gets 61xx under T=0.
-    let raw = t.transmit_raw(&[0x00, 0xA4, 0x04, 0x00, 0x08, 0xA0, 0, 0, 1, 0x51, 0, 0, 0, 0x00]).expect("raw");
+    let raw = t
+        .transmit_raw(&[
+            0x00, 0xA4, 0x04, 0x00, 0x08, 0xA0, 0, 0, 1, 0x51, 0, 0, 0, 0x00,
+        ])
+        .expect("raw");
     assert_eq!(raw[0], 0x61, "T=0 card answers 61xx");
-    let report = personalize(&mut t, Protocol::Scp03 { i: 0x70 }, SecurityLevel::CMacCDec, false)
-        .expect("perso over T=0");
-    assert!(report.transcript.entries.iter().any(|e| e.raw_exchanges == 2), "GET RESPONSE used");
+    let report = personalize(
+        &mut t,
+        Protocol::Scp03 { i: 0x70 },
+        SecurityLevel::CMacCDec,
+        false,
+    )
+    .expect("perso over T=0");
+    assert!(
+        report
+            .transcript
+            .entries
+            .iter()
+            .any(|e| e.raw_exchanges == 2),
+        "GET RESPONSE used"
+    );
     let rb = read_back(&mut t);
     assert!(rb.passed());
     // GET DATA with a wrong Le: 6Cxx, then the transport resends with the right Le.
@@ -228,8 +281,13 @@ fn expect_failure(
             method: Diversification::EmvCps11,
         };
     }
-    let err = personalize_dgis(&mut t, opts, support::dgis(matches!(protocol, Protocol::Scp03 { .. })), &mut |_| {})
-        .expect_err("must fail");
+    let err = personalize_dgis(
+        &mut t,
+        opts,
+        support::dgis(matches!(protocol, Protocol::Scp03 { .. })),
+        &mut |_| {},
+    )
+    .expect_err("must fail");
     (err, t)
 }
 
@@ -239,7 +297,14 @@ fn card_removed_mid_session_names_store_data_and_a_fresh_card_works() {
     let (err, mut t) = expect_failure(Some(Fault::RemoveAt(6)), false, false);
     assert_eq!(err.step(), Some(StepName::StoreData));
     assert!(
-        matches!(&err, PersoError::Transport { error: TransportError::CardRemoved, dgi: Some(0x0201), .. }),
+        matches!(
+            &err,
+            PersoError::Transport {
+                error: TransportError::CardRemoved,
+                dgi: Some(0x0201),
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert!(err.to_string().contains("STORE DATA (DGI 0201)"), "{err}");
@@ -247,14 +312,26 @@ fn card_removed_mid_session_names_store_data_and_a_fresh_card_works() {
     assert!(t.card.application().is_none(), "nothing half-personalized");
     // Put it back: a retry works.
     t.card.insert();
-    personalize(&mut t, Protocol::Scp02 { i: 0x55 }, SecurityLevel::CMac, false).expect("retry");
+    personalize(
+        &mut t,
+        Protocol::Scp02 { i: 0x55 },
+        SecurityLevel::CMac,
+        false,
+    )
+    .expect("retry");
 }
 
 #[test]
 fn wrong_keys_fail_at_initialize_update() {
     let (err, _) = expect_failure(None, true, false);
     assert_eq!(err.step(), Some(StepName::InitializeUpdate));
-    assert!(matches!(&err, PersoError::Session { error: SessionError::CardCryptogramMismatch, .. }));
+    assert!(matches!(
+        &err,
+        PersoError::Session {
+            error: SessionError::CardCryptogramMismatch,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -270,7 +347,11 @@ fn garbage_and_error_status_words_name_the_step() {
     let (err, _) = expect_failure(Some(Fault::GarbageAt(2, vec![0x42])), false, false);
     assert_eq!(err.step(), Some(StepName::InitializeUpdate));
     assert!(err.to_string().contains("INITIALIZE UPDATE"), "{err}");
-    let (err, _) = expect_failure(Some(Fault::GarbageAt(2, vec![0x13, 0x37, 0x90, 0x00])), false, false);
+    let (err, _) = expect_failure(
+        Some(Fault::GarbageAt(2, vec![0x13, 0x37, 0x90, 0x00])),
+        false,
+        false,
+    );
     assert_eq!(err.step(), Some(StepName::InitializeUpdate), "{err}");
     let (err, _) = expect_failure(Some(Fault::StatusAt(3, 0x6982)), false, false);
     assert_eq!(err.step(), Some(StepName::ExternalAuthenticate));
@@ -283,7 +364,14 @@ fn garbage_and_error_status_words_name_the_step() {
 // ---------------------------------------------------------------------------------------------
 // The virtual card against real-card traces
 
-fn static_card(protocol: CardProtocol, enc: &str, mac: &str, dek: &str, kdd: &str, kvn: u8) -> VirtualCard {
+fn static_card(
+    protocol: CardProtocol,
+    enc: &str,
+    mac: &str,
+    dek: &str,
+    kdd: &str,
+    kvn: u8,
+) -> VirtualCard {
     static_card_with_isd(protocol, enc, mac, dek, kdd, kvn, &ISD_AID)
 }
 
@@ -329,9 +417,17 @@ fn virtual_card_matches_scp02_real_card_trace() {
     c.set_sequence_counter(0x0001);
     c.set_fixed_random([0x6B, 0x45, 0x24, 0xAB, 0xEE, 0x7C, 0, 0]);
     assert_eq!(sw_of(&c.process(&h("00A4040000"))), 0x9000);
-    let r = c.process(&h("8050000008 40A62C37FA6304F8 00".replace(' ', "").as_str()));
-    assert_eq!(hex::encode_upper(&r), "00000000000000000000700200016B4524ABEE7CF32EA3838BC148F39000");
-    assert_eq!(sw_of(&c.process(&h("8482010010BA6961667737C5BCEBECE14C7D6A4376"))), 0x9000);
+    let r = c.process(&h("8050000008 40A62C37FA6304F8 00"
+        .replace(' ', "")
+        .as_str()));
+    assert_eq!(
+        hex::encode_upper(&r),
+        "00000000000000000000700200016B4524ABEE7CF32EA3838BC148F39000"
+    );
+    assert_eq!(
+        sw_of(&c.process(&h("8482010010BA6961667737C5BCEBECE14C7D6A4376"))),
+        0x9000
+    );
     // Wrapped commands the card does not implement: the MAC is accepted (6D00 / 6A88 after the
     // check), a corrupted MAC is 6982.
     let r = c.process(&h("84F220020814DB34FA4341DCA8"));
@@ -342,25 +438,51 @@ fn virtual_card_matches_scp02_real_card_trace() {
 #[test]
 fn virtual_card_matches_scp02_gpshell_trace() {
     let k = "404142434445464748494A4B4C4D4E4F";
-    let mut c = static_card(CardProtocol::Scp02 { i: 0x15 }, k, k, k, "000074746E6E6E626262", 0x01);
+    let mut c = static_card(
+        CardProtocol::Scp02 { i: 0x15 },
+        k,
+        k,
+        k,
+        "000074746E6E6E626262",
+        0x01,
+    );
     c.set_sequence_counter(0x069F);
     c.set_fixed_random([0xAA, 0x2A, 0x05, 0x91, 0xE7, 0x33, 0, 0]);
     assert_eq!(sw_of(&c.process(&h("00A4040000"))), 0x9000);
     let r = c.process(&h("8050000008D5AD539A60CA5E7200"));
-    assert_eq!(hex::encode_upper(&r), "000074746E6E6E6262620102069FAA2A0591E73367DD78794D04315E9000");
-    assert_eq!(sw_of(&c.process(&h("84820100107C799B3C771DBAE6BEF49310977617BA"))), 0x9000);
+    assert_eq!(
+        hex::encode_upper(&r),
+        "000074746E6E6E6262620102069FAA2A0591E73367DD78794D04315E9000"
+    );
+    assert_eq!(
+        sw_of(&c.process(&h("84820100107C799B3C771DBAE6BEF49310977617BA"))),
+        0x9000
+    );
     // A host cryptogram off by one bit: 6300 on a fresh session.
-    let mut c2 = static_card(CardProtocol::Scp02 { i: 0x15 }, k, k, k, "000074746E6E6E626262", 0x01);
+    let mut c2 = static_card(
+        CardProtocol::Scp02 { i: 0x15 },
+        k,
+        k,
+        k,
+        "000074746E6E6E626262",
+        0x01,
+    );
     c2.set_sequence_counter(0x069F);
     c2.set_fixed_random([0xAA, 0x2A, 0x05, 0x91, 0xE7, 0x33, 0, 0]);
     c2.process(&h("00A4040000"));
     c2.process(&h("8050000008D5AD539A60CA5E7200"));
-    assert_eq!(sw_of(&c2.process(&h("84820100107C799B3C771DBAE7BEF49310977617BA"))), 0x6300);
+    assert_eq!(
+        sw_of(&c2.process(&h("84820100107C799B3C771DBAE7BEF49310977617BA"))),
+        0x6300
+    );
     // The right cryptogram with a corrupted C-MAC: 6982.
     c2.process(&h("00A4040000"));
     c2.set_sequence_counter(0x069F);
     c2.process(&h("8050000008D5AD539A60CA5E7200"));
-    assert_eq!(sw_of(&c2.process(&h("84820100107C799B3C771DBAE6BEF49310977617BB"))), 0x6982);
+    assert_eq!(
+        sw_of(&c2.process(&h("84820100107C799B3C771DBAE6BEF49310977617BB"))),
+        0x6982
+    );
 }
 
 /// V: gp-scp03 "SCP03 AES128 S8 SL=03" (pysim, real card trace, i=70, pseudo-random challenge):
@@ -378,11 +500,17 @@ fn virtual_card_matches_scp03_real_card_trace() {
         &h("A0000005591010FFFFFFFF8900000100"),
     );
     c.set_sequence_counter(0x000001);
-    assert_eq!(sw_of(&c.process(&h("00A4040010A0000005591010FFFFFFFF890000010000"))), 0x9000);
+    assert_eq!(
+        sw_of(&c.process(&h("00A4040010A0000005591010FFFFFFFF890000010000"))),
+        0x9000
+    );
     let r = c.process(&h("80503000088e1552d0513c60f300"));
     assert_eq!(
         hex::encode_upper(&r).to_lowercase(),
         "0000000000000000000030037030760cd2c47c1dd395065fe5ead8a9d70000019000"
     );
-    assert_eq!(sw_of(&c.process(&h("8482030010FD4721A14D9B07003C451D2F8AE6BB21"))), 0x9000);
+    assert_eq!(
+        sw_of(&c.process(&h("8482030010FD4721A14D9B07003C451D2F8AE6BB21"))),
+        0x9000
+    );
 }

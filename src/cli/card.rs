@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use clap::Args;
 use zeroize::Zeroizing;
 
-use super::{DEFAULT_KEYS, DEFAULT_PROFILES, Exit, read_catalog, read_keys, read_orders, unreadable};
+use super::{
+    DEFAULT_KEYS, DEFAULT_PROFILES, Exit, read_catalog, read_keys, read_orders, unreadable,
+};
 use crate::devices::pcsc::{PcscTransport, ProtocolChoice, list_readers};
 use crate::devices::transport::exchange;
 use crate::domain::emv_keys::MkdOption;
@@ -95,7 +97,11 @@ pub fn sim_card(args: &SimCardArgs) -> Exit {
         "emv" => KmcMethod::EmvCps11,
         "visa2" => KmcMethod::Visa2,
         "kdf3" => KmcMethod::Kdf3,
-        other => return unreadable(format!("--diversification: `{other}` is not emv, visa2 or kdf3")),
+        other => {
+            return unreadable(format!(
+                "--diversification: `{other}` is not emv, visa2 or kdf3"
+            ));
+        }
     };
     if (method == KmcMethod::Kdf3) != (algorithm == KeyAlgorithm::Aes) {
         return unreadable(format!(
@@ -118,15 +124,13 @@ pub fn sim_card(args: &SimCardArgs) -> Exit {
         Ok(c) => c,
         Err(e) => return unreadable(e),
     };
-    if let Some(path) = &args.state {
-        if path.exists() {
-            let state = std::fs::read_to_string(path)
-                .map_err(|e| e.to_string())
-                .and_then(|t| serde_json::from_str::<SavedState>(&t).map_err(|e| e.to_string()))
-                .and_then(|s| card.restore(&s).map_err(|e| e.to_string()));
-            if let Err(e) = state {
-                return unreadable(format!("{}: {e}", path.display()));
-            }
+    if let Some(path) = args.state.as_ref().filter(|p| p.exists()) {
+        let state = std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str::<SavedState>(&t).map_err(|e| e.to_string()))
+            .and_then(|s| card.restore(&s).map_err(|e| e.to_string()));
+        if let Err(e) = state {
+            return unreadable(format!("{}: {e}", path.display()));
         }
     }
     let card = Arc::new(Mutex::new(card));
@@ -215,9 +219,14 @@ struct CaFile {
 }
 
 fn read_ca(path: &Path) -> Result<CaPublicKey, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot be read: {}", e.kind()))?;
-    let f: CaFile = toml::from_str(&text).map_err(|_| "not a CA key file (rid, index, modulus, exponent)".to_string())?;
-    let rid: [u8; 5] = hex::decode(&f.rid).ok().and_then(|v| v.try_into().ok()).ok_or("rid: 5 bytes hex")?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("cannot be read: {}", e.kind()))?;
+    let f: CaFile = toml::from_str(&text)
+        .map_err(|_| "not a CA key file (rid, index, modulus, exponent)".to_string())?;
+    let rid: [u8; 5] = hex::decode(&f.rid)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or("rid: 5 bytes hex")?;
     let index = u8::from_str_radix(&f.index, 16).map_err(|_| "index: one hex byte")?;
     let modulus = hex::decode(&f.modulus).map_err(|_| "modulus: hex")?;
     let exponent = hex::decode(&f.exponent).map_err(|_| "exponent: hex")?;
@@ -289,16 +298,31 @@ pub fn read_card(args: &ReadCardArgs) -> Exit {
     };
     let _ = transport.disconnect();
     if let Some(order) = &expected {
-        let pan = result.pan.clone().unwrap_or_else(|| Zeroizing::new(String::new()));
+        let pan = result
+            .pan
+            .clone()
+            .unwrap_or_else(|| Zeroizing::new(String::new()));
         let same = |name: &str, ok: bool| crate::domain::readback::Check {
             name: name.to_string(),
-            outcome: if ok { Outcome::Pass } else { Outcome::Fail("differs from the order".into()) },
+            outcome: if ok {
+                Outcome::Pass
+            } else {
+                Outcome::Fail("differs from the order".into())
+            },
         };
-        result.checks.push(same("order: PAN (5A)", pan.as_str() == order.pan.reveal()));
+        result
+            .checks
+            .push(same("order: PAN (5A)", pan.as_str() == order.pan.reveal()));
         let exp = order.exp.to_string();
-        result.checks.push(same("order: expiry (5F24)", result.card.expiry.as_deref() == Some(&exp)));
+        result.checks.push(same(
+            "order: expiry (5F24)",
+            result.card.expiry.as_deref() == Some(&exp),
+        ));
         let psn = order.psn.to_string();
-        result.checks.push(same("order: PSN (5F34)", result.card.psn.as_deref() == Some(&psn)));
+        result.checks.push(same(
+            "order: PSN (5F34)",
+            result.card.psn.as_deref() == Some(&psn),
+        ));
         let index = order.payment_application.derivation_key_index.unwrap_or(1);
         let outcome = match (&result.arqc, read_keys(&args.keys)) {
             (None, _) => Outcome::Skipped("no ARQC".into()),
@@ -320,7 +344,11 @@ pub fn read_card(args: &ReadCardArgs) -> Exit {
         });
     }
     print_report(&result, args.json);
-    if result.passed() { Exit::Ok } else { Exit::Invalid }
+    if result.passed() {
+        Exit::Ok
+    } else {
+        Exit::Invalid
+    }
 }
 
 fn fail_exit(msg: &str) -> Exit {
@@ -369,6 +397,12 @@ fn print_report(r: &crate::domain::readback::ReadBack, json: bool) {
     for k in &r.checks {
         println!("{k}");
     }
-    println!("{}", if r.passed() { "read-back: PASS" } else { "read-back: FAIL" });
+    println!(
+        "{}",
+        if r.passed() {
+            "read-back: PASS"
+        } else {
+            "read-back: FAIL"
+        }
+    );
 }
-

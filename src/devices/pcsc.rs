@@ -86,7 +86,9 @@ impl PcscTransport {
     /// The card's ATR.
     pub fn atr(&self) -> Result<Vec<u8>, TransportError> {
         let card = self.card.as_ref().ok_or(TransportError::CardRemoved)?;
-        let status = card.status2_owned().map_err(|e| map_error(&self.reader, e))?;
+        let status = card
+            .status2_owned()
+            .map_err(|e| map_error(&self.reader, e))?;
         Ok(status.atr().to_vec())
     }
 

@@ -20,7 +20,7 @@ pub mod pinblock;
 pub mod prepare;
 pub mod product;
 pub mod pvv;
+pub mod readback;
 pub mod tags;
 pub mod tlv;
 pub mod track;
-pub mod readback;

@@ -149,7 +149,10 @@ pub fn verify_arqc(
         Ok(k) => k,
         Err(e) => return Outcome::Fail(format!("MK-AC derivation: {e}")),
     };
-    let sk = match cvn.session_key_method().session_key(&mk, evidence.atc, evidence.un) {
+    let sk = match cvn
+        .session_key_method()
+        .session_key(&mk, evidence.atc, evidence.un)
+    {
         Ok(k) => k,
         Err(e) => return Outcome::Fail(format!("session key: {e}")),
     };
@@ -157,9 +160,7 @@ pub fn verify_arqc(
     input.extend_from_slice(part);
     match emv_keys::verify_application_cryptogram(&sk, &input, cvn.ac_padding(), &evidence.ac) {
         Ok(true) => Outcome::Pass,
-        Ok(false) => Outcome::Fail(format!(
-            "9F26 does not match MK-AC ({option:?}) with {cvn}"
-        )),
+        Ok(false) => Outcome::Fail(format!("9F26 does not match MK-AC ({option:?}) with {cvn}")),
         Err(e) => Outcome::Fail(e.to_string()),
     }
 }
@@ -207,7 +208,10 @@ pub struct ReadBack {
 impl ReadBack {
     /// Whether no check failed.
     pub fn passed(&self) -> bool {
-        !self.checks.iter().any(|c| matches!(c.outcome, Outcome::Fail(_)))
+        !self
+            .checks
+            .iter()
+            .any(|c| matches!(c.outcome, Outcome::Fail(_)))
     }
 }
 
@@ -417,8 +421,8 @@ impl ReadBackSession {
                 };
                 self.aid = self.candidates.get(i).cloned().unwrap_or_default();
                 self.result.card.aid = hex::encode_upper(&self.aid);
-                self.result.card.label = find_value(&fci, 0x50)
-                    .map(|l| String::from_utf8_lossy(l).into_owned());
+                self.result.card.label =
+                    find_value(&fci, 0x50).map(|l| String::from_utf8_lossy(l).into_owned());
                 let has = |tag| Tag::new(tag).and_then(|t| tlv::find(&fci, t)).is_some();
                 let ok = has(0x6F) && has(0x84) && has(0xA5);
                 self.check(
@@ -444,23 +448,42 @@ impl ReadBackSession {
             }
             Phase::Gpo => {
                 if status != 0x9000 {
-                    self.check("GET PROCESSING OPTIONS", Outcome::Fail(format!("SW {status:04X}")));
+                    self.check(
+                        "GET PROCESSING OPTIONS",
+                        Outcome::Fail(format!("SW {status:04X}")),
+                    );
                     return self.done();
                 }
                 let parsed = match data {
-                    [0x80, len, rest @ ..] if usize::from(*len) == rest.len() && rest.len() >= 2 => {
-                        Some((rest.get(..2).unwrap_or_default().to_vec(), rest.get(2..).unwrap_or_default().to_vec()))
+                    [0x80, len, rest @ ..]
+                        if usize::from(*len) == rest.len() && rest.len() >= 2 =>
+                    {
+                        Some((
+                            rest.get(..2).unwrap_or_default().to_vec(),
+                            rest.get(2..).unwrap_or_default().to_vec(),
+                        ))
                     }
                     _ => tlv::parse_all(data).ok().and_then(|t| {
-                        Some((find_value(&t, 0x82)?.to_vec(), find_value(&t, 0x94)?.to_vec()))
+                        Some((
+                            find_value(&t, 0x82)?.to_vec(),
+                            find_value(&t, 0x94)?.to_vec(),
+                        ))
                     }),
                 };
-                let Some((aip, afl)) = parsed.filter(|(aip, afl)| aip.len() == 2 && afl.len() % 4 == 0 && !afl.is_empty()) else {
-                    self.check("GET PROCESSING OPTIONS", Outcome::Fail("no AIP (82) and AFL (94)".into()));
+                let Some((aip, afl)) = parsed
+                    .filter(|(aip, afl)| aip.len() == 2 && afl.len() % 4 == 0 && !afl.is_empty())
+                else {
+                    self.check(
+                        "GET PROCESSING OPTIONS",
+                        Outcome::Fail("no AIP (82) and AFL (94)".into()),
+                    );
                     return self.done();
                 };
                 self.check("GET PROCESSING OPTIONS", Outcome::Pass);
-                self.aip = [aip.first().copied().unwrap_or(0), aip.get(1).copied().unwrap_or(0)];
+                self.aip = [
+                    aip.first().copied().unwrap_or(0),
+                    aip.get(1).copied().unwrap_or(0),
+                ];
                 self.result.card.aip = hex::encode_upper(self.aip);
                 for entry in afl.chunks_exact(4) {
                     if let [sfi, first, last, _] = entry {
@@ -516,11 +539,20 @@ impl ReadBackSession {
                 }
                 let cdol1 = find_value(&self.data, 0x8C).map(<[u8]>::to_vec);
                 let Some(cdol1) = cdol1 else {
-                    self.check("GENERATE AC", Outcome::Fail("no CDOL1 (8C) in the records".into()));
+                    self.check(
+                        "GENERATE AC",
+                        Outcome::Fail("no CDOL1 (8C) in the records".into()),
+                    );
                     return self.done();
                 };
                 self.cdol1_data = self.dol_data(&cdol1);
-                let mut c = vec![0x80, 0xAE, 0x80, 0x00, u8::try_from(self.cdol1_data.len()).unwrap_or(0)];
+                let mut c = vec![
+                    0x80,
+                    0xAE,
+                    0x80,
+                    0x00,
+                    u8::try_from(self.cdol1_data.len()).unwrap_or(0),
+                ];
                 c.extend_from_slice(&self.cdol1_data);
                 c.push(0x00);
                 self.send(Phase::GenerateAc, c)
@@ -536,7 +568,10 @@ impl ReadBackSession {
         match self.candidates.get(i).cloned() {
             Some(aid) => self.send(Phase::SelectAid(i), sel(&aid)),
             None => {
-                self.check("SELECT AID", Outcome::Fail("no application answered SELECT".into()));
+                self.check(
+                    "SELECT AID",
+                    Outcome::Fail("no application answered SELECT".into()),
+                );
                 self.done()
             }
         }
@@ -544,7 +579,10 @@ impl ReadBackSession {
 
     fn read_next(&mut self, i: usize) -> ReadStep {
         if let Some((sfi, r)) = self.record_plan.get(i).copied() {
-            return self.send(Phase::ReadRecords(i), vec![0x00, 0xB2, r, (sfi << 3) | 0x04, 0x00]);
+            return self.send(
+                Phase::ReadRecords(i),
+                vec![0x00, 0xB2, r, (sfi << 3) | 0x04, 0x00],
+            );
         }
         self.check("READ RECORD: every AFL record", Outcome::Pass);
         self.summarize_records();
@@ -555,13 +593,26 @@ impl ReadBackSession {
                 .map(<[u8]>::to_vec)
                 .unwrap_or_else(|| vec![0x9F, 0x37, 0x04]);
             self.ddol_data = self.dol_data(&ddol);
-            let mut c = vec![0x00, 0x88, 0x00, 0x00, u8::try_from(self.ddol_data.len()).unwrap_or(0)];
+            let mut c = vec![
+                0x00,
+                0x88,
+                0x00,
+                0x00,
+                u8::try_from(self.ddol_data.len()).unwrap_or(0),
+            ];
             c.extend_from_slice(&self.ddol_data);
             c.push(0x00);
             return self.send(Phase::InternalAuthenticate, c);
         }
-        let why = if dda { "no ICC public key recovered" } else { "the AIP does not announce DDA" };
-        self.check("DDA: INTERNAL AUTHENTICATE signature", Outcome::Skipped(why.into()));
+        let why = if dda {
+            "no ICC public key recovered"
+        } else {
+            "the AIP does not announce DDA"
+        };
+        self.check(
+            "DDA: INTERNAL AUTHENTICATE signature",
+            Outcome::Skipped(why.into()),
+        );
         self.send(Phase::GetAtc, vec![0x80, 0xCA, 0x9F, 0x36, 0x00])
     }
 
@@ -572,9 +623,12 @@ impl ReadBackSession {
             card.pan_masked = Some(mask::mask_pan(&digits));
             self.result.pan = Some(Zeroizing::new(digits));
         }
-        card.expiry = find_value(&self.data, 0x5F24).and_then(|e| e.get(..2)).map(hex::encode_upper);
+        card.expiry = find_value(&self.data, 0x5F24)
+            .and_then(|e| e.get(..2))
+            .map(hex::encode_upper);
         card.psn = find_value(&self.data, 0x5F34).map(hex::encode_upper);
-        card.name = find_value(&self.data, 0x5F20).map(|n| String::from_utf8_lossy(n).trim().to_string());
+        card.name =
+            find_value(&self.data, 0x5F20).map(|n| String::from_utf8_lossy(n).trim().to_string());
     }
 
     /// The ODA chain: issuer certificate (90, 92, 9F32) with the CA key, ICC certificate (9F46,
@@ -591,11 +645,21 @@ impl ReadBackSession {
         match v(0x8F) {
             Some(index) if index.as_slice() == [ca.index] => {}
             Some(index) => {
-                self.check(ISSUER, Outcome::Fail(format!("8F is {} but the CA key is index {:02X}", hex::encode_upper(index), ca.index)));
+                self.check(
+                    ISSUER,
+                    Outcome::Fail(format!(
+                        "8F is {} but the CA key is index {:02X}",
+                        hex::encode_upper(index),
+                        ca.index
+                    )),
+                );
                 return;
             }
             None => {
-                self.check(ISSUER, Outcome::Fail("no CA index (8F) in the records".into()));
+                self.check(
+                    ISSUER,
+                    Outcome::Fail("no CA index (8F) in the records".into()),
+                );
                 return;
             }
         }
@@ -603,23 +667,41 @@ impl ReadBackSession {
             self.check(ISSUER, Outcome::Fail("90 or 9F32 missing".into()));
             return;
         };
-        let issuer = match oda::recover_issuer_certificate(&ca.key, &cert, &v(0x92).unwrap_or_default(), &exp) {
+        let issuer = match oda::recover_issuer_certificate(
+            &ca.key,
+            &cert,
+            &v(0x92).unwrap_or_default(),
+            &exp,
+        ) {
             Ok(i) => i,
             Err(e) => {
                 self.check(ISSUER, Outcome::Fail(e.to_string()));
                 return;
             }
         };
-        let pan = self.result.pan.as_ref().map(|p| p.to_string()).unwrap_or_default();
+        let pan = self
+            .result
+            .pan
+            .as_ref()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
         if !issuer.issuer_id_matches_pan(&pan) {
-            self.check(ISSUER, Outcome::Fail("issuer identifier does not match the PAN".into()));
+            self.check(
+                ISSUER,
+                Outcome::Fail("issuer identifier does not match the PAN".into()),
+            );
             return;
         }
         self.check(ISSUER, Outcome::Pass);
         let records = &self.records;
         let static_data = oda::static_data_to_authenticate(
             &self.afl,
-            |sfi, n| records.iter().find(|(s, r, _)| *s == sfi && *r == n).map(|(_, _, d)| d.as_slice()),
+            |sfi, n| {
+                records
+                    .iter()
+                    .find(|(s, r, _)| *s == sfi && *r == n)
+                    .map(|(_, _, d)| d.as_slice())
+            },
             find_value(&data, 0x9F4A),
             self.aip,
         );
@@ -631,22 +713,36 @@ impl ReadBackSession {
             }
         };
         if let (Some(cert), Some(exp)) = (v(0x9F46), v(0x9F47)) {
-            match oda::recover_icc_certificate(&issuer.issuer_key, &cert, &v(0x9F48).unwrap_or_default(), &exp, &static_data) {
+            match oda::recover_icc_certificate(
+                &issuer.issuer_key,
+                &cert,
+                &v(0x9F48).unwrap_or_default(),
+                &exp,
+                &static_data,
+            ) {
                 Ok(icc) if icc.pan_matches(&pan) => {
                     self.check(ICC, Outcome::Pass);
                     self.icc_key = Some(icc.icc_key);
                 }
-                Ok(_) => self.check(ICC, Outcome::Fail("the certified PAN does not match 5A".into())),
+                Ok(_) => self.check(
+                    ICC,
+                    Outcome::Fail("the certified PAN does not match 5A".into()),
+                ),
                 Err(e) => self.check(ICC, Outcome::Fail(e.to_string())),
             }
         } else if let Some(ssad) = v(0x93) {
-            let outcome = match oda::recover_static_application_data(&issuer.issuer_key, &ssad, &static_data) {
-                Ok(_) => Outcome::Pass,
-                Err(e) => Outcome::Fail(e.to_string()),
-            };
+            let outcome =
+                match oda::recover_static_application_data(&issuer.issuer_key, &ssad, &static_data)
+                {
+                    Ok(_) => Outcome::Pass,
+                    Err(e) => Outcome::Fail(e.to_string()),
+                };
             self.check("ODA: SDA signed static data (93)", outcome);
         } else {
-            self.check(ICC, Outcome::Skipped("neither 9F46 nor 93 on the card".into()));
+            self.check(
+                ICC,
+                Outcome::Skipped("neither 9F46 nor 93 on the card".into()),
+            );
         }
     }
 
@@ -660,7 +756,10 @@ impl ReadBackSession {
         };
         let sdad = match Tlv::from_bytes(data) {
             Ok(t) if t.tag().raw() == 0x80 => t.value().map(<[u8]>::to_vec),
-            Ok(t) => t.find(Tag::new(0x9F4B).unwrap_or(t.tag())).and_then(Tlv::value).map(<[u8]>::to_vec),
+            Ok(t) => t
+                .find(Tag::new(0x9F4B).unwrap_or(t.tag()))
+                .and_then(Tlv::value)
+                .map(<[u8]>::to_vec),
             Err(_) => None,
         };
         let Some(sdad) = sdad else {
@@ -704,7 +803,10 @@ impl ReadBackSession {
         let (Some(&[cid]), Some(&[a, b]), Some(ac), Some(iad)) =
             (get(0x9F27), get(0x9F36), get(0x9F26), get(0x9F10))
         else {
-            self.check(NAME, Outcome::Fail("9F27, 9F36, 9F26 or 9F10 missing".into()));
+            self.check(
+                NAME,
+                Outcome::Fail("9F27, 9F36, 9F26 or 9F10 missing".into()),
+            );
             return;
         };
         let Ok(ac) = <[u8; 8]>::try_from(ac) else {
@@ -712,7 +814,10 @@ impl ReadBackSession {
             return;
         };
         if cid & 0xC0 != 0x80 {
-            self.check(NAME, Outcome::Fail(format!("card answered CID {cid:02X}, not an ARQC")));
+            self.check(
+                NAME,
+                Outcome::Fail(format!("card answered CID {cid:02X}, not an ARQC")),
+            );
             return;
         }
         self.check(NAME, Outcome::Pass);

@@ -44,7 +44,10 @@ pub fn serve(
     mut on_event: impl FnMut(VpcdEvent, &VirtualCard),
 ) -> io::Result<()> {
     while !stop.load(Ordering::Relaxed) {
-        let present = card.lock().unwrap_or_else(PoisonError::into_inner).is_present();
+        let present = card
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_present();
         if !present {
             std::thread::sleep(TICK);
             continue;
@@ -86,7 +89,12 @@ fn session(
         let n = match stream.read(&mut buf) {
             Ok(0) => return Ok(VpcdEvent::Disconnected),
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 continue;
             }
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
@@ -101,9 +109,8 @@ fn session(
             let mut guard = card.lock().unwrap_or_else(PoisonError::into_inner);
             let answer = match message.as_slice() {
                 [control] => {
-                    match control {
-                        0x00..=0x02 => guard.reset(),
-                        _ => {}
+                    if *control <= 0x02 {
+                        guard.reset();
                     }
                     let answer = (*control == 0x04).then(|| guard.atr().to_vec());
                     on_event(VpcdEvent::Control(*control), &guard);

@@ -50,7 +50,8 @@ pub fn chain() -> &'static Chain {
     static CHAIN: OnceLock<Chain> = OnceLock::new();
     CHAIN.get_or_init(|| {
         let mut rng = rsa::rand_core::UnwrapErr(getrandom::SysRng);
-        let mut make = |bits| RsaKeyPair::generate(&mut rng, bits, RsaExponent::Three).expect("rsa");
+        let mut make =
+            |bits| RsaKeyPair::generate(&mut rng, bits, RsaExponent::Three).expect("rsa");
         Chain {
             ca: make(1024),
             issuer: make(896),
@@ -92,8 +93,7 @@ pub fn tlv(tag: u16, value: &[u8]) -> Vec<u8> {
 /// The ICC master keys (MK-AC, MK-SMI, MK-SMC) of the test card.
 pub fn icc_master_keys() -> IccMasterKeys {
     let k = |s: &str| DesKey16::from_slice(&h(s)).expect("key");
-    IccMasterKeys::derive(MkdOption::A, &k(IMK_AC), &k(IMK_SMI), &k(IMK_SMC), PAN, PSN)
-        .expect("mk")
+    IccMasterKeys::derive(MkdOption::A, &k(IMK_AC), &k(IMK_SMI), &k(IMK_SMC), PAN, PSN).expect("mk")
 }
 
 /// AIP: SDA off, DDA supported, cardholder verification, terminal risk management, issuer auth.
@@ -214,7 +214,12 @@ pub fn dgis(aes: bool) -> Vec<Dgi> {
         keys.extend_from_slice(k.as_bytes());
     }
     out.push(Dgi::new(0x8000, keys, true, false));
-    out.push(Dgi::new(0x9000, mk.kcvs().expect("kcv").to_vec(), false, false));
+    out.push(Dgi::new(
+        0x9000,
+        mk.kcvs().expect("kcv").to_vec(),
+        false,
+        false,
+    ));
     out.push(Dgi::new(0x8010, h("241234FFFFFFFFFF"), true, aes));
     out.push(Dgi::new(0x9010, vec![0x03, 0x03], false, false));
     let crt = chain().icc.crt_components().expect("crt");

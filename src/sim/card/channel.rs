@@ -117,7 +117,12 @@ impl CardKeySource {
     }
 }
 
-fn diversify(kmc: &[u8], kdd: &[u8; 10], k: u8, method: KmcMethod) -> Result<Zeroizing<Vec<u8>>, u16> {
+fn diversify(
+    kmc: &[u8],
+    kdd: &[u8; 10],
+    k: u8,
+    method: KmcMethod,
+) -> Result<Zeroizing<Vec<u8>>, u16> {
     let err = |_| sw::UNKNOWN;
     match method {
         KmcMethod::EmvCps11 | KmcMethod::Visa2 => {
@@ -154,7 +159,12 @@ fn diversify(kmc: &[u8], kdd: &[u8; 10], k: u8, method: KmcMethod) -> Result<Zer
 }
 
 /// SCP03 KDF (GP Amd D §4.1.5): `L` bits from `key` with the derivation constant and context.
-pub fn scp03_kdf(key: &[u8], constant: u8, bits: u16, context: &[u8]) -> Result<Zeroizing<Vec<u8>>, u16> {
+pub fn scp03_kdf(
+    key: &[u8],
+    constant: u8,
+    bits: u16,
+    context: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, u16> {
     let len = usize::from(bits / 8);
     let mut out = Zeroizing::new(Vec::with_capacity(len + 16));
     let mut counter = 1u8;
@@ -252,7 +262,11 @@ fn tdes_full_mac(key: &[u8], data: &[u8]) -> Result<[u8; 8], u16> {
     Ok(out)
 }
 
-fn scp02_session_key(key: &[u8], constant: [u8; 2], seq: [u8; 2]) -> Result<Zeroizing<Vec<u8>>, u16> {
+fn scp02_session_key(
+    key: &[u8],
+    constant: [u8; 2],
+    seq: [u8; 2],
+) -> Result<Zeroizing<Vec<u8>>, u16> {
     let mut block = Zeroizing::new(vec![0u8; 16]);
     block[..2].copy_from_slice(&constant);
     block[2..4].copy_from_slice(&seq);
@@ -439,7 +453,8 @@ impl Channel {
                 let mut input = Zeroizing::new(Vec::with_capacity(5 + data.len()));
                 input.extend_from_slice(header);
                 input.extend_from_slice(data);
-                let Ok(computed) = retail_mac(&self.s_mac, &icv, &input, MacPadding::Method2) else {
+                let Ok(computed) = retail_mac(&self.s_mac, &icv, &input, MacPadding::Method2)
+                else {
                     return false;
                 };
                 if !ct_eq(&computed, mac) {

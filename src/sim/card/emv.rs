@@ -41,7 +41,7 @@ pub struct Transaction {
 /// key components, and the 8-byte PIN block when it arrives as a 16-byte AES block (SCP03).
 /// Keys (8000, 8001) are block-aligned and unpadded.
 pub fn is_padded_dgi(id: u16, len: usize) -> bool {
-    matches!(id >> 8, 0x81 | 0x82 | 0x83) || (id == 0x8010 && len == 16)
+    matches!(id >> 8, 0x81..=0x83) || (id == 0x8010 && len == 16)
 }
 
 fn is_record(id: u16) -> bool {
@@ -65,7 +65,9 @@ pub fn check_dgi(id: u16, value: &[u8]) -> Result<(), u16> {
             Err(sw::WRONG_DATA)
         }
         0x9010 if value.len() != 2 => Err(sw::CONDITIONS),
-        0x9102 | 0x9103 | 0x9104 => ber::parse_all(value).map(|_| ()).map_err(|_| sw::WRONG_DATA),
+        0x9102..=0x9104 => ber::parse_all(value)
+            .map(|_| ())
+            .map_err(|_| sw::WRONG_DATA),
         _ => Ok(()),
     }
 }
@@ -89,7 +91,9 @@ pub fn check_personalization(dgis: &BTreeMap<u16, Zeroizing<Vec<u8>>>) -> Result
 fn find_in(value: &[u8], tag: u32) -> Option<Vec<u8>> {
     let tag = Tag::new(tag)?;
     let tlvs = ber::parse_all(value).ok()?;
-    ber::find(&tlvs, tag).and_then(|t| t.value()).map(<[u8]>::to_vec)
+    ber::find(&tlvs, tag)
+        .and_then(|t| t.value())
+        .map(<[u8]>::to_vec)
 }
 
 /// The first object with `tag` in the application's records.
@@ -123,7 +127,10 @@ pub fn directory_fci(app: &Application, ppse: bool) -> Vec<u8> {
         let a5 = tlv(0xA5, &tlv(0xBF0C, &entry));
         tlv(0x6F, &[tlv(0x84, PPSE), a5].concat())
     } else {
-        tlv(0x6F, &[tlv(0x84, PSE), tlv(0xA5, &tlv(0x88, &[0x01]))].concat())
+        tlv(
+            0x6F,
+            &[tlv(0x84, PSE), tlv(0xA5, &tlv(0x88, &[0x01]))].concat(),
+        )
     }
 }
 
@@ -255,7 +262,11 @@ fn iad(cvn: CardCvn, verified: bool) -> (Vec<u8>, Vec<u8>) {
             (iad, part)
         }
         CardCvn::Mastercard16 | CardCvn::Mastercard20 => {
-            let cvn_byte = if cvn == CardCvn::Mastercard16 { 0x10 } else { 0x14 };
+            let cvn_byte = if cvn == CardCvn::Mastercard16 {
+                0x10
+            } else {
+                0x14
+            };
             let iad = vec![
                 0x01, cvn_byte, 0xA0, pin, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
                 0x00, 0x00, 0x00, 0x00, 0x00,
@@ -292,10 +303,10 @@ fn generate_ac(
     if !tx.gpo_done {
         return reply(&[], sw::CONDITIONS);
     }
-    if let Some(cdol1) = find_in_records(app, 0x8C) {
-        if dol_len(&cdol1) != Some(data.len()) {
-            return reply(&[], sw::WRONG_LENGTH);
-        }
+    if let Some(cdol1) = find_in_records(app, 0x8C)
+        && dol_len(&cdol1) != Some(data.len())
+    {
+        return reply(&[], sw::WRONG_LENGTH);
     }
     let Some(mk) = app.dgis.get(&0x8000).and_then(|k| k.get(..16)) else {
         return reply(&[], sw::CONDITIONS);

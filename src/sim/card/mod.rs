@@ -229,7 +229,10 @@ impl VirtualCard {
             .map_err(|_| CardConfigError::Keys("the keys cannot be derived"))?;
         let ok = match config.protocol {
             CardProtocol::Scp02 { i } => {
-                matches!(i, 0x15 | 0x55) && [&keys.enc, &keys.mac, &keys.dek].iter().all(|k| k.len() == 16)
+                matches!(i, 0x15 | 0x55)
+                    && [&keys.enc, &keys.mac, &keys.dek]
+                        .iter()
+                        .all(|k| k.len() == 16)
             }
             CardProtocol::Scp03 { i } => {
                 matches!(i, 0x00 | 0x10 | 0x70)
@@ -322,7 +325,9 @@ impl VirtualCard {
             state.atc = app.atc;
             state.ptc = app.ptc;
             for (id, value) in &app.dgis {
-                state.dgis.insert(format!("{id:04X}"), hex::encode_upper(value.as_slice()));
+                state
+                    .dgis
+                    .insert(format!("{id:04X}"), hex::encode_upper(value.as_slice()));
             }
         }
         state
@@ -418,11 +423,13 @@ impl VirtualCard {
         }
         if let Some(le) = case2_le {
             if le != 0 && usize::from(le) != len {
-                return (0x6C00 | u16::try_from(len).unwrap_or(0)).to_be_bytes().to_vec();
+                return (0x6C00 | u16::try_from(len).unwrap_or(0))
+                    .to_be_bytes()
+                    .to_vec();
             }
             return response;
         }
-        let more = 0x6100 | u16::try_from(len.min(0xFF)).unwrap_or(0) ;
+        let more = 0x6100 | u16::try_from(len.min(0xFF)).unwrap_or(0);
         self.pending_response = Some(response);
         more.to_be_bytes().to_vec()
     }
@@ -453,7 +460,14 @@ impl VirtualCard {
                     };
                     emv::process(app, &mut self.emv, self.config.cvn, pse, apdu, random)
                 }
-                _ => reply(&[], if cla & 0x80 == 0 && ins == 0xB2 { sw::CONDITIONS } else { sw::INS }),
+                _ => reply(
+                    &[],
+                    if cla & 0x80 == 0 && ins == 0xB2 {
+                        sw::CONDITIONS
+                    } else {
+                        sw::INS
+                    },
+                ),
             },
         }
     }
@@ -467,7 +481,14 @@ impl VirtualCard {
         self.emv = emv::Transaction::default();
         if aid == self.config.isd_aid.as_slice() || aid.is_empty() {
             self.selected = Selected::SecurityDomain;
-            let fci = tlv(0x6F, &[tlv(0x84, &self.config.isd_aid), tlv(0xA5, &tlv(0x9F65, &[0xFF]))].concat());
+            let fci = tlv(
+                0x6F,
+                &[
+                    tlv(0x84, &self.config.isd_aid),
+                    tlv(0xA5, &tlv(0x9F65, &[0xFF])),
+                ]
+                .concat(),
+            );
             return reply(&fci, sw::OK);
         }
         if let Some(app) = &self.app {
@@ -481,12 +502,16 @@ impl VirtualCard {
                 return reply(&emv::application_fci(app), sw::OK);
             }
         }
-        if let Some(instance) = self.config.applications.iter().find(|a| a.as_slice() == aid) {
-            if self.app.as_ref().is_none_or(|a| a.aid != *instance) {
-                self.selected = Selected::Application(instance.clone());
-                let fci = tlv(0x6F, &tlv(0x84, instance));
-                return reply(&fci, sw::OK);
-            }
+        if let Some(instance) = self
+            .config
+            .applications
+            .iter()
+            .find(|a| a.as_slice() == aid)
+            && self.app.as_ref().is_none_or(|a| a.aid != *instance)
+        {
+            self.selected = Selected::Application(instance.clone());
+            let fci = tlv(0x6F, &tlv(0x84, instance));
+            return reply(&fci, sw::OK);
         }
         self.selected = Selected::None;
         reply(&[], sw::NOT_FOUND)
@@ -629,7 +654,10 @@ impl VirtualCard {
                 self.staging = Staging::default();
                 return status;
             }
-            let ptc = dgis.get(&0x9010).and_then(|v| v.first().copied()).unwrap_or(3);
+            let ptc = dgis
+                .get(&0x9010)
+                .and_then(|v| v.first().copied())
+                .unwrap_or(3);
             self.app = Some(Application {
                 aid: target,
                 dgis,
@@ -713,7 +741,11 @@ fn command_data(apdu: &[u8]) -> &[u8] {
 /// `id || L || value` header of the next DGI in the stream: (id, header length, value length).
 fn dgi_header(stream: &[u8]) -> Option<(u16, usize, usize)> {
     match stream {
-        [a, b, 0xFF, hi, lo, ..] => Some((u16::from_be_bytes([*a, *b]), 5, usize::from(u16::from_be_bytes([*hi, *lo])))),
+        [a, b, 0xFF, hi, lo, ..] => Some((
+            u16::from_be_bytes([*a, *b]),
+            5,
+            usize::from(u16::from_be_bytes([*hi, *lo])),
+        )),
         [_, _, 0xFF, ..] => None,
         [a, b, len, ..] => Some((u16::from_be_bytes([*a, *b]), 3, usize::from(*len))),
         _ => None,

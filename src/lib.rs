@@ -5,6 +5,7 @@
 //! - [`catalog`]: loading product files from a directory.
 //! - [`devices`]: adapters to real devices (magnetic stripe encoder, ...).
 //! - [`sim`]: simulated devices for tests and demos.
+//! - [`perso`]: personalizing a card over a transport, with a masked transcript.
 //! - [`cli`]: the command line.
 //! - [`gui`]: the desktop workstation (eframe).
 //! - [`store`]: statuses, approvals and the audit trail (SQLite).
@@ -15,5 +16,6 @@ pub mod devices;
 pub mod domain;
 pub mod gui;
 pub mod keys;
+pub mod perso;
 pub mod sim;
 pub mod store;

@@ -3,6 +3,7 @@
 //! Exit codes: 0 all orders fine; 1 any order invalid or refused; 2 the input (file, profiles,
 //! keys) cannot be read or parsed at all.
 
+mod card;
 mod prepare;
 
 use std::path::{Path, PathBuf};
@@ -39,6 +40,12 @@ enum Command {
     },
     /// Prepare card data: tracks and where each injected value came from.
     Prepare(prepare::PrepareArgs),
+    /// List the PC/SC readers.
+    Readers,
+    /// Serve a virtual EMV card to pcscd's vpcd driver (reader "Virtual PCD 00 00").
+    SimCard(card::SimCardArgs),
+    /// Read a card as a terminal and verify it (ODA, DDA, ARQC); masked report.
+    ReadCard(card::ReadCardArgs),
 }
 
 /// Outcome classes mapped to exit codes.
@@ -83,6 +90,9 @@ fn run(cli: Cli) -> Exit {
         None => Exit::Ok,
         Some(Command::Validate { file, profiles }) => validate(&file, &profiles),
         Some(Command::Prepare(args)) => prepare::run(&args),
+        Some(Command::Readers) => card::readers(),
+        Some(Command::SimCard(args)) => card::sim_card(&args),
+        Some(Command::ReadCard(args)) => card::read_card(&args),
     }
 }
 

@@ -1,3 +1,5 @@
 //! Adapters to real devices: thin loops moving bytes between domain state machines and the wire.
 
 pub mod encoder;
+pub mod pcsc;
+pub mod transport;

@@ -23,6 +23,7 @@ pub mod pinblock;
 pub mod prepare;
 pub mod product;
 pub mod pvv;
+pub mod readback;
 pub mod review;
 pub mod status;
 pub mod tags;

@@ -7,3 +7,4 @@ pub mod software;
 mod software_envelope;
 
 pub use software::{KeyFileError, SoftwareKeyStore};
+pub mod card;

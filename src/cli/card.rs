@@ -1,0 +1,408 @@
+//! `persodesk readers`, `persodesk sim-card` and `persodesk read-card`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use clap::Args;
+use zeroize::Zeroizing;
+
+use super::{
+    DEFAULT_KEYS, DEFAULT_PROFILES, Exit, read_catalog, read_keys, read_orders, unreadable,
+};
+use crate::devices::pcsc::{PcscTransport, ProtocolChoice, list_readers};
+use crate::devices::transport::exchange;
+use crate::domain::emv_keys::MkdOption;
+use crate::domain::keystore::KeyAlgorithm;
+use crate::domain::oda::{CaPublicKey, EmvPublicKey, RsaExponent};
+use crate::domain::readback::{Outcome, ReadBackSession, ReadStep, TerminalData, verify_arqc};
+use crate::sim::card::channel::{CardKeySource, CardProtocol, KmcMethod};
+use crate::sim::card::{CardConfig, CardCvn, SavedState, VirtualCard};
+use crate::sim::vpcd::{self, VpcdEvent};
+
+/// `persodesk readers`: one reader name per line.
+pub fn readers() -> Exit {
+    match list_readers() {
+        Ok(names) if names.is_empty() => {
+            println!("no PC/SC reader");
+            Exit::Ok
+        }
+        Ok(names) => {
+            for n in names {
+                println!("{n}");
+            }
+            Exit::Ok
+        }
+        Err(e) => unreadable(e),
+    }
+}
+
+/// Arguments of `persodesk sim-card`.
+#[derive(Debug, Args)]
+pub struct SimCardArgs {
+    /// The vpcd driver to connect to (loopback in tests).
+    #[arg(long, default_value = "127.0.0.1:35963")]
+    vpcd: SocketAddr,
+    /// Key store holding the card's KMC (a test key).
+    #[arg(long, default_value = DEFAULT_KEYS)]
+    keys: PathBuf,
+    /// Index of the `kmc` key the card's keys are diversified from.
+    #[arg(long, default_value_t = 1)]
+    kmc_index: u32,
+    /// Secure channel: `scp02` or `scp03`.
+    #[arg(long, default_value = "scp02")]
+    scp: String,
+    /// The "i" parameter in hex (SCP02: 15, 55; SCP03: 00, 10, 70).
+    #[arg(long, default_value = "55")]
+    i: String,
+    /// Key diversification: `emv` (EMV CPS 1.1), `visa2` (TDES) or `kdf3` (AES).
+    #[arg(long, default_value = "emv")]
+    diversification: String,
+    /// CVN of the payment application: visa-cvn10, visa-cvn18, visa-cvn22, mc-cvn16, mc-cvn20.
+    #[arg(long, default_value = "visa-cvn18")]
+    cvn: String,
+    /// Card serial number (4 bytes hex) inside the KDD.
+    #[arg(long, default_value = "00000001")]
+    csn: String,
+    /// Keep the personalized state in this file across restarts (clear test data).
+    #[arg(long)]
+    state: Option<PathBuf>,
+}
+
+fn parse_hex_byte(s: &str, what: &str) -> Result<u8, Exit> {
+    u8::from_str_radix(s, 16).map_err(|_| unreadable(format!("--{what}: `{s}` is not a hex byte")))
+}
+
+/// `persodesk sim-card`: serves a virtual card to pcscd's vpcd driver until killed.
+pub fn sim_card(args: &SimCardArgs) -> Exit {
+    let store = match read_keys(&args.keys) {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    let (kmc, algorithm) = match store.test_kmc(args.kmc_index) {
+        Ok(k) => k,
+        Err(e) => return unreadable(e),
+    };
+    let i = match parse_hex_byte(&args.i, "i") {
+        Ok(i) => i,
+        Err(e) => return e,
+    };
+    let protocol = match args.scp.as_str() {
+        "scp02" => CardProtocol::Scp02 { i },
+        "scp03" => CardProtocol::Scp03 { i },
+        other => return unreadable(format!("--scp: `{other}` is not scp02 or scp03")),
+    };
+    let method = match args.diversification.as_str() {
+        "emv" => KmcMethod::EmvCps11,
+        "visa2" => KmcMethod::Visa2,
+        "kdf3" => KmcMethod::Kdf3,
+        other => {
+            return unreadable(format!(
+                "--diversification: `{other}` is not emv, visa2 or kdf3"
+            ));
+        }
+    };
+    if (method == KmcMethod::Kdf3) != (algorithm == KeyAlgorithm::Aes) {
+        return unreadable(format!(
+            "kmc #{}: a {} key does not go with --diversification {}",
+            args.kmc_index,
+            algorithm.as_str(),
+            args.diversification
+        ));
+    }
+    let Some(cvn) = CardCvn::parse(&args.cvn) else {
+        return unreadable(format!("--cvn: `{}` is not a supported CVN", args.cvn));
+    };
+    let csn: [u8; 4] = match hex::decode(&args.csn).ok().and_then(|v| v.try_into().ok()) {
+        Some(c) => c,
+        None => return unreadable("--csn: must be 4 bytes of hex"),
+    };
+    let mut config = CardConfig::new(protocol, CardKeySource::Kmc { kmc, method }, csn);
+    config.cvn = cvn;
+    let mut card = match VirtualCard::new(config) {
+        Ok(c) => c,
+        Err(e) => return unreadable(e),
+    };
+    if let Some(path) = args.state.as_ref().filter(|p| p.exists()) {
+        let state = std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str::<SavedState>(&t).map_err(|e| e.to_string()))
+            .and_then(|s| card.restore(&s).map_err(|e| e.to_string()));
+        if let Err(e) = state {
+            return unreadable(format!("{}: {e}", path.display()));
+        }
+    }
+    let card = Arc::new(Mutex::new(card));
+    let stop = AtomicBool::new(false);
+    eprintln!("sim-card: {protocol:?} card, serving vpcd at {}", args.vpcd);
+    let mut last_saved = String::new();
+    let state_path = args.state.clone();
+    let result = vpcd::serve(&card, args.vpcd, &stop, |event, card| {
+        match event {
+            VpcdEvent::Connected => tracing::info!("connected to vpcd"),
+            VpcdEvent::Disconnected => tracing::info!("vpcd closed the connection"),
+            _ => tracing::debug!(?event, "vpcd"),
+        }
+        if let Some(path) = &state_path {
+            save_state(path, card, &mut last_saved);
+        }
+    });
+    match result {
+        Ok(()) => Exit::Ok,
+        Err(e) => unreadable(format!("vpcd {}: {e}", args.vpcd)),
+    }
+}
+
+fn save_state(path: &Path, card: &VirtualCard, last: &mut String) {
+    let Ok(text) = serde_json::to_string_pretty(&card.save()) else {
+        return;
+    };
+    if text == *last {
+        return;
+    }
+    let tmp = path.with_extension("tmp");
+    let written = write_private(&tmp, &text).and_then(|()| std::fs::rename(&tmp, path));
+    match written {
+        Ok(()) => *last = text,
+        Err(e) => tracing::warn!(file = %path.display(), error = %e, "cannot save the card state"),
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())
+}
+
+/// Arguments of `persodesk read-card`.
+#[derive(Debug, Args)]
+pub struct ReadCardArgs {
+    /// The PC/SC reader.
+    #[arg(long)]
+    reader: String,
+    /// CA public key file (TOML: rid, index, modulus, exponent, hex).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Order file to compare the card with (and verify the ARQC with its IMK-AC, test keys only).
+    #[arg(long, requires = "order")]
+    expect: Option<PathBuf>,
+    /// The order id in `--expect`.
+    #[arg(long, requires = "expect")]
+    order: Option<String>,
+    /// ICC master key derivation option: a or b.
+    #[arg(long, default_value = "a")]
+    mkd_option: String,
+    /// Directory holding products/.
+    #[arg(long, default_value = DEFAULT_PROFILES)]
+    profiles: PathBuf,
+    /// Key store.
+    #[arg(long, default_value = DEFAULT_KEYS)]
+    keys: PathBuf,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct CaFile {
+    rid: String,
+    index: String,
+    modulus: String,
+    exponent: String,
+}
+
+fn read_ca(path: &Path) -> Result<CaPublicKey, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("cannot be read: {}", e.kind()))?;
+    let f: CaFile = toml::from_str(&text)
+        .map_err(|_| "not a CA key file (rid, index, modulus, exponent)".to_string())?;
+    let rid: [u8; 5] = hex::decode(&f.rid)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or("rid: 5 bytes hex")?;
+    let index = u8::from_str_radix(&f.index, 16).map_err(|_| "index: one hex byte")?;
+    let modulus = hex::decode(&f.modulus).map_err(|_| "modulus: hex")?;
+    let exponent = hex::decode(&f.exponent).map_err(|_| "exponent: hex")?;
+    let exponent = RsaExponent::from_bytes(&exponent).map_err(|e| e.to_string())?;
+    let key = EmvPublicKey::new(&modulus, exponent).map_err(|e| e.to_string())?;
+    Ok(CaPublicKey { rid, index, key })
+}
+
+/// `persodesk read-card`: reads the card as a terminal, verifies it and prints a masked report.
+pub fn read_card(args: &ReadCardArgs) -> Exit {
+    let ca = match &args.ca {
+        Some(p) => match read_ca(p) {
+            Ok(k) => Some(k),
+            Err(e) => return unreadable(format!("{}: {e}", p.display())),
+        },
+        None => None,
+    };
+    let expected = match (&args.expect, &args.order) {
+        (Some(file), Some(id)) => {
+            let catalog = match read_catalog(&args.profiles) {
+                Ok(c) => c,
+                Err(e) => return e,
+            };
+            let entries = match read_orders(file, &catalog) {
+                Ok(e) => e,
+                Err(e) => return e,
+            };
+            match entries.into_iter().find(|e| &e.id == id).map(|e| e.outcome) {
+                Some(Ok(order)) => Some(order),
+                Some(Err(_)) => return unreadable(format!("order {id} is invalid (see validate)")),
+                None => return unreadable(format!("order {id} is not in {}", file.display())),
+            }
+        }
+        _ => None,
+    };
+    let option = match args.mkd_option.as_str() {
+        "a" | "A" => MkdOption::A,
+        "b" | "B" => MkdOption::B,
+        other => return unreadable(format!("--mkd-option: `{other}` is not a or b")),
+    };
+    let mut transport = match PcscTransport::connect(&args.reader, ProtocolChoice::Any) {
+        Ok(t) => t,
+        Err(e) => return unreadable(e),
+    };
+    let mut un = [0u8; 4];
+    let _ = getrandom::fill(&mut un);
+    let terminal = TerminalData {
+        un,
+        date: [0x25, 0x01, 0x01],
+        amount: [0, 0, 0, 0, 0x01, 0x00],
+        country: [0x08, 0x40],
+    };
+    let candidates = vec![
+        vec![0xA0, 0x00, 0x00, 0x00, 0x03, 0x10, 0x10],
+        vec![0xA0, 0x00, 0x00, 0x00, 0x04, 0x10, 0x10],
+        vec![0xA0, 0x00, 0x00, 0x00, 0x03, 0x20, 0x10],
+        vec![0xA0, 0x00, 0x00, 0x00, 0x04, 0x30, 0x60],
+    ];
+    let (mut session, mut command) = ReadBackSession::start(terminal, ca, candidates);
+    let mut result = loop {
+        let response = match exchange(&mut transport, &command) {
+            Ok(x) => x.response,
+            Err(e) => return fail_exit(&format!("read-back: {e}")),
+        };
+        match session.handle(&response) {
+            ReadStep::Transmit(next) => command = next,
+            ReadStep::Done(r) => break *r,
+        }
+    };
+    let _ = transport.disconnect();
+    if let Some(order) = &expected {
+        let pan = result
+            .pan
+            .clone()
+            .unwrap_or_else(|| Zeroizing::new(String::new()));
+        let same = |name: &str, ok: bool| crate::domain::readback::Check {
+            name: name.to_string(),
+            outcome: if ok {
+                Outcome::Pass
+            } else {
+                Outcome::Fail("differs from the order".into())
+            },
+        };
+        result
+            .checks
+            .push(same("order: PAN (5A)", pan.as_str() == order.pan.reveal()));
+        let exp = order.exp.to_string();
+        result.checks.push(same(
+            "order: expiry (5F24)",
+            result.card.expiry.as_deref() == Some(&exp),
+        ));
+        let psn = order.psn.to_string();
+        result.checks.push(same(
+            "order: PSN (5F34)",
+            result.card.psn.as_deref() == Some(&psn),
+        ));
+        let index = order.payment_application.derivation_key_index.unwrap_or(1);
+        let outcome = match (&result.arqc, read_keys(&args.keys)) {
+            (None, _) => Outcome::Skipped("no ARQC".into()),
+            (_, Err(_)) => Outcome::Skipped("key store unreadable".into()),
+            (Some(arqc), Ok(store)) => match (store.test_imk_ac(index), arqc.cvn()) {
+                (Err(e), _) => Outcome::Skipped(e.to_string()),
+                (_, None) => Outcome::Skipped("unknown CVN in 9F10".into()),
+                (Ok(imk), Some(cvn)) => verify_arqc(arqc, &imk, option, cvn, &pan, &psn),
+            },
+        };
+        result.checks.push(crate::domain::readback::Check {
+            name: format!("ARQC (9F26) with imk-ac #{index}"),
+            outcome,
+        });
+    } else {
+        result.checks.push(crate::domain::readback::Check {
+            name: "ARQC (9F26) with the issuer master key".into(),
+            outcome: Outcome::Skipped("no --expect order".into()),
+        });
+    }
+    print_report(&result, args.json);
+    if result.passed() {
+        Exit::Ok
+    } else {
+        Exit::Invalid
+    }
+}
+
+fn fail_exit(msg: &str) -> Exit {
+    eprintln!("error: {msg}");
+    Exit::Invalid
+}
+
+fn print_report(r: &crate::domain::readback::ReadBack, json: bool) {
+    let c = &r.card;
+    if json {
+        let checks: Vec<_> = r
+            .checks
+            .iter()
+            .map(|k| {
+                let (status, reason) = match &k.outcome {
+                    Outcome::Pass => ("pass", None),
+                    Outcome::Fail(w) => ("fail", Some(w.clone())),
+                    Outcome::Skipped(w) => ("skipped", Some(w.clone())),
+                };
+                serde_json::json!({"check": k.name, "status": status, "reason": reason})
+            })
+            .collect();
+        let v = serde_json::json!({
+            "aid": c.aid, "label": c.label, "pan": c.pan_masked, "expiry": c.expiry,
+            "psn": c.psn, "name": c.name, "aip": c.aip, "records": c.records,
+            "atc": c.atc, "pinTries": c.pin_tries, "passed": r.passed(), "checks": checks,
+        });
+        println!("{v}");
+        return;
+    }
+    println!("AID {}  {}", c.aid, c.label.as_deref().unwrap_or("-"));
+    println!(
+        "PAN {}  expiry {}  PSN {}  name {}",
+        c.pan_masked.as_deref().unwrap_or("-"),
+        c.expiry.as_deref().unwrap_or("-"),
+        c.psn.as_deref().unwrap_or("-"),
+        c.name.as_deref().unwrap_or("-")
+    );
+    println!(
+        "AIP {}  records {}  ATC {}  PIN tries {}",
+        c.aip,
+        c.records,
+        c.atc.map_or("-".into(), |a| a.to_string()),
+        c.pin_tries.map_or("-".into(), |a| a.to_string())
+    );
+    for k in &r.checks {
+        println!("{k}");
+    }
+    println!(
+        "{}",
+        if r.passed() {
+            "read-back: PASS"
+        } else {
+            "read-back: FAIL"
+        }
+    );
+}

@@ -1,0 +1,836 @@
+//! Read-back verification, terminal side, sans-I/O: reads a personalized card as a terminal does
+//! and checks it.
+//!
+//! ```text
+//! SELECT PPSE (the AID from its directory, else the candidates given)
+//!   → SELECT AID (FCI, PDOL)
+//!   → GET PROCESSING OPTIONS (PDOL data from the terminal data)
+//!   → READ RECORD for every AFL record
+//!   → [ODA chain: issuer certificate with the CA key, ICC certificate over the static data]
+//!   → [INTERNAL AUTHENTICATE (DDA) when the AIP says DDA and the ICC key was recovered]
+//!   → GET DATA 9F36, 9F17
+//!   → GENERATE AC (ARQC) with the CDOL1 data
+//!   → Done(ReadBack)
+//! ```
+//!
+//! [`ReadBackSession`] yields one command at a time; the caller transmits it and feeds the
+//! response. Checks are collected with pass / fail / skipped and a reason that names tags and
+//! rules, never card data. The ARQC is returned as [`ArqcEvidence`] and verified with
+//! [`verify_arqc`] by whoever holds the issuer master key (test keys only).
+//!
+//! The AC input is `CDOL1 data || AIP || ATC || scheme part`, the scheme part taken from the
+//! card's issuer application data (9F10) per the CVN: Visa CVN 10 the 4-byte CVR (IAD bytes
+//! 3..7), Visa CVN 18/22 the whole IAD, Mastercard the 6-byte CVR (IAD bytes 2..8) — domain.md
+//! §3.3, which assumes a CDOL1 that lists the minimum terminal data.
+
+use std::fmt;
+
+use sha1::{Digest, Sha1};
+use zeroize::Zeroizing;
+
+use crate::domain::emv_keys::{self, Cvn, DesKey16, MkdOption};
+use crate::domain::mask;
+use crate::domain::oda::{self, CaPublicKey, EmvPublicKey};
+use crate::domain::tlv::{self, Tag, Tlv};
+
+/// "2PAY.SYS.DDF01".
+const PPSE: &[u8] = b"2PAY.SYS.DDF01";
+
+/// What a terminal contributes (the domain has no clock and draws no random numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TerminalData {
+    /// Unpredictable number (9F37).
+    pub un: [u8; 4],
+    /// Transaction date YYMMDD (9A), BCD.
+    pub date: [u8; 3],
+    /// Amount authorised (9F02), BCD, 6 bytes.
+    pub amount: [u8; 6],
+    /// Terminal country code (9F1A) and transaction currency (5F2A).
+    pub country: [u8; 2],
+}
+
+/// The result of one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The check passed.
+    Pass,
+    /// The check failed, with the rule.
+    Fail(String),
+    /// The check could not run, and why.
+    Skipped(String),
+}
+
+/// One named check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// What was checked ("SELECT AID", "ODA: issuer certificate", ...).
+    pub name: String,
+    /// Its outcome.
+    pub outcome: Outcome,
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.outcome {
+            Outcome::Pass => write!(f, "PASS  {}", self.name),
+            Outcome::Fail(why) => write!(f, "FAIL  {}: {why}", self.name),
+            Outcome::Skipped(why) => write!(f, "SKIP  {}: {why}", self.name),
+        }
+    }
+}
+
+/// What the ARQC check needs. The AC input holds card data: zeroized on drop, never printed.
+#[derive(Clone)]
+pub struct ArqcEvidence {
+    /// Cryptogram information data (9F27).
+    pub cid: u8,
+    /// ATC (9F36) of the GENERATE AC response.
+    pub atc: [u8; 2],
+    /// The unpredictable number sent.
+    pub un: [u8; 4],
+    /// The cryptogram (9F26).
+    pub ac: [u8; 8],
+    /// Issuer application data (9F10).
+    pub iad: Vec<u8>,
+    /// CDOL1 data || AIP || ATC (the scheme part is added per CVN).
+    pub input_head: Zeroizing<Vec<u8>>,
+}
+
+impl fmt::Debug for ArqcEvidence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ArqcEvidence(cid {:02X}, atc {}, <{} input bytes>)",
+            self.cid,
+            hex::encode_upper(self.atc),
+            self.input_head.len()
+        )
+    }
+}
+
+impl ArqcEvidence {
+    /// The CVN the IAD announces: Visa format (`06 DKI CVN ..`) or Mastercard (`DKI CVN ..`).
+    pub fn cvn(&self) -> Option<Cvn> {
+        let visa = match self.iad.as_slice() {
+            [0x06, _, cvn, ..] => match cvn {
+                0x0A => Some(Cvn::Visa10),
+                0x12 => Some(Cvn::Visa18),
+                0x16 => Some(Cvn::Visa22),
+                _ => None,
+            },
+            _ => None,
+        };
+        visa.or(match self.iad.as_slice() {
+            [_, 0x10, ..] => Some(Cvn::Mastercard16),
+            [_, 0x14, ..] => Some(Cvn::Mastercard20),
+            _ => None,
+        })
+    }
+}
+
+/// Verifies the ARQC with the issuer master key `imk` (test keys only: the caller checks).
+pub fn verify_arqc(
+    evidence: &ArqcEvidence,
+    imk: &DesKey16,
+    option: MkdOption,
+    cvn: Cvn,
+    pan: &str,
+    psn: &str,
+) -> Outcome {
+    let part = match cvn {
+        Cvn::Visa10 => evidence.iad.get(3..7),
+        Cvn::Visa18 | Cvn::Visa22 => Some(evidence.iad.as_slice()),
+        _ => evidence.iad.get(2..8),
+    };
+    let Some(part) = part else {
+        return Outcome::Fail(format!("9F10 too short for {cvn}"));
+    };
+    let mk = match emv_keys::derive_icc_master_key(option, imk, pan, psn) {
+        Ok(k) => k,
+        Err(e) => return Outcome::Fail(format!("MK-AC derivation: {e}")),
+    };
+    let sk = match cvn
+        .session_key_method()
+        .session_key(&mk, evidence.atc, evidence.un)
+    {
+        Ok(k) => k,
+        Err(e) => return Outcome::Fail(format!("session key: {e}")),
+    };
+    let mut input = Zeroizing::new(evidence.input_head.to_vec());
+    input.extend_from_slice(part);
+    match emv_keys::verify_application_cryptogram(&sk, &input, cvn.ac_padding(), &evidence.ac) {
+        Ok(true) => Outcome::Pass,
+        Ok(false) => Outcome::Fail(format!("9F26 does not match MK-AC ({option:?}) with {cvn}")),
+        Err(e) => Outcome::Fail(e.to_string()),
+    }
+}
+
+/// What was read from the card (only what the report shows, masked where it must be).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CardSummary {
+    /// The selected AID (hex).
+    pub aid: String,
+    /// Application label (50).
+    pub label: Option<String>,
+    /// Masked PAN (5A).
+    pub pan_masked: Option<String>,
+    /// Expiry YYMM (from 5F24).
+    pub expiry: Option<String>,
+    /// PAN sequence number (5F34).
+    pub psn: Option<String>,
+    /// Cardholder name (5F20).
+    pub name: Option<String>,
+    /// AIP (hex).
+    pub aip: String,
+    /// Records read.
+    pub records: usize,
+    /// ATC (GET DATA 9F36).
+    pub atc: Option<u16>,
+    /// PIN try counter (GET DATA 9F17).
+    pub pin_tries: Option<u8>,
+}
+
+/// The read-back result.
+#[derive(Debug, Clone)]
+pub struct ReadBack {
+    /// Every check, in order.
+    pub checks: Vec<Check>,
+    /// What was read.
+    pub card: CardSummary,
+    /// The ARQC, when GENERATE AC succeeded.
+    pub arqc: Option<ArqcEvidence>,
+    /// The clear PAN (for ARQC verification and comparison with the order); zeroized on drop.
+    pub pan: Option<Zeroizing<String>>,
+    /// Commands sent.
+    pub commands: u32,
+}
+
+impl ReadBack {
+    /// Whether no check failed.
+    pub fn passed(&self) -> bool {
+        !self
+            .checks
+            .iter()
+            .any(|c| matches!(c.outcome, Outcome::Fail(_)))
+    }
+}
+
+/// The next thing to do.
+#[must_use]
+#[derive(Debug)]
+pub enum ReadStep {
+    /// Transmit this command APDU and feed the response to [`ReadBackSession::handle`].
+    Transmit(Vec<u8>),
+    /// Finished.
+    Done(Box<ReadBack>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    SelectPpse,
+    SelectAid(usize),
+    Gpo,
+    ReadRecords(usize),
+    InternalAuthenticate,
+    GetAtc,
+    GetPtc,
+    GenerateAc,
+}
+
+/// The read-back state machine.
+pub struct ReadBackSession {
+    terminal: TerminalData,
+    ca: Option<CaPublicKey>,
+    candidates: Vec<Vec<u8>>,
+    phase: Phase,
+    aid: Vec<u8>,
+    fci: Vec<Tlv>,
+    aip: [u8; 2],
+    afl: Vec<u8>,
+    /// (sfi, record number, record bytes).
+    records: Vec<(u8, u8, Zeroizing<Vec<u8>>)>,
+    record_plan: Vec<(u8, u8)>,
+    data: Vec<Tlv>,
+    icc_key: Option<EmvPublicKey>,
+    ddol_data: Vec<u8>,
+    cdol1_data: Vec<u8>,
+    result: ReadBack,
+}
+
+impl fmt::Debug for ReadBackSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadBackSession")
+            .field("phase", &self.phase)
+            .finish_non_exhaustive()
+    }
+}
+
+fn find_value(tlvs: &[Tlv], tag: u32) -> Option<&[u8]> {
+    Tag::new(tag)
+        .and_then(|t| tlv::find(tlvs, t))
+        .and_then(Tlv::value)
+}
+
+/// `(tag, length)` entries of a DOL.
+fn parse_dol(dol: &[u8]) -> Option<Vec<(u32, usize)>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < dol.len() {
+        let first = *dol.get(i)?;
+        let mut tag = u32::from(first);
+        i += 1;
+        if first & 0x1F == 0x1F {
+            loop {
+                let b = *dol.get(i)?;
+                tag = (tag << 8) | u32::from(b);
+                i += 1;
+                if b & 0x80 == 0 {
+                    break;
+                }
+            }
+        }
+        out.push((tag, usize::from(*dol.get(i)?)));
+        i += 1;
+    }
+    Some(out)
+}
+
+fn sel(aid: &[u8]) -> Vec<u8> {
+    let mut c = vec![0x00, 0xA4, 0x04, 0x00, u8::try_from(aid.len()).unwrap_or(0)];
+    c.extend_from_slice(aid);
+    c.push(0x00);
+    c
+}
+
+fn sw(response: &[u8]) -> (u16, &[u8]) {
+    match response {
+        [data @ .., a, b] => (u16::from_be_bytes([*a, *b]), data),
+        _ => (0, &[]),
+    }
+}
+
+impl ReadBackSession {
+    /// Starts a read-back. `candidates` are AIDs to try when the PPSE does not list one; `ca` is
+    /// the CA public key for the ODA chain (ODA is skipped without it).
+    pub fn start(
+        terminal: TerminalData,
+        ca: Option<CaPublicKey>,
+        candidates: Vec<Vec<u8>>,
+    ) -> (Self, Vec<u8>) {
+        let session = Self {
+            terminal,
+            ca,
+            candidates,
+            phase: Phase::SelectPpse,
+            aid: Vec::new(),
+            fci: Vec::new(),
+            aip: [0; 2],
+            afl: Vec::new(),
+            records: Vec::new(),
+            record_plan: Vec::new(),
+            data: Vec::new(),
+            icc_key: None,
+            ddol_data: Vec::new(),
+            cdol1_data: Vec::new(),
+            result: ReadBack {
+                checks: Vec::new(),
+                card: CardSummary::default(),
+                arqc: None,
+                pan: None,
+                commands: 1,
+            },
+        };
+        (session, sel(PPSE))
+    }
+
+    fn check(&mut self, name: &str, outcome: Outcome) {
+        self.result.checks.push(Check {
+            name: name.to_string(),
+            outcome,
+        });
+    }
+
+    fn send(&mut self, phase: Phase, command: Vec<u8>) -> ReadStep {
+        self.phase = phase;
+        self.result.commands += 1;
+        ReadStep::Transmit(command)
+    }
+
+    fn done(&mut self) -> ReadStep {
+        self.result.card.records = self.records.len();
+        let empty = ReadBack {
+            checks: Vec::new(),
+            card: CardSummary::default(),
+            arqc: None,
+            pan: None,
+            commands: 0,
+        };
+        ReadStep::Done(Box::new(std::mem::replace(&mut self.result, empty)))
+    }
+
+    /// The terminal's value for a DOL entry, right-justified / truncated to `len`.
+    fn dol_data(&self, dol: &[u8]) -> Vec<u8> {
+        let t = &self.terminal;
+        let mut out = Vec::new();
+        for (tag, len) in parse_dol(dol).unwrap_or_default() {
+            let value: &[u8] = match tag {
+                0x9F02 => &t.amount,
+                0x9F1A | 0x5F2A => &t.country,
+                0x9A => &t.date,
+                0x9F37 => &t.un,
+                0x9F66 => &[0x36, 0x00, 0x00, 0x00],
+                _ => &[],
+            };
+            let mut field = vec![0u8; len];
+            let n = value.len().min(len);
+            if let (Some(dst), Some(src)) = (field.get_mut(len - n..), value.get(..n)) {
+                dst.copy_from_slice(src);
+            }
+            out.extend_from_slice(&field);
+        }
+        out
+    }
+
+    /// Consumes the response (data and SW) to the last command.
+    pub fn handle(&mut self, response: &[u8]) -> ReadStep {
+        let (status, data) = sw(response);
+        match self.phase {
+            Phase::SelectPpse => {
+                let listed = (status == 0x9000)
+                    .then(|| tlv::parse_all(data).ok())
+                    .flatten()
+                    .and_then(|t| find_value(&t, 0x4F).map(<[u8]>::to_vec));
+                if let Some(aid) = listed {
+                    self.candidates.insert(0, aid);
+                    self.check("SELECT PPSE", Outcome::Pass);
+                } else {
+                    self.check(
+                        "SELECT PPSE",
+                        Outcome::Skipped(format!("SW {status:04X}, trying the known AIDs")),
+                    );
+                }
+                self.select_next(0)
+            }
+            Phase::SelectAid(i) => {
+                if status != 0x9000 {
+                    return self.select_next(i + 1);
+                }
+                let Ok(fci) = tlv::parse_all(data) else {
+                    self.check("SELECT AID", Outcome::Fail("FCI is not BER-TLV".into()));
+                    return self.done();
+                };
+                self.aid = self.candidates.get(i).cloned().unwrap_or_default();
+                self.result.card.aid = hex::encode_upper(&self.aid);
+                self.result.card.label =
+                    find_value(&fci, 0x50).map(|l| String::from_utf8_lossy(l).into_owned());
+                let has = |tag| Tag::new(tag).and_then(|t| tlv::find(&fci, t)).is_some();
+                let ok = has(0x6F) && has(0x84) && has(0xA5);
+                self.check(
+                    "SELECT AID: FCI 6F with 84 and A5",
+                    if ok {
+                        Outcome::Pass
+                    } else {
+                        Outcome::Fail("FCI lacks 84 or A5".into())
+                    },
+                );
+                self.fci = fci;
+                let pdol_data = find_value(&self.fci, 0x9F38)
+                    .map(|d| self.dol_data(d))
+                    .unwrap_or_default();
+                let mut c = vec![0x80, 0xA8, 0x00, 0x00];
+                let len = u8::try_from(pdol_data.len()).unwrap_or(0);
+                c.push(len.saturating_add(2));
+                c.push(0x83);
+                c.push(len);
+                c.extend_from_slice(&pdol_data);
+                c.push(0x00);
+                self.send(Phase::Gpo, c)
+            }
+            Phase::Gpo => {
+                if status != 0x9000 {
+                    self.check(
+                        "GET PROCESSING OPTIONS",
+                        Outcome::Fail(format!("SW {status:04X}")),
+                    );
+                    return self.done();
+                }
+                let parsed = match data {
+                    [0x80, len, rest @ ..]
+                        if usize::from(*len) == rest.len() && rest.len() >= 2 =>
+                    {
+                        Some((
+                            rest.get(..2).unwrap_or_default().to_vec(),
+                            rest.get(2..).unwrap_or_default().to_vec(),
+                        ))
+                    }
+                    _ => tlv::parse_all(data).ok().and_then(|t| {
+                        Some((
+                            find_value(&t, 0x82)?.to_vec(),
+                            find_value(&t, 0x94)?.to_vec(),
+                        ))
+                    }),
+                };
+                let Some((aip, afl)) = parsed
+                    .filter(|(aip, afl)| aip.len() == 2 && afl.len() % 4 == 0 && !afl.is_empty())
+                else {
+                    self.check(
+                        "GET PROCESSING OPTIONS",
+                        Outcome::Fail("no AIP (82) and AFL (94)".into()),
+                    );
+                    return self.done();
+                };
+                self.check("GET PROCESSING OPTIONS", Outcome::Pass);
+                self.aip = [
+                    aip.first().copied().unwrap_or(0),
+                    aip.get(1).copied().unwrap_or(0),
+                ];
+                self.result.card.aip = hex::encode_upper(self.aip);
+                for entry in afl.chunks_exact(4) {
+                    if let [sfi, first, last, _] = entry {
+                        for r in *first..=*last {
+                            self.record_plan.push((sfi >> 3, r));
+                        }
+                    }
+                }
+                self.afl = afl;
+                self.read_next(0)
+            }
+            Phase::ReadRecords(i) => {
+                let (sfi, r) = self.record_plan.get(i).copied().unwrap_or((0, 0));
+                if status != 0x9000 {
+                    self.check(
+                        &format!("READ RECORD SFI {sfi} record {r}"),
+                        Outcome::Fail(format!("SW {status:04X}")),
+                    );
+                    return self.done();
+                }
+                match Tlv::from_bytes(data) {
+                    Ok(t) if t.tag().raw() == 0x70 => {
+                        if let Some(children) = t.children() {
+                            self.data.extend(children.iter().cloned());
+                        }
+                    }
+                    _ if sfi > 10 => {}
+                    _ => {
+                        self.check(
+                            &format!("READ RECORD SFI {sfi} record {r}"),
+                            Outcome::Fail("not a template 70".into()),
+                        );
+                        return self.done();
+                    }
+                }
+                self.records.push((sfi, r, Zeroizing::new(data.to_vec())));
+                self.read_next(i + 1)
+            }
+            Phase::InternalAuthenticate => {
+                let outcome = self.check_sdad(status, data);
+                self.check("DDA: INTERNAL AUTHENTICATE signature", outcome);
+                self.send(Phase::GetAtc, vec![0x80, 0xCA, 0x9F, 0x36, 0x00])
+            }
+            Phase::GetAtc => {
+                if let (0x9000, [0x9F, 0x36, 0x02, a, b]) = (status, data) {
+                    self.result.card.atc = Some(u16::from_be_bytes([*a, *b]));
+                }
+                self.send(Phase::GetPtc, vec![0x80, 0xCA, 0x9F, 0x17, 0x00])
+            }
+            Phase::GetPtc => {
+                if let (0x9000, [0x9F, 0x17, 0x01, n]) = (status, data) {
+                    self.result.card.pin_tries = Some(*n);
+                }
+                let cdol1 = find_value(&self.data, 0x8C).map(<[u8]>::to_vec);
+                let Some(cdol1) = cdol1 else {
+                    self.check(
+                        "GENERATE AC",
+                        Outcome::Fail("no CDOL1 (8C) in the records".into()),
+                    );
+                    return self.done();
+                };
+                self.cdol1_data = self.dol_data(&cdol1);
+                let mut c = vec![
+                    0x80,
+                    0xAE,
+                    0x80,
+                    0x00,
+                    u8::try_from(self.cdol1_data.len()).unwrap_or(0),
+                ];
+                c.extend_from_slice(&self.cdol1_data);
+                c.push(0x00);
+                self.send(Phase::GenerateAc, c)
+            }
+            Phase::GenerateAc => {
+                self.take_arqc(status, data);
+                self.done()
+            }
+        }
+    }
+
+    fn select_next(&mut self, i: usize) -> ReadStep {
+        match self.candidates.get(i).cloned() {
+            Some(aid) => self.send(Phase::SelectAid(i), sel(&aid)),
+            None => {
+                self.check(
+                    "SELECT AID",
+                    Outcome::Fail("no application answered SELECT".into()),
+                );
+                self.done()
+            }
+        }
+    }
+
+    fn read_next(&mut self, i: usize) -> ReadStep {
+        if let Some((sfi, r)) = self.record_plan.get(i).copied() {
+            return self.send(
+                Phase::ReadRecords(i),
+                vec![0x00, 0xB2, r, (sfi << 3) | 0x04, 0x00],
+            );
+        }
+        self.check("READ RECORD: every AFL record", Outcome::Pass);
+        self.summarize_records();
+        self.oda();
+        let dda = self.aip[0] & 0x20 != 0;
+        if dda && self.icc_key.is_some() {
+            let ddol = find_value(&self.data, 0x9F49)
+                .map(<[u8]>::to_vec)
+                .unwrap_or_else(|| vec![0x9F, 0x37, 0x04]);
+            self.ddol_data = self.dol_data(&ddol);
+            let mut c = vec![
+                0x00,
+                0x88,
+                0x00,
+                0x00,
+                u8::try_from(self.ddol_data.len()).unwrap_or(0),
+            ];
+            c.extend_from_slice(&self.ddol_data);
+            c.push(0x00);
+            return self.send(Phase::InternalAuthenticate, c);
+        }
+        let why = if dda {
+            "no ICC public key recovered"
+        } else {
+            "the AIP does not announce DDA"
+        };
+        self.check(
+            "DDA: INTERNAL AUTHENTICATE signature",
+            Outcome::Skipped(why.into()),
+        );
+        self.send(Phase::GetAtc, vec![0x80, 0xCA, 0x9F, 0x36, 0x00])
+    }
+
+    fn summarize_records(&mut self) {
+        let card = &mut self.result.card;
+        if let Some(pan) = find_value(&self.data, 0x5A) {
+            let digits: String = hex::encode_upper(pan).trim_end_matches('F').to_string();
+            card.pan_masked = Some(mask::mask_pan(&digits));
+            self.result.pan = Some(Zeroizing::new(digits));
+        }
+        card.expiry = find_value(&self.data, 0x5F24)
+            .and_then(|e| e.get(..2))
+            .map(hex::encode_upper);
+        card.psn = find_value(&self.data, 0x5F34).map(hex::encode_upper);
+        card.name =
+            find_value(&self.data, 0x5F20).map(|n| String::from_utf8_lossy(n).trim().to_string());
+    }
+
+    /// The ODA chain: issuer certificate (90, 92, 9F32) with the CA key, ICC certificate (9F46,
+    /// 9F48, 9F47) over the static data, or SSAD (93) for SDA.
+    fn oda(&mut self) {
+        const ISSUER: &str = "ODA: issuer certificate (90) with the CA key";
+        const ICC: &str = "ODA: ICC certificate (9F46) over the static data";
+        let Some(ca) = self.ca.clone() else {
+            self.check(ISSUER, Outcome::Skipped("no CA public key given".into()));
+            return;
+        };
+        let data = self.data.clone();
+        let v = |tag| find_value(&data, tag).map(<[u8]>::to_vec);
+        match v(0x8F) {
+            Some(index) if index.as_slice() == [ca.index] => {}
+            Some(index) => {
+                self.check(
+                    ISSUER,
+                    Outcome::Fail(format!(
+                        "8F is {} but the CA key is index {:02X}",
+                        hex::encode_upper(index),
+                        ca.index
+                    )),
+                );
+                return;
+            }
+            None => {
+                self.check(
+                    ISSUER,
+                    Outcome::Fail("no CA index (8F) in the records".into()),
+                );
+                return;
+            }
+        }
+        let (Some(cert), Some(exp)) = (v(0x90), v(0x9F32)) else {
+            self.check(ISSUER, Outcome::Fail("90 or 9F32 missing".into()));
+            return;
+        };
+        let issuer = match oda::recover_issuer_certificate(
+            &ca.key,
+            &cert,
+            &v(0x92).unwrap_or_default(),
+            &exp,
+        ) {
+            Ok(i) => i,
+            Err(e) => {
+                self.check(ISSUER, Outcome::Fail(e.to_string()));
+                return;
+            }
+        };
+        let pan = self
+            .result
+            .pan
+            .as_ref()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        if !issuer.issuer_id_matches_pan(&pan) {
+            self.check(
+                ISSUER,
+                Outcome::Fail("issuer identifier does not match the PAN".into()),
+            );
+            return;
+        }
+        self.check(ISSUER, Outcome::Pass);
+        let records = &self.records;
+        let static_data = oda::static_data_to_authenticate(
+            &self.afl,
+            |sfi, n| {
+                records
+                    .iter()
+                    .find(|(s, r, _)| *s == sfi && *r == n)
+                    .map(|(_, _, d)| d.as_slice())
+            },
+            find_value(&data, 0x9F4A),
+            self.aip,
+        );
+        let static_data = match static_data {
+            Ok(s) => s,
+            Err(e) => {
+                self.check(ICC, Outcome::Fail(e.to_string()));
+                return;
+            }
+        };
+        if let (Some(cert), Some(exp)) = (v(0x9F46), v(0x9F47)) {
+            match oda::recover_icc_certificate(
+                &issuer.issuer_key,
+                &cert,
+                &v(0x9F48).unwrap_or_default(),
+                &exp,
+                &static_data,
+            ) {
+                Ok(icc) if icc.pan_matches(&pan) => {
+                    self.check(ICC, Outcome::Pass);
+                    self.icc_key = Some(icc.icc_key);
+                }
+                Ok(_) => self.check(
+                    ICC,
+                    Outcome::Fail("the certified PAN does not match 5A".into()),
+                ),
+                Err(e) => self.check(ICC, Outcome::Fail(e.to_string())),
+            }
+        } else if let Some(ssad) = v(0x93) {
+            let outcome =
+                match oda::recover_static_application_data(&issuer.issuer_key, &ssad, &static_data)
+                {
+                    Ok(_) => Outcome::Pass,
+                    Err(e) => Outcome::Fail(e.to_string()),
+                };
+            self.check("ODA: SDA signed static data (93)", outcome);
+        } else {
+            self.check(
+                ICC,
+                Outcome::Skipped("neither 9F46 nor 93 on the card".into()),
+            );
+        }
+    }
+
+    /// Signed dynamic application data (format 05) from INTERNAL AUTHENTICATE.
+    fn check_sdad(&self, status: u16, data: &[u8]) -> Outcome {
+        if status != 0x9000 {
+            return Outcome::Fail(format!("SW {status:04X}"));
+        }
+        let Some(key) = &self.icc_key else {
+            return Outcome::Skipped("no ICC key".into());
+        };
+        let sdad = match Tlv::from_bytes(data) {
+            Ok(t) if t.tag().raw() == 0x80 => t.value().map(<[u8]>::to_vec),
+            Ok(t) => t
+                .find(Tag::new(0x9F4B).unwrap_or(t.tag()))
+                .and_then(Tlv::value)
+                .map(<[u8]>::to_vec),
+            Err(_) => None,
+        };
+        let Some(sdad) = sdad else {
+            return Outcome::Fail("no signed dynamic data (80 or 9F4B)".into());
+        };
+        let block = match oda::recover_raw(key, &sdad, "signed dynamic application data") {
+            Ok(b) => b,
+            Err(e) => return Outcome::Fail(e.to_string()),
+        };
+        let n = block.len();
+        if n < 26 || block.first() != Some(&0x6A) || block.last() != Some(&0xBC) {
+            return Outcome::Fail("recovered data lacks header 6A or trailer BC".into());
+        }
+        if block.get(1) != Some(&0x05) || block.get(2) != Some(&0x01) {
+            return Outcome::Fail("not format 05 with SHA-1".into());
+        }
+        let (Some(body), Some(hash)) = (block.get(1..n - 21), block.get(n - 21..n - 1)) else {
+            return Outcome::Fail("recovered data too short".into());
+        };
+        let mut h = Sha1::new();
+        h.update(body);
+        h.update(&self.ddol_data);
+        if h.finalize().as_slice() == hash {
+            Outcome::Pass
+        } else {
+            Outcome::Fail("hash over the dynamic data and DDOL data does not match".into())
+        }
+    }
+
+    fn take_arqc(&mut self, status: u16, data: &[u8]) {
+        const NAME: &str = "GENERATE AC (ARQC)";
+        if status != 0x9000 {
+            self.check(NAME, Outcome::Fail(format!("SW {status:04X}")));
+            return;
+        }
+        let Ok(tlvs) = tlv::parse_all(data) else {
+            self.check(NAME, Outcome::Fail("response is not BER-TLV".into()));
+            return;
+        };
+        let get = |tag| find_value(&tlvs, tag);
+        let (Some(&[cid]), Some(&[a, b]), Some(ac), Some(iad)) =
+            (get(0x9F27), get(0x9F36), get(0x9F26), get(0x9F10))
+        else {
+            self.check(
+                NAME,
+                Outcome::Fail("9F27, 9F36, 9F26 or 9F10 missing".into()),
+            );
+            return;
+        };
+        let Ok(ac) = <[u8; 8]>::try_from(ac) else {
+            self.check(NAME, Outcome::Fail("9F26 is not 8 bytes".into()));
+            return;
+        };
+        if cid & 0xC0 != 0x80 {
+            self.check(
+                NAME,
+                Outcome::Fail(format!("card answered CID {cid:02X}, not an ARQC")),
+            );
+            return;
+        }
+        self.check(NAME, Outcome::Pass);
+        let mut head = Zeroizing::new(self.cdol1_data.clone());
+        head.extend_from_slice(&self.aip);
+        head.extend_from_slice(&[a, b]);
+        self.result.arqc = Some(ArqcEvidence {
+            cid,
+            atc: [a, b],
+            un: self.terminal.un,
+            ac,
+            iad: iad.to_vec(),
+            input_head: head,
+        });
+    }
+}

@@ -1,0 +1,366 @@
+//! Personalizing a card: runs the sans-I/O [`PersoSession`] over a [`CardTransport`], reports
+//! progress through a callback (the GUI forwards it to a channel), keeps a masked APDU
+//! transcript, and records the outcome per order as JSON Lines.
+//!
+//! The transcript holds command headers, data lengths, status words and timings — never a data
+//! field — so it may be shown and stored as it is.
+
+use std::fmt;
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::devices::transport::{CardTransport, TransportError, exchange};
+use crate::domain::gp::SecurityLevel;
+use crate::domain::gp::session::{
+    Aid, CardKeys, Dgi, PersoPlan, PersoSession, PlanError, Progress, Protocol, SessionError, Step,
+    StepName, Summary,
+};
+
+/// One command of the transcript: no data bytes, ever.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TranscriptEntry {
+    /// The session step the command belongs to.
+    pub step: String,
+    /// The DGI of a STORE DATA command.
+    pub dgi: Option<String>,
+    /// `CLA INS P1 P2` in hex.
+    pub header: String,
+    /// Length of the data field sent.
+    pub lc: usize,
+    /// The final status word (hex), when an answer came.
+    pub sw: Option<String>,
+    /// Length of the response data.
+    pub response_len: usize,
+    /// Raw APDUs it took (GET RESPONSE / resend included).
+    pub raw_exchanges: u32,
+    /// Round-trip time in microseconds.
+    pub micros: u64,
+}
+
+impl fmt::Display for TranscriptEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} Lc={}", self.header, self.lc)?;
+        match &self.sw {
+            Some(sw) => write!(f, " -> {sw} ({} bytes)", self.response_len)?,
+            None => f.write_str(" -> no answer")?,
+        }
+        write!(f, "  [{}", self.step)?;
+        if let Some(dgi) = &self.dgi {
+            write!(f, " DGI {dgi}")?;
+        }
+        write!(f, ", {} us]", self.micros)
+    }
+}
+
+/// A masked APDU transcript.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Transcript {
+    /// The commands, in order.
+    pub entries: Vec<TranscriptEntry>,
+}
+
+impl Transcript {
+    /// Raw APDUs exchanged (including GET RESPONSE and resends).
+    pub fn apdu_count(&self) -> u32 {
+        self.entries.iter().map(|e| e.raw_exchanges.max(1)).sum()
+    }
+
+    /// Records one command and what came back.
+    pub fn record(
+        &mut self,
+        step: &str,
+        dgi: Option<u16>,
+        command: &[u8],
+        answer: Option<(&[u8], u32)>,
+        elapsed: Duration,
+    ) {
+        let header = command
+            .get(..4)
+            .map(|h| {
+                h.iter()
+                    .map(|b| format!("{b:02X}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        let lc = if command.len() > 5 {
+            command.get(4).copied().map_or(0, usize::from)
+        } else {
+            0
+        };
+        let (sw, response_len, raw_exchanges) = match answer {
+            Some((r, raw)) => (
+                r.len()
+                    .checked_sub(2)
+                    .and_then(|i| r.get(i..))
+                    .map(hex::encode_upper),
+                r.len().saturating_sub(2),
+                raw,
+            ),
+            None => (None, 0, 1),
+        };
+        self.entries.push(TranscriptEntry {
+            step: step.to_string(),
+            dgi: dgi.map(|d| format!("{d:04X}")),
+            header,
+            lc,
+            sw,
+            response_len,
+            raw_exchanges,
+            micros: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        });
+    }
+}
+
+impl fmt::Display for Transcript {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for e in &self.entries {
+            writeln!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// How to open the secure channel and where to store (from the chip profile).
+#[derive(Debug, Clone)]
+pub struct ChannelOptions {
+    /// The AID to SELECT.
+    pub target_aid: Aid,
+    /// INSTALL [for personalization] of this instance through the selected security domain.
+    pub install_for_perso: Option<Aid>,
+    /// SCP02 / SCP03 and "i".
+    pub protocol: Protocol,
+    /// C-MAC or C-MAC + C-DEC (...).
+    pub security_level: SecurityLevel,
+    /// INITIALIZE UPDATE key version (00 = default).
+    pub key_version: u8,
+    /// Static keys or the KMC.
+    pub keys: CardKeys,
+    /// SCP03: check the pseudo-random card challenge.
+    pub verify_card_challenge: bool,
+}
+
+/// A successful personalization.
+#[derive(Debug, Clone)]
+pub struct PersoReport {
+    /// What the session did.
+    pub summary: Summary,
+    /// The masked transcript.
+    pub transcript: Transcript,
+    /// Wall time of the session.
+    pub elapsed: Duration,
+}
+
+/// Why a personalization stopped. Names the step (and DGI); never card data.
+#[derive(Debug, thiserror::Error)]
+pub enum PersoError {
+    /// The plan was refused before anything was sent.
+    #[error("personalization plan: {0}")]
+    Plan(#[from] PlanError),
+    /// The card answered, but not as the session needs.
+    #[error("{error}")]
+    Session {
+        /// The session error (step, DGI, status word).
+        error: SessionError,
+        /// The transcript up to the failure.
+        transcript: Transcript,
+    },
+    /// The transport failed during a step.
+    #[error("{step}{}: {error}", dgi.map(|d| format!(" (DGI {d:04X})")).unwrap_or_default())]
+    Transport {
+        /// The step whose command was in flight.
+        step: StepName,
+        /// The DGI of the STORE DATA in flight.
+        dgi: Option<u16>,
+        /// What went wrong.
+        error: TransportError,
+        /// The transcript up to the failure.
+        transcript: Transcript,
+    },
+}
+
+impl PersoError {
+    /// The step at which it failed (`None` for a refused plan).
+    pub fn step(&self) -> Option<StepName> {
+        match self {
+            Self::Plan(_) => None,
+            Self::Transport { step, .. } => Some(*step),
+            Self::Session { error, .. } => Some(match error {
+                SessionError::Status { step, .. }
+                | SessionError::Malformed { step, .. }
+                | SessionError::Apdu { step, .. }
+                | SessionError::RMacMismatch { step, .. }
+                | SessionError::Crypto { step, .. } => *step,
+                SessionError::CardCryptogramMismatch
+                | SessionError::CardChallengeMismatch
+                | SessionError::ProtocolMismatch { .. } => StepName::InitializeUpdate,
+                SessionError::Finished => StepName::Finished,
+            }),
+        }
+    }
+
+    /// The transcript up to the failure.
+    pub fn transcript(&self) -> Option<&Transcript> {
+        match self {
+            Self::Plan(_) => None,
+            Self::Session { transcript, .. } | Self::Transport { transcript, .. } => {
+                Some(transcript)
+            }
+        }
+    }
+}
+
+/// Draws an 8-byte host challenge from the operating system.
+pub fn host_challenge() -> [u8; 8] {
+    let mut c = [0u8; 8];
+    if getrandom::fill(&mut c).is_err() {
+        // Never reached on Linux; a fixed challenge only weakens replay protection.
+        c = [0xA5; 8];
+    }
+    c
+}
+
+/// Personalizes the card behind `transport` with `dgis` (in send order).
+///
+/// SEAM (issue 3, Model 1): once `ChipData { dgis: Vec<PersoDgi { dgi, encrypt, pad }>, aid,
+/// profile, .. }` is merged, `personalize(transport, &chip, keys, ..)` maps each `PersoDgi` to
+/// `Dgi::new(p.dgi.id(), p.dgi.value().to_vec(), p.encrypt, p.pad)`, builds the
+/// [`ChannelOptions`] from the chip profile and calls this function.
+pub fn personalize_dgis(
+    transport: &mut dyn CardTransport,
+    options: ChannelOptions,
+    dgis: Vec<Dgi>,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<PersoReport, PersoError> {
+    let plan = PersoPlan {
+        target_aid: options.target_aid,
+        install_for_perso: options.install_for_perso,
+        protocol: options.protocol,
+        security_level: options.security_level,
+        key_version: options.key_version,
+        keys: options.keys,
+        host_challenge: host_challenge(),
+        verify_card_challenge: options.verify_card_challenge,
+        dgis,
+    };
+    let started = Instant::now();
+    let (mut session, first) = PersoSession::start(plan)?;
+    let mut transcript = Transcript::default();
+    let mut command = first;
+    loop {
+        let progress = session.progress();
+        on_progress(&progress);
+        let step = progress.step;
+        let dgi = (step == StepName::StoreData)
+            .then_some(progress.dgi)
+            .flatten();
+        let bytes = zeroize::Zeroizing::new(command.to_bytes());
+        drop(command);
+        let sent = Instant::now();
+        let result = exchange(transport, &bytes);
+        let elapsed = sent.elapsed();
+        let step_label = step.to_string();
+        let exchanged = match result {
+            Ok(x) => x,
+            Err(error) => {
+                transcript.record(&step_label, dgi, &bytes, None, elapsed);
+                tracing::warn!(%step, %error, "personalization transport failure");
+                return Err(PersoError::Transport {
+                    step,
+                    dgi,
+                    error,
+                    transcript,
+                });
+            }
+        };
+        transcript.record(
+            &step_label,
+            dgi,
+            &bytes,
+            Some((&exchanged.response, exchanged.raw_exchanges)),
+            elapsed,
+        );
+        match session.handle_response(&exchanged.response) {
+            Step::Transmit(next) => command = next,
+            Step::Done(summary) => {
+                on_progress(&session.progress());
+                return Ok(PersoReport {
+                    summary,
+                    transcript,
+                    elapsed: started.elapsed(),
+                });
+            }
+            Step::Failed(error) => {
+                tracing::warn!(%error, "personalization failed");
+                return Err(PersoError::Session { error, transcript });
+            }
+        }
+    }
+}
+
+/// One line of the outcome log.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutcomeRecord {
+    /// The order id.
+    pub order: String,
+    /// `personalized` or `failed`.
+    pub status: &'static str,
+    /// The failed step, if any.
+    pub step: Option<String>,
+    /// The error message (names steps, DGIs, status words; no card data).
+    pub error: Option<String>,
+    /// The reader.
+    pub reader: String,
+    /// Raw APDUs exchanged.
+    pub apdus: u32,
+    /// Milliseconds the session took.
+    pub millis: u64,
+    /// Seconds since the Unix epoch when the outcome was recorded.
+    pub at: u64,
+}
+
+impl OutcomeRecord {
+    /// The record of a session's result.
+    pub fn new(order: &str, reader: &str, result: &Result<PersoReport, PersoError>) -> Self {
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        match result {
+            Ok(report) => Self {
+                order: order.to_string(),
+                status: "personalized",
+                step: None,
+                error: None,
+                reader: reader.to_string(),
+                apdus: report.transcript.apdu_count(),
+                millis: u64::try_from(report.elapsed.as_millis()).unwrap_or(u64::MAX),
+                at,
+            },
+            Err(e) => Self {
+                order: order.to_string(),
+                status: "failed",
+                step: e.step().map(|s| s.to_string()),
+                error: Some(e.to_string()),
+                reader: reader.to_string(),
+                apdus: e.transcript().map_or(0, Transcript::apdu_count),
+                millis: 0,
+                at,
+            },
+        }
+    }
+}
+
+/// Appends one record as a single JSON line (written in one call, so a record is never half
+/// written).
+pub fn append_outcome(log: &Path, record: &OutcomeRecord) -> std::io::Result<()> {
+    let mut line = serde_json::to_string(record).map_err(std::io::Error::other)?;
+    line.push('\n');
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    file.write_all(line.as_bytes())
+}

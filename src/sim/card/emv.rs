@@ -1,0 +1,445 @@
+//! The payment application of the virtual card (EMV Book 3 commands), working on the DGIs it was
+//! personalized with.
+//!
+//! - SELECT: the FCI is DGI 9102 (or 9103) — a whole `6F` template, or the `A5` proprietary
+//!   template that the card puts under `6F { 84 AID, ... }`. PSE and PPSE list the application.
+//! - GET PROCESSING OPTIONS: format 2 (`77`) with the content of DGI 9104 (`82` AIP, `94` AFL);
+//!   the PDOL data length is checked against the PDOL (`9F38`) of the FCI; the ATC counts up.
+//! - READ RECORD: the record DGI `SFI || record`.
+//! - GET DATA: `9F36` ATC, `9F17` PIN try counter.
+//! - GENERATE AC: MAC algorithm 3 over `CDOL1 data || AIP || ATC || scheme part` with MK-AC (first
+//!   16 bytes of DGI 8000) or its session key, per the CVN; answer `77 {9F27, 9F36, 9F26, 9F10}`.
+//! - INTERNAL AUTHENTICATE: signed dynamic application data (format 05) with the ICC private key
+//!   from the CRT DGIs 8201-8205; answer `80 SDAD`.
+//! - VERIFY (P2 = 80): the plaintext PIN block against DGI 8010, PIN try counter from 9010.
+
+use std::collections::BTreeMap;
+
+use rsa::traits::PrivateKeyParts;
+use rsa::{BoxedUint, RsaPrivateKey};
+use sha1::{Digest, Sha1};
+use zeroize::Zeroizing;
+
+use super::channel::sw;
+use super::{Application, CardCvn, reply, tlv};
+use crate::domain::crypto::{self, MacPadding};
+use crate::domain::tlv::{self as ber, Tag, Tlv};
+
+/// "1PAY.SYS.DDF01".
+pub const PSE: &[u8] = b"1PAY.SYS.DDF01";
+/// "2PAY.SYS.DDF01".
+pub const PPSE: &[u8] = b"2PAY.SYS.DDF01";
+
+/// The state of the current transaction (reset by SELECT and power-off).
+#[derive(Debug, Default)]
+pub struct Transaction {
+    gpo_done: bool,
+    verified: bool,
+}
+
+/// DGIs whose encrypted value was padded (ISO/IEC 9797-1 method 2) before encryption: the RSA
+/// key components, and the 8-byte PIN block when it arrives as a 16-byte AES block (SCP03).
+/// Keys (8000, 8001) are block-aligned and unpadded.
+pub fn is_padded_dgi(id: u16, len: usize) -> bool {
+    matches!(id >> 8, 0x81..=0x83) || (id == 0x8010 && len == 16)
+}
+
+fn is_record(id: u16) -> bool {
+    let [sfi, record] = id.to_be_bytes();
+    (1..=30).contains(&sfi) && record != 0
+}
+
+/// Checks one DGI as it is stored.
+pub fn check_dgi(id: u16, value: &[u8]) -> Result<(), u16> {
+    let [sfi, _] = id.to_be_bytes();
+    if is_record(id) && sfi <= 10 {
+        // The whole value must be one template 70.
+        let t = Tlv::from_bytes(value).map_err(|_| sw::WRONG_DATA)?;
+        if t.tag().raw() != 0x70 {
+            return Err(sw::WRONG_DATA);
+        }
+    }
+    match id {
+        0x8000 if value.len() != 48 => Err(sw::WRONG_DATA),
+        0x8010 if value.len() != 8 || value.first().is_none_or(|b| b >> 4 != 0x2) => {
+            Err(sw::WRONG_DATA)
+        }
+        0x9010 if value.len() != 2 => Err(sw::CONDITIONS),
+        0x9102..=0x9104 => ber::parse_all(value)
+            .map(|_| ())
+            .map_err(|_| sw::WRONG_DATA),
+        _ => Ok(()),
+    }
+}
+
+/// Checks the whole personalization at the last STORE DATA: 9000 must hold the KCVs of the 8000
+/// keys.
+pub fn check_personalization(dgis: &BTreeMap<u16, Zeroizing<Vec<u8>>>) -> Result<(), u16> {
+    if let (Some(keys), Some(kcvs)) = (dgis.get(&0x8000), dgis.get(&0x9000)) {
+        let mut expected = Vec::with_capacity(9);
+        for key in keys.chunks(16) {
+            expected.extend_from_slice(&crypto::kcv_tdes(key).map_err(|_| sw::WRONG_DATA)?);
+        }
+        if kcvs.len() != expected.len() || !crypto::ct_eq(kcvs, &expected) {
+            return Err(sw::WRONG_DATA);
+        }
+    }
+    Ok(())
+}
+
+/// The first object with `tag` in a DGI holding TLVs.
+fn find_in(value: &[u8], tag: u32) -> Option<Vec<u8>> {
+    let tag = Tag::new(tag)?;
+    let tlvs = ber::parse_all(value).ok()?;
+    ber::find(&tlvs, tag)
+        .and_then(|t| t.value())
+        .map(<[u8]>::to_vec)
+}
+
+/// The first object with `tag` in the application's records.
+fn find_in_records(app: &Application, tag: u32) -> Option<Vec<u8>> {
+    app.dgis
+        .iter()
+        .filter(|(id, _)| is_record(**id))
+        .find_map(|(_, v)| find_in(v, tag))
+}
+
+fn fci_source(app: &Application) -> Option<&[u8]> {
+    app.dgis
+        .get(&0x9102)
+        .or_else(|| app.dgis.get(&0x9103))
+        .map(|v| v.as_slice())
+}
+
+/// The FCI of the application.
+pub fn application_fci(app: &Application) -> Vec<u8> {
+    match fci_source(app) {
+        Some(v) if v.first() == Some(&0x6F) => v.to_vec(),
+        Some(v) => tlv(0x6F, &[tlv(0x84, &app.aid), v.to_vec()].concat()),
+        None => tlv(0x6F, &tlv(0x84, &app.aid)),
+    }
+}
+
+/// The FCI of the PSE (`88` SFI 1) or PPSE (`BF0C` with the application entry).
+pub fn directory_fci(app: &Application, ppse: bool) -> Vec<u8> {
+    if ppse {
+        let entry = tlv(0x61, &directory_entry(app));
+        let a5 = tlv(0xA5, &tlv(0xBF0C, &entry));
+        tlv(0x6F, &[tlv(0x84, PPSE), a5].concat())
+    } else {
+        tlv(
+            0x6F,
+            &[tlv(0x84, PSE), tlv(0xA5, &tlv(0x88, &[0x01]))].concat(),
+        )
+    }
+}
+
+fn directory_entry(app: &Application) -> Vec<u8> {
+    let mut entry = tlv(0x4F, &app.aid);
+    if let Some(label) = fci_source(app).and_then(|v| find_in(v, 0x50)) {
+        entry.extend_from_slice(&tlv(0x50, &label));
+    }
+    entry.extend_from_slice(&tlv(0x87, &[0x01]));
+    entry
+}
+
+/// Total length of the data a DOL asks for.
+fn dol_len(dol: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    let mut total = 0usize;
+    while i < dol.len() {
+        let first = *dol.get(i)?;
+        i += 1;
+        if first & 0x1F == 0x1F {
+            while dol.get(i)? & 0x80 != 0 {
+                i += 1;
+            }
+            i += 1;
+        }
+        total += usize::from(*dol.get(i)?);
+        i += 1;
+    }
+    Some(total)
+}
+
+/// Processes an application command.
+pub fn process(
+    app: &mut Application,
+    tx: &mut Transaction,
+    cvn: CardCvn,
+    pse: bool,
+    apdu: &[u8],
+    random: [u8; 8],
+) -> Vec<u8> {
+    let [cla, ins, p1, p2, ..] = apdu else {
+        return reply(&[], sw::WRONG_LENGTH);
+    };
+    let data = super::command_data(apdu);
+    match (*cla, *ins) {
+        (0x00, 0xB2) => read_record(app, pse, *p1, *p2),
+        _ if pse => reply(&[], sw::INS),
+        (0x80, 0xA8) => gpo(app, tx, data),
+        (0x80, 0xCA) => get_data(app, *p1, *p2),
+        (0x80, 0xAE) => generate_ac(app, tx, cvn, *p1, data),
+        (0x00, 0x88) => internal_authenticate(app, data, random),
+        (0x00, 0x20) => verify(app, tx, *p2, data),
+        (0x00 | 0x80, _) => reply(&[], sw::INS),
+        _ => reply(&[], sw::CLA),
+    }
+}
+
+fn read_record(app: &Application, pse: bool, record: u8, p2: u8) -> Vec<u8> {
+    if p2 & 0x07 != 0x04 {
+        return reply(&[], sw::WRONG_P1P2);
+    }
+    let sfi = p2 >> 3;
+    if pse {
+        if sfi == 1 && record == 1 {
+            return reply(&tlv(0x70, &tlv(0x61, &directory_entry(app))), sw::OK);
+        }
+        return reply(&[], sw::RECORD_NOT_FOUND);
+    }
+    match app.dgis.get(&u16::from_be_bytes([sfi, record])) {
+        Some(v) if record != 0 => reply(v, sw::OK),
+        _ => reply(&[], sw::RECORD_NOT_FOUND),
+    }
+}
+
+fn gpo(app: &mut Application, tx: &mut Transaction, data: &[u8]) -> Vec<u8> {
+    let [0x83, len, pdol_data @ ..] = data else {
+        return reply(&[], sw::WRONG_DATA);
+    };
+    if usize::from(*len) != pdol_data.len() {
+        return reply(&[], sw::WRONG_LENGTH);
+    }
+    let expected = fci_source(app)
+        .and_then(|v| find_in(v, 0x9F38))
+        .map_or(Some(0), |pdol| dol_len(&pdol));
+    if expected != Some(pdol_data.len()) {
+        return reply(&[], sw::WRONG_LENGTH);
+    }
+    let Some(body) = app.dgis.get(&0x9104) else {
+        return reply(&[], sw::CONDITIONS);
+    };
+    let response = match body.first() {
+        Some(0x77 | 0x80) => body.to_vec(),
+        _ => tlv(0x77, body),
+    };
+    if app.atc == u16::MAX {
+        return reply(&[], sw::CONDITIONS);
+    }
+    app.atc += 1;
+    tx.gpo_done = true;
+    tx.verified = false;
+    reply(&response, sw::OK)
+}
+
+fn get_data(app: &Application, p1: u8, p2: u8) -> Vec<u8> {
+    match u16::from_be_bytes([p1, p2]) {
+        0x9F36 => reply(&tlv(0x9F36, &app.atc.to_be_bytes()), sw::OK),
+        0x9F17 => reply(&tlv(0x9F17, &[app.ptc]), sw::OK),
+        _ => reply(&[], sw::REF_NOT_FOUND),
+    }
+}
+
+/// The issuer application data the card reports, and the part of it that enters the AC.
+fn iad(cvn: CardCvn, verified: bool) -> (Vec<u8>, Vec<u8>) {
+    // CVR bits: offline PIN verified when a VERIFY succeeded in this transaction.
+    let pin = if verified { 0x04 } else { 0x00 };
+    match cvn {
+        CardCvn::Visa10 | CardCvn::Visa18 | CardCvn::Visa22 => {
+            let cvn_byte = match cvn {
+                CardCvn::Visa10 => 0x0A,
+                CardCvn::Visa18 => 0x12,
+                _ => 0x16,
+            };
+            let iad = vec![0x06, 0x01, cvn_byte, 0x03, 0xA0, pin, 0x00];
+            let part = if cvn == CardCvn::Visa10 {
+                iad[3..7].to_vec()
+            } else {
+                iad.clone()
+            };
+            (iad, part)
+        }
+        CardCvn::Mastercard16 | CardCvn::Mastercard20 => {
+            let cvn_byte = if cvn == CardCvn::Mastercard16 {
+                0x10
+            } else {
+                0x14
+            };
+            let iad = vec![
+                0x01, cvn_byte, 0xA0, pin, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+                0x00, 0x00, 0x00, 0x00, 0x00,
+            ];
+            let part = iad[2..8].to_vec();
+            (iad, part)
+        }
+    }
+}
+
+fn parity(key: &mut [u8]) {
+    crypto::adjust_odd_parity(key);
+}
+
+/// EMV common session key: `TDES_MK(R with byte 3 = F0) || TDES_MK(R with byte 3 = 0F)`.
+fn session_key(mk: &[u8], r: [u8; 8]) -> Result<Zeroizing<Vec<u8>>, u16> {
+    let mut out = Zeroizing::new(Vec::with_capacity(16));
+    out.extend_from_slice(&r);
+    out.extend_from_slice(&r);
+    out[2] = 0xF0;
+    out[10] = 0x0F;
+    crypto::tdes_ecb_encrypt(mk, &mut out).map_err(|_| sw::UNKNOWN)?;
+    parity(&mut out);
+    Ok(out)
+}
+
+fn generate_ac(
+    app: &mut Application,
+    tx: &Transaction,
+    cvn: CardCvn,
+    p1: u8,
+    data: &[u8],
+) -> Vec<u8> {
+    if !tx.gpo_done {
+        return reply(&[], sw::CONDITIONS);
+    }
+    if let Some(cdol1) = find_in_records(app, 0x8C)
+        && dol_len(&cdol1) != Some(data.len())
+    {
+        return reply(&[], sw::WRONG_LENGTH);
+    }
+    let Some(mk) = app.dgis.get(&0x8000).and_then(|k| k.get(..16)) else {
+        return reply(&[], sw::CONDITIONS);
+    };
+    let aip = app
+        .dgis
+        .get(&0x9104)
+        .and_then(|v| find_in(v, 0x82))
+        .unwrap_or_else(|| vec![0, 0]);
+    let atc = app.atc.to_be_bytes();
+    // The unpredictable number is the last 4 bytes of the CDOL1 data when it follows the
+    // minimum data layout (9F02 9F03 9F1A 95 5F2A 9A 9C 9F37).
+    let un: [u8; 4] = data
+        .get(25..29)
+        .and_then(|s| s.try_into().ok())
+        .unwrap_or([0; 4]);
+    let key = match cvn {
+        CardCvn::Visa10 => Ok(Zeroizing::new(mk.to_vec())),
+        CardCvn::Visa18 | CardCvn::Visa22 | CardCvn::Mastercard20 => {
+            session_key(mk, [atc[0], atc[1], 0, 0, 0, 0, 0, 0])
+        }
+        CardCvn::Mastercard16 => {
+            session_key(mk, [atc[0], atc[1], 0, 0, un[0], un[1], un[2], un[3]])
+        }
+    };
+    let Ok(key) = key else {
+        return reply(&[], sw::UNKNOWN);
+    };
+    let (iad, part) = iad(cvn, tx.verified);
+    let mut input = Vec::with_capacity(data.len() + 32);
+    input.extend_from_slice(data);
+    input.extend_from_slice(&aip);
+    input.extend_from_slice(&atc);
+    input.extend_from_slice(&part);
+    let padding = if cvn == CardCvn::Visa10 {
+        MacPadding::Method1
+    } else {
+        MacPadding::Method2
+    };
+    let Ok(ac) = crypto::retail_mac(&key, &[0; 8], &input, padding) else {
+        return reply(&[], sw::UNKNOWN);
+    };
+    let cid = match p1 & 0xC0 {
+        0xC0 => return reply(&[], sw::WRONG_P1P2),
+        t => t,
+    };
+    let body = [
+        tlv(0x9F27, &[cid]),
+        tlv(0x9F36, &atc),
+        tlv(0x9F26, &ac),
+        tlv(0x9F10, &iad),
+    ]
+    .concat();
+    reply(&tlv(0x77, &body), sw::OK)
+}
+
+/// The ICC private key from the CRT DGIs; the public exponent (3 or 65537) is the one that
+/// reproduces `d mod (p-1)`.
+fn icc_key(app: &Application) -> Option<RsaPrivateKey> {
+    let get = |id| app.dgis.get(&id).map(|v| v.as_slice());
+    let (p, q, dp) = (get(0x8205)?, get(0x8204)?, get(0x8203)?);
+    let dp = BoxedUint::from_be_slice_vartime(dp);
+    [3u32, 65537].into_iter().find_map(|e| {
+        let key = RsaPrivateKey::from_p_q(
+            BoxedUint::from_be_slice_vartime(p),
+            BoxedUint::from_be_slice_vartime(q),
+            BoxedUint::from(e),
+        )
+        .ok()?;
+        (key.dp()? == &dp).then_some(key)
+    })
+}
+
+fn internal_authenticate(app: &Application, ddol_data: &[u8], random: [u8; 8]) -> Vec<u8> {
+    let Some(key) = icc_key(app) else {
+        return reply(&[], sw::CONDITIONS);
+    };
+    use rsa::traits::PublicKeyParts;
+    let k = key.size();
+    // ICC dynamic data: length || ICC dynamic number (8 bytes).
+    let mut icc_dd = vec![0x08];
+    icc_dd.extend_from_slice(&random);
+    let Some(pad_len) = k.checked_sub(25 + icc_dd.len()) else {
+        return reply(&[], sw::CONDITIONS);
+    };
+    let mut block = Vec::with_capacity(k);
+    block.extend_from_slice(&[0x6A, 0x05, 0x01]);
+    block.push(u8::try_from(icc_dd.len()).unwrap_or(0));
+    block.extend_from_slice(&icc_dd);
+    block.resize(block.len() + pad_len, 0xBB);
+    let mut h = Sha1::new();
+    h.update(&block[1..]);
+    h.update(ddol_data);
+    block.extend_from_slice(&h.finalize());
+    block.push(0xBC);
+    let Ok(m) = BoxedUint::from_be_slice(&block, key.n_bits_precision()) else {
+        return reply(&[], sw::UNKNOWN);
+    };
+    let no_rng: Option<&mut dyn rsa::rand_core::TryCryptoRng<Error = core::convert::Infallible>> =
+        None;
+    let Ok(s) = rsa::hazmat::rsa_decrypt_and_check(&key, no_rng, &m) else {
+        return reply(&[], sw::UNKNOWN);
+    };
+    let bytes = s.to_be_bytes();
+    let tail = bytes.get(bytes.len().saturating_sub(k)..).unwrap_or(&[]);
+    let mut sdad = vec![0u8; k - tail.len()];
+    sdad.extend_from_slice(tail);
+    reply(&tlv(0x80, &sdad), sw::OK)
+}
+
+fn verify(app: &mut Application, tx: &mut Transaction, p2: u8, data: &[u8]) -> Vec<u8> {
+    if p2 != 0x80 {
+        return reply(&[], sw::WRONG_P1P2);
+    }
+    let Some(reference) = app.dgis.get(&0x8010) else {
+        return reply(&[], sw::REF_NOT_FOUND);
+    };
+    if data.len() != 8 {
+        return reply(&[], sw::WRONG_LENGTH);
+    }
+    if app.ptc == 0 {
+        return reply(&[], sw::BLOCKED);
+    }
+    if crypto::ct_eq(reference, data) {
+        app.ptc = app
+            .dgis
+            .get(&0x9010)
+            .and_then(|v| v.get(1).copied())
+            .unwrap_or(3);
+        tx.verified = true;
+        reply(&[], sw::OK)
+    } else {
+        app.ptc -= 1;
+        reply(&[], 0x63C0 | u16::from(app.ptc.min(0x0F)))
+    }
+}

@@ -226,7 +226,7 @@ fn order_cases() -> Vec<(&'static str, serde_json::Value, &'static str, &'static
                 "0".repeat(50)
             )),
             "trackData.track1",
-            "maximum of 79",
+            "more than the 78 that fit on track 1 (79 with the LRC)",
         ),
         (
             "trackData.track2",

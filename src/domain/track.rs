@@ -1,9 +1,11 @@
 //! Magnetic stripe tracks (ISO/IEC 7813 tracks 1 and 2, ISO 4909 track 3): building from order
 //! data and product patterns, validating tracks given in orders, and masking.
 //!
-//! - Track 1 `%B<PAN>^<NAME>^<YYMM><SC><DD>?`, at most 79 characters with sentinels.
-//! - Track 2 `;<PAN>=<YYMM><SC><DD>?`, at most 40 characters.
-//! - Track 3 `;<PAN>=<BODY>?`, at most 107 characters.
+//! - Track 1 `%B<PAN>^<NAME>^<YYMM><SC><DD>?`, track 2 `;<PAN>=<YYMM><SC><DD>?`, track 3
+//!   `;<PAN>=<BODY>?`.
+//! - ISO 7813 / ISO 4909 limits of 79 / 40 / 107 characters count the start sentinel, the end
+//!   sentinel and the LRC the encoder adds, so a track's text (with sentinels) holds at most
+//!   78 / 39 / 106 characters; the encoder agrees (`msr206`).
 //!
 //! A [`Track`] knows where its PAN and secret values sit, so its masked form hides exactly those.
 
@@ -37,8 +39,13 @@ impl TrackNo {
         }
     }
 
-    /// Maximum characters including sentinels (ISO 7813 / ISO 4909).
+    /// Maximum characters of the text with sentinels: the ISO limit less the LRC.
     pub fn max_len(self) -> usize {
+        self.iso_len() - 1
+    }
+
+    /// The ISO 7813 / ISO 4909 limit, counting sentinels and the LRC: 79, 40, 107.
+    pub fn iso_len(self) -> usize {
         match self {
             Self::T1 => 79,
             Self::T2 => 40,
@@ -107,8 +114,15 @@ pub enum TrackError {
     Charset(usize, u8),
     #[error("position {0}: sentinel inside the track")]
     InnerSentinel(usize),
-    #[error("is {len} characters, longer than the track {no} maximum of {max}")]
-    TooLong { no: u8, len: usize, max: usize },
+    #[error(
+        "is {len} characters with sentinels, more than the {max} that fit on track {no} ({iso} with the LRC)"
+    )]
+    TooLong {
+        no: u8,
+        len: usize,
+        max: usize,
+        iso: usize,
+    },
     #[error("does not have the layout {0}")]
     Layout(&'static str),
     #[error("PAN does not match encryptedData.pan")]
@@ -260,6 +274,7 @@ fn check_frame(no: TrackNo, text: &str) -> Result<(), TrackError> {
             no: no.number(),
             len,
             max: no.max_len(),
+            iso: no.iso_len(),
         });
     }
     if !text.starts_with(no.start_sentinel()) {

@@ -3,7 +3,10 @@
 //! Exit codes: 0 all orders fine; 1 any order invalid or refused; 2 the input (file, profiles,
 //! keys) cannot be read or parsed at all.
 
+mod encode;
 mod prepare;
+pub mod records;
+mod sim_encoder;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -39,6 +42,10 @@ enum Command {
     },
     /// Prepare card data: tracks and where each injected value came from.
     Prepare(prepare::PrepareArgs),
+    /// Write one order's magnetic stripe with an MSR206-family encoder, read it back and compare.
+    Encode(encode::EncodeArgs),
+    /// Run a simulated MSR206 encoder on a pseudo-terminal until interrupted (prints its path).
+    SimEncoder(sim_encoder::SimEncoderArgs),
 }
 
 /// Outcome classes mapped to exit codes.
@@ -50,6 +57,12 @@ pub enum Exit {
     Invalid = 1,
     /// Input unreadable.
     Unreadable = 2,
+    /// The encoder (or another device) cannot be reached: port missing, not openable, I/O failure.
+    DeviceUnavailable = 3,
+    /// The device failed the card: error status, bad swipes, read-back mismatch, malformed reply.
+    CardFailed = 4,
+    /// Nobody swiped a card in time, or the device did not answer.
+    Timeout = 5,
 }
 
 impl From<Exit> for ExitCode {
@@ -79,6 +92,8 @@ fn run(cli: Cli) -> Exit {
     match cli.command {
         Command::Validate { file, profiles } => validate(&file, &profiles),
         Command::Prepare(args) => prepare::run(&args),
+        Command::Encode(args) => encode::run(&args),
+        Command::SimEncoder(args) => sim_encoder::run(&args),
     }
 }
 

@@ -270,6 +270,7 @@ fn every_demo_order_is_written_and_read_back_without_leaking() {
         all_output.push_str(&out);
         all_output.push_str(&err);
     }
+    let sim_path = sim.path.clone();
     let (sim_out, sim_err) = sim.stop();
     assert!(
         sim_out.contains(&format!("{} ISO write(s)", DEMO_IDS.len())),
@@ -284,7 +285,7 @@ fn every_demo_order_is_written_and_read_back_without_leaking() {
         assert_eq!(record["order"], id.as_str());
         assert_eq!(record["operation"], "encode");
         assert_eq!(record["outcome"], "written");
-        assert_eq!(record["encoder"], sim.path.as_str());
+        assert_eq!(record["encoder"], sim_path.as_str());
         let written: Vec<u64> = record["tracks"]
             .as_array()
             .expect("tracks")
@@ -334,14 +335,7 @@ fn encode_with_fault(fail: &str, extra: &[&str]) -> (Output, Value, String) {
     let tmp = TempDir::new(&fail.replace(':', "-"));
     let records = tmp.path("records.jsonl");
     let sim = Sim::start(fail, &[]);
-    let o = encode(
-        DEMO_ORDERS,
-        "DEMO-MC-0001",
-        &sim.path,
-        &records,
-        extra,
-        &[],
-    );
+    let o = encode(DEMO_ORDERS, "DEMO-MC-0001", &sim.path, &records, extra, &[]);
     let (sim_out, _) = sim.stop();
     let lines = read_records(&records);
     assert_eq!(lines.len(), 1, "one record per attempt");
@@ -492,7 +486,10 @@ fn refused_tracks_never_reach_the_device() {
     let lines = read_records(&records);
     let kinds: Vec<&Value> = lines.iter().map(|r| &r["error"]["kind"]).collect();
     assert_eq!(kinds, ["invalid-order", "invalid-track"]);
-    let all = format!("{}{err}", std::fs::read_to_string(&records).expect("records"));
+    let all = format!(
+        "{}{err}",
+        std::fs::read_to_string(&records).expect("records")
+    );
     assert!(!all.contains("5413330089012345") && !all.contains(&t1[1..78]));
 }
 

@@ -91,5 +91,13 @@ fn regression_track1_name_field_holding_a_pan_is_refused() {
     assert_eq!(data.first(), Some(&0));
     entries::track(&data);
     // Digits in a name stay allowed below the PAN length.
-    assert!(Track::from_order(TrackNo::T1, "%B4761739001010010^DOE 3RD/J^2805101?", None, None).is_ok());
+    assert!(
+        Track::from_order(
+            TrackNo::T1,
+            "%B4761739001010010^DOE 3RD/J^2805101?",
+            None,
+            None
+        )
+        .is_ok()
+    );
 }

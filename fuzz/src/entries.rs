@@ -172,7 +172,11 @@ pub fn track(data: &[u8]) {
     };
     let pan = Pan::parse("4761739001010010").ok();
     let exp = Yymm::parse("2805").ok();
-    let pan = if selector & 0x10 != 0 { pan.as_ref() } else { None };
+    let pan = if selector & 0x10 != 0 {
+        pan.as_ref()
+    } else {
+        None
+    };
     let exp = if selector & 0x20 != 0 { exp } else { None };
     let Ok(track) = Track::from_order(no, text, pan, exp) else {
         return;
@@ -207,7 +211,11 @@ pub fn msr206(data: &[u8]) {
     // Whole replies only, at every split (1..=8 bytes per feed).
     let chunk = usize::from(selector & 0x07) + 1;
     let mut session = WriteSession::new(
-        match TrackSet::new(Some("B4000001234567899^TEST/CARD^3012"), Some("4000=3012"), None) {
+        match TrackSet::new(
+            Some("B4000001234567899^TEST/CARD^3012"),
+            Some("4000=3012"),
+            None,
+        ) {
             Ok(t) => t,
             Err(_) => panic!("fixed tracks are valid"),
         },
@@ -249,7 +257,10 @@ fn parse_one(kind: ResponseKind, input: &[u8], chunk: usize) -> Option<(Response
             Ok(Feed::Complete { response, consumed }) => {
                 assert!(consumed <= piece.len(), "consumed within the slice");
                 // A finished parser refuses more input.
-                assert!(parser.feed(&[0x1B]).is_err(), "finished parser refuses input");
+                assert!(
+                    parser.feed(&[0x1B]).is_err(),
+                    "finished parser refuses input"
+                );
                 return Some((response, offset + consumed));
             }
             Err(_) => return None,

@@ -101,9 +101,7 @@ fn classify(e: &EncoderError) -> Failure {
         EncoderError::PortNotFound { .. } => ("port-not-found", None, Exit::DeviceUnavailable),
         EncoderError::PortOpen { .. } => ("port-open", None, Exit::DeviceUnavailable),
         EncoderError::Io { step, .. } => ("io", Some(*step), Exit::DeviceUnavailable),
-        EncoderError::DeviceTimeout { step, .. } => {
-            ("device-timeout", Some(*step), Exit::Timeout)
-        }
+        EncoderError::DeviceTimeout { step, .. } => ("device-timeout", Some(*step), Exit::Timeout),
         EncoderError::SwipeTimeout { purpose, .. } => {
             let step = match purpose {
                 msr206::SwipePurpose::Write => FlowStep::Write,
@@ -126,8 +124,14 @@ fn classify(e: &EncoderError) -> Failure {
                 };
                 (kind, Some(*step), Exit::CardFailed)
             }
-            FlowError::TooManyBadSwipes { step, .. } => ("bad-swipes", Some(*step), Exit::CardFailed),
-            FlowError::Mismatch(_) => ("read-back-mismatch", Some(FlowStep::ReadBack), Exit::CardFailed),
+            FlowError::TooManyBadSwipes { step, .. } => {
+                ("bad-swipes", Some(*step), Exit::CardFailed)
+            }
+            FlowError::Mismatch(_) => (
+                "read-back-mismatch",
+                Some(FlowStep::ReadBack),
+                Exit::CardFailed,
+            ),
             FlowError::UnexpectedResponse(step) => ("protocol", Some(*step), Exit::CardFailed),
             FlowError::OutOfOrder => ("internal", None, Exit::CardFailed),
         },
@@ -237,7 +241,8 @@ fn prepare_and_encode(
         );
         Failure::findings("invalid-order", &[f])
     })?;
-    let data = prepare(order, product, keys).map_err(|e| Failure::findings("prepare-failed", &e))?;
+    let data =
+        prepare(order, product, keys).map_err(|e| Failure::findings("prepare-failed", &e))?;
     let name = data.name.as_ref().map_or("-", |n| n.as_str());
     let header = format!(
         "{}  {}  {}  {name}",

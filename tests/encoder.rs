@@ -719,6 +719,7 @@ fn flow_rejects_calls_out_of_order() {
 fn start_sim() -> SimEncoder {
     SimEncoder::start(SimConfig {
         swipe_delay: Duration::from_millis(5),
+        ..SimConfig::default()
     })
     .expect("simulated encoder")
 }

@@ -4,7 +4,10 @@
 //! keys) cannot be read or parsed at all.
 
 mod card;
+mod encode;
 mod prepare;
+pub mod records;
+mod sim_encoder;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -46,6 +49,10 @@ enum Command {
     SimCard(card::SimCardArgs),
     /// Read a card as a terminal and verify it (ODA, DDA, ARQC); masked report.
     ReadCard(card::ReadCardArgs),
+    /// Write one order's magnetic stripe with an MSR206-family encoder, read it back and compare.
+    Encode(encode::EncodeArgs),
+    /// Run a simulated MSR206 encoder on a pseudo-terminal until interrupted (prints its path).
+    SimEncoder(sim_encoder::SimEncoderArgs),
 }
 
 /// Outcome classes mapped to exit codes.
@@ -57,6 +64,12 @@ pub enum Exit {
     Invalid = 1,
     /// Input unreadable.
     Unreadable = 2,
+    /// The encoder (or another device) cannot be reached: port missing, not openable, I/O failure.
+    DeviceUnavailable = 3,
+    /// The device failed the card: error status, bad swipes, read-back mismatch, malformed reply.
+    CardFailed = 4,
+    /// Nobody swiped a card in time, or the device did not answer.
+    Timeout = 5,
 }
 
 impl From<Exit> for ExitCode {
@@ -93,6 +106,8 @@ fn run(cli: Cli) -> Exit {
         Some(Command::Readers) => card::readers(),
         Some(Command::SimCard(args)) => card::sim_card(&args),
         Some(Command::ReadCard(args)) => card::read_card(&args),
+        Some(Command::Encode(args)) => encode::run(&args),
+        Some(Command::SimEncoder(args)) => sim_encoder::run(&args),
     }
 }
 

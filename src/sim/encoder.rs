@@ -56,12 +56,15 @@ pub enum SimFault {
 pub struct SimConfig {
     /// How long the "operator" takes to swipe after an ISO write or read command.
     pub swipe_delay: Duration,
+    /// The failure simulated from the start (see [`SimEncoder::set_fault`] to change it later).
+    pub fault: SimFault,
 }
 
 impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
             swipe_delay: Duration::from_millis(20),
+            fault: SimFault::None,
         }
     }
 }
@@ -187,7 +190,10 @@ impl SimEncoder {
         tcsetattr(&pty.slave, SetArg::TCSANOW, &termios).map_err(SimError::Pty)?;
         let path = nix::unistd::ttyname(&pty.slave).map_err(SimError::Pty)?;
 
-        let shared = Arc::new(Mutex::new(Shared::default()));
+        let shared = Arc::new(Mutex::new(Shared {
+            fault: config.fault,
+            ..Shared::default()
+        }));
         let stop = Arc::new(AtomicBool::new(false));
         let device = Device {
             master: File::from(pty.master),
@@ -286,6 +292,16 @@ fn serve_until_signal(
     )?;
     let signal = signals.wait().map_err(SimError::Signal)?;
     print_line(out, &format!("stopping on {signal}"))?;
+    let log = sim.log();
+    print_line(
+        out,
+        &format!(
+            "served {} command(s), {} ISO write(s), {} byte(s) received",
+            log.commands.len(),
+            log.writes(),
+            log.bytes_received
+        ),
+    )?;
     sim.stop();
     Ok(())
 }

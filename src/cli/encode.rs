@@ -1,0 +1,331 @@
+//! `persodesk encode`: prepares one order's tracks, writes them with an MSR206-family encoder,
+//! reads the card back, compares, prints a masked result and appends the outcome to the records
+//! log (JSON Lines, see [`super::records`]).
+//!
+//! Exit codes: 0 written and verified; 1 order invalid, preparation failed or track data refused
+//! before reaching the device; 2 input unreadable (file, profiles, keys, unknown order id, records
+//! log not writable); 3 encoder unavailable (port missing, cannot be opened, I/O failure); 4 the
+//! encoder failed the card (device error status, too many bad swipes, read-back mismatch, malformed
+//! reply); 5 timeout (nobody swiped, or the device did not answer).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::records::{self, EncodeRecord, Outcome, RecordError};
+use super::{DEFAULT_KEYS, DEFAULT_PROFILES, Exit, read_catalog, read_keys, read_orders};
+use crate::devices::encoder::{
+    DEFAULT_BAUD, Encoder, EncoderError, EncoderEvent, SerialConfig, SerialEncoder,
+};
+use crate::domain::finding::Finding;
+use crate::domain::msr206::{self, DeviceError, FlowError, FlowStep, TrackSet};
+use crate::domain::prepare::{PersoData, prepare};
+use crate::domain::track::TrackNo;
+
+/// Arguments of `encode`.
+#[derive(Debug, Args)]
+pub struct EncodeArgs {
+    /// Order file: one order, {"cards": [...]}, or JSON Lines.
+    file: PathBuf,
+    /// The order to encode.
+    #[arg(long)]
+    order: String,
+    /// Encoder serial port (`/dev/ttyUSB0`, `COM3`, or the path `persodesk sim-encoder` prints).
+    #[arg(long)]
+    encoder: String,
+    /// Directory holding products/ (and chip/).
+    #[arg(long, default_value = DEFAULT_PROFILES)]
+    profiles: PathBuf,
+    /// Key store file.
+    #[arg(long, default_value = DEFAULT_KEYS)]
+    keys: PathBuf,
+    /// Records log (JSON Lines) to append the outcome to
+    /// [default: $XDG_DATA_HOME/persodesk/records.jsonl, else ~/.local/share/persodesk/records.jsonl]
+    #[arg(long)]
+    records: Option<PathBuf>,
+    /// Seconds the operator has for each swipe.
+    #[arg(long, default_value = "30", value_parser = parse_seconds)]
+    swipe_timeout: Duration,
+    /// Baud rate of the encoder.
+    #[arg(long, default_value_t = DEFAULT_BAUD)]
+    baud: u32,
+    /// Print the result as one JSON object (the record) instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !secs.is_finite() || secs <= 0.0 || secs > 3600.0 {
+        return Err("must be more than 0 and at most 3600 seconds".into());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// A failure with its stable kind, the step where known, the message and the exit code.
+struct Failure {
+    error: RecordError,
+    exit: Exit,
+}
+
+impl Failure {
+    fn new(kind: &'static str, step: Option<FlowStep>, message: String, exit: Exit) -> Self {
+        Failure {
+            error: RecordError {
+                kind,
+                step: step.map(|s| s.to_string()),
+                message,
+            },
+            exit,
+        }
+    }
+
+    fn findings(kind: &'static str, findings: &[Finding]) -> Self {
+        let message = findings
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        Failure::new(kind, None, message, Exit::Invalid)
+    }
+}
+
+/// Maps an encoder error to its kind and exit code.
+fn classify(e: &EncoderError) -> Failure {
+    let message = e.to_string();
+    let (kind, step, exit) = match e {
+        EncoderError::InvalidTrack(_) => ("invalid-track", None, Exit::Invalid),
+        EncoderError::PortNotFound { .. } => ("port-not-found", None, Exit::DeviceUnavailable),
+        EncoderError::PortOpen { .. } => ("port-open", None, Exit::DeviceUnavailable),
+        EncoderError::Io { step, .. } => ("io", Some(*step), Exit::DeviceUnavailable),
+        EncoderError::DeviceTimeout { step, .. } => ("device-timeout", Some(*step), Exit::Timeout),
+        EncoderError::SwipeTimeout { purpose, .. } => {
+            let step = match purpose {
+                msr206::SwipePurpose::Write => FlowStep::Write,
+                msr206::SwipePurpose::ReadBack => FlowStep::ReadBack,
+            };
+            ("swipe-timeout", Some(step), Exit::Timeout)
+        }
+        EncoderError::Cancelled { step } => ("cancelled", Some(*step), Exit::CardFailed),
+        EncoderError::Protocol { step, .. } => ("protocol", Some(*step), Exit::CardFailed),
+        EncoderError::Flow(flow) => match flow {
+            FlowError::Device { step, error } => {
+                let kind = match (error, step) {
+                    (DeviceError::ReadWrite, FlowStep::Write) => "write-error",
+                    (DeviceError::ReadWrite, FlowStep::ReadBack) => "read-error",
+                    (DeviceError::ReadWrite, _) => "device-error",
+                    (DeviceError::CommandFormat, _) => "command-format-error",
+                    (DeviceError::InvalidCommand, _) => "invalid-command",
+                    (DeviceError::BadSwipe, _) => "bad-swipes",
+                    (DeviceError::Unknown(_), _) => "unknown-status",
+                };
+                (kind, Some(*step), Exit::CardFailed)
+            }
+            FlowError::TooManyBadSwipes { step, .. } => {
+                ("bad-swipes", Some(*step), Exit::CardFailed)
+            }
+            FlowError::Mismatch(_) => (
+                "read-back-mismatch",
+                Some(FlowStep::ReadBack),
+                Exit::CardFailed,
+            ),
+            FlowError::UnexpectedResponse(step) => ("protocol", Some(*step), Exit::CardFailed),
+            FlowError::OutOfOrder => ("internal", None, Exit::CardFailed),
+        },
+    };
+    Failure::new(kind, step, message, exit)
+}
+
+/// The track bodies (without sentinels) of prepared data, validated for the encoder.
+fn track_set(data: &PersoData) -> Result<TrackSet, msr206::TrackError> {
+    let body = |no| data.tracks.get(no).map(|t| t.body());
+    TrackSet::new(body(TrackNo::T1), body(TrackNo::T2), body(TrackNo::T3))
+}
+
+/// Runs `encode`.
+pub fn run(args: &EncodeArgs) -> Exit {
+    let catalog = match read_catalog(&args.profiles) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let keys = match read_keys(&args.keys) {
+        Ok(k) => k,
+        Err(e) => return e,
+    };
+    let entries = match read_orders(&args.file, &catalog) {
+        Ok(e) => e,
+        Err(e) => return e,
+    };
+    let Some(entry) = entries.iter().find(|e| e.id == args.order) else {
+        eprintln!(
+            "error: no order with id {} in {}",
+            args.order,
+            args.file.display()
+        );
+        return Exit::Unreadable;
+    };
+    let mut record = EncodeRecord {
+        at: String::new(),
+        operation: "encode",
+        order: entry.id.clone(),
+        card_product_id: entry.card_product_id.clone(),
+        masked_pan: entry.masked_pan.clone(),
+        encoder: args.encoder.clone(),
+        outcome: Outcome::Failed,
+        tracks: Vec::new(),
+        bad_swipes: 0,
+        error: None,
+    };
+
+    let result = prepare_and_encode(args, entry, &catalog, &keys, &mut record);
+    let mut exit = match result {
+        Ok(()) => {
+            record.outcome = Outcome::Written;
+            Exit::Ok
+        }
+        Err(failure) => {
+            eprintln!(
+                "error: order {}: encode failed [{}]: {}",
+                record.order, failure.error.kind, failure.error.message
+            );
+            record.error = Some(failure.error);
+            failure.exit
+        }
+    };
+    record.at = records::now_rfc3339();
+    if args.json {
+        match serde_json::to_string(&record) {
+            Ok(line) => println!("{line}"),
+            Err(e) => eprintln!("error: cannot print the result as JSON: {e}"),
+        }
+    } else {
+        print_outcome(&record);
+    }
+    let path = args.records.clone().unwrap_or_else(records::default_path);
+    match records::append(&path, &record) {
+        Ok(()) => tracing::info!(path = %path.display(), "outcome recorded"),
+        Err(e) => {
+            eprintln!(
+                "error: cannot append the outcome to {}: {}",
+                path.display(),
+                e.kind()
+            );
+            exit = exit.max(Exit::Unreadable);
+        }
+    }
+    exit
+}
+
+fn prepare_and_encode(
+    args: &EncodeArgs,
+    entry: &crate::domain::order::OrderEntry,
+    catalog: &crate::domain::product::Catalog,
+    keys: &crate::keys::SoftwareKeyStore,
+    record: &mut EncodeRecord,
+) -> Result<(), Failure> {
+    let order = entry
+        .outcome
+        .as_ref()
+        .map_err(|errors| Failure::findings("invalid-order", errors))?;
+    let product = catalog.get(&order.card_product_id).ok_or_else(|| {
+        let f = Finding::new(
+            "cardProductId",
+            format!(
+                "product {} is not in {}",
+                order.card_product_id,
+                args.profiles.join("products").display()
+            ),
+        );
+        Failure::findings("invalid-order", &[f])
+    })?;
+    let data =
+        prepare(order, product, keys).map_err(|e| Failure::findings("prepare-failed", &e))?;
+    let name = data.name.as_ref().map_or("-", |n| n.as_str());
+    let header = format!(
+        "{}  {}  {}  {name}",
+        data.order_id, data.card_product_id, data.masked_pan
+    );
+    if !args.json {
+        println!("{header}");
+        for no in [TrackNo::T1, TrackNo::T2, TrackNo::T3] {
+            if let Some(t) = data.tracks.get(no) {
+                println!("  {}   {}", no.key(), t.masked());
+            }
+        }
+    }
+    // Validated before the port is even opened: refused data never reaches the device.
+    let tracks = track_set(&data).map_err(|e| classify(&EncoderError::InvalidTrack(e)))?;
+
+    let mut config = SerialConfig::new(args.encoder.clone());
+    config.baud = args.baud;
+    config.swipe_timeout = args.swipe_timeout;
+    let mut encoder = SerialEncoder::open(config)
+        .map_err(|e| classify(&e))?
+        .with_observer(show_event);
+    let outcome = encoder
+        .write_and_verify(&tracks)
+        .map_err(|e| classify(&e))?;
+    record.tracks = outcome.tracks.iter().map(|t| t.number()).collect();
+    record.bad_swipes = outcome.bad_swipes;
+    tracing::debug!(order = %data.order_id, "encoded");
+    Ok(())
+}
+
+/// Operator-visible progress on stderr (stdout carries the result).
+fn show_event(event: &EncoderEvent) {
+    if let EncoderEvent::WaitingForSwipe {
+        purpose,
+        attempt,
+        timeout,
+    } = event
+    {
+        let again = if *attempt > 1 { " again" } else { "" };
+        eprintln!(
+            "encoder: {purpose}{again} (attempt {attempt}, {} s)",
+            timeout.as_secs_f64()
+        );
+    }
+}
+
+fn print_outcome(record: &EncodeRecord) {
+    match (&record.outcome, &record.error) {
+        (Outcome::Written, _) => {
+            let tracks: Vec<String> = record.tracks.iter().map(ToString::to_string).collect();
+            println!(
+                "  written and verified: track(s) {}; {} bad swipe(s)",
+                tracks.join(", "),
+                record.bad_swipes
+            );
+        }
+        (Outcome::Failed, Some(e)) => {
+            // Without prepared data no header line was printed.
+            if matches!(e.kind, "invalid-order" | "prepare-failed") {
+                println!(
+                    "{}  {}  FAILED",
+                    record.order,
+                    record.card_product_id.as_deref().unwrap_or("-")
+                );
+            }
+            println!("  FAILED [{}]  {}", e.kind, e.message);
+        }
+        (Outcome::Failed, None) => println!("  FAILED"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_seconds;
+    use std::time::Duration;
+
+    #[test]
+    fn seconds_parse_and_bounds() {
+        assert_eq!(parse_seconds("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_seconds("0").is_err());
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("NaN").is_err());
+        assert!(parse_seconds("abc").is_err());
+    }
+}

@@ -3,6 +3,8 @@
 //! [`software::SoftwareKeyStore`] holds keys read from a TOML file (format in README.md); an HSM
 //! adapter can replace it without touching the domain.
 
+pub mod pool;
 pub mod software;
+pub mod software_chip;
 
 pub use software::{KeyFileError, SoftwareKeyStore};

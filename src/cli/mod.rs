@@ -3,6 +3,7 @@
 //! Exit codes: 0 all orders fine; 1 any order invalid or refused; 2 the input (file, profiles,
 //! keys) cannot be read or parsed at all.
 
+mod keys;
 mod prepare;
 
 use std::path::{Path, PathBuf};
@@ -39,6 +40,8 @@ enum Command {
     },
     /// Prepare card data: tracks and where each injected value came from.
     Prepare(prepare::PrepareArgs),
+    /// Key store tools: demo ODA PKI, CA public keys.
+    Keys(keys::KeysArgs),
 }
 
 /// Outcome classes mapped to exit codes.
@@ -79,6 +82,7 @@ fn run(cli: Cli) -> Exit {
     match cli.command {
         Command::Validate { file, profiles } => validate(&file, &profiles),
         Command::Prepare(args) => prepare::run(&args),
+        Command::Keys(args) => keys::run(&args),
     }
 }
 

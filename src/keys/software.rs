@@ -192,7 +192,12 @@ impl SoftwareKeyStore {
                     }
                     continue;
                 }
-                _ => return Err(err(loc("algorithm"), "must be tdes, aes or rsa".into())),
+                _ => {
+                    return Err(err(
+                        loc("algorithm"),
+                        "must be tdes or aes (or rsa for issuer-rsa keys)".into(),
+                    ));
+                }
             };
             let value_hex = Zeroizing::new(s("value")?.to_string());
             if !value_hex.len().is_multiple_of(2)

@@ -444,6 +444,9 @@ struct OdaOut {
     crt: Option<oda::CrtComponents>,
 }
 
+/// What [`compute`] returns: the chip data, the keys used and where chip values came from.
+pub type Computed = (ChipData, Vec<KeyInfo>, BTreeMap<String, String>);
+
 /// Computes the chip data of one order under `profile` (Model 1). `tracks` are the order's
 /// prepared tracks (57, 9F1F and 56 follow them, with iCVV in place of the CVV). Returns the
 /// chip data, the keys used and the sources of chip values.
@@ -455,7 +458,7 @@ pub fn compute(
     date: PrepDate,
     keys: &dyn ChipKeys,
     icc_keys: &dyn IccKeySource,
-) -> Result<(ChipData, Vec<KeyInfo>, BTreeMap<String, String>), Finding> {
+) -> Result<Computed, Finding> {
     let mut w = Work {
         order,
         product,
@@ -767,7 +770,10 @@ fn icc_serial(pan: &Pan, psn: u8) -> [u8; 3] {
     [d[0], d[1], d[2]]
 }
 
-fn pin_block(w: &mut Work<'_>) -> Result<(Option<Zeroizing<[u8; 8]>>, bool), Finding> {
+/// The reference PIN block, if any, and whether it was generated.
+type PinOutcome = (Option<Zeroizing<[u8; 8]>>, bool);
+
+fn pin_block(w: &mut Work<'_>) -> Result<PinOutcome, Finding> {
     let profile = w.profile;
     if profile.dgi_rule(0x8010).is_none() {
         return Ok((None, false));

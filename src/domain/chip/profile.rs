@@ -689,7 +689,7 @@ impl ChipProfile {
             0x93 if method != OdaMethod::Sda => {
                 Some("signed static application data needs oda.method = sda".into())
             }
-            0x9F46 | 0x9F47 | 0x9F48 if !method.needs_icc_key() => {
+            0x9F46..=0x9F48 if !method.needs_icc_key() => {
                 Some("ICC certificate data needs oda.method dda or cda".into())
             }
             0x9F4A if self.oda.sda_tag_list.is_none() => Some("needs oda.sda_tag_list".into()),

@@ -10,6 +10,7 @@ use super::{DEFAULT_KEYS, DEFAULT_PROFILES, Exit, read_catalog, read_keys, read_
 use crate::domain::chip::ChipData;
 use crate::domain::chip::model1::{self, PrepDate};
 use crate::domain::chip::preview::{TlvNode, preview};
+use crate::domain::envelope::EnvelopeSettings;
 use crate::domain::finding::Finding;
 use crate::domain::prepare::{PersoData, prepare};
 use crate::domain::track::{Track, TrackNo};
@@ -345,11 +346,7 @@ pub fn run(args: &PrepareArgs) -> Exit {
         };
         let result = match wants {
             None => prepare(order, product, &keys),
-            Some(2) => Err(vec![Finding::new(
-                "encryptedData.tlvData",
-                "chip Model 2 is not implemented yet",
-            )]),
-            Some(_) => match product.chip_profile.as_deref() {
+            Some(m) => match product.chip_profile.as_deref() {
                 None => Err(vec![Finding::new(
                     format!("{}: chip_profile", product.source),
                     "Model 1 needs a chip profile in the product",
@@ -362,6 +359,14 @@ pub fn run(args: &PrepareArgs) -> Exit {
                             args.profiles.join("chip").display()
                         ),
                     )]),
+                    Some(profile) if m == 2 => crate::domain::chip::model2::prepare(
+                        order,
+                        product,
+                        profile,
+                        &keys,
+                        &keys,
+                        EnvelopeSettings::default(),
+                    ),
                     Some(profile) => model1::prepare(order, product, profile, date, &keys, &pools),
                 },
             },

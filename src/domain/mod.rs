@@ -9,6 +9,7 @@ pub mod cvv;
 pub mod decimal;
 pub mod dgi;
 pub mod emv_keys;
+pub mod envelope;
 pub mod fields;
 pub mod finding;
 pub mod gp;

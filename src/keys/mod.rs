@@ -6,5 +6,6 @@
 pub mod pool;
 pub mod software;
 pub mod software_chip;
+mod software_envelope;
 
 pub use software::{KeyFileError, SoftwareKeyStore};

@@ -5,6 +5,7 @@
 //! - [`keys`]: the key operations chip preparation needs ([`keys::ChipKeys`]), values never
 //!   leave the key store.
 //! - [`model1`]: Model 1, the EMV dataset computed from the order's minimal inputs.
+//! - [`model2`]: Model 2, the issuer's encrypted dataset decrypted, verified and validated.
 //! - [`preview`]: the DGI → TLV tree shown to humans, masked per tag.
 //!
 //! Both chip models end in [`ChipData`]: DGIs in the profile's send order with their encryption
@@ -12,6 +13,7 @@
 
 pub mod keys;
 pub mod model1;
+pub mod model2;
 pub mod preview;
 pub mod profile;
 

@@ -446,8 +446,8 @@ fn refused_tracks_never_reach_the_device() {
     illegal["trackData"] = serde_json::json!({
         "track2": ";5413330089012345=2906201A000012300000?"
     });
-    // A track 1 of 79 characters with sentinels: order validation takes it (79 without the LRC),
-    // the encoder's stricter limit (79 with the LRC, so a 76-character body) refuses it.
+    // A track 1 of 79 characters with sentinels: one too many once the LRC is counted (ISO 7813's
+    // 79 include it); order validation and the encoder agree, so it is refused before the port.
     let mut long = base.clone();
     long["cardId"] = "TOO-LONG".into();
     let head = "%B5413330089012345^DOE/ALICE^2906201";
@@ -475,8 +475,11 @@ fn refused_tracks_never_reach_the_device() {
     let o = encode(&file, "TOO-LONG", &sim.path, &records, &[], &[]);
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("[invalid-track]"), "{err}");
-    assert!(err.contains("track 1: body has 77 characters"), "{err}");
+    assert!(err.contains("[invalid-order]"), "{err}");
+    assert!(
+        err.contains("trackData.track1: is 79 characters with sentinels, more than the 78"),
+        "{err}"
+    );
 
     let (sim_out, _) = sim.stop();
     assert!(
@@ -485,7 +488,7 @@ fn refused_tracks_never_reach_the_device() {
     );
     let lines = read_records(&records);
     let kinds: Vec<&Value> = lines.iter().map(|r| &r["error"]["kind"]).collect();
-    assert_eq!(kinds, ["invalid-order", "invalid-track"]);
+    assert_eq!(kinds, ["invalid-order", "invalid-order"]);
     let all = format!(
         "{}{err}",
         std::fs::read_to_string(&records).expect("records")

@@ -52,6 +52,7 @@ fn config(dir: &TempDir, load_demo: bool) -> AppConfig {
         start_sim_encoder: true,
         sim: SimConfig {
             swipe_delay: Duration::from_millis(5),
+            ..SimConfig::default()
         },
         load_demo,
         scan_devices: false,

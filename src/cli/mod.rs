@@ -5,6 +5,7 @@
 
 mod card;
 mod encode;
+mod keys;
 mod prepare;
 pub mod records;
 mod sim_encoder;
@@ -53,6 +54,8 @@ enum Command {
     Encode(encode::EncodeArgs),
     /// Run a simulated MSR206 encoder on a pseudo-terminal until interrupted (prints its path).
     SimEncoder(sim_encoder::SimEncoderArgs),
+    /// Key store tools: demo ODA PKI, CA public keys.
+    Keys(keys::KeysArgs),
 }
 
 /// Outcome classes mapped to exit codes.
@@ -108,6 +111,7 @@ fn run(cli: Cli) -> Exit {
         Some(Command::ReadCard(args)) => card::read_card(&args),
         Some(Command::Encode(args)) => encode::run(&args),
         Some(Command::SimEncoder(args)) => sim_encoder::run(&args),
+        Some(Command::Keys(args)) => keys::run(&args),
     }
 }
 

@@ -7,9 +7,14 @@ use clap::Args;
 use serde_json::json;
 
 use super::{DEFAULT_KEYS, DEFAULT_PROFILES, Exit, read_catalog, read_keys, read_orders};
+use crate::domain::chip::ChipData;
+use crate::domain::chip::model1::{self, PrepDate};
+use crate::domain::chip::preview::{TlvNode, preview};
+use crate::domain::envelope::EnvelopeSettings;
 use crate::domain::finding::Finding;
 use crate::domain::prepare::{PersoData, prepare};
 use crate::domain::track::{Track, TrackNo};
+use crate::keys::pool::KeyPools;
 
 /// Arguments of `prepare`.
 #[derive(Debug, Args)]
@@ -31,6 +36,152 @@ pub struct PrepareArgs {
     /// Show clear values; refused unless every key the order used is a test key.
     #[arg(long)]
     reveal: bool,
+    /// Chip data model: 1 (computed here), 2 (issuer-prepared tlvData), auto (2 for orders with
+    /// tlvData, else 1 when the product has a chip profile), none (tracks only).
+    #[arg(long, default_value = "auto")]
+    model: String,
+    /// Preparation date YYMMDD (default: today); 5F25 when an order has no effectiveDate.
+    #[arg(long)]
+    date: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Model {
+    One,
+    Two,
+    Auto,
+    None,
+}
+
+fn parse_model(s: &str) -> Option<Model> {
+    match s {
+        "1" => Some(Model::One),
+        "2" => Some(Model::Two),
+        "auto" => Some(Model::Auto),
+        "none" => Some(Model::None),
+        _ => None,
+    }
+}
+
+/// Today's date (UTC) from the system clock.
+fn today() -> PrepDate {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    // Civil from days (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let yy = u8::try_from(y.rem_euclid(100)).unwrap_or(0);
+    PrepDate::new(
+        yy,
+        u8::try_from(m).unwrap_or(1),
+        u8::try_from(d).unwrap_or(1),
+    )
+    .unwrap_or(PrepDate { yy, mm: 1, dd: 1 })
+}
+
+fn parse_date(s: &str) -> Option<PrepDate> {
+    if s.len() != 6 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n = |i: usize| s.get(i..i + 2).and_then(|x| x.parse::<u8>().ok());
+    PrepDate::new(n(0)?, n(2)?, n(4)?)
+}
+
+fn chip_json(chip: &ChipData, reveal: bool) -> serde_json::Value {
+    let dgis: Vec<serde_json::Value> = preview(chip, reveal)
+        .into_iter()
+        .map(|d| {
+            let mut v = json!({
+                "dgi": d.dgi,
+                "encrypted": d.encrypted,
+                "length": d.length,
+                "tlv": d.tlv,
+            });
+            if let Some(x) = d.value {
+                v["value"] = json!(x);
+            }
+            if let Some(k) = d.kcv {
+                v["kcv"] = json!(k);
+            }
+            v
+        })
+        .collect();
+    let kcv = chip.kcvs.map(|k| {
+        json!({"ac": hex::encode_upper(k.ac), "smi": hex::encode_upper(k.smi), "smc": hex::encode_upper(k.smc)})
+    });
+    let oda = chip.oda.as_ref().map(|o| {
+        json!({
+            "method": o.method.as_str().to_uppercase(),
+            "rid": hex::encode_upper(o.rid),
+            "caIndex": format!("{:02X}", o.ca_index),
+            "issuerKeyBits": o.issuer_key_bits,
+            "iccKeyBits": o.icc_key_bits,
+            "iccKeyFromPool": o.icc_key_from_pool,
+        })
+    });
+    json!({
+        "profile": chip.profile,
+        "model": chip.model.number(),
+        "aid": hex::encode_upper(&chip.aid),
+        "dgis": dgis,
+        "kcv": kcv,
+        "oda": oda,
+        "pinGenerated": chip.pin_generated,
+    })
+}
+
+fn print_tlv(nodes: &[TlvNode], depth: usize) {
+    for n in nodes {
+        let name = n.name.unwrap_or("?");
+        println!(
+            "  {:width$}{} {name}: {}",
+            "",
+            n.tag,
+            n.value,
+            width = 4 + depth * 2
+        );
+        print_tlv(&n.children, depth + 1);
+    }
+}
+
+fn print_chip(chip: &ChipData, reveal: bool) {
+    println!(
+        "  chip     Model {} ({}), AID {}{}",
+        chip.model.number(),
+        chip.profile,
+        hex::encode_upper(&chip.aid),
+        if chip.pin_generated {
+            ", PIN generated"
+        } else {
+            ""
+        }
+    );
+    for d in preview(chip, reveal) {
+        let flag = if d.encrypted { " encrypted" } else { "" };
+        let kcv = d.kcv.map(|k| format!(" KCV {k}")).unwrap_or_default();
+        println!(
+            "    DGI {} ({} bytes{flag}){kcv} {}",
+            d.dgi,
+            d.length,
+            d.name.unwrap_or("")
+        );
+        if d.tlv.is_empty()
+            && let Some(v) = &d.value
+        {
+            println!("      {v}");
+        }
+        print_tlv(&d.tlv, 0);
+    }
 }
 
 fn show(t: Option<&Track>, reveal: bool) -> Option<String> {
@@ -65,16 +216,17 @@ fn print_data(json: bool, data: &PersoData, reveal: bool, warnings: &[Finding]) 
             "track2": show(t.track2.as_ref(), reveal),
             "track3": show(t.track3.as_ref(), reveal),
         });
-        println!(
-            "{}",
-            json!({
-                "id": data.order_id,
-                "cardProductId": data.card_product_id,
-                "tracks": tracks,
-                "sources": data.sources,
-                "warnings": warnings,
-            })
-        );
+        let mut v = json!({
+            "id": data.order_id,
+            "cardProductId": data.card_product_id,
+            "tracks": tracks,
+            "sources": data.sources,
+            "warnings": warnings,
+        });
+        if let Some(chip) = &data.chip {
+            v["chip"] = chip_json(chip, reveal);
+        }
+        println!("{v}");
         return;
     }
     let name = data.name.as_ref().map_or("-", |n| n.as_str());
@@ -91,6 +243,9 @@ fn print_data(json: bool, data: &PersoData, reveal: bool, warnings: &[Finding]) 
     for (k, v) in data.sources.iter().filter(|(k, _)| !k.starts_with("track")) {
         println!("  {k:<7}  {v}");
     }
+    if let Some(chip) = &data.chip {
+        print_chip(chip, reveal);
+    }
     for w in warnings {
         println!("  warning  {w}");
     }
@@ -101,6 +256,31 @@ pub fn run(args: &PrepareArgs) -> Exit {
     let catalog = match read_catalog(&args.profiles) {
         Ok(c) => c,
         Err(e) => return e,
+    };
+    let Some(model) = parse_model(&args.model) else {
+        eprintln!("error: --model must be 1, 2, auto or none");
+        return Exit::Unreadable;
+    };
+    let date = match &args.date {
+        None => today(),
+        Some(d) => match parse_date(d) {
+            Some(d) => d,
+            None => {
+                eprintln!("error: --date must be a valid YYMMDD date");
+                return Exit::Unreadable;
+            }
+        },
+    };
+    let chip_profiles = if model == Model::None {
+        crate::domain::chip::ChipProfiles::default()
+    } else {
+        match crate::catalog::load_chip_profiles(&args.profiles) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Exit::Unreadable;
+            }
+        }
     };
     let keys = match read_keys(&args.keys) {
         Ok(k) => k,
@@ -120,6 +300,18 @@ pub fn run(args: &PrepareArgs) -> Exit {
         eprintln!("error: no order with id {id} in {}", args.file.display());
         return Exit::Unreadable;
     }
+    // ICC key pairs for DDA/CDA profiles come from a pool filled in the background.
+    let specs: Vec<_> = chip_profiles
+        .profiles()
+        .iter()
+        .filter(|p| p.oda.method.needs_icc_key())
+        .map(|p| (p.oda.icc_key_bits, p.oda.icc_exponent))
+        .collect();
+    let pools = if specs.is_empty() || model == Model::None {
+        KeyPools::default()
+    } else {
+        KeyPools::start(&specs, selected.len().clamp(1, 4)).unwrap_or_default()
+    };
     let mut exit = Exit::Ok;
     for entry in selected {
         let product_id = entry.card_product_id.as_deref();
@@ -144,7 +336,42 @@ pub fn run(args: &PrepareArgs) -> Exit {
             exit = Exit::Invalid;
             continue;
         };
-        match prepare(order, product, &keys) {
+        let wants = match model {
+            Model::None => None,
+            Model::Two => Some(2),
+            Model::One => Some(1),
+            Model::Auto if order.tlv_data.is_some() => Some(2),
+            Model::Auto if product.chip_profile.is_some() => Some(1),
+            Model::Auto => None,
+        };
+        let result = match wants {
+            None => prepare(order, product, &keys),
+            Some(m) => match product.chip_profile.as_deref() {
+                None => Err(vec![Finding::new(
+                    format!("{}: chip_profile", product.source),
+                    "Model 1 needs a chip profile in the product",
+                )]),
+                Some(name) => match chip_profiles.get(name) {
+                    None => Err(vec![Finding::new(
+                        format!("{}: chip_profile", product.source),
+                        format!(
+                            "chip profile {name} is not in {}",
+                            args.profiles.join("chip").display()
+                        ),
+                    )]),
+                    Some(profile) if m == 2 => crate::domain::chip::model2::prepare(
+                        order,
+                        product,
+                        profile,
+                        &keys,
+                        &keys,
+                        EnvelopeSettings::default(),
+                    ),
+                    Some(profile) => model1::prepare(order, product, profile, date, &keys, &pools),
+                },
+            },
+        };
+        match result {
             Ok(data) => {
                 let non_test = data.non_test_keys();
                 if args.reveal && !non_test.is_empty() {

@@ -148,6 +148,9 @@ pub enum KeyError {
     Crypto { key: KeyRef, source: CryptoError },
     #[error("PIN block under {key}: {source}")]
     PinBlock { key: KeyRef, source: PinBlockError },
+    /// Any other rule a key operation broke (the rule names no value).
+    #[error("key {key}: {rule}")]
+    Rule { key: KeyRef, rule: String },
 }
 
 /// The PIN of an order as the key store needs it: the encrypted block, its format and its key.

@@ -54,6 +54,8 @@ pub struct PersoData {
     pub keys_used: Vec<KeyInfo>,
     /// Warnings from the order and the preparation.
     pub warnings: Vec<Finding>,
+    /// Chip data (Model 1 or Model 2), when the card has a chip and it was prepared.
+    pub chip: Option<super::chip::ChipData>,
 }
 
 impl PersoData {
@@ -246,6 +248,7 @@ pub fn prepare(
         sources: w.sources,
         keys_used: w.keys_used,
         warnings: Vec::new(),
+        chip: None,
     })
 }
 

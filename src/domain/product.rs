@@ -5,6 +5,8 @@
 //! literal (digits only on track 2, the track 1 character set on track 1). A lower-case word that
 //! is not a known token is an unknown token.
 
+use std::collections::BTreeMap;
+
 use super::fields::{ServiceCode, is_track1_char};
 use super::finding::Finding;
 use super::order::OrderRules;
@@ -110,9 +112,56 @@ pub struct Product {
     pub luhn_warning_only: bool,
     /// The file it came from, for messages.
     pub source: String,
+    /// Payment application configurations (`[config.NAME]`): predefined chip tag values (IACs,
+    /// CVM list, CDOL1/2, currency and country codes, AUC...), by name; orders pick one with
+    /// `paymentApplication.config` (default `default`).
+    pub configs: BTreeMap<String, BTreeMap<super::tlv::Tag, Vec<u8>>>,
+    /// A random reference PIN may be generated when an order carries none (never shown).
+    pub random_pin: bool,
+    /// Digits of a generated PIN (4-12, default 4).
+    pub random_pin_digits: u8,
 }
 
-const KNOWN_KEYS: [&str; 8] = [
+/// Parses `[config.NAME]` tables of `"TAG" = "HEX"` entries.
+fn parse_configs(
+    f: &Fields<'_>,
+) -> Result<BTreeMap<String, BTreeMap<super::tlv::Tag, Vec<u8>>>, Finding> {
+    let mut out = BTreeMap::new();
+    let Some(v) = f.table.get("config") else {
+        return Ok(out);
+    };
+    let toml::Value::Table(t) = v else {
+        return Err(f.err("config", "must be tables [config.NAME]"));
+    };
+    for (name, c) in t {
+        let toml::Value::Table(c) = c else {
+            return Err(f.err(
+                &format!("config.{name}"),
+                "must be a table of \"TAG\" = \"HEX\"",
+            ));
+        };
+        let mut tags = BTreeMap::new();
+        for (k, v) in c {
+            let path = format!("config.{name}.{k}");
+            let tag = hex::decode(k)
+                .ok()
+                .and_then(|b| super::tlv::Tag::from_bytes(&b))
+                .ok_or_else(|| f.err(&path, "is not a BER-TLV tag in hex"))?;
+            let value = v
+                .as_str()
+                .and_then(|s| hex::decode(s).ok())
+                .ok_or_else(|| f.err(&path, "must be a string of hex digits"))?;
+            tags.insert(tag, value);
+        }
+        out.insert(name.clone(), tags);
+    }
+    Ok(out)
+}
+
+const KNOWN_KEYS: [&str; 11] = [
+    "config",
+    "random_pin",
+    "random_pin_digits",
     "card_product_id",
     "chip_profile",
     "service_code",
@@ -197,7 +246,21 @@ impl Product {
             Some("warn") => true,
             Some(_) => return Err(f.err("pan_luhn", "must be \"error\" or \"warn\"")),
         };
+        let configs = parse_configs(&f)?;
+        let random_pin = match table.get("random_pin") {
+            None => false,
+            Some(toml::Value::Boolean(b)) => *b,
+            Some(_) => return Err(f.err("random_pin", "must be true or false")),
+        };
+        let random_pin_digits = match table.get("random_pin_digits") {
+            None => 4,
+            Some(toml::Value::Integer(i)) if (4..=12).contains(i) => *i as u8,
+            Some(_) => return Err(f.err("random_pin_digits", "must be 4 to 12")),
+        };
         Ok(Self {
+            configs,
+            random_pin,
+            random_pin_digits,
             card_product_id: card_product_id.to_string(),
             luhn_warning_only,
             chip_profile: f.string("chip_profile")?.map(str::to_string),

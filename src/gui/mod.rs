@@ -243,6 +243,7 @@ impl AppConfig {
             start_sim_encoder: true,
             sim: SimConfig {
                 swipe_delay: Duration::from_millis(400),
+                ..SimConfig::default()
             },
             load_demo: true,
             scan_devices: true,

@@ -3,7 +3,9 @@
 //! [`software::SoftwareKeyStore`] holds keys read from a TOML file (format in README.md); an HSM
 //! adapter can replace it without touching the domain.
 
+pub mod pool;
 pub mod software;
+pub mod software_chip;
 mod software_envelope;
 
 pub use software::{KeyFileError, SoftwareKeyStore};

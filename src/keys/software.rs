@@ -42,6 +42,8 @@ pub struct KeyFileError {
 pub(crate) struct Entry {
     pub(crate) info: KeyInfo,
     pub(crate) value: Zeroizing<Vec<u8>>,
+    /// The issuer RSA key and its certificate material (`algorithm = "rsa"` entries only).
+    pub(crate) rsa: Option<Box<super::software_chip::IssuerRsa>>,
 }
 
 impl fmt::Debug for Entry {
@@ -115,7 +117,17 @@ impl SoftwareKeyStore {
             let toml::Value::Table(t) = e else {
                 return Err(err(format!("key[{}]", i + 1), "must be a table".into()));
             };
-            if let Some(k) = t.keys().find(|k| !KEY_FIELDS.contains(&k.as_str())) {
+            let is_rsa = t.get("algorithm").and_then(|a| a.as_str()) == Some("rsa");
+            let allowed = |k: &str| {
+                if is_rsa {
+                    k != "value"
+                        && (KEY_FIELDS.contains(&k)
+                            || super::software_chip::RSA_FIELDS.contains(&k))
+                } else {
+                    KEY_FIELDS.contains(&k)
+                }
+            };
+            if let Some(k) = t.keys().find(|k| !allowed(k.as_str())) {
                 return Err(err(
                     loc(k),
                     format!("unknown field (known: {})", KEY_FIELDS.join(", ")),
@@ -143,16 +155,49 @@ impl SoftwareKeyStore {
                 None => return Err(err(loc("index"), "is required".into())),
             };
             let key = KeyRef::new(usage, index);
+            let test = match t.get("test") {
+                None => false,
+                Some(toml::Value::Boolean(b)) => *b,
+                Some(_) => return Err(err(loc("test"), "must be true or false".into())),
+            };
             let algorithm = match s("algorithm")? {
                 "tdes" => KeyAlgorithm::Tdes,
                 "aes" => KeyAlgorithm::Aes,
                 "rsa" => {
+                    let (rsa, kcv_hex) = super::software_chip::parse_issuer_rsa(key, t)
+                        .map_err(|(field, rule)| err(format!("key {key}: {field}"), rule))?;
+                    if !s("kcv")?.eq_ignore_ascii_case(&kcv_hex) {
+                        return Err(err(
+                            format!("key {key}: kcv"),
+                            "does not match the RSA modulus (first 3 bytes of SHA-1(modulus))"
+                                .into(),
+                        ));
+                    }
+                    let info = KeyInfo {
+                        key,
+                        algorithm: KeyAlgorithm::Rsa,
+                        kcv: kcv_hex,
+                        test,
+                    };
+                    let entry = Entry {
+                        info,
+                        value: Zeroizing::new(Vec::new()),
+                        rsa: Some(Box::new(rsa)),
+                    };
+                    if keys.insert(key, entry).is_some() {
+                        return Err(err(
+                            format!("key {key}"),
+                            "is defined twice (usage and index must be unique)".into(),
+                        ));
+                    }
+                    continue;
+                }
+                _ => {
                     return Err(err(
                         loc("algorithm"),
-                        "rsa keys are not supported by this key file version yet".into(),
+                        "must be tdes or aes (or rsa for issuer-rsa keys)".into(),
                     ));
                 }
-                _ => return Err(err(loc("algorithm"), "must be tdes or aes".into())),
             };
             let value_hex = Zeroizing::new(s("value")?.to_string());
             if !value_hex.len().is_multiple_of(2)
@@ -195,18 +240,23 @@ impl SoftwareKeyStore {
                     "does not match the key value (check value mismatch)".into(),
                 ));
             }
-            let test = match t.get("test") {
-                None => false,
-                Some(toml::Value::Boolean(b)) => *b,
-                Some(_) => return Err(err(loc("test"), "must be true or false".into())),
-            };
             let info = KeyInfo {
                 key,
                 algorithm,
                 kcv: kcv_hex,
                 test,
             };
-            if keys.insert(key, Entry { info, value }).is_some() {
+            if keys
+                .insert(
+                    key,
+                    Entry {
+                        info,
+                        value,
+                        rsa: None,
+                    },
+                )
+                .is_some()
+            {
                 return Err(err(
                     format!("key {key}"),
                     "is defined twice (usage and index must be unique)".into(),

@@ -1,0 +1,132 @@
+//! The key operations chip preparation needs, by key reference; key values never leave the key
+//! store (an HSM can implement the same trait).
+//!
+//! - ICC master keys (DGI 8000) from the issuer master keys at a `derivationKeyIndex` (usages
+//!   `imk-ac`, `imk-smi`, `imk-smc`): a zeroizing 48-byte value and the KCVs.
+//! - The reference PIN block (DGI 8010) from the order's encrypted PIN, recovered inside the
+//!   store, or from a PIN the store generates at random.
+//! - ODA: the issuer RSA key at an `odaKeyIndex` (usage `issuer-rsa`) signs; its public
+//!   certificate material (90, 92, 9F32), CA index (8F) and RID come with it.
+
+use zeroize::Zeroizing;
+
+use super::ChipKcvs;
+use crate::domain::emv_keys::MkdOption;
+use crate::domain::fields::{Pan, Psn};
+use crate::domain::keystore::{KeyError, KeyRef, KeyStore, PinBlockRef};
+use crate::domain::oda::{EmvPublicKey, OdaError, PublicKeyCertificate, RecoverySigner};
+
+/// The clear DGI 8000 value (MK-AC || MK-SMI || MK-SMC) and its check values.
+pub struct IccMasterKeySet {
+    /// 48 bytes, zeroized on drop.
+    pub value: Zeroizing<[u8; 48]>,
+    /// KCVs of the three keys.
+    pub kcvs: ChipKcvs,
+}
+
+impl std::fmt::Debug for IccMasterKeySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IccMasterKeySet")
+            .field("value", &"<redacted, 48 bytes>")
+            .field("kcvs", &self.kcvs)
+            .finish()
+    }
+}
+
+/// The public side of an issuer ODA key entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerOda {
+    /// The key entry.
+    pub key: KeyRef,
+    /// RID of the CA that certified the issuer key.
+    pub rid: [u8; 5],
+    /// CA public key index (8F).
+    pub ca_index: u8,
+    /// Issuer public key certificate (90), remainder (92, may be empty) and exponent (9F32).
+    pub certificate: PublicKeyCertificate,
+    /// The issuer public key (for size rules and checks).
+    pub public_key: EmvPublicKey,
+}
+
+/// Key operations for chip data. Everything [`KeyStore`] offers (iCVV, key info) plus these.
+pub trait ChipKeys: KeyStore {
+    /// Derives MK-AC, MK-SMI and MK-SMC for PAN and PSN from the IMKs at `derivation_index`
+    /// with `option` (EMV Book 2 A1.4).
+    fn icc_master_keys(
+        &self,
+        derivation_index: u32,
+        option: MkdOption,
+        pan: &Pan,
+        psn: Psn,
+    ) -> Result<IccMasterKeySet, KeyError>;
+
+    /// The reference PIN block `C N PIN F..F` (C = `control`) from the PIN recovered from `pin`
+    /// inside the store.
+    fn reference_pin_block(
+        &self,
+        pin: PinBlockRef<'_>,
+        pan: &Pan,
+        control: u8,
+    ) -> Result<Zeroizing<[u8; 8]>, KeyError>;
+
+    /// The reference PIN block of a PIN of `digits` digits generated at random inside the store.
+    fn random_reference_pin_block(
+        &self,
+        digits: u8,
+        control: u8,
+    ) -> Result<Zeroizing<[u8; 8]>, KeyError>;
+
+    /// The issuer ODA key at `oda_index`: certificate material, CA index and RID.
+    fn issuer_oda(&self, oda_index: u32) -> Result<IssuerOda, KeyError>;
+
+    /// The raw RSA private operation with the issuer key at `oda_index` (message recovery).
+    fn issuer_sign_raw(&self, oda_index: u32, block: &[u8]) -> Result<Vec<u8>, KeyError>;
+}
+
+/// Signs with the issuer key through [`ChipKeys`], for the certificate builders in `oda`.
+pub struct IssuerSigner<'a> {
+    keys: &'a dyn ChipKeys,
+    index: u32,
+    public: EmvPublicKey,
+}
+
+impl<'a> IssuerSigner<'a> {
+    /// A signer for the issuer key at `index` whose public key is `public`.
+    pub fn new(keys: &'a dyn ChipKeys, index: u32, public: EmvPublicKey) -> Self {
+        Self {
+            keys,
+            index,
+            public,
+        }
+    }
+}
+
+impl RecoverySigner for IssuerSigner<'_> {
+    fn public_key(&self) -> &EmvPublicKey {
+        &self.public
+    }
+
+    fn sign_raw(&self, block: &[u8]) -> Result<Vec<u8>, OdaError> {
+        self.keys
+            .issuer_sign_raw(self.index, block)
+            .map_err(|_| OdaError::Rsa("issuer key operation in the key store"))
+    }
+}
+
+/// An ICC RSA key pair and whether a pool had it ready.
+pub struct IccKeyPair {
+    /// The pair (private half zeroized on drop).
+    pub pair: crate::domain::oda::RsaKeyPair,
+    /// Taken from a pool of pre-generated pairs (false: generated inline).
+    pub from_pool: bool,
+}
+
+/// Where ICC key pairs come from: a pool of pre-generated pairs, or inline generation.
+pub trait IccKeySource {
+    /// A fresh key pair of exactly `bits` bits with exponent `exponent`; never handed out twice.
+    fn icc_key_pair(
+        &self,
+        bits: usize,
+        exponent: crate::domain::oda::RsaExponent,
+    ) -> Result<IccKeyPair, OdaError>;
+}

@@ -1,0 +1,836 @@
+//! Model 1: the EMV chip dataset computed from the order's minimal inputs, the product's payment
+//! application configuration, the chip profile and the keys the order names by index.
+//!
+//! Order of work: tag values (order, configuration, profile), records without certificates, the
+//! static data to be authenticated over the records and AIP actually produced, the ODA
+//! signatures (issuer key in the key store; ICC key pair from the key source), the remaining
+//! records, the FCI/GPO DGIs, then keys and PIN. The result is [`ChipData`] with the DGIs in the
+//! profile's send order. Pure: the preparation date and every key operation come from outside.
+
+use std::collections::BTreeMap;
+
+use sha1::{Digest, Sha1};
+use zeroize::Zeroizing;
+
+use super::keys::{ChipKeys, IccKeySource, IssuerOda, IssuerSigner};
+use super::profile::{ChipProfile, DgiContent, IcvvPosition, Interface, OdaMethod, TagSlot};
+use super::{ChipData, ChipKcvs, ChipModel, OdaSummary, PersoDgi};
+use crate::domain::cvv::ICVV_SERVICE_CODE;
+use crate::domain::dgi::Dgi;
+use crate::domain::fields::{Cvv, Pan, Yymm};
+use crate::domain::finding::Finding;
+use crate::domain::keystore::{KeyInfo, KeyRef, KeyUsage, PinBlockRef};
+use crate::domain::oda::{self, CertExpiry, IccCertFields};
+use crate::domain::order::Order;
+use crate::domain::prepare::PersoData;
+use crate::domain::product::{Product, Segment};
+use crate::domain::tlv::{self, Tag};
+use crate::tag;
+
+/// A calendar date (the preparation date, passed in: the domain has no clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrepDate {
+    /// Two-digit year.
+    pub yy: u8,
+    /// Month 1-12.
+    pub mm: u8,
+    /// Day 1-31.
+    pub dd: u8,
+}
+
+impl PrepDate {
+    /// A checked date (20YY).
+    pub fn new(yy: u8, mm: u8, dd: u8) -> Option<Self> {
+        ((1..=12).contains(&mm) && yy <= 99 && dd >= 1 && dd <= days_in_month(yy, mm))
+            .then_some(Self { yy, mm, dd })
+    }
+}
+
+/// Days in month `mm` of year 20`yy`.
+pub fn days_in_month(yy: u8, mm: u8) -> u8 {
+    match mm {
+        2 if yy.is_multiple_of(4) => 29, // 2000-2099: every fourth year, 2000 included
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+fn bcd(v: u8) -> u8 {
+    ((v / 10) << 4) | (v % 10)
+}
+
+/// Packs digits (ASCII) as compressed numeric, `F`-padded to whole bytes.
+fn pack_cn(digits: &[u8], out: &mut Vec<u8>) {
+    for pair in digits.chunks(2) {
+        let hi = nibble(pair.first().copied().unwrap_or(b'F'));
+        let lo = nibble(pair.get(1).copied().unwrap_or(b'F'));
+        out.push((hi << 4) | lo);
+    }
+}
+
+fn nibble(c: u8) -> u8 {
+    match c {
+        b'0'..=b'9' => c - b'0',
+        b'D' | b'=' => 0x0D,
+        _ => 0x0F,
+    }
+}
+
+/// Appends one primitive TLV.
+fn put(out: &mut Vec<u8>, tag: Tag, value: &[u8], dgi: u16) -> Result<(), Finding> {
+    let len = u16::try_from(value.len()).map_err(|_| {
+        Finding::new(
+            format!("DGI {dgi:04X}: tag {tag}"),
+            "value is longer than 65535 bytes",
+        )
+    })?;
+    tag.encode(out);
+    tlv::encode_length(len, out);
+    out.extend_from_slice(value);
+    Ok(())
+}
+
+/// Offset of the `cvv` token in a discretionary data pattern, in characters.
+fn cvv_offset(segments: &[Segment]) -> Option<usize> {
+    let mut pos = 0;
+    for s in segments {
+        match s {
+            Segment::Cvv => return Some(pos),
+            Segment::Pvv => pos += 4,
+            Segment::Literal(l) => pos += l.len(),
+        }
+    }
+    None
+}
+
+/// Replaces 3 characters at `offset` with the iCVV.
+fn put_icvv(dd: &str, offset: usize, icvv: &Cvv, what: &str) -> Result<Zeroizing<String>, Finding> {
+    let mut s = Zeroizing::new(dd.to_string());
+    let end = offset + 3;
+    if end > s.len() || !s.is_char_boundary(offset) || !s.is_char_boundary(end) {
+        return Err(Finding::new(
+            what,
+            format!(
+                "the iCVV position {offset} does not fit the {}-character discretionary data",
+                s.len()
+            ),
+        ));
+    }
+    s.replace_range(offset..end, icvv.reveal());
+    Ok(s)
+}
+
+/// The order data Model 1 needs beyond the order itself.
+struct Work<'a> {
+    order: &'a Order,
+    product: &'a Product,
+    profile: &'a ChipProfile,
+    keys: &'a dyn ChipKeys,
+    date: PrepDate,
+    values: BTreeMap<Tag, Zeroizing<Vec<u8>>>,
+    keys_used: Vec<KeyInfo>,
+    sources: BTreeMap<String, String>,
+}
+
+impl Work<'_> {
+    fn profile_path(&self, key: impl std::fmt::Display) -> String {
+        format!("{}: {key}", self.profile.source)
+    }
+
+    fn use_key(&mut self, key: KeyRef, path: &str) -> Result<(), Finding> {
+        if self.keys_used.iter().any(|k| k.key == key) {
+            return Ok(());
+        }
+        let info = self
+            .keys
+            .info(key)
+            .map_err(|e| Finding::new(path, e.to_string()))?;
+        self.keys_used.push(info);
+        Ok(())
+    }
+
+    fn set(&mut self, tag: Tag, value: Vec<u8>) {
+        self.values.insert(tag, Zeroizing::new(value));
+    }
+
+    /// The product configuration's tag values, checked against the profile's `config_tags`.
+    fn config(&mut self) -> Result<(), Finding> {
+        let name = self
+            .order
+            .payment_application
+            .config
+            .as_deref()
+            .unwrap_or("default");
+        let needs = !self.profile.config_tags.is_empty();
+        let config = match self.product.configs.get(name) {
+            Some(c) => c,
+            None if !needs => return Ok(()),
+            None => {
+                return Err(Finding::new(
+                    "paymentApplication.config",
+                    format!(
+                        "configuration `{name}` is not in product {} ({}); chip profile {} needs one",
+                        self.product.card_product_id, self.product.source, self.profile.name
+                    ),
+                ));
+            }
+        };
+        for tag in &self.profile.config_tags {
+            if !config.contains_key(tag) {
+                return Err(Finding::new(
+                    format!("{}: config.{name}", self.product.source),
+                    format!(
+                        "lacks tag {tag}, which chip profile {} requires",
+                        self.profile.name
+                    ),
+                ));
+            }
+        }
+        for (tag, v) in config {
+            if super::profile::is_computed(*tag) {
+                return Err(Finding::new(
+                    format!("{}: config.{name}.{tag}", self.product.source),
+                    "is computed by Model 1 and cannot be configured",
+                ));
+            }
+            self.set(*tag, v.clone());
+        }
+        Ok(())
+    }
+
+    fn icvv(&mut self) -> Result<Cvv, Finding> {
+        if let Some(c) = &self.order.icvv {
+            self.sources
+                .insert("icvv".into(), "order (encryptedData.icvv)".into());
+            return Ok(c.clone());
+        }
+        let index = self.order.payment_application.cv_key_index.ok_or_else(|| {
+            Finding::new(
+                "encryptedData.icvv, paymentApplication.cvKeyIndex",
+                format!(
+                    "chip profile {} places an iCVV in the track 2 equivalent data: give icvv or a cvKeyIndex to compute it",
+                    self.profile.name
+                ),
+            )
+        })?;
+        let key = KeyRef::new(KeyUsage::Cvk, index);
+        self.use_key(key, "paymentApplication.cvKeyIndex")?;
+        let exp = self.order.exp.to_string();
+        let cvv = self
+            .keys
+            .visa_cvv(key, &self.order.pan, &exp, ICVV_SERVICE_CODE)
+            .map_err(|e| Finding::new("paymentApplication.cvKeyIndex", e.to_string()))?;
+        self.sources.insert(
+            "icvv".into(),
+            format!("computed with {key} (service code 999)"),
+        );
+        Ok(cvv)
+    }
+
+    /// The values taken or computed from the order: 5A, 5F24, 5F25, 5F34, 5F20, 5F30, 9F24,
+    /// 57, 9F1F, 56, 9F6B, and the profile's 4F/84/50/9F4A.
+    fn order_values(&mut self, tracks: &crate::domain::prepare::Tracks) -> Result<(), Finding> {
+        let order = self.order;
+        let pan = order.pan.reveal().as_bytes();
+        let mut v = Vec::with_capacity(10);
+        pack_cn(pan, &mut v);
+        self.set(tag!(0x5A), v);
+        let Yymm { yy, mm } = order.exp;
+        self.set(
+            tag!(0x5F24),
+            vec![bcd(yy), bcd(mm), bcd(days_in_month(yy, mm))],
+        );
+        let eff = match order.effective_date {
+            Some(Yymm { yy, mm }) => [bcd(yy), bcd(mm), 0x01],
+            None => {
+                self.sources
+                    .insert("5F25".into(), "preparation date".into());
+                [bcd(self.date.yy), bcd(self.date.mm), bcd(self.date.dd)]
+            }
+        };
+        self.set(tag!(0x5F25), eff.to_vec());
+        self.set(tag!(0x5F34), vec![bcd(order.psn.0)]);
+        let sc = self.product.service_code.as_str().as_bytes();
+        let sc_n = [
+            sc.first().map_or(0, |d| d - b'0'),
+            bcd((sc.get(1).map_or(0, |d| d - b'0')) * 10 + sc.get(2).map_or(0, |d| d - b'0')),
+        ];
+        self.set(tag!(0x5F30), sc_n.to_vec());
+        let name = match (
+            &order.encoded_name,
+            tracks.track1.as_ref().and_then(|t| t.name_field()),
+        ) {
+            (Some(n), _) => Some(n.as_str().to_string()),
+            (None, Some(n)) => Some(n.to_string()),
+            (None, None) => None,
+        };
+        if let Some(n) = name {
+            self.set(tag!(0x5F20), n.into_bytes());
+        }
+        if let Some(par) = &order.par {
+            self.set(tag!(0x9F24), par.as_bytes().to_vec());
+        }
+        self.set(tag!(0x4F), self.profile.aid.clone());
+        self.set(tag!(0x84), self.profile.aid.clone());
+        self.set(tag!(0x50), self.profile.label.as_bytes().to_vec());
+        if let Some(list) = &self.profile.oda.sda_tag_list {
+            self.set(tag!(0x9F4A), list.clone());
+        }
+
+        let profile = self.profile;
+        let uses = |t: u32| profile_uses(profile, t);
+        let track_tags = [0x57, 0x9F1F, 0x56, 0x9F6B]
+            .into_iter()
+            .any(|t| uses(t) && !(t == 0x9F6B && profile.tags.contains_key(&tag!(0x9F6B))));
+        if !track_tags {
+            return Ok(());
+        }
+        let t2 = tracks.track2.as_ref().ok_or_else(|| {
+            Finding::new(
+                "trackData.track2",
+                "the chip profile needs track 2 to build the track 2 equivalent data (57)",
+            )
+        })?;
+        // Track 2 body: PAN=YYMMSCDD.
+        let body = t2.body();
+        let dd2 = body
+            .split_once('=')
+            .and_then(|(_, rest)| rest.get(7..))
+            .ok_or_else(|| {
+                Finding::new(
+                    "computed track2",
+                    "has no expiry and service code after the separator",
+                )
+            })?;
+        let t2_sc = body
+            .split_once('=')
+            .and_then(|(_, rest)| rest.get(4..7))
+            .unwrap_or("");
+        let p2 = &self.product.track2_discretionary.segments;
+        let p1 = &self.product.track1_discretionary.segments;
+        let (off2, off1) = match self.profile.icvv {
+            IcvvPosition::None => (None, None),
+            IcvvPosition::Offset(n) => (Some(n), Some(n)),
+            IcvvPosition::CvvToken => (cvv_offset(p2), cvv_offset(p1)),
+        };
+        let icvv = if off2.is_some() || off1.is_some() {
+            Some(self.icvv()?)
+        } else {
+            None
+        };
+        let dd2 = match (off2, &icvv) {
+            (Some(o), Some(c)) => put_icvv(dd2, o, c, "computed 57 (track 2 equivalent data)")?,
+            _ => Zeroizing::new(dd2.to_string()),
+        };
+        let exp = order.exp.to_string();
+        let mut digits = Zeroizing::new(Vec::with_capacity(40));
+        digits.extend_from_slice(pan);
+        digits.push(b'D');
+        digits.extend_from_slice(exp.as_bytes());
+        digits.extend_from_slice(t2_sc.as_bytes());
+        digits.extend_from_slice(dd2.as_bytes());
+        let mut v57 = Vec::with_capacity(20);
+        pack_cn(&digits, &mut v57);
+        if !self.profile.tags.contains_key(&tag!(0x9F6B)) {
+            self.set(tag!(0x9F6B), v57.clone());
+        }
+        self.set(tag!(0x57), v57);
+
+        if uses(0x9F1F) || uses(0x56) {
+            let t1 = tracks.track1.as_ref().ok_or_else(|| {
+                Finding::new(
+                    "trackData.track1",
+                    "the chip profile needs track 1 for 9F1F / 56",
+                )
+            })?;
+            // Track 1 body: B PAN ^ NAME ^ YYMM SC DD.
+            let body = t1.body();
+            let mut parts = body.splitn(3, '^');
+            let (head, name, rest) = (
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or(""),
+            );
+            let dd1 = rest.get(7..).ok_or_else(|| {
+                Finding::new(
+                    "computed track1",
+                    "has no expiry and service code after the name",
+                )
+            })?;
+            let dd1 = match (off1, &icvv) {
+                (Some(o), Some(c)) => {
+                    put_icvv(dd1, o, c, "computed 9F1F (track 1 discretionary data)")?
+                }
+                _ => Zeroizing::new(dd1.to_string()),
+            };
+            self.set(tag!(0x9F1F), dd1.as_bytes().to_vec());
+            let mut t56 = Zeroizing::new(String::with_capacity(body.len()));
+            t56.push_str(head);
+            t56.push('^');
+            t56.push_str(name);
+            t56.push('^');
+            t56.push_str(rest.get(..7).unwrap_or(""));
+            t56.push_str(&dd1);
+            self.set(tag!(0x56), t56.as_bytes().to_vec());
+        }
+        Ok(())
+    }
+
+    /// The value of `tag` for a DGI: local override, computed/configured value, profile value.
+    fn value<'v>(
+        &'v self,
+        slot: TagSlot,
+        interface: Interface,
+        local: Option<&'v BTreeMap<Tag, Vec<u8>>>,
+        afl: &'v BTreeMap<Interface, Vec<u8>>,
+        aip: &'v BTreeMap<Interface, [u8; 2]>,
+        dgi: u16,
+    ) -> Result<Option<&'v [u8]>, Finding> {
+        let tag = slot.tag;
+        let found: Option<&[u8]> = if let Some(v) = local.and_then(|l| l.get(&tag)) {
+            Some(v)
+        } else if tag.raw() == 0x82 {
+            aip.get(&interface).map(|a| a.as_slice())
+        } else if tag.raw() == 0x94 {
+            afl.get(&interface).map(Vec::as_slice)
+        } else if let Some(v) = self.values.get(&tag) {
+            Some(v.as_slice())
+        } else {
+            self.profile.tags.get(&tag).map(Vec::as_slice)
+        };
+        match found {
+            Some(v) if !(v.is_empty() && matches!(tag.raw(), 0x92 | 0x9F48)) => Ok(Some(v)),
+            _ if slot.optional || matches!(tag.raw(), 0x92 | 0x9F48) => Ok(None),
+            _ => Err(Finding::new(
+                self.profile_path(format!("dgi.{dgi:04X}")),
+                format!(
+                    "tag {tag}{} has no value for this order{}",
+                    tags_name(tag),
+                    missing_hint(tag)
+                ),
+            )),
+        }
+    }
+}
+
+fn profile_uses(profile: &ChipProfile, raw: u32) -> bool {
+    profile.dgis().iter().any(|d| match &d.content {
+        DgiContent::Record { tags, .. } | DgiContent::Tags { tags, .. } => {
+            tags.iter().any(|s| s.tag.raw() == raw)
+        }
+        _ => false,
+    })
+}
+
+fn tags_name(tag: Tag) -> String {
+    crate::domain::tags::name(tag)
+        .map(|n| format!(" ({n})"))
+        .unwrap_or_default()
+}
+
+fn missing_hint(tag: Tag) -> &'static str {
+    match tag.raw() {
+        0x5F20 => ": give encryptedData.encodedName or trackData.track1",
+        0x9F24 => ": give encryptedData.paymentAccountReference (or mark the tag optional with ?)",
+        _ => "",
+    }
+}
+
+/// Where the ICC key pair came from.
+#[derive(Debug)]
+struct OdaOut {
+    summary: OdaSummary,
+    crt: Option<oda::CrtComponents>,
+}
+
+/// What [`compute`] returns: the chip data, the keys used and where chip values came from.
+pub type Computed = (ChipData, Vec<KeyInfo>, BTreeMap<String, String>);
+
+/// Computes the chip data of one order under `profile` (Model 1). `tracks` are the order's
+/// prepared tracks (57, 9F1F and 56 follow them, with iCVV in place of the CVV). Returns the
+/// chip data, the keys used and the sources of chip values.
+pub fn compute(
+    order: &Order,
+    product: &Product,
+    profile: &ChipProfile,
+    tracks: &crate::domain::prepare::Tracks,
+    date: PrepDate,
+    keys: &dyn ChipKeys,
+    icc_keys: &dyn IccKeySource,
+) -> Result<Computed, Finding> {
+    let mut w = Work {
+        order,
+        product,
+        profile,
+        keys,
+        date,
+        values: BTreeMap::new(),
+        keys_used: Vec::new(),
+        sources: BTreeMap::new(),
+    };
+    w.config()?;
+    w.order_values(tracks)?;
+
+    let mut afl = BTreeMap::new();
+    for i in [Interface::Contact, Interface::Contactless] {
+        afl.insert(i, profile.afl(i));
+    }
+    let aip = profile.aip.clone();
+
+    // ODA certificate material of the issuer.
+    let issuer = if profile.oda.method != OdaMethod::None {
+        let index = order.payment_application.oda_key_index.ok_or_else(|| {
+            Finding::new(
+                "paymentApplication.odaKeyIndex",
+                format!(
+                    "chip profile {} uses {} and needs an odaKeyIndex",
+                    profile.name,
+                    profile.oda.method.as_str().to_uppercase()
+                ),
+            )
+        })?;
+        let key = KeyRef::new(KeyUsage::IssuerRsa, index);
+        w.use_key(key, "paymentApplication.odaKeyIndex")?;
+        let iss = keys
+            .issuer_oda(index)
+            .map_err(|e| Finding::new("paymentApplication.odaKeyIndex", e.to_string()))?;
+        w.set(tag!(0x8F), vec![iss.ca_index]);
+        w.set(tag!(0x90), iss.certificate.certificate.clone());
+        w.set(tag!(0x92), iss.certificate.remainder.clone());
+        w.set(tag!(0x9F32), iss.certificate.exponent.clone());
+        Some((index, iss))
+    } else {
+        None
+    };
+
+    // Records: first those that do not carry signatures.
+    let deferred = |tags: &[TagSlot]| {
+        tags.iter()
+            .any(|s| matches!(s.tag.raw(), 0x93 | 0x9F46 | 0x9F47 | 0x9F48))
+    };
+    let mut built: BTreeMap<u16, Vec<u8>> = BTreeMap::new();
+    for rule in profile.records() {
+        if let DgiContent::Record {
+            tags, interfaces, ..
+        } = &rule.content
+            && !deferred(tags)
+        {
+            let i = interfaces.first().copied().unwrap_or(Interface::Contact);
+            built.insert(rule.id, build_record(&w, rule.id, tags, i, &afl, &aip)?);
+        }
+    }
+
+    // Offline data authentication.
+    let mut oda_out = None;
+    if let Some((index, iss)) = &issuer {
+        oda_out = Some(sign_oda(
+            &mut w, profile, *index, iss, &built, &afl, icc_keys,
+        )?);
+    }
+    for rule in profile.records() {
+        if let DgiContent::Record {
+            tags, interfaces, ..
+        } = &rule.content
+            && deferred(tags)
+        {
+            let i = interfaces.first().copied().unwrap_or(Interface::Contact);
+            built.insert(rule.id, build_record(&w, rule.id, tags, i, &afl, &aip)?);
+        }
+    }
+
+    // Keys and PIN.
+    let mut kcvs = None;
+    let mut master: Option<Zeroizing<[u8; 48]>> = None;
+    if profile.dgi_rule(0x8000).is_some() {
+        let index = order.payment_application.derivation_key_index.ok_or_else(|| {
+            Finding::new(
+                "paymentApplication.derivationKeyIndex",
+                format!("chip profile {} needs the ICC master keys (DGI 8000): give a derivationKeyIndex", profile.name),
+            )
+        })?;
+        for usage in [KeyUsage::ImkAc, KeyUsage::ImkSmi, KeyUsage::ImkSmc] {
+            w.use_key(
+                KeyRef::new(usage, index),
+                "paymentApplication.derivationKeyIndex",
+            )?;
+        }
+        let set = keys
+            .icc_master_keys(index, profile.mkd, &order.pan, order.psn)
+            .map_err(|e| Finding::new("paymentApplication.derivationKeyIndex", e.to_string()))?;
+        kcvs = Some(set.kcvs);
+        master = Some(set.value);
+    }
+    let (pin_block, pin_generated) = pin_block(&mut w)?;
+
+    let mut dgis = Vec::with_capacity(profile.dgis().len());
+    let mut crt = oda_out.as_ref().and_then(|o| o.crt.as_ref());
+    for rule in profile.dgis() {
+        let id = rule.id;
+        let value: Option<Vec<u8>> = match &rule.content {
+            DgiContent::Record { .. } => built.remove(&id),
+            DgiContent::Tags {
+                template,
+                tags,
+                interface,
+                values,
+                raw,
+            } => {
+                let mut inner = Vec::with_capacity(64);
+                for slot in tags {
+                    if let Some(v) = w.value(*slot, *interface, Some(values), &afl, &aip, id)? {
+                        if *raw {
+                            inner.extend_from_slice(v);
+                        } else {
+                            put(&mut inner, slot.tag, v, id)?;
+                        }
+                    }
+                }
+                match template {
+                    Some(t) => {
+                        let mut out = Vec::with_capacity(inner.len() + 4);
+                        put(&mut out, *t, &inner, id)?;
+                        Some(out)
+                    }
+                    None => Some(inner),
+                }
+            }
+            DgiContent::Verbatim(v) => Some(v.clone()),
+            DgiContent::MasterKeys => master.as_ref().map(|m| m.to_vec()),
+            DgiContent::KeyCheckValues => kcvs.map(|k: ChipKcvs| k.dgi_value().to_vec()),
+            DgiContent::PinBlock => pin_block.as_ref().map(|p| p.to_vec()),
+            DgiContent::PinTry => pin_block
+                .as_ref()
+                .map(|_| vec![profile.pin.try_limit, profile.pin.try_limit]),
+            DgiContent::IccCrt(n) => crt.as_mut().and_then(|c| {
+                c.dgis()
+                    .into_iter()
+                    .find(|(cid, _)| *cid == 0x8200 | u16::from(*n))
+                    .map(|(_, v)| v.expose().to_vec())
+            }),
+        };
+        let Some(value) = value else {
+            if rule.required {
+                return Err(Finding::new(
+                    w.profile_path(format!("dgi.{id:04X}")),
+                    match rule.content {
+                        DgiContent::PinBlock | DgiContent::PinTry => format!(
+                            "DGI {id:04X} is required: give encryptedData.pin, or allow a random PIN in product {}",
+                            product.card_product_id
+                        ),
+                        _ => format!(
+                            "DGI {id:04X} is required but this order yields no value for it"
+                        ),
+                    },
+                ));
+            }
+            continue;
+        };
+        let dgi = if tlv_record(id) {
+            let [sfi, rec] = id.to_be_bytes();
+            Dgi::record(sfi, rec, value)
+        } else {
+            Dgi::new(id, value)
+        }
+        .map_err(|e| Finding::new(w.profile_path(format!("dgi.{id:04X}")), e.to_string()))?;
+        dgis.push(PersoDgi {
+            dgi,
+            encrypt: rule.encrypt,
+            pad: rule.pad,
+        });
+    }
+    w.sources.insert(
+        "chip".into(),
+        format!("Model 1, chip profile {}", profile.name),
+    );
+    let chip = ChipData {
+        model: ChipModel::Model1,
+        profile: profile.name.clone(),
+        aid: profile.aid.clone(),
+        dgis,
+        kcvs,
+        oda: oda_out.map(|o| o.summary),
+        pin_generated,
+    };
+    Ok((chip, w.keys_used, w.sources))
+}
+
+fn tlv_record(id: u16) -> bool {
+    crate::domain::tags::is_record_id(id)
+}
+
+fn build_record(
+    w: &Work<'_>,
+    id: u16,
+    tags: &[TagSlot],
+    interface: Interface,
+    afl: &BTreeMap<Interface, Vec<u8>>,
+    aip: &BTreeMap<Interface, [u8; 2]>,
+) -> Result<Vec<u8>, Finding> {
+    let mut inner = Vec::with_capacity(128);
+    for slot in tags {
+        if let Some(v) = w.value(*slot, interface, None, afl, aip, id)? {
+            put(&mut inner, slot.tag, v, id)?;
+        }
+    }
+    let mut out = Vec::with_capacity(inner.len() + 4);
+    put(&mut out, tag!(0x70), &inner, id)?;
+    Ok(out)
+}
+
+fn sign_oda(
+    w: &mut Work<'_>,
+    profile: &ChipProfile,
+    index: u32,
+    iss: &IssuerOda,
+    built: &BTreeMap<u16, Vec<u8>>,
+    afl: &BTreeMap<Interface, Vec<u8>>,
+    icc_keys: &dyn IccKeySource,
+) -> Result<OdaOut, Finding> {
+    let rule = &profile.oda;
+    let oda_path = "paymentApplication.odaKeyIndex";
+    let err =
+        |e: oda::OdaError| Finding::new(oda_path, format!("offline data authentication: {e}"));
+    let aip = profile.aip(rule.interface).unwrap_or_default();
+    let interface_afl = afl.get(&rule.interface).map(Vec::as_slice).unwrap_or(&[]);
+    let static_data = oda::static_data_to_authenticate(
+        interface_afl,
+        |sfi, rec| {
+            built
+                .get(&u16::from_be_bytes([sfi, rec]))
+                .map(Vec::as_slice)
+        },
+        rule.sda_tag_list.as_deref(),
+        aip,
+    )
+    .map_err(|e| {
+        Finding::new(
+            w.profile_path("dgi"),
+            format!("static data to authenticate: {e}"),
+        )
+    })?;
+    let signer = IssuerSigner::new(w.keys, index, iss.public_key.clone());
+    let mut summary = OdaSummary {
+        method: rule.method,
+        rid: iss.rid,
+        ca_index: iss.ca_index,
+        issuer_key_bits: iss.public_key.bits(),
+        icc_key_bits: None,
+        icc_key_from_pool: false,
+    };
+    let mut crt = None;
+    match rule.method {
+        OdaMethod::None => {}
+        OdaMethod::Sda => {
+            let ssad =
+                oda::sign_static_application_data(&signer, rule.dac, &static_data).map_err(err)?;
+            w.set(tag!(0x93), ssad);
+        }
+        OdaMethod::Dda | OdaMethod::Cda => {
+            let issuer_bits = iss.public_key.bits();
+            if rule.icc_key_bits > issuer_bits {
+                return Err(Finding::new(
+                    w.profile_path("oda.icc_key_bits"),
+                    format!(
+                        "ICC key of {} bits is too large for its certificate: the issuer key at odaKeyIndex {index} has {issuer_bits} bits",
+                        rule.icc_key_bits
+                    ),
+                ));
+            }
+            let pair = icc_keys
+                .icc_key_pair(rule.icc_key_bits, rule.icc_exponent)
+                .map_err(err)?;
+            summary.icc_key_bits = Some(pair.pair.public_key().bits());
+            summary.icc_key_from_pool = pair.from_pool;
+            let order = w.order;
+            let pan = order.pan.reveal();
+            let fields = IccCertFields {
+                pan: oda::pan_field(pan).map_err(err)?,
+                expiry: CertExpiry::new(order.exp.mm, order.exp.yy).map_err(err)?,
+                serial: icc_serial(&order.pan, order.psn.0),
+            };
+            let cert =
+                oda::sign_icc_certificate(&signer, &fields, pair.pair.public_key(), &static_data)
+                    .map_err(err)?;
+            w.set(tag!(0x9F46), cert.certificate);
+            w.set(tag!(0x9F47), cert.exponent);
+            w.set(tag!(0x9F48), cert.remainder);
+            crt = Some(pair.pair.crt_components().map_err(err)?);
+        }
+    }
+    Ok(OdaOut { summary, crt })
+}
+
+/// ICC certificate serial number: the first 3 bytes of SHA-1(PAN || PSN), unique per card.
+fn icc_serial(pan: &Pan, psn: u8) -> [u8; 3] {
+    let mut h = Sha1::new();
+    h.update(pan.reveal().as_bytes());
+    h.update([psn]);
+    let d = h.finalize();
+    [d[0], d[1], d[2]]
+}
+
+/// The reference PIN block, if any, and whether it was generated.
+type PinOutcome = (Option<Zeroizing<[u8; 8]>>, bool);
+
+fn pin_block(w: &mut Work<'_>) -> Result<PinOutcome, Finding> {
+    let profile = w.profile;
+    if profile.dgi_rule(0x8010).is_none() {
+        return Ok((None, false));
+    }
+    let control = profile.pin.control;
+    if let Some(pin) = &w.order.pin {
+        let key = KeyRef::new(pin.format.key_usage(), pin.kid);
+        w.use_key(key, "encryptedData.pin.kid")?;
+        let r = PinBlockRef {
+            format: pin.format,
+            key,
+            block: &pin.block,
+        };
+        let block = w
+            .keys
+            .reference_pin_block(r, &w.order.pan, control)
+            .map_err(|e| Finding::new("encryptedData.pin", e.to_string()))?;
+        w.sources.insert(
+            "pin".into(),
+            format!("order ({} PIN block under {key})", pin.format.as_str()),
+        );
+        return Ok((Some(block), false));
+    }
+    if w.product.random_pin {
+        let block = w
+            .keys
+            .random_reference_pin_block(w.product.random_pin_digits, control)
+            .map_err(|e| {
+                Finding::new(format!("{}: random_pin", w.product.source), e.to_string())
+            })?;
+        w.sources
+            .insert("pin".into(), "generated at random (never shown)".into());
+        return Ok((Some(block), true));
+    }
+    Ok((None, false))
+}
+
+/// Prepares tracks and Model 1 chip data for one order: [`crate::domain::prepare::prepare`],
+/// then [`compute`] under the product's chip profile.
+pub fn prepare(
+    order: &Order,
+    product: &Product,
+    profile: &ChipProfile,
+    date: PrepDate,
+    keys: &dyn ChipKeys,
+    icc_keys: &dyn IccKeySource,
+) -> Result<PersoData, Vec<Finding>> {
+    let mut data = crate::domain::prepare::prepare(order, product, keys)?;
+    let (chip, used, sources) =
+        compute(order, product, profile, &data.tracks, date, keys, icc_keys)
+            .map_err(|f| vec![f])?;
+    for k in used {
+        if !data.keys_used.iter().any(|u| u.key == k.key) {
+            data.keys_used.push(k);
+        }
+    }
+    data.sources.extend(sources);
+    data.chip = Some(chip);
+    Ok(data)
+}

@@ -1,0 +1,148 @@
+//! `prepare --model 1` and `keys` through the built binary.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn persodesk(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_persodesk"))
+        .current_dir(root())
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("persodesk runs")
+}
+
+fn lines(o: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+#[test]
+fn model1_json_masked_and_revealed() {
+    let args = [
+        "prepare",
+        "assets/demo/orders.json",
+        "--model",
+        "1",
+        "--json",
+        "--date",
+        "250115",
+    ];
+    let o = persodesk(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let all = lines(&o);
+    assert_eq!(all.len(), 6);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(!text.contains("4761739001010010") && !text.contains("5413330089012345"));
+    let v = all
+        .iter()
+        .find(|v| v["id"] == "DEMO-VISA-0001")
+        .expect("visa");
+    let chip = &v["chip"];
+    assert_eq!(chip["profile"], "vis-1.6.3-vcps-2.2.4");
+    assert_eq!(chip["model"], 1);
+    assert_eq!(chip["oda"]["method"], "DDA");
+    assert_eq!(chip["oda"]["caIndex"], "E2");
+    assert_eq!(chip["oda"]["iccKeyBits"], 1024);
+    assert_eq!(chip["dgis"][0]["dgi"], "0101");
+    assert!(chip["dgis"][0].get("value").is_none());
+    assert!(chip["kcv"]["ac"].as_str().expect("kcv").len() == 6);
+
+    let o = persodesk(&[&args[..], &["--reveal", "--order", "DEMO-VISA-0001"]].concat());
+    assert!(o.status.success());
+    let v = &lines(&o)[0];
+    let dgis = v["chip"]["dgis"].as_array().expect("dgis");
+    let d0101 = &dgis[0];
+    assert!(
+        d0101["value"]
+            .as_str()
+            .expect("clear")
+            .contains("4761739001010010")
+    );
+    for d in dgis {
+        if ["8000", "8010", "8201", "8202", "8203", "8204", "8205"]
+            .contains(&d["dgi"].as_str().expect("id"))
+        {
+            assert!(d.get("value").is_none(), "{} has a value", d["dgi"]);
+        }
+    }
+    let d8000 = dgis.iter().find(|d| d["dgi"] == "8000").expect("8000");
+    assert_eq!(d8000["length"], 48);
+    assert_eq!(d8000["encrypted"], true);
+}
+
+#[test]
+fn model_flags_and_ca_public() {
+    let o = persodesk(&[
+        "prepare",
+        "assets/demo/orders.json",
+        "--model",
+        "2",
+        "--order",
+        "DEMO-MC-0001",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    // An order without tlvData cannot be Model 2: a clear error naming the field.
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .contains("encryptedData.tlvData: the order has no Model 2 data (tlvData); use Model 1")
+    );
+    let o = persodesk(&["prepare", "assets/demo/orders.json", "--model", "3"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = persodesk(&[
+        "prepare",
+        "assets/demo/orders.json",
+        "--model",
+        "none",
+        "--json",
+    ]);
+    assert!(o.status.success());
+    assert!(lines(&o).iter().all(|v| v.get("chip").is_none()));
+
+    let o = persodesk(&["keys", "ca-public", "--keys", "assets/demo/keys.toml"]);
+    assert!(o.status.success());
+    let cas = lines(&o);
+    assert_eq!(cas.len(), 2);
+    assert_eq!(cas[0]["rid"], "A000000004");
+    assert_eq!(cas[0]["modulus"].as_str().expect("modulus").len(), 1408 / 4);
+}
+
+#[test]
+fn demo_pki_appends_a_working_issuer_key() {
+    let dir = std::env::temp_dir().join(format!("persodesk-pki-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let keys = dir.join("keys.toml");
+    std::fs::copy(root().join("tests/fixtures/keys.toml"), &keys).expect("copy");
+    let k = keys.to_str().expect("utf8");
+    let o = persodesk(&[
+        "keys",
+        "demo-pki",
+        "--keys",
+        k,
+        "--index",
+        "5",
+        "--ca-bits",
+        "1024",
+        "--issuer-bits",
+        "1024",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = persodesk(&["keys", "ca-public", "--keys", k]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(lines(&o)[0]["bits"], 1024);
+    // The same index twice is refused; the file still loads.
+    let o = persodesk(&["keys", "demo-pki", "--keys", k, "--index", "5"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        persodesk(&["keys", "ca-public", "--keys", k])
+            .status
+            .success()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

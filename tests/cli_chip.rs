@@ -90,8 +90,9 @@ fn model_flags_and_ca_public() {
     assert_eq!(o.status.code(), Some(1));
     // An order without tlvData cannot be Model 2: a clear error naming the field.
     assert!(
-        String::from_utf8_lossy(&o.stdout)
-            .contains("encryptedData.tlvData: the order has no Model 2 data (tlvData); use Model 1")
+        String::from_utf8_lossy(&o.stdout).contains(
+            "encryptedData.tlvData: the order has no Model 2 data (tlvData); use Model 1"
+        )
     );
     let o = persodesk(&["prepare", "assets/demo/orders.json", "--model", "3"]);
     assert_eq!(o.status.code(), Some(2));

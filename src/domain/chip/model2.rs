@@ -233,12 +233,12 @@ fn parsed_tlvs(dgis: &[Dgi]) -> Result<Vec<(u16, Vec<Tlv>)>, Model2Error> {
     Ok(out)
 }
 
-fn find<'a>(tlvs: &'a [(u16, Vec<Tlv>)], tag: Tag) -> Option<(u16, &'a Tlv)> {
+fn find(tlvs: &[(u16, Vec<Tlv>)], tag: Tag) -> Option<(u16, &Tlv)> {
     tlvs.iter()
         .find_map(|(id, t)| tlv::find(t, tag).map(|found| (*id, found)))
 }
 
-fn primitive<'a>(tlvs: &'a [(u16, Vec<Tlv>)], tag: Tag) -> Result<(u16, &'a [u8]), Model2Error> {
+fn primitive(tlvs: &[(u16, Vec<Tlv>)], tag: Tag) -> Result<(u16, &[u8]), Model2Error> {
     let (dgi, t) = find(tlvs, tag).ok_or(Model2Error::MissingTag { tag })?;
     let v = t.value().ok_or(Model2Error::Inconsistent {
         tag,
@@ -316,14 +316,14 @@ fn check_order(
         });
     }
 
-    if let Some((dgi, t)) = find(tlvs, T_PSN) {
-        if t.value().map(hex::encode_upper) != Some(order.psn.to_string()) {
-            return Err(Model2Error::Inconsistent {
-                tag: T_PSN,
-                dgi,
-                rule: "PAN sequence number does not match encryptedData.panSequenceNumber",
-            });
-        }
+    if let Some((dgi, t)) = find(tlvs, T_PSN)
+        && t.value().map(hex::encode_upper) != Some(order.psn.to_string())
+    {
+        return Err(Model2Error::Inconsistent {
+            tag: T_PSN,
+            dgi,
+            rule: "PAN sequence number does not match encryptedData.panSequenceNumber",
+        });
     }
     Ok(())
 }

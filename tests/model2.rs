@@ -1,0 +1,365 @@
+//! Model 2: an issuer-prepared dataset is decrypted, verified and validated, and then yields the
+//! same DGIs as Model 1 for the same inputs. Each rejection of the issue is its own case naming
+//! its rule.
+//!
+//! The datasets are Model 1's output for the demo orders, sealed as an issuer would
+//! (`EnvelopeKeys::seal_envelope`, whose own vectors come from an independent implementation in
+//! tests/envelope.rs), so Model 1 and Model 2 are checked against each other.
+
+use std::path::PathBuf;
+
+use persodesk::domain::chip::model1::{self, PrepDate};
+use persodesk::domain::chip::model2::{self, Model2Error};
+use persodesk::domain::chip::{ChipData, ChipProfiles};
+use persodesk::domain::crypto;
+use persodesk::domain::dgi::{self, Dgi};
+use persodesk::domain::envelope::{EnvelopeError, EnvelopeKeys, EnvelopeSettings};
+use persodesk::domain::keystore::{KeyError, KeyRef, KeyUsage};
+use persodesk::domain::order::{Order, parse_order_file};
+use persodesk::domain::product::Catalog;
+use persodesk::keys::SoftwareKeyStore;
+use persodesk::keys::pool::InlineKeys;
+use serde_json::{Value, json};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+const DATE: PrepDate = PrepDate {
+    yy: 25,
+    mm: 1,
+    dd: 15,
+};
+const MAC_KEY: [u8; 16] = [0x5A; 16];
+/// The demo AES KEK (kek #1) as the issuer holds it, for the hand-made bad-padding case.
+const AES_KEK_1: &str = "000102030405060708090A0B0C0D0E0F";
+
+struct Demo {
+    catalog: Catalog,
+    profiles: ChipProfiles,
+    keys: SoftwareKeyStore,
+    orders: Value,
+}
+
+fn demo() -> Demo {
+    let catalog = persodesk::catalog::load_products(&root().join("profiles")).expect("products");
+    let profiles =
+        persodesk::catalog::load_chip_profiles(&root().join("profiles")).expect("chip profiles");
+    let keys = SoftwareKeyStore::load(&root().join("assets/demo/keys.toml")).expect("demo keys");
+    let text = std::fs::read_to_string(root().join("assets/demo/orders.json")).expect("orders");
+    let orders: Value = serde_json::from_str(&text).expect("json");
+    Demo {
+        catalog,
+        profiles,
+        keys,
+        orders,
+    }
+}
+
+impl Demo {
+    fn order_json(&self, id: &str) -> Value {
+        self.orders["cards"]
+            .as_array()
+            .expect("cards")
+            .iter()
+            .find(|o| o["cardId"] == id)
+            .expect("demo order")
+            .clone()
+    }
+
+    fn parse(&self, v: &Value) -> Order {
+        let entries = parse_order_file(&v.to_string(), &self.catalog.order_rules()).expect("file");
+        let e = entries.into_iter().next().expect("one order");
+        e.outcome.expect("valid order")
+    }
+
+    fn profile_of(&self, order: &Order) -> &persodesk::domain::chip::ChipProfile {
+        let product = self.catalog.get(&order.card_product_id).expect("product");
+        self.profiles
+            .get(product.chip_profile.as_deref().expect("chip profile"))
+            .expect("profile")
+    }
+
+    fn model1(&self, order: &Order) -> ChipData {
+        let product = self.catalog.get(&order.card_product_id).expect("product");
+        let data = model1::prepare(
+            order,
+            product,
+            self.profile_of(order),
+            DATE,
+            &self.keys,
+            &InlineKeys,
+        )
+        .expect("model 1");
+        data.chip.expect("chip")
+    }
+
+    fn seal(&self, order: &Order, dgis: &[Dgi], kek: u32) -> Value {
+        let mut plain = Vec::new();
+        dgi::encode_stream(dgis, &mut plain);
+        let sealed = self
+            .keys
+            .seal_envelope(
+                KeyRef::new(KeyUsage::Kek, kek),
+                &MAC_KEY,
+                &plain,
+                EnvelopeSettings::default(),
+            )
+            .expect("seal");
+        let profile = self.profile_of(order);
+        let mut t = json!({
+            "appletAid": hex::encode_upper(&profile.aid),
+            "appletDataLength": dgi::value_len_sum(dgis),
+            "tlvDataLength": plain.len(),
+            "kekId": kek,
+            "macKey": hex::encode_upper(&sealed.mac_key),
+            "tlvData": hex::encode_upper(&sealed.tlv_data),
+            "mac": hex::encode_upper(&sealed.mac),
+        });
+        if let Some(code) = &profile.applet_start_code {
+            t["appletStartCode"] = code.clone().into();
+        }
+        t
+    }
+
+    fn import(&self, order_json: &Value) -> Result<ChipData, Model2Error> {
+        let order = self.parse(order_json);
+        let product = self.catalog.get(&order.card_product_id).expect("product");
+        let tracks = persodesk::domain::prepare::prepare(&order, product, &self.keys)
+            .expect("tracks")
+            .tracks;
+        model2::import(
+            &order,
+            self.profile_of(&order),
+            &tracks,
+            &self.keys,
+            EnvelopeSettings::default(),
+        )
+    }
+}
+
+fn dgis_of(chip: &ChipData) -> Vec<Dgi> {
+    chip.dgis.iter().map(|d| d.dgi.clone()).collect()
+}
+
+fn with_tlv(mut order: Value, tlv: Value) -> Value {
+    order["encryptedData"]["tlvData"] = tlv;
+    order
+}
+
+/// Model 1 output of a demo order, sealed under `kek`, and the order carrying it.
+fn packed(d: &Demo, id: &str, kek: u32) -> (Value, ChipData, Value) {
+    let json = d.order_json(id);
+    let order = d.parse(&json);
+    let chip = d.model1(&order);
+    let tlv = d.seal(&order, &dgis_of(&chip), kek);
+    (with_tlv(json.clone(), tlv.clone()), chip, tlv)
+}
+
+#[test]
+fn model2_yields_model1s_dgis_for_every_profile_aes_and_tdes() {
+    let d = demo();
+    let mut profiles_seen = Vec::new();
+    for id in ["DEMO-MC-0001", "DEMO-VISA-0001", "DEMO-US-0001"] {
+        for kek in [1, 2] {
+            let (order, m1, _) = packed(&d, id, kek);
+            let m2 = d
+                .import(&order)
+                .unwrap_or_else(|e| panic!("{id} kek {kek}: {e}"));
+            assert_eq!(m2.ids(), m1.ids(), "{id}: send order");
+            for (a, b) in m1.dgis.iter().zip(&m2.dgis) {
+                assert_eq!(a.dgi.value(), b.dgi.value(), "{id}: DGI {:04X}", a.dgi.id());
+                assert_eq!((a.encrypt, a.pad), (b.encrypt, b.pad), "{id}: flags");
+            }
+            assert_eq!(m2.kcvs, m1.kcvs);
+            assert_eq!(m2.profile, m1.profile);
+            assert_eq!(m2.model, persodesk::domain::chip::ChipModel::Model2);
+            profiles_seen.push(m2.profile.clone());
+        }
+    }
+    profiles_seen.sort();
+    profiles_seen.dedup();
+    assert_eq!(profiles_seen.len(), 3, "all three chip profiles");
+}
+
+fn flip_hex(v: &Value, byte: usize) -> Value {
+    let mut b = hex::decode(v.as_str().expect("hex")).expect("hex");
+    b[byte] ^= 0x01;
+    hex::encode_upper(b).into()
+}
+
+fn expect_err(d: &Demo, order: &Value, what: &str) -> Model2Error {
+    let e = d.import(order).expect_err(what);
+    let text = format!("{} {e:?}", e.finding());
+    assert!(
+        !text.contains("5413330089012345"),
+        "{what}: error shows the PAN"
+    );
+    e
+}
+
+#[test]
+fn envelope_rejections() {
+    let d = demo();
+    let (order, _, tlv) = packed(&d, "DEMO-MC-0001", 1);
+    let set = |field: &str, v: Value| {
+        let mut t = tlv.clone();
+        t[field] = v;
+        with_tlv(order.clone(), t)
+    };
+    for (field, byte) in [("tlvData", 0), ("mac", 7), ("macKey", 3)] {
+        let e = expect_err(&d, &set(field, flip_hex(&tlv[field], byte)), field);
+        assert_eq!(
+            e,
+            Model2Error::Envelope(EnvelopeError::MacMismatch),
+            "{field}"
+        );
+        assert!(e.finding().to_string().contains("mac: verification failed"));
+    }
+    // Another existing KEK (TDES #2 instead of AES #1): the data does not open.
+    let e = expect_err(&d, &set("kekId", 2.into()), "wrong kek");
+    assert!(matches!(e, Model2Error::Envelope(_)), "{e:?}");
+    let e = expect_err(&d, &set("kekId", 99.into()), "unknown kek");
+    assert_eq!(
+        e,
+        Model2Error::Key(KeyError::NotFound(KeyRef::new(KeyUsage::Kek, 99)))
+    );
+    assert_eq!(e.finding().path, "encryptedData.tlvData.kekId");
+    let ct = tlv["tlvData"].as_str().expect("hex");
+    let e = expect_err(&d, &set("tlvData", ct[..ct.len() - 6].into()), "truncated");
+    assert!(matches!(
+        e,
+        Model2Error::Envelope(EnvelopeError::CiphertextLength { .. })
+    ));
+    let len = tlv["tlvDataLength"].as_u64().expect("len");
+    let e = expect_err(&d, &set("tlvDataLength", (len + 1).into()), "tlvDataLength");
+    assert!(matches!(e, Model2Error::TlvDataLength { .. }));
+    assert_eq!(e.finding().path, "encryptedData.tlvData.tlvDataLength");
+    let sum = tlv["appletDataLength"].as_u64().expect("sum");
+    let e = expect_err(
+        &d,
+        &set("appletDataLength", (sum - 1).into()),
+        "appletDataLength",
+    );
+    assert!(matches!(e, Model2Error::AppletDataLength { .. }));
+    let e = expect_err(&d, &set("appletAid", "A0000000031010".into()), "aid");
+    assert!(matches!(e, Model2Error::Aid { .. }));
+    assert_eq!(e.finding().path, "encryptedData.tlvData.appletAid");
+}
+
+#[test]
+fn bad_padding_is_a_rejection_not_a_guess() {
+    let d = demo();
+    let (order, chip, tlv) = packed(&d, "DEMO-MC-0001", 1);
+    let mut plain = Vec::new();
+    dgi::encode_stream(&dgis_of(&chip), &mut plain);
+    // Pad with 81 00.. instead of 80 00.., then encrypt as the issuer would.
+    plain.push(0x81);
+    while !plain.len().is_multiple_of(16) {
+        plain.push(0);
+    }
+    let kek = hex::decode(AES_KEK_1).expect("hex");
+    crypto::aes_cbc_encrypt(&kek, &[0; 16], &mut plain).expect("encrypt");
+    let mut t = tlv.clone();
+    t["tlvData"] = hex::encode_upper(&plain).into();
+    let e = expect_err(&d, &with_tlv(order, t), "padding");
+    assert_eq!(e, Model2Error::Envelope(EnvelopeError::Padding));
+}
+
+/// Re-seals a modified DGI set for the order and imports it.
+fn reseal(d: &Demo, id: &str, edit: impl FnOnce(&mut Vec<Dgi>)) -> Result<ChipData, Model2Error> {
+    let json = d.order_json(id);
+    let order = d.parse(&json);
+    let mut dgis = dgis_of(&d.model1(&order));
+    edit(&mut dgis);
+    let tlv = d.seal(&order, &dgis, 1);
+    d.import(&with_tlv(json, tlv))
+}
+
+#[test]
+fn content_rejections_name_the_dgi_or_tag() {
+    let d = demo();
+    let id = "DEMO-MC-0001";
+    let order = d.parse(&d.order_json(id));
+    let profile = d.profile_of(&order);
+    let required = profile.required_dgis().next().expect("a required DGI");
+
+    let e = reseal(&d, id, |v| v.retain(|x| x.id() != required)).expect_err("missing");
+    assert!(
+        matches!(e, Model2Error::Missing { dgi, .. } if dgi == required),
+        "{e:?}"
+    );
+
+    let e =
+        reseal(&d, id, |v| v.push(Dgi::new(0x7FF0, vec![0]).expect("dgi"))).expect_err("reserved");
+    assert_eq!(e, Model2Error::Reserved(0x7FF0));
+    assert!(e.to_string().contains("DGI 7FF0"));
+
+    let e = reseal(&d, id, |v| {
+        v.push(Dgi::new(0x0E07, vec![0x70, 0x00]).expect("dgi"))
+    })
+    .expect_err("undeclared");
+    assert!(
+        matches!(e, Model2Error::Undeclared { dgi: 0x0E07, .. }),
+        "{e:?}"
+    );
+
+    // A record whose template 70 is cut short.
+    let rec = profile.records().next().expect("a record").id;
+    let e = reseal(&d, id, |v| {
+        if let Some(x) = v.iter_mut().find(|x| x.id() == rec) {
+            *x = Dgi::new(rec, vec![0x70, 0x05, 0x5A, 0x08]).expect("dgi");
+        }
+    })
+    .expect_err("broken TLV");
+    assert!(matches!(e, Model2Error::Record(_)), "{e:?}");
+    assert!(e.to_string().contains(&format!("{rec:04X}")));
+
+    // A key check value that does not match the key.
+    let e = reseal(&d, id, |v| {
+        if let Some(x) = v.iter_mut().find(|x| x.id() == 0x9000) {
+            let mut kcv = x.value().to_vec();
+            kcv[4] ^= 0xFF;
+            *x = Dgi::new(0x9000, kcv).expect("dgi");
+        }
+    })
+    .expect_err("kcv");
+    assert_eq!(e, Model2Error::Kcv { which: "MK-SMI" });
+}
+
+#[test]
+fn data_that_disagrees_with_the_order_is_rejected() {
+    let d = demo();
+    let (order, _, _) = packed(&d, "DEMO-VISA-0001", 1);
+    // PAN: another valid PAN for the same data.
+    // The PIN block is bound to the PAN, so the tracks take a given PVV here.
+    let mut o = order.clone();
+    o["encryptedData"]["pan"] = "4111111111111111".into();
+    o["encryptedData"]["pvv"] = "1234".into();
+    o["encryptedData"]
+        .as_object_mut()
+        .expect("object")
+        .remove("pin");
+    let e = expect_err(&d, &o, "pan");
+    assert!(
+        matches!(&e, Model2Error::Inconsistent { rule, .. } if rule.contains("PAN does not match")),
+        "{e:?}"
+    );
+    assert!(!e.to_string().contains("4111111111111111"));
+    // Expiry.
+    let mut o = order.clone();
+    o["encryptedData"]["exp"] = "3001".into();
+    let e = expect_err(&d, &o, "exp");
+    assert!(
+        matches!(&e, Model2Error::Inconsistent { rule, .. } if rule.contains("expiry does not match")),
+        "{e:?}"
+    );
+    // PAN sequence number.
+    let mut o = order.clone();
+    o["encryptedData"]["panSequenceNumber"] = "07".into();
+    let e = expect_err(&d, &o, "psn");
+    assert!(
+        matches!(&e, Model2Error::Inconsistent { rule, .. } if rule.contains("sequence number")),
+        "{e:?}"
+    );
+}

@@ -147,3 +147,93 @@ fn demo_pki_appends_a_working_issuer_key() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn model2_demo_orders_and_the_packer() {
+    // The shipped Model 2 demo orders default to Model 2 and pass every check.
+    let o = persodesk(&["prepare", "assets/demo/orders-model2.json", "--json"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(out.lines().count(), 3);
+    for line in out.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("json");
+        assert_eq!(v["chip"]["model"], 2, "{line}");
+    }
+    // The packer seals a DGI file for an order; the result imports as Model 2.
+    let dir = std::env::temp_dir().join(format!("persodesk-m2-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let packed = dir.join("packed.json");
+    let o = persodesk(&[
+        "model2",
+        "pack",
+        "--dgis",
+        "assets/demo/model2/vis-1.6.3-vcps-2.2.4.dgi",
+        "--kek-index",
+        "2",
+        "--order",
+        "assets/demo/orders.json",
+        "--id",
+        "DEMO-VISA-0001",
+        "--out",
+        packed.to_str().expect("utf8"),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = persodesk(&[
+        "prepare",
+        packed.to_str().expect("utf8"),
+        "--model",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    // Packed for another order, the same data is rejected: its PAN/expiry do not match.
+    let o = persodesk(&[
+        "model2",
+        "pack",
+        "--dgis",
+        "assets/demo/model2/vis-1.6.3-vcps-2.2.4.dgi",
+        "--kek-index",
+        "1",
+        "--order",
+        "assets/demo/orders.json",
+        "--id",
+        "DEMO-VISA-0002",
+        "--out",
+        packed.to_str().expect("utf8"),
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let o = persodesk(&["prepare", packed.to_str().expect("utf8"), "--model", "2"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("does not match encryptedData"));
+    // An unknown KEK index is refused by the packer.
+    let o = persodesk(&[
+        "model2",
+        "pack",
+        "--dgis",
+        "assets/demo/model2/vis-1.6.3-vcps-2.2.4.dgi",
+        "--kek-index",
+        "9",
+        "--order",
+        "assets/demo/orders.json",
+        "--id",
+        "DEMO-VISA-0001",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("kek #9"));
+    let _ = std::fs::remove_dir_all(dir);
+}

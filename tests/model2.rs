@@ -363,3 +363,78 @@ fn data_that_disagrees_with_the_order_is_rejected() {
         "{e:?}"
     );
 }
+
+/// The demo Model 2 orders: one per chip profile, each the Model 1 output of a demo order
+/// (`assets/demo/model2/<profile>.dgi`) sealed under the demo AES KEK.
+const DEMO_M2: [(&str, &str); 3] = [
+    ("DEMO-MC-0001", "mchip-advance-1.2.3"),
+    ("DEMO-VISA-0001", "vis-1.6.3-vcps-2.2.4"),
+    ("DEMO-US-0001", "vis-1.5.4-vcps-2.1.3"),
+];
+
+/// Regenerates the shipped demo Model 2 files (run on purpose:
+/// `cargo test --test model2 -- --ignored write_demo_model2_files`).
+#[test]
+#[ignore = "writes assets/demo/model2; run on purpose"]
+fn write_demo_model2_files() {
+    let d = demo();
+    let dir = root().join("assets/demo/model2");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mut cards = Vec::new();
+    for (id, profile) in DEMO_M2 {
+        let json = d.order_json(id);
+        let order = d.parse(&json);
+        let chip = d.model1(&order);
+        assert_eq!(chip.profile, profile);
+        let text = format!(
+            "# Demo Model 2 dataset for chip profile {profile}: the Model 1 output of demo order {id}\n\
+             # (TEST KEYS ONLY). One DGI=hex per line, as GlobalPlatform tools write them.\n{}",
+            persodesk::domain::dgi_text::write(&dgis_of(&chip))
+        );
+        std::fs::write(dir.join(format!("{profile}.dgi")), text).expect("write dgi");
+        let tlv = d.seal(&order, &dgis_of(&chip), 1);
+        let mut o = with_tlv(json, tlv);
+        o["cardId"] = format!("{id}-M2").into();
+        cards.push(o);
+    }
+    let out = serde_json::to_string_pretty(&json!({ "cards": cards })).expect("json");
+    std::fs::write(root().join("assets/demo/orders-model2.json"), out + "\n").expect("write");
+}
+
+#[test]
+fn shipped_demo_model2_orders_import_and_match_model1() {
+    let d = demo();
+    let text =
+        std::fs::read_to_string(root().join("assets/demo/orders-model2.json")).expect("orders");
+    let shipped: Value = serde_json::from_str(&text).expect("json");
+    let cards = shipped["cards"].as_array().expect("cards");
+    assert_eq!(cards.len(), DEMO_M2.len());
+    for ((id, profile), card) in DEMO_M2.iter().zip(cards) {
+        let m2 = d.import(card).unwrap_or_else(|e| panic!("{id}: {e}"));
+        assert_eq!(m2.profile, *profile);
+        // The DGI file is what was packed.
+        let file = root().join(format!("assets/demo/model2/{profile}.dgi"));
+        let listed = persodesk::domain::dgi_text::parse(
+            "dgi file",
+            &std::fs::read_to_string(file).expect("dgi file"),
+        )
+        .expect("dgi file parses");
+        assert_eq!(listed, dgis_of(&m2), "{id}: file and envelope agree");
+        // Model 1 for the same order: same DGIs in the same order; values equal wherever Model 1
+        // is deterministic (ICC key pairs and random PINs differ from run to run).
+        let order = d.parse(&d.order_json(id));
+        let (a, b) = (d.model1(&order), d.model1(&order));
+        assert_eq!(m2.ids(), a.ids(), "{id}: send order");
+        let mut compared = 0;
+        for ((x, y), z) in a.dgis.iter().zip(&b.dgis).zip(&m2.dgis) {
+            if x.dgi.value() == y.dgi.value() {
+                assert_eq!(z.dgi.value(), x.dgi.value(), "{id}: DGI {:04X}", x.dgi.id());
+                compared += 1;
+            }
+        }
+        assert!(
+            compared >= a.dgis.len() / 2,
+            "{id}: most DGIs are deterministic"
+        );
+    }
+}

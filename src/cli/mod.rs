@@ -6,6 +6,7 @@
 mod card;
 mod encode;
 mod keys;
+mod model2;
 mod prepare;
 pub mod records;
 mod sim_encoder;
@@ -56,6 +57,8 @@ enum Command {
     SimEncoder(sim_encoder::SimEncoderArgs),
     /// Key store tools: demo ODA PKI, CA public keys.
     Keys(keys::KeysArgs),
+    /// Model 2 tools for testers: seal a DGI file as an issuer would (`model2 pack`).
+    Model2(model2::Model2Args),
 }
 
 /// Outcome classes mapped to exit codes.
@@ -112,11 +115,12 @@ fn run(cli: Cli) -> Exit {
         Some(Command::Encode(args)) => encode::run(&args),
         Some(Command::SimEncoder(args)) => sim_encoder::run(&args),
         Some(Command::Keys(args)) => keys::run(&args),
+        Some(Command::Model2(args)) => model2::run(&args),
     }
 }
 
 /// Prints an input error and returns [`Exit::Unreadable`].
-fn unreadable(what: impl std::fmt::Display) -> Exit {
+pub(crate) fn unreadable(what: impl std::fmt::Display) -> Exit {
     eprintln!("error: {what}");
     Exit::Unreadable
 }

@@ -1,18 +1,18 @@
-//! Loads the product catalog from `profiles/products/*.toml`.
+//! Loads the product catalog from `profiles/products/*.toml` and the chip profiles from
+//! `profiles/chip/*.toml`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::domain::finding::Finding;
 use crate::domain::product::{Catalog, Product};
 
-/// Reads every `*.toml` under `<profiles>/products`, in file name order.
-pub fn load_products(profiles: &Path) -> Result<Catalog, Finding> {
-    let dir = profiles.join("products");
+/// The `*.toml` files of a directory in file name order, each with its text.
+fn toml_files(dir: &Path, what: &str) -> Result<Vec<(PathBuf, String)>, Finding> {
     let label = dir.display().to_string();
-    let read = std::fs::read_dir(&dir).map_err(|e| {
+    let read = std::fs::read_dir(dir).map_err(|e| {
         Finding::new(
             &label,
-            format!("cannot read the products directory: {}", e.kind()),
+            format!("cannot read the {what} directory: {}", e.kind()),
         )
     })?;
     let mut paths: Vec<_> = read
@@ -21,13 +21,26 @@ pub fn load_products(profiles: &Path) -> Result<Catalog, Finding> {
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     paths.sort();
-    let mut products = Vec::with_capacity(paths.len());
-    for p in paths {
-        let name = p.display().to_string();
-        let text = std::fs::read_to_string(&p)
-            .map_err(|e| Finding::new(&name, format!("cannot be read: {}", e.kind())))?;
-        products.push(Product::from_toml(&name, &text)?);
-    }
+    paths
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).map_err(|e| {
+                Finding::new(
+                    p.display().to_string(),
+                    format!("cannot be read: {}", e.kind()),
+                )
+            })?;
+            Ok((p, text))
+        })
+        .collect()
+}
+
+/// Reads every `*.toml` under `<profiles>/products`, in file name order.
+pub fn load_products(profiles: &Path) -> Result<Catalog, Finding> {
+    let products = toml_files(&profiles.join("products"), "products")?
+        .iter()
+        .map(|(p, text)| Product::from_toml(&p.display().to_string(), text))
+        .collect::<Result<Vec<_>, _>>()?;
     Catalog::new(products)
 }
 
@@ -39,30 +52,12 @@ pub fn load_chip_profiles(profiles: &Path) -> Result<crate::domain::chip::ChipPr
     if !dir.is_dir() {
         return Ok(ChipProfiles::default());
     }
-    let label = dir.display().to_string();
-    let read = std::fs::read_dir(&dir).map_err(|e| {
-        Finding::new(
-            &label,
-            format!("cannot read the chip profile directory: {}", e.kind()),
-        )
-    })?;
-    let mut paths: Vec<_> = read
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    paths.sort();
-    let mut out = Vec::with_capacity(paths.len());
-    for p in paths {
-        let name = p.display().to_string();
-        let stem = p
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default()
-            .to_string();
-        let text = std::fs::read_to_string(&p)
-            .map_err(|e| Finding::new(&name, format!("cannot be read: {}", e.kind())))?;
-        out.push(ChipProfile::from_toml(&name, &stem, &text)?);
-    }
+    let out = toml_files(&dir, "chip profile")?
+        .iter()
+        .map(|(p, text)| {
+            let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+            ChipProfile::from_toml(&p.display().to_string(), stem, text)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     ChipProfiles::new(out)
 }

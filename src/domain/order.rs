@@ -11,7 +11,7 @@ use super::fields::{
     Cvv, EncodedName, EncryptedPinBlock, LUHN_RULE, Pan, PinBlockFormat, Psn, Pvv, Yymm,
 };
 use super::finding::Finding;
-use super::track::{Track, TrackNo};
+use super::track::{Track, TrackNo, Tracks};
 
 /// The order's PIN: an encrypted block and the key it is under. Never a clear PIN.
 #[derive(Debug, Clone)]
@@ -73,26 +73,7 @@ pub struct PaymentApplication {
 }
 
 /// `trackData`: tracks the issuer supplies, used as-is after validation.
-#[derive(Debug, Clone, Default)]
-pub struct TrackOverrides {
-    /// Track 1.
-    pub track1: Option<Track>,
-    /// Track 2.
-    pub track2: Option<Track>,
-    /// Track 3.
-    pub track3: Option<Track>,
-}
-
-impl TrackOverrides {
-    /// The given track with this number, if any.
-    pub fn get(&self, no: TrackNo) -> Option<&Track> {
-        match no {
-            TrackNo::T1 => self.track1.as_ref(),
-            TrackNo::T2 => self.track2.as_ref(),
-            TrackNo::T3 => self.track3.as_ref(),
-        }
-    }
-}
+pub type TrackOverrides = Tracks;
 
 /// A validated order. Sensitive fields mask themselves in `Debug`.
 #[derive(Debug, Clone)]

@@ -11,29 +11,8 @@ use super::finding::Finding;
 use super::keystore::{KeyInfo, KeyRef, KeyStore, KeyUsage, PinBlockRef};
 use super::order::Order;
 use super::product::Product;
+pub use super::track::Tracks;
 use super::track::{self, BuildError, Injected, Track, TrackNo};
-
-/// The three tracks of a card; track 3 only when the order or product has one.
-#[derive(Debug, Clone, Default)]
-pub struct Tracks {
-    /// Track 1.
-    pub track1: Option<Track>,
-    /// Track 2.
-    pub track2: Option<Track>,
-    /// Track 3.
-    pub track3: Option<Track>,
-}
-
-impl Tracks {
-    /// The track with this number, if present.
-    pub fn get(&self, no: TrackNo) -> Option<&Track> {
-        match no {
-            TrackNo::T1 => self.track1.as_ref(),
-            TrackNo::T2 => self.track2.as_ref(),
-            TrackNo::T3 => self.track3.as_ref(),
-        }
-    }
-}
 
 /// Everything prepared for one card.
 #[derive(Debug, Clone)]

@@ -310,6 +310,28 @@ fn check_frame(no: TrackNo, text: &str) -> Result<(), TrackError> {
     Ok(())
 }
 
+/// The three tracks of a card (prepared, or given in an order); track 3 only when there is one.
+#[derive(Debug, Clone, Default)]
+pub struct Tracks {
+    /// Track 1.
+    pub track1: Option<Track>,
+    /// Track 2.
+    pub track2: Option<Track>,
+    /// Track 3.
+    pub track3: Option<Track>,
+}
+
+impl Tracks {
+    /// The track with this number, if present.
+    pub fn get(&self, no: TrackNo) -> Option<&Track> {
+        match no {
+            TrackNo::T1 => self.track1.as_ref(),
+            TrackNo::T2 => self.track2.as_ref(),
+            TrackNo::T3 => self.track3.as_ref(),
+        }
+    }
+}
+
 /// The secret values a pattern may inject; `None` where the pattern does not need it.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Injected<'a> {

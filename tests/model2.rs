@@ -188,67 +188,136 @@ fn flip_hex(v: &Value, byte: usize) -> Value {
     hex::encode_upper(b).into()
 }
 
-fn expect_err(d: &Demo, order: &Value, what: &str) -> Model2Error {
+/// Imports and expects a rejection; asserts the message and the finding carry no clear data:
+/// no PAN, no KEK or MAC key, no byte of the clear DGI stream (checked as 8-byte hex windows).
+fn rejected(d: &Demo, order: &Value, what: &str) -> Model2Error {
     let e = d.import(order).expect_err(what);
-    let text = format!("{} {e:?}", e.finding());
-    assert!(
-        !text.contains("5413330089012345"),
-        "{what}: error shows the PAN"
-    );
+    let text = format!("{} {e} {e:?}", e.finding()).to_uppercase();
+    let parsed = d.parse(order);
+    let mut secrets = vec![
+        parsed.pan.reveal().to_string(),
+        AES_KEK_1.to_string(),
+        hex::encode_upper(MAC_KEY),
+    ];
+    let chip = d.model1(&d.parse(&d.order_json("DEMO-MC-0001")));
+    let mut plain = Vec::new();
+    dgi::encode_stream(&dgis_of(&chip), &mut plain);
+    secrets.extend(plain.windows(8).step_by(8).map(hex::encode_upper));
+    for s in &secrets {
+        assert!(
+            !text.contains(s.as_str()),
+            "{what}: the error shows clear data"
+        );
+    }
     e
 }
 
+/// The MC demo order with its Model 1 data sealed under the AES KEK, with one envelope field set.
+fn envelope_with(d: &Demo, field: &str, value: impl FnOnce(&Value) -> Value) -> Value {
+    let (order, _, tlv) = packed(d, "DEMO-MC-0001", 1);
+    let mut t = tlv.clone();
+    t[field] = value(&tlv[field]);
+    with_tlv(order, t)
+}
+
 #[test]
-fn envelope_rejections() {
+fn rejects_a_bit_flipped_in_tlv_data() {
     let d = demo();
-    let (order, _, tlv) = packed(&d, "DEMO-MC-0001", 1);
-    let set = |field: &str, v: Value| {
-        let mut t = tlv.clone();
-        t[field] = v;
-        with_tlv(order.clone(), t)
-    };
-    for (field, byte) in [("tlvData", 0), ("mac", 7), ("macKey", 3)] {
-        let e = expect_err(&d, &set(field, flip_hex(&tlv[field], byte)), field);
-        assert_eq!(
-            e,
-            Model2Error::Envelope(EnvelopeError::MacMismatch),
-            "{field}"
-        );
-        assert!(e.finding().to_string().contains("mac: verification failed"));
-    }
+    let e = rejected(
+        &d,
+        &envelope_with(&d, "tlvData", |v| flip_hex(v, 0)),
+        "tlvData",
+    );
+    assert_eq!(e, Model2Error::Envelope(EnvelopeError::MacMismatch));
+    assert!(e.finding().to_string().contains("mac: verification failed"));
+}
+
+#[test]
+fn rejects_a_bit_flipped_in_mac() {
+    let d = demo();
+    let e = rejected(&d, &envelope_with(&d, "mac", |v| flip_hex(v, 7)), "mac");
+    assert_eq!(e, Model2Error::Envelope(EnvelopeError::MacMismatch));
+}
+
+#[test]
+fn rejects_a_bit_flipped_in_mac_key() {
+    let d = demo();
+    let e = rejected(
+        &d,
+        &envelope_with(&d, "macKey", |v| flip_hex(v, 3)),
+        "macKey",
+    );
+    assert_eq!(e, Model2Error::Envelope(EnvelopeError::MacMismatch));
+}
+
+#[test]
+fn rejects_a_wrong_kek_id() {
     // Another existing KEK (TDES #2 instead of AES #1): the data does not open.
-    let e = expect_err(&d, &set("kekId", 2.into()), "wrong kek");
+    let d = demo();
+    let e = rejected(&d, &envelope_with(&d, "kekId", |_| 2.into()), "wrong kek");
     assert!(matches!(e, Model2Error::Envelope(_)), "{e:?}");
-    let e = expect_err(&d, &set("kekId", 99.into()), "unknown kek");
+}
+
+#[test]
+fn rejects_an_unknown_kek_id() {
+    let d = demo();
+    let e = rejected(
+        &d,
+        &envelope_with(&d, "kekId", |_| 99.into()),
+        "unknown kek",
+    );
     assert_eq!(
         e,
         Model2Error::Key(KeyError::NotFound(KeyRef::new(KeyUsage::Kek, 99)))
     );
     assert_eq!(e.finding().path, "encryptedData.tlvData.kekId");
-    let ct = tlv["tlvData"].as_str().expect("hex");
-    let e = expect_err(&d, &set("tlvData", ct[..ct.len() - 6].into()), "truncated");
+}
+
+#[test]
+fn rejects_a_truncated_ciphertext() {
+    let d = demo();
+    let order = envelope_with(&d, "tlvData", |v| {
+        let s = v.as_str().expect("hex");
+        s[..s.len() - 6].into()
+    });
+    let e = rejected(&d, &order, "truncated");
     assert!(matches!(
         e,
         Model2Error::Envelope(EnvelopeError::CiphertextLength { .. })
     ));
-    let len = tlv["tlvDataLength"].as_u64().expect("len");
-    let e = expect_err(&d, &set("tlvDataLength", (len + 1).into()), "tlvDataLength");
+}
+
+#[test]
+fn rejects_tlv_data_length_off_by_one() {
+    let d = demo();
+    let order = envelope_with(&d, "tlvDataLength", |v| (v.as_u64().expect("n") + 1).into());
+    let e = rejected(&d, &order, "tlvDataLength");
     assert!(matches!(e, Model2Error::TlvDataLength { .. }));
     assert_eq!(e.finding().path, "encryptedData.tlvData.tlvDataLength");
-    let sum = tlv["appletDataLength"].as_u64().expect("sum");
-    let e = expect_err(
-        &d,
-        &set("appletDataLength", (sum - 1).into()),
-        "appletDataLength",
-    );
+}
+
+#[test]
+fn rejects_a_wrong_applet_data_length() {
+    let d = demo();
+    let order = envelope_with(&d, "appletDataLength", |v| {
+        (v.as_u64().expect("n") - 1).into()
+    });
+    let e = rejected(&d, &order, "appletDataLength");
     assert!(matches!(e, Model2Error::AppletDataLength { .. }));
-    let e = expect_err(&d, &set("appletAid", "A0000000031010".into()), "aid");
+    assert_eq!(e.finding().path, "encryptedData.tlvData.appletDataLength");
+}
+
+#[test]
+fn rejects_a_wrong_aid() {
+    let d = demo();
+    let order = envelope_with(&d, "appletAid", |_| "A0000000031010".into());
+    let e = rejected(&d, &order, "aid");
     assert!(matches!(e, Model2Error::Aid { .. }));
     assert_eq!(e.finding().path, "encryptedData.tlvData.appletAid");
 }
 
 #[test]
-fn bad_padding_is_a_rejection_not_a_guess() {
+fn rejects_bad_padding_rather_than_guessing() {
     let d = demo();
     let (order, chip, tlv) = packed(&d, "DEMO-MC-0001", 1);
     let mut plain = Vec::new();
@@ -262,102 +331,127 @@ fn bad_padding_is_a_rejection_not_a_guess() {
     crypto::aes_cbc_encrypt(&kek, &[0; 16], &mut plain).expect("encrypt");
     let mut t = tlv.clone();
     t["tlvData"] = hex::encode_upper(&plain).into();
-    let e = expect_err(&d, &with_tlv(order, t), "padding");
+    let e = rejected(&d, &with_tlv(order, t), "padding");
     assert_eq!(e, Model2Error::Envelope(EnvelopeError::Padding));
 }
 
-/// Re-seals a modified DGI set for the order and imports it.
-fn reseal(d: &Demo, id: &str, edit: impl FnOnce(&mut Vec<Dgi>)) -> Result<ChipData, Model2Error> {
-    let json = d.order_json(id);
+/// Re-seals a modified DGI set for the MC demo order and imports it.
+fn resealed(d: &Demo, what: &str, edit: impl FnOnce(&mut Vec<Dgi>)) -> Model2Error {
+    let json = d.order_json("DEMO-MC-0001");
     let order = d.parse(&json);
     let mut dgis = dgis_of(&d.model1(&order));
     edit(&mut dgis);
     let tlv = d.seal(&order, &dgis, 1);
-    d.import(&with_tlv(json, tlv))
+    rejected(d, &with_tlv(json, tlv), what)
+}
+
+fn mc_profile(d: &Demo) -> &persodesk::domain::chip::ChipProfile {
+    d.profile_of(&d.parse(&d.order_json("DEMO-MC-0001")))
 }
 
 #[test]
-fn content_rejections_name_the_dgi_or_tag() {
+fn rejects_a_missing_required_dgi() {
     let d = demo();
-    let id = "DEMO-MC-0001";
-    let order = d.parse(&d.order_json(id));
-    let profile = d.profile_of(&order);
-    let required = profile.required_dgis().next().expect("a required DGI");
-
-    let e = reseal(&d, id, |v| v.retain(|x| x.id() != required)).expect_err("missing");
+    let required = mc_profile(&d)
+        .required_dgis()
+        .next()
+        .expect("a required DGI");
+    let e = resealed(&d, "missing", |v| v.retain(|x| x.id() != required));
     assert!(
         matches!(e, Model2Error::Missing { dgi, .. } if dgi == required),
         "{e:?}"
     );
+    assert!(e.to_string().contains(&format!("DGI {required:04X}")));
+}
 
-    let e =
-        reseal(&d, id, |v| v.push(Dgi::new(0x7FF0, vec![0]).expect("dgi"))).expect_err("reserved");
+#[test]
+fn rejects_a_reserved_dgi() {
+    let d = demo();
+    let e = resealed(&d, "reserved", |v| {
+        v.push(Dgi::new(0x7FF0, vec![0]).expect("dgi"))
+    });
     assert_eq!(e, Model2Error::Reserved(0x7FF0));
     assert!(e.to_string().contains("DGI 7FF0"));
+}
 
-    let e = reseal(&d, id, |v| {
+#[test]
+fn rejects_an_undeclared_dgi() {
+    let d = demo();
+    let e = resealed(&d, "undeclared", |v| {
         v.push(Dgi::new(0x0E07, vec![0x70, 0x00]).expect("dgi"))
-    })
-    .expect_err("undeclared");
+    });
     assert!(
         matches!(e, Model2Error::Undeclared { dgi: 0x0E07, .. }),
         "{e:?}"
     );
+}
 
-    // A record whose template 70 is cut short.
-    let rec = profile.records().next().expect("a record").id;
-    let e = reseal(&d, id, |v| {
+#[test]
+fn rejects_a_record_dgi_with_broken_tlv() {
+    let d = demo();
+    let rec = mc_profile(&d).records().next().expect("a record").id;
+    let e = resealed(&d, "broken TLV", |v| {
         if let Some(x) = v.iter_mut().find(|x| x.id() == rec) {
+            // Template 70 says 5 bytes, a 5A says 8, and the data ends.
             *x = Dgi::new(rec, vec![0x70, 0x05, 0x5A, 0x08]).expect("dgi");
         }
-    })
-    .expect_err("broken TLV");
+    });
     assert!(matches!(e, Model2Error::Record(_)), "{e:?}");
     assert!(e.to_string().contains(&format!("{rec:04X}")));
+}
 
-    // A key check value that does not match the key.
-    let e = reseal(&d, id, |v| {
+#[test]
+fn rejects_a_kcv_mismatch() {
+    let d = demo();
+    let e = resealed(&d, "kcv", |v| {
         if let Some(x) = v.iter_mut().find(|x| x.id() == 0x9000) {
             let mut kcv = x.value().to_vec();
             kcv[4] ^= 0xFF;
             *x = Dgi::new(0x9000, kcv).expect("dgi");
         }
-    })
-    .expect_err("kcv");
+    });
     assert_eq!(e, Model2Error::Kcv { which: "MK-SMI" });
 }
 
-#[test]
-fn data_that_disagrees_with_the_order_is_rejected() {
+fn visa_order_with(edit: impl FnOnce(&mut Value)) -> (Demo, Value) {
     let d = demo();
-    let (order, _, _) = packed(&d, "DEMO-VISA-0001", 1);
-    // PAN: another valid PAN for the same data.
+    let (mut order, _, _) = packed(&d, "DEMO-VISA-0001", 1);
+    edit(&mut order);
+    (d, order)
+}
+
+#[test]
+fn rejects_a_pan_mismatch() {
     // The PIN block is bound to the PAN, so the tracks take a given PVV here.
-    let mut o = order.clone();
-    o["encryptedData"]["pan"] = "4111111111111111".into();
-    o["encryptedData"]["pvv"] = "1234".into();
-    o["encryptedData"]
-        .as_object_mut()
-        .expect("object")
-        .remove("pin");
-    let e = expect_err(&d, &o, "pan");
+    let (d, order) = visa_order_with(|o| {
+        o["encryptedData"]["pan"] = "4111111111111111".into();
+        o["encryptedData"]["pvv"] = "1234".into();
+        o["encryptedData"]
+            .as_object_mut()
+            .expect("object")
+            .remove("pin");
+    });
+    let e = rejected(&d, &order, "pan");
     assert!(
         matches!(&e, Model2Error::Inconsistent { rule, .. } if rule.contains("PAN does not match")),
         "{e:?}"
     );
-    assert!(!e.to_string().contains("4111111111111111"));
-    // Expiry.
-    let mut o = order.clone();
-    o["encryptedData"]["exp"] = "3001".into();
-    let e = expect_err(&d, &o, "exp");
+}
+
+#[test]
+fn rejects_an_expiry_mismatch() {
+    let (d, order) = visa_order_with(|o| o["encryptedData"]["exp"] = "3001".into());
+    let e = rejected(&d, &order, "exp");
     assert!(
         matches!(&e, Model2Error::Inconsistent { rule, .. } if rule.contains("expiry does not match")),
         "{e:?}"
     );
-    // PAN sequence number.
-    let mut o = order.clone();
-    o["encryptedData"]["panSequenceNumber"] = "07".into();
-    let e = expect_err(&d, &o, "psn");
+}
+
+#[test]
+fn rejects_a_psn_mismatch() {
+    let (d, order) = visa_order_with(|o| o["encryptedData"]["panSequenceNumber"] = "07".into());
+    let e = rejected(&d, &order, "psn");
     assert!(
         matches!(&e, Model2Error::Inconsistent { rule, .. } if rule.contains("sequence number")),
         "{e:?}"

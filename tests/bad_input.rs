@@ -396,6 +396,18 @@ fn malformed_products_name_file_key_and_rule() {
             "p.toml",
             "not valid TOML",
         ),
+        (
+            "service_code = \"201\"",
+            "service_code = \"201\"\nmodels = [3]",
+            "p.toml: models",
+            "distinct 1 and 2",
+        ),
+        (
+            "service_code = \"201\"",
+            "service_code = \"201\"\nmodels = []",
+            "p.toml: models",
+            "at least one model",
+        ),
     ];
     for (from, to, path, rule) in cases {
         let text = PRODUCT.replace(from, to);

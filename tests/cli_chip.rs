@@ -237,3 +237,49 @@ fn model2_demo_orders_and_the_packer() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("kek #9"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_product_may_allow_only_one_model() {
+    // A copy of the profiles where the Visa credit product allows Model 1 only.
+    let dir = std::env::temp_dir().join(format!("persodesk-models-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for sub in ["products", "chip"] {
+        std::fs::create_dir_all(dir.join(sub)).expect("dir");
+        for f in std::fs::read_dir(root().join("profiles").join(sub)).expect("read") {
+            let f = f.expect("entry").path();
+            let name = f.file_name().expect("name");
+            std::fs::copy(&f, dir.join(sub).join(name)).expect("copy");
+        }
+    }
+    let p = dir.join("products/demo_visa_credit.toml");
+    let text = std::fs::read_to_string(&p).expect("product");
+    std::fs::write(&p, format!("models = [1]\n{text}")).expect("write");
+    let profiles = dir.to_str().expect("utf8");
+    let o = persodesk(&[
+        "prepare",
+        "assets/demo/orders-model2.json",
+        "--order",
+        "DEMO-VISA-0001-M2",
+        "--profiles",
+        profiles,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .contains("product DEMO_VISA_CREDIT does not allow chip Model 2"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let o = persodesk(&[
+        "prepare",
+        "assets/demo/orders.json",
+        "--order",
+        "DEMO-VISA-0001",
+        "--model",
+        "1",
+        "--profiles",
+        profiles,
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -344,6 +344,20 @@ pub fn run(args: &PrepareArgs) -> Exit {
             Model::Auto if product.chip_profile.is_some() => Some(1),
             Model::Auto => None,
         };
+        if let Some(m) = wants
+            && !product.allows_model(m)
+        {
+            let f = Finding::new(
+                format!("{}: models", product.source),
+                format!(
+                    "product {} does not allow chip Model {m} (order {})",
+                    product.card_product_id, entry.id
+                ),
+            );
+            print_errors(args.json, &entry.id, product_id, &[f]);
+            exit = Exit::Invalid;
+            continue;
+        }
         let result = match wants {
             None => prepare(order, product, &keys),
             Some(m) => match product.chip_profile.as_deref() {

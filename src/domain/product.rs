@@ -120,6 +120,16 @@ pub struct Product {
     pub random_pin: bool,
     /// Digits of a generated PIN (4-12, default 4).
     pub random_pin_digits: u8,
+    /// Chip data models the product allows (`models = [1, 2]`, the default; `[1]` or `[2]` to
+    /// allow only one).
+    pub models: Vec<u8>,
+}
+
+impl Product {
+    /// True when the product allows chip data model `model` (1 or 2).
+    pub fn allows_model(&self, model: u8) -> bool {
+        self.models.contains(&model)
+    }
 }
 
 /// Parses `[config.NAME]` tables of `"TAG" = "HEX"` entries.
@@ -158,7 +168,8 @@ fn parse_configs(
     Ok(out)
 }
 
-const KNOWN_KEYS: [&str; 11] = [
+const KNOWN_KEYS: [&str; 12] = [
+    "models",
     "config",
     "random_pin",
     "random_pin_digits",
@@ -257,7 +268,27 @@ impl Product {
             Some(toml::Value::Integer(i)) if (4..=12).contains(i) => *i as u8,
             Some(_) => return Err(f.err("random_pin_digits", "must be 4 to 12")),
         };
+        let models = match table.get("models") {
+            None => vec![1, 2],
+            Some(toml::Value::Array(a)) => {
+                let mut m = Vec::with_capacity(a.len());
+                for v in a {
+                    match v {
+                        toml::Value::Integer(i @ (1 | 2)) if !m.contains(&(*i as u8)) => {
+                            m.push(*i as u8);
+                        }
+                        _ => return Err(f.err("models", "must be a list of distinct 1 and 2")),
+                    }
+                }
+                if m.is_empty() {
+                    return Err(f.err("models", "must allow at least one model"));
+                }
+                m
+            }
+            Some(_) => return Err(f.err("models", "must be a list such as [1, 2]")),
+        };
         Ok(Self {
+            models,
             configs,
             random_pin,
             random_pin_digits,

@@ -69,18 +69,8 @@ fn today() -> PrepDate {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    // Civil from days (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let yy = u8::try_from(y.rem_euclid(100)).unwrap_or(0);
+    let (y, m, d) = super::records::civil_from_days(secs / 86_400);
+    let yy = u8::try_from(y % 100).unwrap_or(0);
     PrepDate::new(
         yy,
         u8::try_from(m).unwrap_or(1),

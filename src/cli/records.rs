@@ -114,7 +114,7 @@ pub fn rfc3339(unix_secs: u64) -> String {
 }
 
 /// Days since 1970-01-01 to (year, month, day): H. Hinnant's `civil_from_days`, for days >= 0.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
+pub(crate) fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let z = days + 719_468;
     let era = z / 146_097;
     let doe = z - era * 146_097;

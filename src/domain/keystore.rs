@@ -199,3 +199,21 @@ pub trait KeyStore: Send + Sync {
         pin: PinBlockRef<'_>,
     ) -> Result<Pvv, KeyError>;
 }
+
+/// Notes that an operation used `key`, once, with its public information (for the reveal
+/// policy); `path` names the order field that chose the key, for the error.
+pub fn note_key_use(
+    keys: &dyn KeyStore,
+    used: &mut Vec<KeyInfo>,
+    key: KeyRef,
+    path: &str,
+) -> Result<(), super::finding::Finding> {
+    if used.iter().any(|k| k.key == key) {
+        return Ok(());
+    }
+    let info = keys
+        .info(key)
+        .map_err(|e| super::finding::Finding::new(path, e.to_string()))?;
+    used.push(info);
+    Ok(())
+}

@@ -139,15 +139,7 @@ impl Work<'_> {
     }
 
     fn use_key(&mut self, key: KeyRef, path: &str) -> Result<(), Finding> {
-        if self.keys_used.iter().any(|k| k.key == key) {
-            return Ok(());
-        }
-        let info = self
-            .keys
-            .info(key)
-            .map_err(|e| Finding::new(path, e.to_string()))?;
-        self.keys_used.push(info);
-        Ok(())
+        crate::domain::keystore::note_key_use(self.keys, &mut self.keys_used, key, path)
     }
 
     fn set(&mut self, tag: Tag, value: Vec<u8>) {

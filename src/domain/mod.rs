@@ -7,6 +7,7 @@ pub mod chip;
 pub mod chip_model;
 pub mod crypto;
 pub mod cvv;
+pub mod date;
 pub mod decimal;
 pub mod dgi;
 pub mod dgi_text;

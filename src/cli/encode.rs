@@ -14,7 +14,9 @@ use std::time::Duration;
 use clap::Args;
 
 use super::records::{self, EncodeRecord, Outcome, RecordError};
-use super::{DEFAULT_KEYS, DEFAULT_PROFILES, Exit, read_catalog, read_keys, read_orders};
+use super::{
+    DEFAULT_KEYS, DEFAULT_PROFILES, Exit, read_catalog, read_keys, read_orders, select_orders,
+};
 use crate::devices::encoder::{
     DEFAULT_BAUD, Encoder, EncoderError, EncoderEvent, SerialConfig, SerialEncoder,
 };
@@ -159,13 +161,12 @@ pub fn run(args: &EncodeArgs) -> Exit {
         Ok(e) => e,
         Err(e) => return e,
     };
-    let Some(entry) = entries.iter().find(|e| e.id == args.order) else {
-        eprintln!(
-            "error: no order with id {} in {}",
-            args.order,
-            args.file.display()
-        );
-        return Exit::Unreadable;
+    let entry = match select_orders(&entries, Some(&args.order), &args.file) {
+        Ok(selected) => match selected.first() {
+            Some(e) => *e,
+            None => return Exit::Unreadable,
+        },
+        Err(e) => return e,
     };
     let mut record = EncodeRecord {
         at: String::new(),

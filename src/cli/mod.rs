@@ -135,6 +135,25 @@ pub(crate) fn read_orders(file: &Path, catalog: &Catalog) -> Result<Vec<OrderEnt
     Ok(entries)
 }
 
+/// The orders `--order ID` selects (all without it); an id the file lacks is an input error.
+pub(crate) fn select_orders<'a>(
+    entries: &'a [OrderEntry],
+    id: Option<&str>,
+    file: &Path,
+) -> Result<Vec<&'a OrderEntry>, Exit> {
+    let selected: Vec<_> = entries
+        .iter()
+        .filter(|e| id.is_none_or(|id| e.id == id))
+        .collect();
+    match id {
+        Some(id) if selected.is_empty() => Err(unreadable(format!(
+            "no order with id {id} in {}",
+            file.display()
+        ))),
+        _ => Ok(selected),
+    }
+}
+
 pub(crate) fn read_catalog(profiles: &Path) -> Result<Catalog, Exit> {
     let catalog = crate::catalog::load_products(profiles).map_err(unreadable)?;
     tracing::info!(products = catalog.products().len(), "products loaded");

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use clap::Args;
 use serde_json::json;
 
-use super::{DEFAULT_KEYS, DEFAULT_PROFILES, Exit, read_catalog, read_keys, read_orders};
+use super::{
+    DEFAULT_KEYS, DEFAULT_PROFILES, Exit, read_catalog, read_keys, read_orders, select_orders,
+};
 use crate::domain::chip::ChipData;
 use crate::domain::chip::model1::{self, PrepDate};
 use crate::domain::chip::preview::{TlvNode, preview};
@@ -69,8 +71,8 @@ fn today() -> PrepDate {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let (y, m, d) = super::records::civil_from_days(secs / 86_400);
-    let yy = u8::try_from(y % 100).unwrap_or(0);
+    let (y, m, d) = crate::domain::date::civil_from_days(i64::try_from(secs / 86_400).unwrap_or(0));
+    let yy = u8::try_from(y.rem_euclid(100)).unwrap_or(0);
     PrepDate::new(
         yy,
         u8::try_from(m).unwrap_or(1),
@@ -280,16 +282,10 @@ pub fn run(args: &PrepareArgs) -> Exit {
         Ok(e) => e,
         Err(e) => return e,
     };
-    let selected: Vec<_> = entries
-        .iter()
-        .filter(|e| args.order.as_ref().is_none_or(|id| &e.id == id))
-        .collect();
-    if let Some(id) = &args.order
-        && selected.is_empty()
-    {
-        eprintln!("error: no order with id {id} in {}", args.file.display());
-        return Exit::Unreadable;
-    }
+    let selected = match select_orders(&entries, args.order.as_deref(), &args.file) {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
     // ICC key pairs for DDA/CDA profiles come from a pool filled in the background.
     let specs: Vec<_> = chip_profiles
         .profiles()

@@ -6,6 +6,7 @@
 //! - [`devices`]: adapters to real devices (magnetic stripe encoder, ...).
 //! - [`sim`]: simulated devices for tests and demos.
 //! - [`perso`]: personalizing a card over a transport, with a masked transcript.
+//! - [`verify`]: read-back verification of a personalized card.
 //! - [`cli`]: the command line.
 //! - [`gui`]: the desktop workstation (eframe).
 //! - [`store`]: statuses, approvals and the audit trail (SQLite).
@@ -19,3 +20,4 @@ pub mod keys;
 pub mod perso;
 pub mod sim;
 pub mod store;
+pub mod verify;

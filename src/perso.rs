@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::devices::transport::{CardTransport, TransportError, exchange};
+use crate::domain::chip::ChipData;
+use crate::domain::chip::channel::ChannelRule;
+use crate::domain::keystore::{KeyError, KeyRef, KeyUsage};
+use crate::keys::SoftwareKeyStore;
 use crate::domain::gp::SecurityLevel;
 use crate::domain::gp::session::{
     Aid, CardKeys, Dgi, PersoPlan, PersoSession, PlanError, Progress, Protocol, SessionError, Step,
@@ -223,12 +227,38 @@ pub fn host_challenge() -> [u8; 8] {
     c
 }
 
+/// The channel options for `chip` over `rule`, the card keys taken from `keys`.
+pub fn channel_options(
+    rule: &ChannelRule,
+    chip: &ChipData,
+    keys: &SoftwareKeyStore,
+) -> Result<ChannelOptions, KeyError> {
+    let card_keys = keys.gp_card_keys(rule.kmc_index, rule.diversification)?;
+    let app = Aid::new(&chip.aid).map_err(|_| KeyError::Rule {
+        key: KeyRef::new(KeyUsage::Kmc, rule.kmc_index),
+        rule: "the chip data's AID is not 5 to 16 bytes".into(),
+    })?;
+    let sd = rule.security_domain.as_deref().and_then(|a| Aid::new(a).ok());
+    Ok(ChannelOptions {
+        target_aid: sd.clone().unwrap_or_else(|| app.clone()),
+        install_for_perso: sd.map(|_| app),
+        protocol: rule.protocol,
+        security_level: rule.security_level,
+        key_version: rule.key_version,
+        keys: card_keys,
+        verify_card_challenge: matches!(rule.protocol, Protocol::Scp03 { i } if i & 0x10 != 0),
+    })
+}
+
+/// The session's DGIs for `chip`, in send order with the profile's flags.
+pub fn session_dgis(chip: &ChipData) -> Vec<Dgi> {
+    chip.dgis
+        .iter()
+        .map(|p| Dgi::new(p.dgi.id(), p.dgi.value().to_vec(), p.encrypt, p.pad))
+        .collect()
+}
+
 /// Personalizes the card behind `transport` with `dgis` (in send order).
-///
-/// SEAM (issue 3, Model 1): once `ChipData { dgis: Vec<PersoDgi { dgi, encrypt, pad }>, aid,
-/// profile, .. }` is merged, `personalize(transport, &chip, keys, ..)` maps each `PersoDgi` to
-/// `Dgi::new(p.dgi.id(), p.dgi.value().to_vec(), p.encrypt, p.pad)`, builds the
-/// [`ChannelOptions`] from the chip profile and calls this function.
 pub fn personalize_dgis(
     transport: &mut dyn CardTransport,
     options: ChannelOptions,

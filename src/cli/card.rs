@@ -6,17 +6,15 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use clap::Args;
-use zeroize::Zeroizing;
 
 use super::{
     DEFAULT_KEYS, DEFAULT_PROFILES, Exit, read_catalog, read_keys, read_orders, unreadable,
 };
 use crate::devices::pcsc::{PcscTransport, ProtocolChoice, list_readers};
-use crate::devices::transport::exchange;
 use crate::domain::emv_keys::MkdOption;
 use crate::domain::keystore::KeyAlgorithm;
 use crate::domain::oda::{CaPublicKey, EmvPublicKey, RsaExponent};
-use crate::domain::readback::{Outcome, ReadBackSession, ReadStep, TerminalData, verify_arqc};
+use crate::domain::readback::Outcome;
 use crate::sim::card::channel::{CardKeySource, CardProtocol, KmcMethod};
 use crate::sim::card::{CardConfig, CardCvn, SavedState, VirtualCard};
 use crate::sim::vpcd::{self, VpcdEvent};
@@ -254,8 +252,15 @@ pub fn read_card(args: &ReadCardArgs) -> Exit {
                 Ok(e) => e,
                 Err(e) => return e,
             };
+            let store = match read_keys(&args.keys) {
+                Ok(s) => s,
+                Err(e) => return e,
+            };
             match entries.into_iter().find(|e| &e.id == id).map(|e| e.outcome) {
-                Some(Ok(order)) => Some(order),
+                Some(Ok(order)) => {
+                    let chip = issuer_chip_data(&order, &catalog, &args.profiles, &store);
+                    Some((order, store, chip))
+                }
                 Some(Err(_)) => return unreadable(format!("order {id} is invalid (see validate)")),
                 None => return unreadable(format!("order {id} is not in {}", file.display())),
             }
@@ -271,77 +276,21 @@ pub fn read_card(args: &ReadCardArgs) -> Exit {
         Ok(t) => t,
         Err(e) => return unreadable(e),
     };
-    let mut un = [0u8; 4];
-    let _ = getrandom::fill(&mut un);
-    let terminal = TerminalData {
-        un,
-        date: [0x25, 0x01, 0x01],
-        amount: [0, 0, 0, 0, 0x01, 0x00],
-        country: [0x08, 0x40],
-    };
-    let candidates = vec![
-        vec![0xA0, 0x00, 0x00, 0x00, 0x03, 0x10, 0x10],
-        vec![0xA0, 0x00, 0x00, 0x00, 0x04, 0x10, 0x10],
-        vec![0xA0, 0x00, 0x00, 0x00, 0x03, 0x20, 0x10],
-        vec![0xA0, 0x00, 0x00, 0x00, 0x04, 0x30, 0x60],
-    ];
-    let (mut session, mut command) = ReadBackSession::start(terminal, ca, candidates);
-    let mut result = loop {
-        let response = match exchange(&mut transport, &command) {
-            Ok(x) => x.response,
-            Err(e) => return fail_exit(&format!("read-back: {e}")),
-        };
-        match session.handle(&response) {
-            ReadStep::Transmit(next) => command = next,
-            ReadStep::Done(r) => break *r,
-        }
-    };
+    let result = crate::verify::read_card(&mut transport, ca, None);
     let _ = transport.disconnect();
-    if let Some(order) = &expected {
-        let pan = result
-            .pan
-            .clone()
-            .unwrap_or_else(|| Zeroizing::new(String::new()));
-        let same = |name: &str, ok: bool| crate::domain::readback::Check {
-            name: name.to_string(),
-            outcome: if ok {
-                Outcome::Pass
-            } else {
-                Outcome::Fail("differs from the order".into())
-            },
-        };
-        result
-            .checks
-            .push(same("order: PAN (5A)", pan.as_str() == order.pan.reveal()));
-        let exp = order.exp.to_string();
-        result.checks.push(same(
-            "order: expiry (5F24)",
-            result.card.expiry.as_deref() == Some(&exp),
-        ));
-        let psn = order.psn.to_string();
-        result.checks.push(same(
-            "order: PSN (5F34)",
-            result.card.psn.as_deref() == Some(&psn),
-        ));
-        let index = order.payment_application.derivation_key_index.unwrap_or(1);
-        let outcome = match (&result.arqc, read_keys(&args.keys)) {
-            (None, _) => Outcome::Skipped("no ARQC".into()),
-            (_, Err(_)) => Outcome::Skipped("key store unreadable".into()),
-            (Some(arqc), Ok(store)) => match (store.test_imk_ac(index), arqc.cvn()) {
-                (Err(e), _) => Outcome::Skipped(e.to_string()),
-                (_, None) => Outcome::Skipped("unknown CVN in 9F10".into()),
-                (Ok(imk), Some(cvn)) => verify_arqc(arqc, &imk, option, cvn, &pan, &psn),
-            },
-        };
-        result.checks.push(crate::domain::readback::Check {
-            name: format!("ARQC (9F26) with imk-ac #{index}"),
-            outcome,
-        });
-    } else {
-        result.checks.push(crate::domain::readback::Check {
+    let mut result = match result {
+        Ok(r) => r,
+        Err(e) => return fail_exit(&format!("read-back: {e}")),
+    };
+    match &expected {
+        Some((order, store, chip)) => {
+            let key = crate::verify::arqc_key(store, order, option);
+            crate::verify::check_against(&mut result, order, chip.as_ref(), key);
+        }
+        None => result.checks.push(crate::domain::readback::Check {
             name: "ARQC (9F26) with the issuer master key".into(),
             outcome: Outcome::Skipped("no --expect order".into()),
-        });
+        }),
     }
     print_report(&result, args.json);
     if result.passed() {
@@ -349,6 +298,31 @@ pub fn read_card(args: &ReadCardArgs) -> Exit {
     } else {
         Exit::Invalid
     }
+}
+
+/// The issuer's Model 2 chip data of `order` (deterministic, so the card's records can be
+/// compared with it). Model 1 data holds fresh ICC keys and a fresh PIN where generated, so it
+/// is compared at personalization time instead (`persodesk personalize`).
+fn issuer_chip_data(
+    order: &crate::domain::order::Order,
+    catalog: &crate::domain::product::Catalog,
+    profiles: &Path,
+    store: &crate::keys::SoftwareKeyStore,
+) -> Option<crate::domain::chip::ChipData> {
+    use crate::domain::chip_model::{ChipModel, ModelChoice, PrepInputs, prepare_card};
+    order.tlv_data.as_ref()?;
+    let product = catalog.get(&order.card_product_id)?;
+    let chip_profiles = crate::catalog::load_chip_profiles(profiles).ok()?;
+    let inputs = PrepInputs {
+        profiles: &chip_profiles,
+        date: super::prepare::today(),
+        keys: store,
+        icc_keys: &crate::keys::pool::InlineKeys,
+        envelope: crate::domain::envelope::EnvelopeSettings::default(),
+    };
+    prepare_card(order, product, ModelChoice::Only(ChipModel::Model2), &inputs)
+        .ok()
+        .and_then(|d| d.chip)
 }
 
 fn fail_exit(msg: &str) -> Exit {

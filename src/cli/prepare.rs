@@ -10,11 +10,12 @@ use super::{
     DEFAULT_KEYS, DEFAULT_PROFILES, Exit, read_catalog, read_keys, read_orders, select_orders,
 };
 use crate::domain::chip::ChipData;
-use crate::domain::chip::model1::{self, PrepDate};
+use crate::domain::chip::model1::PrepDate;
+use crate::domain::chip_model::{ModelChoice, PrepInputs, prepare_card};
 use crate::domain::chip::preview::{TlvNode, preview};
 use crate::domain::envelope::EnvelopeSettings;
 use crate::domain::finding::Finding;
-use crate::domain::prepare::{PersoData, prepare};
+use crate::domain::prepare::PersoData;
 use crate::domain::track::{Track, TrackNo};
 use crate::keys::pool::KeyPools;
 
@@ -47,26 +48,8 @@ pub struct PrepareArgs {
     date: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Model {
-    One,
-    Two,
-    Auto,
-    None,
-}
-
-fn parse_model(s: &str) -> Option<Model> {
-    match s {
-        "1" => Some(Model::One),
-        "2" => Some(Model::Two),
-        "auto" => Some(Model::Auto),
-        "none" => Some(Model::None),
-        _ => None,
-    }
-}
-
 /// Today's date (UTC) from the system clock.
-fn today() -> PrepDate {
+pub(crate) fn today() -> PrepDate {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -81,7 +64,7 @@ fn today() -> PrepDate {
     .unwrap_or(PrepDate { yy, mm: 1, dd: 1 })
 }
 
-fn parse_date(s: &str) -> Option<PrepDate> {
+pub(crate) fn parse_date(s: &str) -> Option<PrepDate> {
     if s.len() != 6 || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -249,7 +232,7 @@ pub fn run(args: &PrepareArgs) -> Exit {
         Ok(c) => c,
         Err(e) => return e,
     };
-    let Some(model) = parse_model(&args.model) else {
+    let Some(model) = ModelChoice::parse(&args.model) else {
         eprintln!("error: --model must be 1, 2, auto or none");
         return Exit::Unreadable;
     };
@@ -263,7 +246,7 @@ pub fn run(args: &PrepareArgs) -> Exit {
             }
         },
     };
-    let chip_profiles = if model == Model::None {
+    let chip_profiles = if model == ModelChoice::StripeOnly {
         crate::domain::chip::ChipProfiles::default()
     } else {
         match crate::catalog::load_chip_profiles(&args.profiles) {
@@ -293,10 +276,17 @@ pub fn run(args: &PrepareArgs) -> Exit {
         .filter(|p| p.oda.method.needs_icc_key())
         .map(|p| (p.oda.icc_key_bits, p.oda.icc_exponent))
         .collect();
-    let pools = if specs.is_empty() || model == Model::None {
+    let pools = if specs.is_empty() || model == ModelChoice::StripeOnly {
         KeyPools::default()
     } else {
         KeyPools::start(&specs, selected.len().clamp(1, 4)).unwrap_or_default()
+    };
+    let inputs = PrepInputs {
+        profiles: &chip_profiles,
+        date,
+        keys: &keys,
+        icc_keys: &pools,
+        envelope: EnvelopeSettings::default(),
     };
     let mut exit = Exit::Ok;
     for entry in selected {
@@ -322,55 +312,7 @@ pub fn run(args: &PrepareArgs) -> Exit {
             exit = Exit::Invalid;
             continue;
         };
-        let wants = match model {
-            Model::None => None,
-            Model::Two => Some(2),
-            Model::One => Some(1),
-            Model::Auto if order.tlv_data.is_some() => Some(2),
-            Model::Auto if product.chip_profile.is_some() => Some(1),
-            Model::Auto => None,
-        };
-        if let Some(m) = wants
-            && !product.allows_model(m)
-        {
-            let f = Finding::new(
-                format!("{}: models", product.source),
-                format!(
-                    "product {} does not allow chip Model {m} (order {})",
-                    product.card_product_id, entry.id
-                ),
-            );
-            print_errors(args.json, &entry.id, product_id, &[f]);
-            exit = Exit::Invalid;
-            continue;
-        }
-        let result = match wants {
-            None => prepare(order, product, &keys),
-            Some(m) => match product.chip_profile.as_deref() {
-                None => Err(vec![Finding::new(
-                    format!("{}: chip_profile", product.source),
-                    "Model 1 needs a chip profile in the product",
-                )]),
-                Some(name) => match chip_profiles.get(name) {
-                    None => Err(vec![Finding::new(
-                        format!("{}: chip_profile", product.source),
-                        format!(
-                            "chip profile {name} is not in {}",
-                            args.profiles.join("chip").display()
-                        ),
-                    )]),
-                    Some(profile) if m == 2 => crate::domain::chip::model2::prepare(
-                        order,
-                        product,
-                        profile,
-                        &keys,
-                        &keys,
-                        EnvelopeSettings::default(),
-                    ),
-                    Some(profile) => model1::prepare(order, product, profile, date, &keys, &pools),
-                },
-            },
-        };
+        let result = prepare_card(order, product, model, &inputs);
         match result {
             Ok(data) => {
                 let non_test = data.non_test_keys();

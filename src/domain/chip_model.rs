@@ -9,7 +9,13 @@
 
 use std::fmt;
 
+use super::chip::keys::{ChipKeys, IccKeySource};
+use super::chip::model1::PrepDate;
+use super::chip::{ChipProfile, ChipProfiles};
+use super::envelope::{EnvelopeKeys, EnvelopeSettings};
+use super::finding::Finding;
 use super::order::Order;
+use super::prepare::PersoData;
 use super::product::Product;
 
 /// A chip data model.
@@ -50,8 +56,8 @@ impl AllowedModels {
     /// What `order` with `product` allows.
     pub fn of(order: &Order, product: &Product) -> Self {
         AllowedModels {
-            model1: product.chip_profile.is_some(),
-            model2: order.tlv_data.is_some(),
+            model1: product.chip_profile.is_some() && product.allows_model(1),
+            model2: order.tlv_data.is_some() && product.allows_model(2),
         }
     }
 
@@ -73,5 +79,120 @@ impl AllowedModels {
         } else {
             None
         }
+    }
+}
+
+/// What the operator (or the command line) asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ModelChoice {
+    /// The default of [`AllowedModels::default_choice`].
+    #[default]
+    Auto,
+    /// This model, refused when the order or product does not allow it.
+    Only(ChipModel),
+    /// Tracks only, no chip data.
+    StripeOnly,
+}
+
+impl ModelChoice {
+    /// Parses `1`, `2`, `auto` or `none` (the command line's spelling).
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "1" => Self::Only(ChipModel::Model1),
+            "2" => Self::Only(ChipModel::Model2),
+            "auto" => Self::Auto,
+            "none" => Self::StripeOnly,
+            _ => return None,
+        })
+    }
+}
+
+/// The keys a whole card's preparation may use: tracks, Model 1 chip keys, Model 2 KEKs.
+pub trait CardKeys: ChipKeys + EnvelopeKeys {}
+
+impl<T: ChipKeys + EnvelopeKeys + ?Sized> CardKeys for T {}
+
+/// Everything [`prepare_card`] reads besides the order.
+pub struct PrepInputs<'a> {
+    /// The chip profiles products name.
+    pub profiles: &'a ChipProfiles,
+    /// Model 1's date (5F25 when the order has no effective date).
+    pub date: PrepDate,
+    /// The key store.
+    pub keys: &'a dyn CardKeys,
+    /// ICC key pairs for DDA/CDA profiles.
+    pub icc_keys: &'a dyn IccKeySource,
+    /// Model 2 envelope conventions.
+    pub envelope: EnvelopeSettings,
+}
+
+/// The chip profile `product` names, or a finding naming the product file.
+pub fn profile_of<'p>(
+    product: &Product,
+    profiles: &'p ChipProfiles,
+) -> Result<&'p ChipProfile, Finding> {
+    let name = product.chip_profile.as_deref().ok_or_else(|| {
+        Finding::new(
+            format!("{}: chip_profile", product.source),
+            "chip data needs a chip profile in the product",
+        )
+    })?;
+    profiles.get(name).ok_or_else(|| {
+        Finding::new(
+            format!("{}: chip_profile", product.source),
+            format!("chip profile {name} is not loaded (profiles/chip/{name}.toml)"),
+        )
+    })
+}
+
+/// Prepares one card: tracks, and chip data by the chosen model. One entry point for the
+/// command line, the workstation and the benchmarks.
+pub fn prepare_card(
+    order: &Order,
+    product: &Product,
+    choice: ModelChoice,
+    inputs: &PrepInputs<'_>,
+) -> Result<PersoData, Vec<Finding>> {
+    let model = match choice {
+        ModelChoice::StripeOnly => None,
+        ModelChoice::Auto => AllowedModels::of(order, product).default_choice(),
+        ModelChoice::Only(m) => {
+            let n = match m {
+                ChipModel::Model1 => 1,
+                ChipModel::Model2 => 2,
+            };
+            if !product.allows_model(n) {
+                return Err(vec![Finding::new(
+                    format!("{}: models", product.source),
+                    format!(
+                        "product {} does not allow chip {m}",
+                        product.card_product_id
+                    ),
+                )]);
+            }
+            Some(m)
+        }
+    };
+    let Some(model) = model else {
+        return super::prepare::prepare(order, product, inputs.keys);
+    };
+    let profile = profile_of(product, inputs.profiles).map_err(|f| vec![f])?;
+    match model {
+        ChipModel::Model1 => super::chip::model1::prepare(
+            order,
+            product,
+            profile,
+            inputs.date,
+            inputs.keys,
+            inputs.icc_keys,
+        ),
+        ChipModel::Model2 => super::chip::model2::prepare(
+            order,
+            product,
+            profile,
+            inputs.keys,
+            inputs.keys,
+            inputs.envelope,
+        ),
     }
 }

@@ -190,8 +190,31 @@ pub struct CardSummary {
     pub pin_tries: Option<u8>,
 }
 
+/// One record read from the card: clear card data, zeroized on drop, never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CardRecord {
+    /// Short file identifier.
+    pub sfi: u8,
+    /// Record number.
+    pub number: u8,
+    /// The record as read (template `70` for SFI 1..10).
+    pub data: Zeroizing<Vec<u8>>,
+}
+
+impl fmt::Debug for CardRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "CardRecord(SFI {} #{}, {} bytes)",
+            self.sfi,
+            self.number,
+            self.data.len()
+        )
+    }
+}
+
 /// The read-back result.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ReadBack {
     /// Every check, in order.
     pub checks: Vec<Check>,
@@ -203,9 +226,76 @@ pub struct ReadBack {
     pub pan: Option<Zeroizing<String>>,
     /// Commands sent.
     pub commands: u32,
+    /// The records the AFL listed, as read.
+    pub records: Vec<CardRecord>,
+}
+
+impl fmt::Debug for ReadBack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadBack")
+            .field("checks", &self.checks)
+            .field("card", &self.card)
+            .field("arqc", &self.arqc.is_some())
+            .field("records", &self.records)
+            .field("commands", &self.commands)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ReadBack {
+    /// Compares every record read with the prepared record DGI of the same SFI and number, and
+    /// checks that each record the card's AFL lists was prepared. Adds one check per record
+    /// (names SFI, record and DGI; never data) and returns how many differ.
+    pub fn compare_records<'a>(
+        &mut self,
+        prepared: impl IntoIterator<Item = &'a crate::domain::dgi::Dgi> + Clone,
+    ) -> usize {
+        let mut failed = 0;
+        let mut checks = Vec::with_capacity(self.records.len());
+        for r in &self.records {
+            let id = u16::from_be_bytes([r.sfi, r.number]);
+            let dgi = prepared.clone().into_iter().find(|d| d.id() == id);
+            let outcome = match dgi {
+                None => Outcome::Fail("not among the prepared DGIs".into()),
+                Some(d) if d.value() == r.data.as_slice() => Outcome::Pass,
+                Some(d) => Outcome::Fail(format!(
+                    "differs from the prepared DGI ({} bytes read, {} prepared)",
+                    r.data.len(),
+                    d.value().len()
+                )),
+            };
+            if matches!(outcome, Outcome::Fail(_)) {
+                failed += 1;
+            }
+            checks.push(Check {
+                name: format!("record SFI {} #{} = DGI {id:04X}", r.sfi, r.number),
+                outcome,
+            });
+        }
+        if self.records.is_empty() {
+            failed += 1;
+            checks.push(Check {
+                name: "records compared with the prepared DGIs".into(),
+                outcome: Outcome::Fail("no record was read".into()),
+            });
+        }
+        self.checks.extend(checks);
+        failed
+    }
+
+    /// Adds a check comparing a value read from the card with the prepared one (`name` says
+    /// which; values never appear in the check).
+    pub fn expect_same(&mut self, name: &str, ok: bool) {
+        self.checks.push(Check {
+            name: name.to_string(),
+            outcome: if ok {
+                Outcome::Pass
+            } else {
+                Outcome::Fail("differs from what was prepared".into())
+            },
+        });
+    }
+
     /// Whether no check failed.
     pub fn passed(&self) -> bool {
         !self
@@ -338,6 +428,7 @@ impl ReadBackSession {
                 arqc: None,
                 pan: None,
                 commands: 1,
+                records: Vec::new(),
             },
         };
         (session, sel(PPSE))
@@ -358,12 +449,22 @@ impl ReadBackSession {
 
     fn done(&mut self) -> ReadStep {
         self.result.card.records = self.records.len();
+        self.result.records = self
+            .records
+            .iter()
+            .map(|(sfi, number, data)| CardRecord {
+                sfi: *sfi,
+                number: *number,
+                data: data.clone(),
+            })
+            .collect();
         let empty = ReadBack {
             checks: Vec::new(),
             card: CardSummary::default(),
             arqc: None,
             pan: None,
             commands: 0,
+            records: Vec::new(),
         };
         ReadStep::Done(Box::new(std::mem::replace(&mut self.result, empty)))
     }

@@ -11,6 +11,7 @@
 //! Both chip models end in [`ChipData`]: DGIs in the profile's send order with their encryption
 //! and padding flags. Previews and the card session do not care which model produced it.
 
+pub mod channel;
 pub mod keys;
 pub mod model1;
 pub mod model2;

@@ -45,6 +45,7 @@
 
 use std::collections::BTreeMap;
 
+use super::channel::ChannelRule;
 use crate::domain::dgi;
 use crate::domain::emv_keys::{Cvn, MkdOption};
 use crate::domain::finding::Finding;
@@ -252,11 +253,13 @@ pub struct ChipProfile {
     pub tags: BTreeMap<Tag, Vec<u8>>,
     /// Tags the product configuration must supply.
     pub config_tags: Vec<Tag>,
+    /// The secure channel its cards are personalized over.
+    pub channel: ChannelRule,
     dgis: Vec<DgiRule>,
     reserved: Vec<(u16, u16)>,
 }
 
-const KNOWN_KEYS: [&str; 17] = [
+const KNOWN_KEYS: [&str; 18] = [
     "name",
     "aid",
     "label",
@@ -274,6 +277,7 @@ const KNOWN_KEYS: [&str; 17] = [
     "dgi",
     "scheme",
     "description",
+    "channel",
 ];
 
 const DGI_KEYS: [&str; 11] = [
@@ -460,6 +464,10 @@ impl ChipProfile {
 
         let oda = parse_oda(&c, &table)?;
         let pin = parse_pin(&c, &table)?;
+        let channel = match c.table(&table, "channel", "channel")? {
+            Some(t) => ChannelRule::from_table(file, t)?,
+            None => ChannelRule::default(),
+        };
         let icvv = match table.get("icvv") {
             None => IcvvPosition::CvvToken,
             Some(toml::Value::String(s)) if s == "cvv" => IcvvPosition::CvvToken,
@@ -577,6 +585,7 @@ impl ChipProfile {
             icvv,
             tags: fixed,
             config_tags,
+            channel,
             dgis,
             reserved,
         };

@@ -250,11 +250,18 @@ pub fn channel_options(
     })
 }
 
-/// The session's DGIs for `chip`, in send order with the profile's flags.
-pub fn session_dgis(chip: &ChipData) -> Vec<Dgi> {
+/// The session's DGIs for `chip`, in send order with the profile's flags. Over SCP03 the DEK is
+/// AES: a sensitive DGI that is not whole 16-byte blocks (the 8-byte PIN block of 8010) is padded
+/// ISO/IEC 9797-1 method 2, which the card removes, as EMV CPS does for AES DEKs.
+pub fn session_dgis(chip: &ChipData, protocol: Protocol) -> Vec<Dgi> {
+    let aes = matches!(protocol, Protocol::Scp03 { .. });
     chip.dgis
         .iter()
-        .map(|p| Dgi::new(p.dgi.id(), p.dgi.value().to_vec(), p.encrypt, p.pad))
+        .map(|p| {
+            let value = p.dgi.value();
+            let pad = p.pad || (p.encrypt && aes && value.len() % 16 != 0);
+            Dgi::new(p.dgi.id(), value.to_vec(), p.encrypt, pad)
+        })
         .collect()
 }
 

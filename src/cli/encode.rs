@@ -57,7 +57,7 @@ pub struct EncodeArgs {
     json: bool,
 }
 
-fn parse_seconds(s: &str) -> Result<Duration, String> {
+pub(super) fn parse_seconds(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
         .parse()
         .map_err(|_| format!("{s:?} is not a number of seconds"))?;
@@ -68,9 +68,9 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
 }
 
 /// A failure with its stable kind, the step where known, the message and the exit code.
-struct Failure {
-    error: RecordError,
-    exit: Exit,
+pub(super) struct Failure {
+    pub(super) error: RecordError,
+    pub(super) exit: Exit,
 }
 
 impl Failure {
@@ -257,22 +257,37 @@ fn prepare_and_encode(
             }
         }
     }
-    // Validated before the port is even opened: refused data never reaches the device.
-    let tracks = track_set(&data).map_err(|e| classify(&EncoderError::InvalidTrack(e)))?;
+    let (tracks, bad_swipes) =
+        write_stripe(&args.encoder, args.baud, args.swipe_timeout, &data)?;
+    record.tracks = tracks;
+    record.bad_swipes = bad_swipes;
+    tracing::debug!(order = %data.order_id, "encoded");
+    Ok(())
+}
 
-    let mut config = SerialConfig::new(args.encoder.clone());
-    config.baud = args.baud;
-    config.swipe_timeout = args.swipe_timeout;
+/// Writes the stripe of `data` with the encoder on `port`, reads it back and compares. Returns
+/// the track numbers written and the bad swipes. The tracks are validated before the port is
+/// even opened: refused data never reaches the device.
+pub(super) fn write_stripe(
+    port: &str,
+    baud: u32,
+    swipe_timeout: Duration,
+    data: &PersoData,
+) -> Result<(Vec<u8>, u32), Failure> {
+    let tracks = track_set(data).map_err(|e| classify(&EncoderError::InvalidTrack(e)))?;
+    let mut config = SerialConfig::new(port.to_string());
+    config.baud = baud;
+    config.swipe_timeout = swipe_timeout;
     let mut encoder = SerialEncoder::open(config)
         .map_err(|e| classify(&e))?
         .with_observer(show_event);
     let outcome = encoder
         .write_and_verify(&tracks)
         .map_err(|e| classify(&e))?;
-    record.tracks = outcome.tracks.iter().map(|t| t.number()).collect();
-    record.bad_swipes = outcome.bad_swipes;
-    tracing::debug!(order = %data.order_id, "encoded");
-    Ok(())
+    Ok((
+        outcome.tracks.iter().map(|t| t.number()).collect(),
+        outcome.bad_swipes,
+    ))
 }
 
 /// Operator-visible progress on stderr (stdout carries the result).

@@ -7,6 +7,7 @@ mod card;
 mod encode;
 mod keys;
 mod model2;
+mod personalize;
 mod prepare;
 pub mod records;
 mod sim_encoder;
@@ -49,6 +50,8 @@ enum Command {
     Readers,
     /// Serve a virtual EMV card to pcscd's vpcd driver (reader "Virtual PCD 00 00").
     SimCard(card::SimCardArgs),
+    /// Personalize one card: chip over a PC/SC reader, read-back verification, then the stripe.
+    Personalize(personalize::PersonalizeArgs),
     /// Read a card as a terminal and verify it (ODA, DDA, ARQC); masked report.
     ReadCard(card::ReadCardArgs),
     /// Write one order's magnetic stripe with an MSR206-family encoder, read it back and compare.
@@ -112,6 +115,7 @@ fn run(cli: Cli) -> Exit {
         Some(Command::Readers) => card::readers(),
         Some(Command::SimCard(args)) => card::sim_card(&args),
         Some(Command::ReadCard(args)) => card::read_card(&args),
+        Some(Command::Personalize(args)) => personalize::run(&args),
         Some(Command::Encode(args)) => encode::run(&args),
         Some(Command::SimEncoder(args)) => sim_encoder::run(&args),
         Some(Command::Keys(args)) => keys::run(&args),

@@ -77,7 +77,7 @@ pub struct EncodeRecord {
 }
 
 /// Appends one record as one line (creating the file and its directory when missing).
-pub fn append(path: &Path, record: &EncodeRecord) -> std::io::Result<()> {
+pub fn append<T: Serialize>(path: &Path, record: &T) -> std::io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }

@@ -218,12 +218,19 @@ fn gpo(app: &mut Application, tx: &mut Transaction, data: &[u8]) -> Vec<u8> {
     if expected != Some(pdol_data.len()) {
         return reply(&[], sw::WRONG_LENGTH);
     }
-    let Some(body) = app.dgis.get(&0x9104) else {
+    // The GPO response: Visa common perso stores it whole in 9104; M/Chip stores the contact
+    // AIP || AFL at fixed positions in A005.
+    let response = if let Some(body) = app.dgis.get(&0x9104) {
+        match body.first() {
+            Some(0x77 | 0x80) => body.to_vec(),
+            _ => tlv(0x77, body),
+        }
+    } else if let Some([a, b, afl @ ..]) = app.dgis.get(&0xA005).map(|v| v.as_slice()) {
+        let mut inner = tlv(0x82, &[*a, *b]);
+        inner.extend_from_slice(&tlv(0x94, afl));
+        tlv(0x77, &inner)
+    } else {
         return reply(&[], sw::CONDITIONS);
-    };
-    let response = match body.first() {
-        Some(0x77 | 0x80) => body.to_vec(),
-        _ => tlv(0x77, body),
     };
     if app.atc == u16::MAX {
         return reply(&[], sw::CONDITIONS);
@@ -315,6 +322,7 @@ fn generate_ac(
         .dgis
         .get(&0x9104)
         .and_then(|v| find_in(v, 0x82))
+        .or_else(|| app.dgis.get(&0xA005).and_then(|v| v.get(..2)).map(<[u8]>::to_vec))
         .unwrap_or_else(|| vec![0, 0]);
     let atc = app.atc.to_be_bytes();
     // The unpredictable number is the last 4 bytes of the CDOL1 data when it follows the

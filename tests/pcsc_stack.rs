@@ -149,8 +149,17 @@ fn write_file(dir: &Path, name: &str, text: &str, cleanup: &mut Cleanup) -> Path
     p
 }
 
-#[test]
-fn personalize_and_read_back_through_pcscd_and_vpcd() {
+/// pcscd with the vpcd readers, held for one test: its processes stop (and the machine-wide lock
+/// is released) when it is dropped.
+struct Stack {
+    cleanup: Cleanup,
+    _lock: File,
+    reader0: String,
+    reader1: String,
+}
+
+/// Starts pcscd, or returns `None` (with a loud message) when pcscd or vpcd is not installed.
+fn start_stack() -> Option<Stack> {
     if !Path::new(PCSCD).exists() || !Path::new(VPCD_DRIVER).exists() {
         eprintln!();
         eprintln!(
@@ -162,15 +171,12 @@ fn personalize_and_read_back_through_pcscd_and_vpcd() {
         eprintln!(
             "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
         );
-        return;
+        return None;
     }
-    // One pcscd per machine: serialize with any other test binary that starts one.
+    // One pcscd per machine: serialize with any other test (binary) that starts one.
     let lock = File::create(std::env::temp_dir().join("persodesk-pcscd.lock")).expect("lock file");
     lock.lock().expect("lock");
     let mut cleanup = Cleanup::default();
-    let dir = std::env::temp_dir();
-    let tag = std::process::id();
-
     let pcscd = Command::new(PCSCD)
         .arg("-f")
         .stdin(Stdio::null())
@@ -189,16 +195,34 @@ fn personalize_and_read_back_through_pcscd_and_vpcd() {
         },
     );
     let readers = list_readers().expect("readers");
-    let reader0 = readers
-        .iter()
-        .find(|n| n.starts_with(READER0))
-        .cloned()
-        .expect("reader 0");
-    let reader1 = readers
-        .iter()
-        .find(|n| n.starts_with(READER1))
-        .cloned()
-        .expect("reader 1");
+    let find = |prefix: &str| {
+        readers
+            .iter()
+            .find(|n| n.starts_with(prefix))
+            .cloned()
+            .unwrap_or_else(|| panic!("reader {prefix}"))
+    };
+    Some(Stack {
+        reader0: find(READER0),
+        reader1: find(READER1),
+        cleanup,
+        _lock: lock,
+    })
+}
+
+#[test]
+fn personalize_and_read_back_through_pcscd_and_vpcd() {
+    let Some(stack) = start_stack() else {
+        return;
+    };
+    let Stack {
+        mut cleanup,
+        _lock,
+        reader0,
+        reader1,
+    } = stack;
+    let dir = std::env::temp_dir();
+    let tag = std::process::id();
 
     // `persodesk readers` sees them.
     let out = Command::new(env!("CARGO_BIN_EXE_persodesk"))
@@ -303,5 +327,413 @@ fn personalize_and_read_back_through_pcscd_and_vpcd() {
     );
     stop.store(true, Ordering::Relaxed);
     bridge.join().expect("bridge").expect("bridge io");
+    drop(cleanup);
+}
+
+/// A child process the test stops before the next card (and on panic, through [`Cleanup`]).
+fn spawn(cleanup: &mut Cleanup, name: &str, cmd: &mut Command) -> usize {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"));
+    cleanup.children.push((name.to_string(), child));
+    cleanup.children.len() - 1
+}
+
+fn stop(cleanup: &mut Cleanup, index: usize) {
+    let (_, mut child) = cleanup.children.remove(index);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The virtual card stock a chip profile's cards are made of, over `scp` (`scp02` or `scp03`):
+/// `sim-card` arguments and the `personalize` override that matches them.
+fn card_stock(profile: &str, scp: &str) -> (Vec<&'static str>, Vec<&'static str>) {
+    let cvn = match profile {
+        "mchip-advance-1.2.3" => "mc-cvn20",
+        "vis-1.5.4-vcps-2.1.3" => "visa-cvn10",
+        _ => "visa-cvn18",
+    };
+    let card = |v: &[&'static str]| {
+        let mut a = v.to_vec();
+        a.extend(["--cvn", cvn]);
+        a
+    };
+    match (scp, profile) {
+        ("scp03", _) => (
+            card(&[
+                "--scp",
+                "scp03",
+                "--i",
+                "70",
+                "--kmc-index",
+                "2",
+                "--diversification",
+                "kdf3",
+            ]),
+            vec!["--scp", "scp03:70", "--kmc-index", "2"],
+        ),
+        (_, "vis-1.5.4-vcps-2.1.3") => (
+            card(&["--scp", "scp02", "--i", "15", "--diversification", "visa2"]),
+            vec!["--scp", "scp02:15", "--kmc-index", "1"],
+        ),
+        _ => (
+            card(&["--scp", "scp02", "--i", "55", "--diversification", "emv"]),
+            vec!["--scp", "scp02:55", "--kmc-index", "1"],
+        ),
+    }
+}
+
+/// The demo orders: (file, order id, chip profile of its product, a clear value that must never
+/// be printed).
+const DEMO: [(&str, &str, &str, &str); 9] = [
+    (
+        "assets/demo/orders.json",
+        "DEMO-MC-0001",
+        "mchip-advance-1.2.3",
+        "5413330089012345",
+    ),
+    (
+        "assets/demo/orders.json",
+        "DEMO-MC-0002",
+        "mchip-advance-1.2.3",
+        "5413330089012345",
+    ),
+    (
+        "assets/demo/orders.json",
+        "DEMO-VISA-0001",
+        "vis-1.6.3-vcps-2.2.4",
+        "4761739001010010",
+    ),
+    (
+        "assets/demo/orders.json",
+        "DEMO-VISA-0002",
+        "vis-1.6.3-vcps-2.2.4",
+        "4761739001010010",
+    ),
+    (
+        "assets/demo/orders.json",
+        "DEMO-VISA-0003",
+        "vis-1.6.3-vcps-2.2.4",
+        "4761739001010010",
+    ),
+    (
+        "assets/demo/orders.json",
+        "DEMO-US-0001",
+        "vis-1.5.4-vcps-2.1.3",
+        "4761739001010010",
+    ),
+    (
+        "assets/demo/orders-model2.json",
+        "DEMO-MC-0001-M2",
+        "mchip-advance-1.2.3",
+        "5413330089012345",
+    ),
+    (
+        "assets/demo/orders-model2.json",
+        "DEMO-VISA-0001-M2",
+        "vis-1.6.3-vcps-2.2.4",
+        "4761739001010010",
+    ),
+    (
+        "assets/demo/orders-model2.json",
+        "DEMO-US-0001-M2",
+        "vis-1.5.4-vcps-2.1.3",
+        "4761739001010010",
+    ),
+];
+
+struct Run {
+    code: Option<i32>,
+    json: serde_json::Value,
+    stdout: String,
+    stderr: String,
+}
+
+fn personalize(data_dir: &Path, reader: &str, file: &str, order: &str, extra: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_persodesk"))
+        .args(["personalize", file, "--order", order, "--reader", reader])
+        .args(["--role", "tester", "--user", "ci", "--json"])
+        .args(extra)
+        .env("PERSODESK_DATA_DIR", data_dir)
+        .env("RUST_LOG", "trace")
+        .output()
+        .expect("persodesk personalize");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    Run {
+        code: out.status.code(),
+        json: serde_json::from_str(stdout.trim()).unwrap_or(serde_json::Value::Null),
+        stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn status_of(data_dir: &Path, order: &str) -> (String, Option<String>) {
+    let store =
+        persodesk::store::Store::open(&data_dir.join(persodesk::store::DB_FILE)).expect("store");
+    let s = store.state(order).expect("state").expect("order in store");
+    (s.status.as_str().to_string(), s.reason)
+}
+
+/// Starts `persodesk sim-encoder` and returns its device path.
+fn start_encoder(cleanup: &mut Cleanup, fail: &str) -> String {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_persodesk"))
+        .args(["sim-encoder", "--swipe-delay-ms", "5", "--fail", fail])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start persodesk sim-encoder");
+    let stdout = child.stdout.take().expect("stdout");
+    cleanup
+        .children
+        .push(("persodesk sim-encoder".into(), child));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        if let Some(Ok(first)) = lines.next() {
+            let _ = tx.send(first);
+        }
+        for _ in lines {}
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("sim-encoder prints its device path");
+    first
+        .strip_prefix("encoder device: ")
+        .expect("device line")
+        .to_string()
+}
+
+/// Every demo order, Model 1 and Model 2, over SCP02 and SCP03, through the real PC/SC stack with
+/// `persodesk personalize` (chip, read-back against the prepared data, ARQC, stripe on the
+/// simulated encoder); then the faults of the card issue, each followed by a retry on a fresh
+/// card. Prints the time per card and the APDU counts.
+#[test]
+fn every_demo_order_personalizes_through_the_cli() {
+    let Some(stack) = start_stack() else {
+        return;
+    };
+    let Stack {
+        mut cleanup,
+        _lock,
+        reader0,
+        ..
+    } = stack;
+    let root = std::env::temp_dir().join(format!("persodesk-cli-stack-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).expect("temp dir");
+    let encoder = start_encoder(&mut cleanup, "none");
+    // A card is pulled out: wait until the reader is empty before the next one goes in.
+    let stop = |cleanup: &mut Cleanup, index: usize| {
+        stop(cleanup, index);
+        wait_for("the reader to be empty", Duration::from_secs(20), || {
+            PcscTransport::connect(&reader0, ProtocolChoice::Any)
+                .is_err()
+                .then_some(())
+        });
+    };
+    let sim = |cleanup: &mut Cleanup, args: &[&str], faults: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_persodesk"));
+        cmd.args(["sim-card", "--vpcd", "127.0.0.1:35963"])
+            .args(args);
+        for f in faults {
+            cmd.args(["--fault", f]);
+        }
+        let i = spawn(cleanup, "persodesk sim-card", &mut cmd);
+        wait_for("the virtual card", Duration::from_secs(20), || {
+            PcscTransport::connect(&reader0, ProtocolChoice::Any).ok()
+        });
+        i
+    };
+
+    println!("card                   model channel   perso APDUs  read-back APDUs  wall ms");
+    let mut cards = 0u32;
+    let mut total = Duration::ZERO;
+    for scp in ["scp02", "scp03"] {
+        let data_dir = root.join(scp);
+        std::fs::create_dir_all(&data_dir).expect("data dir");
+        for (file, order, profile, pan) in DEMO {
+            let (card_args, override_args) = card_stock(profile, scp);
+            let card = sim(&mut cleanup, &card_args, &[]);
+            let mut extra = override_args.clone();
+            extra.extend(["--encoder", encoder.as_str(), "--swipe-timeout", "10"]);
+            let started = Instant::now();
+            let run = personalize(&data_dir, &reader0, file, order, &extra);
+            let wall = started.elapsed();
+            stop(&mut cleanup, card);
+            assert_eq!(
+                run.code,
+                Some(0),
+                "{order} over {scp}: {}\n{}",
+                run.stdout,
+                run.stderr
+            );
+            let j = &run.json;
+            assert_eq!(j["outcome"], "personalized", "{order}");
+            let checks = j["chip"]["readBack"].as_array().expect("checks");
+            assert!(checks.iter().all(|c| c["status"] != "fail"), "{order}");
+            let passed = |name: &str| {
+                checks.iter().any(|c| {
+                    c["check"].as_str().is_some_and(|n| n.starts_with(name))
+                        && c["status"] == "pass"
+                })
+            };
+            for name in [
+                "ARQC (9F26) with imk-ac",
+                "record SFI",
+                "ODA: issuer certificate",
+                "order: PAN (5A)",
+            ] {
+                assert!(passed(name), "{order} over {scp}: no passed check {name}");
+            }
+            assert!(!j["stripe"]["tracks"].as_array().expect("tracks").is_empty());
+            assert_eq!(status_of(&data_dir, order).0, "CARD_PROD_DONE");
+            for text in [&run.stdout, &run.stderr] {
+                assert!(!text.contains(pan), "{order}: clear PAN printed");
+            }
+            println!(
+                "{order:<22} {}     {scp}     {:>5}        {:>5}          {:>5}",
+                j["chip"]["model"],
+                j["chip"]["apdus"],
+                j["chip"]["readBackApdus"],
+                wall.as_millis()
+            );
+            cards += 1;
+            total += wall;
+        }
+        let records = std::fs::read_to_string(data_dir.join("records.jsonl")).expect("records");
+        assert_eq!(records.lines().count(), DEMO.len());
+        for (_, _, _, pan) in DEMO {
+            assert!(!records.contains(pan), "clear PAN in the records log");
+        }
+    }
+    println!(
+        "{cards} cards personalized, verified and encoded; {:?} per card (process start, chip, read-back, stripe)",
+        total / cards
+    );
+
+    // Faults: each fails at its step, the order is marked failed with that step, and a retry on
+    // a fresh card works.
+    let (file, order, profile, _) = DEMO[2];
+    let (card_args, override_args) = card_stock(profile, "scp02");
+    let faults: [(&str, &str, &str); 4] = [
+        ("status-at:3:6982", "EXTERNAL AUTHENTICATE", "6982"),
+        ("garbage-at:2", "INITIALIZE UPDATE", "not a response APDU"),
+        ("remove-at:9", "STORE DATA", "removed"),
+        ("status-at:12:6A80", "STORE DATA", "6A80"),
+    ];
+    for (i, (fault, step, says)) in faults.iter().enumerate() {
+        let data_dir = root.join(format!("fault-{i}"));
+        std::fs::create_dir_all(&data_dir).expect("data dir");
+        let card = sim(&mut cleanup, &card_args, &[fault]);
+        let run = personalize(&data_dir, &reader0, file, order, &override_args);
+        stop(&mut cleanup, card);
+        assert_eq!(run.code, Some(4), "{fault}: {}", run.stdout);
+        assert_eq!(run.json["outcome"], "failed");
+        assert_eq!(run.json["failedStep"], *step, "{fault}");
+        assert!(
+            run.json["error"].as_str().expect("error").contains(says),
+            "{fault}: {}",
+            run.json["error"]
+        );
+        let (status, reason) = status_of(&data_dir, order);
+        assert_eq!(status, "CARD_PROD_FAILED", "{fault}");
+        assert!(reason.expect("reason").starts_with(step), "{fault}");
+        // A fresh card: the same order goes through.
+        let card = sim(&mut cleanup, &card_args, &[]);
+        let run = personalize(&data_dir, &reader0, file, order, &override_args);
+        stop(&mut cleanup, card);
+        assert_eq!(run.code, Some(0), "retry after {fault}: {}", run.stdout);
+        assert_eq!(status_of(&data_dir, order).0, "CARD_PROD_DONE");
+        println!("fault {fault:<18} -> failed at {step}; retry on a fresh card: done");
+    }
+
+    // The stripe fails after the chip succeeded: both outcomes are recorded, the order fails at
+    // the stripe step, and a retry with a working encoder (and a fresh card) goes through.
+    let broken = start_encoder(&mut cleanup, "write-error");
+    let data_dir = root.join("stripe-fault");
+    std::fs::create_dir_all(&data_dir).expect("data dir");
+    let mut extra = override_args.clone();
+    extra.extend(["--encoder", broken.as_str(), "--swipe-timeout", "10"]);
+    let card = sim(&mut cleanup, &card_args, &[]);
+    let run = personalize(&data_dir, &reader0, file, order, &extra);
+    stop(&mut cleanup, card);
+    assert_eq!(run.code, Some(4), "{}", run.stdout);
+    let step = run.json["failedStep"].as_str().expect("step");
+    assert!(step.starts_with("stripe"), "{step}");
+    let checks = run.json["chip"]["readBack"]
+        .as_array()
+        .expect("chip recorded");
+    assert!(checks.iter().all(|c| c["status"] != "fail"));
+    let (status, reason) = status_of(&data_dir, order);
+    assert_eq!(status, "CARD_PROD_FAILED");
+    assert!(reason.expect("reason").starts_with("stripe"));
+    let mut extra = override_args.clone();
+    extra.extend(["--encoder", encoder.as_str(), "--swipe-timeout", "10"]);
+    let card = sim(&mut cleanup, &card_args, &[]);
+    let run = personalize(&data_dir, &reader0, file, order, &extra);
+    stop(&mut cleanup, card);
+    assert_eq!(run.code, Some(0), "{}", run.stdout);
+    println!("stripe write error after the chip -> failed at {step}; retry: done");
+
+    // An already personalized card refuses a second personalization (6985), and an operator may
+    // not personalize an order nobody approved.
+    let data_dir = root.join("second");
+    std::fs::create_dir_all(&data_dir).expect("data dir");
+    let card = sim(&mut cleanup, &card_args, &[]);
+    let first = personalize(&data_dir, &reader0, file, order, &override_args);
+    assert_eq!(first.code, Some(0), "{}", first.stdout);
+    let (_, other, _, _) = DEMO[3];
+    let second = personalize(&data_dir, &reader0, file, other, &override_args);
+    stop(&mut cleanup, card);
+    assert_eq!(second.code, Some(4));
+    assert_eq!(second.json["failedStep"], "STORE DATA");
+    assert!(
+        second.json["error"]
+            .as_str()
+            .expect("error")
+            .contains("6985")
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_persodesk"))
+        .args([
+            "personalize",
+            file,
+            "--order",
+            DEMO[4].1,
+            "--reader",
+            &reader0,
+            "--json",
+        ])
+        .args(["--role", "operator"])
+        .env("PERSODESK_DATA_DIR", &data_dir)
+        .output()
+        .expect("personalize as operator");
+    assert_eq!(out.status.code(), Some(1));
+    let j: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("operator refusal as JSON");
+    assert_eq!(j["failedStep"], "authorization");
+    assert!(
+        j["error"]
+            .as_str()
+            .expect("error")
+            .contains("approved orders only")
+    );
+
+    // A reader that is not there.
+    let gone = personalize(
+        &data_dir,
+        "Virtual PCD 00 07",
+        file,
+        DEMO[4].1,
+        &override_args,
+    );
+    assert_eq!(gone.code, Some(3));
+    assert_eq!(gone.json["failedStep"], "connect");
+
+    let _ = std::fs::remove_dir_all(&root);
     drop(cleanup);
 }

@@ -16,7 +16,7 @@ use crate::domain::keystore::KeyAlgorithm;
 use crate::domain::oda::{CaPublicKey, EmvPublicKey, RsaExponent};
 use crate::domain::readback::Outcome;
 use crate::sim::card::channel::{CardKeySource, CardProtocol, KmcMethod};
-use crate::sim::card::{CardConfig, CardCvn, SavedState, VirtualCard};
+use crate::sim::card::{CardConfig, CardCvn, Fault, SavedState, VirtualCard};
 use crate::sim::vpcd::{self, VpcdEvent};
 
 /// `persodesk readers`: one reader name per line.
@@ -66,6 +66,37 @@ pub struct SimCardArgs {
     /// Keep the personalized state in this file across restarts (clear test data).
     #[arg(long)]
     state: Option<PathBuf>,
+    /// Inject a fault for tests (commands counted from 1 since the card started):
+    /// `remove-at:N` (pulled out at command N), `status-at:N:SW` (answers SW, e.g. 6982),
+    /// `garbage-at:N` (answers one stray byte).
+    #[arg(long)]
+    fault: Vec<String>,
+}
+
+fn parse_fault(s: &str) -> Result<Fault, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let n = |i: usize| -> Result<u32, String> {
+        parts
+            .get(i)
+            .and_then(|v| v.parse().ok())
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("`{s}`: N must be a command number from 1"))
+    };
+    match parts.first().copied() {
+        Some("remove-at") if parts.len() == 2 => Ok(Fault::RemoveAt(n(1)?)),
+        Some("garbage-at") if parts.len() == 2 => Ok(Fault::GarbageAt(n(1)?, vec![0x6F])),
+        Some("status-at") if parts.len() == 3 => {
+            let sw = parts
+                .get(2)
+                .filter(|v| v.len() == 4)
+                .and_then(|v| u16::from_str_radix(v, 16).ok())
+                .ok_or_else(|| format!("`{s}`: SW must be 4 hex digits"))?;
+            Ok(Fault::StatusAt(n(1)?, sw))
+        }
+        _ => Err(format!(
+            "`{s}` is not remove-at:N, status-at:N:SW or garbage-at:N"
+        )),
+    }
 }
 
 fn parse_hex_byte(s: &str, what: &str) -> Result<u8, Exit> {
@@ -122,6 +153,12 @@ pub fn sim_card(args: &SimCardArgs) -> Exit {
         Ok(c) => c,
         Err(e) => return unreadable(e),
     };
+    for f in &args.fault {
+        match parse_fault(f) {
+            Ok(fault) => card.inject(fault),
+            Err(e) => return unreadable(format!("--fault: {e}")),
+        }
+    }
     if let Some(path) = args.state.as_ref().filter(|p| p.exists()) {
         let state = std::fs::read_to_string(path)
             .map_err(|e| e.to_string())
@@ -320,9 +357,14 @@ fn issuer_chip_data(
         icc_keys: &crate::keys::pool::InlineKeys,
         envelope: crate::domain::envelope::EnvelopeSettings::default(),
     };
-    prepare_card(order, product, ModelChoice::Only(ChipModel::Model2), &inputs)
-        .ok()
-        .and_then(|d| d.chip)
+    prepare_card(
+        order,
+        product,
+        ModelChoice::Only(ChipModel::Model2),
+        &inputs,
+    )
+    .ok()
+    .and_then(|d| d.chip)
 }
 
 fn fail_exit(msg: &str) -> Exit {

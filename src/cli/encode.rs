@@ -257,8 +257,7 @@ fn prepare_and_encode(
             }
         }
     }
-    let (tracks, bad_swipes) =
-        write_stripe(&args.encoder, args.baud, args.swipe_timeout, &data)?;
+    let (tracks, bad_swipes) = write_stripe(&args.encoder, args.baud, args.swipe_timeout, &data)?;
     record.tracks = tracks;
     record.bad_swipes = bad_swipes;
     tracing::debug!(order = %data.order_id, "encoded");

@@ -249,9 +249,10 @@ pub fn run(args: &PersonalizeArgs) -> Exit {
         Err(e) => return unreadable(format!("workstation store: {e}")),
     };
     let records_path = args.records.clone().unwrap_or_else(|| {
-        store.path().parent().map_or_else(records::default_path, |d| {
-            d.join(records::RECORDS_FILE)
-        })
+        store
+            .path()
+            .parent()
+            .map_or_else(records::default_path, |d| d.join(records::RECORDS_FILE))
     });
     let who = Session {
         user: args
@@ -438,22 +439,14 @@ fn personalize_card(
         if let Some(i) = args.kmc_index {
             rule.kmc_index = i;
         }
-        let chip_outcome = personalize_chip(
+        personalize_chip(
             reader,
             &loaded.keys,
-            order,
-            chip,
-            profile,
+            (order, chip, profile),
             &rule,
+            &mut record.chip,
             transcript,
-        );
-        match chip_outcome {
-            Ok(c) => record.chip = Some(c),
-            Err((c, f)) => {
-                record.chip = c;
-                return Err(f);
-            }
-        }
+        )?;
     }
     if let Some(port) = &args.encoder {
         let (tracks, bad_swipes) = write_stripe(port, args.baud, args.swipe_timeout, data)
@@ -462,7 +455,11 @@ fn personalize_card(
                     Some(s) => format!("stripe {s}"),
                     None => "stripe".into(),
                 };
-                StepFailure::new(step, format!("[{}] {}", f.error.kind, f.error.message), f.exit)
+                StepFailure::new(
+                    step,
+                    format!("[{}] {}", f.error.kind, f.error.message),
+                    f.exit,
+                )
             })?;
         record.stripe = Some(StripeOutcome {
             port: port.clone(),
@@ -491,30 +488,28 @@ fn check_lines(rb: &ReadBack) -> Vec<CheckLine> {
         .collect()
 }
 
-type ChipResult = Result<ChipOutcome, (Option<ChipOutcome>, StepFailure)>;
-
-/// Secure channel, STORE DATA of every DGI, then the read-back on a fresh connection.
+/// Secure channel, STORE DATA of every DGI, then the read-back on a fresh connection. What was
+/// done goes to `recorded`, also when it fails.
 fn personalize_chip(
     reader: &str,
     keys: &SoftwareKeyStore,
-    order: &Order,
-    chip: &ChipData,
-    profile: &ChipProfile,
+    (order, chip, profile): (&Order, &ChipData, &ChipProfile),
     rule: &ChannelRule,
+    recorded: &mut Option<ChipOutcome>,
     transcript: &mut Option<Transcript>,
-) -> ChipResult {
-    let mut outcome = ChipOutcome {
+) -> Result<(), StepFailure> {
+    let outcome = recorded.insert(ChipOutcome {
         model: chip.model.number(),
         profile: chip.profile.clone(),
         channel: rule.to_string(),
         dgis: chip.dgis.len(),
         ..ChipOutcome::default()
-    };
+    });
     let options = channel_options(rule, chip, keys)
-        .map_err(|e| (None, StepFailure::new("card keys", e.to_string(), Exit::Invalid)))?;
+        .map_err(|e| StepFailure::new("card keys", e.to_string(), Exit::Invalid))?;
     let mut transport = PcscTransport::connect(reader, ProtocolChoice::Any).map_err(|e| {
         let exit = transport_exit(&e);
-        (None, StepFailure::new("connect", e.to_string(), exit))
+        StepFailure::new("connect", e.to_string(), exit)
     })?;
     eprintln!(
         "card: {} on {reader}, {} DGIs",
@@ -536,7 +531,12 @@ fn personalize_chip(
         }
     };
     let started = Instant::now();
-    let result = personalize_dgis(&mut transport, options, session_dgis(chip, rule.protocol), &mut on_progress);
+    let result = personalize_dgis(
+        &mut transport,
+        options,
+        session_dgis(chip, rule.protocol),
+        &mut on_progress,
+    );
     drop(transport);
     match result {
         Ok(report) => {
@@ -553,7 +553,7 @@ fn personalize_chip(
             outcome.apdus = e.transcript().map_or(0, Transcript::apdu_count);
             *transcript = e.transcript().cloned();
             let step = step_label(e.step());
-            return Err((Some(outcome), StepFailure::new(step, e.to_string(), exit)));
+            return Err(StepFailure::new(step, e.to_string(), exit));
         }
     }
 
@@ -565,10 +565,11 @@ fn personalize_chip(
             StepFailure::new("read-back verification", e.to_string(), exit)
         })?;
         let ca = crate::verify::ca_for(keys, Some(chip), &chip.aid);
-        let mut rb = crate::verify::read_card(&mut transport, ca, Some(&chip.aid)).map_err(|e| {
-            let exit = transport_exit(&e);
-            StepFailure::new("read-back verification", e.to_string(), exit)
-        })?;
+        let mut rb =
+            crate::verify::read_card(&mut transport, ca, Some(&chip.aid)).map_err(|e| {
+                let exit = transport_exit(&e);
+                StepFailure::new("read-back verification", e.to_string(), exit)
+            })?;
         let key = crate::verify::arqc_key(keys, order, profile.mkd);
         crate::verify::check_against(&mut rb, order, Some(chip), key);
         outcome.read_back = check_lines(&rb);
@@ -589,10 +590,7 @@ fn personalize_chip(
             ))
         }
     };
-    match verify(&mut outcome) {
-        Ok(()) => Ok(outcome),
-        Err(f) => Err((Some(outcome), f)),
-    }
+    verify(outcome)
 }
 
 /// Prints the outcome, appends it to the records log, returns the exit code.
@@ -640,7 +638,11 @@ fn print_outcome(r: &PersonalizeRecord) {
             c.dgis, c.channel, c.apdus, c.millis
         );
         for k in &c.read_back {
-            let reason = k.reason.as_deref().map(|w| format!(" ({w})")).unwrap_or_default();
+            let reason = k
+                .reason
+                .as_deref()
+                .map(|w| format!(" ({w})"))
+                .unwrap_or_default();
             println!("    {:<7} {}{reason}", k.status, k.check);
         }
     }

@@ -122,7 +122,24 @@ impl CardTransport for PcscTransport {
             .map(<[u8]>::to_vec)
             .map_err(|e| map_error(&self.reader, e));
         zeroize::Zeroize::zeroize(&mut buf);
-        result
+        match result {
+            // Some drivers (vpcd among them) answer nothing when the card went away during the
+            // command: ask the reader whether the card is still there.
+            // The driver notices within its polling interval, so look a few times.
+            Ok(r) if r.is_empty() => {
+                for _ in 0..10 {
+                    match card.status2_owned() {
+                        Ok(status) if status.status().contains(pcsc::Status::PRESENT) => {
+                            std::thread::sleep(std::time::Duration::from_millis(100));
+                        }
+                        Ok(_) => return Err(TransportError::CardRemoved),
+                        Err(e) => return Err(map_error(&self.reader, e)),
+                    }
+                }
+                Err(TransportError::BadResponse { len: 0 })
+            }
+            other => other,
+        }
     }
 
     fn reader_name(&self) -> &str {

@@ -95,6 +95,15 @@ pub enum ModelChoice {
 }
 
 impl ModelChoice {
+    /// The model this choice names, `auto` standing for the automatic one.
+    fn resolve(self, auto: Option<ChipModel>) -> Option<ChipModel> {
+        match self {
+            Self::Auto => auto,
+            Self::Only(m) => Some(m),
+            Self::StripeOnly => None,
+        }
+    }
+
     /// Parses `1`, `2`, `auto` or `none` (the command line's spelling).
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
@@ -153,10 +162,18 @@ pub fn prepare_card(
     choice: ModelChoice,
     inputs: &PrepInputs<'_>,
 ) -> Result<PersoData, Vec<Finding>> {
-    let model = match choice {
-        ModelChoice::StripeOnly => None,
-        ModelChoice::Auto => AllowedModels::of(order, product).default_choice(),
-        ModelChoice::Only(m) => {
+    // Auto: the issuer's data when it was sent (refused below when the product does not take
+    // Model 2 — issuer data is never silently ignored), else Model 1 for chip products.
+    let auto = if order.tlv_data.is_some() {
+        Some(ChipModel::Model2)
+    } else if product.chip_profile.is_some() {
+        Some(ChipModel::Model1)
+    } else {
+        None
+    };
+    let model = match choice.resolve(auto) {
+        None => None,
+        Some(m) => {
             let n = match m {
                 ChipModel::Model1 => 1,
                 ChipModel::Model2 => 2,

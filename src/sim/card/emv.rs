@@ -322,7 +322,12 @@ fn generate_ac(
         .dgis
         .get(&0x9104)
         .and_then(|v| find_in(v, 0x82))
-        .or_else(|| app.dgis.get(&0xA005).and_then(|v| v.get(..2)).map(<[u8]>::to_vec))
+        .or_else(|| {
+            app.dgis
+                .get(&0xA005)
+                .and_then(|v| v.get(..2))
+                .map(<[u8]>::to_vec)
+        })
         .unwrap_or_else(|| vec![0, 0]);
     let atc = app.atc.to_be_bytes();
     // The unpredictable number is the last 4 bytes of the CDOL1 data when it follows the

@@ -7,6 +7,7 @@
 //! - [`sim`]: simulated devices for tests and demos.
 //! - [`perso`]: personalizing a card over a transport, with a masked transcript.
 //! - [`verify`]: read-back verification of a personalized card.
+//! - [`job`]: one card's production run over any reader and encoder, recorded in the store.
 //! - [`cli`]: the command line.
 //! - [`gui`]: the desktop workstation (eframe).
 //! - [`store`]: statuses, approvals and the audit trail (SQLite).
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod devices;
 pub mod domain;
 pub mod gui;
+pub mod job;
 pub mod keys;
 pub mod perso;
 pub mod sim;

@@ -12,7 +12,7 @@
 //! failed (status word, read-back mismatch, stripe mismatch); 5 timeout (encoder).
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Args;
 use serde::Serialize;
@@ -24,21 +24,25 @@ use super::{
 };
 use crate::devices::encoder::DEFAULT_BAUD;
 use crate::devices::pcsc::{PcscTransport, ProtocolChoice};
-use crate::devices::transport::TransportError;
+use crate::devices::transport::{CardTransport, TransportError};
+use crate::domain::chip::ChipProfile;
+use crate::domain::chip::ChipProfiles;
 use crate::domain::chip::channel::{ChannelRule, parse_protocol, protocol_name};
-use crate::domain::chip::{ChipData, ChipProfile, ChipProfiles};
 use crate::domain::chip_model::{ModelChoice, PrepInputs, prepare_card, profile_of};
 use crate::domain::envelope::EnvelopeSettings;
 use crate::domain::finding::Finding;
-use crate::domain::gp::session::{Progress, StepName};
+use crate::domain::gp::session::{Protocol, StepName};
 use crate::domain::order::{Order, OrderEntry};
 use crate::domain::prepare::PersoData;
-use crate::domain::readback::{Outcome, ReadBack};
-use crate::domain::review::{OrderFacts, Role, Session, may_personalize};
-use crate::domain::status::{Event, Status};
+use crate::domain::review::{Role, Session};
+use crate::domain::status::Status;
+use crate::job::{
+    self, CardConnector, CardJob, ChipOutcome, FailureKind, JobEvent, StepFailure, StripeOutcome,
+    StripeWriter,
+};
 use crate::keys::SoftwareKeyStore;
 use crate::keys::pool::InlineKeys;
-use crate::perso::{PersoError, Transcript, channel_options, personalize_dgis, session_dgis};
+use crate::perso::Transcript;
 use crate::store::Store;
 
 /// Arguments of `personalize`.
@@ -97,38 +101,6 @@ pub struct PersonalizeArgs {
     json: bool,
 }
 
-/// The chip part of the outcome.
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ChipOutcome {
-    model: u8,
-    profile: String,
-    channel: String,
-    dgis: usize,
-    apdus: u32,
-    millis: u64,
-    read_back: Vec<CheckLine>,
-    read_back_apdus: u32,
-}
-
-/// One read-back check, as recorded.
-#[derive(Debug, Clone, Serialize)]
-struct CheckLine {
-    check: String,
-    status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<String>,
-}
-
-/// The stripe part of the outcome.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct StripeOutcome {
-    port: String,
-    tracks: Vec<u8>,
-    bad_swipes: u32,
-}
-
 /// One line of the records log for a personalization.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -150,35 +122,53 @@ struct PersonalizeRecord {
     stripe: Option<StripeOutcome>,
 }
 
-/// Why the card failed: the step, the message (names steps, DGIs, status words; no card data)
-/// and the exit code.
-struct StepFailure {
-    step: String,
-    message: String,
-    exit: Exit,
-}
-
-impl StepFailure {
-    fn new(step: impl Into<String>, message: impl Into<String>, exit: Exit) -> Self {
-        Self {
-            step: step.into(),
-            message: message.into(),
-            exit,
-        }
+fn exit_of(kind: FailureKind) -> Exit {
+    match kind {
+        FailureKind::Refused => Exit::Invalid,
+        FailureKind::DeviceUnavailable => Exit::DeviceUnavailable,
+        FailureKind::CardFailed => Exit::CardFailed,
+        FailureKind::Timeout => Exit::Timeout,
     }
 }
 
-fn transport_exit(e: &TransportError) -> Exit {
-    match e {
-        TransportError::BadResponse { .. } | TransportError::CardRemoved => Exit::CardFailed,
-        _ => Exit::DeviceUnavailable,
+/// PC/SC: a new connection to the named reader per phase.
+struct PcscConnector(String);
+
+impl CardConnector for PcscConnector {
+    fn connect(&mut self) -> Result<Box<dyn CardTransport + '_>, TransportError> {
+        Ok(Box::new(PcscTransport::connect(
+            &self.0,
+            ProtocolChoice::Any,
+        )?))
     }
 }
 
-fn step_label(step: Option<StepName>) -> String {
-    match step {
-        None => "secure channel plan".into(),
-        Some(s) => s.to_string(),
+/// The MSR206-family encoder on a serial port.
+struct SerialStripe<'a>(&'a PersonalizeArgs, &'a str);
+
+impl StripeWriter for SerialStripe<'_> {
+    fn write_stripe(&mut self, data: &PersoData) -> Result<StripeOutcome, StepFailure> {
+        let (args, port) = (self.0, self.1);
+        let (tracks, bad_swipes) = write_stripe(port, args.baud, args.swipe_timeout, data)
+            .map_err(|f| {
+                let step = match f.error.step.as_deref() {
+                    Some(s) => format!("stripe {s}"),
+                    None => "stripe".into(),
+                };
+                let kind = match f.exit {
+                    Exit::DeviceUnavailable => FailureKind::DeviceUnavailable,
+                    Exit::Timeout => FailureKind::Timeout,
+                    Exit::Invalid | Exit::Unreadable => FailureKind::Refused,
+                    Exit::Ok | Exit::CardFailed => FailureKind::CardFailed,
+                };
+                let message = format!("[{}] {}", f.error.kind, f.error.message);
+                StepFailure::new(step, message, kind)
+            })?;
+        Ok(StripeOutcome {
+            port: port.to_string(),
+            tracks,
+            bad_swipes,
+        })
     }
 }
 
@@ -299,65 +289,55 @@ pub fn run(args: &PersonalizeArgs) -> Exit {
     };
     print_header(args, &data);
 
-    // The role rules, against the store's view of the order.
-    let state = match store.state(&entry.id) {
-        Ok(Some(s)) => s,
-        Ok(None) => return unreadable(format!("order {} is not in the store", entry.id)),
-        Err(e) => return unreadable(format!("workstation store: {e}")),
-    };
-    let facts = OrderFacts {
-        status: state.status,
-        approved: state.approved,
-        test_keys_only: data.non_test_keys().is_empty(),
-    };
-    let grant = match may_personalize(role, facts) {
-        Ok(g) => g,
-        Err(denied) => {
-            let _ = store.audit(&who, "perso-refused", Some(&entry.id), &denied.to_string());
-            record.failed_step = Some("authorization".into());
-            record.error = Some(format!("{denied} (order is {})", state.status));
-            return finish(args, &records_path, &mut record, None, Exit::Invalid);
-        }
-    };
     if data.chip.is_some() && args.reader.is_none() {
         return unreadable("--reader is needed: the order has chip data");
     }
     if data.chip.is_none() && args.encoder.is_none() {
         return unreadable("nothing to personalize: the order has no chip data and no --encoder");
     }
-    let started = Event::Started {
-        approval_bypass: grant.approval_bypass,
-    };
-    if let Err(e) = store.apply(&entry.id, &started, &who) {
-        return unreadable(format!("workstation store: {e}"));
+    // The role rules, against the store's view of the order.
+    if let Err(f) = job::authorize(&mut store, &who, &entry.id, &data) {
+        record.failed_step = Some(f.step);
+        record.error = Some(f.message);
+        return finish(args, &records_path, &mut record, None, exit_of(f.kind));
     }
-
-    let mut transcript = None;
-    let outcome = personalize_card(
-        args,
-        &loaded,
-        order,
-        &data,
-        protocol,
-        &mut record,
-        &mut transcript,
-    );
-    let event = match &outcome {
-        Ok(()) => Event::Completed,
-        Err(f) => Event::Failed {
-            reason: format!("{}: {}", f.step, f.message),
-        },
+    let chip = match channel_of(&loaded, order, &data, protocol, args.kmc_index) {
+        Ok(c) => c,
+        Err(f) => return unreadable(f),
     };
-    let stored = store.apply(&entry.id, &event, &who);
-    let exit = match outcome {
-        Ok(()) => {
+    let card_job = CardJob {
+        order,
+        data: &data,
+        keys: &loaded.keys,
+        chip,
+    };
+    if let Some((_, rule)) = &card_job.chip {
+        eprintln!(
+            "card: {} on {}",
+            protocol_name(rule.protocol),
+            args.reader.as_deref().unwrap_or("-")
+        );
+    }
+    let mut connector = args.reader.clone().map(PcscConnector);
+    let mut stripe = args.encoder.as_deref().map(|p| SerialStripe(args, p));
+    let report = job::run(
+        &card_job,
+        connector.as_mut().map(|c| c as &mut dyn CardConnector),
+        stripe.as_mut().map(|s| s as &mut dyn StripeWriter),
+        &mut show_progress(),
+    );
+    let stored = job::record(&mut store, &who, &entry.id, &report);
+    record.chip = report.chip.clone();
+    record.stripe = report.stripe.clone();
+    let exit = match &report.failure {
+        None => {
             record.outcome = "personalized";
             Exit::Ok
         }
-        Err(f) => {
-            record.failed_step = Some(f.step);
-            record.error = Some(f.message);
-            f.exit
+        Some(f) => {
+            record.failed_step = Some(f.step.clone());
+            record.error = Some(f.message.clone());
+            exit_of(f.kind)
         }
     };
     let exit = match stored {
@@ -370,7 +350,61 @@ pub fn run(args: &PersonalizeArgs) -> Exit {
             exit.max(Exit::Unreadable)
         }
     };
-    finish(args, &records_path, &mut record, transcript.as_ref(), exit)
+    finish(
+        args,
+        &records_path,
+        &mut record,
+        report.transcript.as_ref(),
+        exit,
+    )
+}
+
+/// The chip profile and secure channel of a chip order, with the tester's overrides.
+fn channel_of<'a>(
+    loaded: &'a Loaded,
+    order: &Order,
+    data: &PersoData,
+    protocol: Option<Protocol>,
+    kmc_index: Option<u32>,
+) -> Result<Option<(&'a ChipProfile, ChannelRule)>, String> {
+    if data.chip.is_none() {
+        return Ok(None);
+    }
+    let product = loaded
+        .catalog
+        .get(&order.card_product_id)
+        .ok_or_else(|| format!("product {} vanished", order.card_product_id))?;
+    let profile = profile_of(product, &loaded.chip_profiles).map_err(|f| f.to_string())?;
+    let mut rule = profile.channel.clone();
+    if let Some(p) = protocol {
+        rule = rule.with_protocol(p);
+    }
+    if let Some(i) = kmc_index {
+        rule.kmc_index = i;
+    }
+    Ok(Some((profile, rule)))
+}
+
+/// Progress on stderr: each step once, each STORE DATA with its DGI.
+fn show_progress() -> impl FnMut(JobEvent) {
+    let mut last = None;
+    move |event| match event {
+        JobEvent::Perso(p) => {
+            let now = (p.step, p.store_data_sent);
+            if last != Some(now) && p.step != StepName::Finished {
+                last = Some(now);
+                match (p.step, p.dgi) {
+                    (StepName::StoreData, Some(dgi)) => eprintln!(
+                        "  STORE DATA {} of {} (DGI {dgi:04X})",
+                        p.store_data_sent, p.store_data_total
+                    ),
+                    (step, _) => eprintln!("  {step}"),
+                }
+            }
+        }
+        JobEvent::ReadBack => eprintln!("  {}", job::READ_BACK),
+        JobEvent::Stripe => eprintln!("  stripe write"),
+    }
 }
 
 /// Prepares the order with the chosen model; findings name fields and rules.
@@ -413,184 +447,6 @@ fn print_header(args: &PersonalizeArgs, data: &PersoData) {
             chip.dgis.len()
         );
     }
-}
-
-/// The chip (when there is chip data), then the stripe (when an encoder is given).
-fn personalize_card(
-    args: &PersonalizeArgs,
-    loaded: &Loaded,
-    order: &Order,
-    data: &PersoData,
-    protocol: Option<crate::domain::gp::session::Protocol>,
-    record: &mut PersonalizeRecord,
-    transcript: &mut Option<Transcript>,
-) -> Result<(), StepFailure> {
-    if let (Some(chip), Some(reader)) = (&data.chip, &args.reader) {
-        let product = loaded
-            .catalog
-            .get(&order.card_product_id)
-            .ok_or_else(|| StepFailure::new("prepare", "product vanished", Exit::Invalid))?;
-        let profile = profile_of(product, &loaded.chip_profiles)
-            .map_err(|f| StepFailure::new("prepare", f.to_string(), Exit::Invalid))?;
-        let mut rule = profile.channel.clone();
-        if let Some(p) = protocol {
-            rule = rule.with_protocol(p);
-        }
-        if let Some(i) = args.kmc_index {
-            rule.kmc_index = i;
-        }
-        personalize_chip(
-            reader,
-            &loaded.keys,
-            (order, chip, profile),
-            &rule,
-            &mut record.chip,
-            transcript,
-        )?;
-    }
-    if let Some(port) = &args.encoder {
-        let (tracks, bad_swipes) = write_stripe(port, args.baud, args.swipe_timeout, data)
-            .map_err(|f| {
-                let step = match f.error.step.as_deref() {
-                    Some(s) => format!("stripe {s}"),
-                    None => "stripe".into(),
-                };
-                StepFailure::new(
-                    step,
-                    format!("[{}] {}", f.error.kind, f.error.message),
-                    f.exit,
-                )
-            })?;
-        record.stripe = Some(StripeOutcome {
-            port: port.clone(),
-            tracks,
-            bad_swipes,
-        });
-    }
-    Ok(())
-}
-
-fn check_lines(rb: &ReadBack) -> Vec<CheckLine> {
-    rb.checks
-        .iter()
-        .map(|k| {
-            let (status, reason) = match &k.outcome {
-                Outcome::Pass => ("pass", None),
-                Outcome::Fail(w) => ("fail", Some(w.clone())),
-                Outcome::Skipped(w) => ("skipped", Some(w.clone())),
-            };
-            CheckLine {
-                check: k.name.clone(),
-                status,
-                reason,
-            }
-        })
-        .collect()
-}
-
-/// Secure channel, STORE DATA of every DGI, then the read-back on a fresh connection. What was
-/// done goes to `recorded`, also when it fails.
-fn personalize_chip(
-    reader: &str,
-    keys: &SoftwareKeyStore,
-    (order, chip, profile): (&Order, &ChipData, &ChipProfile),
-    rule: &ChannelRule,
-    recorded: &mut Option<ChipOutcome>,
-    transcript: &mut Option<Transcript>,
-) -> Result<(), StepFailure> {
-    let outcome = recorded.insert(ChipOutcome {
-        model: chip.model.number(),
-        profile: chip.profile.clone(),
-        channel: rule.to_string(),
-        dgis: chip.dgis.len(),
-        ..ChipOutcome::default()
-    });
-    let options = channel_options(rule, chip, keys)
-        .map_err(|e| StepFailure::new("card keys", e.to_string(), Exit::Invalid))?;
-    let mut transport = PcscTransport::connect(reader, ProtocolChoice::Any).map_err(|e| {
-        let exit = transport_exit(&e);
-        StepFailure::new("connect", e.to_string(), exit)
-    })?;
-    eprintln!(
-        "card: {} on {reader}, {} DGIs",
-        protocol_name(rule.protocol),
-        chip.dgis.len()
-    );
-    let mut last = None;
-    let mut on_progress = |p: &Progress| {
-        let now = (p.step, p.store_data_sent);
-        if last != Some(now) && p.step != StepName::Finished {
-            last = Some(now);
-            match (p.step, p.dgi) {
-                (StepName::StoreData, Some(dgi)) => eprintln!(
-                    "  STORE DATA {} of {} (DGI {dgi:04X})",
-                    p.store_data_sent, p.store_data_total
-                ),
-                (step, _) => eprintln!("  {step}"),
-            }
-        }
-    };
-    let started = Instant::now();
-    let result = personalize_dgis(
-        &mut transport,
-        options,
-        session_dgis(chip, rule.protocol),
-        &mut on_progress,
-    );
-    drop(transport);
-    match result {
-        Ok(report) => {
-            outcome.apdus = report.transcript.apdu_count();
-            outcome.millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            *transcript = Some(report.transcript);
-        }
-        Err(e) => {
-            let exit = match &e {
-                PersoError::Plan(_) => Exit::Invalid,
-                PersoError::Transport { error, .. } => transport_exit(error),
-                PersoError::Session { .. } => Exit::CardFailed,
-            };
-            outcome.apdus = e.transcript().map_or(0, Transcript::apdu_count);
-            *transcript = e.transcript().cloned();
-            let step = step_label(e.step());
-            return Err(StepFailure::new(step, e.to_string(), exit));
-        }
-    }
-
-    // Read back as a terminal would: a new connection, PPSE/AID, GPO, records, ODA, ARQC.
-    eprintln!("  read-back verification");
-    let verify = |outcome: &mut ChipOutcome| -> Result<(), StepFailure> {
-        let mut transport = PcscTransport::connect(reader, ProtocolChoice::Any).map_err(|e| {
-            let exit = transport_exit(&e);
-            StepFailure::new("read-back verification", e.to_string(), exit)
-        })?;
-        let ca = crate::verify::ca_for(keys, Some(chip), &chip.aid);
-        let mut rb =
-            crate::verify::read_card(&mut transport, ca, Some(&chip.aid)).map_err(|e| {
-                let exit = transport_exit(&e);
-                StepFailure::new("read-back verification", e.to_string(), exit)
-            })?;
-        let key = crate::verify::arqc_key(keys, order, profile.mkd);
-        crate::verify::check_against(&mut rb, order, Some(chip), key);
-        outcome.read_back = check_lines(&rb);
-        outcome.read_back_apdus = rb.commands;
-        if rb.passed() {
-            Ok(())
-        } else {
-            let failed: Vec<&str> = rb
-                .checks
-                .iter()
-                .filter(|c| matches!(c.outcome, Outcome::Fail(_)))
-                .map(|c| c.name.as_str())
-                .collect();
-            Err(StepFailure::new(
-                "read-back verification",
-                format!("failed: {}", failed.join(", ")),
-                Exit::CardFailed,
-            ))
-        }
-    };
-    verify(outcome)
 }
 
 /// Prints the outcome, appends it to the records log, returns the exit code.

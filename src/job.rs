@@ -11,6 +11,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::devices::encoder::{
+    EncoderEvent, FailureClass, SerialConfig, classify, write_card_stripe,
+};
 use crate::devices::transport::{CardTransport, TransportError};
 use crate::domain::chip::ChipProfile;
 use crate::domain::chip::channel::ChannelRule;
@@ -134,6 +137,37 @@ pub struct StripeOutcome {
     pub tracks: Vec<u8>,
     /// Bad swipes retried.
     pub bad_swipes: u32,
+}
+
+/// The MSR206-family encoder on a serial port (the real serial code path; `sim-encoder`'s pty in
+/// tests).
+pub struct SerialStripe<F> {
+    /// Port, baud and timeouts.
+    pub config: SerialConfig,
+    /// Sees the encoder's events ("waiting for the operator to swipe").
+    pub observer: F,
+}
+
+impl<F: FnMut(&EncoderEvent) + Send + Clone + 'static> StripeWriter for SerialStripe<F> {
+    fn write_stripe(&mut self, data: &PersoData) -> Result<StripeOutcome, StepFailure> {
+        let (tracks, bad_swipes) =
+            write_card_stripe(self.config.clone(), data, self.observer.clone()).map_err(|e| {
+                let (kind, step, class) = classify(&e);
+                let step = step.map_or_else(|| "stripe".to_string(), |s| format!("stripe {s}"));
+                let kind_of = match class {
+                    FailureClass::Refused => FailureKind::Refused,
+                    FailureClass::Unavailable => FailureKind::DeviceUnavailable,
+                    FailureClass::CardFailed => FailureKind::CardFailed,
+                    FailureClass::Timeout => FailureKind::Timeout,
+                };
+                StepFailure::new(step, format!("[{kind}] {e}"), kind_of)
+            })?;
+        Ok(StripeOutcome {
+            port: self.config.path.clone(),
+            tracks,
+            bad_swipes,
+        })
+    }
 }
 
 /// A card to make: the order, its prepared data, and for chip data the profile and channel.

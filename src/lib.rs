@@ -3,6 +3,7 @@
 //! - [`domain`]: pure, sans-I/O card logic (orders, products, tracks, CVV/PVV/PIN blocks, masking).
 //! - [`keys`]: key store adapters behind the domain's key store port.
 //! - [`catalog`]: loading product files from a directory.
+//! - [`config`]: the machine's configuration (test or production mode).
 //! - [`devices`]: adapters to real devices (magnetic stripe encoder, ...).
 //! - [`sim`]: simulated devices for tests and demos.
 //! - [`perso`]: personalizing a card over a transport, with a masked transcript.
@@ -14,6 +15,7 @@
 
 pub mod catalog;
 pub mod cli;
+pub mod config;
 pub mod devices;
 pub mod domain;
 pub mod gui;

@@ -18,10 +18,10 @@ use super::{
     DEFAULT_KEYS, DEFAULT_PROFILES, Exit, read_catalog, read_keys, read_orders, select_orders,
 };
 use crate::devices::encoder::{
-    DEFAULT_BAUD, Encoder, EncoderError, EncoderEvent, SerialConfig, SerialEncoder,
+    DEFAULT_BAUD, EncoderError, EncoderEvent, FailureClass, SerialConfig,
 };
 use crate::domain::finding::Finding;
-use crate::domain::msr206::{self, DeviceError, FlowError, FlowStep, TrackSet};
+use crate::domain::msr206::FlowStep;
 use crate::domain::prepare::{PersoData, prepare};
 use crate::domain::track::TrackNo;
 
@@ -97,54 +97,14 @@ impl Failure {
 
 /// Maps an encoder error to its kind and exit code.
 fn classify(e: &EncoderError) -> Failure {
-    let message = e.to_string();
-    let (kind, step, exit) = match e {
-        EncoderError::InvalidTrack(_) => ("invalid-track", None, Exit::Invalid),
-        EncoderError::PortNotFound { .. } => ("port-not-found", None, Exit::DeviceUnavailable),
-        EncoderError::PortOpen { .. } => ("port-open", None, Exit::DeviceUnavailable),
-        EncoderError::Io { step, .. } => ("io", Some(*step), Exit::DeviceUnavailable),
-        EncoderError::DeviceTimeout { step, .. } => ("device-timeout", Some(*step), Exit::Timeout),
-        EncoderError::SwipeTimeout { purpose, .. } => {
-            let step = match purpose {
-                msr206::SwipePurpose::Write => FlowStep::Write,
-                msr206::SwipePurpose::ReadBack => FlowStep::ReadBack,
-            };
-            ("swipe-timeout", Some(step), Exit::Timeout)
-        }
-        EncoderError::Cancelled { step } => ("cancelled", Some(*step), Exit::CardFailed),
-        EncoderError::Protocol { step, .. } => ("protocol", Some(*step), Exit::CardFailed),
-        EncoderError::Flow(flow) => match flow {
-            FlowError::Device { step, error } => {
-                let kind = match (error, step) {
-                    (DeviceError::ReadWrite, FlowStep::Write) => "write-error",
-                    (DeviceError::ReadWrite, FlowStep::ReadBack) => "read-error",
-                    (DeviceError::ReadWrite, _) => "device-error",
-                    (DeviceError::CommandFormat, _) => "command-format-error",
-                    (DeviceError::InvalidCommand, _) => "invalid-command",
-                    (DeviceError::BadSwipe, _) => "bad-swipes",
-                    (DeviceError::Unknown(_), _) => "unknown-status",
-                };
-                (kind, Some(*step), Exit::CardFailed)
-            }
-            FlowError::TooManyBadSwipes { step, .. } => {
-                ("bad-swipes", Some(*step), Exit::CardFailed)
-            }
-            FlowError::Mismatch(_) => (
-                "read-back-mismatch",
-                Some(FlowStep::ReadBack),
-                Exit::CardFailed,
-            ),
-            FlowError::UnexpectedResponse(step) => ("protocol", Some(*step), Exit::CardFailed),
-            FlowError::OutOfOrder => ("internal", None, Exit::CardFailed),
-        },
+    let (kind, step, class) = crate::devices::encoder::classify(e);
+    let exit = match class {
+        FailureClass::Refused => Exit::Invalid,
+        FailureClass::Unavailable => Exit::DeviceUnavailable,
+        FailureClass::CardFailed => Exit::CardFailed,
+        FailureClass::Timeout => Exit::Timeout,
     };
-    Failure::new(kind, step, message, exit)
-}
-
-/// The track bodies (without sentinels) of prepared data, validated for the encoder.
-fn track_set(data: &PersoData) -> Result<TrackSet, msr206::TrackError> {
-    let body = |no| data.tracks.get(no).map(|t| t.body());
-    TrackSet::new(body(TrackNo::T1), body(TrackNo::T2), body(TrackNo::T3))
+    Failure::new(kind, step, e.to_string(), exit)
 }
 
 /// Runs `encode`.
@@ -264,33 +224,22 @@ fn prepare_and_encode(
     Ok(())
 }
 
-/// Writes the stripe of `data` with the encoder on `port`, reads it back and compares. Returns
-/// the track numbers written and the bad swipes. The tracks are validated before the port is
-/// even opened: refused data never reaches the device.
-pub(super) fn write_stripe(
+/// Writes the stripe of `data` with the encoder on `port`, reads it back and compares (see
+/// [`crate::devices::encoder::write_card_stripe`]).
+fn write_stripe(
     port: &str,
     baud: u32,
     swipe_timeout: Duration,
     data: &PersoData,
 ) -> Result<(Vec<u8>, u32), Failure> {
-    let tracks = track_set(data).map_err(|e| classify(&EncoderError::InvalidTrack(e)))?;
     let mut config = SerialConfig::new(port.to_string());
     config.baud = baud;
     config.swipe_timeout = swipe_timeout;
-    let mut encoder = SerialEncoder::open(config)
-        .map_err(|e| classify(&e))?
-        .with_observer(show_event);
-    let outcome = encoder
-        .write_and_verify(&tracks)
-        .map_err(|e| classify(&e))?;
-    Ok((
-        outcome.tracks.iter().map(|t| t.number()).collect(),
-        outcome.bad_swipes,
-    ))
+    crate::devices::encoder::write_card_stripe(config, data, show_event).map_err(|e| classify(&e))
 }
 
 /// Operator-visible progress on stderr (stdout carries the result).
-fn show_event(event: &EncoderEvent) {
+pub(super) fn show_event(event: &EncoderEvent) {
     if let EncoderEvent::WaitingForSwipe {
         purpose,
         attempt,

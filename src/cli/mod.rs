@@ -133,8 +133,23 @@ pub(crate) fn unreadable(what: impl std::fmt::Display) -> Exit {
 pub(crate) fn read_orders(file: &Path, catalog: &Catalog) -> Result<Vec<OrderEntry>, Exit> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| unreadable(format!("{}: cannot be read: {}", file.display(), e.kind())))?;
-    let entries = parse_order_file(&text, &catalog.order_rules())
+    let mut entries = parse_order_file(&text, &catalog.order_rules())
         .map_err(|e| unreadable(format!("{}: {e}", file.display())))?;
+    // Production refuses demo orders and test products outright.
+    let mode = mode()?;
+    for entry in &mut entries {
+        let test_product = entry
+            .card_product_id
+            .as_deref()
+            .and_then(|id| catalog.get(id))
+            .is_some_and(|p| p.test);
+        if let Err(f) = mode.check_order(&entry.id, test_product) {
+            match &mut entry.outcome {
+                Ok(_) => entry.outcome = Err(vec![f]),
+                Err(errors) => errors.push(f),
+            }
+        }
+    }
     tracing::info!(file = %file.display(), orders = entries.len(), "order file read");
     Ok(entries)
 }
@@ -164,8 +179,17 @@ pub(crate) fn read_catalog(profiles: &Path) -> Result<Catalog, Exit> {
     Ok(catalog)
 }
 
+/// The operating mode of this machine ([`crate::config`]); an unreadable configuration is an
+/// input error.
+pub(crate) fn mode() -> Result<crate::config::Mode, Exit> {
+    crate::config::mode().map_err(unreadable)
+}
+
 pub(crate) fn read_keys(keys: &Path) -> Result<SoftwareKeyStore, Exit> {
     let store = SoftwareKeyStore::load(keys).map_err(unreadable)?;
+    mode()?
+        .check_key_store(&store.list())
+        .map_err(|f| unreadable(format!("{}: {f}", keys.display())))?;
     tracing::info!(file = %keys.display(), keys = store.list().len(), "key store loaded");
     Ok(store)
 }

@@ -17,12 +17,12 @@ use std::time::Duration;
 use clap::Args;
 use serde::Serialize;
 
-use super::encode::{parse_seconds, write_stripe};
+use super::encode::{parse_seconds, show_event};
 use super::{
     DEFAULT_KEYS, DEFAULT_PROFILES, Exit, read_catalog, read_keys, read_orders, records,
     select_orders, unreadable,
 };
-use crate::devices::encoder::DEFAULT_BAUD;
+use crate::devices::encoder::{DEFAULT_BAUD, SerialConfig};
 use crate::devices::pcsc::{PcscTransport, ProtocolChoice};
 use crate::devices::transport::{CardTransport, TransportError};
 use crate::domain::chip::ChipProfile;
@@ -37,7 +37,7 @@ use crate::domain::prepare::PersoData;
 use crate::domain::review::{Role, Session};
 use crate::domain::status::Status;
 use crate::job::{
-    self, CardConnector, CardJob, ChipOutcome, FailureKind, JobEvent, StepFailure, StripeOutcome,
+    self, CardConnector, CardJob, ChipOutcome, FailureKind, JobEvent, SerialStripe, StripeOutcome,
     StripeWriter,
 };
 use crate::keys::SoftwareKeyStore;
@@ -140,35 +140,6 @@ impl CardConnector for PcscConnector {
             &self.0,
             ProtocolChoice::Any,
         )?))
-    }
-}
-
-/// The MSR206-family encoder on a serial port.
-struct SerialStripe<'a>(&'a PersonalizeArgs, &'a str);
-
-impl StripeWriter for SerialStripe<'_> {
-    fn write_stripe(&mut self, data: &PersoData) -> Result<StripeOutcome, StepFailure> {
-        let (args, port) = (self.0, self.1);
-        let (tracks, bad_swipes) = write_stripe(port, args.baud, args.swipe_timeout, data)
-            .map_err(|f| {
-                let step = match f.error.step.as_deref() {
-                    Some(s) => format!("stripe {s}"),
-                    None => "stripe".into(),
-                };
-                let kind = match f.exit {
-                    Exit::DeviceUnavailable => FailureKind::DeviceUnavailable,
-                    Exit::Timeout => FailureKind::Timeout,
-                    Exit::Invalid | Exit::Unreadable => FailureKind::Refused,
-                    Exit::Ok | Exit::CardFailed => FailureKind::CardFailed,
-                };
-                let message = format!("[{}] {}", f.error.kind, f.error.message);
-                StepFailure::new(step, message, kind)
-            })?;
-        Ok(StripeOutcome {
-            port: port.to_string(),
-            tracks,
-            bad_swipes,
-        })
     }
 }
 
@@ -319,7 +290,15 @@ pub fn run(args: &PersonalizeArgs) -> Exit {
         );
     }
     let mut connector = args.reader.clone().map(PcscConnector);
-    let mut stripe = args.encoder.as_deref().map(|p| SerialStripe(args, p));
+    let mut stripe = args.encoder.as_deref().map(|port| {
+        let mut config = SerialConfig::new(port);
+        config.baud = args.baud;
+        config.swipe_timeout = args.swipe_timeout;
+        SerialStripe {
+            config,
+            observer: show_event,
+        }
+    });
     let report = job::run(
         &card_job,
         connector.as_mut().map(|c| c as &mut dyn CardConnector),

@@ -257,6 +257,16 @@ pub fn run(args: &PrepareArgs) -> Exit {
             }
         }
     };
+    if args.reveal {
+        match super::mode() {
+            Ok(m) if !m.allows_reveal() => {
+                eprintln!("error: --reveal refused: this workstation runs in {m} mode");
+                return Exit::Invalid;
+            }
+            Ok(_) => {}
+            Err(e) => return e,
+        }
+    }
     let keys = match read_keys(&args.keys) {
         Ok(k) => k,
         Err(e) => return e,

@@ -18,8 +18,9 @@ use serialport::{ClearBuffer, SerialPort};
 use zeroize::Zeroizing;
 
 use crate::domain::msr206::{
-    Action, Command, Expect, Feed, FlowConfig, FlowError, FlowStep, Outcome, ParseError, Response,
-    ResponseKind, ResponseParser, SwipePurpose, TrackError, TrackSet, Wait, WriteSession,
+    Action, Command, DeviceError, Expect, Feed, FlowConfig, FlowError, FlowStep, Outcome,
+    ParseError, Response, ResponseKind, ResponseParser, SwipePurpose, TrackError, TrackSet, Wait,
+    WriteSession,
 };
 
 /// Default baud rate of MSR206-family encoders.
@@ -384,5 +385,86 @@ fn port_closed(step: FlowStep) -> EncoderError {
     EncoderError::Io {
         step,
         source: io::Error::new(io::ErrorKind::UnexpectedEof, "the serial port was closed"),
+    }
+}
+
+/// Writes the stripe of prepared `data` on the encoder `config` names, reads it back and
+/// compares. The tracks are validated before the port is even opened: refused data never reaches
+/// the device. Returns the track numbers written and the bad swipes retried.
+pub fn write_card_stripe(
+    config: SerialConfig,
+    data: &crate::domain::prepare::PersoData,
+    observer: impl FnMut(&EncoderEvent) + Send + 'static,
+) -> Result<(Vec<u8>, u32), EncoderError> {
+    use crate::domain::track::TrackNo;
+    let body = |no| data.tracks.get(no).map(|t| t.body());
+    let tracks = TrackSet::new(body(TrackNo::T1), body(TrackNo::T2), body(TrackNo::T3))?;
+    let mut encoder = SerialEncoder::open(config)?.with_observer(observer);
+    let outcome = encoder.write_and_verify(&tracks)?;
+    Ok((
+        outcome.tracks.iter().map(|t| t.number()).collect(),
+        outcome.bad_swipes,
+    ))
+}
+
+/// How an encoder failure is classed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// The tracks were refused before the device was touched.
+    Refused,
+    /// The encoder cannot be reached.
+    Unavailable,
+    /// The encoder failed the card (status, bad swipes, read-back mismatch, bad reply).
+    CardFailed,
+    /// Nobody swiped in time, or the device did not answer.
+    Timeout,
+}
+
+/// A stable kind name (`write-error`, `swipe-timeout`, ...), the flow step where known, and the
+/// class of an encoder error.
+pub fn classify(e: &EncoderError) -> (&'static str, Option<FlowStep>, FailureClass) {
+    match e {
+        EncoderError::InvalidTrack(_) => ("invalid-track", None, FailureClass::Refused),
+        EncoderError::PortNotFound { .. } => ("port-not-found", None, FailureClass::Unavailable),
+        EncoderError::PortOpen { .. } => ("port-open", None, FailureClass::Unavailable),
+        EncoderError::Io { step, .. } => ("io", Some(*step), FailureClass::Unavailable),
+        EncoderError::DeviceTimeout { step, .. } => {
+            ("device-timeout", Some(*step), FailureClass::Timeout)
+        }
+        EncoderError::SwipeTimeout { purpose, .. } => {
+            let step = match purpose {
+                SwipePurpose::Write => FlowStep::Write,
+                SwipePurpose::ReadBack => FlowStep::ReadBack,
+            };
+            ("swipe-timeout", Some(step), FailureClass::Timeout)
+        }
+        EncoderError::Cancelled { step } => ("cancelled", Some(*step), FailureClass::CardFailed),
+        EncoderError::Protocol { step, .. } => ("protocol", Some(*step), FailureClass::CardFailed),
+        EncoderError::Flow(flow) => match flow {
+            FlowError::Device { step, error } => {
+                let kind = match (error, step) {
+                    (DeviceError::ReadWrite, FlowStep::Write) => "write-error",
+                    (DeviceError::ReadWrite, FlowStep::ReadBack) => "read-error",
+                    (DeviceError::ReadWrite, _) => "device-error",
+                    (DeviceError::CommandFormat, _) => "command-format-error",
+                    (DeviceError::InvalidCommand, _) => "invalid-command",
+                    (DeviceError::BadSwipe, _) => "bad-swipes",
+                    (DeviceError::Unknown(_), _) => "unknown-status",
+                };
+                (kind, Some(*step), FailureClass::CardFailed)
+            }
+            FlowError::TooManyBadSwipes { step, .. } => {
+                ("bad-swipes", Some(*step), FailureClass::CardFailed)
+            }
+            FlowError::Mismatch(_) => (
+                "read-back-mismatch",
+                Some(FlowStep::ReadBack),
+                FailureClass::CardFailed,
+            ),
+            FlowError::UnexpectedResponse(step) => {
+                ("protocol", Some(*step), FailureClass::CardFailed)
+            }
+            FlowError::OutOfOrder => ("internal", None, FailureClass::CardFailed),
+        },
     }
 }

@@ -18,6 +18,7 @@ pub mod finding;
 pub mod gp;
 pub mod keystore;
 pub mod mask;
+pub mod mode;
 pub mod msr206;
 pub mod oda;
 pub mod order;

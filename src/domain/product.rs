@@ -123,6 +123,8 @@ pub struct Product {
     /// Chip data models the product allows (`models = [1, 2]`, the default; `[1]` or `[2]` to
     /// allow only one).
     pub models: Vec<u8>,
+    /// A test product (`test = true`): refused in production mode.
+    pub test: bool,
 }
 
 impl Product {
@@ -168,7 +170,8 @@ fn parse_configs(
     Ok(out)
 }
 
-const KNOWN_KEYS: [&str; 12] = [
+const KNOWN_KEYS: [&str; 13] = [
+    "test",
     "models",
     "config",
     "random_pin",
@@ -287,7 +290,19 @@ impl Product {
             }
             Some(_) => return Err(f.err("models", "must be a list such as [1, 2]")),
         };
+        let test = match table.get("test") {
+            None => false,
+            Some(toml::Value::Boolean(b)) => *b,
+            Some(_) => return Err(f.err("test", "must be true or false")),
+        };
+        if luhn_warning_only && !test {
+            return Err(f.err(
+                "pan_luhn",
+                "\"warn\" is for test products only (add test = true)",
+            ));
+        }
         Ok(Self {
+            test,
             models,
             configs,
             random_pin,

@@ -343,7 +343,9 @@ pub struct ReadBackSession {
     data: Vec<Tlv>,
     icc_key: Option<EmvPublicKey>,
     ddol_data: Vec<u8>,
+    pdol_data: Vec<u8>,
     cdol1_data: Vec<u8>,
+    cda: bool,
     result: ReadBack,
 }
 
@@ -399,6 +401,36 @@ fn sw(response: &[u8]) -> (u16, &[u8]) {
     }
 }
 
+/// Recovers signed dynamic application data (format 05, SHA-1) and checks its hash over the
+/// data and `after` (the DDOL data for DDA, the unpredictable number for CDA). Returns the ICC
+/// dynamic data.
+fn recover_sdad(key: &EmvPublicKey, sdad: &[u8], after: &[u8]) -> Result<Vec<u8>, String> {
+    let block = oda::recover_raw(key, sdad, "signed dynamic application data")
+        .map_err(|e| e.to_string())?;
+    let n = block.len();
+    if n < 26 || block.first() != Some(&0x6A) || block.last() != Some(&0xBC) {
+        return Err("recovered data lacks header 6A or trailer BC".into());
+    }
+    if block.get(1) != Some(&0x05) || block.get(2) != Some(&0x01) {
+        return Err("not format 05 with SHA-1".into());
+    }
+    let (Some(body), Some(hash)) = (block.get(1..n - 21), block.get(n - 21..n - 1)) else {
+        return Err("recovered data too short".into());
+    };
+    let mut h = Sha1::new();
+    h.update(body);
+    h.update(after);
+    if h.finalize().as_slice() != hash {
+        return Err("hash over the dynamic data does not match".into());
+    }
+    let len = usize::from(block.get(3).copied().unwrap_or(0));
+    block
+        .get(4..4 + len)
+        .filter(|_| 4 + len <= n - 21)
+        .map(<[u8]>::to_vec)
+        .ok_or_else(|| "ICC dynamic data length exceeds the block".to_string())
+}
+
 impl ReadBackSession {
     /// Starts a read-back. `candidates` are AIDs to try when the PPSE does not list one; `ca` is
     /// the CA public key for the ODA chain (ODA is skipped without it).
@@ -421,7 +453,9 @@ impl ReadBackSession {
             data: Vec::new(),
             icc_key: None,
             ddol_data: Vec::new(),
+            pdol_data: Vec::new(),
             cdol1_data: Vec::new(),
+            cda: false,
             result: ReadBack {
                 checks: Vec::new(),
                 card: CardSummary::default(),
@@ -545,6 +579,7 @@ impl ReadBackSession {
                 c.push(len);
                 c.extend_from_slice(&pdol_data);
                 c.push(0x00);
+                self.pdol_data = pdol_data;
                 self.send(Phase::Gpo, c)
             }
             Phase::Gpo => {
@@ -647,10 +682,13 @@ impl ReadBackSession {
                     return self.done();
                 };
                 self.cdol1_data = self.dol_data(&cdol1);
+                // An ARQC, with a CDA signature when the card announces CDA (AIP byte 1 bit 1)
+                // and its ICC key was recovered.
+                self.cda = self.aip[0] & 0x01 != 0 && self.icc_key.is_some();
                 let mut c = vec![
                     0x80,
                     0xAE,
-                    0x80,
+                    if self.cda { 0x90 } else { 0x80 },
                     0x00,
                     u8::try_from(self.cdol1_data.len()).unwrap_or(0),
                 ];
@@ -866,28 +904,44 @@ impl ReadBackSession {
         let Some(sdad) = sdad else {
             return Outcome::Fail("no signed dynamic data (80 or 9F4B)".into());
         };
-        let block = match oda::recover_raw(key, &sdad, "signed dynamic application data") {
-            Ok(b) => b,
-            Err(e) => return Outcome::Fail(e.to_string()),
-        };
-        let n = block.len();
-        if n < 26 || block.first() != Some(&0x6A) || block.last() != Some(&0xBC) {
-            return Outcome::Fail("recovered data lacks header 6A or trailer BC".into());
+        match recover_sdad(key, &sdad, &self.ddol_data) {
+            Ok(_) => Outcome::Pass,
+            Err(why) => Outcome::Fail(why),
         }
-        if block.get(1) != Some(&0x05) || block.get(2) != Some(&0x01) {
-            return Outcome::Fail("not format 05 with SHA-1".into());
-        }
-        let (Some(body), Some(hash)) = (block.get(1..n - 21), block.get(n - 21..n - 1)) else {
-            return Outcome::Fail("recovered data too short".into());
+    }
+
+    /// Verifies a CDA GENERATE AC response (EMV Book 2 §6.6): the SDAD recovers with the ICC
+    /// key, its hash covers the unpredictable number, its CID equals 9F27, and its transaction
+    /// data hash covers the PDOL data, the CDOL1 data and the response's other data objects.
+    /// Returns the application cryptogram it carries.
+    fn check_cda(&self, tlvs: &[Tlv]) -> Result<[u8; 8], String> {
+        let key = self.icc_key.as_ref().ok_or("no ICC key")?;
+        let objects: &[Tlv] = match tlvs {
+            [t] if t.tag().raw() == 0x77 => t.children().unwrap_or_default(),
+            _ => return Err("a CDA response must be a template 77".into()),
         };
+        let sdad = find_value(objects, 0x9F4B).ok_or("no signed dynamic data (9F4B)")?;
+        let dynamic = recover_sdad(key, sdad, &self.terminal.un)?;
+        // ICC dynamic data: Lidn || IDN || CID || AC (8) || transaction data hash code (20).
+        let lidn = usize::from(*dynamic.first().ok_or("no ICC dynamic data")?);
+        let rest = dynamic
+            .get(1 + lidn..)
+            .filter(|r| r.len() >= 29)
+            .ok_or("ICC dynamic data too short for CID, AC and hash")?;
+        let (cid, ac, tdhc) = (rest[0], &rest[1..9], &rest[9..29]);
+        if find_value(objects, 0x9F27) != Some(&[cid][..]) {
+            return Err("the CID in the signature differs from 9F27".into());
+        }
         let mut h = Sha1::new();
-        h.update(body);
-        h.update(&self.ddol_data);
-        if h.finalize().as_slice() == hash {
-            Outcome::Pass
-        } else {
-            Outcome::Fail("hash over the dynamic data and DDOL data does not match".into())
+        h.update(&self.pdol_data);
+        h.update(&self.cdol1_data);
+        for t in objects.iter().filter(|t| t.tag().raw() != 0x9F4B) {
+            h.update(t.to_bytes());
         }
+        if h.finalize().as_slice() != tdhc {
+            return Err("transaction data hash code does not match".into());
+        }
+        <[u8; 8]>::try_from(ac).map_err(|_| "AC is not 8 bytes".to_string())
     }
 
     fn take_arqc(&mut self, status: u16, data: &[u8]) {
@@ -901,8 +955,26 @@ impl ReadBackSession {
             return;
         };
         let get = |tag| find_value(&tlvs, tag);
+        let cda_ac = if self.cda {
+            match self.check_cda(&tlvs) {
+                Ok(ac) => {
+                    self.check("CDA: signed dynamic data (9F4B) over the AC", Outcome::Pass);
+                    Some(ac)
+                }
+                Err(why) => {
+                    self.check(
+                        "CDA: signed dynamic data (9F4B) over the AC",
+                        Outcome::Fail(why),
+                    );
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        let ac = cda_ac.as_ref().map(<[u8; 8]>::as_slice).or(get(0x9F26));
         let (Some(&[cid]), Some(&[a, b]), Some(ac), Some(iad)) =
-            (get(0x9F27), get(0x9F36), get(0x9F26), get(0x9F10))
+            (get(0x9F27), get(0x9F36), ac, get(0x9F10))
         else {
             self.check(
                 NAME,

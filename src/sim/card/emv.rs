@@ -35,6 +35,8 @@ pub const PPSE: &[u8] = b"2PAY.SYS.DDF01";
 pub struct Transaction {
     gpo_done: bool,
     verified: bool,
+    /// The PDOL data of GET PROCESSING OPTIONS (enters the CDA transaction data hash).
+    pdol: Vec<u8>,
 }
 
 /// DGIs whose encrypted value was padded (ISO/IEC 9797-1 method 2) before encryption: the RSA
@@ -180,7 +182,7 @@ pub fn process(
         _ if pse => reply(&[], sw::INS),
         (0x80, 0xA8) => gpo(app, tx, data),
         (0x80, 0xCA) => get_data(app, *p1, *p2),
-        (0x80, 0xAE) => generate_ac(app, tx, cvn, *p1, data),
+        (0x80, 0xAE) => generate_ac(app, tx, cvn, *p1, data, random),
         (0x00, 0x88) => internal_authenticate(app, data, random),
         (0x00, 0x20) => verify(app, tx, *p2, data),
         (0x00 | 0x80, _) => reply(&[], sw::INS),
@@ -237,6 +239,7 @@ fn gpo(app: &mut Application, tx: &mut Transaction, data: &[u8]) -> Vec<u8> {
     }
     app.atc += 1;
     tx.gpo_done = true;
+    tx.pdol = pdol_data.to_vec();
     tx.verified = false;
     reply(&response, sw::OK)
 }
@@ -306,6 +309,7 @@ fn generate_ac(
     cvn: CardCvn,
     p1: u8,
     data: &[u8],
+    random: [u8; 8],
 ) -> Vec<u8> {
     if !tx.gpo_done {
         return reply(&[], sw::CONDITIONS);
@@ -366,6 +370,29 @@ fn generate_ac(
         0xC0 => return reply(&[], sw::WRONG_P1P2),
         t => t,
     };
+    // CDA (P1 bit 5, when the AIP announces it): the AC travels inside the signed dynamic data.
+    if p1 & 0x10 != 0 && aip.first().is_some_and(|b| b & 0x01 != 0) {
+        let objects = [tlv(0x9F27, &[cid]), tlv(0x9F36, &atc), tlv(0x9F10, &iad)];
+        let mut h = Sha1::new();
+        h.update(&tx.pdol);
+        h.update(data);
+        for o in &objects {
+            h.update(o);
+        }
+        // ICC dynamic data: Lidn || IDN || CID || AC || transaction data hash code.
+        let mut icc_dd = vec![0x08];
+        icc_dd.extend_from_slice(&random);
+        icc_dd.push(cid);
+        icc_dd.extend_from_slice(&ac);
+        icc_dd.extend_from_slice(&h.finalize());
+        let sdad = match sign_dynamic(app, &icc_dd, &un) {
+            Ok(s) => s,
+            Err(status) => return reply(&[], status),
+        };
+        let [cid_tlv, atc_tlv, iad_tlv] = objects;
+        let body = [cid_tlv, atc_tlv, tlv(0x9F4B, &sdad), iad_tlv].concat();
+        return reply(&tlv(0x77, &body), sw::OK);
+    }
     let body = [
         tlv(0x9F27, &[cid]),
         tlv(0x9F36, &atc),
@@ -394,40 +421,41 @@ fn icc_key(app: &Application) -> Option<RsaPrivateKey> {
 }
 
 fn internal_authenticate(app: &Application, ddol_data: &[u8], random: [u8; 8]) -> Vec<u8> {
-    let Some(key) = icc_key(app) else {
-        return reply(&[], sw::CONDITIONS);
-    };
-    use rsa::traits::PublicKeyParts;
-    let k = key.size();
     // ICC dynamic data: length || ICC dynamic number (8 bytes).
     let mut icc_dd = vec![0x08];
     icc_dd.extend_from_slice(&random);
-    let Some(pad_len) = k.checked_sub(25 + icc_dd.len()) else {
-        return reply(&[], sw::CONDITIONS);
-    };
+    match sign_dynamic(app, &icc_dd, ddol_data) {
+        Ok(sdad) => reply(&tlv(0x80, &sdad), sw::OK),
+        Err(status) => reply(&[], status),
+    }
+}
+
+/// Signed dynamic application data (format 05, SHA-1) over the ICC dynamic data `icc_dd`, the
+/// hash also covering `after` (DDOL data for DDA, the unpredictable number for CDA).
+fn sign_dynamic(app: &Application, icc_dd: &[u8], after: &[u8]) -> Result<Vec<u8>, u16> {
+    let key = icc_key(app).ok_or(sw::CONDITIONS)?;
+    use rsa::traits::PublicKeyParts;
+    let k = key.size();
+    let pad_len = k.checked_sub(25 + icc_dd.len()).ok_or(sw::CONDITIONS)?;
     let mut block = Vec::with_capacity(k);
     block.extend_from_slice(&[0x6A, 0x05, 0x01]);
-    block.push(u8::try_from(icc_dd.len()).unwrap_or(0));
-    block.extend_from_slice(&icc_dd);
+    block.push(u8::try_from(icc_dd.len()).map_err(|_| sw::CONDITIONS)?);
+    block.extend_from_slice(icc_dd);
     block.resize(block.len() + pad_len, 0xBB);
     let mut h = Sha1::new();
     h.update(&block[1..]);
-    h.update(ddol_data);
+    h.update(after);
     block.extend_from_slice(&h.finalize());
     block.push(0xBC);
-    let Ok(m) = BoxedUint::from_be_slice(&block, key.n_bits_precision()) else {
-        return reply(&[], sw::UNKNOWN);
-    };
+    let m = BoxedUint::from_be_slice(&block, key.n_bits_precision()).map_err(|_| sw::UNKNOWN)?;
     let no_rng: Option<&mut dyn rsa::rand_core::TryCryptoRng<Error = core::convert::Infallible>> =
         None;
-    let Ok(s) = rsa::hazmat::rsa_decrypt_and_check(&key, no_rng, &m) else {
-        return reply(&[], sw::UNKNOWN);
-    };
+    let s = rsa::hazmat::rsa_decrypt_and_check(&key, no_rng, &m).map_err(|_| sw::UNKNOWN)?;
     let bytes = s.to_be_bytes();
     let tail = bytes.get(bytes.len().saturating_sub(k)..).unwrap_or(&[]);
     let mut sdad = vec![0u8; k - tail.len()];
     sdad.extend_from_slice(tail);
-    reply(&tlv(0x80, &sdad), sw::OK)
+    Ok(sdad)
 }
 
 fn verify(app: &mut Application, tx: &mut Transaction, p2: u8, data: &[u8]) -> Vec<u8> {

@@ -264,6 +264,10 @@ pub fn ui(app: &App, state: &mut PreviewState, ui: &mut egui::Ui, cmds: &mut Vec
     });
 
     ui.separator();
+    if let Some(session) = app.session.as_ref() {
+        actions(app, state, ui, cmds, index, row, session.role);
+        ui.separator();
+    }
     if state.pending {
         ui.horizontal(|ui| {
             ui.spinner();
@@ -343,11 +347,6 @@ pub fn ui(app: &App, state: &mut PreviewState, ui: &mut egui::Ui, cmds: &mut Vec
         }
     }
 
-    ui.separator();
-    let Some(session) = app.session.as_ref() else {
-        return;
-    };
-    actions(app, state, ui, cmds, index, row, session.role);
 }
 
 fn actions(

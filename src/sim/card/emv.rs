@@ -3,8 +3,10 @@
 //!
 //! - SELECT: the FCI is DGI 9102 (or 9103) — a whole `6F` template, or the `A5` proprietary
 //!   template that the card puts under `6F { 84 AID, ... }`. PSE and PPSE list the application.
-//! - GET PROCESSING OPTIONS: format 2 (`77`) with the content of DGI 9104 (`82` AIP, `94` AFL);
-//!   the PDOL data length is checked against the PDOL (`9F38`) of the FCI; the ATC counts up.
+//! - GET PROCESSING OPTIONS: format 2 (`77`) with the content of DGI 9104 (`82` AIP, `94` AFL),
+//!   or, on an M/Chip-style card without 9104, format 1 (`80`) with the fixed-position AIP || AFL
+//!   of the contact GPO response DGI A005; the PDOL data length is checked against the PDOL
+//!   (`9F38`) of the FCI; the ATC counts up.
 //! - READ RECORD: the record DGI `SFI || record`.
 //! - GET DATA: `9F36` ATC, `9F17` PIN try counter.
 //! - GENERATE AC: MAC algorithm 3 over `CDOL1 data || AIP || ATC || scheme part` with MK-AC (first
@@ -205,6 +207,23 @@ fn read_record(app: &Application, pse: bool, record: u8, p2: u8) -> Vec<u8> {
     }
 }
 
+/// The M/Chip contact GPO response DGI: AIP (2 bytes) || AFL, fixed-position.
+const MCHIP_GPO_CONTACT: u16 = 0xA005;
+
+/// The AIP the card reports: `82` of DGI 9104, else the first two bytes of DGI A005.
+fn aip_of(app: &Application) -> Vec<u8> {
+    app.dgis
+        .get(&0x9104)
+        .and_then(|v| find_in(v, 0x82))
+        .or_else(|| {
+            app.dgis
+                .get(&MCHIP_GPO_CONTACT)
+                .and_then(|v| v.get(..2))
+                .map(<[u8]>::to_vec)
+        })
+        .unwrap_or_else(|| vec![0, 0])
+}
+
 fn gpo(app: &mut Application, tx: &mut Transaction, data: &[u8]) -> Vec<u8> {
     let [0x83, len, pdol_data @ ..] = data else {
         return reply(&[], sw::WRONG_DATA);
@@ -218,12 +237,13 @@ fn gpo(app: &mut Application, tx: &mut Transaction, data: &[u8]) -> Vec<u8> {
     if expected != Some(pdol_data.len()) {
         return reply(&[], sw::WRONG_LENGTH);
     }
-    let Some(body) = app.dgis.get(&0x9104) else {
-        return reply(&[], sw::CONDITIONS);
-    };
-    let response = match body.first() {
-        Some(0x77 | 0x80) => body.to_vec(),
-        _ => tlv(0x77, body),
+    let response = match (app.dgis.get(&0x9104), app.dgis.get(&MCHIP_GPO_CONTACT)) {
+        (Some(body), _) => match body.first() {
+            Some(0x77 | 0x80) => body.to_vec(),
+            _ => tlv(0x77, body),
+        },
+        (None, Some(fixed)) if fixed.len() >= 2 => tlv(0x80, fixed),
+        _ => return reply(&[], sw::CONDITIONS),
     };
     if app.atc == u16::MAX {
         return reply(&[], sw::CONDITIONS);
@@ -311,11 +331,7 @@ fn generate_ac(
     let Some(mk) = app.dgis.get(&0x8000).and_then(|k| k.get(..16)) else {
         return reply(&[], sw::CONDITIONS);
     };
-    let aip = app
-        .dgis
-        .get(&0x9104)
-        .and_then(|v| find_in(v, 0x82))
-        .unwrap_or_else(|| vec![0, 0]);
+    let aip = aip_of(app);
     let atc = app.atc.to_be_bytes();
     // The unpredictable number is the last 4 bytes of the CDOL1 data when it follows the
     // minimum data layout (9F02 9F03 9F1A 95 5F2A 9A 9C 9F37).

@@ -13,10 +13,10 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable as _;
 use persodesk::domain::chip_model::{AllowedModels, ChipModel};
 use persodesk::domain::status::Status;
+use persodesk::gui::devices::{VirtualSlot, lock_reader};
 use persodesk::gui::log::LogBuffer;
 use persodesk::gui::orders::Filter;
 use persodesk::gui::worker::OrderRow;
-use persodesk::gui::devices::{VirtualSlot, lock_reader};
 use persodesk::gui::{App, AppConfig, Screen, demo_catalog, demo_chip_profiles, demo_keys};
 use persodesk::sim::encoder::SimConfig;
 use persodesk::store::Store;
@@ -173,7 +173,10 @@ fn supervisor_approves_then_operator_personalizes_on_the_simulated_encoder() {
     assert!(has(&h, "DGI 0101"));
     // Key DGIs by KCV only; the PIN block never.
     assert!(has(&h, "ICC master key KCVs: MK-AC "));
-    assert!(has(&h, "DGI 8010  Reference PIN block  (8 bytes, encrypted)"));
+    assert!(has(
+        &h,
+        "DGI 8010  Reference PIN block  (8 bytes, encrypted)"
+    ));
     assert!(has(&h, "ODA: CDA with CA A000000004 index E1"));
 
     // Approve.
@@ -216,11 +219,20 @@ fn supervisor_approves_then_operator_personalizes_on_the_simulated_encoder() {
     assert!(
         has(&h, "tracks 1, 2, 3 written and verified"),
         "{:?}",
-        h.state().perso.last.as_ref().map(|f| f.result.as_ref().map(|r| &r.summary))
+        h.state()
+            .perso
+            .last
+            .as_ref()
+            .map(|f| f.result.as_ref().map(|r| &r.summary))
     );
     // The virtual card holds the personalized application for this order.
     {
-        let vr = h.state().devices.virtual_reader.clone().expect("virtual reader");
+        let vr = h
+            .state()
+            .devices
+            .virtual_reader
+            .clone()
+            .expect("virtual reader");
         let r = lock_reader(&vr);
         let VirtualSlot::Card(c) = &r.slot else {
             panic!("no card in the virtual reader: {:?}", r.slot);
@@ -404,7 +416,10 @@ fn model_1_and_model_2_show_their_chip_data() {
     let row = select(&mut h, "DEMO-MC-0001-M2");
     assert_eq!(h.state().rows[row].model, Some(ChipModel::Model2));
     assert!(has(&h, "Chip data: Model 2 (mchip-advance-1.2.3)"));
-    assert!(has(&h, "Source: Model 2: issuer data under kek #1, MAC verified"));
+    assert!(has(
+        &h,
+        "Source: Model 2: issuer data under kek #1, MAC verified"
+    ));
     assert!(!has(&h, "PIN generated"));
     assert!(has(&h, "DGI 9000"));
     // The PAN inside the records is masked.
@@ -441,7 +456,10 @@ fn model_1_and_model_2_show_their_chip_data() {
                 .and_then(|p| p.data.chip.as_ref())
                 .is_some_and(|c| c.model.number() == 2)
     });
-    assert!(has(&h, "Source: Model 2: issuer data under kek #1, MAC verified"));
+    assert!(has(
+        &h,
+        "Source: Model 2: issuer data under kek #1, MAC verified"
+    ));
 }
 
 fn personalize_and_wait(h: &mut Harness<'_, App>) {
@@ -478,7 +496,10 @@ fn a_personalized_virtual_card_refuses_a_second_personalization() {
     select(&mut h, "DEMO-MC-0002");
     personalize_and_wait(&mut h);
     assert_eq!(status_of(&h, "DEMO-MC-0002"), Status::Failed);
-    assert!(h.query_by_label("Order DEMO-MC-0002: CARD_PROD_FAILED").is_some());
+    assert!(
+        h.query_by_label("Order DEMO-MC-0002: CARD_PROD_FAILED")
+            .is_some()
+    );
     let failure = h
         .state()
         .perso
@@ -546,7 +567,10 @@ fn cancel_leaves_the_order_failed_not_done() {
     h.step();
     wait(&mut h, "the cancelled run", |a| !a.perso.is_running());
     assert_eq!(status_of(&h, "DEMO-VISA-0001"), Status::Failed);
-    assert!(h.query_by_label("Order DEMO-VISA-0001: CARD_PROD_FAILED").is_some());
+    assert!(
+        h.query_by_label("Order DEMO-VISA-0001: CARD_PROD_FAILED")
+            .is_some()
+    );
     let reason = h
         .state()
         .row_by_id("DEMO-VISA-0001")
@@ -567,16 +591,15 @@ fn the_cancel_transport_stops_before_the_next_apdu() {
     let card = virtual_card_for(profile, &keys, CardFault::None).expect("card");
     let mut inner = VirtualTransport::new(card);
     let flag = AtomicBool::new(false);
-    let select_isd = [0x00, 0xA4, 0x04, 0x00, 0x08, 0xA0, 0, 0, 0x01, 0x51, 0, 0, 0, 0x00];
+    let select_isd = [
+        0x00, 0xA4, 0x04, 0x00, 0x08, 0xA0, 0, 0, 0x01, 0x51, 0, 0, 0, 0x00,
+    ];
     {
         let mut t = CancelTransport::new(&mut inner, &flag);
         let r = t.transmit_raw(&select_isd).expect("answer");
         assert_eq!(r[r.len() - 2..], [0x90, 0x00]);
         flag.store(true, Ordering::SeqCst);
-        assert_eq!(
-            t.transmit_raw(&select_isd),
-            Err(TransportError::Cancelled)
-        );
+        assert_eq!(t.transmit_raw(&select_isd), Err(TransportError::Cancelled));
     }
     // The refused command never reached the card.
     assert_eq!(inner.card.commands(), 1);
@@ -598,7 +621,11 @@ fn a_card_fault_fails_the_card_at_its_step() {
     select(&mut h, "DEMO-US-0001");
     personalize_and_wait(&mut h);
     assert_eq!(status_of(&h, "DEMO-US-0001"), Status::Failed);
-    assert!(has(&h, "Failed step: STORE DATA 1 of "), "{:?}", h.state().perso.last);
+    assert!(
+        has(&h, "Failed step: STORE DATA 1 of "),
+        "{:?}",
+        h.state().perso.last
+    );
     assert!(has(&h, "6A80"));
 }
 

@@ -419,7 +419,10 @@ impl DevicesState {
                 for r in readers {
                     ui.horizontal(|ui| {
                         let c = ReaderChoice::Pcsc(r.name.clone());
-                        if ui.radio(self.reader.as_ref() == Some(&c), &r.name).clicked() {
+                        if ui
+                            .radio(self.reader.as_ref() == Some(&c), &r.name)
+                            .clicked()
+                        {
                             cmds.push(Command::SelectReader(Some(c)));
                         }
                         ui.label(if r.card_present {

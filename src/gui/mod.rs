@@ -880,7 +880,10 @@ impl App {
     pub fn select_reader(&mut self, reader: Option<ReaderChoice>) {
         self.remember(
             SETTING_READER,
-            &reader.as_ref().map(ReaderChoice::to_setting).unwrap_or_default(),
+            &reader
+                .as_ref()
+                .map(ReaderChoice::to_setting)
+                .unwrap_or_default(),
         );
         self.devices.reader = reader;
     }

@@ -264,7 +264,7 @@ impl CardTransport for CancelTransport<'_> {
 enum OpenCard {
     Pcsc(PcscTransport),
     Virtual {
-        transport: VirtualTransport,
+        transport: Box<VirtualTransport>,
         reader: SharedVirtualReader,
         profile: String,
         order: Option<String>,
@@ -275,7 +275,7 @@ impl OpenCard {
     fn transport(&mut self) -> &mut dyn CardTransport {
         match self {
             OpenCard::Pcsc(t) => t,
-            OpenCard::Virtual { transport, .. } => transport,
+            OpenCard::Virtual { transport, .. } => transport.as_mut(),
         }
     }
 
@@ -368,12 +368,7 @@ impl DeskPersonalizer {
         }
     }
 
-    fn open(
-        &self,
-        target: &CardTarget,
-        profile: &ChipProfile,
-        order_id: &str,
-    ) -> Result<OpenCard, PersoFailure> {
+    fn open(&self, target: &CardTarget, profile: &ChipProfile) -> Result<OpenCard, PersoFailure> {
         match target {
             CardTarget::None => Err(PersoFailure::new(
                 PersoStep::SecureChannel,
@@ -394,14 +389,14 @@ impl DeskPersonalizer {
                 let fault = r.fault;
                 match std::mem::replace(&mut r.slot, VirtualSlot::InUse) {
                     VirtualSlot::Card(c) => Ok(OpenCard::Virtual {
-                        transport: VirtualTransport::new(c.card),
+                        transport: Box::new(VirtualTransport::new(c.card)),
                         reader: Arc::clone(reader),
                         profile: c.profile,
                         order: c.order,
                     }),
                     VirtualSlot::Fresh => match virtual_card_for(profile, &self.keys, fault) {
                         Ok(card) => Ok(OpenCard::Virtual {
-                            transport: VirtualTransport::new(card),
+                            transport: Box::new(VirtualTransport::new(card)),
                             reader: Arc::clone(reader),
                             profile: profile.name.clone(),
                             order: None,
@@ -417,7 +412,6 @@ impl DeskPersonalizer {
                     },
                     other => {
                         r.slot = other;
-                        let _ = order_id;
                         Err(PersoFailure::new(
                             PersoStep::SecureChannel,
                             "no card in the virtual reader",
@@ -453,7 +447,7 @@ impl DeskPersonalizer {
         })?;
         let dgis = perso::session_dgis(chip);
         ctl.step(PersoStep::SecureChannel);
-        let mut card = self.open(&target.card, profile, &job.data.order_id)?;
+        let mut card = self.open(&target.card, profile)?;
         let mut last = PersoStep::SecureChannel;
         let result = {
             let mut transport = CancelTransport::new(card.transport(), &ctl.cancel);
@@ -510,7 +504,13 @@ impl DeskPersonalizer {
                 f.transcript = Some(transcript);
                 return Err(f);
             }
-            Err(e) => return Err(fail_rb(format!("the card could not be read: {e}"), &transcript, Vec::new())),
+            Err(e) => {
+                return Err(fail_rb(
+                    format!("the card could not be read: {e}"),
+                    &transcript,
+                    Vec::new(),
+                ));
+            }
         };
         verify::check_against(
             &mut rb,

@@ -346,7 +346,6 @@ pub fn ui(app: &App, state: &mut PreviewState, ui: &mut egui::Ui, cmds: &mut Vec
             ui.colored_label(ui.visuals().warn_fg_color, format!("warning  {f}"));
         }
     }
-
 }
 
 fn actions(

@@ -459,3 +459,51 @@ fn verify(app: &mut Application, tx: &mut Transaction, p2: u8, data: &[u8]) -> V
         reply(&[], 0x63C0 | u16::from(app.ptc.min(0x0F)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(dgis: &[(u16, &[u8])]) -> Application {
+        Application {
+            aid: vec![0xA0, 0, 0, 0, 0x04, 0x10, 0x10],
+            dgis: dgis
+                .iter()
+                .map(|(id, v)| (*id, Zeroizing::new(v.to_vec())))
+                .collect(),
+            atc: 0,
+            ptc: 3,
+        }
+    }
+
+    #[test]
+    fn gpo_answers_format_1_from_the_mchip_fixed_position_dgi() {
+        // AIP 1980, AFL 08 01 01 00: the M/Chip contact GPO response DGI, no 9104.
+        let mut a = app(&[(0xA005, &[0x19, 0x80, 0x08, 0x01, 0x01, 0x00])]);
+        let mut tx = Transaction::default();
+        let r = gpo(&mut a, &mut tx, &[0x83, 0x00]);
+        assert_eq!(
+            r,
+            [0x80, 0x06, 0x19, 0x80, 0x08, 0x01, 0x01, 0x00, 0x90, 0x00]
+        );
+        assert_eq!(a.atc, 1);
+        assert_eq!(aip_of(&a), [0x19, 0x80]);
+    }
+
+    #[test]
+    fn gpo_prefers_9104_and_refuses_without_either() {
+        let mut a = app(&[
+            (
+                0x9104,
+                &[0x82, 0x02, 0x39, 0x00, 0x94, 0x04, 0x10, 0x01, 0x01, 0x00],
+            ),
+            (0xA005, &[0x19, 0x80, 0x08, 0x01, 0x01, 0x00]),
+        ]);
+        let r = gpo(&mut a, &mut Transaction::default(), &[0x83, 0x00]);
+        assert_eq!(r.first(), Some(&0x77));
+        assert_eq!(aip_of(&a), [0x39, 0x00]);
+        let mut empty = app(&[]);
+        let r = gpo(&mut empty, &mut Transaction::default(), &[0x83, 0x00]);
+        assert_eq!(r, [0x69, 0x85]);
+    }
+}

@@ -15,13 +15,13 @@ use serde::Serialize;
 use crate::devices::transport::{CardTransport, TransportError, exchange};
 use crate::domain::chip::ChipData;
 use crate::domain::chip::channel::ChannelRule;
+use crate::domain::keystore::{KeyError, KeyRef, KeyUsage};
+use crate::keys::SoftwareKeyStore;
 use crate::domain::gp::SecurityLevel;
 use crate::domain::gp::session::{
     Aid, CardKeys, Dgi, PersoPlan, PersoSession, PlanError, Progress, Protocol, SessionError, Step,
     StepName, Summary,
 };
-use crate::domain::keystore::{KeyError, KeyRef, KeyUsage};
-use crate::keys::SoftwareKeyStore;
 
 /// One command of the transcript: no data bytes, ever.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -238,10 +238,7 @@ pub fn channel_options(
         key: KeyRef::new(KeyUsage::Kmc, rule.kmc_index),
         rule: "the chip data's AID is not 5 to 16 bytes".into(),
     })?;
-    let sd = rule
-        .security_domain
-        .as_deref()
-        .and_then(|a| Aid::new(a).ok());
+    let sd = rule.security_domain.as_deref().and_then(|a| Aid::new(a).ok());
     Ok(ChannelOptions {
         target_aid: sd.clone().unwrap_or_else(|| app.clone()),
         install_for_perso: sd.map(|_| app),

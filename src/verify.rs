@@ -119,10 +119,7 @@ pub fn check_against(
         rb.compare_records(chip.dgis.iter().map(|d| &d.dgi));
     }
     let (name, outcome) = match (&rb.arqc, key) {
-        (None, _) => (
-            "ARQC (9F26)".to_string(),
-            Outcome::Skipped("no ARQC".into()),
-        ),
+        (None, _) => ("ARQC (9F26)".to_string(), Outcome::Skipped("no ARQC".into())),
         (_, Err(why)) => ("ARQC (9F26)".to_string(), Outcome::Skipped(why)),
         (Some(arqc), Ok(k)) => (
             format!("ARQC (9F26) with imk-ac #{}", k.index),

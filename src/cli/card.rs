@@ -320,14 +320,9 @@ fn issuer_chip_data(
         icc_keys: &crate::keys::pool::InlineKeys,
         envelope: crate::domain::envelope::EnvelopeSettings::default(),
     };
-    prepare_card(
-        order,
-        product,
-        ModelChoice::Only(ChipModel::Model2),
-        &inputs,
-    )
-    .ok()
-    .and_then(|d| d.chip)
+    prepare_card(order, product, ModelChoice::Only(ChipModel::Model2), &inputs)
+        .ok()
+        .and_then(|d| d.chip)
 }
 
 fn fail_exit(msg: &str) -> Exit {

@@ -197,12 +197,7 @@ impl ChannelRule {
                 ),
             ));
         }
-        if !scp03
-            && !matches!(
-                self.security_level,
-                SecurityLevel::CMac | SecurityLevel::CMacCDec
-            )
-        {
+        if !scp03 && !matches!(self.security_level, SecurityLevel::CMac | SecurityLevel::CMacCDec) {
             return Err((
                 "level",
                 "SCP02 supports cmac and cmac-cdec here".to_string(),
@@ -224,12 +219,7 @@ impl ChannelRule {
                 Diversification::EmvCps11
             };
         }
-        if !scp03
-            && !matches!(
-                r.security_level,
-                SecurityLevel::CMac | SecurityLevel::CMacCDec
-            )
-        {
+        if !scp03 && !matches!(r.security_level, SecurityLevel::CMac | SecurityLevel::CMacCDec) {
             r.security_level = SecurityLevel::CMacCDec;
         }
         r
@@ -268,27 +258,15 @@ mod tests {
             ("scp = \"scp02:10\"", "channel.scp", "not 05, 15, 45 or 55"),
             ("level = \"max\"", "channel.level", "is not cmac"),
             ("kmc_index = 0", "channel.kmc_index", "not a positive index"),
-            (
-                "key_version = \"1\"",
-                "channel.key_version",
-                "not one hex byte",
-            ),
-            (
-                "security_domain = \"A0\"",
-                "channel.security_domain",
-                "5 to 16 bytes",
-            ),
+            ("key_version = \"1\"", "channel.key_version", "not one hex byte"),
+            ("security_domain = \"A0\"", "channel.security_domain", "5 to 16 bytes"),
             ("colour = 1", "channel.colour", "unknown key"),
             (
                 "scp = \"scp02:55\"\ndiversification = \"kdf3\"",
                 "channel.diversification",
                 "TDES keys",
             ),
-            (
-                "scp = \"scp02:55\"\nlevel = \"full\"",
-                "channel.level",
-                "SCP02",
-            ),
+            ("scp = \"scp02:55\"\nlevel = \"full\"", "channel.level", "SCP02"),
         ];
         for (text, path, rule) in cases {
             let e = parse(text).expect_err(text);

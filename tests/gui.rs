@@ -342,6 +342,15 @@ fn tester_reveals_on_test_keys_and_personalizes_without_approval() {
     h.step();
     assert!(h.state().preview.revealed);
     assert!(has(&h, "%B5413330089012345^DOE/ALICE^2906"));
+    // The chip data too (PAN in 5A), but key and PIN DGIs stay hidden.
+    assert!(has(
+        &h,
+        "CLEAR VALUES (test keys); key and PIN DGIs stay hidden"
+    ));
+    assert!(has(
+        &h,
+        "DGI 8010  Reference PIN block  (8 bytes, encrypted)  key/PIN material"
+    ));
     h.get_by_label("Mask values").click();
     h.step();
     h.step();
@@ -627,6 +636,49 @@ fn a_card_fault_fails_the_card_at_its_step() {
         h.state().perso.last
     );
     assert!(has(&h, "6A80"));
+}
+
+#[test]
+fn reader_choice_is_remembered_and_virtual_card_actions_follow_the_role() {
+    use persodesk::domain::review::Role;
+    use persodesk::gui::devices::{CardFault, ReaderChoice, VirtualSlot};
+    assert_eq!(
+        ReaderChoice::from_setting("virtual"),
+        Some(ReaderChoice::Virtual)
+    );
+    // Older versions stored the bare PC/SC reader name.
+    assert_eq!(
+        ReaderChoice::from_setting("ACS ACR39U 00 00"),
+        Some(ReaderChoice::Pcsc("ACS ACR39U 00 00".into()))
+    );
+    let c = ReaderChoice::Pcsc("Virtual PCD 00 00".into());
+    assert_eq!(ReaderChoice::from_setting(&c.to_setting()), Some(c.clone()));
+    assert_eq!(ReaderChoice::from_setting(""), None);
+
+    let dir = TempDir::new("reader");
+    {
+        let mut app = App::new(config(&dir, false), LogBuffer::default()).expect("app");
+        // The virtual card is the default reader, with a fresh card in it.
+        assert_eq!(app.devices.reader, Some(ReaderChoice::Virtual));
+        app.sign_in(Role::Operator);
+        assert!(app.set_card_fault(CardFault::WrongCryptogram).is_err());
+        app.select_reader(Some(c.clone()));
+        let vr = app.devices.virtual_reader.clone().expect("virtual reader");
+        lock_reader(&vr).slot = VirtualSlot::InUse;
+        assert!(
+            app.insert_fresh_card().is_err(),
+            "a card in use is not swapped"
+        );
+        lock_reader(&vr).slot = VirtualSlot::Empty;
+        app.insert_fresh_card().expect("fresh card");
+        assert!(matches!(lock_reader(&vr).slot, VirtualSlot::Fresh));
+        app.sign_in(Role::Tester);
+        app.set_card_fault(CardFault::WrongCryptogram)
+            .expect("tester sets a fault");
+        assert_eq!(lock_reader(&vr).fault, CardFault::WrongCryptogram);
+    }
+    let app = App::new(config(&dir, false), LogBuffer::default()).expect("app");
+    assert_eq!(app.devices.reader, Some(c));
 }
 
 fn bulk_row(i: usize) -> OrderRow {

@@ -1304,10 +1304,12 @@ impl App {
                 let mut preview = std::mem::take(&mut self.preview);
                 egui::Panel::right("preview")
                     .resizable(true)
-                    .default_size(560.0)
+                    .default_size(620.0)
                     .min_size(380.0)
+                    .max_size(780.0)
                     .show(ui, |ui| {
-                        egui::ScrollArea::vertical()
+                        ui.set_min_width(600.0);
+                        egui::ScrollArea::both()
                             .id_salt("preview-scroll")
                             .show(ui, |ui| preview::ui(self, &mut preview, ui, &mut cmds));
                     });

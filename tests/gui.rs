@@ -1,7 +1,8 @@
 //! The workstation driven through its widgets (egui_kittest, by accessibility label; no GPU):
-//! demo orders, masked preview, Model choice, supervisor approval, operator and tester rules,
-//! personalization on the simulated encoder, a failing card, the 100,000-order table, and the
-//! scrubbed log.
+//! demo orders, masked preview with the chip data, Model choice, supervisor approval, operator and
+//! tester rules, personalization on the in-process virtual card and the simulated encoder with
+//! read-back, a second personalization refused by the card, cancel, failing cards, the
+//! 100,000-order table, and the scrubbed log.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,10 +13,11 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable as _;
 use persodesk::domain::chip_model::{AllowedModels, ChipModel};
 use persodesk::domain::status::Status;
+use persodesk::gui::devices::{VirtualSlot, lock_reader};
 use persodesk::gui::log::LogBuffer;
 use persodesk::gui::orders::Filter;
 use persodesk::gui::worker::OrderRow;
-use persodesk::gui::{App, AppConfig, Screen, demo_catalog, demo_keys};
+use persodesk::gui::{App, AppConfig, Screen, demo_catalog, demo_chip_profiles, demo_keys};
 use persodesk::sim::encoder::SimConfig;
 use persodesk::store::Store;
 
@@ -47,7 +49,10 @@ impl Drop for TempDir {
 fn config(dir: &TempDir, load_demo: bool) -> AppConfig {
     AppConfig {
         catalog: demo_catalog().expect("demo products"),
+        chip_profiles: demo_chip_profiles().expect("demo chip profiles"),
         keys: Arc::new(demo_keys().expect("demo keys")),
+        key_pool: false,
+        virtual_card: true,
         store_path: Some(dir.db()),
         start_sim_encoder: true,
         sim: SimConfig {
@@ -78,8 +83,12 @@ fn wait(h: &mut Harness<'_, App>, what: &str, cond: impl Fn(&App) -> bool) {
         }
         assert!(
             start.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}; notice: {:?}",
-            h.state().notice
+            "timed out waiting for {what}; notice: {:?}; selected {:?}, preview pending {}, ready {}, errors {:?}",
+            h.state().notice,
+            h.state().selected_row().map(|(_, r)| r.id.clone()),
+            h.state().preview.pending,
+            h.state().preview.prepared.is_some(),
+            h.state().preview.errors
         );
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -107,11 +116,14 @@ fn sign_in(h: &mut Harness<'_, App>, role: &str) {
 
 fn loaded(h: &mut Harness<'_, App>) {
     wait(h, "demo orders", |a| {
-        a.loading.is_none() && a.rows.len() == 6
+        a.loading.is_none() && a.rows.len() == 9
     });
 }
 
 fn select(h: &mut Harness<'_, App>, id: &str) -> usize {
+    // Let the layout settle (screen switches scroll the table to the selection).
+    h.step();
+    h.step();
     h.get_by_label(id).click();
     wait(h, "the preview", |a| {
         a.selected_row().is_some_and(|(_, r)| r.id == id)
@@ -148,11 +160,24 @@ fn supervisor_approves_then_operator_personalizes_on_the_simulated_encoder() {
     // Model choice: the product has a chip profile (Model 1); the order has no tlvData, so
     // Model 2 is disabled and clicking it changes nothing.
     assert_eq!(h.state().rows[row].model, Some(ChipModel::Model1));
-    h.get_by_label("Model 2").click();
+    h.get_by_role_and_label(egui::accesskit::Role::RadioButton, "Model 2")
+        .click();
     h.step();
     h.step();
     assert_eq!(h.state().rows[row].model, Some(ChipModel::Model1));
-    assert!(has(&h, "Model 1 preparation is not available"));
+    // The chip data, Model 1 from the product's chip profile, masked per tag.
+    assert!(has(
+        &h,
+        "Chip data: Model 1 (mchip-advance-1.2.3), AID A0000000041010"
+    ));
+    assert!(has(&h, "DGI 0101"));
+    // Key DGIs by KCV only; the PIN block never.
+    assert!(has(&h, "ICC master key KCVs: MK-AC "));
+    assert!(has(
+        &h,
+        "DGI 8010  Reference PIN block  (8 bytes, encrypted)"
+    ));
+    assert!(has(&h, "ODA: CDA with CA A000000004 index E1"));
 
     // Approve.
     h.get_by_label("Approve").click();
@@ -177,10 +202,62 @@ fn supervisor_approves_then_operator_personalizes_on_the_simulated_encoder() {
     h.step();
     assert_eq!(h.state().screen, Screen::Personalize);
     wait(&mut h, "the personalization", |a| !a.perso.is_running());
-    assert_eq!(status_of(&h, "DEMO-MC-0001"), Status::Done);
+    assert_eq!(
+        status_of(&h, "DEMO-MC-0001"),
+        Status::Done,
+        "{:?}",
+        h.state().perso.last
+    );
     assert!(
         h.query_by_label("Order DEMO-MC-0001: CARD_PROD_DONE")
             .is_some()
+    );
+    // Chip first (STORE DATA of every DGI), read back as a terminal and checked, then the stripe.
+    assert!(has(&h, "read-back passed"), "{:?}", h.state().perso.last);
+    assert!(has(&h, "PASS  order: PAN (5A)"));
+    assert!(has(&h, "PASS  ARQC (9F26) with imk-ac #1"));
+    assert!(
+        has(&h, "tracks 1, 2, 3 written and verified"),
+        "{:?}",
+        h.state()
+            .perso
+            .last
+            .as_ref()
+            .map(|f| f.result.as_ref().map(|r| &r.summary))
+    );
+    // The virtual card holds the personalized application for this order.
+    {
+        let vr = h
+            .state()
+            .devices
+            .virtual_reader
+            .clone()
+            .expect("virtual reader");
+        let r = lock_reader(&vr);
+        let VirtualSlot::Card(c) = &r.slot else {
+            panic!("no card in the virtual reader: {:?}", r.slot);
+        };
+        assert_eq!(c.order.as_deref(), Some("DEMO-MC-0001"));
+        assert_eq!(c.profile, "mchip-advance-1.2.3");
+        let app = c.card.application().expect("personalized");
+        assert_eq!(app.aid, [0xA0, 0x00, 0x00, 0x00, 0x04, 0x10, 0x10]);
+        assert!(app.dgis.contains_key(&0x0101));
+    }
+    // The transcript is kept, with status words and no data.
+    let transcript = h
+        .state()
+        .perso
+        .last
+        .as_ref()
+        .and_then(|f| f.result.as_ref().ok())
+        .and_then(|r| r.transcript.clone())
+        .expect("transcript");
+    assert!(transcript.entries.iter().any(|e| e.step == "STORE DATA"));
+    assert!(
+        transcript
+            .entries
+            .iter()
+            .all(|e| e.sw.as_deref() == Some("9000"))
     );
     // The simulated encoder holds what was prepared.
     let card = h.state().devices.sim.as_ref().expect("sim").card();
@@ -265,6 +342,15 @@ fn tester_reveals_on_test_keys_and_personalizes_without_approval() {
     h.step();
     assert!(h.state().preview.revealed);
     assert!(has(&h, "%B5413330089012345^DOE/ALICE^2906"));
+    // The chip data too (PAN in 5A), but key and PIN DGIs stay hidden.
+    assert!(has(
+        &h,
+        "CLEAR VALUES (test keys); key and PIN DGIs stay hidden"
+    ));
+    assert!(has(
+        &h,
+        "DGI 8010  Reference PIN block  (8 bytes, encrypted)  key/PIN material"
+    ));
     h.get_by_label("Mask values").click();
     h.step();
     h.step();
@@ -325,6 +411,274 @@ fn a_failing_card_shows_the_failed_step() {
         .and_then(|(_, r)| r.reason.clone())
         .expect("reason");
     assert!(reason.starts_with("stripe write:"), "{reason}");
+}
+
+#[test]
+fn model_1_and_model_2_show_their_chip_data() {
+    let dir = TempDir::new("models");
+    let app = App::new(config(&dir, true), LogBuffer::default()).expect("app");
+    let mut h = harness(app);
+    h.step();
+    sign_in(&mut h, "supervisor");
+    loaded(&mut h);
+    // A Model 2 demo order: the issuer's data is the default choice.
+    let row = select(&mut h, "DEMO-MC-0001-M2");
+    assert_eq!(h.state().rows[row].model, Some(ChipModel::Model2));
+    assert!(has(&h, "Chip data: Model 2 (mchip-advance-1.2.3)"));
+    assert!(has(
+        &h,
+        "Source: Model 2: issuer data under kek #1, MAC verified"
+    ));
+    assert!(!has(&h, "PIN generated"));
+    assert!(has(&h, "DGI 9000"));
+    // The PAN inside the records is masked.
+    assert!(!has(&h, "5413330089012345"));
+
+    // Model 1 computes the data from the chip profile instead (and generates a PIN).
+    h.get_by_role_and_label(egui::accesskit::Role::RadioButton, "Model 1")
+        .click();
+    wait(&mut h, "the Model 1 preview", |a| {
+        !a.preview.pending
+            && a.preview
+                .prepared
+                .as_ref()
+                .and_then(|p| p.data.chip.as_ref())
+                .is_some_and(|c| c.model.number() == 1)
+    });
+    assert_eq!(h.state().rows[row].model, Some(ChipModel::Model1));
+    assert!(has(
+        &h,
+        "Chip data: Model 1 (mchip-advance-1.2.3), AID A0000000041010, PIN generated"
+    ));
+    assert!(!has(&h, "Chip data: Model 2"));
+    assert!(!has(&h, "MAC verified"));
+    assert!(!has(&h, "5413330089012345"));
+
+    // And back.
+    h.get_by_role_and_label(egui::accesskit::Role::RadioButton, "Model 2")
+        .click();
+    wait(&mut h, "the Model 2 preview", |a| {
+        !a.preview.pending
+            && a.preview
+                .prepared
+                .as_ref()
+                .and_then(|p| p.data.chip.as_ref())
+                .is_some_and(|c| c.model.number() == 2)
+    });
+    assert!(has(
+        &h,
+        "Source: Model 2: issuer data under kek #1, MAC verified"
+    ));
+}
+
+fn personalize_and_wait(h: &mut Harness<'_, App>) {
+    h.get_by_label("Personalize this card").click();
+    h.step();
+    wait(h, "the personalization", |a| !a.perso.is_running());
+}
+
+fn show(h: &mut Harness<'_, App>, screen: &str) {
+    h.get_by_label(screen).click();
+    h.step();
+    h.step();
+}
+
+#[test]
+fn a_personalized_virtual_card_refuses_a_second_personalization() {
+    let dir = TempDir::new("second");
+    let app = App::new(config(&dir, true), LogBuffer::default()).expect("app");
+    let mut h = harness(app);
+    h.step();
+    sign_in(&mut h, "tester");
+    loaded(&mut h);
+    select(&mut h, "DEMO-MC-0001");
+    personalize_and_wait(&mut h);
+    assert_eq!(status_of(&h, "DEMO-MC-0001"), Status::Done);
+    show(&mut h, "Devices");
+    assert!(has(
+        &h,
+        "card present (personalized: order DEMO-MC-0001, mchip-advance-1.2.3)"
+    ));
+
+    // The same card again, for another order: the card answers 6985.
+    show(&mut h, "Orders");
+    select(&mut h, "DEMO-MC-0002");
+    personalize_and_wait(&mut h);
+    assert_eq!(status_of(&h, "DEMO-MC-0002"), Status::Failed);
+    assert!(
+        h.query_by_label("Order DEMO-MC-0002: CARD_PROD_FAILED")
+            .is_some()
+    );
+    let failure = h
+        .state()
+        .perso
+        .last
+        .as_ref()
+        .and_then(|f| f.result.as_ref().err())
+        .cloned()
+        .expect("failed");
+    assert!(failure.message.contains("6985"), "{failure:?}");
+    assert!(has(&h, &format!("Failed step: {}", failure.step.label())));
+    assert!(has(&h, "6985"));
+    assert!(has(&h, "What to do:"));
+    let reason = h
+        .state()
+        .row_by_id("DEMO-MC-0002")
+        .and_then(|(_, r)| r.reason.clone())
+        .expect("reason");
+    assert!(reason.contains("6985"), "{reason}");
+    // The stripe was not written for the failed chip.
+    let sim = h.state().devices.sim.as_ref().expect("sim").card();
+    assert_ne!(
+        sim.track(1).as_deref().map(|t| t.contains("SMITH/JOHN")),
+        Some(true)
+    );
+
+    // A fresh card, and the retry succeeds.
+    show(&mut h, "Devices");
+    h.get_by_label("Insert a fresh card").click();
+    h.step();
+    h.step();
+    assert!(has(&h, "card present (fresh)"));
+    show(&mut h, "Orders");
+    select(&mut h, "DEMO-MC-0002");
+    personalize_and_wait(&mut h);
+    assert_eq!(
+        status_of(&h, "DEMO-MC-0002"),
+        Status::Done,
+        "{:?}",
+        h.state().perso.last
+    );
+}
+
+#[test]
+fn cancel_leaves_the_order_failed_not_done() {
+    let dir = TempDir::new("cancel");
+    let app = App::new(config(&dir, true), LogBuffer::default()).expect("app");
+    let mut h = harness(app);
+    h.step();
+    sign_in(&mut h, "tester");
+    loaded(&mut h);
+    // Nobody swipes: the run waits at the stripe until cancelled.
+    show(&mut h, "Devices");
+    h.get_by_label("Nobody swipes").click();
+    h.step();
+    h.step();
+    show(&mut h, "Orders");
+    select(&mut h, "DEMO-VISA-0001");
+    h.get_by_label("Personalize this card").click();
+    h.step();
+    wait(&mut h, "the stripe step", |a| {
+        a.perso.is_running() && a.perso.hint.is_some()
+    });
+    assert_eq!(status_of(&h, "DEMO-VISA-0001"), Status::Ongoing);
+    h.get_by_label("Cancel").click();
+    h.step();
+    wait(&mut h, "the cancelled run", |a| !a.perso.is_running());
+    assert_eq!(status_of(&h, "DEMO-VISA-0001"), Status::Failed);
+    assert!(
+        h.query_by_label("Order DEMO-VISA-0001: CARD_PROD_FAILED")
+            .is_some()
+    );
+    let reason = h
+        .state()
+        .row_by_id("DEMO-VISA-0001")
+        .and_then(|(_, r)| r.reason.clone())
+        .expect("reason");
+    assert!(reason.contains("cancel"), "{reason}");
+}
+
+#[test]
+fn the_cancel_transport_stops_before_the_next_apdu() {
+    use persodesk::devices::transport::{CardTransport, TransportError, VirtualTransport};
+    use persodesk::gui::devices::{CardFault, virtual_card_for};
+    use persodesk::gui::personalize::CancelTransport;
+    use std::sync::atomic::AtomicBool;
+    let profiles = demo_chip_profiles().expect("profiles");
+    let keys = demo_keys().expect("keys");
+    let profile = profiles.get("vis-1.6.3-vcps-2.2.4").expect("profile");
+    let card = virtual_card_for(profile, &keys, CardFault::None).expect("card");
+    let mut inner = VirtualTransport::new(card);
+    let flag = AtomicBool::new(false);
+    let select_isd = [
+        0x00, 0xA4, 0x04, 0x00, 0x08, 0xA0, 0, 0, 0x01, 0x51, 0, 0, 0, 0x00,
+    ];
+    {
+        let mut t = CancelTransport::new(&mut inner, &flag);
+        let r = t.transmit_raw(&select_isd).expect("answer");
+        assert_eq!(r[r.len() - 2..], [0x90, 0x00]);
+        flag.store(true, Ordering::SeqCst);
+        assert_eq!(t.transmit_raw(&select_isd), Err(TransportError::Cancelled));
+    }
+    // The refused command never reached the card.
+    assert_eq!(inner.card.commands(), 1);
+}
+
+#[test]
+fn a_card_fault_fails_the_card_at_its_step() {
+    let dir = TempDir::new("cardfault");
+    let app = App::new(config(&dir, true), LogBuffer::default()).expect("app");
+    let mut h = harness(app);
+    h.step();
+    sign_in(&mut h, "tester");
+    loaded(&mut h);
+    show(&mut h, "Devices");
+    h.get_by_label("6A80 at the first STORE DATA").click();
+    h.step();
+    h.step();
+    show(&mut h, "Orders");
+    select(&mut h, "DEMO-US-0001");
+    personalize_and_wait(&mut h);
+    assert_eq!(status_of(&h, "DEMO-US-0001"), Status::Failed);
+    assert!(
+        has(&h, "Failed step: STORE DATA 1 of "),
+        "{:?}",
+        h.state().perso.last
+    );
+    assert!(has(&h, "6A80"));
+}
+
+#[test]
+fn reader_choice_is_remembered_and_virtual_card_actions_follow_the_role() {
+    use persodesk::domain::review::Role;
+    use persodesk::gui::devices::{CardFault, ReaderChoice, VirtualSlot};
+    assert_eq!(
+        ReaderChoice::from_setting("virtual"),
+        Some(ReaderChoice::Virtual)
+    );
+    // Older versions stored the bare PC/SC reader name.
+    assert_eq!(
+        ReaderChoice::from_setting("ACS ACR39U 00 00"),
+        Some(ReaderChoice::Pcsc("ACS ACR39U 00 00".into()))
+    );
+    let c = ReaderChoice::Pcsc("Virtual PCD 00 00".into());
+    assert_eq!(ReaderChoice::from_setting(&c.to_setting()), Some(c.clone()));
+    assert_eq!(ReaderChoice::from_setting(""), None);
+
+    let dir = TempDir::new("reader");
+    {
+        let mut app = App::new(config(&dir, false), LogBuffer::default()).expect("app");
+        // The virtual card is the default reader, with a fresh card in it.
+        assert_eq!(app.devices.reader, Some(ReaderChoice::Virtual));
+        app.sign_in(Role::Operator);
+        assert!(app.set_card_fault(CardFault::WrongCryptogram).is_err());
+        app.select_reader(Some(c.clone()));
+        let vr = app.devices.virtual_reader.clone().expect("virtual reader");
+        lock_reader(&vr).slot = VirtualSlot::InUse;
+        assert!(
+            app.insert_fresh_card().is_err(),
+            "a card in use is not swapped"
+        );
+        lock_reader(&vr).slot = VirtualSlot::Empty;
+        app.insert_fresh_card().expect("fresh card");
+        assert!(matches!(lock_reader(&vr).slot, VirtualSlot::Fresh));
+        app.sign_in(Role::Tester);
+        app.set_card_fault(CardFault::WrongCryptogram)
+            .expect("tester sets a fault");
+        assert_eq!(lock_reader(&vr).fault, CardFault::WrongCryptogram);
+    }
+    let app = App::new(config(&dir, false), LogBuffer::default()).expect("app");
+    assert_eq!(app.devices.reader, Some(c));
 }
 
 fn bulk_row(i: usize) -> OrderRow {

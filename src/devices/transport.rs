@@ -30,6 +30,9 @@ pub enum TransportError {
     /// Another PC/SC failure.
     #[error("PC/SC: {0}")]
     Pcsc(String),
+    /// The operator cancelled; no command was sent.
+    #[error("cancelled by the operator")]
+    Cancelled,
 }
 
 /// Something that sends one command APDU and returns the card's raw answer.

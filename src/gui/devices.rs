@@ -1,12 +1,22 @@
-//! The Devices screen: PC/SC readers (refresh; card present or absent), encoder ports, the
-//! simulated encoder (started in-process) and the virtual card.
+//! The Devices screen: PC/SC readers (refresh; card present or absent), the in-process virtual
+//! card as one more reader, encoder ports, and the simulated encoder (started in-process).
 //!
 //! Listing runs on a named thread (`persodesk-devices`): the UI never calls PC/SC or opens a port.
-//! Seam: the virtual card is not in this build yet; it will appear as a reader once it lands.
+//! The virtual card lives in a [`VirtualReader`] shared with the personalization worker: "Insert a
+//! fresh card" puts a blank card in it, made (when a personalization starts) for the chip profile
+//! of the order being personalized; a personalized card stays in the reader and refuses a second
+//! personalization (status `6985`) until a fresh card is inserted.
 
 use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::domain::chip::ChipProfile;
+use crate::domain::gp::kdf::Diversification;
+use crate::domain::gp::session::Protocol;
 use crate::domain::review::Role;
+use crate::keys::SoftwareKeyStore;
+use crate::sim::card::channel::{CardKeySource, CardProtocol, KmcMethod};
+use crate::sim::card::{CardConfig, CardCvn, Fault, VirtualCard};
 use crate::sim::encoder::{SimEncoder, SimFault};
 
 use super::Command;
@@ -61,6 +71,185 @@ impl EncoderChoice {
                 .map(|p| EncoderChoice::Port(p.to_string())),
         }
     }
+}
+
+/// The name the virtual card's reader is shown and remembered under.
+pub const VIRTUAL_READER: &str = "Virtual card (in-process)";
+
+/// Which reader the chip is personalized in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReaderChoice {
+    /// The in-process virtual card.
+    Virtual,
+    /// A PC/SC reader, by name.
+    Pcsc(String),
+}
+
+impl ReaderChoice {
+    /// For the settings table: `virtual` or `pcsc:<name>`.
+    pub fn to_setting(&self) -> String {
+        match self {
+            ReaderChoice::Virtual => "virtual".into(),
+            ReaderChoice::Pcsc(name) => format!("pcsc:{name}"),
+        }
+    }
+
+    /// Reads [`to_setting`](Self::to_setting)'s form (a bare name is a PC/SC reader, as older
+    /// versions stored it; empty is none).
+    pub fn from_setting(s: &str) -> Option<Self> {
+        match s {
+            "" => None,
+            "virtual" => Some(ReaderChoice::Virtual),
+            _ => Some(ReaderChoice::Pcsc(
+                s.strip_prefix("pcsc:").unwrap_or(s).to_string(),
+            )),
+        }
+    }
+
+    /// For messages.
+    pub fn label(&self) -> &str {
+        match self {
+            ReaderChoice::Virtual => VIRTUAL_READER,
+            ReaderChoice::Pcsc(name) => name,
+        }
+    }
+}
+
+/// A fault the virtual card makes (tester). Commands are counted from the card's first one:
+/// SELECT is 1, INITIALIZE UPDATE 2, EXTERNAL AUTHENTICATE 3, the first STORE DATA 4 (when the
+/// profile names no security domain).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CardFault {
+    /// A healthy card.
+    #[default]
+    None,
+    /// Pulled out of the reader at the second STORE DATA (command 5).
+    RemovedDuringStoreData,
+    /// Answers `6A80` (bad data) to the first STORE DATA (command 4).
+    BadDataAtStoreData,
+    /// Answers `6300` (wrong host cryptogram) to EXTERNAL AUTHENTICATE (command 3).
+    WrongCryptogram,
+}
+
+impl CardFault {
+    /// Every choice, for the selector.
+    pub const ALL: [CardFault; 4] = [
+        CardFault::None,
+        CardFault::RemovedDuringStoreData,
+        CardFault::BadDataAtStoreData,
+        CardFault::WrongCryptogram,
+    ];
+
+    /// For the selector.
+    pub fn label(self) -> &'static str {
+        match self {
+            CardFault::None => "Healthy card",
+            CardFault::RemovedDuringStoreData => "Card removed during STORE DATA",
+            CardFault::BadDataAtStoreData => "6A80 at the first STORE DATA",
+            CardFault::WrongCryptogram => "6300 at EXTERNAL AUTHENTICATE",
+        }
+    }
+
+    fn fault(self) -> Option<Fault> {
+        match self {
+            CardFault::None => None,
+            CardFault::RemovedDuringStoreData => Some(Fault::RemoveAt(5)),
+            CardFault::BadDataAtStoreData => Some(Fault::StatusAt(4, 0x6A80)),
+            CardFault::WrongCryptogram => Some(Fault::StatusAt(3, 0x6300)),
+        }
+    }
+}
+
+/// A virtual card in the reader.
+#[derive(Debug)]
+pub struct CardInReader {
+    /// The card.
+    pub card: VirtualCard,
+    /// The chip profile it was made for.
+    pub profile: String,
+    /// The order it was personalized with, once it was.
+    pub order: Option<String>,
+}
+
+/// What is in the virtual reader.
+#[derive(Debug, Default)]
+pub enum VirtualSlot {
+    /// No card.
+    #[default]
+    Empty,
+    /// A blank card from the stock, made for the profile of the first order personalized on it.
+    Fresh,
+    /// The personalization worker holds the card.
+    InUse,
+    /// A card that has been through a personalization (complete or not).
+    Card(Box<CardInReader>),
+}
+
+/// The in-process virtual card's reader, shared by the Devices screen and the personalization
+/// worker.
+#[derive(Debug, Default)]
+pub struct VirtualReader {
+    /// What is in it.
+    pub slot: VirtualSlot,
+    /// The fault the next fresh card makes.
+    pub fault: CardFault,
+}
+
+/// A handle on the virtual reader.
+pub type SharedVirtualReader = Arc<Mutex<VirtualReader>>;
+
+/// Locks the virtual reader (a panic while it was held leaves a usable state).
+pub fn lock_reader(reader: &SharedVirtualReader) -> MutexGuard<'_, VirtualReader> {
+    reader.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Makes a blank virtual card for cards of `profile`: its secure channel protocol, card keys
+/// diversified from the profile's **test** KMC with the profile's method, the profile's CVN, the
+/// default issuer security domain (or the profile's), and `fault`.
+pub fn virtual_card_for(
+    profile: &ChipProfile,
+    keys: &SoftwareKeyStore,
+    fault: CardFault,
+) -> Result<VirtualCard, String> {
+    let channel = &profile.channel;
+    let protocol = match channel.protocol {
+        Protocol::Scp02 { i } => CardProtocol::Scp02 { i },
+        Protocol::Scp03 { i } => CardProtocol::Scp03 { i },
+    };
+    let (kmc, _) = keys
+        .test_kmc(channel.kmc_index)
+        .map_err(|e| format!("virtual card: {e}"))?;
+    let method = match channel.diversification {
+        Diversification::EmvCps11 => KmcMethod::EmvCps11,
+        Diversification::Visa2 => KmcMethod::Visa2,
+        Diversification::Kdf3 => KmcMethod::Kdf3,
+    };
+    let cvn = CardCvn::parse(&profile.cvn.to_string()).ok_or_else(|| {
+        format!(
+            "virtual card: chip profile {}: CVN {} is not one the virtual card computes",
+            profile.name, profile.cvn
+        )
+    })?;
+    let mut csn = [0u8; 4];
+    if getrandom::fill(&mut csn).is_err() {
+        csn = [0, 0, 0, 1];
+    }
+    let mut config = CardConfig::new(protocol, CardKeySource::Kmc { kmc, method }, csn);
+    config.cvn = cvn;
+    if channel.key_version != 0 {
+        config.key_version = channel.key_version;
+    }
+    if let Some(sd) = &channel.security_domain {
+        config.isd_aid.clone_from(sd);
+    }
+    if !config.applications.contains(&profile.aid) {
+        config.applications.push(profile.aid.clone());
+    }
+    let mut card = VirtualCard::new(config).map_err(|e| e.to_string())?;
+    if let Some(f) = fault.fault() {
+        card.inject(f);
+    }
+    Ok(card)
 }
 
 /// Lists readers and ports.
@@ -131,8 +320,10 @@ pub struct DevicesState {
     pub sim_fault: SimFault,
     /// The encoder chosen.
     pub encoder: Option<EncoderChoice>,
-    /// The PC/SC reader chosen for the chip.
-    pub reader: Option<String>,
+    /// The reader chosen for the chip.
+    pub reader: Option<ReaderChoice>,
+    /// The in-process virtual card's reader (None: not offered).
+    pub virtual_reader: Option<SharedVirtualReader>,
 }
 
 impl std::fmt::Debug for DevicesState {
@@ -155,6 +346,48 @@ impl DevicesState {
         }
     }
 
+    fn virtual_ui(
+        &self,
+        ui: &mut egui::Ui,
+        vr: &SharedVirtualReader,
+        role: Option<Role>,
+        cmds: &mut Vec<Command>,
+    ) {
+        let (state, fault) = {
+            let r = lock_reader(vr);
+            let state = match &r.slot {
+                VirtualSlot::Empty => "no card".to_string(),
+                VirtualSlot::Fresh => "card present (fresh)".to_string(),
+                VirtualSlot::InUse => "card present (in use)".to_string(),
+                VirtualSlot::Card(c) => match &c.order {
+                    Some(o) => format!("card present (personalized: order {o}, {})", c.profile),
+                    None => format!("card present (not personalized, {})", c.profile),
+                },
+            };
+            (state, r.fault)
+        };
+        ui.horizontal(|ui| {
+            let chosen = self.reader == Some(ReaderChoice::Virtual);
+            if ui.radio(chosen, VIRTUAL_READER).clicked() {
+                cmds.push(Command::SelectReader(Some(ReaderChoice::Virtual)));
+            }
+            ui.label(state);
+            if ui.button("Insert a fresh card").clicked() {
+                cmds.push(Command::InsertFreshCard);
+            }
+        });
+        if role == Some(Role::Tester) {
+            ui.horizontal_wrapped(|ui| {
+                ui.label("Virtual card faults (tester; applies to the next fresh card):");
+                for f in CardFault::ALL {
+                    if ui.radio(fault == f, f.label()).clicked() {
+                        cmds.push(Command::SetCardFault(f));
+                    }
+                }
+            });
+        }
+    }
+
     /// Draws the screen.
     pub fn ui(&self, ui: &mut egui::Ui, role: Option<Role>, cmds: &mut Vec<Command>) {
         ui.horizontal(|ui| {
@@ -168,10 +401,13 @@ impl DevicesState {
         });
 
         ui.separator();
-        ui.strong("Chip: PC/SC readers");
+        ui.strong("Chip: card readers");
+        if let Some(vr) = &self.virtual_reader {
+            self.virtual_ui(ui, vr, role, cmds);
+        }
         match self.scan.as_ref().map(|s| &s.readers) {
             None => {
-                ui.label("Scanning...");
+                ui.label("PC/SC: scanning...");
             }
             Some(Err(e)) => {
                 ui.label(e);
@@ -182,9 +418,12 @@ impl DevicesState {
             Some(Ok(readers)) => {
                 for r in readers {
                     ui.horizontal(|ui| {
-                        let chosen = self.reader.as_deref() == Some(r.name.as_str());
-                        if ui.radio(chosen, &r.name).clicked() {
-                            cmds.push(Command::SelectReader(Some(r.name.clone())));
+                        let c = ReaderChoice::Pcsc(r.name.clone());
+                        if ui
+                            .radio(self.reader.as_ref() == Some(&c), &r.name)
+                            .clicked()
+                        {
+                            cmds.push(Command::SelectReader(Some(c)));
                         }
                         ui.label(if r.card_present {
                             "card present"
@@ -195,7 +434,12 @@ impl DevicesState {
                 }
             }
         }
-        ui.label("Virtual card: not available in this build yet.");
+        if ui
+            .radio(self.reader.is_none(), "No chip reader (stripe only)")
+            .clicked()
+        {
+            cmds.push(Command::SelectReader(None));
+        }
 
         ui.separator();
         ui.strong("Magnetic stripe encoder");

@@ -6,8 +6,9 @@
 //! Preparation, device listing and personalization run on named worker threads that report
 //! through channels and wake the UI; the UI thread never blocks on them or calls a device.
 //!
-//! It starts on embedded defaults (demo products, demo keys, demo orders) so it runs from any
-//! directory, with the simulated encoder started in-process.
+//! It starts on embedded defaults (demo products and chip profiles, demo keys, demo orders) so it
+//! runs from any directory, with the simulated encoder started in-process and the virtual card in
+//! its in-process reader.
 
 pub mod devices;
 pub mod log;
@@ -22,8 +23,8 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 use std::time::Duration;
 
+use crate::domain::chip::{ChipProfile, ChipProfiles};
 use crate::domain::chip_model::ChipModel;
-use crate::domain::keystore::KeyStore;
 use crate::domain::product::{Catalog, Product};
 use crate::domain::review::{self, OrderFacts, Role, Session};
 use crate::domain::status::{self, Event};
@@ -31,10 +32,13 @@ use crate::keys::SoftwareKeyStore;
 use crate::sim::encoder::{SimConfig, SimEncoder, SimFault};
 use crate::store::{self, Store};
 
-use devices::{DeviceScan, DevicesState, EncoderChoice};
+use devices::{
+    CardFault, DeviceScan, DevicesState, EncoderChoice, ReaderChoice, VirtualReader, VirtualSlot,
+    lock_reader,
+};
 use log::{LogBuffer, LogScreen};
 use orders::Filter;
-use personalize::{DeskPersonalizer, PersoState, PersoTarget, Personalizer};
+use personalize::{CardTarget, DeskPersonalizer, PersoJob, PersoState, PersoTarget, Personalizer};
 use preview::PreviewState;
 use worker::{OrderRow, OrderSource, PrepContext, PrepJob, PrepMsg, Waker};
 
@@ -51,6 +55,21 @@ const DEMO_PRODUCTS: [(&str, &str); 3] = [
     (
         "embedded:profiles/products/demo_visa_us.toml",
         include_str!("../../profiles/products/demo_visa_us.toml"),
+    ),
+];
+/// The demo chip profiles (file stem, text), embedded.
+const DEMO_CHIP_PROFILES: [(&str, &str); 3] = [
+    (
+        "mchip-advance-1.2.3",
+        include_str!("../../profiles/chip/mchip-advance-1.2.3.toml"),
+    ),
+    (
+        "vis-1.5.4-vcps-2.1.3",
+        include_str!("../../profiles/chip/vis-1.5.4-vcps-2.1.3.toml"),
+    ),
+    (
+        "vis-1.6.3-vcps-2.2.4",
+        include_str!("../../profiles/chip/vis-1.6.3-vcps-2.2.4.toml"),
     ),
 ];
 /// The demo key store (test keys only), embedded.
@@ -129,8 +148,12 @@ pub enum Command {
     RefreshDevices,
     /// Choose the encoder.
     SelectEncoder(EncoderChoice),
-    /// Choose the PC/SC reader.
-    SelectReader(Option<String>),
+    /// Choose the chip reader.
+    SelectReader(Option<ReaderChoice>),
+    /// Put a fresh card in the virtual reader.
+    InsertFreshCard,
+    /// Make the next fresh virtual card fail (tester).
+    SetCardFault(CardFault),
     /// Make the simulated encoder fail (tester).
     SetSimFault(SimFault),
     /// Read the audit trail again.
@@ -185,8 +208,14 @@ pub struct Loading {
 pub struct AppConfig {
     /// Products.
     pub catalog: Catalog,
+    /// Chip profiles the products name.
+    pub chip_profiles: ChipProfiles,
     /// Keys.
-    pub keys: Arc<dyn KeyStore>,
+    pub keys: Arc<SoftwareKeyStore>,
+    /// Keep a background pool of ICC key pairs for DDA/CDA profiles.
+    pub key_pool: bool,
+    /// Offer the in-process virtual card as a reader (with a fresh card in it).
+    pub virtual_card: bool,
     /// The store database (None: statuses only in memory).
     pub store_path: Option<PathBuf>,
     /// Start the simulated encoder and choose it by default.
@@ -222,6 +251,18 @@ pub fn demo_catalog() -> Result<Catalog, String> {
     Catalog::new(products).map_err(|e| e.to_string())
 }
 
+/// The embedded demo chip profiles.
+pub fn demo_chip_profiles() -> Result<ChipProfiles, String> {
+    let profiles = DEMO_CHIP_PROFILES
+        .iter()
+        .map(|(name, text)| {
+            ChipProfile::from_toml(&format!("embedded:profiles/chip/{name}.toml"), name, text)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    ChipProfiles::new(profiles).map_err(|e| e.to_string())
+}
+
 /// The embedded demo key store (test keys only).
 pub fn demo_keys() -> Result<SoftwareKeyStore, String> {
     SoftwareKeyStore::from_toml("embedded:assets/demo/keys.toml", DEMO_KEYS)
@@ -238,7 +279,10 @@ impl AppConfig {
             .ok();
         Ok(AppConfig {
             catalog: demo_catalog()?,
+            chip_profiles: demo_chip_profiles()?,
             keys: Arc::new(demo_keys()?),
+            key_pool: true,
+            virtual_card: true,
             store_path,
             start_sim_encoder: true,
             sim: SimConfig {
@@ -335,10 +379,13 @@ impl App {
         };
         let (prep_tx, prep_jobs) = channel();
         let (prep_out, prep_rx) = channel();
+        let keys = Arc::clone(&config.keys);
         worker::spawn(
             PrepContext {
                 catalog: config.catalog,
+                profiles: config.chip_profiles,
                 keys: config.keys,
+                key_pool: config.key_pool,
                 store_path: store.as_ref().map(|s| s.path().to_path_buf()),
             },
             prep_jobs,
@@ -363,7 +410,17 @@ impl App {
             .and_then(|s| EncoderChoice::from_setting(&s))
             .filter(|c| *c != EncoderChoice::Simulated || devs.sim.is_some())
             .or_else(|| devs.sim.is_some().then_some(EncoderChoice::Simulated));
-        devs.reader = setting(SETTING_READER);
+        if config.virtual_card {
+            devs.virtual_reader = Some(Arc::new(std::sync::Mutex::new(VirtualReader {
+                slot: VirtualSlot::Fresh,
+                fault: CardFault::None,
+            })));
+        }
+        devs.reader = match setting(SETTING_READER) {
+            Some(s) => ReaderChoice::from_setting(&s),
+            None => config.virtual_card.then_some(ReaderChoice::Virtual),
+        }
+        .filter(|r| *r != ReaderChoice::Virtual || config.virtual_card);
         let last_file = setting(SETTING_LAST_FILE).map(PathBuf::from);
 
         let swipe_timeout = config.swipe_timeout;
@@ -395,7 +452,8 @@ impl App {
             file_rx: None,
             waker,
             personalizer: Box::new(move || {
-                Box::new(DeskPersonalizer { swipe_timeout }) as Box<dyn Personalizer>
+                Box::new(DeskPersonalizer::new(Arc::clone(&keys), swipe_timeout))
+                    as Box<dyn Personalizer>
             }),
         };
         if config.scan_devices {
@@ -594,6 +652,7 @@ impl App {
         self.preview.row = Some(row);
         self.preview.pending = true;
         self.preview.revealed = false;
+        self.preview.revealed_chip = None;
         self.preview_generation = self.generation;
         let _ = self.prep_tx.send(PrepJob::Preview {
             generation: self.generation,
@@ -720,6 +779,7 @@ impl App {
     pub fn set_reveal(&mut self, on: bool) -> Result<(), String> {
         if !on {
             self.preview.revealed = false;
+            self.preview.revealed_chip = None;
             return Ok(());
         }
         let who = self.session()?;
@@ -738,6 +798,7 @@ impl App {
         if let (Some(store), Some(r)) = (&self.store, self.rows.get(row)) {
             let _ = store.audit(&who, "reveal", Some(&r.id), "ok (test keys)");
         }
+        self.preview.revealed_chip = Some(preview::ChipSection::of(&prepared.data, true));
         self.preview.revealed = true;
         Ok(())
     }
@@ -753,18 +814,25 @@ impl App {
             Ok(g) => g,
             Err(d) => return Err(self.refuse(row, "personalize", &d)),
         };
-        let data = match &self.preview.prepared {
-            Some(p) if self.preview.row == Some(row) && !self.preview.pending => p.data.clone(),
+        let job = match &self.preview.prepared {
+            Some(p) if self.preview.row == Some(row) && !self.preview.pending => PersoJob {
+                data: p.data.clone(),
+                order: p.order.clone(),
+                profile: p.profile.clone(),
+            },
             _ => return Err(format!("order {id}: its preview is not ready yet")),
         };
-        if grant.approval_bypass && !data.non_test_keys().is_empty() {
+        if grant.approval_bypass && !job.data.non_test_keys().is_empty() {
             return Err(format!(
                 "order {id}: without approval only test keys may be used"
             ));
         }
         let target = PersoTarget {
             encoder_port: self.devices.encoder_port(),
-            reader: self.devices.reader.clone(),
+            card: CardTarget::of(
+                self.devices.reader.as_ref(),
+                self.devices.virtual_reader.as_ref(),
+            ),
         };
         self.transition(
             row,
@@ -776,7 +844,7 @@ impl App {
         let personalizer = (self.personalizer)();
         if let Err(e) = self
             .perso
-            .start(row, data, target, personalizer, self.waker.clone())
+            .start(row, job, target, personalizer, self.waker.clone())
         {
             let _ = self.transition(
                 row,
@@ -808,10 +876,52 @@ impl App {
         self.devices.encoder = Some(choice);
     }
 
-    /// Chooses the PC/SC reader (remembered).
-    pub fn select_reader(&mut self, reader: Option<String>) {
-        self.remember(SETTING_READER, reader.as_deref().unwrap_or(""));
+    /// Chooses the chip reader (remembered).
+    pub fn select_reader(&mut self, reader: Option<ReaderChoice>) {
+        self.remember(
+            SETTING_READER,
+            &reader
+                .as_ref()
+                .map(ReaderChoice::to_setting)
+                .unwrap_or_default(),
+        );
         self.devices.reader = reader;
+    }
+
+    /// Puts a fresh (blank) card in the virtual reader, made for the chip profile of the order
+    /// personalized on it; the card that was there is discarded.
+    pub fn insert_fresh_card(&mut self) -> Result<(), String> {
+        let vr = self
+            .devices
+            .virtual_reader
+            .as_ref()
+            .ok_or_else(|| "the virtual card is not offered in this session".to_string())?;
+        let mut r = lock_reader(vr);
+        if matches!(r.slot, VirtualSlot::InUse) {
+            return Err("the virtual card is in use by a personalization".into());
+        }
+        r.slot = VirtualSlot::Fresh;
+        drop(r);
+        if let (Some(store), Some(session)) = (&self.store, &self.session) {
+            let _ = store.audit(session, "insert-card", None, "virtual card: fresh card");
+        }
+        self.info("A fresh card is in the virtual reader");
+        Ok(())
+    }
+
+    /// Makes the next fresh virtual card fail (tester only).
+    pub fn set_card_fault(&mut self, fault: CardFault) -> Result<(), String> {
+        let who = self.session()?;
+        if who.role != Role::Tester {
+            return Err("only testers change the virtual card".into());
+        }
+        let vr = self
+            .devices
+            .virtual_reader
+            .as_ref()
+            .ok_or_else(|| "the virtual card is not offered in this session".to_string())?;
+        lock_reader(vr).fault = fault;
+        Ok(())
     }
 
     /// Tells the simulated encoder to fail (tester only).
@@ -904,6 +1014,8 @@ impl App {
                 Ok(())
             }
             Command::SetSimFault(f) => self.set_sim_fault(f),
+            Command::InsertFreshCard => self.insert_fresh_card(),
+            Command::SetCardFault(f) => self.set_card_fault(f),
             Command::RefreshAudit => {
                 self.refresh_audit();
                 Ok(())
@@ -1192,10 +1304,12 @@ impl App {
                 let mut preview = std::mem::take(&mut self.preview);
                 egui::Panel::right("preview")
                     .resizable(true)
-                    .default_size(560.0)
+                    .default_size(620.0)
                     .min_size(380.0)
+                    .max_size(780.0)
                     .show(ui, |ui| {
-                        egui::ScrollArea::vertical()
+                        ui.set_min_width(600.0);
+                        egui::ScrollArea::both()
                             .id_salt("preview-scroll")
                             .show(ui, |ui| preview::ui(self, &mut preview, ui, &mut cmds));
                     });

@@ -2,131 +2,106 @@
 //! chip data section (DGI list and TLV tree, masked per tag), validation findings with their field
 //! paths, the Model 1 / Model 2 choice, and the review and personalize actions the role allows.
 //!
-//! Chip seam: [`ChipSection::for_model`] says "no chip data" until the Model 1 and Model 2
-//! preparations land; they then hand their DGIs to [`ChipSection::from_dgis`], which masks them.
+//! The chip section is [`ChipSection`], built by the preparation worker from the prepared chip
+//! data (and again, with clear values, when a tester reveals them on test keys).
 
+use crate::domain::chip::ChipData;
+use crate::domain::chip::preview::{DgiPreview, TlvNode, is_secret_dgi, preview};
 use crate::domain::chip_model::ChipModel;
-use crate::domain::dgi::Dgi;
-use crate::domain::mask;
+use crate::domain::prepare::PersoData;
 use crate::domain::review::{self, OrderFacts, Role};
-use crate::domain::tags::{self, Sensitivity};
-use crate::domain::tlv::{RawTlv, Reader};
 use crate::domain::track::TrackNo;
 
 use super::worker::{OrderRow, Prepared};
 use super::{App, Command};
 
-/// One TLV of a chip preview, value already masked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlvView {
-    /// Tag, hex.
-    pub tag: String,
-    /// Dictionary name, or `unknown tag`.
-    pub name: String,
-    /// The value as it may be shown (hex, masked PAN, or `*`).
-    pub shown: String,
-    /// Nested TLVs of a template.
-    pub children: Vec<TlvView>,
-}
-
-/// One DGI of a chip preview.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DgiView {
-    /// DGI id, hex.
-    pub id: String,
-    /// Dictionary name.
-    pub name: String,
-    /// Value length in bytes.
-    pub len: usize,
-    /// Key or PIN material: value never shown.
-    pub secret: bool,
-    /// The TLVs inside, when the value is BER-TLV.
-    pub tlvs: Vec<TlvView>,
-}
-
-/// The chip part of a preview.
+/// The chip part of a preview: what [`domain::chip::preview`](crate::domain::chip::preview)
+/// shows of the prepared chip data (DGI list and TLV tree with tag names, masked per tag; key and
+/// PIN DGIs by length, keys by KCV only), with the model, profile and ODA summary.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChipSection {
-    /// Neither model applies: a stripe-only card.
+    /// No chip data: a stripe-only card.
     StripeOnly,
-    /// The chosen model cannot produce data in this build yet.
-    NotAvailable {
-        /// The chosen model.
-        model: ChipModel,
-    },
-    /// The DGIs to send, masked.
-    Dgis(Vec<DgiView>),
+    /// The chip data as it may be shown.
+    Chip(Box<ChipView>),
 }
 
-fn tlv_views(bytes: &[u8], depth: usize) -> Option<Vec<TlvView>> {
-    let mut r = Reader::new(bytes);
-    let mut out = Vec::new();
-    while !r.is_empty() {
-        let raw = RawTlv::read(&mut r).ok()?;
-        let info = tags::lookup(raw.tag);
-        let children = if raw.tag.is_constructed() && depth < 8 {
-            tlv_views(raw.value, depth + 1)?
-        } else {
-            Vec::new()
-        };
-        let shown = if raw.tag.is_constructed() {
-            format!("{} bytes", raw.value.len())
-        } else {
-            match info.map(|i| i.sensitivity) {
-                Some(Sensitivity::Public) => hex::encode_upper(raw.value),
-                Some(Sensitivity::Pan) => {
-                    let digits: String = hex::encode_upper(raw.value)
-                        .chars()
-                        .filter(char::is_ascii_digit)
-                        .collect();
-                    mask::mask_pan(&digits)
-                }
-                _ => mask::stars(raw.value.len() * 2),
-            }
-        };
-        out.push(TlvView {
-            tag: raw.tag.to_string(),
-            name: info.map_or("unknown tag", |i| i.name).to_string(),
-            shown,
-            children,
-        });
-    }
-    Some(out)
+/// The shown form of one card's chip data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChipView {
+    /// `Model 1 (profile)`, with the AID.
+    pub title: String,
+    /// Where the data came from (`Model 2: issuer data under kek #1, MAC verified`).
+    pub source: Option<String>,
+    /// The DGIs in send order.
+    pub dgis: Vec<DgiPreview>,
+    /// The ICC master keys' KCVs (AC, SMI, SMC).
+    pub kcvs: Option<String>,
+    /// Offline data authentication summary.
+    pub oda: Option<String>,
+    /// Clear values are shown (tester, test keys).
+    pub revealed: bool,
 }
 
 impl ChipSection {
-    /// The section for an order with this model choice, before chip preparation exists.
-    ///
-    /// SEAM: the Model 1 and Model 2 preparations replace this with their DGIs
-    /// ([`ChipSection::from_dgis`]) once `PersoData` carries chip data.
-    pub fn for_model(model: Option<ChipModel>) -> Self {
-        match model {
-            None => ChipSection::StripeOnly,
-            Some(model) => ChipSection::NotAvailable { model },
-        }
+    /// The section for prepared data: masked unless `reveal` (callers allow it for testers on
+    /// test keys only; key and PIN DGIs stay hidden even then).
+    pub fn of(data: &PersoData, reveal: bool) -> Self {
+        let Some(chip) = &data.chip else {
+            return ChipSection::StripeOnly;
+        };
+        ChipSection::from_chip(chip, data.sources.get("chip").cloned(), reveal)
     }
 
-    /// A masked view of DGIs: secret DGIs by length only, TLV values per tag sensitivity.
-    pub fn from_dgis(dgis: &[Dgi]) -> Self {
-        ChipSection::Dgis(
-            dgis.iter()
-                .map(|d| {
-                    let info = d.info();
-                    let secret = d.is_secret();
-                    DgiView {
-                        id: format!("{:04X}", d.id()),
-                        name: info.map_or("", |i| i.name).to_string(),
-                        len: d.value().len(),
-                        secret,
-                        tlvs: if secret {
-                            Vec::new()
-                        } else {
-                            tlv_views(d.value(), 0).unwrap_or_default()
-                        },
+    /// The section for `chip`.
+    pub fn from_chip(chip: &ChipData, source: Option<String>, reveal: bool) -> Self {
+        let title = format!(
+            "Model {} ({}), AID {}{}",
+            chip.model.number(),
+            chip.profile,
+            hex::encode_upper(&chip.aid),
+            if chip.pin_generated {
+                ", PIN generated"
+            } else {
+                ""
+            }
+        );
+        let kcvs = chip.kcvs.map(|k| {
+            format!(
+                "MK-AC {}  MK-SMI {}  MK-SMC {}",
+                hex::encode_upper(k.ac),
+                hex::encode_upper(k.smi),
+                hex::encode_upper(k.smc)
+            )
+        });
+        let oda = chip.oda.as_ref().map(|o| {
+            let icc = match o.icc_key_bits {
+                Some(bits) => format!(
+                    ", ICC key {bits} bits{}",
+                    if o.icc_key_from_pool {
+                        " (from the pool)"
+                    } else {
+                        ""
                     }
-                })
-                .collect(),
-        )
+                ),
+                None => String::new(),
+            };
+            format!(
+                "{} with CA {} index {:02X}, issuer key {} bits{icc}",
+                o.method.as_str().to_uppercase(),
+                hex::encode_upper(o.rid),
+                o.ca_index,
+                o.issuer_key_bits
+            )
+        });
+        ChipSection::Chip(Box::new(ChipView {
+            title,
+            source,
+            dgis: preview(chip, reveal),
+            kcvs,
+            oda,
+            revealed: reveal,
+        }))
     }
 }
 
@@ -143,6 +118,8 @@ pub struct PreviewState {
     pub pending: bool,
     /// Clear values are shown (tester, test keys only).
     pub revealed: bool,
+    /// The chip section with clear values, while revealed.
+    pub revealed_chip: Option<ChipSection>,
     /// The supervisor's rejection reason being typed.
     pub reject_reason: String,
 }
@@ -155,9 +132,14 @@ fn facts(row: &OrderRow) -> OrderFacts {
     }
 }
 
-fn tlv_tree(ui: &mut egui::Ui, nodes: &[TlvView]) {
+fn tlv_tree(ui: &mut egui::Ui, nodes: &[TlvNode]) {
     for n in nodes {
-        let text = format!("{}  {}  {}", n.tag, n.name, n.shown);
+        let text = format!(
+            "{}  {}  {}",
+            n.tag,
+            n.name.unwrap_or("unknown tag"),
+            n.value
+        );
         if n.children.is_empty() {
             ui.monospace(text);
         } else {
@@ -169,26 +151,57 @@ fn tlv_tree(ui: &mut egui::Ui, nodes: &[TlvView]) {
 }
 
 fn chip_ui(ui: &mut egui::Ui, chip: &ChipSection) {
-    match chip {
+    let view = match chip {
         ChipSection::StripeOnly => {
-            ui.label("No chip data: the product has no chip profile and the order no tlvData.");
+            ui.label("No chip data: stripe only (no chip model chosen).");
+            return;
         }
-        ChipSection::NotAvailable { model } => {
-            ui.label(format!(
-                "No chip data: {model} preparation is not available in this build yet."
-            ));
-        }
-        ChipSection::Dgis(dgis) => {
-            for d in dgis {
-                let title = format!("DGI {}  {}  ({} bytes)", d.id, d.name, d.len);
-                if d.secret {
-                    ui.monospace(format!("{title}  key/PIN material, not shown"));
-                } else {
-                    egui::CollapsingHeader::new(title)
-                        .id_salt(&d.id)
-                        .show(ui, |ui| tlv_tree(ui, &d.tlvs));
+        ChipSection::Chip(view) => view,
+    };
+    ui.strong(format!("Chip data: {}", view.title));
+    if view.revealed {
+        ui.label("CLEAR VALUES (test keys); key and PIN DGIs stay hidden");
+    }
+    if let Some(src) = &view.source {
+        ui.label(format!("Source: {src}"));
+    }
+    if let Some(k) = &view.kcvs {
+        ui.monospace(format!("ICC master key KCVs: {k}"));
+    }
+    if let Some(o) = &view.oda {
+        ui.label(format!("ODA: {o}"));
+    }
+    ui.label(format!("{} DGIs, in send order:", view.dgis.len()));
+    for d in &view.dgis {
+        let flag = if d.encrypted { ", encrypted" } else { "" };
+        let title = format!(
+            "DGI {}  {}  ({} bytes{flag})",
+            d.dgi,
+            d.name.unwrap_or(""),
+            d.length
+        );
+        if d.tlv.is_empty() {
+            let what = match (&d.kcv, &d.value) {
+                (Some(k), _) => format!("KCV {k}"),
+                (None, Some(v)) => v.clone(),
+                (None, None)
+                    if u16::from_str_radix(&d.dgi, 16)
+                        .map_or(true, |id| is_secret_dgi(id, d.encrypted)) =>
+                {
+                    "key/PIN material, not shown".into()
                 }
-            }
+                (None, None) => "masked".into(),
+            };
+            ui.monospace(format!("{title}  {what}"));
+        } else {
+            egui::CollapsingHeader::new(title)
+                .id_salt(("dgi", &d.dgi))
+                .show(ui, |ui| {
+                    if let Some(v) = &d.value {
+                        ui.monospace(v);
+                    }
+                    tlv_tree(ui, &d.tlv);
+                });
         }
     }
 }
@@ -234,8 +247,12 @@ pub fn ui(app: &App, state: &mut PreviewState, ui: &mut egui::Ui, cmds: &mut Vec
                     egui::RadioButton::new(row.model == Some(model), model.label()),
                 )
                 .on_disabled_hover_text(match model {
-                    ChipModel::Model1 => "the product names no chip profile",
-                    ChipModel::Model2 => "the order carries no tlvData",
+                    ChipModel::Model1 => {
+                        "the product names no chip profile, or does not allow Model 1"
+                    }
+                    ChipModel::Model2 => {
+                        "the order carries no tlvData, or the product does not allow Model 2"
+                    }
                 });
             if r.clicked() && row.model != Some(model) {
                 cmds.push(Command::SetModel(index, model));
@@ -247,6 +264,10 @@ pub fn ui(app: &App, state: &mut PreviewState, ui: &mut egui::Ui, cmds: &mut Vec
     });
 
     ui.separator();
+    if let Some(session) = app.session.as_ref() {
+        actions(app, state, ui, cmds, index, row, session.role);
+        ui.separator();
+    }
     if state.pending {
         ui.horizontal(|ui| {
             ui.spinner();
@@ -285,7 +306,7 @@ pub fn ui(app: &App, state: &mut PreviewState, ui: &mut egui::Ui, cmds: &mut Vec
                     .data
                     .sources
                     .iter()
-                    .filter(|(k, _)| !k.starts_with("track"))
+                    .filter(|(k, _)| !k.starts_with("track") && k.as_str() != "chip")
                 {
                     ui.label(k);
                     ui.monospace("***");
@@ -305,7 +326,10 @@ pub fn ui(app: &App, state: &mut PreviewState, ui: &mut egui::Ui, cmds: &mut Vec
         ui.separator();
         egui::CollapsingHeader::new("Chip data")
             .default_open(true)
-            .show(ui, |ui| chip_ui(ui, &p.chip));
+            .show(ui, |ui| match (&state.revealed_chip, state.revealed) {
+                (Some(clear), true) => chip_ui(ui, clear),
+                _ => chip_ui(ui, &p.chip),
+            });
     }
 
     if !findings_errors.is_empty() || !row.warnings.is_empty() {
@@ -322,12 +346,6 @@ pub fn ui(app: &App, state: &mut PreviewState, ui: &mut egui::Ui, cmds: &mut Vec
             ui.colored_label(ui.visuals().warn_fg_color, format!("warning  {f}"));
         }
     }
-
-    ui.separator();
-    let Some(session) = app.session.as_ref() else {
-        return;
-    };
-    actions(app, state, ui, cmds, index, row, session.role);
 }
 
 fn actions(

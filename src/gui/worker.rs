@@ -3,25 +3,51 @@
 //! selected order again for its preview. The UI thread only sends jobs and reads messages.
 //!
 //! Clear card data is held only for the order being previewed: a loaded file keeps the validated
-//! orders, and each preview is prepared on demand.
+//! orders, and each preview is prepared on demand through the one preparation entry point
+//! ([`prepare_card`]) with the chip model the user chose. ICC key pairs for DDA/CDA profiles come
+//! from a key pool filled by background threads started with the worker.
+//!
+//! A load prepares each order's tracks (for its status); chip data is prepared for the preview.
 
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, OnceLock};
 
-use crate::domain::chip_model::{AllowedModels, ChipModel};
+use crate::domain::chip::model1::PrepDate;
+use crate::domain::chip::{ChipProfile, ChipProfiles};
+use crate::domain::chip_model::{AllowedModels, ChipModel, ModelChoice, PrepInputs, prepare_card};
+use crate::domain::envelope::EnvelopeSettings;
 use crate::domain::finding::Finding;
-use crate::domain::keystore::KeyStore;
-use crate::domain::order::{OrderEntry, parse_order_file};
+use crate::domain::order::{Order, OrderEntry, parse_order_file};
 use crate::domain::prepare::{PersoData, prepare};
 use crate::domain::product::Catalog;
 use crate::domain::status::Status;
+use crate::keys::SoftwareKeyStore;
+use crate::keys::pool::KeyPools;
 use crate::store::Store;
 
 use super::preview::ChipSection;
 
 /// The demo orders, embedded so that the app starts from any directory.
 pub const DEMO_ORDERS: &str = include_str!("../../assets/demo/orders.json");
+/// The demo Model 2 orders (issuer-prepared chip data), loaded with the demo orders.
+pub const DEMO_ORDERS_MODEL2: &str = include_str!("../../assets/demo/orders-model2.json");
+
+/// Today's date (UTC) for Model 1 (5F25 when an order has no effective date).
+pub fn today() -> PrepDate {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (y, m, d) = crate::domain::date::civil_from_days(i64::try_from(secs / 86_400).unwrap_or(0));
+    let yy = u8::try_from(y.rem_euclid(100)).unwrap_or(0);
+    PrepDate::new(
+        yy,
+        u8::try_from(m).unwrap_or(1),
+        u8::try_from(d).unwrap_or(1),
+    )
+    .unwrap_or(PrepDate { yy, mm: 1, dd: 1 })
+}
 
 /// Wakes the UI when a worker has news: a repaint request on the egui context, once known.
 #[derive(Debug, Clone, Default)]
@@ -111,8 +137,12 @@ pub enum PrepJob {
 /// One order's preview data.
 #[derive(Debug, Clone)]
 pub struct Prepared {
-    /// Tracks, sources, keys used (clear values inside; shown masked).
+    /// Tracks, chip data, sources, keys used (clear values inside; shown masked).
     pub data: PersoData,
+    /// The validated order (the read-back compares the card with it).
+    pub order: Order,
+    /// The chip profile of the chip data.
+    pub profile: Option<ChipProfile>,
     /// The chip data section.
     pub chip: ChipSection,
     /// Warnings of the order and of the preparation.
@@ -168,10 +198,32 @@ pub enum PrepMsg {
 pub struct PrepContext {
     /// Products.
     pub catalog: Catalog,
+    /// Chip profiles the products name.
+    pub profiles: ChipProfiles,
     /// Keys.
-    pub keys: Arc<dyn KeyStore>,
+    pub keys: Arc<SoftwareKeyStore>,
+    /// Keep a pool of ICC key pairs for DDA/CDA profiles (else they are generated when needed,
+    /// on this worker).
+    pub key_pool: bool,
     /// The store database, if any.
     pub store_path: Option<PathBuf>,
+}
+
+/// Starts ICC key pools for the profiles that need ICC keys (background threads).
+fn start_pools(profiles: &ChipProfiles) -> KeyPools {
+    let specs: Vec<_> = profiles
+        .profiles()
+        .iter()
+        .filter(|p| p.oda.method.needs_icc_key())
+        .map(|p| (p.oda.icc_key_bits, p.oda.icc_exponent))
+        .collect();
+    if specs.is_empty() {
+        return KeyPools::default();
+    }
+    KeyPools::start(&specs, 2).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "ICC key pool not started; keys are generated when needed");
+        KeyPools::default()
+    })
 }
 
 /// Starts the worker thread; it ends when the job sender is dropped.
@@ -184,8 +236,14 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("persodesk-prepare".into())
         .spawn(move || {
+            let pools = if ctx.key_pool {
+                start_pools(&ctx.profiles)
+            } else {
+                KeyPools::default()
+            };
             let mut worker = Worker {
                 ctx,
+                pools,
                 entries: Vec::new(),
                 generation: 0,
                 store: None,
@@ -202,6 +260,7 @@ pub fn spawn(
 
 struct Worker {
     ctx: PrepContext,
+    pools: KeyPools,
     entries: Vec<OrderEntry>,
     generation: u64,
     store: Option<Store>,
@@ -263,14 +322,23 @@ impl Worker {
         out: &Sender<PrepMsg>,
         waker: &Waker,
     ) -> Result<(Vec<OrderRow>, Option<String>), String> {
-        let text = match source {
-            OrderSource::Demo => DEMO_ORDERS.to_string(),
-            OrderSource::File(path) => std::fs::read_to_string(path)
-                .map_err(|e| format!("{}: cannot be read: {}", path.display(), e.kind()))?,
+        let rules = self.ctx.catalog.order_rules();
+        let entries = match source {
+            OrderSource::Demo => {
+                let mut entries = parse_order_file(DEMO_ORDERS, &rules)
+                    .map_err(|e| format!("demo orders: {e}"))?;
+                entries.extend(
+                    parse_order_file(DEMO_ORDERS_MODEL2, &rules)
+                        .map_err(|e| format!("demo Model 2 orders: {e}"))?,
+                );
+                entries
+            }
+            OrderSource::File(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("{}: cannot be read: {}", path.display(), e.kind()))?;
+                parse_order_file(&text, &rules).map_err(|e| format!("{}: {e}", source.label()))?
+            }
         };
-        let entries = parse_order_file(&text, &self.ctx.catalog.order_rules())
-            .map_err(|e| format!("{}: {e}", source.label()))?;
-        drop(text);
         let total = entries.len();
         let mut rows = Vec::with_capacity(total);
         for (i, entry) in entries.iter().enumerate() {
@@ -400,12 +468,27 @@ impl Worker {
                     format!("product {} is not in the catalog", order.card_product_id),
                 )]
             })?;
-        let data = prepare(order, product, self.ctx.keys.as_ref())?;
+        let choice = model.map_or(ModelChoice::StripeOnly, ModelChoice::Only);
+        let inputs = PrepInputs {
+            profiles: &self.ctx.profiles,
+            date: today(),
+            keys: self.ctx.keys.as_ref(),
+            icc_keys: &self.pools,
+            envelope: EnvelopeSettings::default(),
+        };
+        let data = prepare_card(order, product, choice, &inputs)?;
+        let profile = data
+            .chip
+            .as_ref()
+            .and_then(|c| self.ctx.profiles.get(&c.profile))
+            .cloned();
         let mut warnings = entry.warnings.clone();
         warnings.extend(data.warnings.iter().cloned());
-        tracing::debug!(order = %entry.id, "preview prepared");
+        tracing::debug!(order = %entry.id, model = ?model, "preview prepared");
         Ok(Box::new(Prepared {
-            chip: ChipSection::for_model(model),
+            chip: ChipSection::of(&data, false),
+            order: order.clone(),
+            profile,
             data,
             warnings,
         }))

@@ -3,8 +3,10 @@
 //!
 //! - SELECT: the FCI is DGI 9102 (or 9103) — a whole `6F` template, or the `A5` proprietary
 //!   template that the card puts under `6F { 84 AID, ... }`. PSE and PPSE list the application.
-//! - GET PROCESSING OPTIONS: format 2 (`77`) with the content of DGI 9104 (`82` AIP, `94` AFL);
-//!   the PDOL data length is checked against the PDOL (`9F38`) of the FCI; the ATC counts up.
+//! - GET PROCESSING OPTIONS: format 2 (`77`) with the content of DGI 9104 (`82` AIP, `94` AFL),
+//!   or, on an M/Chip-style card without 9104, format 1 (`80`) with the fixed-position AIP || AFL
+//!   of the contact GPO response DGI A005; the PDOL data length is checked against the PDOL
+//!   (`9F38`) of the FCI; the ATC counts up.
 //! - READ RECORD: the record DGI `SFI || record`.
 //! - GET DATA: `9F36` ATC, `9F17` PIN try counter.
 //! - GENERATE AC: MAC algorithm 3 over `CDOL1 data || AIP || ATC || scheme part` with MK-AC (first
@@ -207,6 +209,23 @@ fn read_record(app: &Application, pse: bool, record: u8, p2: u8) -> Vec<u8> {
     }
 }
 
+/// The M/Chip contact GPO response DGI: AIP (2 bytes) || AFL, fixed-position.
+const MCHIP_GPO_CONTACT: u16 = 0xA005;
+
+/// The AIP the card reports: `82` of DGI 9104, else the first two bytes of DGI A005.
+fn aip_of(app: &Application) -> Vec<u8> {
+    app.dgis
+        .get(&0x9104)
+        .and_then(|v| find_in(v, 0x82))
+        .or_else(|| {
+            app.dgis
+                .get(&MCHIP_GPO_CONTACT)
+                .and_then(|v| v.get(..2))
+                .map(<[u8]>::to_vec)
+        })
+        .unwrap_or_else(|| vec![0, 0])
+}
+
 fn gpo(app: &mut Application, tx: &mut Transaction, data: &[u8]) -> Vec<u8> {
     let [0x83, len, pdol_data @ ..] = data else {
         return reply(&[], sw::WRONG_DATA);
@@ -220,19 +239,13 @@ fn gpo(app: &mut Application, tx: &mut Transaction, data: &[u8]) -> Vec<u8> {
     if expected != Some(pdol_data.len()) {
         return reply(&[], sw::WRONG_LENGTH);
     }
-    // The GPO response: Visa common perso stores it whole in 9104; M/Chip stores the contact
-    // AIP || AFL at fixed positions in A005.
-    let response = if let Some(body) = app.dgis.get(&0x9104) {
-        match body.first() {
+    let response = match (app.dgis.get(&0x9104), app.dgis.get(&MCHIP_GPO_CONTACT)) {
+        (Some(body), _) => match body.first() {
             Some(0x77 | 0x80) => body.to_vec(),
             _ => tlv(0x77, body),
-        }
-    } else if let Some([a, b, afl @ ..]) = app.dgis.get(&0xA005).map(|v| v.as_slice()) {
-        let mut inner = tlv(0x82, &[*a, *b]);
-        inner.extend_from_slice(&tlv(0x94, afl));
-        tlv(0x77, &inner)
-    } else {
-        return reply(&[], sw::CONDITIONS);
+        },
+        (None, Some(fixed)) if fixed.len() >= 2 => tlv(0x80, fixed),
+        _ => return reply(&[], sw::CONDITIONS),
     };
     if app.atc == u16::MAX {
         return reply(&[], sw::CONDITIONS);
@@ -322,17 +335,7 @@ fn generate_ac(
     let Some(mk) = app.dgis.get(&0x8000).and_then(|k| k.get(..16)) else {
         return reply(&[], sw::CONDITIONS);
     };
-    let aip = app
-        .dgis
-        .get(&0x9104)
-        .and_then(|v| find_in(v, 0x82))
-        .or_else(|| {
-            app.dgis
-                .get(&0xA005)
-                .and_then(|v| v.get(..2))
-                .map(<[u8]>::to_vec)
-        })
-        .unwrap_or_else(|| vec![0, 0]);
+    let aip = aip_of(app);
     let atc = app.atc.to_be_bytes();
     // The unpredictable number is the last 4 bytes of the CDOL1 data when it follows the
     // minimum data layout (9F02 9F03 9F1A 95 5F2A 9A 9C 9F37).
@@ -482,5 +485,53 @@ fn verify(app: &mut Application, tx: &mut Transaction, p2: u8, data: &[u8]) -> V
     } else {
         app.ptc -= 1;
         reply(&[], 0x63C0 | u16::from(app.ptc.min(0x0F)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(dgis: &[(u16, &[u8])]) -> Application {
+        Application {
+            aid: vec![0xA0, 0, 0, 0, 0x04, 0x10, 0x10],
+            dgis: dgis
+                .iter()
+                .map(|(id, v)| (*id, Zeroizing::new(v.to_vec())))
+                .collect(),
+            atc: 0,
+            ptc: 3,
+        }
+    }
+
+    #[test]
+    fn gpo_answers_format_1_from_the_mchip_fixed_position_dgi() {
+        // AIP 1980, AFL 08 01 01 00: the M/Chip contact GPO response DGI, no 9104.
+        let mut a = app(&[(0xA005, &[0x19, 0x80, 0x08, 0x01, 0x01, 0x00])]);
+        let mut tx = Transaction::default();
+        let r = gpo(&mut a, &mut tx, &[0x83, 0x00]);
+        assert_eq!(
+            r,
+            [0x80, 0x06, 0x19, 0x80, 0x08, 0x01, 0x01, 0x00, 0x90, 0x00]
+        );
+        assert_eq!(a.atc, 1);
+        assert_eq!(aip_of(&a), [0x19, 0x80]);
+    }
+
+    #[test]
+    fn gpo_prefers_9104_and_refuses_without_either() {
+        let mut a = app(&[
+            (
+                0x9104,
+                &[0x82, 0x02, 0x39, 0x00, 0x94, 0x04, 0x10, 0x01, 0x01, 0x00],
+            ),
+            (0xA005, &[0x19, 0x80, 0x08, 0x01, 0x01, 0x00]),
+        ]);
+        let r = gpo(&mut a, &mut Transaction::default(), &[0x83, 0x00]);
+        assert_eq!(r.first(), Some(&0x77));
+        assert_eq!(aip_of(&a), [0x39, 0x00]);
+        let mut empty = app(&[]);
+        let r = gpo(&mut empty, &mut Transaction::default(), &[0x83, 0x00]);
+        assert_eq!(r, [0x69, 0x85]);
     }
 }

@@ -6,7 +6,9 @@
 //! environment variable or a flag: the system file wins.
 //!
 //! ```toml
-//! mode = "production"   # or "test"
+//! mode = "production"                      # or "test"
+//! keys = "/etc/persodesk/keys.toml"        # the key store the workstation window uses
+//! profiles = "/etc/persodesk/profiles"     # products/ and chip/ for the window
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -29,28 +31,67 @@ pub fn config_path() -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-/// Reads the mode from `path`: errors name the file and the key.
-pub fn read_mode(path: &Path) -> Result<Mode, String> {
+/// The machine's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Config {
+    /// Test or production.
+    pub mode: Mode,
+    /// The key store the workstation window uses (production needs one).
+    pub keys: Option<PathBuf>,
+    /// The profiles directory (products/, chip/) the workstation window uses.
+    pub profiles: Option<PathBuf>,
+}
+
+/// Reads the configuration file `path`: errors name the file and the key.
+pub fn read(path: &Path) -> Result<Config, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("{}: cannot be read: {}", path.display(), e.kind()))?;
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
         format!("{}: not valid TOML: {}", path.display(), e.message())
     })?;
-    match table.get("mode") {
-        None => Ok(Mode::Test),
-        Some(toml::Value::String(s)) => Mode::parse(s)
-            .ok_or_else(|| format!("{}: mode: `{s}` is not test or production", path.display())),
-        Some(_) => Err(format!("{}: mode: must be a string", path.display())),
+    let string = |key: &str| match table.get(key) {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(format!("{}: {key}: must be a string", path.display())),
+    };
+    if let Some(k) = table
+        .keys()
+        .find(|k| !["mode", "keys", "profiles"].contains(&k.as_str()))
+    {
+        return Err(format!(
+            "{}: {k}: unknown key (known: mode, keys, profiles)",
+            path.display()
+        ));
+    }
+    let mode = match string("mode")? {
+        None => Mode::Test,
+        Some(s) => Mode::parse(&s)
+            .ok_or_else(|| format!("{}: mode: `{s}` is not test or production", path.display()))?,
+    };
+    Ok(Config {
+        mode,
+        keys: string("keys")?.map(PathBuf::from),
+        profiles: string("profiles")?.map(PathBuf::from),
+    })
+}
+
+/// Reads the mode from `path`.
+pub fn read_mode(path: &Path) -> Result<Mode, String> {
+    read(path).map(|c| c.mode)
+}
+
+/// The configuration in force (defaults without a file). A configuration file that cannot be
+/// read is an error, never a silent fallback to test mode.
+pub fn load() -> Result<Config, String> {
+    match config_path() {
+        None => Ok(Config::default()),
+        Some(p) => read(&p),
     }
 }
 
-/// The mode in force. A configuration file that cannot be read is an error, never a silent
-/// fallback to test mode.
+/// The mode in force.
 pub fn mode() -> Result<Mode, String> {
-    match config_path() {
-        None => Ok(Mode::Test),
-        Some(p) => read_mode(&p),
-    }
+    load().map(|c| c.mode)
 }
 
 #[cfg(test)]
@@ -72,6 +113,16 @@ mod tests {
         );
         std::fs::write(&f, "# nothing\n").expect("write");
         assert_eq!(read_mode(&f), Ok(Mode::Test));
+        std::fs::write(&f, "mode = \"production\"\nkeys = \"/k.toml\"\n").expect("write");
+        let c = read(&f).expect("config");
+        assert_eq!(c.keys.as_deref(), Some(Path::new("/k.toml")));
+        assert_eq!(c.profiles, None);
+        std::fs::write(&f, "mood = \"test\"\n").expect("write");
+        assert!(
+            read(&f)
+                .expect_err("unknown key")
+                .contains("mood: unknown key")
+        );
         assert!(read_mode(&dir.join("missing.toml")).is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }

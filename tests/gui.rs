@@ -63,6 +63,7 @@ fn config(dir: &TempDir, load_demo: bool) -> AppConfig {
         scan_devices: false,
         user: "alice".into(),
         swipe_timeout: Duration::from_secs(5),
+        mode: persodesk::config::Mode::Test,
     }
 }
 
@@ -813,4 +814,46 @@ fn the_log_layer_scrubs_events() {
     assert!(all.contains("order=X-1"), "{all}");
     assert!(all.contains("prepared for 476173******0010"), "{all}");
     assert!(!all.contains("5413330089012345") && !all.contains("4761739001010010"));
+}
+
+#[test]
+fn production_mode_shows_itself_and_never_reveals() {
+    let dir = TempDir::new("production");
+    let mut c = config(&dir, true);
+    c.mode = persodesk::config::Mode::Production;
+    let app = App::new(c, LogBuffer::default()).expect("app");
+    let mut h = harness(app);
+    h.step();
+    assert!(has(&h, "PRODUCTION"));
+    assert!(!has(&h, "TEST MODE"));
+    sign_in(&mut h, "tester");
+    loaded(&mut h);
+    select(&mut h, "DEMO-MC-0001");
+    assert!(h.query_by_label("Reveal clear values").is_none());
+    assert!(h.state_mut().set_reveal(true).is_err());
+    assert!(!h.state().preview.revealed);
+    assert!(!has(&h, "5413330089012345"));
+}
+
+#[test]
+fn production_needs_a_configured_key_store_without_test_keys() {
+    use persodesk::config::{Config, Mode};
+    let none = Config {
+        mode: Mode::Production,
+        keys: None,
+        profiles: None,
+    };
+    let e = AppConfig::production(&none).expect_err("no key store");
+    assert!(e.contains("names no key store"), "{e}");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let demo = Config {
+        mode: Mode::Production,
+        keys: Some(root.join("assets/demo/keys.toml")),
+        profiles: Some(root.join("profiles")),
+    };
+    let e = AppConfig::production(&demo).expect_err("demo keys");
+    assert!(
+        e.contains("production refuses key stores holding test keys"),
+        "{e}"
+    );
 }

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use crate::domain::chip::{ChipProfile, ChipProfiles};
 use crate::domain::chip_model::ChipModel;
+use crate::domain::mode::Mode;
 use crate::domain::product::{Catalog, Product};
 use crate::domain::review::{self, OrderFacts, Role, Session};
 use crate::domain::status::{self, Event};
@@ -230,6 +231,8 @@ pub struct AppConfig {
     pub user: String,
     /// How long the operator has for each swipe.
     pub swipe_timeout: Duration,
+    /// Test or production (production: no demo data, no simulators, no reveal).
+    pub mode: Mode,
 }
 
 impl std::fmt::Debug for AppConfig {
@@ -296,7 +299,43 @@ impl AppConfig {
                 .filter(|u| !u.is_empty())
                 .unwrap_or_else(|| "user".into()),
             swipe_timeout: Duration::from_secs(30),
+            mode: Mode::Test,
         })
+    }
+
+    /// Production: the key store and profiles the machine's configuration names (no test key
+    /// allowed), no demo orders, no simulated devices.
+    pub fn production(config: &crate::config::Config) -> Result<AppConfig, String> {
+        let keys_path = config
+            .keys
+            .as_deref()
+            .ok_or("production mode: the configuration names no key store (keys = \"...\")")?;
+        let profiles = config.profiles.as_deref().ok_or(
+            "production mode: the configuration names no profiles directory (profiles = \"...\")",
+        )?;
+        let keys = SoftwareKeyStore::load(keys_path).map_err(|e| e.to_string())?;
+        Mode::Production
+            .check_key_store(&keys.list())
+            .map_err(|f| format!("{}: {f}", keys_path.display()))?;
+        let mut c = AppConfig::embedded()?;
+        c.catalog = crate::catalog::load_products(profiles).map_err(|e| e.to_string())?;
+        c.chip_profiles =
+            crate::catalog::load_chip_profiles(profiles).map_err(|e| e.to_string())?;
+        c.keys = Arc::new(keys);
+        c.virtual_card = false;
+        c.start_sim_encoder = false;
+        c.load_demo = false;
+        c.mode = Mode::Production;
+        Ok(c)
+    }
+
+    /// The configuration for this machine's mode ([`crate::config`]).
+    pub fn for_machine() -> Result<AppConfig, String> {
+        let config = crate::config::load()?;
+        match config.mode {
+            Mode::Test => AppConfig::embedded(),
+            Mode::Production => AppConfig::production(&config),
+        }
     }
 }
 
@@ -332,6 +371,8 @@ pub struct App {
     pub notice: Option<Notice>,
     /// The last order file opened (remembered).
     pub last_file: Option<PathBuf>,
+    /// Test or production.
+    pub mode: Mode,
     user: String,
     store: Option<Store>,
     visible: Vec<usize>,
@@ -439,6 +480,7 @@ impl App {
             logs,
             notice,
             last_file,
+            mode: config.mode,
             user: config.user,
             store,
             visible: Vec::new(),
@@ -791,7 +833,7 @@ impl App {
             .prepared
             .as_ref()
             .ok_or_else(|| "the preview is not ready".to_string())?;
-        let test_only = prepared.data.non_test_keys().is_empty();
+        let test_only = prepared.data.non_test_keys().is_empty() && self.mode.allows_reveal();
         if let Err(d) = review::may_reveal(who.role, test_only) {
             return Err(self.refuse(row, "reveal", &d));
         }
@@ -1247,6 +1289,16 @@ impl App {
         egui::Panel::top("top-bar").show(ui, |ui| {
             ui.horizontal(|ui| {
                 ui.strong("persodesk");
+                match self.mode {
+                    Mode::Production => {
+                        ui.colored_label(ui.visuals().warn_fg_color, "PRODUCTION")
+                            .on_hover_text("live keys and orders; no demo data, no reveal");
+                    }
+                    Mode::Test => {
+                        ui.label("TEST MODE")
+                            .on_hover_text("demo orders, test keys and simulated devices allowed");
+                    }
+                }
                 ui.separator();
                 if self.session.is_some() {
                     for s in Screen::ALL {
@@ -1384,10 +1436,10 @@ fn style(ctx: &egui::Context) {
 pub fn run() -> ExitCode {
     let logs = LogBuffer::default();
     init_tracing(&logs);
-    let config = match AppConfig::embedded() {
+    let config = match AppConfig::for_machine() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: embedded defaults: {e}");
+            eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };

@@ -418,7 +418,7 @@ fn actions(
         });
     }
     if role == Role::Tester && state.prepared.is_some() {
-        let may = review::may_reveal(role, row.test_keys_only);
+        let may = review::may_reveal(role, row.test_keys_only && app.mode.allows_reveal());
         ui.horizontal(|ui| {
             if may.is_ok() {
                 let text = if state.revealed {

@@ -27,6 +27,14 @@ use crate::keys::SoftwareKeyStore;
 use crate::perso::{PersoError, Transcript, channel_options, personalize_dgis, session_dgis};
 use crate::store::{OrderState, Store, StoreError};
 
+/// Today's date (UTC) from the system clock.
+pub fn today() -> crate::domain::chip::model1::PrepDate {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    crate::domain::chip::model1::PrepDate::from_unix_secs(secs)
+}
+
 /// The step name of a failed read-back.
 pub const READ_BACK: &str = "read-back verification";
 
@@ -394,15 +402,9 @@ impl ChipPhase<'_> {
         if rb.passed() {
             return Ok(());
         }
-        let failed: Vec<&str> = rb
-            .checks
-            .iter()
-            .filter(|c| matches!(c.outcome, Outcome::Fail(_)))
-            .map(|c| c.name.as_str())
-            .collect();
         Err(StepFailure::new(
             READ_BACK,
-            format!("failed: {}", failed.join(", ")),
+            format!("failed: {}", rb.failed_checks()),
             FailureKind::CardFailed,
         ))
     }

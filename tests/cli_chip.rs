@@ -283,3 +283,42 @@ fn a_product_may_allow_only_one_model() {
     assert_eq!(o.status.code(), Some(0));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn prepare_records_outcomes_in_the_workstation_store() {
+    let dir = std::env::temp_dir().join(format!("persodesk-record-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let bad = dir.join("orders.json");
+    std::fs::write(
+        &bad,
+        r#"{"cards":[{"cardId":"OK-1","cardProductId":"DEMO_VISA_CREDIT","encryptedData":{"pan":"4761739001010010","exp":"2812","encodedName":"MARTIN/BOB","pin":{"type":"ISO0","encryptedPin":"F421D9C96658A940","kid":1}},"paymentApplication":{"cvKeyIndex":1,"pvKeyIndex":1}},{"cardId":"BAD-1","cardProductId":"DEMO_VISA_CREDIT","encryptedData":{"pan":"4761739001010010","exp":"2813","encodedName":"MARTIN/BOB","pin":{"type":"ISO0","encryptedPin":"F421D9C96658A940","kid":1}},"paymentApplication":{"cvKeyIndex":1,"pvKeyIndex":1}}]}"#,
+    )
+    .expect("orders");
+    let o = Command::new(env!("CARGO_BIN_EXE_persodesk"))
+        .current_dir(root())
+        .args([
+            "prepare",
+            bad.to_str().expect("utf8"),
+            "--model",
+            "none",
+            "--record",
+        ])
+        .env("PERSODESK_DATA_DIR", &dir)
+        .output()
+        .expect("prepare --record");
+    assert_eq!(o.status.code(), Some(1), "one order is invalid");
+    let store = persodesk::store::Store::open(&dir.join(persodesk::store::DB_FILE)).expect("store");
+    let ok = store.state("OK-1").expect("state").expect("OK-1 recorded");
+    assert_eq!(ok.status.as_str(), "DATA_PREPARED");
+    let bad = store
+        .state("BAD-1")
+        .expect("state")
+        .expect("BAD-1 recorded");
+    assert_eq!(bad.status.as_str(), "DATA_EXCEPTION");
+    let reason = bad.reason.expect("reason");
+    assert!(reason.contains("encryptedData.exp"), "{reason}");
+    assert!(reason.contains("month 13"), "{reason}");
+    assert!(!reason.contains("4761739001010010"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

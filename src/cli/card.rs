@@ -352,7 +352,7 @@ fn issuer_chip_data(
     let chip_profiles = crate::catalog::load_chip_profiles(profiles).ok()?;
     let inputs = PrepInputs {
         profiles: &chip_profiles,
-        date: super::prepare::today(),
+        date: crate::job::today(),
         keys: store,
         icc_keys: &crate::keys::pool::InlineKeys,
         envelope: crate::domain::envelope::EnvelopeSettings::default(),
@@ -375,18 +375,7 @@ fn fail_exit(msg: &str) -> Exit {
 fn print_report(r: &crate::domain::readback::ReadBack, json: bool) {
     let c = &r.card;
     if json {
-        let checks: Vec<_> = r
-            .checks
-            .iter()
-            .map(|k| {
-                let (status, reason) = match &k.outcome {
-                    Outcome::Pass => ("pass", None),
-                    Outcome::Fail(w) => ("fail", Some(w.clone())),
-                    Outcome::Skipped(w) => ("skipped", Some(w.clone())),
-                };
-                serde_json::json!({"check": k.name, "status": status, "reason": reason})
-            })
-            .collect();
+        let checks = crate::job::check_lines(r);
         let v = serde_json::json!({
             "aid": c.aid, "label": c.label, "pan": c.pan_masked, "expiry": c.expiry,
             "psn": c.psn, "name": c.name, "aip": c.aip, "records": c.records,

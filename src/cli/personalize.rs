@@ -183,7 +183,7 @@ pub fn run(args: &PersonalizeArgs) -> Exit {
         return unreadable("--model must be 1, 2, auto or none");
     };
     let date = match &args.date {
-        None => super::prepare::today(),
+        None => crate::job::today(),
         Some(d) => match super::prepare::parse_date(d) {
             Some(d) => d,
             None => return unreadable("--date must be a valid YYMMDD date"),

@@ -46,22 +46,10 @@ pub struct PrepareArgs {
     /// Preparation date YYMMDD (default: today); 5F25 when an order has no effectiveDate.
     #[arg(long)]
     date: Option<String>,
-}
-
-/// Today's date (UTC) from the system clock.
-pub(crate) fn today() -> PrepDate {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (y, m, d) = crate::domain::date::civil_from_days(i64::try_from(secs / 86_400).unwrap_or(0));
-    let yy = u8::try_from(y.rem_euclid(100)).unwrap_or(0);
-    PrepDate::new(
-        yy,
-        u8::try_from(m).unwrap_or(1),
-        u8::try_from(d).unwrap_or(1),
-    )
-    .unwrap_or(PrepDate { yy, mm: 1, dd: 1 })
+    /// Record each order's outcome (DATA_PREPARED or DATA_EXCEPTION with the findings) in the
+    /// workstation store, as the workstation does when it loads a file.
+    #[arg(long)]
+    record: bool,
 }
 
 pub(crate) fn parse_date(s: &str) -> Option<PrepDate> {
@@ -130,17 +118,7 @@ fn print_tlv(nodes: &[TlvNode], depth: usize) {
 }
 
 fn print_chip(chip: &ChipData, reveal: bool) {
-    println!(
-        "  chip     Model {} ({}), AID {}{}",
-        chip.model.number(),
-        chip.profile,
-        hex::encode_upper(&chip.aid),
-        if chip.pin_generated {
-            ", PIN generated"
-        } else {
-            ""
-        }
-    );
+    println!("  chip     {}", chip.title());
     for d in preview(chip, reveal) {
         let flag = if d.encrypted { " encrypted" } else { "" };
         let kcv = d.kcv.map(|k| format!(" KCV {k}")).unwrap_or_default();
@@ -237,7 +215,7 @@ pub fn run(args: &PrepareArgs) -> Exit {
         return Exit::Unreadable;
     };
     let date = match &args.date {
-        None => today(),
+        None => crate::job::today(),
         Some(d) => match parse_date(d) {
             Some(d) => d,
             None => {
@@ -299,12 +277,22 @@ pub fn run(args: &PrepareArgs) -> Exit {
         envelope: EnvelopeSettings::default(),
     };
     let mut exit = Exit::Ok;
+    let mut outcomes: Vec<(&str, Option<String>)> = Vec::new();
+    let findings = |f: &[Finding]| {
+        Some(
+            f.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    };
     for entry in selected {
         let product_id = entry.card_product_id.as_deref();
         let order = match &entry.outcome {
             Ok(o) => o,
             Err(errors) => {
                 print_errors(args.json, &entry.id, product_id, errors);
+                outcomes.push((&entry.id, findings(errors)));
                 exit = Exit::Invalid;
                 continue;
             }
@@ -318,11 +306,13 @@ pub fn run(args: &PrepareArgs) -> Exit {
                     args.profiles.join("products").display()
                 ),
             );
-            print_errors(args.json, &entry.id, product_id, &[f]);
+            print_errors(args.json, &entry.id, product_id, std::slice::from_ref(&f));
+            outcomes.push((&entry.id, findings(&[f])));
             exit = Exit::Invalid;
             continue;
         };
         let result = prepare_card(order, product, model, &inputs);
+        outcomes.push((&entry.id, result.as_ref().err().and_then(|e| findings(e))));
         match result {
             Ok(data) => {
                 let non_test = data.non_test_keys();
@@ -344,6 +334,23 @@ pub fn run(args: &PrepareArgs) -> Exit {
             Err(errors) => {
                 print_errors(args.json, &entry.id, product_id, &errors);
                 exit = Exit::Invalid;
+            }
+        }
+    }
+    if args.record {
+        let recorded = crate::store::Store::open_default().and_then(|mut store| {
+            let refs: Vec<(&str, Option<&str>)> =
+                outcomes.iter().map(|(id, r)| (*id, r.as_deref())).collect();
+            store.record_preparation(&refs)
+        });
+        match recorded {
+            Ok(states) => eprintln!(
+                "recorded {} order(s) in the workstation store",
+                states.len()
+            ),
+            Err(e) => {
+                eprintln!("error: workstation store: {e}");
+                exit = exit.max(Exit::Unreadable);
             }
         }
     }

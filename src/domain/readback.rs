@@ -243,6 +243,16 @@ impl fmt::Debug for ReadBack {
 }
 
 impl ReadBack {
+    /// The names of the failed checks, joined with `, ` (empty when all passed).
+    pub fn failed_checks(&self) -> String {
+        self.checks
+            .iter()
+            .filter(|c| matches!(c.outcome, Outcome::Fail(_)))
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Compares every record read with the prepared record DGI of the same SFI and number, and
     /// checks that each record the card's AFL lists was prepared. Adds one check per record
     /// (names SFI, record and DGI; never data) and returns how many differ.

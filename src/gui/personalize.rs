@@ -519,13 +519,7 @@ impl DeskPersonalizer {
             verify::arqc_key(&self.keys, &job.order, profile.mkd),
         );
         if !rb.passed() {
-            let failed: Vec<&str> = rb
-                .checks
-                .iter()
-                .filter(|c| matches!(c.outcome, Outcome::Fail(_)))
-                .map(|c| c.name.as_str())
-                .collect();
-            let message = format!("check failed: {}", failed.join(", "));
+            let message = format!("check failed: {}", rb.failed_checks());
             return Err(fail_rb(message, &transcript, rb.checks));
         }
         let passed = rb

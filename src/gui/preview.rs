@@ -55,17 +55,7 @@ impl ChipSection {
 
     /// The section for `chip`.
     pub fn from_chip(chip: &ChipData, source: Option<String>, reveal: bool) -> Self {
-        let title = format!(
-            "Model {} ({}), AID {}{}",
-            chip.model.number(),
-            chip.profile,
-            hex::encode_upper(&chip.aid),
-            if chip.pin_generated {
-                ", PIN generated"
-            } else {
-                ""
-            }
-        );
+        let title = chip.title();
         let kcvs = chip.kcvs.map(|k| {
             format!(
                 "MK-AC {}  MK-SMI {}  MK-SMC {}",

@@ -13,7 +13,6 @@ use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, OnceLock};
 
-use crate::domain::chip::model1::PrepDate;
 use crate::domain::chip::{ChipProfile, ChipProfiles};
 use crate::domain::chip_model::{AllowedModels, ChipModel, ModelChoice, PrepInputs, prepare_card};
 use crate::domain::envelope::EnvelopeSettings;
@@ -32,22 +31,6 @@ use super::preview::ChipSection;
 pub const DEMO_ORDERS: &str = include_str!("../../assets/demo/orders.json");
 /// The demo Model 2 orders (issuer-prepared chip data), loaded with the demo orders.
 pub const DEMO_ORDERS_MODEL2: &str = include_str!("../../assets/demo/orders-model2.json");
-
-/// Today's date (UTC) for Model 1 (5F25 when an order has no effective date).
-pub fn today() -> PrepDate {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (y, m, d) = crate::domain::date::civil_from_days(i64::try_from(secs / 86_400).unwrap_or(0));
-    let yy = u8::try_from(y.rem_euclid(100)).unwrap_or(0);
-    PrepDate::new(
-        yy,
-        u8::try_from(m).unwrap_or(1),
-        u8::try_from(d).unwrap_or(1),
-    )
-    .unwrap_or(PrepDate { yy, mm: 1, dd: 1 })
-}
 
 /// Wakes the UI when a worker has news: a repaint request on the egui context, once known.
 #[derive(Debug, Clone, Default)]
@@ -471,7 +454,7 @@ impl Worker {
         let choice = model.map_or(ModelChoice::StripeOnly, ModelChoice::Only);
         let inputs = PrepInputs {
             profiles: &self.ctx.profiles,
-            date: today(),
+            date: crate::job::today(),
             keys: self.ctx.keys.as_ref(),
             icc_keys: &self.pools,
             envelope: EnvelopeSettings::default(),

@@ -119,6 +119,21 @@ impl ChipData {
         self.dgis.iter().find(|d| d.dgi.id() == id)
     }
 
+    /// `Model 1 (profile), AID A0000000031010[, PIN generated]`, for previews and reports.
+    pub fn title(&self) -> String {
+        format!(
+            "Model {} ({}), AID {}{}",
+            self.model.number(),
+            self.profile,
+            hex::encode_upper(&self.aid),
+            if self.pin_generated {
+                ", PIN generated"
+            } else {
+                ""
+            }
+        )
+    }
+
     /// The DGI ids in send order.
     pub fn ids(&self) -> Vec<u16> {
         self.dgis.iter().map(|d| d.dgi.id()).collect()

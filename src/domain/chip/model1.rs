@@ -44,6 +44,15 @@ impl PrepDate {
         ((1..=12).contains(&mm) && yy <= 99 && dd >= 1 && dd <= days_in_month(yy, mm))
             .then_some(Self { yy, mm, dd })
     }
+
+    /// The UTC date of a Unix time (the caller reads the clock; the domain has none).
+    pub fn from_unix_secs(secs: u64) -> Self {
+        let days = i64::try_from(secs / 86_400).unwrap_or(0);
+        let (y, m, d) = crate::domain::date::civil_from_days(days);
+        let yy = u8::try_from(y.rem_euclid(100)).unwrap_or(0);
+        let (mm, dd) = (u8::try_from(m).unwrap_or(1), u8::try_from(d).unwrap_or(1));
+        Self::new(yy, mm, dd).unwrap_or(Self { yy, mm: 1, dd: 1 })
+    }
 }
 
 /// Days in month `mm` of year 20`yy`.
@@ -825,4 +834,22 @@ pub fn prepare(
     data.sources.extend(sources);
     data.chip = Some(chip);
     Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PrepDate;
+
+    #[test]
+    fn dates_from_unix_time() {
+        // Independent reference points: `date -u -d @N +%y%m%d`.
+        let d = |s| {
+            let p = PrepDate::from_unix_secs(s);
+            (p.yy, p.mm, p.dd)
+        };
+        assert_eq!(d(951_782_400), (0, 2, 29));
+        assert_eq!(d(1_709_251_199), (24, 2, 29));
+        assert_eq!(d(1_795_305_600), (26, 11, 22));
+        assert_eq!(d(4_102_444_799), (99, 12, 31));
+    }
 }

@@ -9,6 +9,8 @@
 //! was recorded; no success was reported (no stripe written after a chip failure); then a retry
 //! on a fresh card (and a healthy encoder) ends in CARD_PROD_DONE. The matrix prints its size.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -183,6 +185,10 @@ fn root() -> PathBuf {
 }
 
 fn demo() -> Demo {
+    demo_of(ORDER)
+}
+
+fn demo_of(id: &str) -> Demo {
     let keys = SoftwareKeyStore::load(&root().join("assets/demo/keys.toml")).expect("keys");
     let catalog = persodesk::catalog::load_products(&root().join("profiles")).expect("products");
     let profiles =
@@ -191,7 +197,7 @@ fn demo() -> Demo {
     let order = parse_order_file(&text, &catalog.order_rules())
         .expect("order file")
         .into_iter()
-        .find(|e| e.id == ORDER)
+        .find(|e| e.id == id)
         .expect("demo order")
         .outcome
         .expect("valid order");
@@ -462,4 +468,76 @@ fn every_step_and_every_fault_fails_cleanly_and_a_retry_works() {
         started.elapsed()
     );
     assert!(cases >= 180, "{cases} cases");
+}
+
+/// CDA (the M/Chip demo profile announces it): the AC travels inside the card's signature, so a
+/// bit flipped in the signed dynamic data (9F4B) of GENERATE AC fails the read-back, and the
+/// same card read back untouched passes.
+#[test]
+fn a_tampered_cda_signature_fails_the_read_back() {
+    let d = demo_of("DEMO-MC-0001");
+    let product = d.catalog.get(&d.order.card_product_id).expect("product");
+    let profile = d
+        .profiles
+        .get(product.chip_profile.as_deref().expect("chip"))
+        .expect("profile");
+    let job = CardJob {
+        order: &d.order,
+        data: &d.data,
+        keys: &d.keys,
+        chip: Some((profile, profile.channel.clone())),
+    };
+    let mut rig = Rig {
+        card: support::card_for(profile, &d.keys),
+        connections: 0,
+        plan: None,
+        count: 0,
+        fired: false,
+    };
+    let report = job::run(
+        &job,
+        Some(&mut rig as &mut dyn CardConnector),
+        None,
+        &mut |_| {},
+    );
+    assert!(report.succeeded(), "{:?}", report.failure);
+    let checks = &report.chip.expect("chip").read_back;
+    assert!(
+        checks
+            .iter()
+            .any(|c| c.check.starts_with("CDA:") && c.status == "pass"),
+        "CDA was verified"
+    );
+
+    // Read the same card again through a transport that flips one bit of the SDAD.
+    struct FlipSdad<'a>(&'a mut VirtualCard);
+    impl CardTransport for FlipSdad<'_> {
+        fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Vec<u8>, TransportError> {
+            let mut r = self.0.process(apdu);
+            if apdu.get(1) == Some(&0xAE)
+                && let Some(i) = r.windows(3).position(|w| w[..2] == [0x9F, 0x4B])
+                && let Some(b) = r.get_mut(i + 20)
+            {
+                *b ^= 0x01;
+            }
+            Ok(r)
+        }
+        fn reader_name(&self) -> &str {
+            "flip"
+        }
+    }
+    rig.card.reset();
+    let ca = persodesk::verify::ca_for(&d.keys, d.data.chip.as_ref(), &profile.aid);
+    let rb = persodesk::verify::read_card(&mut FlipSdad(&mut rig.card), ca, Some(&profile.aid))
+        .expect("read");
+    let cda = rb
+        .checks
+        .iter()
+        .find(|c| c.name.starts_with("CDA:"))
+        .expect("a CDA check");
+    assert!(
+        matches!(cda.outcome, persodesk::domain::readback::Outcome::Fail(_)),
+        "{cda}"
+    );
+    assert!(rb.arqc.is_none(), "no ARQC taken from a bad signature");
 }

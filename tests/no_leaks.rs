@@ -8,6 +8,8 @@
 //! Values of 3 or 4 digits (CVV, iCVV, PVV, PIN) are checked as part of the tracks and DGIs that
 //! carry them: on their own they occur everywhere by chance (dates, counters, lengths).
 
+mod support;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -18,16 +20,12 @@ use persodesk::devices::transport::{CardTransport, TransportError, VirtualTransp
 use persodesk::domain::chip::preview::preview;
 use persodesk::domain::chip_model::{ModelChoice, PrepInputs, prepare_card};
 use persodesk::domain::envelope::EnvelopeSettings;
-use persodesk::domain::gp::kdf::Diversification;
-use persodesk::domain::gp::session::Protocol;
 use persodesk::domain::order::parse_order_file;
 use persodesk::domain::review::{Role, Session};
 use persodesk::domain::track::TrackNo;
 use persodesk::job::{self, CardConnector, CardJob, SerialStripe, StripeWriter};
 use persodesk::keys::SoftwareKeyStore;
 use persodesk::keys::pool::InlineKeys;
-use persodesk::sim::card::channel::{CardKeySource, CardProtocol, KmcMethod};
-use persodesk::sim::card::{CardConfig, CardCvn, VirtualCard};
 use persodesk::sim::encoder::{SimConfig, SimEncoder};
 use persodesk::store::Store;
 
@@ -84,26 +82,6 @@ fn key_values(text: &str) -> Vec<String> {
         .filter(|v| v.len() >= 16 && v.bytes().all(|b| b.is_ascii_hexdigit()))
         .map(str::to_string)
         .collect()
-}
-
-fn card_for(
-    profile: &persodesk::domain::chip::ChipProfile,
-    keys: &SoftwareKeyStore,
-) -> VirtualCard {
-    let rule = &profile.channel;
-    let (kmc, _) = keys.test_kmc(rule.kmc_index).expect("test kmc");
-    let method = match rule.diversification {
-        Diversification::EmvCps11 => KmcMethod::EmvCps11,
-        Diversification::Visa2 => KmcMethod::Visa2,
-        Diversification::Kdf3 => KmcMethod::Kdf3,
-    };
-    let protocol = match rule.protocol {
-        Protocol::Scp02 { i } => CardProtocol::Scp02 { i },
-        Protocol::Scp03 { i } => CardProtocol::Scp03 { i },
-    };
-    let mut config = CardConfig::new(protocol, CardKeySource::Kmc { kmc, method }, [5, 6, 7, 8]);
-    config.cvn = CardCvn::parse(&profile.cvn.to_string()).expect("card CVN");
-    VirtualCard::new(config).expect("virtual card")
 }
 
 #[test]
@@ -189,7 +167,7 @@ fn no_flow_leaks_card_data_or_keys() {
                 .get(product.chip_profile.as_deref().expect("chip profile"))
                 .expect("profile");
             job::authorize(&mut store, &who, &entry.id, &data).expect("authorized");
-            let mut card = OneCard(VirtualTransport::new(card_for(profile, &keys)));
+            let mut card = OneCard(VirtualTransport::new(support::card_for(profile, &keys)));
             let mut config = SerialConfig::new(sim.path().display().to_string());
             config.swipe_timeout = Duration::from_secs(3);
             let mut stripe = SerialStripe {

@@ -590,6 +590,13 @@ fn every_demo_order_personalizes_through_the_cli() {
             ] {
                 assert!(passed(name), "{order} over {scp}: no passed check {name}");
             }
+            // The M/Chip profile announces CDA: the ARQC came inside a verified signature.
+            if profile == "mchip-advance-1.2.3" {
+                assert!(
+                    passed("CDA: signed dynamic data (9F4B)"),
+                    "{order} over {scp}: CDA"
+                );
+            }
             assert!(!j["stripe"]["tracks"].as_array().expect("tracks").is_empty());
             assert_eq!(status_of(&data_dir, order).0, "CARD_PROD_DONE");
             for text in [&run.stdout, &run.stderr] {

@@ -228,3 +228,29 @@ pub fn dgis(aes: bool) -> Vec<Dgi> {
     }
     out
 }
+
+/// A blank virtual card of the card stock a chip profile names: its secure channel, the test
+/// KMC of the key store and the profile's CVN.
+pub fn card_for(
+    profile: &persodesk::domain::chip::ChipProfile,
+    keys: &persodesk::keys::SoftwareKeyStore,
+) -> persodesk::sim::card::VirtualCard {
+    use persodesk::domain::gp::kdf::Diversification;
+    use persodesk::domain::gp::session::Protocol;
+    use persodesk::sim::card::channel::{CardKeySource, CardProtocol, KmcMethod};
+    use persodesk::sim::card::{CardConfig, CardCvn, VirtualCard};
+    let rule = &profile.channel;
+    let (kmc, _) = keys.test_kmc(rule.kmc_index).expect("test kmc");
+    let method = match rule.diversification {
+        Diversification::EmvCps11 => KmcMethod::EmvCps11,
+        Diversification::Visa2 => KmcMethod::Visa2,
+        Diversification::Kdf3 => KmcMethod::Kdf3,
+    };
+    let protocol = match rule.protocol {
+        Protocol::Scp02 { i } => CardProtocol::Scp02 { i },
+        Protocol::Scp03 { i } => CardProtocol::Scp03 { i },
+    };
+    let mut config = CardConfig::new(protocol, CardKeySource::Kmc { kmc, method }, [5, 6, 7, 8]);
+    config.cvn = CardCvn::parse(&profile.cvn.to_string()).expect("card CVN");
+    VirtualCard::new(config).expect("virtual card")
+}

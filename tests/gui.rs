@@ -857,3 +857,50 @@ fn production_needs_a_configured_key_store_without_test_keys() {
         "{e}"
     );
 }
+
+#[test]
+fn a_tampered_model_2_envelope_is_a_data_exception_at_load() {
+    let dir = TempDir::new("m2");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("assets/demo/orders-model2.json")).expect("m2");
+    let mut doc: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let cards = doc["cards"].as_array_mut().expect("cards");
+    let mac = cards[1]["encryptedData"]["tlvData"]["mac"]
+        .as_str()
+        .expect("mac")
+        .to_string();
+    // One hex digit of the MAC changed.
+    let flipped = if mac.starts_with('0') { "1" } else { "0" };
+    cards[1]["encryptedData"]["tlvData"]["mac"] =
+        serde_json::json!(format!("{flipped}{}", &mac[1..]));
+    let file = dir.0.join("orders-model2.json");
+    std::fs::write(&file, doc.to_string()).expect("write");
+    let app = App::new(config(&dir, false), LogBuffer::default()).expect("app");
+    let mut h = harness(app);
+    h.step();
+    sign_in(&mut h, "supervisor");
+    h.state_mut()
+        .load(persodesk::gui::worker::OrderSource::File(file.clone()));
+    wait(&mut h, "the file", |a| {
+        a.loading.is_none() && a.rows.len() == 3
+    });
+    assert_eq!(status_of(&h, "DEMO-MC-0001-M2"), Status::DataPrepared);
+    assert_eq!(status_of(&h, "DEMO-VISA-0001-M2"), Status::DataException);
+    let row = h
+        .state()
+        .rows
+        .iter()
+        .find(|r| r.id == "DEMO-VISA-0001-M2")
+        .expect("row");
+    let reason = row
+        .errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>();
+    assert!(
+        reason
+            .iter()
+            .any(|r| r.contains("tlvData: mac: verification failed")),
+        "{reason:?}"
+    );
+}

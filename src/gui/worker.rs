@@ -379,7 +379,27 @@ impl Worker {
         };
         row.allowed = AllowedModels::of(order, product);
         row.model = row.allowed.default_choice();
-        match prepare(order, product, self.ctx.keys.as_ref()) {
+        // Tracks for every order; the issuer's Model 2 data too (decrypt, MAC, checks: cheap),
+        // so a bad envelope is a DATA_EXCEPTION at load. Model 1 chip data, which needs ICC key
+        // generation, is prepared for the selected order only.
+        let prepared = if row.model == Some(ChipModel::Model2) {
+            let inputs = PrepInputs {
+                profiles: &self.ctx.profiles,
+                date: crate::job::today(),
+                keys: self.ctx.keys.as_ref(),
+                icc_keys: &crate::keys::pool::InlineKeys,
+                envelope: EnvelopeSettings::default(),
+            };
+            prepare_card(
+                order,
+                product,
+                ModelChoice::Only(ChipModel::Model2),
+                &inputs,
+            )
+        } else {
+            prepare(order, product, self.ctx.keys.as_ref())
+        };
+        match prepared {
             Ok(data) => {
                 row.test_keys_only = data.non_test_keys().is_empty();
                 row.warnings.extend(data.warnings.iter().cloned());

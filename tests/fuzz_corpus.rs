@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use persodesk::{domain, keys};
+use persodesk::{domain, keys, sim};
 
 #[path = "../fuzz/src/entries.rs"]
 #[allow(dead_code)]
@@ -62,6 +62,25 @@ corpus_test!(dgi, 5);
 corpus_test!(track, 5);
 corpus_test!(msr206, 5);
 corpus_test!(gp_session, 3);
+corpus_test!(chip_profile, 3);
+corpus_test!(model2, 3);
+corpus_test!(vcard, 3);
+corpus_test!(readback, 2);
+
+/// Writes the seed inputs made from the demo data into `fuzz/corpus/<target>/` (run by hand when
+/// the demo data or an input layout changes; the files are committed).
+#[test]
+#[ignore = "writes fuzz/corpus; run by hand"]
+fn write_seeds() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let seeds = entries::demo_seeds();
+    assert!(seeds.len() >= 15, "only {} seeds", seeds.len());
+    for (target, name, bytes) in seeds {
+        let dir = root.join(target);
+        std::fs::create_dir_all(&dir).expect("corpus dir");
+        std::fs::write(dir.join(name), bytes).expect("seed written");
+    }
+}
 
 // ------------------------------------------------------------------------------------------------
 // Crashes found by fuzzing, as plain regression tests

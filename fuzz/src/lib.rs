@@ -11,3 +11,10 @@ pub mod domain;
 pub mod keys;
 
 pub mod entries;
+
+/// The virtual card (`src/sim/card`), compiled by path like `domain`: it needs only the domain's
+/// generic codecs and crates already listed, none of the GUI or PC/SC ones.
+pub mod sim {
+    #[path = "../../../src/sim/card/mod.rs"]
+    pub mod card;
+}

@@ -783,12 +783,22 @@ pub fn readback(data: &[u8]) {
                 assert!(commands <= 1000, "the read-back session does not end");
             }
             ReadStep::Done(result) => {
-                if let Some(pan) = result.pan.as_deref().filter(|p| p.len() >= 12) {
+                // A PAN of 12+ digits read from 5A never shows whole in the report (the AID is
+                // shown as the card gives it, so it is left out of the check).
+                let pan = result
+                    .pan
+                    .as_deref()
+                    .filter(|p| p.len() >= 12 && p.bytes().all(|b| b.is_ascii_digit()));
+                if let Some(pan) = pan {
                     for check in &result.checks {
                         let line = check.to_string();
                         assert!(!line.contains(pan), "a read-back check shows the PAN");
                     }
-                    let debug = format!("{:?}", result.card);
+                    let card = super::domain::readback::CardSummary {
+                        aid: String::new(),
+                        ..result.card.clone()
+                    };
+                    let debug = format!("{card:?}");
                     assert!(!debug.contains(pan), "the card summary shows the PAN");
                 }
                 let _ = result.passed();

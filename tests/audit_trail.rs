@@ -52,7 +52,12 @@ fn five_records(dir: &TempDir) -> Store {
     let store = Store::open(&dir.db()).expect("store");
     for i in 1..=5 {
         store
-            .audit(&who(), "load", Some(&format!("ORDER-{i}")), &format!("ok {i}"))
+            .audit(
+                &who(),
+                "load",
+                Some(&format!("ORDER-{i}")),
+                &format!("ok {i}"),
+            )
             .expect("audit");
     }
     let v = store.verify_audit().expect("verify");
@@ -94,7 +99,9 @@ fn an_intact_trail_verifies_and_every_write_path_is_chained() {
     store
         .record_preparation(&[("ORDER-1", None)])
         .expect("prepare");
-    store.apply("ORDER-1", &Event::Approved, &who()).expect("approve");
+    store
+        .apply("ORDER-1", &Event::Approved, &who())
+        .expect("approve");
     // A refused event is audited too (through `audit`, after the transaction).
     assert!(store.apply("ORDER-1", &Event::Approved, &who()).is_err());
     let chain = store.audit_chain().expect("chain");
@@ -107,7 +114,10 @@ fn an_intact_trail_verifies_and_every_write_path_is_chained() {
     assert!(v.intact(), "{v:?}");
     assert_eq!(v.head, chain[2].hash.clone().expect("hash"));
     // The head is kept in the settings.
-    assert_eq!(store.setting(audit::COUNT_KEY).expect("count").as_deref(), Some("3"));
+    assert_eq!(
+        store.setting(audit::COUNT_KEY).expect("count").as_deref(),
+        Some("3")
+    );
     // The existing API still reads it, newest first.
     let trail = store.audit_trail(10).expect("trail");
     assert_eq!(trail.len(), 3);
@@ -115,7 +125,9 @@ fn an_intact_trail_verifies_and_every_write_path_is_chained() {
 
     // A second connection (a GUI worker) appends to the same chain.
     let other = store.reopen().expect("reopen");
-    other.audit(&who(), "reveal", Some("ORDER-1"), "ok").expect("audit");
+    other
+        .audit(&who(), "reveal", Some("ORDER-1"), "ok")
+        .expect("audit");
     store.audit(&who(), "sign-out", None, "ok").expect("audit");
     let v = store.verify_audit().expect("verify");
     assert!(v.intact(), "{v:?}");
@@ -140,12 +152,16 @@ fn records_cannot_be_changed_or_deleted_through_sqlite() {
     let c = Connection::open(dir.db()).expect("open");
     let update = c.execute("UPDATE audit SET outcome = 'ok' WHERE seq = 2", []);
     assert!(
-        update.as_ref().is_err_and(|e| e.to_string().contains("append-only")),
+        update
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("append-only")),
         "{update:?}"
     );
     let delete = c.execute("DELETE FROM audit WHERE seq = 5", []);
     assert!(
-        delete.as_ref().is_err_and(|e| e.to_string().contains("append-only")),
+        delete
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("append-only")),
         "{delete:?}"
     );
 }
@@ -295,7 +311,10 @@ fn a_database_from_before_the_chain_is_migrated_and_sealed() {
     assert_eq!(store.audit_chain().expect("chain"), before);
     // And a sealed legacy record is protected like any other.
     tamperer(&dir.db())
-        .execute("UPDATE audit SET outcome = 'CARD_PROD_DONE' WHERE seq = 2", [])
+        .execute(
+            "UPDATE audit SET outcome = 'CARD_PROD_DONE' WHERE seq = 2",
+            [],
+        )
         .expect("tamper");
     assert_eq!(
         store.verify_audit().expect("verify").problem,
@@ -307,10 +326,18 @@ fn a_database_from_before_the_chain_is_migrated_and_sealed() {
 fn verify_without_a_store_is_an_input_error() {
     let dir = TempDir::new("missing");
     let out = cli(
-        &["audit", "verify", "--db", &dir.0.join("none.sqlite3").display().to_string()],
+        &[
+            "audit",
+            "verify",
+            "--db",
+            &dir.0.join("none.sqlite3").display().to_string(),
+        ],
         &dir.0,
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no persodesk store"));
-    assert!(!dir.0.join("none.sqlite3").exists(), "verify must not create a store");
+    assert!(
+        !dir.0.join("none.sqlite3").exists(),
+        "verify must not create a store"
+    );
 }

@@ -145,12 +145,25 @@ fn regression_readback_summary_never_shows_a_pan_from_card_fields() {
         out
     };
     let aid = hex::decode("A0000000031010").expect("aid");
-    let ppse = tlv(&[0x6F], &tlv(&[0xA5], &tlv(&[0xBF, 0x0C], &tlv(&[0x61], &tlv(&[0x4F], &aid)))));
+    let ppse = tlv(
+        &[0x6F],
+        &tlv(
+            &[0xA5],
+            &tlv(&[0xBF, 0x0C], &tlv(&[0x61], &tlv(&[0x4F], &aid))),
+        ),
+    );
     let fci = tlv(
         &[0x6F],
-        &[tlv(&[0x84], &aid), tlv(&[0xA5], &tlv(&[0x50], pan.as_bytes()))].concat(),
+        &[
+            tlv(&[0x84], &aid),
+            tlv(&[0xA5], &tlv(&[0x50], pan.as_bytes())),
+        ]
+        .concat(),
     );
-    let gpo = tlv(&[0x77], &[tlv(&[0x82], &[0x00, 0x00]), tlv(&[0x94], &[0x08, 1, 1, 0])].concat());
+    let gpo = tlv(
+        &[0x77],
+        &[tlv(&[0x82], &[0x00, 0x00]), tlv(&[0x94], &[0x08, 1, 1, 0])].concat(),
+    );
     let pan_bcd = hex::decode(pan).expect("pan");
     let record = tlv(
         &[0x70],

@@ -30,7 +30,9 @@ use persodesk::domain::oda::{OdaError, RsaExponent, RsaKeyPair};
 use persodesk::domain::order::parse_order_file;
 use persodesk::domain::product::{Catalog, Pattern, PatternTrack};
 use persodesk::domain::tlv::{self, Tag, Tlv};
-use persodesk::domain::track::{Injected, Track, TrackNo, build_track1, build_track2, build_track3};
+use persodesk::domain::track::{
+    Injected, Track, TrackNo, build_track1, build_track2, build_track3,
+};
 use persodesk::keys::SoftwareKeyStore;
 use persodesk::perso::{ChannelOptions, personalize_dgis};
 use persodesk::sim::card::channel::{CardKeySource, CardProtocol, KmcMethod};
@@ -167,10 +169,18 @@ fn iso_valid(no: TrackNo, text: &str) -> Result<(), String> {
         .and_then(|t| t.strip_suffix('?'))
         .ok_or("sentinels")?;
     if text.chars().count() + 1 > iso_max {
-        return Err(format!("{} characters + LRC > {iso_max}", text.chars().count()));
+        return Err(format!(
+            "{} characters + LRC > {iso_max}",
+            text.chars().count()
+        ));
     }
-    if let Some(c) = inner.chars().find(|&c| !set(c) || c == '?' || c == '%' || c == ';') {
-        return Err(format!("character {c:?} outside the set or a sentinel inside"));
+    if let Some(c) = inner
+        .chars()
+        .find(|&c| !set(c) || c == '?' || c == '%' || c == ';')
+    {
+        return Err(format!(
+            "character {c:?} outside the set or a sentinel inside"
+        ));
     }
     Ok(())
 }
@@ -223,7 +233,11 @@ fn check_track(
             prop_assert_eq!(masked.chars().count(), text.chars().count());
             prop_assert!(leak(&masked, pan).is_none(), "masked track leaks");
             let shown = format!("{track:?} {track}");
-            prop_assert!(leak(&shown, pan).is_none(), "Debug/Display leaks: {}", shown);
+            prop_assert!(
+                leak(&shown, pan).is_none(),
+                "Debug/Display leaks: {}",
+                shown
+            );
         }
         Err(e) => prop_assert!(leak(&e.to_string(), pan).is_none(), "error leaks: {e}"),
     }
@@ -293,13 +307,13 @@ struct FixedIccKey(RsaKeyPair);
 
 impl IccKeySource for FixedIccKey {
     fn icc_key_pair(&self, bits: usize, exponent: RsaExponent) -> Result<IccKeyPair, OdaError> {
-        let pair = if self.0.public_key().bits() == bits && self.0.public_key().exponent() == exponent
-        {
-            self.0.clone()
-        } else {
-            let mut rng = rsa::rand_core::UnwrapErr(getrandom::SysRng);
-            RsaKeyPair::generate(&mut rng, bits, exponent)?
-        };
+        let pair =
+            if self.0.public_key().bits() == bits && self.0.public_key().exponent() == exponent {
+                self.0.clone()
+            } else {
+                let mut rng = rsa::rand_core::UnwrapErr(getrandom::SysRng);
+                RsaKeyPair::generate(&mut rng, bits, exponent)?
+            };
         Ok(IccKeyPair {
             pair,
             from_pool: false,
@@ -319,7 +333,8 @@ struct Demo {
 fn demo() -> &'static Demo {
     static DEMO: OnceLock<Demo> = OnceLock::new();
     DEMO.get_or_init(|| {
-        let catalog = persodesk::catalog::load_products(&root().join("profiles")).expect("products");
+        let catalog =
+            persodesk::catalog::load_products(&root().join("profiles")).expect("products");
         let profiles =
             persodesk::catalog::load_chip_profiles(&root().join("profiles")).expect("profiles");
         let keys =
@@ -327,7 +342,8 @@ fn demo() -> &'static Demo {
         let text = std::fs::read_to_string(root().join("assets/demo/orders.json")).expect("orders");
         let orders: Value = serde_json::from_str(&text).expect("json");
         let mut rng = rsa::rand_core::UnwrapErr(getrandom::SysRng);
-        let icc = FixedIccKey(RsaKeyPair::generate(&mut rng, 1024, RsaExponent::Three).expect("rsa"));
+        let icc =
+            FixedIccKey(RsaKeyPair::generate(&mut rng, 1024, RsaExponent::Three).expect("rsa"));
         let mut demo = Demo {
             catalog,
             profiles,
@@ -336,7 +352,10 @@ fn demo() -> &'static Demo {
             icc,
             background: String::new(),
         };
-        demo.background = outputs(&demo, REFERENCE_PAN).into_iter().map(|(_, o)| o).collect();
+        demo.background = outputs(&demo, REFERENCE_PAN)
+            .into_iter()
+            .map(|(_, o)| o)
+            .collect();
         demo
     })
 }
@@ -363,7 +382,10 @@ fn outputs(d: &Demo, pan: &str) -> Vec<(&'static str, String)> {
     let parsed = Pan::parse(pan).expect("pan");
     out.push(("mask_pan", mask::mask_pan(pan)));
     out.push(("Pan Debug/Display", format!("{parsed:?} {parsed}")));
-    out.push(("scrub_digit_runs", mask::scrub_digit_runs(&format!("card {pan} ok"))));
+    out.push((
+        "scrub_digit_runs",
+        mask::scrub_digit_runs(&format!("card {pan} ok")),
+    ));
 
     // The good order: the Mastercard demo order (CVV computed over the PAN, CDA, Model 1).
     let mut good = d.order("DEMO-MC-0002");
@@ -383,7 +405,11 @@ fn outputs(d: &Demo, pan: &str) -> Vec<(&'static str, String)> {
         Ok(data) => data,
         Err(findings) => {
             // The demo product's track 2 holds PANs of up to 16 digits; longer ones are refused.
-            assert!(pan.len() > 16, "Model 1 refused a {}-digit PAN: {findings:?}", pan.len());
+            assert!(
+                pan.len() > 16,
+                "Model 1 refused a {}-digit PAN: {findings:?}",
+                pan.len()
+            );
             for f in findings {
                 out.push(("prepare finding", f.to_string()));
             }
@@ -392,13 +418,19 @@ fn outputs(d: &Demo, pan: &str) -> Vec<(&'static str, String)> {
     };
     for no in [TrackNo::T1, TrackNo::T2, TrackNo::T3] {
         if let Some(t) = data.tracks.get(no) {
-            out.push(("Track masked/Debug/Display", format!("{} {t:?} {t}", t.masked())));
+            out.push((
+                "Track masked/Debug/Display",
+                format!("{} {t:?} {t}", t.masked()),
+            ));
         }
     }
     out.push(("PersoData Debug", format!("{data:?}")));
     let chip = data.chip.as_ref().expect("chip data");
     let shown = preview::preview(chip, false);
-    out.push(("chip preview (json)", serde_json::to_string(&shown).expect("json")));
+    out.push((
+        "chip preview (json)",
+        serde_json::to_string(&shown).expect("json"),
+    ));
     out.push(("chip preview (Debug)", format!("{shown:?}")));
 
     // Its personalization on the virtual card: the transcript.

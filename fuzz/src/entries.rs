@@ -713,7 +713,8 @@ pub fn vcard(data: &[u8]) {
                 .map(|d| {
                     // The card's convention: 80xx-83xx encrypted, 81xx-83xx padded first.
                     let high = d.id() >> 8;
-                    let (encrypt, pad) = ((0x80..=0x83).contains(&high), (0x81..=0x83).contains(&high));
+                    let (encrypt, pad) =
+                        ((0x80..=0x83).contains(&high), (0x81..=0x83).contains(&high));
                     GpDgi::new(d.id(), d.value().to_vec(), encrypt, pad)
                 })
                 .collect();
@@ -813,7 +814,11 @@ pub fn readback(data: &[u8]) {
 pub fn demo_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     let mut out = Vec::new();
     for (name, text) in CHIP_PROFILES {
-        out.push(("chip_profile", format!("seed-{name}"), text.as_bytes().to_vec()));
+        out.push((
+            "chip_profile",
+            format!("seed-{name}"),
+            text.as_bytes().to_vec(),
+        ));
     }
     // Model 2: each demo order with its profile's demo DGI stream, under both KEKs; wrong
     // declared lengths; the order's own ciphertext (raw mode).
@@ -898,7 +903,9 @@ pub fn demo_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     // Blank card: SELECT ISD, GET DATA 66, INITIALIZE UPDATE.
     let mut seed = vec![0x00];
     for c in [
-        &[0x00, 0xA4, 0x04, 0x00, 0x08, 0xA0, 0x00, 0x00, 0x01, 0x51, 0x00, 0x00, 0x00, 0x00][..],
+        &[
+            0x00, 0xA4, 0x04, 0x00, 0x08, 0xA0, 0x00, 0x00, 0x01, 0x51, 0x00, 0x00, 0x00, 0x00,
+        ][..],
         &[0x80, 0xCA, 0x00, 0x66, 0x00],
         &[0x80, 0x50, 0x00, 0x00, 0x08, 1, 2, 3, 4, 5, 6, 7, 8, 0x00],
     ] {

@@ -92,7 +92,9 @@ impl Pan {
     /// for a 12-digit PAN (the PIN block right-justifies them, ISO 9564-1 pads with zeros).
     pub fn rightmost12_excluding_check(&self) -> &str {
         let end = self.digits.len().saturating_sub(1);
-        self.digits.get(end.saturating_sub(12)..end).unwrap_or_default()
+        self.digits
+            .get(end.saturating_sub(12)..end)
+            .unwrap_or_default()
     }
 }
 

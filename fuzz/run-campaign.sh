@@ -65,7 +65,10 @@ for t in "${targets[@]}"; do
     cov=$(sed -nE 's/.* cov: ([0-9]+).*/\1/p' <<<"$last")
     ft=$(sed -nE 's/.* ft: ([0-9]+).*/\1/p' <<<"$last")
     done_runs=$(sed -nE 's/^Done ([0-9]+) runs in ([0-9]+) second.*/\1/p' "$log" | tail -n 1)
+    done_secs=$(sed -nE 's/^Done ([0-9]+) runs in ([0-9]+) second.*/\2/p' "$log" | tail -n 1)
     [ -n "$done_runs" ] && execs=$done_runs
+    # Fuzzing time as libFuzzer reports it (the wall time also counts a rebuild).
+    [ -n "$done_secs" ] && elapsed=$done_secs
     rate=$(sed -nE 's/.*exec\/s: ([0-9]+).*/\1/p' <<<"$last")
     corpus=$(find "corpus-tmp/$t" -type f | wc -l)
     after=$(find "artifacts/$t" -type f | wc -l)

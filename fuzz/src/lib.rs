@@ -11,3 +11,13 @@ pub mod domain;
 pub mod keys;
 
 pub mod entries;
+
+/// The virtual card (`src/sim/card`), compiled by path like `domain`: it needs only the domain's
+/// generic codecs and crates already listed, none of the GUI or PC/SC ones.
+#[path = "../../src/sim/card/mod.rs"]
+pub mod sim_card;
+
+/// `crate::sim::card` as in persodesk, for the shared entry functions.
+pub mod sim {
+    pub use super::sim_card as card;
+}

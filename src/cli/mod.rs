@@ -3,6 +3,7 @@
 //! Exit codes: 0 all orders fine; 1 any order invalid or refused; 2 the input (file, profiles,
 //! keys) cannot be read or parsed at all.
 
+mod audit;
 mod card;
 mod encode;
 mod keys;
@@ -62,6 +63,8 @@ enum Command {
     Keys(keys::KeysArgs),
     /// Model 2 tools for testers: seal a DGI file as an issuer would (`model2 pack`).
     Model2(model2::Model2Args),
+    /// The store's audit trail: `audit verify` checks its hash chain, `audit show` lists it.
+    Audit(audit::AuditArgs),
 }
 
 /// Outcome classes mapped to exit codes.
@@ -120,6 +123,7 @@ fn run(cli: Cli) -> Exit {
         Some(Command::SimEncoder(args)) => sim_encoder::run(&args),
         Some(Command::Keys(args)) => keys::run(&args),
         Some(Command::Model2(args)) => model2::run(&args),
+        Some(Command::Audit(args)) => audit::run(&args),
     }
 }
 

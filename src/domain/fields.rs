@@ -88,10 +88,13 @@ impl Pan {
         mask::mask_pan(&self.digits)
     }
 
-    /// The 12 rightmost digits excluding the check digit (ISO 9564 format 0 PAN field).
+    /// The 12 rightmost digits excluding the check digit (ISO 9564 format 0 PAN field); only 11
+    /// for a 12-digit PAN (the PIN block right-justifies them, ISO 9564-1 pads with zeros).
     pub fn rightmost12_excluding_check(&self) -> &str {
-        let end = self.digits.len() - 1;
-        &self.digits[end - 12..end]
+        let end = self.digits.len().saturating_sub(1);
+        self.digits
+            .get(end.saturating_sub(12)..end)
+            .unwrap_or_default()
     }
 }
 
@@ -214,6 +217,16 @@ impl EncodedName {
         }
         if s.contains('%') || s.contains('?') {
             return Err("must not contain the sentinels '%' or '?'".into());
+        }
+        // The name stays visible when tracks and chip data are masked, so it must not carry a
+        // card number (found by tests/properties.rs; the same rule as for track 1 overrides).
+        let longest_run = s
+            .split(|c: char| !c.is_ascii_digit())
+            .map(str::len)
+            .max()
+            .unwrap_or(0);
+        if longest_run >= 12 {
+            return Err("must not contain a run of 12 or more digits (a card number?)".into());
         }
         match s.find('/') {
             None => Err("must be SURNAME/FIRSTNAME with '/' between surname and first name".into()),
@@ -394,6 +407,12 @@ mod tests {
         let pan = Pan::parse("5413330089012345").expect("valid");
         assert_eq!(format!("{pan:?}"), "Pan(541333******2345)");
         assert_eq!(pan.rightmost12_excluding_check(), "333008901234");
+        // A 12-digit PAN has only 11 digits before its check digit (found by tests/properties.rs:
+        // this used to underflow and panic).
+        let short = Pan::parse("100000000008").expect("12 digits");
+        assert!(EncodedName::parse("DOE/100000000008").is_err());
+        assert!(EncodedName::parse("DOE 3RD/10000000000").is_ok());
+        assert_eq!(short.rightmost12_excluding_check(), "10000000000");
     }
 
     #[test]

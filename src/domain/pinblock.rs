@@ -58,8 +58,11 @@ pub fn pin_field_fill_f(pin: &Pin, control: u8) -> Zeroizing<[u8; 8]> {
 
 fn format0_pan_field(pan: &Pan) -> [u8; 8] {
     let mut f = [0u8; 8];
-    for (i, d) in pan.rightmost12_excluding_check().bytes().enumerate() {
-        set_nibble(&mut f, 4 + i, d - b'0');
+    // Right-justified: fewer than 12 digits (a 12-digit PAN) leave leading zeros.
+    let digits = pan.rightmost12_excluding_check();
+    let start = 4 + 12usize.saturating_sub(digits.len());
+    for (i, d) in digits.bytes().enumerate() {
+        set_nibble(&mut f, start + i, d - b'0');
     }
     f
 }
@@ -218,5 +221,24 @@ mod tests {
             iso0_decode(&broken, &pan),
             Err(PinBlockError::Format { .. })
         ));
+    }
+
+    /// ISO 9564-1 format 0 with a 12-digit PAN: its 11 digits before the check digit are
+    /// right-justified with a leading zero, so the block equals the one for the same PAN with a
+    /// leading 0 (13 digits, whose 12 rightmost digits before the check digit are `0` + those 11).
+    /// This used to panic (found by tests/properties.rs).
+    #[test]
+    fn format0_with_a_12_digit_pan() {
+        let pin = Pin::parse("1234").expect("pin");
+        let short = Pan::parse("100000000008").expect("pan");
+        let padded = Pan::parse("0100000000008").expect("pan");
+        let clear = iso0_encode(&pin, &short);
+        assert_eq!(*clear, *iso0_encode(&pin, &padded));
+        // 04 1234 FF..: PIN field; PAN field 0000 010000000000.
+        assert_eq!(
+            hex::encode_upper(*clear),
+            hex::encode_upper([0x04, 0x12, 0x34 ^ 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])
+        );
+        assert_eq!(iso0_decode(&clear, &short).expect("decode"), pin);
     }
 }

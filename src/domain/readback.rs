@@ -566,8 +566,9 @@ impl ReadBackSession {
                 };
                 self.aid = self.candidates.get(i).cloned().unwrap_or_default();
                 self.result.card.aid = hex::encode_upper(&self.aid);
-                self.result.card.label =
-                    find_value(&fci, 0x50).map(|l| String::from_utf8_lossy(l).into_owned());
+                // Free text from the card: a digit run that could be a PAN is masked.
+                self.result.card.label = find_value(&fci, 0x50)
+                    .map(|l| mask::scrub_digit_runs(&String::from_utf8_lossy(l)));
                 let has = |tag| Tag::new(tag).and_then(|t| tlv::find(&fci, t)).is_some();
                 let ok = has(0x6F) && has(0x84) && has(0xA5);
                 self.check(
@@ -775,9 +776,12 @@ impl ReadBackSession {
         card.expiry = find_value(&self.data, 0x5F24)
             .and_then(|e| e.get(..2))
             .map(hex::encode_upper);
-        card.psn = find_value(&self.data, 0x5F34).map(hex::encode_upper);
-        card.name =
-            find_value(&self.data, 0x5F20).map(|n| String::from_utf8_lossy(n).trim().to_string());
+        // 5F34 is one byte; a longer value is not shown whole (it could carry the PAN).
+        card.psn = find_value(&self.data, 0x5F34)
+            .and_then(|p| p.get(..1))
+            .map(hex::encode_upper);
+        card.name = find_value(&self.data, 0x5F20)
+            .map(|n| mask::scrub_digit_runs(String::from_utf8_lossy(n).trim()));
     }
 
     /// The ODA chain: issuer certificate (90, 92, 9F32) with the CA key, ICC certificate (9F46,

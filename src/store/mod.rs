@@ -6,12 +6,17 @@
 //! Transitions are checked by the pure state machine in [`crate::domain::status`]; this adapter
 //! only stores them. Nothing sensitive is stored: order ids, statuses, reasons (which name steps and
 //! rules), user names, roles and times.
+//!
+//! The audit trail is append-only and hash-chained ([`audit`]): `persodesk audit verify` names
+//! the first record that was modified, reordered or deleted.
+
+pub mod audit;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::domain::mask::scrub_digit_runs;
 use crate::domain::review::Session;
@@ -170,13 +175,147 @@ CREATE TABLE IF NOT EXISTS audit (
     role     TEXT NOT NULL,
     action   TEXT NOT NULL,
     order_id TEXT,
-    outcome  TEXT NOT NULL
+    outcome  TEXT NOT NULL,
+    seq       INTEGER,
+    prev_hash TEXT,
+    hash      TEXT
 );
 CREATE TABLE IF NOT EXISTS settings (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
 ";
+
+/// Schema version (`PRAGMA user_version`): 1 = the audit trail is hash-chained.
+const SCHEMA_VERSION: i64 = 1;
+
+/// Append-only: SQLite refuses to change or remove audit records through any connection that does
+/// not first drop these triggers (and [`audit::verify`] catches one that does).
+const AUDIT_TRIGGERS: &str = "
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+";
+
+/// Brings an older database to [`SCHEMA_VERSION`]: a trail written before the chain existed gets
+/// the chain columns, and its records are sealed in storage order (what happened to them before
+/// this cannot be told). Runs in one write transaction, so concurrent opens migrate once.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version >= SCHEMA_VERSION {
+        return conn.execute_batch(AUDIT_TRIGGERS);
+    }
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+    let columns: Vec<String> = {
+        let mut stmt = tx.prepare("SELECT name FROM pragma_table_info('audit')")?;
+        stmt.query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?
+    };
+    if !columns.iter().any(|c| c == "hash") {
+        tx.execute_batch(
+            "ALTER TABLE audit ADD COLUMN seq INTEGER;
+             ALTER TABLE audit ADD COLUMN prev_hash TEXT;
+             ALTER TABLE audit ADD COLUMN hash TEXT;",
+        )?;
+        let legacy: Vec<(i64, AuditRecord)> = {
+            let mut stmt = tx.prepare(
+                "SELECT id, at, user, role, action, order_id, outcome FROM audit ORDER BY id",
+            )?;
+            stmt.query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    AuditRecord {
+                        at: r.get(1)?,
+                        user: r.get(2)?,
+                        role: r.get(3)?,
+                        action: r.get(4)?,
+                        order_id: r.get(5)?,
+                        outcome: r.get(6)?,
+                    },
+                ))
+            })?
+            .collect::<Result<_, _>>()?
+        };
+        let mut prev = audit::GENESIS.to_string();
+        let mut seq = 0u64;
+        for (id, record) in &legacy {
+            seq += 1;
+            let hash = audit::record_hash(&prev, seq, record);
+            tx.execute(
+                "UPDATE audit SET seq = ?2, prev_hash = ?3, hash = ?4 WHERE id = ?1",
+                params![id, i64::try_from(seq).unwrap_or(i64::MAX), prev, hash],
+            )?;
+            prev = hash;
+        }
+        set_head(&tx, seq, &prev)?;
+    }
+    tx.execute_batch(AUDIT_TRIGGERS)?;
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()
+}
+
+fn set_head(conn: &Connection, count: u64, hash: &str) -> rusqlite::Result<()> {
+    let mut put = conn.prepare_cached(
+        "INSERT INTO settings (key, value) VALUES (?1, ?2)
+         ON CONFLICT(key) DO UPDATE SET value = ?2",
+    )?;
+    put.execute(params![audit::COUNT_KEY, count.to_string()])?;
+    put.execute(params![audit::HEAD_KEY, hash])?;
+    Ok(())
+}
+
+/// The head kept in the settings: (count, hash), `None` when either is missing or unreadable.
+fn read_head(conn: &Connection) -> rusqlite::Result<Option<(u64, String)>> {
+    let get = |key: &str| -> rusqlite::Result<Option<String>> {
+        conn.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+            r.get(0)
+        })
+        .optional()
+    };
+    let count = get(audit::COUNT_KEY)?.and_then(|c| c.parse::<u64>().ok());
+    Ok(count.zip(get(audit::HEAD_KEY)?))
+}
+
+/// Appends one record to the chain; the caller holds a write transaction on `conn`. The new
+/// record follows the head kept in the settings (else the last stored record), so a record
+/// removed from the end still shows as missing after later appends.
+fn append_audit(conn: &Connection, record: &AuditRecord) -> rusqlite::Result<()> {
+    let head = match read_head(conn)? {
+        Some(head) => head,
+        None => conn
+            .query_row(
+                "SELECT seq, hash FROM audit WHERE seq IS NOT NULL ORDER BY id DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok((
+                        u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                        r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                    ))
+                },
+            )
+            .optional()?
+            .unwrap_or((0, audit::GENESIS.to_string())),
+    };
+    let seq = head.0.saturating_add(1);
+    let hash = audit::record_hash(&head.1, seq, record);
+    conn.prepare_cached(
+        "INSERT INTO audit (at, user, role, action, order_id, outcome, seq, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        record.at,
+        record.user,
+        record.role,
+        record.action,
+        record.order_id,
+        record.outcome,
+        i64::try_from(seq).unwrap_or(i64::MAX),
+        head.1,
+        hash
+    ])?;
+    set_head(conn, seq, &hash)
+}
 
 fn row_state(status: &str, reason: Option<String>, approved: i64, at: i64) -> OrderState {
     OrderState {
@@ -212,6 +351,7 @@ impl Store {
             .map_err(|e| fail(e.to_string()))?;
         conn.execute_batch(SCHEMA)
             .map_err(|e| fail(e.to_string()))?;
+        migrate(&conn).map_err(|e| fail(format!("schema migration: {e}")))?;
         Ok(Store {
             conn,
             path: path.to_path_buf(),
@@ -402,17 +542,16 @@ impl Store {
             Some(r) => format!("{to}: {r}"),
             None => to.to_string(),
         };
-        tx.execute(
-            "INSERT INTO audit (at, user, role, action, order_id, outcome)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
+        append_audit(
+            &tx,
+            &AuditRecord {
                 at,
-                who.user,
-                who.role.as_str(),
-                event.name(),
-                order_id,
-                outcome
-            ],
+                user: who.user.clone(),
+                role: who.role.as_str().to_string(),
+                action: event.name().to_string(),
+                order_id: Some(order_id.to_string()),
+                outcome,
+            },
         )?;
         tx.commit()?;
         Ok(OrderState {
@@ -431,19 +570,60 @@ impl Store {
         order_id: Option<&str>,
         outcome: &str,
     ) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO audit (at, user, role, action, order_id, outcome)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                now(),
-                who.user,
-                who.role.as_str(),
-                action,
-                order_id,
-                scrub_digit_runs(outcome)
-            ],
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+        append_audit(
+            &tx,
+            &AuditRecord {
+                at: now(),
+                user: who.user.clone(),
+                role: who.role.as_str().to_string(),
+                action: action.to_string(),
+                order_id: order_id.map(str::to_string),
+                outcome: scrub_digit_runs(outcome),
+            },
         )?;
+        tx.commit()?;
         Ok(())
+    }
+
+    /// The whole audit trail in storage order with its chain fields (for verification).
+    pub fn audit_chain(&self) -> Result<Vec<audit::ChainedRecord>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, at, user, role, action, order_id, outcome, prev_hash, hash
+             FROM audit ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(audit::ChainedRecord {
+                seq: r
+                    .get::<_, Option<i64>>(0)?
+                    .and_then(|s| u64::try_from(s).ok()),
+                record: AuditRecord {
+                    at: r.get(1)?,
+                    user: r.get(2)?,
+                    role: r.get(3)?,
+                    action: r.get(4)?,
+                    order_id: r.get(5)?,
+                    outcome: r.get(6)?,
+                },
+                prev_hash: r.get(7)?,
+                hash: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Checks the audit trail's hash chain and the head kept in the settings; the verdict names
+    /// the first modified, reordered or deleted record.
+    pub fn verify_audit(&self) -> Result<audit::Verdict, StoreError> {
+        // One read transaction: the trail and the head from the same snapshot.
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Deferred)?;
+        let records = self.audit_chain()?;
+        let head = read_head(&tx)?;
+        tx.commit()?;
+        Ok(audit::verify(
+            &records,
+            head.as_ref().map(|(n, h)| (*n, h.as_str())),
+        ))
     }
 
     /// The latest `limit` audit records, newest first.

@@ -1,0 +1,343 @@
+//! The tamper-evident audit trail: records are append-only (SQLite refuses UPDATE and DELETE) and
+//! hash-chained; `Store::verify_audit` and `persodesk audit verify` name the first modified,
+//! reordered or deleted record by its sequence number and the command exits 1. Tampering is done
+//! the way someone with the database file would: a second SQLite connection that drops the
+//! triggers first. A database written before the chain existed is migrated and sealed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use persodesk::domain::review::{Role, Session};
+use persodesk::domain::status::Event;
+use persodesk::store::audit::ChainProblem;
+use persodesk::store::{Store, audit};
+use rusqlite::Connection;
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "persodesk-audit-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+    fn db(&self) -> PathBuf {
+        self.0.join("persodesk.sqlite3")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn who() -> Session {
+    Session {
+        user: "ana".into(),
+        role: Role::Supervisor,
+    }
+}
+
+/// A store with five audit records (sequence numbers 1-5).
+fn five_records(dir: &TempDir) -> Store {
+    let store = Store::open(&dir.db()).expect("store");
+    for i in 1..=5 {
+        store
+            .audit(
+                &who(),
+                "load",
+                Some(&format!("ORDER-{i}")),
+                &format!("ok {i}"),
+            )
+            .expect("audit");
+    }
+    let v = store.verify_audit().expect("verify");
+    assert!(v.intact(), "{v:?}");
+    assert_eq!(v.records, 5);
+    store
+}
+
+/// A connection that can change the table: the append-only triggers dropped.
+fn tamperer(db: &Path) -> Connection {
+    let c = Connection::open(db).expect("open");
+    c.execute_batch("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;")
+        .expect("drop triggers");
+    c
+}
+
+fn cli(args: &[&str], data_dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_persodesk"))
+        .args(args)
+        .env("PERSODESK_DATA_DIR", data_dir)
+        .env_remove("XDG_DATA_HOME")
+        .output()
+        .expect("run persodesk")
+}
+
+/// `audit verify --db` exits `code` and says `needle` on stdout.
+fn assert_cli_verify(db: &Path, dir: &Path, code: i32, needle: &str) {
+    let out = cli(&["audit", "verify", "--db", &db.display().to_string()], dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(code), "{stdout}");
+    assert!(stdout.contains(needle), "wanted {needle:?} in: {stdout}");
+}
+
+#[test]
+fn an_intact_trail_verifies_and_every_write_path_is_chained() {
+    let dir = TempDir::new("intact");
+    let mut store = Store::open(&dir.db()).expect("store");
+    store.audit(&who(), "sign-in", None, "ok").expect("audit");
+    store
+        .record_preparation(&[("ORDER-1", None)])
+        .expect("prepare");
+    store
+        .apply("ORDER-1", &Event::Approved, &who())
+        .expect("approve");
+    // A refused event is audited too (through `audit`, after the transaction).
+    assert!(store.apply("ORDER-1", &Event::Approved, &who()).is_err());
+    let chain = store.audit_chain().expect("chain");
+    assert_eq!(chain.len(), 3);
+    let seqs: Vec<_> = chain.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, vec![Some(1), Some(2), Some(3)]);
+    assert_eq!(chain[0].prev_hash.as_deref(), Some(audit::GENESIS));
+    assert_eq!(chain[1].prev_hash, chain[0].hash);
+    let v = store.verify_audit().expect("verify");
+    assert!(v.intact(), "{v:?}");
+    assert_eq!(v.head, chain[2].hash.clone().expect("hash"));
+    // The head is kept in the settings.
+    assert_eq!(
+        store.setting(audit::COUNT_KEY).expect("count").as_deref(),
+        Some("3")
+    );
+    // The existing API still reads it, newest first.
+    let trail = store.audit_trail(10).expect("trail");
+    assert_eq!(trail.len(), 3);
+    assert!(trail[0].outcome.starts_with("refused:"));
+
+    // A second connection (a GUI worker) appends to the same chain.
+    let other = store.reopen().expect("reopen");
+    other
+        .audit(&who(), "reveal", Some("ORDER-1"), "ok")
+        .expect("audit");
+    store.audit(&who(), "sign-out", None, "ok").expect("audit");
+    let v = store.verify_audit().expect("verify");
+    assert!(v.intact(), "{v:?}");
+    assert_eq!(v.records, 5);
+
+    assert_cli_verify(&dir.db(), &dir.0, 0, "audit trail intact: 5 records");
+    // Without --db: the default store in PERSODESK_DATA_DIR.
+    let out = cli(&["audit", "verify"], &dir.0);
+    assert_eq!(out.status.code(), Some(0));
+    let out = cli(&["audit", "show", "--limit", "2"], &dir.0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("sign-out"), "{stdout}");
+    assert!(!stdout.contains("sign-in"), "{stdout}");
+    assert!(stdout.contains("2 of 5 records"), "{stdout}");
+}
+
+#[test]
+fn records_cannot_be_changed_or_deleted_through_sqlite() {
+    let dir = TempDir::new("append-only");
+    let _store = five_records(&dir);
+    let c = Connection::open(dir.db()).expect("open");
+    let update = c.execute("UPDATE audit SET outcome = 'ok' WHERE seq = 2", []);
+    assert!(
+        update
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("append-only")),
+        "{update:?}"
+    );
+    let delete = c.execute("DELETE FROM audit WHERE seq = 5", []);
+    assert!(
+        delete
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("append-only")),
+        "{delete:?}"
+    );
+}
+
+#[test]
+fn a_modified_field_is_named() {
+    let dir = TempDir::new("modified");
+    let store = five_records(&dir);
+    tamperer(&dir.db())
+        .execute("UPDATE audit SET user = 'mallory' WHERE seq = 2", [])
+        .expect("tamper");
+    let v = store.verify_audit().expect("verify");
+    assert_eq!(v.problem, Some(ChainProblem::Modified { seq: 2 }));
+    assert_eq!(v.records, 1, "record 1 still checks out");
+    assert_cli_verify(&dir.db(), &dir.0, 1, "record 2 was modified");
+
+    // Changing the time of an otherwise untouched record shows as well.
+    let dir = TempDir::new("modified-time");
+    let store = five_records(&dir);
+    tamperer(&dir.db())
+        .execute("UPDATE audit SET at = at - 3600 WHERE seq = 4", [])
+        .expect("tamper");
+    assert_eq!(
+        store.verify_audit().expect("verify").problem,
+        Some(ChainProblem::Modified { seq: 4 })
+    );
+}
+
+#[test]
+fn two_swapped_records_are_named() {
+    let dir = TempDir::new("swapped");
+    let store = five_records(&dir);
+    // Swap the rows holding records 3 and 4 (every column but the row id).
+    tamperer(&dir.db())
+        .execute_batch(
+            "CREATE TEMP TABLE s AS SELECT * FROM audit WHERE seq IN (3, 4);
+             UPDATE audit SET (at, user, role, action, order_id, outcome, seq, prev_hash, hash) =
+               (SELECT at, user, role, action, order_id, outcome, seq, prev_hash, hash
+                FROM s WHERE s.id != audit.id)
+             WHERE seq IN (3, 4);",
+        )
+        .expect("tamper");
+    let chain = store.audit_chain().expect("chain");
+    let seqs: Vec<_> = chain.iter().filter_map(|r| r.seq).collect();
+    assert_eq!(seqs, vec![1, 2, 4, 3, 5], "the swap happened");
+    let v = store.verify_audit().expect("verify");
+    assert_eq!(
+        v.problem,
+        Some(ChainProblem::Reordered {
+            seq: 4,
+            expected: 3
+        })
+    );
+    assert_cli_verify(&dir.db(), &dir.0, 1, "record 4 is out of order");
+}
+
+#[test]
+fn a_deleted_middle_record_is_named() {
+    let dir = TempDir::new("deleted");
+    let store = five_records(&dir);
+    tamperer(&dir.db())
+        .execute("DELETE FROM audit WHERE seq = 3", [])
+        .expect("tamper");
+    assert_eq!(
+        store.verify_audit().expect("verify").problem,
+        Some(ChainProblem::Deleted { seq: 3 })
+    );
+    assert_cli_verify(&dir.db(), &dir.0, 1, "record 3 was deleted");
+
+    // Renumbering the later records to close the gap breaks their links instead.
+    tamperer(&dir.db())
+        .execute("UPDATE audit SET seq = seq - 1 WHERE seq > 3", [])
+        .expect("tamper");
+    assert_eq!(
+        store.verify_audit().expect("verify").problem,
+        Some(ChainProblem::BrokenLink { seq: 3 })
+    );
+}
+
+#[test]
+fn a_deleted_last_record_is_named_even_after_later_appends() {
+    let dir = TempDir::new("truncated");
+    let store = five_records(&dir);
+    tamperer(&dir.db())
+        .execute("DELETE FROM audit WHERE seq = 5", [])
+        .expect("tamper");
+    assert_eq!(
+        store.verify_audit().expect("verify").problem,
+        Some(ChainProblem::Truncated { last: 4, count: 5 })
+    );
+    assert_cli_verify(&dir.db(), &dir.0, 1, "record 5 was deleted");
+
+    // The application goes on: the next record is number 6, so record 5 stays missing.
+    store.audit(&who(), "sign-in", None, "ok").expect("audit");
+    assert_eq!(
+        store.verify_audit().expect("verify").problem,
+        Some(ChainProblem::Deleted { seq: 5 })
+    );
+
+    // Deleting the last record and the head in the settings too still shows: the head is gone.
+    let dir = TempDir::new("truncated-head");
+    let store = five_records(&dir);
+    tamperer(&dir.db())
+        .execute_batch(
+            "DELETE FROM audit WHERE seq = 5;
+             DELETE FROM settings WHERE key IN ('audit.count', 'audit.head');",
+        )
+        .expect("tamper");
+    let v = store.verify_audit().expect("verify");
+    assert!(
+        matches!(v.problem, Some(ChainProblem::Head { .. })),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn a_database_from_before_the_chain_is_migrated_and_sealed() {
+    let dir = TempDir::new("migrate");
+    {
+        // The schema as persodesk wrote it before the chain (user_version 0).
+        let c = Connection::open(dir.db()).expect("open");
+        c.execute_batch(
+            "CREATE TABLE audit (
+                 id INTEGER PRIMARY KEY, at INTEGER NOT NULL, user TEXT NOT NULL,
+                 role TEXT NOT NULL, action TEXT NOT NULL, order_id TEXT, outcome TEXT NOT NULL);
+             CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             INSERT INTO audit (at, user, role, action, order_id, outcome) VALUES
+                 (1700000001, 'ana', 'supervisor', 'approved', 'A', 'CARD_PROD_READY'),
+                 (1700000002, 'bo', 'operator', 'perso-started', 'A', 'CARD_PROD_ONGOING'),
+                 (1700000003, 'bo', 'operator', 'sign-in', NULL, 'ok');",
+        )
+        .expect("old schema");
+    }
+    let store = Store::open(&dir.db()).expect("store");
+    let v = store.verify_audit().expect("verify");
+    assert!(v.intact(), "{v:?}");
+    assert_eq!(v.records, 3);
+    let trail = store.audit_trail(10).expect("trail");
+    assert_eq!(trail.len(), 3);
+    assert_eq!(trail[2].user, "ana");
+    store.audit(&who(), "sign-in", None, "ok").expect("audit");
+    assert_eq!(store.verify_audit().expect("verify").records, 4);
+    // Reopening does not migrate again (the records keep their hashes).
+    let before = store.audit_chain().expect("chain");
+    drop(store);
+    let store = Store::open(&dir.db()).expect("reopen");
+    assert_eq!(store.audit_chain().expect("chain"), before);
+    // And a sealed legacy record is protected like any other.
+    tamperer(&dir.db())
+        .execute(
+            "UPDATE audit SET outcome = 'CARD_PROD_DONE' WHERE seq = 2",
+            [],
+        )
+        .expect("tamper");
+    assert_eq!(
+        store.verify_audit().expect("verify").problem,
+        Some(ChainProblem::Modified { seq: 2 })
+    );
+}
+
+#[test]
+fn verify_without_a_store_is_an_input_error() {
+    let dir = TempDir::new("missing");
+    let out = cli(
+        &[
+            "audit",
+            "verify",
+            "--db",
+            &dir.0.join("none.sqlite3").display().to_string(),
+        ],
+        &dir.0,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no persodesk store"));
+    assert!(
+        !dir.0.join("none.sqlite3").exists(),
+        "verify must not create a store"
+    );
+}

@@ -96,7 +96,8 @@ impl StepFailure {
 pub fn transport_kind(e: &TransportError) -> FailureKind {
     match e {
         TransportError::BadResponse { .. } | TransportError::CardRemoved => FailureKind::CardFailed,
-        TransportError::Pcsc(m) if m.to_ascii_lowercase().contains("time") => FailureKind::Timeout,
+        TransportError::Timeout => FailureKind::Timeout,
+        TransportError::Cancelled => FailureKind::Refused,
         _ => FailureKind::DeviceUnavailable,
     }
 }

@@ -131,7 +131,7 @@ impl CardTransport for Link<'_> {
         match fault {
             Fault::CardRemoved => Err(TransportError::CardRemoved),
             Fault::ReaderGone => Err(TransportError::ReaderGone("virtual".into())),
-            Fault::Timeout => Err(TransportError::Pcsc("the card timed out".into())),
+            Fault::Timeout => Err(TransportError::Timeout),
             Fault::ErrorStatus => {
                 let _ = rig.card.process(apdu);
                 Ok(vec![0x6F, 0x00])
@@ -420,6 +420,12 @@ fn every_step_and_every_fault_fails_cleanly_and_a_retry_works() {
                     report.stripe.is_none(),
                     "{case}: stripe written after a chip failure"
                 );
+                let kind = match fault {
+                    Fault::Timeout => job::FailureKind::Timeout,
+                    Fault::ReaderGone => job::FailureKind::DeviceUnavailable,
+                    _ => job::FailureKind::CardFailed,
+                };
+                assert_eq!(failure.kind, kind, "{case}");
             }
             let state = store.state(ORDER).expect("state").expect("order");
             assert_eq!(state.status.as_str(), "CARD_PROD_FAILED", "{case}");

@@ -21,6 +21,7 @@ fn map_error(reader: &str, e: pcsc::Error) -> TransportError {
         | pcsc::Error::UnknownReader
         | pcsc::Error::NoReadersAvailable => TransportError::ReaderGone(reader.to_string()),
         pcsc::Error::NoService | pcsc::Error::ServiceStopped => TransportError::NoService,
+        pcsc::Error::Timeout => TransportError::Timeout,
         other => TransportError::Pcsc(other.to_string()),
     }
 }

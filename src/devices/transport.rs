@@ -33,6 +33,9 @@ pub enum TransportError {
     /// The operator cancelled; no command was sent.
     #[error("cancelled by the operator")]
     Cancelled,
+    /// The card or reader did not answer in time.
+    #[error("the card did not answer in time")]
+    Timeout,
 }
 
 /// Something that sends one command APDU and returns the card's raw answer.

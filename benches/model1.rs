@@ -1,5 +1,5 @@
 //! Per-card preparation cost: tracks only, Model 1 with a warm ICC key pool, Model 1 with inline
-//! ICC key generation. Demo order DEMO-VISA-0001 under vis-1.6.3-vcps-2.2.4 (DDA, 1024-bit ICC
+//! ICC key generation, Model 2 (decrypt, MAC, validate the issuer's data: DEMO-VISA-0001-M2). Demo order DEMO-VISA-0001 under vis-1.6.3-vcps-2.2.4 (DDA, 1024-bit ICC
 //! key, 1152-bit issuer key), demo keys. Run: `cargo bench --bench model1` (README, "Performance").
 
 use std::path::PathBuf;
@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use criterion::{Criterion, criterion_group, criterion_main};
 use persodesk::domain::chip::keys::{IccKeyPair, IccKeySource};
 use persodesk::domain::chip::model1::{self, PrepDate};
+use persodesk::domain::chip_model::{ChipModel, ModelChoice, PrepInputs, prepare_card};
+use persodesk::domain::envelope::EnvelopeSettings;
 use persodesk::domain::oda::{OdaError, RsaExponent, RsaKeyPair};
 use persodesk::domain::order::parse_order_file;
 use persodesk::keys::SoftwareKeyStore;
@@ -65,6 +67,33 @@ fn bench(c: &mut Criterion) {
     g.bench_function("model 1, inline key generation", |b| {
         b.iter(|| {
             model1::prepare(&order, product, profile, date, &keys, &InlineKeys).expect("chip")
+        })
+    });
+    let text2 =
+        std::fs::read_to_string(root.join("assets/demo/orders-model2.json")).expect("m2 orders");
+    let order2 = parse_order_file(&text2, &catalog.order_rules())
+        .expect("orders")
+        .into_iter()
+        .find(|e| e.id == "DEMO-VISA-0001-M2")
+        .expect("order")
+        .outcome
+        .expect("valid");
+    let inputs = PrepInputs {
+        profiles: &profiles,
+        date,
+        keys: &keys,
+        icc_keys: &InlineKeys,
+        envelope: EnvelopeSettings::default(),
+    };
+    g.bench_function("model 2", |b| {
+        b.iter(|| {
+            prepare_card(
+                &order2,
+                product,
+                ModelChoice::Only(ChipModel::Model2),
+                &inputs,
+            )
+            .expect("model 2")
         })
     });
     g.finish();

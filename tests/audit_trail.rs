@@ -4,9 +4,10 @@
 //! the way someone with the database file would: a second SQLite connection that drops the
 //! triggers first. A database written before the chain existed is migrated and sealed.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use persodesk::domain::review::{Role, Session};
 use persodesk::domain::status::Event;
@@ -15,30 +16,7 @@ use persodesk::store::{Store, audit};
 use rusqlite::Connection;
 
 /// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "persodesk-audit-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-    fn db(&self) -> PathBuf {
-        self.0.join("persodesk.sqlite3")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use support::TempDir;
 
 fn who() -> Session {
     Session {

@@ -4,9 +4,10 @@
 //! read-back, a second personalization refused by the card, cancel, failing cards, the
 //! 100,000-order table, and the scrubbed log.
 
-use std::path::PathBuf;
+mod support;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
@@ -21,30 +22,7 @@ use persodesk::gui::{App, AppConfig, Screen, demo_catalog, demo_chip_profiles, d
 use persodesk::sim::encoder::SimConfig;
 use persodesk::store::Store;
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "persodesk-gui-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-    fn db(&self) -> PathBuf {
-        self.0.join("persodesk.sqlite3")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use support::TempDir;
 
 fn config(dir: &TempDir, load_demo: bool) -> AppConfig {
     AppConfig {

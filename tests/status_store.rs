@@ -1,8 +1,7 @@
 //! The production-status state machine, the review rules, and the SQLite store (statuses,
 //! approvals, audit, settings) surviving a reopen.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
+mod support;
 
 use persodesk::domain::review::{
     self, OrderFacts, PersoGrant, Role, Session, may_personalize, may_reveal, may_review,
@@ -11,30 +10,7 @@ use persodesk::domain::status::{Event, Status, next};
 use persodesk::store::{Store, StoreError, format_time};
 
 /// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "persodesk-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-    fn db(&self) -> PathBuf {
-        self.0.join("persodesk.sqlite3")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use support::TempDir;
 
 fn who(role: Role) -> Session {
     Session {

@@ -254,3 +254,33 @@ pub fn card_for(
     config.cvn = CardCvn::parse(&profile.cvn.to_string()).expect("card CVN");
     VirtualCard::new(config).expect("virtual card")
 }
+
+/// A temporary directory with a store path in it, removed when dropped.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    /// A fresh, empty directory named after `tag`, unique per process and call.
+    pub fn new(tag: &str) -> Self {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "persodesk-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+
+    /// The store database path inside it.
+    pub fn db(&self) -> std::path::PathBuf {
+        self.0.join(persodesk::store::DB_FILE)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

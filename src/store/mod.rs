@@ -327,6 +327,18 @@ fn row_state(status: &str, reason: Option<String>, approved: i64, at: i64) -> Or
     }
 }
 
+/// An audit record from six columns starting at `first`: at, user, role, action, order, outcome.
+fn audit_record(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<AuditRecord> {
+    Ok(AuditRecord {
+        at: r.get(first)?,
+        user: r.get(first + 1)?,
+        role: r.get(first + 2)?,
+        action: r.get(first + 3)?,
+        order_id: r.get(first + 4)?,
+        outcome: r.get(first + 5)?,
+    })
+}
+
 impl Store {
     /// Opens (creating when missing) the database in [`data_dir`].
     pub fn open_default() -> Result<Store, StoreError> {
@@ -597,14 +609,7 @@ impl Store {
                 seq: r
                     .get::<_, Option<i64>>(0)?
                     .and_then(|s| u64::try_from(s).ok()),
-                record: AuditRecord {
-                    at: r.get(1)?,
-                    user: r.get(2)?,
-                    role: r.get(3)?,
-                    action: r.get(4)?,
-                    order_id: r.get(5)?,
-                    outcome: r.get(6)?,
-                },
+                record: audit_record(r, 1)?,
                 prev_hash: r.get(7)?,
                 hash: r.get(8)?,
             })
@@ -632,14 +637,7 @@ impl Store {
             "SELECT at, user, role, action, order_id, outcome FROM audit ORDER BY id DESC LIMIT ?1",
         )?;
         let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
-            Ok(AuditRecord {
-                at: r.get(0)?,
-                user: r.get(1)?,
-                role: r.get(2)?,
-                action: r.get(3)?,
-                order_id: r.get(4)?,
-                outcome: r.get(5)?,
-            })
+            audit_record(r, 0)
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

@@ -86,12 +86,7 @@ impl Failure {
     }
 
     fn findings(kind: &'static str, findings: &[Finding]) -> Self {
-        let message = findings
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
-        Failure::new(kind, None, message, Exit::Invalid)
+        Failure::new(kind, None, Finding::join(findings), Exit::Invalid)
     }
 }
 

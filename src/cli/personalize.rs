@@ -143,13 +143,6 @@ impl CardConnector for PcscConnector {
     }
 }
 
-fn findings_text(f: &[Finding]) -> String {
-    f.iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
 /// Inputs loaded once per run.
 struct Loaded {
     catalog: crate::domain::product::Catalog,
@@ -246,7 +239,7 @@ pub fn run(args: &PersonalizeArgs) -> Exit {
         envelope: EnvelopeSettings::default(),
     };
     let prepared = prepare_entry(entry, &loaded, choice, &inputs, args);
-    let failure = prepared.as_ref().err().map(|f| findings_text(f));
+    let failure = prepared.as_ref().err().map(|f| Finding::join(f));
     if let Err(e) = store.record_preparation(&[(entry.id.as_str(), failure.as_deref())]) {
         return unreadable(format!("workstation store: {e}"));
     }
@@ -254,7 +247,7 @@ pub fn run(args: &PersonalizeArgs) -> Exit {
         Ok(x) => x,
         Err(findings) => {
             record.failed_step = Some("prepare".into());
-            record.error = Some(findings_text(&findings));
+            record.error = Some(Finding::join(&findings));
             return finish(args, &records_path, &mut record, None, Exit::Invalid);
         }
     };

@@ -278,14 +278,7 @@ pub fn run(args: &PrepareArgs) -> Exit {
     };
     let mut exit = Exit::Ok;
     let mut outcomes: Vec<(&str, Option<String>)> = Vec::new();
-    let findings = |f: &[Finding]| {
-        Some(
-            f.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
-    };
+    let findings = |f: &[Finding]| Some(Finding::join(f));
     for entry in selected {
         let product_id = entry.card_product_id.as_deref();
         let order = match &entry.outcome {

@@ -15,6 +15,15 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// Several findings as one line, `path: rule; path: rule` (stored reasons, messages).
+    pub fn join(findings: &[Finding]) -> String {
+        findings
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     /// Makes a finding from a path and a rule.
     pub fn new(path: impl Into<String>, rule: impl Into<String>) -> Self {
         Self {

@@ -1,13 +1,11 @@
 //! Personalizing a card: runs the sans-I/O [`PersoSession`] over a [`CardTransport`], reports
 //! progress through a callback (the GUI forwards it to a channel), keeps a masked APDU
-//! transcript, and records the outcome per order as JSON Lines.
+//! transcript. Recording outcomes is the job's business (`crate::job`).
 //!
 //! The transcript holds command headers, data lengths, status words and timings — never a data
 //! field — so it may be shown and stored as it is.
 
 use std::fmt;
-use std::io::Write;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -339,68 +337,4 @@ pub fn personalize_dgis(
             }
         }
     }
-}
-
-/// One line of the outcome log.
-#[derive(Debug, Clone, Serialize)]
-pub struct OutcomeRecord {
-    /// The order id.
-    pub order: String,
-    /// `personalized` or `failed`.
-    pub status: &'static str,
-    /// The failed step, if any.
-    pub step: Option<String>,
-    /// The error message (names steps, DGIs, status words; no card data).
-    pub error: Option<String>,
-    /// The reader.
-    pub reader: String,
-    /// Raw APDUs exchanged.
-    pub apdus: u32,
-    /// Milliseconds the session took.
-    pub millis: u64,
-    /// Seconds since the Unix epoch when the outcome was recorded.
-    pub at: u64,
-}
-
-impl OutcomeRecord {
-    /// The record of a session's result.
-    pub fn new(order: &str, reader: &str, result: &Result<PersoReport, PersoError>) -> Self {
-        let at = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        match result {
-            Ok(report) => Self {
-                order: order.to_string(),
-                status: "personalized",
-                step: None,
-                error: None,
-                reader: reader.to_string(),
-                apdus: report.transcript.apdu_count(),
-                millis: u64::try_from(report.elapsed.as_millis()).unwrap_or(u64::MAX),
-                at,
-            },
-            Err(e) => Self {
-                order: order.to_string(),
-                status: "failed",
-                step: e.step().map(|s| s.to_string()),
-                error: Some(e.to_string()),
-                reader: reader.to_string(),
-                apdus: e.transcript().map_or(0, Transcript::apdu_count),
-                millis: 0,
-                at,
-            },
-        }
-    }
-}
-
-/// Appends one record as a single JSON line (written in one call, so a record is never half
-/// written).
-pub fn append_outcome(log: &Path, record: &OutcomeRecord) -> std::io::Result<()> {
-    let mut line = serde_json::to_string(record).map_err(std::io::Error::other)?;
-    line.push('\n');
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)?;
-    file.write_all(line.as_bytes())
 }

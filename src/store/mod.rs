@@ -317,6 +317,23 @@ fn append_audit(conn: &Connection, record: &AuditRecord) -> rusqlite::Result<()>
     set_head(conn, seq, &hash)
 }
 
+/// One order's stored state, read on `conn` (the connection or an open transaction).
+fn read_state(conn: &Connection, order_id: &str) -> rusqlite::Result<Option<OrderState>> {
+    conn.query_row(
+        "SELECT status, reason, approved, updated_at FROM orders WHERE order_id = ?1",
+        [order_id],
+        |r| {
+            Ok(row_state(
+                &r.get::<_, String>(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+            ))
+        },
+    )
+    .optional()
+}
+
 fn row_state(status: &str, reason: Option<String>, approved: i64, at: i64) -> OrderState {
     OrderState {
         // An unknown status (a newer version's) is shown as an exception rather than trusted.
@@ -382,21 +399,7 @@ impl Store {
 
     /// The stored state of one order.
     pub fn state(&self, order_id: &str) -> Result<Option<OrderState>, StoreError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT status, reason, approved, updated_at FROM orders WHERE order_id = ?1",
-                [order_id],
-                |r| {
-                    Ok(row_state(
-                        &r.get::<_, String>(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                    ))
-                },
-            )
-            .optional()?)
+        Ok(read_state(&self.conn, order_id)?)
     }
 
     /// Every stored order state, by order id.
@@ -505,20 +508,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let current = tx
-            .query_row(
-                "SELECT status, reason, approved, updated_at FROM orders WHERE order_id = ?1",
-                [order_id],
-                |r| {
-                    Ok(row_state(
-                        &r.get::<_, String>(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                    ))
-                },
-            )
-            .optional()?
+        let current = read_state(&tx, order_id)?
             .ok_or_else(|| StoreError::UnknownOrder(order_id.to_string()))?;
         let to = match status::next(current.status, event) {
             Ok(to) => to,

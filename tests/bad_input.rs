@@ -337,6 +337,18 @@ fn malformed_products_name_file_key_and_rule() {
             "must be 3 digits",
         ),
         (
+            "service_code = \"201\"",
+            "service_code = \"201\"\npan_luhn = \"warn\"",
+            "p.toml: pan_luhn",
+            "is for test products only",
+        ),
+        (
+            "service_code = \"201\"",
+            "service_code = \"201\"\ntest = \"yes\"",
+            "p.toml: test",
+            "must be true or false",
+        ),
+        (
             "track2_discretionary = \"000|cvv\"",
             "track2_discretionary = \"000|cvc\"",
             "p.toml: track2_discretionary",

@@ -322,3 +322,72 @@ fn prepare_records_outcomes_in_the_workstation_store() {
     assert!(!reason.contains("4761739001010010"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `personalize` and `sim-card` refuse bad arguments before touching a device or the store,
+/// naming the option and the rule.
+#[test]
+fn personalize_and_sim_card_name_bad_arguments() {
+    let dir = std::env::temp_dir().join(format!("persodesk-args-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_persodesk"))
+            .current_dir(root())
+            .args(args)
+            .env("PERSODESK_DATA_DIR", &dir)
+            .output()
+            .expect("persodesk")
+    };
+    let base = [
+        "personalize",
+        "assets/demo/orders.json",
+        "--order",
+        "DEMO-VISA-0001",
+    ];
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--role", "supervisor"],
+            "--role: `supervisor` is not operator or tester",
+        ),
+        (
+            &["--scp", "scp04:00"],
+            "--scp: `scp04` is not scp02 or scp03",
+        ),
+        (
+            &["--scp", "scp02:10"],
+            "--scp: SCP02 i=10 is not 05, 15, 45 or 55",
+        ),
+        (&["--model", "3"], "--model must be 1, 2, auto or none"),
+        (&["--date", "261340"], "--date must be a valid YYMMDD date"),
+        (
+            &["--role", "tester"],
+            "--reader is needed: the order has chip data",
+        ),
+    ];
+    for (extra, says) in cases {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(says), "{extra:?}: {err}");
+        assert!(!err.contains("4761739001010010"));
+    }
+    for (fault, says) in [
+        ("remove-at:0", "N must be a command number from 1"),
+        ("status-at:3:69", "SW must be 4 hex digits"),
+        (
+            "explode-at:1",
+            "is not remove-at:N, status-at:N:SW or garbage-at:N",
+        ),
+    ] {
+        let o = run(&["sim-card", "--vpcd", "127.0.0.1:9", "--fault", fault]);
+        assert_eq!(o.status.code(), Some(2), "{fault}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("--fault") && err.contains(says),
+            "{fault}: {err}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -907,8 +907,9 @@ impl VirtualCard {
     /// format (`E3` entries with 4F, 9F70, C5), else the legacy `L AID life-cycle privileges`.
     /// Search criteria `4F 00` (every AID) or `4F L AID` (that one).
     fn gp_get_status(&self, p1: u8, p2: u8, criteria: &[u8]) -> (Vec<u8>, u16) {
+        // 4F L AID, possibly followed by other criteria or a 5C tag list (ignored).
         let filter = match criteria {
-            [0x4F, len, aid @ ..] if aid.len() == usize::from(*len) => aid,
+            [0x4F, len, rest @ ..] if rest.len() >= usize::from(*len) => &rest[..usize::from(*len)],
             _ => return (Vec::new(), sw::WRONG_DATA),
         };
         if p2 & 0xFC != 0 {

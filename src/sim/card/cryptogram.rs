@@ -84,7 +84,8 @@ pub fn terminal_elements(cdol1: &[u8], data: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// The IAD the card reports for `cvn`: the DKI (and the IDD) from the personalized 9F10
-/// `template` when there is one, the card's own CVN byte; the CVR from the card's state (`A0` = ARQC in the first
+/// `template` when there is one (else DKI 00: nothing personalized one), the card's own CVN
+/// byte; the CVR from the card's state (`A0` = ARQC in the first
 /// GENERATE AC, second not requested; `04` in the next byte once offline PIN verified).
 pub fn issuer_application_data(cvn: CardCvn, template: Option<&[u8]>, verified: bool) -> Vec<u8> {
     let pin = if verified { 0x04 } else { 0x00 };
@@ -92,7 +93,7 @@ pub fn issuer_application_data(cvn: CardCvn, template: Option<&[u8]>, verified: 
         CardCvn::Visa10 | CardCvn::Visa18 => {
             let mut iad = match template {
                 Some(t @ [0x06, _, _, 0x03, ..]) if t.len() >= 7 => t.to_vec(),
-                _ => vec![0x06, 0x01, cvn.byte(), 0x03, 0, 0, 0],
+                _ => vec![0x06, 0x00, cvn.byte(), 0x03, 0, 0, 0],
             };
             iad[2] = cvn.byte();
             iad[4..7].copy_from_slice(&[0xA0, pin, 0x00]);
@@ -113,7 +114,7 @@ pub fn issuer_application_data(cvn: CardCvn, template: Option<&[u8]>, verified: 
                 }
                 _ => {
                     let mut v = vec![0u8; 32];
-                    v[..3].copy_from_slice(&[0x1F, cvn.byte(), 0x01]);
+                    v[..3].copy_from_slice(&[0x1F, cvn.byte(), 0x00]);
                     v
                 }
             };
@@ -123,7 +124,7 @@ pub fn issuer_application_data(cvn: CardCvn, template: Option<&[u8]>, verified: 
         _ => {
             // M/Chip: DKI || CVN || CVR (6) || DAC/IDN (2) || counters (8), 18 bytes.
             let mut iad = vec![0u8; 18];
-            iad[0] = template.and_then(|t| t.first().copied()).unwrap_or(0x01);
+            iad[0] = template.and_then(|t| t.first().copied()).unwrap_or(0x00);
             iad[1] = cvn.byte();
             iad[2..8].copy_from_slice(&[0xA0, pin, 0x00, 0x00, 0x00, 0x00]);
             iad

@@ -10,21 +10,31 @@
 //! generic primitives of `domain::crypto`, `domain::tlv` and `domain::dgi`.
 //!
 //! GlobalPlatform part ([`channel`]): SELECT of the security domain or an application instance,
-//! INITIALIZE UPDATE, EXTERNAL AUTHENTICATE (SCP02 i=15/55, SCP03 i=00/10/70; keys from a KMC it is
-//! given, diversified with its KDD, or static), INSTALL [for personalization], STORE DATA with
-//! sequence checks, DGI reassembly across commands and DEK decryption. Real status words: `6300`
-//! wrong host cryptogram, `6982` bad or missing C-MAC, `6A86` wrong STORE DATA sequence, `6985`
-//! commands out of order or a second personalization, `6A88` unknown key version, `6A80` malformed
-//! DGIs (8000 not 48 bytes, 9000 KCVs that do not match 8000, a record that is not template 70).
+//! INITIALIZE UPDATE, EXTERNAL AUTHENTICATE (SCP02 i=15/55, SCP03 i=00/10/70, security levels
+//! 00, 01, 03 and the R-MAC/R-ENC ones; keys from a KMC it is given, diversified with its KDD, or
+//! static), INSTALL [for personalization], STORE DATA with sequence checks, DGI reassembly across
+//! commands and DEK decryption; on the security domain GET DATA (66, CF, E0) and GET STATUS
+//! (ISD, applications). Inside a session every command goes through secure messaging (C-MAC
+//! checked, chain advanced, GP 2.3 §10.2) before it is answered — `6D00` for one it does not
+//! implement — and a plain command at a C-MAC level ends the session first. Real status words:
+//! `6300` wrong host cryptogram, `6982` bad or missing C-MAC, `6A86` wrong STORE DATA sequence,
+//! `6985` commands out of order or a second personalization, `6A88` unknown key version, `6A80`
+//! malformed DGIs (8000 not 48 bytes, 9000 KCVs that do not match 8000, a record that is not
+//! template 70).
 //!
-//! Payment application ([`emv`]): SELECT PSE/PPSE/AID (FCI from DGI 9102, else 9103), GET
-//! PROCESSING OPTIONS (from 9104; PDOL length checked), READ RECORD (record DGIs), GET DATA
-//! (9F36, 9F17), GENERATE AC (session key from MK-AC in 8000 per the configured CVN), INTERNAL
-//! AUTHENTICATE (DDA with the 8201-8205 CRT key), VERIFY (plaintext PIN against 8010 and 9010).
+//! Instances: the payment application and the PPSE (`2PAY.SYS.DDF01`), each personalized once.
+//!
+//! Payment application ([`emv`], [`contactless`], [`cryptogram`]): over contact SELECT PSE/AID
+//! (FCI 9102), GPO from 9104 (or M/Chip A005); over contactless ([`CardConfig::interface`])
+//! SELECT PPSE from the PPSE instance's personalized FCI (never computed), SELECT AID from 9103,
+//! GPO from the contactless DGIs (M/Chip B005; Visa qVSDC 9115/9117 with the ARQC and the fDDA
+//! signature). READ RECORD, GET DATA (9F36, 9F17), GENERATE AC per CVN element set (with CDA),
+//! INTERNAL AUTHENTICATE (DDA with the 8201-8205 CRT key), VERIFY (plaintext PIN against 8010
+//! and 9010).
 //!
 //! Faults for tests ([`Fault`]): the card pulled at command N, garbage or a given status word as
 //! the answer to command N. With [`CardConfig::t0`] it answers like a T=0 card (`61xx` then GET
-//! RESPONSE, `6Cxx` for a wrong Le).
+//! RESPONSE, `6Cxx` for a wrong Le); `sim-card` always does, as its ATR announces T=0.
 
 pub mod channel;
 pub mod contactless;

@@ -16,6 +16,7 @@ use crate::devices::encoder::{
 };
 use crate::devices::transport::{CardTransport, TransportError};
 use crate::domain::chip::ChipProfile;
+use crate::domain::chip::Interface;
 use crate::domain::chip::channel::ChannelRule;
 use crate::domain::gp::session::Progress;
 use crate::domain::order::Order;
@@ -42,6 +43,18 @@ pub const READ_BACK: &str = "read-back verification";
 pub trait CardConnector {
     /// A new connection (the card is reset between personalization and read-back).
     fn connect(&mut self) -> Result<Box<dyn CardTransport + '_>, TransportError>;
+
+    /// A new connection over `interface`, or `None` when this reader cannot present it (a
+    /// contact reader and the contactless interface). By default: contact only.
+    fn connect_on(
+        &mut self,
+        interface: Interface,
+    ) -> Result<Option<Box<dyn CardTransport + '_>>, TransportError> {
+        match interface {
+            Interface::Contact => self.connect().map(Some),
+            Interface::Contactless => Ok(None),
+        }
+    }
 }
 
 /// Writes and verifies a card's stripe.
@@ -355,9 +368,21 @@ impl ChipPhase<'_> {
                 .connect()
                 .map_err(|e| StepFailure::new("connect", e.to_string(), transport_kind(&e)))?;
             let dgis = session_dgis(chip, rule.protocol);
-            personalize_dgis(transport.as_mut(), options, dgis, &mut |p| {
+            let ppse = crate::perso::ppse_session(self.profile, &options)
+                .map_err(|e| StepFailure::new("PPSE", e.to_string(), FailureKind::Refused))?;
+            let app = personalize_dgis(transport.as_mut(), options, dgis, &mut |p| {
                 on_event(JobEvent::Perso(*p));
-            })
+            });
+            match (app, ppse) {
+                (Ok(mut r), Some((options, dgis))) => {
+                    // The PPSE instance, after the payment application.
+                    personalize_dgis(transport.as_mut(), options, dgis, &mut |_| {}).map(|p| {
+                        r.transcript.entries.extend(p.transcript.entries);
+                        r
+                    })
+                }
+                (app, _) => app,
+            }
         };
         match result {
             Ok(r) => {
@@ -383,31 +408,73 @@ impl ChipPhase<'_> {
         self.read_back(connector, outcome)
     }
 
-    /// Reads the card back as a terminal and checks it against the order and the prepared data.
+    /// Reads the card back as a terminal on every interface the profile personalizes (the
+    /// interfaces of its `aip` table) and checks it against the order and the prepared data.
+    /// Over contactless the check names start with `contactless: `.
     fn read_back(
         &self,
         connector: &mut dyn CardConnector,
         outcome: &mut ChipOutcome,
     ) -> Result<(), StepFailure> {
-        let (job, chip) = (self.job, self.chip);
-        let fail =
-            |e: TransportError| StepFailure::new(READ_BACK, e.to_string(), transport_kind(&e));
-        let mut transport = connector.connect().map_err(fail)?;
-        let ca = crate::verify::ca_for(job.keys, Some(chip), &chip.aid);
-        let mut rb =
-            crate::verify::read_card(transport.as_mut(), ca, Some(&chip.aid)).map_err(fail)?;
-        let key = crate::verify::arqc_key(job.keys, job.order, self.profile.mkd);
-        crate::verify::check_against(&mut rb, job.order, Some(chip), key);
-        outcome.read_back = check_lines(&rb);
-        outcome.read_back_apdus = rb.commands;
-        if rb.passed() {
+        let mut interfaces: Vec<Interface> = self.profile.aip.keys().copied().collect();
+        if !interfaces.contains(&Interface::Contact) {
+            interfaces.insert(0, Interface::Contact);
+        }
+        let mut failed = Vec::new();
+        outcome.read_back.clear();
+        outcome.read_back_apdus = 0;
+        for interface in interfaces {
+            let Some(rb) = self.read_back_on(connector, interface)? else {
+                outcome.read_back.push(CheckLine {
+                    check: format!("{} read-back", interface.as_str()),
+                    status: "skipped",
+                    reason: Some("the reader does not present this interface".into()),
+                });
+                continue;
+            };
+            let prefix = match interface {
+                Interface::Contact => String::new(),
+                Interface::Contactless => "contactless: ".to_string(),
+            };
+            for mut line in check_lines(&rb) {
+                line.check = format!("{prefix}{}", line.check);
+                outcome.read_back.push(line);
+            }
+            outcome.read_back_apdus += rb.commands;
+            if !rb.passed() {
+                failed.push(format!("{prefix}{}", rb.failed_checks()));
+            }
+        }
+        if failed.is_empty() {
             return Ok(());
         }
         Err(StepFailure::new(
             READ_BACK,
-            format!("failed: {}", rb.failed_checks()),
+            format!("failed: {}", failed.join("; ")),
             FailureKind::CardFailed,
         ))
+    }
+
+    /// One interface's read-back with the checks against the order; `None` when the reader
+    /// cannot present it.
+    fn read_back_on(
+        &self,
+        connector: &mut dyn CardConnector,
+        interface: Interface,
+    ) -> Result<Option<ReadBack>, StepFailure> {
+        let (job, chip) = (self.job, self.chip);
+        let fail =
+            |e: TransportError| StepFailure::new(READ_BACK, e.to_string(), transport_kind(&e));
+        let Some(mut transport) = connector.connect_on(interface).map_err(fail)? else {
+            return Ok(None);
+        };
+        let ca = crate::verify::ca_for(job.keys, Some(chip), &chip.aid);
+        let mut rb =
+            crate::verify::read_card_on(transport.as_mut(), interface, ca, Some(&chip.aid))
+                .map_err(fail)?;
+        let key = crate::verify::arqc_key(job.keys, job.order, self.profile.mkd);
+        crate::verify::check_against(&mut rb, job.order, Some(chip), key);
+        Ok(Some(rb))
     }
 }
 

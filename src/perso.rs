@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::devices::transport::{CardTransport, TransportError, exchange};
-use crate::domain::chip::ChipData;
 use crate::domain::chip::channel::ChannelRule;
+use crate::domain::chip::ppse::{PPSE_AID, PPSE_FCI_DGI};
+use crate::domain::chip::{ChipData, ChipProfile};
 use crate::domain::gp::SecurityLevel;
 use crate::domain::gp::session::{
     Aid, CardKeys, Dgi, PersoPlan, PersoSession, PlanError, Progress, Protocol, SessionError, Step,
@@ -264,6 +265,33 @@ pub fn session_dgis(chip: &ChipData, protocol: Protocol) -> Vec<Dgi> {
             Dgi::new(p.dgi.id(), value.to_vec(), p.encrypt, pad)
         })
         .collect()
+}
+
+/// The PPSE instance's personalization after the application's (`[ppse]` of the profile): one
+/// DGI 9102 holding the FCI proprietary template that lists the application; reached like the
+/// application (INSTALL [for personalization] through the security domain when the profile's
+/// channel has one, else SELECT of the instance), in a new secure channel session. `None` when
+/// the profile has no `[ppse]`.
+pub fn ppse_session(
+    profile: &ChipProfile,
+    app: &ChannelOptions,
+) -> Result<Option<(ChannelOptions, Vec<Dgi>)>, crate::domain::finding::Finding> {
+    let Some(rule) = &profile.ppse else {
+        return Ok(None);
+    };
+    let fci = rule.fci(&profile.aid, &profile.label)?;
+    let ppse = Aid::new(PPSE_AID)
+        .map_err(|e| crate::domain::finding::Finding::new("ppse", e.to_string()))?;
+    let mut options = app.clone();
+    if options.install_for_perso.is_some() {
+        options.install_for_perso = Some(ppse);
+    } else {
+        options.target_aid = ppse;
+    }
+    Ok(Some((
+        options,
+        vec![Dgi::new(PPSE_FCI_DGI, fci, false, false)],
+    )))
 }
 
 /// Personalizes the card behind `transport` with `dgis` (in send order).

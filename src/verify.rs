@@ -12,7 +12,8 @@ use crate::domain::emv_keys::{DesKey16, MkdOption};
 use crate::domain::oda::CaPublicKey;
 use crate::domain::order::Order;
 use crate::domain::readback::{
-    Check, Outcome, ReadBack, ReadBackSession, ReadStep, TerminalData, verify_arqc,
+    ArqcEvidence, Check, Interface, Outcome, ReadBack, ReadBackSession, ReadStep, TerminalData,
+    verify_arqc,
 };
 use crate::keys::SoftwareKeyStore;
 
@@ -38,10 +39,20 @@ pub fn terminal() -> TerminalData {
     }
 }
 
-/// Reads the card as a terminal: PPSE/AID (`first` tried first), GPO, records, ODA with `ca`,
-/// DDA where offered, GET DATA, GENERATE AC.
+/// Reads the card as a terminal over the contact interface: PPSE/AID (`first` tried first),
+/// GPO, records, ODA with `ca`, DDA where offered, GET DATA, GENERATE AC.
 pub fn read_card(
     transport: &mut dyn CardTransport,
+    ca: Option<CaPublicKey>,
+    first: Option<&[u8]>,
+) -> Result<ReadBack, TransportError> {
+    read_card_on(transport, Interface::Contact, ca, first)
+}
+
+/// Reads the card as a terminal over `interface` (see [`ReadBackSession::start_on`]).
+pub fn read_card_on(
+    transport: &mut dyn CardTransport,
+    interface: Interface,
     ca: Option<CaPublicKey>,
     first: Option<&[u8]>,
 ) -> Result<ReadBack, TransportError> {
@@ -52,7 +63,8 @@ pub fn read_card(
             .filter(|a| Some(**a) != first)
             .map(|a| a.to_vec()),
     );
-    let (mut session, mut command) = ReadBackSession::start(terminal(), ca, candidates);
+    let (mut session, mut command) =
+        ReadBackSession::start_on(interface, terminal(), ca, candidates);
     loop {
         let response = exchange(transport, &command)?.response;
         match session.handle(&response) {
@@ -118,19 +130,49 @@ pub fn check_against(
     if let Some(chip) = chip {
         rb.compare_records(chip.dgis.iter().map(|d| &d.dgi));
     }
+    if let Some(arqc) = &rb.arqc {
+        let checks = iad_checks(arqc, order);
+        rb.checks.extend(checks);
+    }
     let (name, outcome) = match (&rb.arqc, key) {
         (None, _) => (
             "ARQC (9F26)".to_string(),
             Outcome::Skipped("no ARQC".into()),
         ),
         (_, Err(why)) => ("ARQC (9F26)".to_string(), Outcome::Skipped(why)),
-        (Some(arqc), Ok(k)) => (
-            format!("ARQC (9F26) with imk-ac #{}", k.index),
-            match arqc.cvn() {
-                None => Outcome::Skipped("unknown CVN in 9F10".into()),
-                Some(cvn) => verify_arqc(arqc, &k.imk, k.option, cvn, &pan, &psn),
-            },
-        ),
+        (Some(arqc), Ok(k)) => match arqc.iad_info() {
+            Err(why) => ("ARQC (9F26)".to_string(), Outcome::Fail(why)),
+            Ok(info) => (
+                format!("ARQC (9F26) per {} with imk-ac #{}", info.cvn, k.index),
+                verify_arqc(arqc, &k.imk, k.option, info.cvn, &pan, &psn),
+            ),
+        },
     };
     rb.checks.push(Check { name, outcome });
+}
+
+/// The IAD checks: its CVN is one the terminal knows, its DKI is the order's
+/// `derivationKeyIndex` (the issuer host picks its IMK by it).
+fn iad_checks(arqc: &ArqcEvidence, order: &Order) -> Vec<Check> {
+    let info = arqc.iad_info();
+    let cvn = Check {
+        name: "IAD (9F10): CVN coding".into(),
+        outcome: match &info {
+            Ok(_) => Outcome::Pass,
+            Err(why) => Outcome::Fail(why.clone()),
+        },
+    };
+    let dki = Check {
+        name: "IAD (9F10): DKI = paymentApplication.derivationKeyIndex".into(),
+        outcome: match (&info, order.payment_application.derivation_key_index) {
+            (Err(_), _) => Outcome::Skipped("IAD not decoded".into()),
+            (Ok(_), None) => Outcome::Skipped("the order gives no derivationKeyIndex".into()),
+            (Ok(i), Some(want)) if u32::from(i.dki) == want => Outcome::Pass,
+            (Ok(i), Some(want)) => Outcome::Fail(format!(
+                "DKI {:02X} in 9F10, the order's derivationKeyIndex is {want}",
+                i.dki
+            )),
+        },
+    };
+    vec![cvn, dki]
 }

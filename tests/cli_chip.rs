@@ -389,5 +389,26 @@ fn personalize_and_sim_card_name_bad_arguments() {
             "{fault}: {err}"
         );
     }
+    for (args, says) in [
+        (
+            &["--profile", "no-such-profile"][..],
+            "--profile: no chip profile `no-such-profile`",
+        ),
+        (
+            &["--interface", "nfc"][..],
+            "--interface: `nfc` is not contact or contactless",
+        ),
+        (
+            &["--profile", "vis-1.6.3-vcps-2.2.4", "--scp", "scp03"][..],
+            "cannot be used with",
+        ),
+    ] {
+        let mut a = vec!["sim-card", "--vpcd", "127.0.0.1:9"];
+        a.extend_from_slice(args);
+        let o = run(&a);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -428,10 +428,89 @@ fn virtual_card_matches_scp02_real_card_trace() {
         sw_of(&c.process(&h("8482010010BA6961667737C5BCEBECE14C7D6A4376"))),
         0x9000
     );
-    // Wrapped commands the card does not implement: the MAC is accepted (6D00 / 6A88 after the
-    // check), a corrupted MAC is 6982.
+    // The trace's C-MAC'd GET STATUS / GET DATA chain (each MAC chained on the previous one):
+    // the issuer security domain checks every C-MAC (GP 2.3), so the chain stays in step and
+    // the last command, GET STATUS of the ISD, answers its registry entry.
     let r = c.process(&h("84F220020814DB34FA4341DCA8"));
     assert_ne!(sw_of(&r), 0x6982, "C-MAC of the trace accepted");
+    let r = c.process(&h("84CA00660855ED7C5FF069512B00"));
+    assert_eq!(sw_of(&r), 0x9000, "GET DATA 66 under the secure channel");
+    assert_eq!(r[0], 0x66, "card recognition data");
+    let r = c.process(&h("84F22002124F0212345C054F9F70C58FC1B380C4228AF8"));
+    assert_eq!(sw_of(&r), 0x6A88, "no such load file, C-MAC accepted");
+    let r = c.process(&h("84F280020A4F003B95F09317DE6A4E00"));
+    assert_eq!(sw_of(&r), 0x9000, "GET STATUS of the ISD");
+    let mut isd = vec![0x4F, 0x08];
+    isd.extend_from_slice(&ISD_AID);
+    assert_eq!(r[0], 0xE3, "TLV format entry");
+    assert_eq!(&r[2..12], isd.as_slice(), "E3 {{4F ISD AID ..}}");
+}
+
+/// EXTERNAL AUTHENTICATE at security level 00 (no secure messaging afterwards) is allowed by
+/// GP 2.3 (§E.5.2): the card accepts it, then plain commands. Keys and challenges of the pysim
+/// trace above; the host's C-MAC over `84 82 00 00 10 || host cryptogram` is computed here from
+/// GP 2.2 Annex E (S-MAC = TDES-CBC(K-MAC)[0101 || seq || 00..], retail MAC, zero ICV).
+#[test]
+fn external_authenticate_at_level_00_is_accepted() {
+    let mut c = static_card(
+        CardProtocol::Scp02 { i: 0x15 },
+        "100102030405060708090a0b0c0d0e0f",
+        "101102030405060708090a0b0c0d0e0f",
+        "102102030405060708090a0b0c0d0e0f",
+        "00000000000000000000",
+        0x70,
+    );
+    c.set_sequence_counter(0x0001);
+    c.set_fixed_random([0x6B, 0x45, 0x24, 0xAB, 0xEE, 0x7C, 0, 0]);
+    assert_eq!(sw_of(&c.process(&h("00A4040000"))), 0x9000);
+    c.process(&h("805000000840A62C37FA6304F800"));
+    let mut s_mac = [0u8; 16];
+    s_mac[..4].copy_from_slice(&[0x01, 0x01, 0x00, 0x01]);
+    persodesk::domain::crypto::tdes_cbc_encrypt(
+        &h("101102030405060708090a0b0c0d0e0f"),
+        &[0; 8],
+        &mut s_mac,
+    )
+    .expect("s-mac");
+    let host_cryptogram = h("BA6961667737C5BC");
+    let header = h("8482000010");
+    let mac = persodesk::domain::crypto::retail_mac(
+        &s_mac,
+        &[0; 8],
+        &[header.clone(), host_cryptogram.clone()].concat(),
+        persodesk::domain::crypto::MacPadding::Method2,
+    )
+    .expect("mac");
+    let ea = [header, host_cryptogram, mac.to_vec()].concat();
+    assert_eq!(sw_of(&c.process(&ea)), 0x9000, "level 00 accepted");
+    let r = c.process(&h("80F28002024F0000"));
+    assert_eq!(sw_of(&r), 0x9000, "plain GET STATUS at level 00");
+}
+
+/// A command sent without secure messaging inside a C-MAC session ends the session before it
+/// is refused: the next wrapped command finds no session (6982), never a half-advanced chain.
+#[test]
+fn a_plain_command_inside_a_cmac_session_closes_it() {
+    let mut c = static_card(
+        CardProtocol::Scp02 { i: 0x15 },
+        "100102030405060708090a0b0c0d0e0f",
+        "101102030405060708090a0b0c0d0e0f",
+        "102102030405060708090a0b0c0d0e0f",
+        "00000000000000000000",
+        0x70,
+    );
+    c.set_sequence_counter(0x0001);
+    c.set_fixed_random([0x6B, 0x45, 0x24, 0xAB, 0xEE, 0x7C, 0, 0]);
+    c.process(&h("00A4040000"));
+    c.process(&h("805000000840A62C37FA6304F800"));
+    assert_eq!(
+        sw_of(&c.process(&h("8482010010BA6961667737C5BCEBECE14C7D6A4376"))),
+        0x9000
+    );
+    let r = c.process(&h("80E2000003010100"));
+    assert_eq!(sw_of(&r), 0x6982, "STORE DATA without C-MAC refused");
+    let r = c.process(&h("84F220020814DB34FA4341DCA8"));
+    assert_eq!(sw_of(&r), 0x6982, "the session was closed");
 }
 
 /// V: gp-scp02 "SCP02 mutual auth i=15 + C-MAC GET STATUS (GPShell)" (kaoh/globalplatform).

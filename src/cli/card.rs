@@ -14,9 +14,9 @@ use crate::devices::pcsc::{PcscTransport, ProtocolChoice, list_readers};
 use crate::domain::emv_keys::MkdOption;
 use crate::domain::keystore::KeyAlgorithm;
 use crate::domain::oda::{CaPublicKey, EmvPublicKey, RsaExponent};
-use crate::domain::readback::Outcome;
+use crate::domain::readback::{Interface, Outcome};
 use crate::sim::card::channel::{CardKeySource, CardProtocol, KmcMethod};
-use crate::sim::card::{CardConfig, CardCvn, Fault, SavedState, VirtualCard};
+use crate::sim::card::{CardConfig, CardCvn, CardInterface, Fault, SavedState, VirtualCard};
 use crate::sim::vpcd::{self, VpcdEvent};
 
 /// `persodesk readers`: one reader name per line.
@@ -57,7 +57,8 @@ pub struct SimCardArgs {
     /// Key diversification: `emv` (EMV CPS 1.1), `visa2` (TDES) or `kdf3` (AES).
     #[arg(long, default_value = "emv")]
     diversification: String,
-    /// CVN of the payment application: visa-cvn10, visa-cvn18, visa-cvn22, mc-cvn16, mc-cvn20.
+    /// CVN of the payment application: visa-cvn10, visa-cvn18, visa-cvn22, mc-cvn16, mc-cvn17,
+    /// mc-cvn20, mc-cvn21.
     #[arg(long, default_value = "visa-cvn18")]
     cvn: String,
     /// Card serial number (4 bytes hex) inside the KDD.
@@ -66,6 +67,16 @@ pub struct SimCardArgs {
     /// Keep the personalized state in this file across restarts (clear test data).
     #[arg(long)]
     state: Option<PathBuf>,
+    /// The card stock a chip profile expects: its [channel] (SCP and i, KMC index,
+    /// diversification, key version, security domain) and its CVN, instead of those flags.
+    #[arg(long, conflicts_with_all = ["scp", "i", "diversification", "cvn", "kmc_index"])]
+    profile: Option<String>,
+    /// Directory holding chip/ (for --profile).
+    #[arg(long, default_value = DEFAULT_PROFILES)]
+    profiles: PathBuf,
+    /// The interface the card presents: contact or contactless (PPSE, contactless FCI and GPO).
+    #[arg(long, default_value = "contact")]
+    interface: String,
     /// Inject a fault for tests (commands counted from 1 since the card started):
     /// `remove-at:N` (pulled out at command N), `status-at:N:SW` (answers SW, e.g. 6982),
     /// `garbage-at:N` (answers one stray byte).
@@ -103,52 +114,102 @@ fn parse_hex_byte(s: &str, what: &str) -> Result<u8, Exit> {
     u8::from_str_radix(s, 16).map_err(|_| unreadable(format!("--{what}: `{s}` is not a hex byte")))
 }
 
-/// `persodesk sim-card`: serves a virtual card to pcscd's vpcd driver until killed.
+/// The card made from the flags (`--scp`, `--i`, `--kmc-index`, `--diversification`, `--cvn`)
+/// or from `--profile`.
+fn card_config(
+    args: &SimCardArgs,
+    store: &crate::keys::SoftwareKeyStore,
+) -> Result<CardConfig, Exit> {
+    let csn: [u8; 4] = match hex::decode(&args.csn).ok().and_then(|v| v.try_into().ok()) {
+        Some(c) => c,
+        None => return Err(unreadable("--csn: must be 4 bytes of hex")),
+    };
+    let Some(name) = &args.profile else {
+        return flag_config(args, store, csn);
+    };
+    let profiles = crate::catalog::load_chip_profiles(&args.profiles).map_err(unreadable)?;
+    let Some(profile) = profiles.get(name) else {
+        return Err(unreadable(format!(
+            "--profile: no chip profile `{name}` in {}",
+            args.profiles.join("chip").display()
+        )));
+    };
+    let (kmc, _) = store
+        .test_kmc(profile.channel.kmc_index)
+        .map_err(|e| unreadable(format!("--profile {name}: {e}")))?;
+    crate::sim::card::stock::config_for(profile, kmc, csn)
+        .map_err(|e| unreadable(format!("--profile: {e}")))
+}
+
+/// `persodesk sim-card`: serves a virtual card to pcscd's vpcd driver until killed. The card
+/// answers like the T=0 card its ATR announces (`61xx` and GET RESPONSE, `6Cxx`).
 pub fn sim_card(args: &SimCardArgs) -> Exit {
     let store = match read_keys(&args.keys) {
         Ok(s) => s,
         Err(e) => return e,
     };
-    let (kmc, algorithm) = match store.test_kmc(args.kmc_index) {
-        Ok(k) => k,
-        Err(e) => return unreadable(e),
+    let Some(interface) = CardInterface::parse(&args.interface) else {
+        return unreadable(format!(
+            "--interface: `{}` is not contact or contactless",
+            args.interface
+        ));
     };
-    let i = match parse_hex_byte(&args.i, "i") {
-        Ok(i) => i,
+    let mut config = match card_config(args, &store) {
+        Ok(c) => c,
         Err(e) => return e,
     };
+    config.t0 = true;
+    config.interface = interface;
+    serve(args, config)
+}
+
+fn flag_config(
+    args: &SimCardArgs,
+    store: &crate::keys::SoftwareKeyStore,
+    csn: [u8; 4],
+) -> Result<CardConfig, Exit> {
+    let (kmc, algorithm) = store.test_kmc(args.kmc_index).map_err(unreadable)?;
+    let i = parse_hex_byte(&args.i, "i")?;
     let protocol = match args.scp.as_str() {
         "scp02" => CardProtocol::Scp02 { i },
         "scp03" => CardProtocol::Scp03 { i },
-        other => return unreadable(format!("--scp: `{other}` is not scp02 or scp03")),
+        other => {
+            return Err(unreadable(format!(
+                "--scp: `{other}` is not scp02 or scp03"
+            )));
+        }
     };
     let method = match args.diversification.as_str() {
         "emv" => KmcMethod::EmvCps11,
         "visa2" => KmcMethod::Visa2,
         "kdf3" => KmcMethod::Kdf3,
         other => {
-            return unreadable(format!(
+            return Err(unreadable(format!(
                 "--diversification: `{other}` is not emv, visa2 or kdf3"
-            ));
+            )));
         }
     };
     if (method == KmcMethod::Kdf3) != (algorithm == KeyAlgorithm::Aes) {
-        return unreadable(format!(
+        return Err(unreadable(format!(
             "kmc #{}: a {} key does not go with --diversification {}",
             args.kmc_index,
             algorithm.as_str(),
             args.diversification
-        ));
+        )));
     }
     let Some(cvn) = CardCvn::parse(&args.cvn) else {
-        return unreadable(format!("--cvn: `{}` is not a supported CVN", args.cvn));
-    };
-    let csn: [u8; 4] = match hex::decode(&args.csn).ok().and_then(|v| v.try_into().ok()) {
-        Some(c) => c,
-        None => return unreadable("--csn: must be 4 bytes of hex"),
+        return Err(unreadable(format!(
+            "--cvn: `{}` is not a supported CVN",
+            args.cvn
+        )));
     };
     let mut config = CardConfig::new(protocol, CardKeySource::Kmc { kmc, method }, csn);
     config.cvn = cvn;
+    Ok(config)
+}
+
+fn serve(args: &SimCardArgs, config: CardConfig) -> Exit {
+    let protocol = config.protocol;
     let mut card = match VirtualCard::new(config) {
         Ok(c) => c,
         Err(e) => return unreadable(e),
@@ -243,6 +304,10 @@ pub struct ReadCardArgs {
     /// One JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// The interface the reader talks to the card over: contact or contactless (then the PPSE
+    /// must list the application, and a qVSDC card's ARQC and fDDA come with the GPO).
+    #[arg(long, default_value = "contact")]
+    interface: String,
 }
 
 #[derive(serde::Deserialize)]
@@ -309,11 +374,20 @@ pub fn read_card(args: &ReadCardArgs) -> Exit {
         "b" | "B" => MkdOption::B,
         other => return unreadable(format!("--mkd-option: `{other}` is not a or b")),
     };
+    let interface = match args.interface.as_str() {
+        "contact" => Interface::Contact,
+        "contactless" => Interface::Contactless,
+        other => {
+            return unreadable(format!(
+                "--interface: `{other}` is not contact or contactless"
+            ));
+        }
+    };
     let mut transport = match PcscTransport::connect(&args.reader, ProtocolChoice::Any) {
         Ok(t) => t,
         Err(e) => return unreadable(e),
     };
-    let result = crate::verify::read_card(&mut transport, ca, None);
+    let result = crate::verify::read_card_on(&mut transport, interface, ca, None);
     let _ = transport.disconnect();
     let mut result = match result {
         Ok(r) => r,

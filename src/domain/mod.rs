@@ -30,5 +30,6 @@ pub mod readback;
 pub mod review;
 pub mod status;
 pub mod tags;
+pub mod terminal;
 pub mod tlv;
 pub mod track;

@@ -18,19 +18,20 @@
 //! rules, never card data. The ARQC is returned as [`ArqcEvidence`] and verified with
 //! [`verify_arqc`] by whoever holds the issuer master key (test keys only).
 //!
-//! The AC input is `CDOL1 data || AIP || ATC || scheme part`, the scheme part taken from the
-//! card's issuer application data (9F10) per the CVN: Visa CVN 10 the 4-byte CVR (IAD bytes
-//! 3..7), Visa CVN 18/22 the whole IAD, Mastercard the 6-byte CVR (IAD bytes 2..8) — domain.md
-//! §3.3, which assumes a CDOL1 that lists the minimum terminal data.
+//! The AC input is the CVN's element set (`domain::terminal::cvn`): the terminal elements
+//! `9F02 9F03 9F1A 95 5F2A 9A 9C 9F37` by tag out of the CDOL1 data, then AIP, ATC and the
+//! scheme part of the issuer application data (9F10) — never the whole CDOL1 data.
 
 use std::fmt;
 
 use sha1::{Digest, Sha1};
 use zeroize::Zeroizing;
 
+pub use crate::domain::chip::Interface;
 use crate::domain::emv_keys::{self, Cvn, DesKey16, MkdOption};
 use crate::domain::mask;
 use crate::domain::oda::{self, CaPublicKey, EmvPublicKey};
+use crate::domain::terminal::cvn::{self as terminal_cvn, IadInfo};
 use crate::domain::tlv::{self, Tag, Tlv};
 
 /// "2PAY.SYS.DDF01".
@@ -79,56 +80,54 @@ impl fmt::Display for Check {
     }
 }
 
-/// What the ARQC check needs. The AC input holds card data: zeroized on drop, never printed.
+/// What the ARQC check needs. The AC elements hold card data: zeroized on drop, never printed.
 #[derive(Clone)]
 pub struct ArqcEvidence {
+    /// The AID of the application (its RID picks the IAD layout).
+    pub aid: Vec<u8>,
     /// Cryptogram information data (9F27).
     pub cid: u8,
     /// ATC (9F36) of the GENERATE AC response.
     pub atc: [u8; 2],
+    /// AIP (82) the GPO returned.
+    pub aip: [u8; 2],
     /// The unpredictable number sent.
     pub un: [u8; 4],
     /// The cryptogram (9F26).
     pub ac: [u8; 8],
     /// Issuer application data (9F10).
     pub iad: Vec<u8>,
-    /// CDOL1 data || AIP || ATC (the scheme part is added per CVN).
-    pub input_head: Zeroizing<Vec<u8>>,
+    /// The AC elements the terminal sent (9F02 9F03 9F1A 95 5F2A 9A 9C 9F37 values, by tag out
+    /// of the CDOL1 data), or why the CDOL1 lacks them.
+    pub elements: Result<Zeroizing<Vec<u8>>, String>,
 }
 
 impl fmt::Debug for ArqcEvidence {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "ArqcEvidence(cid {:02X}, atc {}, <{} input bytes>)",
+            "ArqcEvidence(cid {:02X}, atc {}, <{} element bytes>)",
             self.cid,
             hex::encode_upper(self.atc),
-            self.input_head.len()
+            self.elements.as_ref().map_or(0, |e| e.len())
         )
     }
 }
 
 impl ArqcEvidence {
-    /// The CVN the IAD announces: Visa format (`06 DKI CVN ..`) or Mastercard (`DKI CVN ..`).
+    /// What the IAD says (CVN and DKI), or why it cannot be read.
+    pub fn iad_info(&self) -> Result<IadInfo, String> {
+        terminal_cvn::decode(&self.aid, &self.iad)
+    }
+
+    /// The CVN the IAD announces.
     pub fn cvn(&self) -> Option<Cvn> {
-        let visa = match self.iad.as_slice() {
-            [0x06, _, cvn, ..] => match cvn {
-                0x0A => Some(Cvn::Visa10),
-                0x12 => Some(Cvn::Visa18),
-                0x16 => Some(Cvn::Visa22),
-                _ => None,
-            },
-            _ => None,
-        };
-        visa.or(match self.iad.as_slice() {
-            [_, 0x10, ..] => Some(Cvn::Mastercard16),
-            [_, 0x14, ..] => Some(Cvn::Mastercard20),
-            _ => None,
-        })
+        self.iad_info().ok().map(|i| i.cvn)
     }
 }
 
-/// Verifies the ARQC with the issuer master key `imk` (test keys only: the caller checks).
+/// Verifies the ARQC with the issuer master key `imk` (test keys only: the caller checks): the
+/// AC input is the CVN's element set ([`terminal_cvn`]), not the whole CDOL1 data.
 pub fn verify_arqc(
     evidence: &ArqcEvidence,
     imk: &DesKey16,
@@ -137,14 +136,15 @@ pub fn verify_arqc(
     pan: &str,
     psn: &str,
 ) -> Outcome {
-    let part = match cvn {
-        Cvn::Visa10 => evidence.iad.get(3..7),
-        Cvn::Visa18 | Cvn::Visa22 => Some(evidence.iad.as_slice()),
-        _ => evidence.iad.get(2..8),
+    let elements = match &evidence.elements {
+        Ok(e) => e,
+        Err(why) => return Outcome::Fail(why.clone()),
     };
-    let Some(part) = part else {
-        return Outcome::Fail(format!("9F10 too short for {cvn}"));
-    };
+    let input =
+        match terminal_cvn::ac_input(cvn, elements, evidence.aip, evidence.atc, &evidence.iad) {
+            Ok(i) => i,
+            Err(why) => return Outcome::Fail(why),
+        };
     let mk = match emv_keys::derive_icc_master_key(option, imk, pan, psn) {
         Ok(k) => k,
         Err(e) => return Outcome::Fail(format!("MK-AC derivation: {e}")),
@@ -156,8 +156,6 @@ pub fn verify_arqc(
         Ok(k) => k,
         Err(e) => return Outcome::Fail(format!("session key: {e}")),
     };
-    let mut input = Zeroizing::new(evidence.input_head.to_vec());
-    input.extend_from_slice(part);
     match emv_keys::verify_application_cryptogram(&sk, &input, cvn.ac_padding(), &evidence.ac) {
         Ok(true) => Outcome::Pass,
         Ok(false) => Outcome::Fail(format!("9F26 does not match MK-AC ({option:?}) with {cvn}")),
@@ -340,6 +338,9 @@ enum Phase {
 /// The read-back state machine.
 pub struct ReadBackSession {
     terminal: TerminalData,
+    interface: Interface,
+    /// The objects of a qVSDC GPO response (ARQC and fDDA arrive there), else empty.
+    gpo_objects: Vec<Tlv>,
     ca: Option<CaPublicKey>,
     candidates: Vec<Vec<u8>>,
     phase: Phase,
@@ -373,30 +374,6 @@ fn find_value(tlvs: &[Tlv], tag: u32) -> Option<&[u8]> {
         .and_then(Tlv::value)
 }
 
-/// `(tag, length)` entries of a DOL.
-fn parse_dol(dol: &[u8]) -> Option<Vec<(u32, usize)>> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < dol.len() {
-        let first = *dol.get(i)?;
-        let mut tag = u32::from(first);
-        i += 1;
-        if first & 0x1F == 0x1F {
-            loop {
-                let b = *dol.get(i)?;
-                tag = (tag << 8) | u32::from(b);
-                i += 1;
-                if b & 0x80 == 0 {
-                    break;
-                }
-            }
-        }
-        out.push((tag, usize::from(*dol.get(i)?)));
-        i += 1;
-    }
-    Some(out)
-}
-
 fn sel(aid: &[u8]) -> Vec<u8> {
     let mut c = vec![0x00, 0xA4, 0x04, 0x00, u8::try_from(aid.len()).unwrap_or(0)];
     c.extend_from_slice(aid);
@@ -409,6 +386,30 @@ fn sw(response: &[u8]) -> (u16, &[u8]) {
         [data @ .., a, b] => (u16::from_be_bytes([*a, *b]), data),
         _ => (0, &[]),
     }
+}
+
+/// Every directory entry (61) of a PPSE FCI carries an AID (4F) and a priority (87) (EMV Book B
+/// §3.3).
+fn ppse_entries(fci: &[Tlv]) -> Outcome {
+    let Some(bf0c) = Tag::new(0xBF0C).and_then(|t| tlv::find(fci, t)) else {
+        return Outcome::Fail("no BF0C in the PPSE FCI".into());
+    };
+    let entries: Vec<&Tlv> = bf0c
+        .children()
+        .unwrap_or_default()
+        .iter()
+        .filter(|t| t.tag().raw() == 0x61)
+        .collect();
+    if entries.is_empty() {
+        return Outcome::Fail("BF0C holds no entry 61".into());
+    }
+    for e in entries {
+        let kids = e.children().unwrap_or_default();
+        if find_value(kids, 0x4F).is_none() || find_value(kids, 0x87).is_none() {
+            return Outcome::Fail("an entry 61 lacks 4F or 87".into());
+        }
+    }
+    Outcome::Pass
 }
 
 /// Recovers signed dynamic application data (format 05, SHA-1) and checks its hash over the
@@ -442,15 +443,30 @@ fn recover_sdad(key: &EmvPublicKey, sdad: &[u8], after: &[u8]) -> Result<Vec<u8>
 }
 
 impl ReadBackSession {
-    /// Starts a read-back. `candidates` are AIDs to try when the PPSE does not list one; `ca` is
-    /// the CA public key for the ODA chain (ODA is skipped without it).
+    /// Starts a read-back over the contact interface. `candidates` are AIDs to try when the
+    /// PPSE does not list one; `ca` is the CA public key for the ODA chain (ODA is skipped
+    /// without it).
     pub fn start(
+        terminal: TerminalData,
+        ca: Option<CaPublicKey>,
+        candidates: Vec<Vec<u8>>,
+    ) -> (Self, Vec<u8>) {
+        Self::start_on(Interface::Contact, terminal, ca, candidates)
+    }
+
+    /// Starts a read-back over `interface`: over contactless the PPSE must list the application,
+    /// the terminal's TTQ asks for ODA for online authorizations, and a qVSDC card's GPO
+    /// response (ARQC, fDDA signature) replaces GENERATE AC.
+    pub fn start_on(
+        interface: Interface,
         terminal: TerminalData,
         ca: Option<CaPublicKey>,
         candidates: Vec<Vec<u8>>,
     ) -> (Self, Vec<u8>) {
         let session = Self {
             terminal,
+            interface,
+            gpo_objects: Vec::new(),
             ca,
             candidates,
             phase: Phase::SelectPpse,
@@ -517,12 +533,15 @@ impl ReadBackSession {
     fn dol_data(&self, dol: &[u8]) -> Vec<u8> {
         let t = &self.terminal;
         let mut out = Vec::new();
-        for (tag, len) in parse_dol(dol).unwrap_or_default() {
+        for (tag, len) in terminal_cvn::parse_dol(dol).unwrap_or_default() {
             let value: &[u8] = match tag {
                 0x9F02 => &t.amount,
                 0x9F1A | 0x5F2A => &t.country,
                 0x9A => &t.date,
                 0x9F37 => &t.un,
+                // TTQ: qVSDC, contact chip, online PIN, signature; over contactless also
+                // "offline data authentication for online authorizations supported".
+                0x9F66 if self.interface == Interface::Contactless => &[0x37, 0x00, 0x00, 0x00],
                 0x9F66 => &[0x36, 0x00, 0x00, 0x00],
                 _ => &[],
             };
@@ -541,18 +560,30 @@ impl ReadBackSession {
         let (status, data) = sw(response);
         match self.phase {
             Phase::SelectPpse => {
-                let listed = (status == 0x9000)
+                let fci = (status == 0x9000)
                     .then(|| tlv::parse_all(data).ok())
-                    .flatten()
-                    .and_then(|t| find_value(&t, 0x4F).map(<[u8]>::to_vec));
-                if let Some(aid) = listed {
-                    self.candidates.insert(0, aid);
-                    self.check("SELECT PPSE", Outcome::Pass);
-                } else {
-                    self.check(
+                    .flatten();
+                let listed = fci
+                    .as_ref()
+                    .and_then(|t| find_value(t, 0x4F).map(<[u8]>::to_vec));
+                let contactless = self.interface == Interface::Contactless;
+                match (listed, contactless) {
+                    (Some(aid), _) => {
+                        self.candidates.insert(0, aid);
+                        self.check("SELECT PPSE", Outcome::Pass);
+                        let outcome = fci.as_deref().map_or(Outcome::Pass, ppse_entries);
+                        self.check("PPSE: directory entries 61 {4F, 87}", outcome);
+                    }
+                    (None, true) => self.check(
+                        "SELECT PPSE",
+                        Outcome::Fail(format!(
+                            "SW {status:04X}: a contactless card must list its application in the PPSE"
+                        )),
+                    ),
+                    (None, false) => self.check(
                         "SELECT PPSE",
                         Outcome::Skipped(format!("SW {status:04X}, trying the known AIDs")),
-                    );
+                    ),
                 }
                 self.select_next(0)
             }
@@ -627,6 +658,7 @@ impl ReadBackSession {
                     return self.done();
                 };
                 self.check("GET PROCESSING OPTIONS", Outcome::Pass);
+                self.take_qvsdc_gpo(data);
                 self.aip = [
                     aip.first().copied().unwrap_or(0),
                     aip.get(1).copied().unwrap_or(0),
@@ -650,6 +682,13 @@ impl ReadBackSession {
                         Outcome::Fail(format!("SW {status:04X}")),
                     );
                     return self.done();
+                }
+                if data.len() > 256 {
+                    // A short response carries at most 256 data bytes (ISO/IEC 7816-4).
+                    self.check(
+                        &format!("READ RECORD SFI {sfi} record {r}: at most 256 bytes"),
+                        Outcome::Fail(format!("{} bytes", data.len())),
+                    );
                 }
                 match Tlv::from_bytes(data) {
                     Ok(t) if t.tag().raw() == 0x70 => {
@@ -683,6 +722,10 @@ impl ReadBackSession {
             Phase::GetPtc => {
                 if let (0x9000, [0x9F, 0x17, 0x01, n]) = (status, data) {
                     self.result.card.pin_tries = Some(*n);
+                }
+                if !self.gpo_objects.is_empty() {
+                    // qVSDC: the ARQC came with the GPO response.
+                    return self.done();
                 }
                 let cdol1 = find_value(&self.data, 0x8C).map(<[u8]>::to_vec);
                 let Some(cdol1) = cdol1 else {
@@ -737,6 +780,10 @@ impl ReadBackSession {
         self.check("READ RECORD: every AFL record", Outcome::Pass);
         self.summarize_records();
         self.oda();
+        if !self.gpo_objects.is_empty() {
+            self.qvsdc_checks();
+            return self.send(Phase::GetAtc, vec![0x80, 0xCA, 0x9F, 0x36, 0x00]);
+        }
         let dda = self.aip[0] & 0x20 != 0;
         if dda && self.icc_key.is_some() {
             let ddol = find_value(&self.data, 0x9F49)
@@ -764,6 +811,82 @@ impl ReadBackSession {
             Outcome::Skipped(why.into()),
         );
         self.send(Phase::GetAtc, vec![0x80, 0xCA, 0x9F, 0x36, 0x00])
+    }
+
+    /// Keeps the objects of a GPO response that carries a cryptogram (qVSDC); the card data in
+    /// it (57, 5F20, 5F34 ..) joins the records' data.
+    fn take_qvsdc_gpo(&mut self, data: &[u8]) {
+        let objects = match tlv::parse_all(data).ok().as_deref() {
+            Some([t]) if t.tag().raw() == 0x77 => t.children().unwrap_or_default().to_vec(),
+            _ => return,
+        };
+        if find_value(&objects, 0x9F26).is_none() {
+            return;
+        }
+        self.data.extend(
+            objects
+                .iter()
+                .filter(|t| !matches!(t.tag().raw(), 0x82 | 0x94))
+                .cloned(),
+        );
+        self.gpo_objects = objects;
+    }
+
+    /// qVSDC (Kernel 3): the fDDA signature over the terminal's dynamic data, and the ARQC
+    /// evidence out of the GPO response.
+    fn qvsdc_checks(&mut self) {
+        const FDDA: &str = "fDDA: SDAD (9F4B) over 9F37 9F02 5F2A 9F69";
+        let objects = self.gpo_objects.clone();
+        let outcome = match (find_value(&objects, 0x9F4B), &self.icc_key) {
+            (None, _) if self.aip[0] & 0x20 != 0 => {
+                Outcome::Fail("the AIP announces DDA but the GPO response carries no 9F4B".into())
+            }
+            (None, _) => Outcome::Skipped("no 9F4B in the GPO response".into()),
+            (Some(_), None) => Outcome::Fail("no ICC public key recovered".into()),
+            (Some(sdad), Some(key)) => {
+                let card = find_value(&objects, 0x9F69)
+                    .or_else(|| find_value(&self.data, 0x9F69))
+                    .unwrap_or_default();
+                let t = &self.terminal;
+                let after = [&t.un[..], &t.amount, &t.country, card].concat();
+                match recover_sdad(key, sdad, &after) {
+                    Ok(_) => Outcome::Pass,
+                    Err(why) => Outcome::Fail(why),
+                }
+            }
+        };
+        self.check(FDDA, outcome);
+        let get = |tag| find_value(&objects, tag);
+        let (Some(&[cid]), Some(&[a, b]), Some(ac), Some(iad)) =
+            (get(0x9F27), get(0x9F36), get(0x9F26), get(0x9F10))
+        else {
+            self.check(
+                "qVSDC GPO: ARQC (9F26, 9F27, 9F36, 9F10)",
+                Outcome::Fail("9F27, 9F36, 9F26 or 9F10 missing".into()),
+            );
+            return;
+        };
+        let Ok(ac) = <[u8; 8]>::try_from(ac) else {
+            self.check(
+                "qVSDC GPO: ARQC (9F26, 9F27, 9F36, 9F10)",
+                Outcome::Fail("9F26 is not 8 bytes".into()),
+            );
+            return;
+        };
+        self.check("qVSDC GPO: ARQC (9F26, 9F27, 9F36, 9F10)", Outcome::Pass);
+        let elements = find_value(&self.fci, 0x9F38)
+            .ok_or_else(|| "no PDOL (9F38) in the FCI".to_string())
+            .and_then(|pdol| terminal_cvn::ac_elements(pdol, &self.pdol_data));
+        self.result.arqc = Some(ArqcEvidence {
+            aid: self.aid.clone(),
+            cid,
+            atc: [a, b],
+            aip: self.aip,
+            un: self.terminal.un,
+            ac,
+            iad: iad.to_vec(),
+            elements,
+        });
     }
 
     fn summarize_records(&mut self) {
@@ -1008,16 +1131,18 @@ impl ReadBackSession {
             return;
         }
         self.check(NAME, Outcome::Pass);
-        let mut head = Zeroizing::new(self.cdol1_data.clone());
-        head.extend_from_slice(&self.aip);
-        head.extend_from_slice(&[a, b]);
+        let elements = find_value(&self.data, 0x8C)
+            .ok_or_else(|| "no CDOL1 (8C)".to_string())
+            .and_then(|cdol1| terminal_cvn::ac_elements(cdol1, &self.cdol1_data));
         self.result.arqc = Some(ArqcEvidence {
+            aid: self.aid.clone(),
             cid,
             atc: [a, b],
+            aip: self.aip,
             un: self.terminal.un,
             ac,
             iad: iad.to_vec(),
-            input_head: head,
+            elements,
         });
     }
 }

@@ -15,6 +15,7 @@ pub mod channel;
 pub mod keys;
 pub mod model1;
 pub mod model2;
+pub mod ppse;
 pub mod preview;
 pub mod profile;
 

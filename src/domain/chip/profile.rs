@@ -255,11 +255,13 @@ pub struct ChipProfile {
     pub config_tags: Vec<Tag>,
     /// The secure channel its cards are personalized over.
     pub channel: ChannelRule,
+    /// The PPSE instance personalized after the application (`[ppse]`), for contactless.
+    pub ppse: Option<super::ppse::PpseRule>,
     dgis: Vec<DgiRule>,
     reserved: Vec<(u16, u16)>,
 }
 
-const KNOWN_KEYS: [&str; 18] = [
+const KNOWN_KEYS: [&str; 19] = [
     "name",
     "aid",
     "label",
@@ -278,6 +280,7 @@ const KNOWN_KEYS: [&str; 18] = [
     "scheme",
     "description",
     "channel",
+    "ppse",
 ];
 
 const DGI_KEYS: [&str; 11] = [
@@ -468,6 +471,10 @@ impl ChipProfile {
             Some(t) => ChannelRule::from_table(file, t)?,
             None => ChannelRule::default(),
         };
+        let ppse = match c.table(&table, "ppse", "ppse")? {
+            Some(t) => Some(super::ppse::PpseRule::from_table(file, t)?),
+            None => None,
+        };
         let icvv = match table.get("icvv") {
             None => IcvvPosition::CvvToken,
             Some(toml::Value::String(s)) if s == "cvv" => IcvvPosition::CvvToken,
@@ -586,6 +593,7 @@ impl ChipProfile {
             tags: fixed,
             config_tags,
             channel,
+            ppse,
             dgis,
             reserved,
         };

@@ -377,6 +377,11 @@ impl Channel {
         self.level.is_some()
     }
 
+    /// The security level fixed by EXTERNAL AUTHENTICATE (`None` before it).
+    pub fn level(&self) -> Option<u8> {
+        self.level
+    }
+
     /// Whether the security level asks for C-DEC.
     fn c_dec(&self) -> bool {
         self.level.is_some_and(|l| l & 0x02 != 0)
@@ -384,9 +389,11 @@ impl Channel {
 
     fn levels_allowed(&self, level: u8) -> bool {
         match self.protocol {
-            CardProtocol::Scp02 { .. } => matches!(level, 0x01 | 0x03),
+            // 00 (no secure messaging after the authentication) is a valid level (GP 2.3 §E.5.2,
+            // Amendment D §7.1.2).
+            CardProtocol::Scp02 { .. } => matches!(level, 0x00 | 0x01 | 0x03),
             CardProtocol::Scp03 { i } => match level {
-                0x01 | 0x03 => true,
+                0x00 | 0x01 | 0x03 => true,
                 0x11 | 0x13 => i & 0x20 != 0,
                 0x33 => i & 0x60 == 0x60,
                 _ => false,
@@ -488,6 +495,14 @@ impl Channel {
         let [cla, ins, p1, p2, rest @ ..] = apdu else {
             return Err(sw::WRONG_LENGTH);
         };
+        if self.level == Some(0x00) && cla & 0x04 == 0 {
+            // Security level 00: commands travel plain.
+            let data = match rest {
+                [lc, body @ ..] if !body.is_empty() => body.get(..usize::from(*lc)).unwrap_or(body),
+                _ => &[],
+            };
+            return Ok(Zeroizing::new(data.to_vec()));
+        }
         if cla & 0x04 == 0 {
             return Err(sw::SECURITY);
         }

@@ -9,8 +9,10 @@
 //!   (`9F38`) of the FCI; the ATC counts up.
 //! - READ RECORD: the record DGI `SFI || record`.
 //! - GET DATA: `9F36` ATC, `9F17` PIN try counter.
-//! - GENERATE AC: MAC algorithm 3 over `CDOL1 data || AIP || ATC || scheme part` with MK-AC (first
-//!   16 bytes of DGI 8000) or its session key, per the CVN; answer `77 {9F27, 9F36, 9F26, 9F10}`.
+//! - GENERATE AC: MAC algorithm 3 over the CVN's element set (terminal elements by tag out of the
+//!   CDOL1 data || AIP || ATC || scheme part, see [`cryptogram`]) with MK-AC (first 16 bytes of
+//!   DGI 8000) or its session key; the IAD from the personalized 9F10 (DKI, CVN byte) with the
+//!   card's CVR; answer `77 {9F27, 9F36, 9F26, 9F10}`.
 //! - INTERNAL AUTHENTICATE: signed dynamic application data (format 05) with the ICC private key
 //!   from the CRT DGIs 8201-8205; answer `80 SDAD`.
 //! - VERIFY (P2 = 80): the plaintext PIN block against DGI 8010, PIN try counter from 9010.
@@ -23,8 +25,8 @@ use sha1::{Digest, Sha1};
 use zeroize::Zeroizing;
 
 use super::channel::sw;
-use super::{Application, CardCvn, reply, tlv};
-use crate::domain::crypto::{self, MacPadding};
+use super::{Application, CardCvn, contactless, cryptogram, reply, tlv};
+use crate::domain::crypto;
 use crate::domain::tlv::{self as ber, Tag, Tlv};
 
 /// "1PAY.SYS.DDF01".
@@ -35,10 +37,31 @@ pub const PPSE: &[u8] = b"2PAY.SYS.DDF01";
 /// The state of the current transaction (reset by SELECT and power-off).
 #[derive(Debug, Default)]
 pub struct Transaction {
-    gpo_done: bool,
+    pub(super) gpo_done: bool,
     verified: bool,
     /// The PDOL data of GET PROCESSING OPTIONS (enters the CDA transaction data hash).
     pdol: Vec<u8>,
+    /// The AIP this interface's GPO returned (enters the AC).
+    aip: Vec<u8>,
+}
+
+impl Transaction {
+    /// Records what GET PROCESSING OPTIONS received and returned.
+    pub(super) fn set_after_gpo(&mut self, pdol_data: &[u8], aip: &[u8]) {
+        self.gpo_done = true;
+        self.pdol = pdol_data.to_vec();
+        self.aip = aip.to_vec();
+        self.verified = false;
+    }
+}
+
+/// What the application needs to know about the card it runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Context {
+    /// The CVN its cryptograms follow.
+    pub cvn: CardCvn,
+    /// Whether the terminal talks to it over the contactless interface.
+    pub contactless: bool,
 }
 
 /// DGIs whose encrypted value was padded (ISO/IEC 9797-1 method 2) before encryption: the RSA
@@ -92,7 +115,7 @@ pub fn check_personalization(dgis: &BTreeMap<u16, Zeroizing<Vec<u8>>>) -> Result
 }
 
 /// The first object with `tag` in a DGI holding TLVs.
-fn find_in(value: &[u8], tag: u32) -> Option<Vec<u8>> {
+pub(super) fn find_in(value: &[u8], tag: u32) -> Option<Vec<u8>> {
     let tag = Tag::new(tag)?;
     let tlvs = ber::parse_all(value).ok()?;
     ber::find(&tlvs, tag)
@@ -108,39 +131,50 @@ fn find_in_records(app: &Application, tag: u32) -> Option<Vec<u8>> {
         .find_map(|(_, v)| find_in(v, tag))
 }
 
-fn fci_source(app: &Application) -> Option<&[u8]> {
+/// The FCI DGI of the interface: contact 9102 (else 9103), contactless 9103 (else 9102).
+fn fci_source(app: &Application, contactless: bool) -> Option<&[u8]> {
+    let (first, second) = if contactless {
+        (0x9103, 0x9102)
+    } else {
+        (0x9102, 0x9103)
+    };
     app.dgis
-        .get(&0x9102)
-        .or_else(|| app.dgis.get(&0x9103))
+        .get(&first)
+        .or_else(|| app.dgis.get(&second))
         .map(|v| v.as_slice())
 }
 
-/// The FCI of the application.
-pub fn application_fci(app: &Application) -> Vec<u8> {
-    match fci_source(app) {
+/// The FCI of the application on this interface.
+pub fn application_fci(app: &Application, contactless: bool) -> Vec<u8> {
+    match fci_source(app, contactless) {
         Some(v) if v.first() == Some(&0x6F) => v.to_vec(),
         Some(v) => tlv(0x6F, &[tlv(0x84, &app.aid), v.to_vec()].concat()),
         None => tlv(0x6F, &tlv(0x84, &app.aid)),
     }
 }
 
-/// The FCI of the PSE (`88` SFI 1) or PPSE (`BF0C` with the application entry).
-pub fn directory_fci(app: &Application, ppse: bool) -> Vec<u8> {
-    if ppse {
-        let entry = tlv(0x61, &directory_entry(app));
-        let a5 = tlv(0xA5, &tlv(0xBF0C, &entry));
-        tlv(0x6F, &[tlv(0x84, PPSE), a5].concat())
-    } else {
-        tlv(
-            0x6F,
-            &[tlv(0x84, PSE), tlv(0xA5, &tlv(0x88, &[0x01]))].concat(),
-        )
-    }
+/// The FCI of the PSE (`88` SFI 1), contact only.
+pub fn pse_fci() -> Vec<u8> {
+    tlv(
+        0x6F,
+        &[tlv(0x84, PSE), tlv(0xA5, &tlv(0x88, &[0x01]))].concat(),
+    )
+}
+
+/// The FCI of the PPSE instance: its personalized DGI 9102 (a whole `6F`, or the `A5` template
+/// put under `6F { 84 2PAY.SYS.DDF01 }`), never computed from the payment application (EMV
+/// Book B: the PPSE is personalized data). `None` when it holds no 9102.
+pub fn ppse_fci(ppse: &Application) -> Option<Vec<u8>> {
+    let v = ppse.dgis.get(&0x9102)?;
+    Some(match v.first() {
+        Some(0x6F) => v.to_vec(),
+        _ => tlv(0x6F, &[tlv(0x84, PPSE), v.to_vec()].concat()),
+    })
 }
 
 fn directory_entry(app: &Application) -> Vec<u8> {
     let mut entry = tlv(0x4F, &app.aid);
-    if let Some(label) = fci_source(app).and_then(|v| find_in(v, 0x50)) {
+    if let Some(label) = fci_source(app, false).and_then(|v| find_in(v, 0x50)) {
         entry.extend_from_slice(&tlv(0x50, &label));
     }
     entry.extend_from_slice(&tlv(0x87, &[0x01]));
@@ -170,7 +204,7 @@ fn dol_len(dol: &[u8]) -> Option<usize> {
 pub fn process(
     app: &mut Application,
     tx: &mut Transaction,
-    cvn: CardCvn,
+    ctx: Context,
     pse: bool,
     apdu: &[u8],
     random: [u8; 8],
@@ -182,9 +216,10 @@ pub fn process(
     match (*cla, *ins) {
         (0x00, 0xB2) => read_record(app, pse, *p1, *p2),
         _ if pse => reply(&[], sw::INS),
-        (0x80, 0xA8) => gpo(app, tx, data),
+        (0x80, 0xA8) if ctx.contactless => contactless::gpo(app, tx, ctx, data, random),
+        (0x80, 0xA8) => contact_gpo(app, tx, data),
         (0x80, 0xCA) => get_data(app, *p1, *p2),
-        (0x80, 0xAE) => generate_ac(app, tx, cvn, *p1, data, random),
+        (0x80, 0xAE) => generate_ac(app, tx, ctx.cvn, *p1, data, random),
         (0x00, 0x88) => internal_authenticate(app, data, random),
         (0x00, 0x20) => verify(app, tx, *p2, data),
         (0x00 | 0x80, _) => reply(&[], sw::INS),
@@ -226,14 +261,49 @@ fn aip_of(app: &Application) -> Vec<u8> {
         .unwrap_or_else(|| vec![0, 0])
 }
 
-fn gpo(app: &mut Application, tx: &mut Transaction, data: &[u8]) -> Vec<u8> {
+/// The PDOL the terminal saw over contactless: 9F38 of the contactless FCI (9103, else 9102).
+pub(super) fn contactless_pdol(app: &Application) -> Option<Vec<u8>> {
+    fci_source(app, true).and_then(|v| find_in(v, 0x9F38))
+}
+
+/// The first object with `tag` in any DGI holding TLVs (records, FCI and GPO DGIs).
+pub(super) fn find_anywhere(app: &Application, tag: u32) -> Option<Vec<u8>> {
+    app.dgis
+        .iter()
+        .filter(|(id, _)| **id < 0x8000 || (0x9100..=0x92FF).contains(*id))
+        .find_map(|(_, v)| find_in(v, tag))
+}
+
+/// Whether the card holds an ICC private key (CRT DGIs 8201-8205).
+pub(super) fn has_icc_key(app: &Application) -> bool {
+    icc_key(app).is_some()
+}
+
+/// Counts the ATC and records the transaction of a GPO answered with `response`.
+pub(super) fn finish_gpo(
+    app: &mut Application,
+    tx: &mut Transaction,
+    pdol_data: &[u8],
+    aip: &[u8],
+    response: Vec<u8>,
+) -> Vec<u8> {
+    if app.atc == u16::MAX {
+        return reply(&[], sw::CONDITIONS);
+    }
+    app.atc += 1;
+    tx.set_after_gpo(pdol_data, aip);
+    reply(&response, sw::OK)
+}
+
+/// Contact GET PROCESSING OPTIONS.
+pub(super) fn contact_gpo(app: &mut Application, tx: &mut Transaction, data: &[u8]) -> Vec<u8> {
     let [0x83, len, pdol_data @ ..] = data else {
         return reply(&[], sw::WRONG_DATA);
     };
     if usize::from(*len) != pdol_data.len() {
         return reply(&[], sw::WRONG_LENGTH);
     }
-    let expected = fci_source(app)
+    let expected = fci_source(app, false)
         .and_then(|v| find_in(v, 0x9F38))
         .map_or(Some(0), |pdol| dol_len(&pdol));
     if expected != Some(pdol_data.len()) {
@@ -247,14 +317,8 @@ fn gpo(app: &mut Application, tx: &mut Transaction, data: &[u8]) -> Vec<u8> {
         (None, Some(fixed)) if fixed.len() >= 2 => tlv(0x80, fixed),
         _ => return reply(&[], sw::CONDITIONS),
     };
-    if app.atc == u16::MAX {
-        return reply(&[], sw::CONDITIONS);
-    }
-    app.atc += 1;
-    tx.gpo_done = true;
-    tx.pdol = pdol_data.to_vec();
-    tx.verified = false;
-    reply(&response, sw::OK)
+    let aip = aip_of(app);
+    finish_gpo(app, tx, pdol_data, &aip, response)
 }
 
 fn get_data(app: &Application, p1: u8, p2: u8) -> Vec<u8> {
@@ -265,55 +329,13 @@ fn get_data(app: &Application, p1: u8, p2: u8) -> Vec<u8> {
     }
 }
 
-/// The issuer application data the card reports, and the part of it that enters the AC.
-fn iad(cvn: CardCvn, verified: bool) -> (Vec<u8>, Vec<u8>) {
-    // CVR bits: offline PIN verified when a VERIFY succeeded in this transaction.
-    let pin = if verified { 0x04 } else { 0x00 };
-    match cvn {
-        CardCvn::Visa10 | CardCvn::Visa18 | CardCvn::Visa22 => {
-            let cvn_byte = match cvn {
-                CardCvn::Visa10 => 0x0A,
-                CardCvn::Visa18 => 0x12,
-                _ => 0x16,
-            };
-            let iad = vec![0x06, 0x01, cvn_byte, 0x03, 0xA0, pin, 0x00];
-            let part = if cvn == CardCvn::Visa10 {
-                iad[3..7].to_vec()
-            } else {
-                iad.clone()
-            };
-            (iad, part)
-        }
-        CardCvn::Mastercard16 | CardCvn::Mastercard20 => {
-            let cvn_byte = if cvn == CardCvn::Mastercard16 {
-                0x10
-            } else {
-                0x14
-            };
-            let iad = vec![
-                0x01, cvn_byte, 0xA0, pin, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-                0x00, 0x00, 0x00, 0x00, 0x00,
-            ];
-            let part = iad[2..8].to_vec();
-            (iad, part)
-        }
-    }
-}
-
-fn parity(key: &mut [u8]) {
-    crypto::adjust_odd_parity(key);
-}
-
-/// EMV common session key: `TDES_MK(R with byte 3 = F0) || TDES_MK(R with byte 3 = 0F)`.
-fn session_key(mk: &[u8], r: [u8; 8]) -> Result<Zeroizing<Vec<u8>>, u16> {
-    let mut out = Zeroizing::new(Vec::with_capacity(16));
-    out.extend_from_slice(&r);
-    out.extend_from_slice(&r);
-    out[2] = 0xF0;
-    out[10] = 0x0F;
-    crypto::tdes_ecb_encrypt(mk, &mut out).map_err(|_| sw::UNKNOWN)?;
-    parity(&mut out);
-    Ok(out)
+/// The 9F10 the card was personalized with: DGI 9200 (VSDC IAD options), else the first 9F10 in
+/// any DGI holding TLVs (records, contactless GPO DGIs).
+pub(super) fn personalized_iad(app: &Application) -> Option<Vec<u8>> {
+    app.dgis
+        .get(&0x9200)
+        .and_then(|v| find_in(v, 0x9F10))
+        .or_else(|| find_anywhere(app, 0x9F10))
 }
 
 fn generate_ac(
@@ -335,38 +357,26 @@ fn generate_ac(
     let Some(mk) = app.dgis.get(&0x8000).and_then(|k| k.get(..16)) else {
         return reply(&[], sw::CONDITIONS);
     };
-    let aip = aip_of(app);
+    let aip = tx.aip.clone();
     let atc = app.atc.to_be_bytes();
-    // The unpredictable number is the last 4 bytes of the CDOL1 data when it follows the
-    // minimum data layout (9F02 9F03 9F1A 95 5F2A 9A 9C 9F37).
-    let un: [u8; 4] = data
+    let cdol1 = find_in_records(app, 0x8C).unwrap_or_default();
+    // The CVN's terminal elements, by tag out of the CDOL1 data (not the whole CDOL1 data).
+    let Some(elements) = cryptogram::terminal_elements(&cdol1, data) else {
+        return reply(&[], sw::CONDITIONS);
+    };
+    let un: [u8; 4] = elements
         .get(25..29)
         .and_then(|s| s.try_into().ok())
         .unwrap_or([0; 4]);
-    let key = match cvn {
-        CardCvn::Visa10 => Ok(Zeroizing::new(mk.to_vec())),
-        CardCvn::Visa18 | CardCvn::Visa22 | CardCvn::Mastercard20 => {
-            session_key(mk, [atc[0], atc[1], 0, 0, 0, 0, 0, 0])
-        }
-        CardCvn::Mastercard16 => {
-            session_key(mk, [atc[0], atc[1], 0, 0, un[0], un[1], un[2], un[3]])
-        }
-    };
-    let Ok(key) = key else {
+    let Ok(key) = cryptogram::session_key(cvn, mk, atc, un) else {
         return reply(&[], sw::UNKNOWN);
     };
-    let (iad, part) = iad(cvn, tx.verified);
-    let mut input = Vec::with_capacity(data.len() + 32);
-    input.extend_from_slice(data);
-    input.extend_from_slice(&aip);
-    input.extend_from_slice(&atc);
-    input.extend_from_slice(&part);
-    let padding = if cvn == CardCvn::Visa10 {
-        MacPadding::Method1
-    } else {
-        MacPadding::Method2
+    let template = personalized_iad(app);
+    let iad = cryptogram::issuer_application_data(cvn, template.as_deref(), tx.verified);
+    let Some(input) = cryptogram::ac_input(cvn, &elements, &aip, atc, &iad) else {
+        return reply(&[], sw::UNKNOWN);
     };
-    let Ok(ac) = crypto::retail_mac(&key, &[0; 8], &input, padding) else {
+    let Ok(ac) = cryptogram::cryptogram(cvn, &key, &input) else {
         return reply(&[], sw::UNKNOWN);
     };
     let cid = match p1 & 0xC0 {
@@ -435,7 +445,7 @@ fn internal_authenticate(app: &Application, ddol_data: &[u8], random: [u8; 8]) -
 
 /// Signed dynamic application data (format 05, SHA-1) over the ICC dynamic data `icc_dd`, the
 /// hash also covering `after` (DDOL data for DDA, the unpredictable number for CDA).
-fn sign_dynamic(app: &Application, icc_dd: &[u8], after: &[u8]) -> Result<Vec<u8>, u16> {
+pub(super) fn sign_dynamic(app: &Application, icc_dd: &[u8], after: &[u8]) -> Result<Vec<u8>, u16> {
     let key = icc_key(app).ok_or(sw::CONDITIONS)?;
     use rsa::traits::PublicKeyParts;
     let k = key.size();
@@ -509,7 +519,7 @@ mod tests {
         // AIP 1980, AFL 08 01 01 00: the M/Chip contact GPO response DGI, no 9104.
         let mut a = app(&[(0xA005, &[0x19, 0x80, 0x08, 0x01, 0x01, 0x00])]);
         let mut tx = Transaction::default();
-        let r = gpo(&mut a, &mut tx, &[0x83, 0x00]);
+        let r = contact_gpo(&mut a, &mut tx, &[0x83, 0x00]);
         assert_eq!(
             r,
             [0x80, 0x06, 0x19, 0x80, 0x08, 0x01, 0x01, 0x00, 0x90, 0x00]
@@ -527,11 +537,11 @@ mod tests {
             ),
             (0xA005, &[0x19, 0x80, 0x08, 0x01, 0x01, 0x00]),
         ]);
-        let r = gpo(&mut a, &mut Transaction::default(), &[0x83, 0x00]);
+        let r = contact_gpo(&mut a, &mut Transaction::default(), &[0x83, 0x00]);
         assert_eq!(r.first(), Some(&0x77));
         assert_eq!(aip_of(&a), [0x39, 0x00]);
         let mut empty = app(&[]);
-        let r = gpo(&mut empty, &mut Transaction::default(), &[0x83, 0x00]);
+        let r = contact_gpo(&mut empty, &mut Transaction::default(), &[0x83, 0x00]);
         assert_eq!(r, [0x69, 0x85]);
     }
 }

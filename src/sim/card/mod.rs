@@ -10,24 +10,37 @@
 //! generic primitives of `domain::crypto`, `domain::tlv` and `domain::dgi`.
 //!
 //! GlobalPlatform part ([`channel`]): SELECT of the security domain or an application instance,
-//! INITIALIZE UPDATE, EXTERNAL AUTHENTICATE (SCP02 i=15/55, SCP03 i=00/10/70; keys from a KMC it is
-//! given, diversified with its KDD, or static), INSTALL [for personalization], STORE DATA with
-//! sequence checks, DGI reassembly across commands and DEK decryption. Real status words: `6300`
-//! wrong host cryptogram, `6982` bad or missing C-MAC, `6A86` wrong STORE DATA sequence, `6985`
-//! commands out of order or a second personalization, `6A88` unknown key version, `6A80` malformed
-//! DGIs (8000 not 48 bytes, 9000 KCVs that do not match 8000, a record that is not template 70).
+//! INITIALIZE UPDATE, EXTERNAL AUTHENTICATE (SCP02 i=15/55, SCP03 i=00/10/70, security levels
+//! 00, 01, 03 and the R-MAC/R-ENC ones; keys from a KMC it is given, diversified with its KDD, or
+//! static), INSTALL [for personalization], STORE DATA with sequence checks, DGI reassembly across
+//! commands and DEK decryption; on the security domain GET DATA (66, CF, E0) and GET STATUS
+//! (ISD, applications). Inside a session every command goes through secure messaging (C-MAC
+//! checked, chain advanced, GP 2.3 §10.2) before it is answered — `6D00` for one it does not
+//! implement — and a plain command at a C-MAC level ends the session first. Real status words:
+//! `6300` wrong host cryptogram, `6982` bad or missing C-MAC, `6A86` wrong STORE DATA sequence,
+//! `6985` commands out of order or a second personalization, `6A88` unknown key version, `6A80`
+//! malformed DGIs (8000 not 48 bytes, 9000 KCVs that do not match 8000, a record that is not
+//! template 70).
 //!
-//! Payment application ([`emv`]): SELECT PSE/PPSE/AID (FCI from DGI 9102, else 9103), GET
-//! PROCESSING OPTIONS (from 9104; PDOL length checked), READ RECORD (record DGIs), GET DATA
-//! (9F36, 9F17), GENERATE AC (session key from MK-AC in 8000 per the configured CVN), INTERNAL
-//! AUTHENTICATE (DDA with the 8201-8205 CRT key), VERIFY (plaintext PIN against 8010 and 9010).
+//! Instances: the payment application and the PPSE (`2PAY.SYS.DDF01`), each personalized once.
+//!
+//! Payment application ([`emv`], [`contactless`], [`cryptogram`]): over contact SELECT PSE/AID
+//! (FCI 9102), GPO from 9104 (or M/Chip A005); over contactless ([`CardConfig::interface`])
+//! SELECT PPSE from the PPSE instance's personalized FCI (never computed), SELECT AID from 9103,
+//! GPO from the contactless DGIs (M/Chip B005; Visa qVSDC 9115/9117 with the ARQC and the fDDA
+//! signature). READ RECORD, GET DATA (9F36, 9F17), GENERATE AC per CVN element set (with CDA),
+//! INTERNAL AUTHENTICATE (DDA with the 8201-8205 CRT key), VERIFY (plaintext PIN against 8010
+//! and 9010).
 //!
 //! Faults for tests ([`Fault`]): the card pulled at command N, garbage or a given status word as
 //! the answer to command N. With [`CardConfig::t0`] it answers like a T=0 card (`61xx` then GET
-//! RESPONSE, `6Cxx` for a wrong Le).
+//! RESPONSE, `6Cxx` for a wrong Le); `sim-card` always does, as its ATR announces T=0.
 
 pub mod channel;
+pub mod contactless;
+pub mod cryptogram;
 pub mod emv;
+pub mod stock;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -46,32 +59,54 @@ pub const ATR: [u8; 12] = [
     0x3B, 0x68, 0x00, 0x00, 0x00, 0x73, 0xC8, 0x40, 0x13, 0x00, 0x90, 0x00,
 ];
 
-/// The cryptogram version the payment application computes its AC with.
+/// The cryptogram version the payment application computes its AC with ([`cryptogram`] has the
+/// element set, session key and padding of each).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CardCvn {
-    /// Visa CVN 10: MK-AC directly, padding method 1, AC data ends with the 4-byte CVR.
+    /// Visa CVN 10 (`0A`): MK-AC directly, padding method 1, AC data ends with the 4-byte CVR.
     Visa10,
-    /// Visa CVN 18: EMV common session key, padding method 2, AC data ends with the whole IAD.
+    /// Visa CVN 18 (`12`): EMV common session key, padding method 2, AC data ends with the IAD.
     Visa18,
-    /// Visa CVN 22: as CVN 18.
+    /// Visa CVN 22 (`22`): as CVN 18, with IAD format 2 (`1F 22 DKI CVR(5) ..`, 32 bytes).
     Visa22,
-    /// Mastercard CVN 16: Mastercard SKD (ATC || 00 00 || UN), padding 2, 6-byte CVR.
+    /// Mastercard CVN 16 (`10`): Mastercard SKD (ATC || 00 00 || UN), padding 2, 6-byte CVR.
     Mastercard16,
-    /// Mastercard CVN 20: EMV common session key, padding 2, 6-byte CVR.
+    /// Mastercard CVN 17 (`11`): as 16, the 8 counter bytes of the IAD also in the AC data.
+    Mastercard17,
+    /// Mastercard CVN 20 (`14`): EMV common session key, padding 2, 6-byte CVR.
     Mastercard20,
+    /// Mastercard CVN 21 (`15`): as 20, the 8 counter bytes of the IAD also in the AC data.
+    Mastercard21,
 }
 
 impl CardCvn {
-    /// Parses a profile name (`visa-cvn10`, `visa-cvn18`, `visa-cvn22`, `mc-cvn16`, `mc-cvn20`).
+    /// Parses a profile name (`visa-cvn10`, `visa-cvn18`, `visa-cvn22`, `mc-cvn16`, `mc-cvn17`,
+    /// `mc-cvn20`, `mc-cvn21`).
     pub fn parse(name: &str) -> Option<Self> {
         Some(match name {
             "visa-cvn10" => Self::Visa10,
             "visa-cvn18" => Self::Visa18,
             "visa-cvn22" => Self::Visa22,
             "mc-cvn16" => Self::Mastercard16,
+            "mc-cvn17" => Self::Mastercard17,
             "mc-cvn20" => Self::Mastercard20,
+            "mc-cvn21" => Self::Mastercard21,
             _ => return None,
         })
+    }
+
+    /// The CVN byte of the IAD (Visa: the CVN number read as hex digits; Mastercard
+    /// `0001 0 ss c`).
+    pub fn byte(self) -> u8 {
+        match self {
+            Self::Visa10 => 0x0A,
+            Self::Visa18 => 0x12,
+            Self::Visa22 => 0x22,
+            Self::Mastercard16 => 0x10,
+            Self::Mastercard17 => 0x11,
+            Self::Mastercard20 => 0x14,
+            Self::Mastercard21 => 0x15,
+        }
     }
 }
 
@@ -105,11 +140,35 @@ pub struct CardConfig {
     pub cvn: CardCvn,
     /// Answer like a T=0 card: `61xx` + GET RESPONSE for response data, `6Cxx` for a wrong Le.
     pub t0: bool,
+    /// The interface the terminal uses (what SELECT PPSE and GPO answer depends on it).
+    pub interface: CardInterface,
+}
+
+/// The interface of a dual-interface card the terminal talks over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CardInterface {
+    /// ISO/IEC 7816 contacts.
+    #[default]
+    Contact,
+    /// ISO/IEC 14443 (EMV contactless).
+    Contactless,
+}
+
+impl CardInterface {
+    /// Parses `contact` or `contactless`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "contact" => Some(Self::Contact),
+            "contactless" => Some(Self::Contactless),
+            _ => None,
+        }
+    }
 }
 
 impl CardConfig {
     /// A card with the given protocol and keys, the default ISD, the Visa and Mastercard credit
-    /// application instances, CVN 18, and a KDD made of `A0 00 00 00 03 00` and a CSN.
+    /// application instances and the PPSE instance, CVN 18, the contact interface, and a KDD
+    /// made of `00 00 45 41 53 59` and a CSN.
     pub fn new(protocol: CardProtocol, keys: CardKeySource, csn: [u8; 4]) -> Self {
         let mut kdd = [0u8; 10];
         kdd[..6].copy_from_slice(&[0x00, 0x00, 0x45, 0x41, 0x53, 0x59]);
@@ -125,9 +184,11 @@ impl CardConfig {
                 vec![0xA0, 0x00, 0x00, 0x00, 0x04, 0x10, 0x10],
                 vec![0xA0, 0x00, 0x00, 0x00, 0x03, 0x20, 0x10],
                 vec![0xA0, 0x00, 0x00, 0x00, 0x04, 0x30, 0x60],
+                emv::PPSE.to_vec(),
             ],
             cvn: CardCvn::Visa18,
             t0: false,
+            interface: CardInterface::Contact,
         }
     }
 }
@@ -179,6 +240,9 @@ pub struct SavedState {
     pub ptc: u8,
     /// Secure channel sequence counter.
     pub sequence: u32,
+    /// The PPSE instance's DGIs (id → hex), when it was personalized.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ppse: Option<BTreeMap<String, String>>,
 }
 
 /// The virtual card.
@@ -194,6 +258,8 @@ pub struct VirtualCard {
     fixed_random: Option<[u8; 8]>,
     staging: Staging,
     app: Option<Application>,
+    /// The personalized PPSE instance (`2PAY.SYS.DDF01`).
+    ppse: Option<Application>,
     pending_response: Option<Vec<u8>>,
     emv: emv::Transaction,
 }
@@ -258,6 +324,7 @@ impl VirtualCard {
             fixed_random: None,
             staging: Staging::default(),
             app: None,
+            ppse: None,
             pending_response: None,
             emv: emv::Transaction::default(),
         })
@@ -304,6 +371,18 @@ impl VirtualCard {
         self.app.as_ref()
     }
 
+    /// The personalized PPSE instance, if any.
+    pub fn ppse(&self) -> Option<&Application> {
+        self.ppse.as_ref()
+    }
+
+    /// Presents the other interface (the same card moved from the contacts to the field):
+    /// resets it.
+    pub fn set_interface(&mut self, interface: CardInterface) {
+        self.config.interface = interface;
+        self.reset();
+    }
+
     /// Power cycle / warm reset: closes the secure channel, drops a personalization in progress,
     /// clears the selection and the transaction.
     pub fn reset(&mut self) {
@@ -330,6 +409,12 @@ impl VirtualCard {
                     .insert(format!("{id:04X}"), hex::encode_upper(value.as_slice()));
             }
         }
+        state.ppse = self.ppse.as_ref().map(|p| {
+            p.dgis
+                .iter()
+                .map(|(id, v)| (format!("{id:04X}"), hex::encode_upper(v.as_slice())))
+                .collect()
+        });
         state
     }
 
@@ -337,23 +422,32 @@ impl VirtualCard {
     pub fn restore(&mut self, state: &SavedState) -> Result<(), CardConfigError> {
         let bad = |what: &str| CardConfigError::State(what.to_string());
         self.sequence = state.sequence;
+        let dgis_of = |map: &BTreeMap<String, String>| {
+            let mut dgis = BTreeMap::new();
+            for (id, value) in map {
+                let id = u16::from_str_radix(id, 16).map_err(|_| bad("a DGI id is not hex"))?;
+                let value = hex::decode(value).map_err(|_| bad("a DGI value is not hex"))?;
+                dgis.insert(id, Zeroizing::new(value));
+            }
+            Ok::<_, CardConfigError>(dgis)
+        };
         self.app = match &state.aid {
             None => None,
-            Some(aid) => {
-                let aid = hex::decode(aid).map_err(|_| bad("aid is not hex"))?;
-                let mut dgis = BTreeMap::new();
-                for (id, value) in &state.dgis {
-                    let id = u16::from_str_radix(id, 16).map_err(|_| bad("a DGI id is not hex"))?;
-                    let value = hex::decode(value).map_err(|_| bad("a DGI value is not hex"))?;
-                    dgis.insert(id, Zeroizing::new(value));
-                }
-                Some(Application {
-                    aid,
-                    dgis,
-                    atc: state.atc,
-                    ptc: state.ptc,
-                })
-            }
+            Some(aid) => Some(Application {
+                aid: hex::decode(aid).map_err(|_| bad("aid is not hex"))?,
+                dgis: dgis_of(&state.dgis)?,
+                atc: state.atc,
+                ptc: state.ptc,
+            }),
+        };
+        self.ppse = match &state.ppse {
+            None => None,
+            Some(map) => Some(Application {
+                aid: emv::PPSE.to_vec(),
+                dgis: dgis_of(map)?,
+                atc: 0,
+                ptc: 0,
+            }),
         };
         Ok(())
     }
@@ -441,34 +535,76 @@ impl VirtualCard {
         let (cla, ins, p1, p2) = (*cla, *ins, *p1, *p2);
         let data = command_data(apdu);
         match (cla & 0xFC, ins) {
-            (0x00, 0xA4) => self.select(p1, data),
-            (0x80, 0x50) => self.initialize_update(p1, data),
-            (0x84, 0x82) | (0x80, 0x82) => self.external_authenticate(apdu),
-            (0x80 | 0x84, 0xE6) => self.secured(apdu, cla, |card, plain| card.install(p1, plain)),
-            (0x80 | 0x84, 0xE2) => {
-                self.secured(apdu, cla, |card, plain| card.store_data(p1, p2, plain))
+            (0x00, 0xA4) => return self.select(p1, data),
+            (0x80, 0x50) => return self.initialize_update(p1, data),
+            (0x84, 0x82) | (0x80, 0x82) => return self.external_authenticate(apdu),
+            _ => {}
+        }
+        // Inside a secure channel session every command goes through secure messaging (its
+        // C-MAC checked and the MAC chain advanced, GP 2.3 §10.2); a command that is not wrapped
+        // while the level asks for a C-MAC ends the session before it is answered.
+        if let Some(level) = self.channel.as_ref().and_then(Channel::level) {
+            let gp = cla & 0xF0 == 0x80 && matches!(ins, 0xE6 | 0xE2 | 0xF2 | 0xCA);
+            if cla & 0x04 != 0 || (level == 0x00 && gp) {
+                return self.secured(apdu, cla, |card, plain| {
+                    card.sd_command(cla, ins, p1, p2, plain)
+                });
             }
+            if level != 0x00 {
+                self.channel = None;
+            }
+        } else if self.channel.is_some() {
+            // INITIALIZE UPDATE without EXTERNAL AUTHENTICATE: any other command ends it.
+            self.channel = None;
+        }
+        match (cla & 0xFC, ins) {
+            (0x80 | 0x84, 0xE6 | 0xE2 | 0xF2) => reply(&[], sw::SECURITY),
             (0x80, 0xCA) if matches!(self.selected, Selected::SecurityDomain) => {
-                self.gp_get_data(p1, p2)
+                let (data, status) = self.gp_get_data(p1, p2);
+                reply(&data, status)
             }
-            _ => match &self.app {
-                Some(_) if matches!(self.selected, Selected::Application(_) | Selected::Pse) => {
-                    let random = self.random();
-                    let pse = self.selected == Selected::Pse;
-                    let Some(app) = self.app.as_mut() else {
-                        return reply(&[], sw::CONDITIONS);
-                    };
-                    emv::process(app, &mut self.emv, self.config.cvn, pse, apdu, random)
-                }
-                _ => reply(
-                    &[],
-                    if cla & 0x80 == 0 && ins == 0xB2 {
-                        sw::CONDITIONS
-                    } else {
-                        sw::INS
-                    },
-                ),
-            },
+            _ => self.application_command(apdu, cla, ins),
+        }
+    }
+
+    /// A command of the payment application (or a directory) outside GP secure messaging.
+    fn application_command(&mut self, apdu: &[u8], cla: u8, ins: u8) -> Vec<u8> {
+        match &self.app {
+            Some(_) if matches!(self.selected, Selected::Application(_) | Selected::Pse) => {
+                let random = self.random();
+                let pse = self.selected == Selected::Pse;
+                let Some(app) = self.app.as_mut() else {
+                    return reply(&[], sw::CONDITIONS);
+                };
+                let ctx = emv::Context {
+                    cvn: self.config.cvn,
+                    contactless: self.config.interface == CardInterface::Contactless,
+                };
+                emv::process(app, &mut self.emv, ctx, pse, apdu, random)
+            }
+            _ => reply(
+                &[],
+                if cla & 0x80 == 0 && ins == 0xB2 {
+                    sw::CONDITIONS
+                } else {
+                    sw::INS
+                },
+            ),
+        }
+    }
+
+    /// A command inside the secure channel session, its data already unwrapped: INSTALL, STORE
+    /// DATA, and on the security domain GET STATUS and GET DATA; anything else `6D00` (the
+    /// C-MAC was checked, so the host's and the card's MAC chains stay in step).
+    fn sd_command(&mut self, cla: u8, ins: u8, p1: u8, p2: u8, plain: &[u8]) -> (Vec<u8>, u16) {
+        let on_sd = matches!(self.selected, Selected::SecurityDomain);
+        match (cla & 0xF0, ins) {
+            (0x80, 0xE6) => (Vec::new(), self.install(p1, plain)),
+            (0x80, 0xE2) => (Vec::new(), self.store_data(p1, p2, plain)),
+            (0x80, 0xF2) if on_sd => self.gp_get_status(p1, p2, plain),
+            (0x80, 0xCA) if on_sd => self.gp_get_data(p1, p2),
+            (0x80, _) => (Vec::new(), sw::INS),
+            _ => (Vec::new(), sw::CLA),
         }
     }
 
@@ -491,15 +627,31 @@ impl VirtualCard {
             );
             return reply(&fci, sw::OK);
         }
+        let contactless = self.config.interface == CardInterface::Contactless;
+        if aid == emv::PPSE
+            && let Some(ppse) = &self.ppse
+        {
+            // The PPSE is contactless only, and answers with its personalized FCI (before its
+            // personalization the instance itself is selectable, below).
+            match emv::ppse_fci(ppse).filter(|_| contactless) {
+                Some(fci) => {
+                    self.selected = Selected::Ppse;
+                    return reply(&fci, sw::OK);
+                }
+                None => {
+                    self.selected = Selected::None;
+                    return reply(&[], sw::NOT_FOUND);
+                }
+            }
+        }
         if let Some(app) = &self.app {
-            if aid == emv::PSE || aid == emv::PPSE {
-                let ppse = aid == emv::PPSE;
-                self.selected = if ppse { Selected::Ppse } else { Selected::Pse };
-                return reply(&emv::directory_fci(app, ppse), sw::OK);
+            if aid == emv::PSE && !contactless {
+                self.selected = Selected::Pse;
+                return reply(&emv::pse_fci(), sw::OK);
             }
             if !aid.is_empty() && app.aid.starts_with(aid) {
                 self.selected = Selected::Application(app.aid.clone());
-                return reply(&emv::application_fci(app), sw::OK);
+                return reply(&emv::application_fci(app, contactless), sw::OK);
             }
         }
         if let Some(instance) = self
@@ -577,12 +729,12 @@ impl VirtualCard {
         &mut self,
         apdu: &[u8],
         cla: u8,
-        f: impl FnOnce(&mut Self, &[u8]) -> u16,
+        f: impl FnOnce(&mut Self, &[u8]) -> (Vec<u8>, u16),
     ) -> Vec<u8> {
         let Some(channel) = self.channel.as_mut().filter(|c| c.is_open()) else {
             return reply(&[], sw::SECURITY);
         };
-        if cla & 0x04 == 0 {
+        if cla & 0x04 == 0 && channel.level() != Some(0x00) {
             self.channel = None;
             return reply(&[], sw::SECURITY);
         }
@@ -593,10 +745,10 @@ impl VirtualCard {
                 return reply(&[], status);
             }
         };
-        let status = f(self, &plain);
+        let (data, status) = f(self, &plain);
         match &self.channel {
-            Some(channel) => channel.wrap_response(&[], status),
-            None => reply(&[], status),
+            Some(channel) => channel.wrap_response(&data, status),
+            None => reply(&data, status),
         }
     }
 
@@ -614,7 +766,7 @@ impl VirtualCard {
         if !self.config.applications.iter().any(|a| a.as_slice() == aid) {
             return sw::REF_NOT_FOUND;
         }
-        if self.app.is_some() {
+        if self.is_personalized(aid) {
             return sw::CONDITIONS;
         }
         self.staging = Staging {
@@ -624,15 +776,25 @@ impl VirtualCard {
         sw::OK
     }
 
-    fn store_data(&mut self, p1: u8, p2: u8, data: &[u8]) -> u16 {
-        if self.app.is_some() {
-            return sw::CONDITIONS;
+    /// Whether the instance `aid` can take no more personalization: the PPSE once personalized,
+    /// and any payment instance once the (single) payment application is.
+    fn is_personalized(&self, aid: &[u8]) -> bool {
+        if aid == emv::PPSE {
+            self.ppse.is_some()
+        } else {
+            self.app.is_some()
         }
+    }
+
+    fn store_data(&mut self, p1: u8, p2: u8, data: &[u8]) -> u16 {
         let target = match (&self.selected, &self.staging.target) {
             (Selected::Application(aid), _) => aid.clone(),
             (Selected::SecurityDomain, Some(aid)) => aid.clone(),
             _ => return sw::CONDITIONS,
         };
+        if self.is_personalized(&target) {
+            return sw::CONDITIONS;
+        }
         if u16::from(p2) != self.staging.next_p2 {
             self.staging = Staging::default();
             return sw::WRONG_P1P2;
@@ -658,12 +820,21 @@ impl VirtualCard {
                 .get(&0x9010)
                 .and_then(|v| v.first().copied())
                 .unwrap_or(3);
-            self.app = Some(Application {
+            let done = Application {
                 aid: target,
                 dgis,
                 atc: 0,
                 ptc,
-            });
+            };
+            if done.aid == emv::PPSE {
+                if emv::ppse_fci(&done).is_none() {
+                    self.staging = Staging::default();
+                    return sw::WRONG_DATA;
+                }
+                self.ppse = Some(done);
+            } else {
+                self.app = Some(done);
+            }
             self.staging = Staging::default();
         }
         sw::OK
@@ -700,7 +871,7 @@ impl VirtualCard {
         }
     }
 
-    fn gp_get_data(&self, p1: u8, p2: u8) -> Vec<u8> {
+    fn gp_get_data(&self, p1: u8, p2: u8) -> (Vec<u8>, u16) {
         match (p1, p2) {
             (0x00, 0x66) => {
                 // Card recognition data: GP 2.2 card, SCP0x with its "i".
@@ -720,11 +891,80 @@ impl VirtualCard {
                     tlv(0x64, &oid(&[0x04, scp, i])),
                 ]
                 .concat();
-                reply(&tlv(0x66, &tlv(0x73, &body)), sw::OK)
+                (tlv(0x66, &tlv(0x73, &body)), sw::OK)
             }
-            (0x00, 0xCF) => reply(&tlv(0xCF, &self.config.kdd), sw::OK),
-            _ => reply(&[], sw::REF_NOT_FOUND),
+            (0x00, 0xCF) => (tlv(0xCF, &self.config.kdd), sw::OK),
+            (0x00, 0xE0) => {
+                // Key information template: key id 01..03, the key version, type and length.
+                let (kind, len) = match self.config.protocol {
+                    CardProtocol::Scp02 { .. } => (0x80, 0x10),
+                    CardProtocol::Scp03 { .. } => {
+                        (0x88, u8::try_from(self.keys.enc.len()).unwrap_or(0x10))
+                    }
+                };
+                let kvn = self.config.key_version;
+                let body: Vec<u8> = (1u8..=3)
+                    .flat_map(|id| tlv(0xC0, &[id, kvn, kind, len]))
+                    .collect();
+                (tlv(0xE0, &body), sw::OK)
+            }
+            _ => (Vec::new(), sw::REF_NOT_FOUND),
         }
+    }
+
+    /// GET STATUS (GP 2.3 §11.4): P1 `80` the issuer security domain, `40` applications and
+    /// security domains, `20`/`10` load files (none on this card: `6A88`); P2 bit 2 the TLV
+    /// format (`E3` entries with 4F, 9F70, C5), else the legacy `L AID life-cycle privileges`.
+    /// Search criteria `4F 00` (every AID) or `4F L AID` (that one).
+    fn gp_get_status(&self, p1: u8, p2: u8, criteria: &[u8]) -> (Vec<u8>, u16) {
+        // 4F L AID, possibly followed by other criteria or a 5C tag list (ignored).
+        let filter = match criteria {
+            [0x4F, len, rest @ ..] if rest.len() >= usize::from(*len) => &rest[..usize::from(*len)],
+            _ => return (Vec::new(), sw::WRONG_DATA),
+        };
+        if p2 & 0xFC != 0 {
+            return (Vec::new(), sw::WRONG_P1P2);
+        }
+        // (AID, life cycle, privileges): ISD SECURED (0F) with SD + card lock/terminate
+        // privileges; application instances SELECTABLE (07) or personalized (0F).
+        let entries: Vec<(Vec<u8>, u8, u8)> = match p1 {
+            0x80 => vec![(self.config.isd_aid.clone(), 0x0F, 0x9E)],
+            0x40 => self
+                .config
+                .applications
+                .iter()
+                .map(|aid| {
+                    let done = self.app.as_ref().is_some_and(|a| a.aid == *aid);
+                    (aid.clone(), if done { 0x0F } else { 0x07 }, 0x00)
+                })
+                .collect(),
+            0x20 | 0x10 => Vec::new(),
+            _ => return (Vec::new(), sw::WRONG_P1P2),
+        };
+        let entries: Vec<_> = entries
+            .into_iter()
+            .filter(|(aid, _, _)| aid.starts_with(filter))
+            .collect();
+        if entries.is_empty() {
+            return (Vec::new(), sw::REF_NOT_FOUND);
+        }
+        let mut out = Vec::new();
+        for (aid, life, privileges) in entries {
+            if p2 & 0x02 != 0 {
+                let body = [
+                    tlv(0x4F, &aid),
+                    tlv(0x9F70, &[life]),
+                    tlv(0xC5, &[privileges]),
+                ]
+                .concat();
+                out.extend_from_slice(&tlv(0xE3, &body));
+            } else {
+                out.push(u8::try_from(aid.len()).unwrap_or(0));
+                out.extend_from_slice(&aid);
+                out.extend_from_slice(&[life, privileges]);
+            }
+        }
+        (out, sw::OK)
     }
 }
 

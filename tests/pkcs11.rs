@@ -136,10 +136,13 @@ fn child_dir() -> Option<PathBuf> {
     std::env::var_os("PERSODESK_TEST_HSM_DIR").map(PathBuf::from)
 }
 
+/// The primes p and q of one ICC key pair, by (bits, exponent).
+type Primes = HashMap<(usize, u32), (Vec<u8>, Vec<u8>)>;
+
 /// The same ICC key pairs for both stores (generated once per size, rebuilt from the primes).
 #[derive(Default)]
 struct FixedIccKeys {
-    primes: Mutex<HashMap<(usize, u32), (Vec<u8>, Vec<u8>)>>,
+    primes: Mutex<Primes>,
 }
 
 impl IccKeySource for FixedIccKeys {
@@ -284,7 +287,7 @@ fn assert_all_locked(p11: &Pkcs11KeyStore) {
 
 fn open(store: &Path) -> Pkcs11KeyStore {
     match persodesk::keys::load(store).expect("store loads") {
-        LoadedKeys::Pkcs11(p) => p,
+        LoadedKeys::Pkcs11(p) => *p,
         LoadedKeys::Software(_) => panic!("a [pkcs11] file must load the PKCS#11 store"),
     }
 }

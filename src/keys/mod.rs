@@ -32,7 +32,7 @@ pub enum LoadedKeys {
     /// Keys in a TOML file.
     Software(SoftwareKeyStore),
     /// Keys on a PKCS#11 token.
-    Pkcs11(pkcs11::Pkcs11KeyStore),
+    Pkcs11(Box<pkcs11::Pkcs11KeyStore>),
 }
 
 impl LoadedKeys {
@@ -40,7 +40,7 @@ impl LoadedKeys {
     pub fn port(&self) -> &dyn KeyStorePort {
         match self {
             Self::Software(s) => s,
-            Self::Pkcs11(p) => p,
+            Self::Pkcs11(p) => p.as_ref(),
         }
     }
 
@@ -75,7 +75,7 @@ pub fn load(path: &Path) -> Result<LoadedKeys, KeyFileError> {
         rule: format!("cannot be read: {}", e.kind()),
     })?;
     if pkcs11::is_pkcs11_file(&text) {
-        pkcs11::Pkcs11KeyStore::load(path).map(LoadedKeys::Pkcs11)
+        pkcs11::Pkcs11KeyStore::load(path).map(|p| LoadedKeys::Pkcs11(Box::new(p)))
     } else {
         SoftwareKeyStore::from_toml(&path.display().to_string(), &text).map(LoadedKeys::Software)
     }

@@ -1,6 +1,6 @@
-//! The key store ports on the token: every step with a long-lived key is a C_Encrypt,
-//! C_Decrypt, C_Sign or C_UnwrapKey in the token; host memory sees only inputs, per-card results
-//! and (for PIN recovery and Model 2) the clear data the port returns.
+//! The key store ports on the token: every step with a long-lived key is a `C_Encrypt`,
+//! `C_Decrypt` or `C_Sign` in the token; host memory sees only inputs, per-card results and the
+//! clear data the ports return (docs/hsm.md lists them).
 
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::ObjectHandle;

@@ -30,7 +30,19 @@ enum KeysCommand {
         #[arg(long)]
         keys: PathBuf,
     },
+    /// Load keys into a PKCS#11 token: from a software key file (test keys only) or as 2-3
+    /// clear components typed without echo (docs/hsm.md).
+    Import(hsm::ImportArgs),
+    /// Print label, algorithm, KCV and flags of every key of a key store.
+    List {
+        /// Key store file (software or PKCS#11).
+        #[arg(long)]
+        keys: PathBuf,
+    },
 }
+
+#[path = "keys_hsm.rs"]
+mod hsm;
 
 /// Arguments of `keys demo-pki`.
 #[derive(Debug, Args)]
@@ -72,6 +84,8 @@ pub fn run(args: &KeysArgs) -> Exit {
             }
         },
         KeysCommand::CaPublic { keys } => ca_public(keys),
+        KeysCommand::Import(a) => hsm::import(a),
+        KeysCommand::List { keys } => hsm::list(keys),
     }
 }
 

@@ -224,6 +224,27 @@ pub fn derive_icc_master_key(
     derive_from_block(imk, y)
 }
 
+/// The 16-byte block `Y || (Y xor FF..FF)` that master key derivation encrypts under the issuer
+/// master key (EMV Book 2 A1.4), for key stores that run the encryption elsewhere (an HSM). The
+/// result still needs odd parity ([`crypto::adjust_odd_parity`]).
+pub fn icc_derivation_data(
+    option: MkdOption,
+    pan: &str,
+    psn: &str,
+) -> Result<[u8; 16], EmvKeyError> {
+    let digits = PanPsnDigits::new(pan, psn)?;
+    let y = match option {
+        MkdOption::B if digits.pan_len() > 16 => option_b_block(&digits),
+        _ => option_a_block(&digits),
+    };
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&y);
+    for (o, b) in out[8..].iter_mut().zip(y) {
+        *o = !b;
+    }
+    Ok(out)
+}
+
 /// The three ICC master keys personalised in CPS DGI 8000 (AC, SMI, SMC).
 #[derive(Debug, Clone)]
 pub struct IccMasterKeys {

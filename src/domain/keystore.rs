@@ -151,6 +151,12 @@ pub enum KeyError {
     /// Any other rule a key operation broke (the rule names no value).
     #[error("key {key}: {rule}")]
     Rule { key: KeyRef, rule: String },
+    /// A PKCS#11 token holds no object with the key's label (`cvk/9`).
+    #[error("{label} is not on token {token}")]
+    NotOnToken { label: String, token: String },
+    /// The key store itself failed (token gone, session closed, mechanism refused).
+    #[error("key {key}: key store: {rule}")]
+    Store { key: KeyRef, rule: String },
 }
 
 /// The PIN of an order as the key store needs it: the encrypted block, its format and its key.
@@ -216,4 +222,35 @@ pub fn note_key_use(
         .map_err(|e| super::finding::Finding::new(path, e.to_string()))?;
     used.push(info);
     Ok(())
+}
+
+/// The card-side keys of personalization and read-back, by reference: GlobalPlatform card keys
+/// diversified from a KMC, the CA public keys of the issuer entries, and the ICC master key that
+/// checks an ARQC. Implemented by every key store; the KMC and the IMK-AC stay inside it.
+pub trait CardKeyStore: KeyStore {
+    /// Every key's public information (label, algorithm, KCV, test flag).
+    fn inventory(&self) -> Vec<KeyInfo>;
+
+    /// The static ENC/MAC/DEK keys of one card: the KMC `kmc #kmc_index` diversified inside the
+    /// store with the card's KDD (INITIALIZE UPDATE) by `method`. The SCP session keys come from
+    /// these (per card, in host memory for the length of one session).
+    fn card_static_keys(
+        &self,
+        kmc_index: u32,
+        method: super::gp::kdf::Diversification,
+        kdd: &super::gp::kdf::Kdd,
+    ) -> Result<super::gp::StaticKeys, KeyError>;
+
+    /// The CA public keys named by the store's issuer entries (RID, index), without duplicates.
+    fn ca_public_keys(&self) -> Vec<super::oda::CaPublicKey>;
+
+    /// MK-AC of one card, derived inside the store from `imk-ac #imk_index` (EMV Book 2 A1.4),
+    /// for the read-back ARQC check. Stores may refuse live keys.
+    fn arqc_master_key(
+        &self,
+        imk_index: u32,
+        option: super::emv_keys::MkdOption,
+        pan: &Pan,
+        psn: super::fields::Psn,
+    ) -> Result<super::emv_keys::DesKey16, KeyError>;
 }

@@ -198,8 +198,13 @@ pub fn iso4_decrypt(key: &[u8], encrypted: &[u8], pan: &Pan) -> Result<Pin, PinB
         *b ^= p;
     }
     crypto::aes_ecb_decrypt(key, block.as_mut())?;
-    let (pin, end) = read_pin(block.as_ref(), 4)?;
-    if (end..16).any(|i| nibble(block.as_ref(), i) != 0x0A) {
+    iso4_decode(&block)
+}
+
+/// Recovers the PIN from a deciphered format 4 PIN field (`4 N PIN A..A` and 8 random bytes).
+pub fn iso4_decode(field: &[u8; 16]) -> Result<Pin, PinBlockError> {
+    let (pin, end) = read_pin(field.as_ref(), 4)?;
+    if (end..16).any(|i| nibble(field.as_ref(), i) != 0x0A) {
         return Err(PinBlockError::Fill);
     }
     Ok(pin)

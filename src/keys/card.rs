@@ -74,3 +74,48 @@ impl SoftwareKeyStore {
         Ok((info.algorithm, info.test))
     }
 }
+
+impl crate::domain::keystore::CardKeyStore for SoftwareKeyStore {
+    fn inventory(&self) -> Vec<crate::domain::keystore::KeyInfo> {
+        self.list()
+    }
+
+    fn card_static_keys(
+        &self,
+        kmc_index: u32,
+        method: Diversification,
+        kdd: &crate::domain::gp::kdf::Kdd,
+    ) -> Result<crate::domain::gp::StaticKeys, KeyError> {
+        let key = KeyRef::new(KeyUsage::Kmc, kmc_index);
+        let CardKeys::Master { kmc, method } = self.gp_card_keys(kmc_index, method)? else {
+            return Err(KeyError::Rule {
+                key,
+                rule: "holds no master key".into(),
+            });
+        };
+        crate::domain::gp::kdf::diversify(&kmc, kdd, method).map_err(|e| KeyError::Rule {
+            key,
+            rule: format!("card key diversification: {e}"),
+        })
+    }
+
+    fn ca_public_keys(&self) -> Vec<crate::domain::oda::CaPublicKey> {
+        SoftwareKeyStore::ca_public_keys(self)
+    }
+
+    fn arqc_master_key(
+        &self,
+        imk_index: u32,
+        option: crate::domain::emv_keys::MkdOption,
+        pan: &crate::domain::fields::Pan,
+        psn: crate::domain::fields::Psn,
+    ) -> Result<DesKey16, KeyError> {
+        let key = KeyRef::new(KeyUsage::ImkAc, imk_index);
+        let imk = self.test_imk_ac(imk_index)?;
+        crate::domain::emv_keys::derive_icc_master_key(option, &imk, pan.reveal(), &psn.to_string())
+            .map_err(|e| KeyError::Rule {
+                key,
+                rule: format!("ICC master key derivation: {e}"),
+            })
+    }
+}

@@ -42,6 +42,7 @@ fn config(dir: &TempDir, load_demo: bool) -> AppConfig {
         user: "alice".into(),
         swipe_timeout: Duration::from_secs(5),
         mode: persodesk::config::Mode::Test,
+        roles: None,
     }
 }
 
@@ -820,6 +821,7 @@ fn production_needs_a_configured_key_store_without_test_keys() {
         mode: Mode::Production,
         keys: None,
         profiles: None,
+        roles: Some(Default::default()),
     };
     let e = AppConfig::production(&none).expect_err("no key store");
     assert!(e.contains("names no key store"), "{e}");
@@ -828,6 +830,7 @@ fn production_needs_a_configured_key_store_without_test_keys() {
         mode: Mode::Production,
         keys: Some(root.join("assets/demo/keys.toml")),
         profiles: Some(root.join("profiles")),
+        roles: Some(Default::default()),
     };
     let e = AppConfig::production(&demo).expect_err("demo keys");
     assert!(

@@ -4,6 +4,7 @@
 //! adapter can replace it without touching the domain.
 
 pub mod pool;
+pub mod published;
 pub mod software;
 pub mod software_chip;
 mod software_envelope;

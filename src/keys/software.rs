@@ -319,13 +319,13 @@ impl SoftwareKeyStore {
                 Some("is all zeros (a weak key)")
             } else if e.info.algorithm == KeyAlgorithm::Tdes && tdes_halves_equal(v) {
                 Some("has equal TDES parts (K1 = K2 or K2 = K3: a weak key)")
+            } else if demo.iter().any(|d| same_key(v, d)) {
+                Some("is a demo key value (assets/demo/keys.toml)")
             } else if super::published::PUBLISHED_KEYS
                 .iter()
                 .any(|(hex, _)| same_key(v, &hex::decode(hex).unwrap_or_default()))
             {
                 Some("is a value published in test vectors")
-            } else if demo.iter().any(|d| same_key(v, d)) {
-                Some("is a demo key value (assets/demo/keys.toml)")
             } else {
                 None
             };

@@ -37,6 +37,8 @@ pub const HEAD_KEY: &str = "audit.head";
 const DOMAIN: &[u8] = b"persodesk audit v1\0";
 const SEAL_DOMAIN: &[u8] = b"persodesk audit seal v1\0";
 const HEAD_DOMAIN: &[u8] = b"persodesk audit head v1\0";
+/// The action of the record that starts sealing an existing trail.
+pub const ADOPTION: &str = "audit-sealed";
 /// Settings key: the seal of the head (count and hash).
 pub const HEAD_SEAL_KEY: &str = "audit.head-seal";
 
@@ -260,7 +262,21 @@ pub fn verify_sealed(
     if verdict.problem.is_some() {
         return verdict;
     }
-    for r in records {
+    // Records before the first sealed one were written before sealing started; the chain
+    // covers them, and the first sealed record must be the `audit-sealed` adoption that says so.
+    let first = records.iter().position(|r| r.seal.is_some());
+    let start = match first {
+        None if records.is_empty() => 0,
+        Some(0) => 0,
+        Some(f) if records[f].record.action == ADOPTION => f,
+        _ => {
+            verdict.problem = Some(ChainProblem::Unsealed {
+                seq: records[0].seq.unwrap_or(1),
+            });
+            return verdict;
+        }
+    };
+    for r in &records[start..] {
         let (Some(seq), Some(hash)) = (r.seq, r.hash.as_deref()) else {
             continue;
         };

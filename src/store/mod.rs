@@ -650,7 +650,7 @@ impl Store {
                     at: now(),
                     user: os_user(),
                     role: SYSTEM_ROLE.into(),
-                    action: "audit-sealed".into(),
+                    action: audit::ADOPTION.into(),
                     order_id: None,
                     outcome: format!(
                         "sealing starts with key {}; {count} earlier record(s) sealed as found",

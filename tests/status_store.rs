@@ -319,3 +319,27 @@ fn time_format_is_utc() {
     // 1700000000 = 2023-11-14 22:13:20 UTC (date -u -d @1700000000).
     assert_eq!(format_time(1_700_000_000), "2023-11-14 22:13:20");
 }
+
+/// Issue 13, finding 10: the tester's start without approval is named in the audit trail.
+#[test]
+fn the_testers_approval_bypass_is_audited() {
+    let dir = TempDir::new("bypass");
+    let mut store = Store::open(&dir.db()).expect("open");
+    store.record_preparation(&[("T", None)]).expect("record");
+    store
+        .apply(
+            "T",
+            &Event::Started {
+                approval_bypass: true,
+            },
+            &who(Role::Tester),
+        )
+        .expect("start");
+    let trail = store.audit_trail(1).expect("trail");
+    assert_eq!(trail[0].action, "perso-started");
+    assert!(
+        trail[0].outcome.contains("approval bypass"),
+        "{:?}",
+        trail[0]
+    );
+}

@@ -15,10 +15,12 @@ use crate::devices::encoder::{
     EncoderEvent, FailureClass, SerialConfig, classify, write_card_stripe,
 };
 use crate::devices::transport::{CardTransport, TransportError};
+use crate::domain::approval::{self, Evidence, review_message};
 use crate::domain::chip::ChipProfile;
 use crate::domain::chip::Interface;
 use crate::domain::chip::channel::ChannelRule;
 use crate::domain::gp::session::Progress;
+use crate::domain::mode::Mode;
 use crate::domain::order::Order;
 use crate::domain::prepare::PersoData;
 use crate::domain::readback::{Outcome, ReadBack};
@@ -235,8 +237,41 @@ impl JobReport {
     }
 }
 
-/// Checks the role rules against the store and marks the order CARD_PROD_ONGOING. A refusal is
-/// audited and returned as a failure at step `authorization`.
+/// The evidence of `data` as this store computes it (keyed digest under the audit key).
+pub fn evidence(store: &Store, data: &PersoData) -> Evidence {
+    Evidence::of(data, store.review_digest(&review_message(data)))
+}
+
+/// Whether the audit trail holds an approval covering exactly `data` by someone other than
+/// `who` in production ([`crate::domain::approval::check`]); the trail must verify first.
+pub fn approval_of(
+    store: &Store,
+    who: &Session,
+    order_id: &str,
+    data: &PersoData,
+    mode: Mode,
+) -> Result<(), String> {
+    let verdict = store.verify_audit().map_err(|e| format!("store: {e}"))?;
+    if let Some(problem) = &verdict.problem {
+        return Err(format!("the audit trail does not verify: {problem}"));
+    }
+    let decision = store
+        .decision(order_id)
+        .map_err(|e| format!("store: {e}"))?;
+    let dual_control = mode == Mode::Production;
+    approval::check(
+        decision.as_ref(),
+        &evidence(store, data),
+        &who.user,
+        dual_control,
+    )
+    .map_err(str::to_string)
+}
+
+/// Checks the role rules against the store and marks the order CARD_PROD_ONGOING. An order
+/// counts as approved only when the audit trail holds a matching approval
+/// ([`approval_of`]): the store's status and `approved` flag alone are not evidence. A refusal
+/// is audited and returned as a failure at step `authorization`.
 pub fn authorize(
     store: &mut Store,
     who: &Session,
@@ -250,15 +285,19 @@ pub fn authorize(
         .state(order_id)
         .map_err(store_failure)?
         .ok_or_else(|| store_failure(StoreError::UnknownOrder(order_id.to_string())))?;
+    // An unreadable configuration counts as production: the stricter rule.
+    let mode = crate::config::mode().unwrap_or(Mode::Production);
+    let approval = approval_of(store, who, order_id, data, mode);
     let facts = OrderFacts {
         status: state.status,
-        approved: state.approved,
+        approved: approval.is_ok(),
         test_keys_only: data.non_test_keys().is_empty(),
     };
     let grant = match may_personalize(who.role, facts) {
         Ok(g) => g,
         Err(denied) => {
-            let message = format!("{denied} (order is {})", state.status);
+            let why = approval.err().map(|r| format!(": {r}")).unwrap_or_default();
+            let message = format!("{denied} (order is {}){why}", state.status);
             let _ = store.audit(who, "perso-refused", Some(order_id), &message);
             return Err(StepFailure::new(
                 "authorization",

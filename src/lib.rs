@@ -3,6 +3,7 @@
 //! - [`domain`]: pure, sans-I/O card logic (orders, products, tracks, CVV/PVV/PIN blocks, masking).
 //! - [`keys`]: key store adapters behind the domain's key store port.
 //! - [`catalog`]: loading product files from a directory.
+//! - [`files`]: private files (0600 in 0700 directories, no symlink following).
 //! - [`config`]: the machine's configuration (test or production mode).
 //! - [`devices`]: adapters to real devices (magnetic stripe encoder, ...).
 //! - [`sim`]: simulated devices for tests and demos.
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod devices;
 pub mod domain;
+pub mod files;
 pub mod gui;
 pub mod job;
 pub mod keys;

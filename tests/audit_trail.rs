@@ -47,8 +47,11 @@ fn five_records(dir: &TempDir) -> Store {
 /// A connection that can change the table: the append-only triggers dropped.
 fn tamperer(db: &Path) -> Connection {
     let c = Connection::open(db).expect("open");
-    c.execute_batch("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;")
-        .expect("drop triggers");
+    // Opening a store no longer re-creates dropped triggers (verify reports them instead).
+    c.execute_batch(
+        "DROP TRIGGER IF EXISTS audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete;",
+    )
+    .expect("drop triggers");
     c
 }
 
@@ -83,22 +86,23 @@ fn an_intact_trail_verifies_and_every_write_path_is_chained() {
     // A refused event is audited too (through `audit`, after the transaction).
     assert!(store.apply("ORDER-1", &Event::Approved, &who()).is_err());
     let chain = store.audit_chain().expect("chain");
-    assert_eq!(chain.len(), 3);
+    // sign-in, prepared (preparation is audited since issue 13), approved, the refusal.
+    assert_eq!(chain.len(), 4);
     let seqs: Vec<_> = chain.iter().map(|r| r.seq).collect();
-    assert_eq!(seqs, vec![Some(1), Some(2), Some(3)]);
+    assert_eq!(seqs, vec![Some(1), Some(2), Some(3), Some(4)]);
     assert_eq!(chain[0].prev_hash.as_deref(), Some(audit::GENESIS));
     assert_eq!(chain[1].prev_hash, chain[0].hash);
     let v = store.verify_audit().expect("verify");
     assert!(v.intact(), "{v:?}");
-    assert_eq!(v.head, chain[2].hash.clone().expect("hash"));
+    assert_eq!(v.head, chain[3].hash.clone().expect("hash"));
     // The head is kept in the settings.
     assert_eq!(
         store.setting(audit::COUNT_KEY).expect("count").as_deref(),
-        Some("3")
+        Some("4")
     );
     // The existing API still reads it, newest first.
     let trail = store.audit_trail(10).expect("trail");
-    assert_eq!(trail.len(), 3);
+    assert_eq!(trail.len(), 4);
     assert!(trail[0].outcome.starts_with("refused:"));
 
     // A second connection (a GUI worker) appends to the same chain.
@@ -109,9 +113,9 @@ fn an_intact_trail_verifies_and_every_write_path_is_chained() {
     store.audit(&who(), "sign-out", None, "ok").expect("audit");
     let v = store.verify_audit().expect("verify");
     assert!(v.intact(), "{v:?}");
-    assert_eq!(v.records, 5);
+    assert_eq!(v.records, 6);
 
-    assert_cli_verify(&dir.db(), &dir.0, 0, "audit trail intact: 5 records");
+    assert_cli_verify(&dir.db(), &dir.0, 0, "audit trail intact: 6 records");
     // Without --db: the default store in PERSODESK_DATA_DIR.
     let out = cli(&["audit", "verify"], &dir.0);
     assert_eq!(out.status.code(), Some(0));
@@ -120,7 +124,7 @@ fn an_intact_trail_verifies_and_every_write_path_is_chained() {
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("sign-out"), "{stdout}");
     assert!(!stdout.contains("sign-in"), "{stdout}");
-    assert!(stdout.contains("2 of 5 records"), "{stdout}");
+    assert!(stdout.contains("2 of 6 records"), "{stdout}");
 }
 
 #[test]

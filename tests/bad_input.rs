@@ -296,7 +296,10 @@ fn one_bad_order_does_not_stop_the_others() {
     let mut bad = base();
     set(&mut bad, "encryptedData.exp", serde_json::json!("2913"));
     set(&mut bad, "cardId", serde_json::Value::Null);
-    let batch = serde_json::json!({"cards": [base(), bad, base()]});
+    // Another id for the third order: the same id twice in one file is an error (issue 13).
+    let mut third = base();
+    set(&mut third, "cardId", serde_json::json!("ORDER-3"));
+    let batch = serde_json::json!({"cards": [base(), bad, third]});
     let entries = parse_order_file(&batch.to_string(), &OrderRules::default()).expect("parses");
     assert_eq!(entries.len(), 3);
     assert!(entries[0].outcome.is_ok() && entries[2].outcome.is_ok());

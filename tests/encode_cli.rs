@@ -204,7 +204,16 @@ fn encode(
         &records,
     ];
     args.extend_from_slice(extra);
-    persodesk(&args, envs)
+    // The workstation store beside the records log of this test (encode records its outcomes
+    // there since issue 13), never the user's own, and one per test: runs of the same order in
+    // parallel tests would meet as "already running".
+    let data_dir = Path::new(records.as_ref())
+        .parent()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    let mut envs = envs.to_vec();
+    envs.push(("PERSODESK_DATA_DIR", data_dir.as_str()));
+    persodesk(&args, &envs)
 }
 
 fn read_records(path: &Path) -> Vec<Value> {
@@ -285,6 +294,9 @@ fn every_demo_order_is_written_and_read_back_without_leaking() {
         assert_eq!(record["order"], id.as_str());
         assert_eq!(record["operation"], "encode");
         assert_eq!(record["outcome"], "written");
+        // Issue 13, finding 4: the demo products have chip profiles, so a stripe-only run is
+        // recorded as incomplete, never CARD_PROD_DONE.
+        assert_eq!(record["status"], "CARD_PROD_FAILED", "{record}");
         assert_eq!(record["encoder"], sim_path.as_str());
         let written: Vec<u64> = record["tracks"]
             .as_array()

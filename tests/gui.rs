@@ -42,6 +42,7 @@ fn config(dir: &TempDir, load_demo: bool) -> AppConfig {
         user: "alice".into(),
         swipe_timeout: Duration::from_secs(5),
         mode: persodesk::config::Mode::Test,
+        roles: None,
     }
 }
 
@@ -799,12 +800,24 @@ fn production_mode_shows_itself_and_never_reveals() {
     let dir = TempDir::new("production");
     let mut c = config(&dir, true);
     c.mode = persodesk::config::Mode::Production;
+    // Issue 13, finding 2: roles come from the configuration; no tester in production.
+    c.roles = Some(persodesk::domain::review::Roles {
+        supervisor: vec!["alice".into()],
+        tester: vec!["alice".into()],
+        ..Default::default()
+    });
     let app = App::new(c, LogBuffer::default()).expect("app");
     let mut h = harness(app);
     h.step();
     assert!(has(&h, "PRODUCTION"));
     assert!(!has(&h, "TEST MODE"));
-    sign_in(&mut h, "tester");
+    h.get_by_label("Work as tester").click();
+    h.step();
+    assert!(h.state().session.is_none(), "no tester in production");
+    h.get_by_label("Work as operator").click();
+    h.step();
+    assert!(h.state().session.is_none(), "alice is no operator");
+    sign_in(&mut h, "supervisor");
     loaded(&mut h);
     select(&mut h, "DEMO-MC-0001");
     assert!(h.query_by_label("Reveal clear values").is_none());
@@ -820,6 +833,7 @@ fn production_needs_a_configured_key_store_without_test_keys() {
         mode: Mode::Production,
         keys: None,
         profiles: None,
+        roles: Some(Default::default()),
     };
     let e = AppConfig::production(&none).expect_err("no key store");
     assert!(e.contains("names no key store"), "{e}");
@@ -828,6 +842,7 @@ fn production_needs_a_configured_key_store_without_test_keys() {
         mode: Mode::Production,
         keys: Some(root.join("assets/demo/keys.toml")),
         profiles: Some(root.join("profiles")),
+        roles: Some(Default::default()),
     };
     let e = AppConfig::production(&demo).expect_err("demo keys");
     assert!(
@@ -880,5 +895,51 @@ fn a_tampered_model_2_envelope_is_a_data_exception_at_load() {
             .iter()
             .any(|r| r.contains("tlvData: mac: verification failed")),
         "{reason:?}"
+    );
+}
+
+/// Issue 13, finding 3: a decision stands until a new decision. Reloading the file keeps a
+/// rejected order rejected; switching the chip model of an approved order withdraws the
+/// approval; both are in the audit trail.
+#[test]
+fn decisions_survive_a_reload_and_a_model_change_withdraws_the_approval() {
+    let dir = TempDir::new("decisions");
+    let app = App::new(config(&dir, true), LogBuffer::default()).expect("app");
+    let mut h = harness(app);
+    h.step();
+    sign_in(&mut h, "supervisor");
+    loaded(&mut h);
+    let row = select(&mut h, "DEMO-VISA-0001");
+    h.state_mut().reject(row, "name misspelt").expect("reject");
+    assert_eq!(status_of(&h, "DEMO-VISA-0001"), Status::DataException);
+    let row = select(&mut h, "DEMO-MC-0001-M2");
+    assert_eq!(h.state().rows[row].model, Some(ChipModel::Model2));
+    h.state_mut().approve(row).expect("approve");
+    assert_eq!(status_of(&h, "DEMO-MC-0001-M2"), Status::Ready);
+
+    // Model 1 instead of the reviewed Model 2 data: the approval is withdrawn.
+    h.state_mut()
+        .set_model(row, ChipModel::Model1)
+        .expect("model 1");
+    assert_eq!(status_of(&h, "DEMO-MC-0001-M2"), Status::DataPrepared);
+    assert!(!h.state().rows[row].approved);
+
+    // Reload: the rejection stands.
+    h.state_mut()
+        .load(persodesk::gui::worker::OrderSource::Demo);
+    h.step();
+    loaded(&mut h);
+    assert_eq!(status_of(&h, "DEMO-VISA-0001"), Status::DataException);
+    let store = Store::open(&dir.db()).expect("store");
+    let trail = store.audit_trail(50).expect("trail");
+    assert!(
+        trail
+            .iter()
+            .any(|r| r.action == "approval-withdrawn" && r.outcome.contains("chip model changed"))
+    );
+    assert!(
+        trail
+            .iter()
+            .any(|r| r.action == "approved" && r.outcome.contains("reviewed model=2 digest="))
     );
 }

@@ -1,6 +1,7 @@
 //! Production mode (issue 8): configured by the machine (here through `PERSODESK_CONFIG`, which
 //! only counts when `/etc/persodesk/persodesk.toml` is absent), it refuses key stores holding
-//! test keys, demo orders and test products entirely, and never reveals.
+//! test keys, demo orders and test products entirely, and never reveals. Since issue 13 the key
+//! store and profiles come from the configuration only (tests/production_probe.rs has the rest).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -40,9 +41,21 @@ fn production_refuses_test_keys_demo_orders_test_products_and_reveal() {
     let dir = Dir(std::env::temp_dir().join(format!("persodesk-prod-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0).expect("dir");
     let config = dir.0.join("persodesk.toml");
-    std::fs::write(&config, "mode = \"production\"\n").expect("config");
+    let fixtures = root().join("tests/fixtures/profiles");
+    let write_config = |keys: &Path| {
+        std::fs::write(
+            &config,
+            format!(
+                "mode = \"production\"\nkeys = \"{}\"\nprofiles = \"{}\"\n[roles]\noperator = []\n",
+                keys.display(),
+                fixtures.display()
+            ),
+        )
+        .expect("config");
+    };
 
     // The demo key store holds test keys: refused outright, naming a test key.
+    write_config(&root().join("assets/demo/keys.toml"));
     let o = persodesk(&["prepare", "assets/demo/orders.json"], &config);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("production refuses key stores holding test keys"));
@@ -56,57 +69,48 @@ fn production_refuses_test_keys_demo_orders_test_products_and_reveal() {
         text(&o.stdout)
     );
 
-    // A live key store and a production product: prepared, masked; reveal refused.
+    // A live key store (values made for this test: cvk and audit key) and a production
+    // product: prepared, masked; reveal refused.
     let keys = dir.0.join("keys.toml");
     std::fs::write(
         &keys,
         "[[key]]\nusage = \"cvk\"\nindex = 1\nalgorithm = \"tdes\"\n\
-         value = \"0123456789ABCDEFFEDCBA9876543210\"\nkcv = \"08D7B4\"\ntest = false\n",
+         value = \"3B7A5C1D9E8F20416273849506A7B8C9\"\nkcv = \"KCV1\"\ntest = false\n\
+         [[key]]\nusage = \"audit\"\nindex = 1\nalgorithm = \"aes\"\n\
+         value = \"9F8E7D6C5B4A39281706F5E4D3C2B1A09F8E7D6C5B4A39281706F5E4D3C2B1A0\"\n\
+         kcv = \"KCV2\"\ntest = false\n"
+            .replace("KCV1", &kcv("tdes", "3B7A5C1D9E8F20416273849506A7B8C9"))
+            .replace(
+                "KCV2",
+                &kcv(
+                    "aes",
+                    "9F8E7D6C5B4A39281706F5E4D3C2B1A09F8E7D6C5B4A39281706F5E4D3C2B1A0",
+                ),
+            ),
     )
     .expect("keys");
+    write_config(&keys);
     let orders = dir.0.join("orders.json");
     std::fs::write(
         &orders,
-        r#"{"cardId":"C-0001","cardProductId":"STRICT","encryptedData":{"pan":"4761739001010010","exp":"3012","encodedName":"DOE/JOHN"},"paymentApplication":{"cvKeyIndex":1}}"#,
+        r#"{"cardId":"C-0001","cardProductId":"STRICT","encryptedData":{"pan":"4000000000000002","exp":"3012","encodedName":"DOE/JOHN"},"paymentApplication":{"cvKeyIndex":1}}"#,
     )
     .expect("orders");
-    let fixtures = root().join("tests/fixtures/profiles");
-    let (keys, orders, fixtures) = (
-        keys.to_str().expect("utf8"),
-        orders.to_str().expect("utf8"),
-        fixtures.to_str().expect("utf8"),
-    );
-    let args = [
-        "prepare",
-        orders,
-        "--profiles",
-        fixtures,
-        "--keys",
-        keys,
-        "--model",
-        "none",
-    ];
+    let orders = orders.to_str().expect("utf8");
+    let args = ["prepare", orders, "--model", "none"];
     let o = persodesk(&args, &config);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    assert!(text(&o.stdout).contains("476173******0010"));
-    assert!(!text(&o.stdout).contains("4761739001010010"));
+    assert!(text(&o.stdout).contains("400000******0002"));
+    assert!(!text(&o.stdout).contains("4000000000000002"));
     let mut reveal = args.to_vec();
     reveal.push("--reveal");
     let o = persodesk(&reveal, &config);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o.stderr).contains("--reveal refused: this workstation runs in production mode"));
-    assert!(!text(&o.stdout).contains("4761739001010010"));
+    assert!(!text(&o.stdout).contains("4000000000000002"));
 
     // The same order against a test product is refused in production.
-    let o = persodesk(
-        &[
-            "validate",
-            "tests/fixtures/kat_orders.json",
-            "--profiles",
-            fixtures,
-        ],
-        &config,
-    );
+    let o = persodesk(&["validate", "tests/fixtures/kat_orders.json"], &config);
     assert_eq!(o.status.code(), Some(1));
     assert!(
         text(&o.stdout).contains("is a test product"),
@@ -119,4 +123,15 @@ fn production_refuses_test_keys_demo_orders_test_products_and_reveal() {
     let o = persodesk(&["validate", "assets/demo/orders.json"], &config);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("mode: `live` is not test or production"));
+}
+
+/// The key check value as the key file declares it (setup, not an expected result).
+fn kcv(algorithm: &str, value: &str) -> String {
+    let bytes = hex::decode(value).expect("hex");
+    let kcv = match algorithm {
+        "aes" => persodesk::domain::crypto::kcv_aes(&bytes),
+        _ => persodesk::domain::crypto::kcv_tdes(&bytes),
+    }
+    .expect("kcv");
+    hex::encode_upper(kcv)
 }

@@ -224,14 +224,21 @@ fn store_records_statuses_approvals_and_audit_and_survives_reopen() {
         "rejected"
     );
 
-    // Re-preparing a reviewed order leaves its state alone.
+    // Re-preparing a reviewed order leaves its state alone, and a rejection stands until a new
+    // decision (issue 13, finding 3: reloading no longer makes C approvable again).
     let again = store
         .record_preparation(&[("A", None), ("C", None)])
         .expect("record again");
     assert_eq!(again[0].status, Status::Ongoing);
-    assert_eq!(again[1].status, Status::DataPrepared);
+    assert_eq!(again[1].status, Status::DataException);
 
-    // An interrupted run becomes a failure with the reason.
+    // A run of this (living) process is not interrupted; once its owner is a process that does
+    // not run (pid 1 did not start at tick 0), it becomes a failure with the reason.
+    assert_eq!(store.recover_interrupted(&op).expect("recover"), 0);
+    rusqlite::Connection::open(dir.db())
+        .expect("db")
+        .execute("UPDATE orders SET owner = '1:0' WHERE order_id = 'A'", [])
+        .expect("owner");
     assert_eq!(store.recover_interrupted(&op).expect("recover"), 1);
     let a = store.state("A").expect("read").expect("A");
     assert_eq!(a.status, Status::Failed);
@@ -262,12 +269,18 @@ fn store_records_statuses_approvals_and_audit_and_survives_reopen() {
             "perso-failed",
             "perso-started",
             "rejected",
-            "approved"
+            "approved",
+            "prepared",
+            "prepare-failed",
+            "prepared"
         ]
     );
     assert!(audit[0].outcome.starts_with("refused:"), "{:?}", audit[0]);
     assert_eq!(audit[2].user, "operator-1");
     assert_eq!(audit[2].role, "operator");
+    // Preparation is audited as the operating-system account, role `system`.
+    assert_eq!(audit[7].role, "system");
+    assert!(audit[1].outcome.contains("interrupted"), "{:?}", audit[1]);
     assert!(audit.iter().all(|r| r.at > 0));
 }
 
@@ -305,4 +318,28 @@ fn open_reports_an_unusable_path() {
 fn time_format_is_utc() {
     // 1700000000 = 2023-11-14 22:13:20 UTC (date -u -d @1700000000).
     assert_eq!(format_time(1_700_000_000), "2023-11-14 22:13:20");
+}
+
+/// Issue 13, finding 10: the tester's start without approval is named in the audit trail.
+#[test]
+fn the_testers_approval_bypass_is_audited() {
+    let dir = TempDir::new("bypass");
+    let mut store = Store::open(&dir.db()).expect("open");
+    store.record_preparation(&[("T", None)]).expect("record");
+    store
+        .apply(
+            "T",
+            &Event::Started {
+                approval_bypass: true,
+            },
+            &who(Role::Tester),
+        )
+        .expect("start");
+    let trail = store.audit_trail(1).expect("trail");
+    assert_eq!(trail[0].action, "perso-started");
+    assert!(
+        trail[0].outcome.contains("approval bypass"),
+        "{:?}",
+        trail[0]
+    );
 }

@@ -1,14 +1,22 @@
-//! `persodesk audit verify|show`: checks the store's hash-chained audit trail, or lists it.
+//! `persodesk audit verify|show|export`: checks the store's hash-chained, sealed audit trail,
+//! lists it, or writes its head for a copy kept elsewhere.
 //!
-//! Exit codes: 0 intact (verify) or listed (show); 1 the trail was tampered with (verify names
-//! the first modified, reordered or deleted record by its sequence number); 2 no store at the
-//! path, or it cannot be opened.
+//! - `verify` checks the chain, the head, the append-only triggers, that every order's status is
+//!   explained by the trail and, with the `audit` key (the configuration's key store in
+//!   production, `--keys` in test mode), every seal. `--expect-head` compares with an earlier
+//!   `export`: the trail must still hold that record with that hash (a wiped, truncated or
+//!   replaced store fails).
+//! - `export` prints `persodesk-audit-head v1 count=N head=HEX`.
+//!
+//! Exit codes: 0 intact (verify) or listed (show, export); 1 the trail was tampered with (verify
+//! names the first problem); 2 no store at the path, or it cannot be opened.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
 use super::{Exit, unreadable};
+use crate::store::audit::{ChainProblem, Verdict};
 use crate::store::{self, Store};
 
 /// `persodesk audit ...`
@@ -18,38 +26,58 @@ pub struct AuditArgs {
     command: AuditCommand,
 }
 
+/// Where the store and its key are.
+#[derive(Debug, Args)]
+struct StoreArgs {
+    /// The store database (default: persodesk.sqlite3 in $PERSODESK_DATA_DIR, else
+    /// $XDG_DATA_HOME/persodesk, else ~/.local/share/persodesk).
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// Key store holding the `audit` key, to check the seals (test mode; production uses the
+    /// configuration's key store and refuses this flag).
+    #[arg(long)]
+    keys: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Check the audit trail's hash chain; name the first modified, reordered or deleted record.
+    /// Check the audit trail: chain, head, seals, triggers, order statuses.
     Verify {
-        /// The store database (default: persodesk.sqlite3 in $PERSODESK_DATA_DIR, else
-        /// $XDG_DATA_HOME/persodesk, else ~/.local/share/persodesk).
+        #[command(flatten)]
+        store: StoreArgs,
+        /// An earlier `audit export` line (or a file holding it) the trail must still contain.
         #[arg(long)]
-        db: Option<PathBuf>,
+        expect_head: Option<String>,
     },
     /// List the newest audit records with their sequence numbers.
     Show {
-        /// The store database (default as for `verify`).
-        #[arg(long)]
-        db: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
         /// How many records, newest first.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+    },
+    /// Print the head (record count and hash) for a copy kept elsewhere.
+    Export {
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
 /// Runs `persodesk audit ...`.
 pub fn run(args: &AuditArgs) -> Exit {
     match &args.command {
-        AuditCommand::Verify { db } => verify(db.as_deref()),
-        AuditCommand::Show { db, limit } => show(db.as_deref(), *limit),
+        AuditCommand::Verify { store, expect_head } => verify(store, expect_head.as_deref()),
+        AuditCommand::Show { store, limit } => show(store, *limit),
+        AuditCommand::Export { store } => export(store),
     }
 }
 
-/// Opens an existing store (never creates one: a missing database is an input error).
-fn open(db: Option<&Path>) -> Result<Store, Exit> {
-    let path = match db {
-        Some(p) => p.to_path_buf(),
+/// Opens an existing store (never creates one: a missing database is an input error), sealed
+/// when an audit key is at hand (always in production).
+fn open(args: &StoreArgs) -> Result<Store, Exit> {
+    let path = match &args.db {
+        Some(p) => p.clone(),
         None => store::data_dir().map_err(unreadable)?.join(store::DB_FILE),
     };
     if !path.is_file() {
@@ -58,22 +86,92 @@ fn open(db: Option<&Path>) -> Result<Store, Exit> {
             path.display()
         )));
     }
-    Store::open(&path).map_err(unreadable)
+    let production = super::mode()? == crate::config::Mode::Production;
+    let keys = if production || args.keys.is_some() {
+        let p = super::keys_path(args.keys.as_deref())?;
+        Some(super::read_keys(&p)?)
+    } else {
+        None
+    };
+    let sealer = keys
+        .as_ref()
+        .and_then(crate::keys::SoftwareKeyStore::audit_sealer);
+    if keys.is_some() && sealer.is_none() {
+        return Err(unreadable("the key store holds no audit key"));
+    }
+    Store::open_for_verify(&path, sealer).map_err(unreadable)
 }
 
-fn verify(db: Option<&Path>) -> Exit {
-    let store = match open(db) {
+/// Parses an export line, or reads it from a file.
+fn expected_head(arg: &str) -> Result<(u64, String), Exit> {
+    let text = if arg.starts_with("persodesk-audit-head") {
+        arg.to_string()
+    } else {
+        std::fs::read_to_string(arg)
+            .map_err(|e| unreadable(format!("--expect-head {arg}: cannot be read: {}", e.kind())))?
+    };
+    let line = text.trim();
+    let parse = || -> Option<(u64, String)> {
+        let rest = line.strip_prefix("persodesk-audit-head v1 count=")?;
+        let (count, head) = rest.split_once(" head=")?;
+        Some((count.parse().ok()?, head.trim().to_string()))
+    };
+    parse().ok_or_else(|| {
+        unreadable("--expect-head: not a `persodesk-audit-head v1 count=N head=HEX` line")
+    })
+}
+
+/// The problem when the trail no longer holds record `count` with hash `head`.
+fn compare_expected(store: &Store, count: u64, head: &str) -> Result<Option<ChainProblem>, Exit> {
+    let chain = store.audit_chain().map_err(unreadable)?;
+    if count == 0 {
+        return Ok(None);
+    }
+    let found = chain.iter().find(|r| r.seq == Some(count));
+    Ok(match found {
+        None => Some(ChainProblem::Expected {
+            detail: format!(
+                "record {count} is gone: the trail holds {} records (wiped or replaced)",
+                chain.len()
+            ),
+        }),
+        Some(r) if r.hash.as_deref() != Some(head) => Some(ChainProblem::Expected {
+            detail: format!("record {count} has another hash: the trail was rewritten"),
+        }),
+        Some(_) => None,
+    })
+}
+
+fn verify(args: &StoreArgs, expect: Option<&str>) -> Exit {
+    let expected = match expect.map(expected_head).transpose() {
+        Ok(e) => e,
+        Err(e) => return e,
+    };
+    let store = match open(args) {
         Ok(s) => s,
         Err(e) => return e,
     };
-    let verdict = match store.verify_audit() {
+    let mut verdict: Verdict = match store.verify_audit() {
         Ok(v) => v,
         Err(e) => return unreadable(e),
+    };
+    if verdict.problem.is_none()
+        && let Some((count, head)) = &expected
+    {
+        match compare_expected(&store, *count, head) {
+            Ok(p) => verdict.problem = p,
+            Err(e) => return e,
+        }
+    }
+    let sealed = if store.sealed() {
+        "sealed"
+    } else {
+        "seals not checked (no audit key)"
     };
     match &verdict.problem {
         None => {
             println!(
-                "audit trail intact: {} records, head {}",
+                "audit trail intact: {} records, head {}, {sealed}",
                 verdict.records, verdict.head
             );
             println!("store: {}", store.path().display());
@@ -91,8 +189,42 @@ fn verify(db: Option<&Path>) -> Exit {
     }
 }
 
-fn show(db: Option<&Path>, limit: usize) -> Exit {
-    let store = match open(db) {
+fn export(args: &StoreArgs) -> Exit {
+    let store = match open(args) {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    match store.audit_head() {
+        Ok(Some((count, head))) => {
+            println!("persodesk-audit-head v1 count={count} head={head}");
+            Exit::Ok
+        }
+        Ok(None) => {
+            println!(
+                "persodesk-audit-head v1 count=0 head={}",
+                store::audit::GENESIS
+            );
+            Exit::Ok
+        }
+        Err(e) => unreadable(e),
+    }
+}
+
+/// Free text as shown on one terminal line: control characters escaped.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+fn show(args: &StoreArgs, limit: usize) -> Exit {
+    let store = match open(args) {
         Ok(s) => s,
         Err(e) => return e,
     };
@@ -107,11 +239,11 @@ fn show(db: Option<&Path>, limit: usize) -> Exit {
             "{:>6}  {}  {}  {}  {}  {}  {}",
             seq(r.seq),
             store::format_time(rec.at),
-            rec.user,
-            rec.role,
-            rec.action,
-            rec.order_id.as_deref().unwrap_or("-"),
-            rec.outcome
+            one_line(&rec.user),
+            one_line(&rec.role),
+            one_line(&rec.action),
+            one_line(rec.order_id.as_deref().unwrap_or("-")),
+            one_line(&rec.outcome)
         );
     }
     println!(

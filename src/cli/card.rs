@@ -257,24 +257,11 @@ fn save_state(path: &Path, card: &VirtualCard, last: &mut String) {
     if text == *last {
         return;
     }
-    let tmp = path.with_extension("tmp");
-    let written = write_private(&tmp, &text).and_then(|()| std::fs::rename(&tmp, path));
+    let written = crate::files::replace_private(path, text.as_bytes());
     match written {
         Ok(()) => *last = text,
         Err(e) => tracing::warn!(file = %path.display(), error = %e, "cannot save the card state"),
     }
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(text.as_bytes())
 }
 
 /// Arguments of `persodesk read-card`.

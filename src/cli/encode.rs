@@ -2,8 +2,14 @@
 //! reads the card back, compares, prints a masked result and appends the outcome to the records
 //! log (JSON Lines, see [`super::records`]).
 //!
-//! Exit codes: 0 written and verified; 1 order invalid, preparation failed or track data refused
-//! before reaching the device; 2 input unreadable (file, profiles, keys, unknown order id, records
+//! It follows the role rules, status transitions and audit records of `personalize`
+//! ([`crate::job::authorize`], [`crate::job::record`]): an operator encodes approved orders only;
+//! a stripe-only run of an order whose product has a chip profile is recorded as incomplete
+//! (CARD_PROD_FAILED, "stripe only"), never CARD_PROD_DONE. `--role` defaults to operator in
+//! production and tester in test mode (demo work on test keys).
+//!
+//! Exit codes: 0 written and verified; 1 order invalid, preparation failed, refused by the role
+//! rules or track data refused before reaching the device; 2 input unreadable (file, profiles, keys, unknown order id, records
 //! log not writable); 3 encoder unavailable (port missing, cannot be opened, I/O failure); 4 the
 //! encoder failed the card (device error status, too many bad swipes, read-back mismatch, malformed
 //! reply); 5 timeout (nobody swiped, or the device did not answer).
@@ -15,7 +21,8 @@ use clap::Args;
 
 use super::records::{self, EncodeRecord, Outcome, RecordError};
 use super::{
-    DEFAULT_KEYS, DEFAULT_PROFILES, Exit, read_catalog, read_keys, read_orders, select_orders,
+    Exit, keys_path, open_store, profiles_path, read_catalog, read_keys, read_orders,
+    select_orders, unreadable,
 };
 use crate::devices::encoder::{
     DEFAULT_BAUD, EncoderError, EncoderEvent, FailureClass, SerialConfig,
@@ -23,7 +30,11 @@ use crate::devices::encoder::{
 use crate::domain::finding::Finding;
 use crate::domain::msr206::FlowStep;
 use crate::domain::prepare::{PersoData, prepare};
+use crate::domain::review::{Role, Session};
+use crate::domain::status::Event;
 use crate::domain::track::TrackNo;
+use crate::job;
+use crate::store::Store;
 
 /// Arguments of `encode`.
 #[derive(Debug, Args)]
@@ -36,14 +47,24 @@ pub struct EncodeArgs {
     /// Encoder serial port (`/dev/ttyUSB0`, `COM3`, or the path `persodesk sim-encoder` prints).
     #[arg(long)]
     encoder: String,
-    /// Directory holding products/ (and chip/).
-    #[arg(long, default_value = DEFAULT_PROFILES)]
-    profiles: PathBuf,
-    /// Key store file.
-    #[arg(long, default_value = DEFAULT_KEYS)]
-    keys: PathBuf,
-    /// Records log (JSON Lines) to append the outcome to
-    /// [default: $XDG_DATA_HOME/persodesk/records.jsonl, else ~/.local/share/persodesk/records.jsonl]
+    /// Directory holding products/ (and chip/) [default: profiles; production: the
+    /// configuration's, and this flag is refused].
+    #[arg(long)]
+    profiles: Option<PathBuf>,
+    /// Key store file [default: assets/demo/keys.toml; production: the configuration's, and
+    /// this flag is refused].
+    #[arg(long)]
+    keys: Option<PathBuf>,
+    /// Role: operator (approved orders only) or tester (test keys) [default: operator in
+    /// production, tester in test mode].
+    #[arg(long)]
+    role: Option<String>,
+    /// User name for the audit trail, test mode only (default and production: the
+    /// operating-system account).
+    #[arg(long)]
+    user: Option<String>,
+    /// Records log (JSON Lines) to append the outcome to [default: records.jsonl beside the
+    /// workstation store, the same file `personalize` uses].
     #[arg(long)]
     records: Option<PathBuf>,
     /// Seconds the operator has for each swipe.
@@ -102,13 +123,39 @@ fn classify(e: &EncoderError) -> Failure {
     Failure::new(kind, step, e.to_string(), exit)
 }
 
+/// The role `encode` runs in: `--role`, else operator in production and tester in test mode.
+fn role_of(args: &EncodeArgs) -> Result<Role, Exit> {
+    let mode = super::mode()?;
+    let default = if mode == crate::config::Mode::Production {
+        "operator"
+    } else {
+        "tester"
+    };
+    let name = args.role.as_deref().unwrap_or(default);
+    Role::parse(name)
+        .filter(|r| *r != Role::Supervisor)
+        .ok_or_else(|| {
+            unreadable(format!(
+                "--role: `{name}` is not operator or tester (supervisors review, they do not encode)"
+            ))
+        })
+}
+
 /// Runs `encode`.
 pub fn run(args: &EncodeArgs) -> Exit {
-    let catalog = match read_catalog(&args.profiles) {
+    let who = match role_of(args).and_then(|r| super::session(r, args.user.as_deref())) {
+        Ok(w) => w,
+        Err(e) => return e,
+    };
+    let profiles = match profiles_path(args.profiles.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let catalog = match read_catalog(&profiles) {
         Ok(c) => c,
         Err(e) => return e,
     };
-    let keys = match read_keys(&args.keys) {
+    let keys = match keys_path(args.keys.as_deref()).and_then(|p| read_keys(&p)) {
         Ok(k) => k,
         Err(e) => return e,
     };
@@ -134,9 +181,21 @@ pub fn run(args: &EncodeArgs) -> Exit {
         tracks: Vec::new(),
         bad_swipes: 0,
         error: None,
+        status: None,
     };
 
-    let result = prepare_and_encode(args, entry, &catalog, &keys, &mut record);
+    let mut store = match open_store(&keys) {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    let run = Run {
+        args,
+        profiles: &profiles,
+        catalog: &catalog,
+        keys: &keys,
+        who: &who,
+    };
+    let result = run.prepare_and_encode(entry, &mut store, &mut record);
     let mut exit = match result {
         Ok(()) => {
             record.outcome = Outcome::Written;
@@ -175,48 +234,107 @@ pub fn run(args: &EncodeArgs) -> Exit {
     exit
 }
 
-fn prepare_and_encode(
-    args: &EncodeArgs,
-    entry: &crate::domain::order::OrderEntry,
-    catalog: &crate::domain::product::Catalog,
-    keys: &crate::keys::SoftwareKeyStore,
-    record: &mut EncodeRecord,
-) -> Result<(), Failure> {
-    let order = entry
-        .outcome
-        .as_ref()
-        .map_err(|errors| Failure::findings("invalid-order", errors))?;
-    let product = catalog.get(&order.card_product_id).ok_or_else(|| {
-        let f = Finding::new(
-            "cardProductId",
-            format!(
-                "product {} is not in {}",
-                order.card_product_id,
-                args.profiles.join("products").display()
-            ),
+/// What one `encode` run works with.
+struct Run<'a> {
+    args: &'a EncodeArgs,
+    profiles: &'a std::path::Path,
+    catalog: &'a crate::domain::product::Catalog,
+    keys: &'a crate::keys::SoftwareKeyStore,
+    who: &'a Session,
+}
+
+impl Run<'_> {
+    /// Prepares, records the preparation, authorizes (role rules, approval evidence), writes the
+    /// stripe, and records the outcome: a chip product's stripe-only run as incomplete.
+    fn prepare_and_encode(
+        &self,
+        entry: &crate::domain::order::OrderEntry,
+        store: &mut Store,
+        record: &mut EncodeRecord,
+    ) -> Result<(), Failure> {
+        let store_failure = |e: crate::store::StoreError| {
+            Failure::new(
+                "store",
+                None,
+                format!("workstation store: {e}"),
+                Exit::Unreadable,
+            )
+        };
+        let prepared = self.prepare(entry);
+        let failure = prepared.as_ref().err().map(|f| f.error.message.clone());
+        store
+            .record_preparation_by(&[(entry.id.as_str(), failure.as_deref())], self.who)
+            .map_err(store_failure)?;
+        let (data, chip_profile) = prepared?;
+        job::authorize(store, self.who, &entry.id, &data)
+            .map_err(|f| Failure::new("refused", None, f.message, Exit::Invalid))?;
+        let written = self.write(&data, record);
+        let event_failure = match (&written, &chip_profile) {
+            (Err(f), _) => Some(format!("stripe: [{}] {}", f.error.kind, f.error.message)),
+            (Ok(()), Some(profile)) => Some(format!(
+                "incomplete: stripe only; the chip ({profile}) is not personalized: use personalize"
+            )),
+            (Ok(()), None) => None,
+        };
+        let event = match &event_failure {
+            None => Event::Completed,
+            Some(reason) => Event::Failed {
+                reason: reason.clone(),
+            },
+        };
+        let stored = store
+            .apply(&entry.id, &event, self.who)
+            .map_err(store_failure)?;
+        record.status = Some(stored.status.as_str());
+        written
+    }
+
+    fn prepare(
+        &self,
+        entry: &crate::domain::order::OrderEntry,
+    ) -> Result<(PersoData, Option<String>), Failure> {
+        let order = entry
+            .outcome
+            .as_ref()
+            .map_err(|errors| Failure::findings("invalid-order", errors))?;
+        let product = self.catalog.get(&order.card_product_id).ok_or_else(|| {
+            let f = Finding::new(
+                "cardProductId",
+                format!(
+                    "product {} is not in {}",
+                    order.card_product_id,
+                    self.profiles.join("products").display()
+                ),
+            );
+            Failure::findings("invalid-order", &[f])
+        })?;
+        let data = prepare(order, product, self.keys)
+            .map_err(|e| Failure::findings("prepare-failed", &e))?;
+        Ok((data, product.chip_profile.clone()))
+    }
+
+    fn write(&self, data: &PersoData, record: &mut EncodeRecord) -> Result<(), Failure> {
+        let args = self.args;
+        let name = data.name.as_ref().map_or("-", |n| n.as_str());
+        let header = format!(
+            "{}  {}  {}  {name}",
+            data.order_id, data.card_product_id, data.masked_pan
         );
-        Failure::findings("invalid-order", &[f])
-    })?;
-    let data =
-        prepare(order, product, keys).map_err(|e| Failure::findings("prepare-failed", &e))?;
-    let name = data.name.as_ref().map_or("-", |n| n.as_str());
-    let header = format!(
-        "{}  {}  {}  {name}",
-        data.order_id, data.card_product_id, data.masked_pan
-    );
-    if !args.json {
-        println!("{header}");
-        for no in [TrackNo::T1, TrackNo::T2, TrackNo::T3] {
-            if let Some(t) = data.tracks.get(no) {
-                println!("  {}   {}", no.key(), t.masked());
+        if !args.json {
+            println!("{header}");
+            for no in [TrackNo::T1, TrackNo::T2, TrackNo::T3] {
+                if let Some(t) = data.tracks.get(no) {
+                    println!("  {}   {}", no.key(), t.masked());
+                }
             }
         }
+        let (tracks, bad_swipes) =
+            write_stripe(&args.encoder, args.baud, args.swipe_timeout, data)?;
+        record.tracks = tracks;
+        record.bad_swipes = bad_swipes;
+        tracing::debug!(order = %data.order_id, "encoded");
+        Ok(())
     }
-    let (tracks, bad_swipes) = write_stripe(&args.encoder, args.baud, args.swipe_timeout, &data)?;
-    record.tracks = tracks;
-    record.bad_swipes = bad_swipes;
-    tracing::debug!(order = %data.order_id, "encoded");
-    Ok(())
 }
 
 /// Writes the stripe of `data` with the encoder on `port`, reads it back and compares (see
@@ -258,6 +376,11 @@ fn print_outcome(record: &EncodeRecord) {
                 tracks.join(", "),
                 record.bad_swipes
             );
+            if record.status == Some(crate::domain::status::Status::Failed.as_str()) {
+                println!(
+                    "  recorded as incomplete (CARD_PROD_FAILED): stripe only, the chip is not personalized"
+                );
+            }
         }
         (Outcome::Failed, Some(e)) => {
             // Without prepared data no header line was printed.

@@ -26,9 +26,9 @@ enum KeysCommand {
     DemoPki(DemoPkiArgs),
     /// Print the CA public keys named by the key store's issuer-rsa entries, as JSON lines.
     CaPublic {
-        /// Key store file.
+        /// Key store file [production: the configuration's, and this flag is refused].
         #[arg(long)]
-        keys: PathBuf,
+        keys: Option<PathBuf>,
     },
     /// Load keys into a PKCS#11 token: from a software key file (test keys only) or as 2-3
     /// clear components typed without echo (docs/hsm.md).
@@ -76,14 +76,23 @@ pub struct DemoPkiArgs {
 /// Runs `keys`.
 pub fn run(args: &KeysArgs) -> Exit {
     match &args.command {
-        KeysCommand::DemoPki(a) => match demo_pki(a) {
-            Ok(()) => Exit::Ok,
-            Err(e) => {
-                eprintln!("error: {e}");
-                Exit::Invalid
+        KeysCommand::DemoPki(a) => {
+            match super::refuse_in_production("keys demo-pki (it writes test keys)")
+                .map_err(|_| String::new())
+                .and_then(|()| demo_pki(a))
+            {
+                Err(e) if e.is_empty() => Exit::Invalid,
+                Ok(()) => Exit::Ok,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Exit::Invalid
+                }
             }
+        }
+        KeysCommand::CaPublic { keys } => match super::keys_path(keys.as_deref()) {
+            Ok(k) => ca_public(&k),
+            Err(e) => e,
         },
-        KeysCommand::CaPublic { keys } => ca_public(keys),
         KeysCommand::Import(a) => hsm::import(a),
         KeysCommand::List { keys } => hsm::list(keys),
     }
@@ -188,10 +197,7 @@ fn demo_pki(a: &DemoPkiArgs) -> Result<(), String> {
         cam = hex::encode_upper(ca_pub.modulus()),
         kcv = rsa_kcv(issuer.modulus()),
     );
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&a.keys)
+    let mut f = crate::files::open_private(&a.keys, crate::files::Existing::Append)
         .map_err(|e| format!("{}: cannot be written: {}", a.keys.display(), e.kind()))?;
     f.write_all(entry.as_bytes())
         .map_err(|e| format!("{}: cannot be written: {}", a.keys.display(), e.kind()))?;

@@ -41,9 +41,10 @@ enum Command {
     Validate {
         /// Order file: one order, {"cards": [...]}, or JSON Lines.
         file: PathBuf,
-        /// Directory holding products/ (and chip/).
-        #[arg(long, default_value = DEFAULT_PROFILES)]
-        profiles: PathBuf,
+        /// Directory holding products/ (and chip/) [default: profiles; production: the
+        /// configuration's, and this flag is refused].
+        #[arg(long)]
+        profiles: Option<PathBuf>,
     },
     /// Prepare card data: tracks and where each injected value came from.
     Prepare(prepare::PrepareArgs),
@@ -100,8 +101,20 @@ pub fn init_logging() {
         .try_init();
 }
 
+/// Keeps secrets out of core dumps and away from same-user debuggers: `RLIMIT_CORE` 0 and
+/// `prctl(PR_SET_DUMPABLE, 0)` (which also makes `/proc/<pid>/mem` and ptrace owner-proof).
+pub fn harden_process() -> Result<(), String> {
+    use nix::sys::resource::{Resource, setrlimit};
+    setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(|e| format!("RLIMIT_CORE: {e}"))?;
+    nix::sys::prctl::set_dumpable(false).map_err(|e| format!("PR_SET_DUMPABLE: {e}"))
+}
+
 /// Runs the command line; returns the process exit code.
 pub fn main() -> ExitCode {
+    if let Err(e) = harden_process() {
+        eprintln!("error: cannot protect the process memory: {e}");
+        return Exit::Unreadable.into();
+    }
     let cli = Cli::parse();
     if cli.command.is_none() {
         return crate::gui::run();
@@ -113,7 +126,10 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> Exit {
     match cli.command {
         None => Exit::Ok,
-        Some(Command::Validate { file, profiles }) => validate(&file, &profiles),
+        Some(Command::Validate { file, profiles }) => match profiles_path(profiles.as_deref()) {
+            Ok(p) => validate(&file, &p),
+            Err(e) => e,
+        },
         Some(Command::Prepare(args)) => prepare::run(&args),
         Some(Command::Readers) => card::readers(),
         Some(Command::SimCard(args)) => card::sim_card(&args),
@@ -133,10 +149,40 @@ pub(crate) fn unreadable(what: impl std::fmt::Display) -> Exit {
     Exit::Unreadable
 }
 
+/// The largest order file read (16 MiB, about 10 000 orders with Model 2 data).
+pub const MAX_ORDER_FILE: u64 = 16 * 1024 * 1024;
+
+/// Reads an order file's text: a regular file of at most [`MAX_ORDER_FILE`] bytes.
+fn read_order_text(file: &Path) -> Result<zeroize::Zeroizing<String>, Exit> {
+    use std::io::Read;
+    let fail = |what: String| unreadable(format!("{}: {what}", file.display()));
+    let meta =
+        std::fs::metadata(file).map_err(|e| fail(format!("cannot be read: {}", e.kind())))?;
+    if !meta.is_file() {
+        return Err(fail("is not a regular file".into()));
+    }
+    if meta.len() > MAX_ORDER_FILE {
+        return Err(fail(format!(
+            "is {} bytes, more than the limit of {MAX_ORDER_FILE} bytes: split the batch",
+            meta.len()
+        )));
+    }
+    let f = std::fs::File::open(file).map_err(|e| fail(format!("cannot be read: {}", e.kind())))?;
+    let mut text = zeroize::Zeroizing::new(String::new());
+    f.take(MAX_ORDER_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| fail(format!("cannot be read: {}", e.kind())))?;
+    if text.len() as u64 > MAX_ORDER_FILE {
+        return Err(fail(format!(
+            "is more than the limit of {MAX_ORDER_FILE} bytes"
+        )));
+    }
+    Ok(text)
+}
+
 /// Reads and parses an order file.
 pub(crate) fn read_orders(file: &Path, catalog: &Catalog) -> Result<Vec<OrderEntry>, Exit> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| unreadable(format!("{}: cannot be read: {}", file.display(), e.kind())))?;
+    let text = read_order_text(file)?;
     let mut entries = parse_order_file(&text, &catalog.order_rules())
         .map_err(|e| unreadable(format!("{}: {e}", file.display())))?;
     // Production refuses demo orders and test products outright.
@@ -147,7 +193,15 @@ pub(crate) fn read_orders(file: &Path, catalog: &Catalog) -> Result<Vec<OrderEnt
             .as_deref()
             .and_then(|id| catalog.get(id))
             .is_some_and(|p| p.test);
-        if let Err(f) = mode.check_order(&entry.id, test_product) {
+        let mut ids = vec![entry.id.as_str()];
+        ids.extend(entry.issuer_request_id.as_deref());
+        let signs = crate::domain::mode::OrderSigns {
+            ids: &ids,
+            product_id: entry.card_product_id.as_deref(),
+            product_is_test: test_product,
+            pan: entry.outcome.as_ref().ok().map(|o| o.pan.reveal()),
+        };
+        if let Err(f) = mode.check_order_data(&signs) {
             match &mut entry.outcome {
                 Ok(_) => entry.outcome = Err(vec![f]),
                 Err(errors) => errors.push(f),
@@ -189,11 +243,108 @@ pub(crate) fn mode() -> Result<crate::config::Mode, Exit> {
     crate::config::mode().map_err(unreadable)
 }
 
+/// The machine's configuration in force ([`crate::config::load`]); unreadable is an input error.
+pub(crate) fn machine() -> Result<crate::config::Config, Exit> {
+    crate::config::load().map_err(unreadable)
+}
+
+/// A path production takes from the configuration only: `flag` (the command-line value) is
+/// refused there; test mode uses it or `default`.
+fn configured_path(
+    flag: Option<&Path>,
+    option: &str,
+    configured: impl FnOnce(&crate::config::Config) -> Option<PathBuf>,
+    default: &str,
+) -> Result<PathBuf, Exit> {
+    let config = machine()?;
+    if config.mode == crate::config::Mode::Production {
+        if flag.is_some() {
+            return Err(unreadable(format!(
+                "{option} is refused in production: it comes from the machine configuration"
+            )));
+        }
+        return configured(&config)
+            .ok_or_else(|| unreadable(format!("production: the configuration names no {option}")));
+    }
+    Ok(flag.map_or_else(
+        || configured(&config).unwrap_or_else(|| PathBuf::from(default)),
+        Path::to_path_buf,
+    ))
+}
+
+/// The key store file: `--keys` (test mode), else the configuration's, else the demo store.
+pub(crate) fn keys_path(flag: Option<&Path>) -> Result<PathBuf, Exit> {
+    configured_path(flag, "--keys", |c| c.keys.clone(), DEFAULT_KEYS)
+}
+
+/// The profiles directory: `--profiles` (test mode), else the configuration's, else `profiles`.
+pub(crate) fn profiles_path(flag: Option<&Path>) -> Result<PathBuf, Exit> {
+    configured_path(flag, "--profiles", |c| c.profiles.clone(), DEFAULT_PROFILES)
+}
+
+/// Refuses `what` in production (commands that write test keys, tester-only overrides).
+pub(crate) fn refuse_in_production(what: &str) -> Result<(), Exit> {
+    if mode()? == crate::config::Mode::Production {
+        eprintln!("error: {what} is refused in production");
+        return Err(Exit::Invalid);
+    }
+    Ok(())
+}
+
+/// Who runs this command in `role` ([`crate::domain::review::session_for`]): the
+/// operating-system account, roles from the configuration; `--user` only in test mode.
+pub(crate) fn session(
+    role: crate::domain::review::Role,
+    user: Option<&str>,
+) -> Result<crate::domain::review::Session, Exit> {
+    let config = machine()?;
+    let account = crate::store::os_user();
+    crate::domain::review::session_for(config.mode, &account, user, role, config.roles.as_ref())
+        .map_err(|rule| {
+            eprintln!("error: {rule}");
+            Exit::Invalid
+        })
+}
+
+/// Opens the workstation store, sealed with the key store's `audit` key (production refuses a
+/// key store without one, see [`read_keys`]).
+pub(crate) fn open_store(keys: &SoftwareKeyStore) -> Result<crate::store::Store, Exit> {
+    let path = crate::store::data_dir()
+        .map_err(|e| unreadable(format!("workstation store: {e}")))?
+        .join(crate::store::DB_FILE);
+    let opened = match keys.audit_sealer() {
+        Some(sealer) => crate::store::Store::open_sealed(&path, sealer),
+        None if mode()? == crate::config::Mode::Production => {
+            return Err(unreadable(
+                "workstation store: production needs an audit key (usage audit) in the key store",
+            ));
+        }
+        None => crate::store::Store::open(&path),
+    };
+    opened.map_err(|e| unreadable(format!("workstation store: {e}")))
+}
+
+/// Loads a key store; production refuses test keys, published, demo and weak key values, and a
+/// store without an `audit` key.
 pub(crate) fn read_keys(keys: &Path) -> Result<SoftwareKeyStore, Exit> {
     let store = SoftwareKeyStore::load(keys).map_err(unreadable)?;
-    mode()?
-        .check_key_store(&store.list())
+    let mode = mode()?;
+    mode.check_key_store(&store.list())
         .map_err(|f| unreadable(format!("{}: {f}", keys.display())))?;
+    if mode == crate::config::Mode::Production {
+        if let Some((key, rule)) = store.production_findings().first() {
+            return Err(unreadable(format!(
+                "{}: key {key}: {rule}: production refuses it",
+                keys.display()
+            )));
+        }
+        if store.audit_sealer().is_none() {
+            return Err(unreadable(format!(
+                "{}: production needs an audit key (usage audit) to seal the audit trail",
+                keys.display()
+            )));
+        }
+    }
     tracing::info!(file = %keys.display(), keys = store.list().len(), "key store loaded");
     Ok(store)
 }

@@ -80,6 +80,9 @@ fn pick_order(v: Value, id: Option<&str>) -> Result<Value, String> {
 }
 
 fn pack(args: &PackArgs) -> Exit {
+    if let Err(e) = super::refuse_in_production("model2 pack (a tester's tool on test keys)") {
+        return e;
+    }
     let catalog = match read_catalog(&args.profiles) {
         Ok(c) => c,
         Err(e) => return e,
@@ -185,7 +188,10 @@ fn pack(args: &PackArgs) -> Exit {
             print!("{out}");
             Exit::Ok
         }
-        Some(p) => match std::fs::write(p, out) {
+        // The packed order holds the clear PAN: owner-only, never through a planted link.
+        Some(p) => match crate::files::open_private(p, crate::files::Existing::Truncate)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, out.as_bytes()))
+        {
             Ok(()) => Exit::Ok,
             Err(e) => unreadable(format!("{}: cannot be written: {}", p.display(), e.kind())),
         },

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use super::encode::{parse_seconds, show_event};
 use super::{
-    DEFAULT_KEYS, DEFAULT_PROFILES, Exit, read_catalog, read_keys, read_orders, records,
+    Exit, keys_path, open_store, profiles_path, read_catalog, read_keys, read_orders, records,
     select_orders, unreadable,
 };
 use crate::devices::encoder::{DEFAULT_BAUD, SerialConfig};
@@ -34,7 +34,7 @@ use crate::domain::finding::Finding;
 use crate::domain::gp::session::{Protocol, StepName};
 use crate::domain::order::{Order, OrderEntry};
 use crate::domain::prepare::PersoData;
-use crate::domain::review::{Role, Session};
+use crate::domain::review::Role;
 use crate::domain::status::Status;
 use crate::job::{
     self, CardConnector, CardJob, ChipOutcome, FailureKind, JobEvent, SerialStripe, StripeOutcome,
@@ -62,16 +62,18 @@ pub struct PersonalizeArgs {
     /// Encoder serial port: write and verify the stripe after the chip succeeded.
     #[arg(long)]
     encoder: Option<String>,
-    /// Directory holding products/ and chip/.
-    #[arg(long, default_value = DEFAULT_PROFILES)]
-    profiles: PathBuf,
-    /// Key store file.
-    #[arg(long, default_value = DEFAULT_KEYS)]
-    keys: PathBuf,
-    /// Secure channel instead of the chip profile's (testers: scp02:55, scp03:70, ...).
+    /// Directory holding products/ and chip/ [default: profiles; production: the
+    /// configuration's, and this flag is refused].
+    #[arg(long)]
+    profiles: Option<PathBuf>,
+    /// Key store file [default: assets/demo/keys.toml; production: the configuration's, and
+    /// this flag is refused].
+    #[arg(long)]
+    keys: Option<PathBuf>,
+    /// Secure channel instead of the chip profile's (testers only: scp02:55, scp03:70, ...).
     #[arg(long)]
     scp: Option<String>,
-    /// `kmc` key index instead of the chip profile's.
+    /// `kmc` key index instead of the chip profile's (testers only).
     #[arg(long)]
     kmc_index: Option<u32>,
     /// Preparation date YYMMDD (default: today).
@@ -80,11 +82,13 @@ pub struct PersonalizeArgs {
     /// Role the command runs in: operator (approved orders only) or tester (test keys).
     #[arg(long, default_value = "operator")]
     role: String,
-    /// User name for the audit trail (default: $USER).
+    /// User name for the audit trail, test mode only (default and production: the
+    /// operating-system account).
     #[arg(long)]
     user: Option<String>,
     /// Records log (JSON Lines) to append the outcome to [default: records.jsonl beside the
-    /// workstation store, in $PERSODESK_DATA_DIR or the user's data directory].
+    /// workstation store, in $PERSODESK_DATA_DIR or the user's data directory; the same file
+    /// `encode` uses].
     #[arg(long)]
     records: Option<PathBuf>,
     /// Print the masked APDU transcript.
@@ -145,6 +149,7 @@ impl CardConnector for PcscConnector {
 
 /// Inputs loaded once per run.
 struct Loaded {
+    profiles: PathBuf,
     catalog: crate::domain::product::Catalog,
     chip_profiles: ChipProfiles,
     keys: SoftwareKeyStore,
@@ -152,11 +157,13 @@ struct Loaded {
 }
 
 fn load(args: &PersonalizeArgs) -> Result<Loaded, Exit> {
-    let catalog = read_catalog(&args.profiles)?;
-    let chip_profiles = crate::catalog::load_chip_profiles(&args.profiles).map_err(unreadable)?;
-    let keys = read_keys(&args.keys)?;
+    let profiles = profiles_path(args.profiles.as_deref())?;
+    let catalog = read_catalog(&profiles)?;
+    let chip_profiles = crate::catalog::load_chip_profiles(&profiles).map_err(unreadable)?;
+    let keys = read_keys(&keys_path(args.keys.as_deref())?)?;
     let entries = read_orders(&args.file, &catalog)?;
     Ok(Loaded {
+        profiles,
         catalog,
         chip_profiles,
         keys,
@@ -171,6 +178,10 @@ pub fn run(args: &PersonalizeArgs) -> Exit {
             "--role: `{}` is not operator or tester (supervisors review, they do not personalize)",
             args.role
         ));
+    };
+    let who = match super::session(role, args.user.as_deref()) {
+        Ok(w) => w,
+        Err(e) => return e,
     };
     let Some(choice) = ModelChoice::parse(&args.model) else {
         return unreadable("--model must be 1, 2, auto or none");
@@ -187,6 +198,10 @@ pub fn run(args: &PersonalizeArgs) -> Exit {
         Some(Ok(p)) => Some(p),
         Some(Err(e)) => return unreadable(format!("--scp: {e}")),
     };
+    if (args.scp.is_some() || args.kmc_index.is_some()) && role != Role::Tester {
+        eprintln!("error: --scp and --kmc-index are for testers only (the chip profile decides)");
+        return Exit::Invalid;
+    }
     let loaded = match load(args) {
         Ok(l) => l,
         Err(e) => return e,
@@ -198,24 +213,11 @@ pub fn run(args: &PersonalizeArgs) -> Exit {
         },
         Err(e) => return e,
     };
-    let mut store = match Store::open_default() {
+    let mut store: Store = match open_store(&loaded.keys) {
         Ok(s) => s,
-        Err(e) => return unreadable(format!("workstation store: {e}")),
+        Err(e) => return e,
     };
-    let records_path = args.records.clone().unwrap_or_else(|| {
-        store
-            .path()
-            .parent()
-            .map_or_else(records::default_path, |d| d.join(records::RECORDS_FILE))
-    });
-    let who = Session {
-        user: args
-            .user
-            .clone()
-            .or_else(|| std::env::var("USER").ok())
-            .unwrap_or_else(|| "cli".into()),
-        role,
-    };
+    let records_path = args.records.clone().unwrap_or_else(records::default_path);
     let mut record = PersonalizeRecord {
         at: String::new(),
         operation: "personalize",
@@ -238,9 +240,9 @@ pub fn run(args: &PersonalizeArgs) -> Exit {
         icc_keys: &InlineKeys,
         envelope: EnvelopeSettings::default(),
     };
-    let prepared = prepare_entry(entry, &loaded, choice, &inputs, args);
+    let prepared = prepare_entry(entry, &loaded, choice, &inputs);
     let failure = prepared.as_ref().err().map(|f| Finding::join(f));
-    if let Err(e) = store.record_preparation(&[(entry.id.as_str(), failure.as_deref())]) {
+    if let Err(e) = store.record_preparation_by(&[(entry.id.as_str(), failure.as_deref())], &who) {
         return unreadable(format!("workstation store: {e}"));
     }
     let (order, data) = match prepared {
@@ -312,13 +314,17 @@ pub fn run(args: &PersonalizeArgs) -> Exit {
             exit_of(f.kind)
         }
     };
+    // The outcome is reported only as the store committed it.
     let exit = match stored {
         Ok(state) => {
             tracing::info!(order = %entry.id, status = %state.status, "outcome stored");
             exit
         }
         Err(e) => {
-            eprintln!("error: workstation store: {e}");
+            eprintln!(
+                "error: workstation store: the outcome could not be recorded ({e}); the order stays CARD_PROD_ONGOING until the next command marks it interrupted: check the card"
+            );
+            record.outcome = "not-recorded";
             exit.max(Exit::Unreadable)
         }
     };
@@ -385,7 +391,6 @@ fn prepare_entry<'a>(
     loaded: &Loaded,
     choice: ModelChoice,
     inputs: &PrepInputs<'_>,
-    args: &PersonalizeArgs,
 ) -> Result<(&'a Order, PersoData), Vec<Finding>> {
     let order = entry.outcome.as_ref().map_err(Clone::clone)?;
     let product = loaded.catalog.get(&order.card_product_id).ok_or_else(|| {
@@ -394,7 +399,7 @@ fn prepare_entry<'a>(
             format!(
                 "product {} is not in {}",
                 order.card_product_id,
-                args.profiles.join("products").display()
+                loaded.profiles.join("products").display()
             ),
         )]
     })?;
@@ -486,6 +491,9 @@ fn print_outcome(r: &PersonalizeRecord) {
     match (&r.failed_step, &r.error) {
         (Some(step), Some(e)) => println!("  FAILED at {step}: {e}"),
         _ if r.outcome == "personalized" => println!("  PERSONALIZED ({})", Status::Done),
+        _ if r.outcome == "not-recorded" => {
+            println!("  NOT RECORDED: the store did not commit the outcome");
+        }
         _ => println!("  FAILED"),
     }
 }

@@ -7,7 +7,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::{
-    DEFAULT_KEYS, DEFAULT_PROFILES, Exit, read_catalog, read_keys, read_orders, select_orders,
+    Exit, keys_path, open_store, profiles_path, read_catalog, read_keys, read_orders, select_orders,
 };
 use crate::domain::chip::ChipData;
 use crate::domain::chip::model1::PrepDate;
@@ -27,12 +27,14 @@ pub struct PrepareArgs {
     /// Only the order with this id.
     #[arg(long)]
     order: Option<String>,
-    /// Directory holding products/ (and chip/).
-    #[arg(long, default_value = DEFAULT_PROFILES)]
-    profiles: PathBuf,
-    /// Key store file.
-    #[arg(long, default_value = DEFAULT_KEYS)]
-    keys: PathBuf,
+    /// Directory holding products/ (and chip/) [default: profiles; production: the
+    /// configuration's, and this flag is refused].
+    #[arg(long)]
+    profiles: Option<PathBuf>,
+    /// Key store file [default: assets/demo/keys.toml; production: the configuration's, and
+    /// this flag is refused].
+    #[arg(long)]
+    keys: Option<PathBuf>,
     /// One JSON object per order per line.
     #[arg(long)]
     json: bool,
@@ -47,7 +49,8 @@ pub struct PrepareArgs {
     #[arg(long)]
     date: Option<String>,
     /// Record each order's outcome (DATA_PREPARED or DATA_EXCEPTION with the findings) in the
-    /// workstation store, as the workstation does when it loads a file.
+    /// workstation store, as the workstation does when it loads a file (audited, as the
+    /// operating-system account).
     #[arg(long)]
     record: bool,
 }
@@ -206,7 +209,11 @@ fn print_data(json: bool, data: &PersoData, reveal: bool, warnings: &[Finding]) 
 
 /// Runs `prepare`.
 pub fn run(args: &PrepareArgs) -> Exit {
-    let catalog = match read_catalog(&args.profiles) {
+    let profiles = match profiles_path(args.profiles.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let catalog = match read_catalog(&profiles) {
         Ok(c) => c,
         Err(e) => return e,
     };
@@ -227,7 +234,7 @@ pub fn run(args: &PrepareArgs) -> Exit {
     let chip_profiles = if model == ModelChoice::StripeOnly {
         crate::domain::chip::ChipProfiles::default()
     } else {
-        match crate::catalog::load_chip_profiles(&args.profiles) {
+        match crate::catalog::load_chip_profiles(&profiles) {
             Ok(p) => p,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -245,7 +252,7 @@ pub fn run(args: &PrepareArgs) -> Exit {
             Err(e) => return e,
         }
     }
-    let keys = match read_keys(&args.keys) {
+    let keys = match keys_path(args.keys.as_deref()).and_then(|p| read_keys(&p)) {
         Ok(k) => k,
         Err(e) => return e,
     };
@@ -296,7 +303,7 @@ pub fn run(args: &PrepareArgs) -> Exit {
                 format!(
                     "product {} is not in {}",
                     order.card_product_id,
-                    args.profiles.join("products").display()
+                    profiles.join("products").display()
                 ),
             );
             print_errors(args.json, &entry.id, product_id, std::slice::from_ref(&f));
@@ -331,11 +338,13 @@ pub fn run(args: &PrepareArgs) -> Exit {
         }
     }
     if args.record {
-        let recorded = crate::store::Store::open_default().and_then(|mut store| {
-            let refs: Vec<(&str, Option<&str>)> =
-                outcomes.iter().map(|(id, r)| (*id, r.as_deref())).collect();
-            store.record_preparation(&refs)
-        });
+        let mut store = match open_store(&keys) {
+            Ok(s) => s,
+            Err(e) => return exit.max(e),
+        };
+        let refs: Vec<(&str, Option<&str>)> =
+            outcomes.iter().map(|(id, r)| (*id, r.as_deref())).collect();
+        let recorded = store.record_preparation(&refs);
         match recorded {
             Ok(states) => eprintln!(
                 "recorded {} order(s) in the workstation store",

@@ -13,17 +13,12 @@ use serde::Serialize;
 /// File name of the log inside the data directory.
 pub const RECORDS_FILE: &str = "records.jsonl";
 
-/// Where records go without `--records`: `$XDG_DATA_HOME/persodesk/records.jsonl`, else
-/// `$HOME/.local/share/persodesk/records.jsonl`, else `records.jsonl` in the working directory.
+/// Where records go without `--records`, for `encode` and `personalize` alike: `records.jsonl`
+/// beside the workstation store ([`crate::store::data_dir`]: `$PERSODESK_DATA_DIR`, else
+/// `$XDG_DATA_HOME/persodesk`, else `~/.local/share/persodesk`), else `records.jsonl` in the
+/// working directory.
 pub fn default_path() -> PathBuf {
-    let non_empty = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
-    let base = non_empty("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| non_empty("HOME").map(|h| PathBuf::from(h).join(".local/share")));
-    match base {
-        Some(base) => base.join("persodesk").join(RECORDS_FILE),
-        None => PathBuf::from(RECORDS_FILE),
-    }
+    crate::store::data_dir().map_or_else(|_| PathBuf::from(RECORDS_FILE), |d| d.join(RECORDS_FILE))
 }
 
 /// How an encode attempt ended.
@@ -74,19 +69,17 @@ pub struct EncodeRecord {
     /// The failure, when failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<RecordError>,
+    /// The order's status in the workstation store after the attempt, once committed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'static str>,
 }
 
-/// Appends one record as one line (creating the file and its directory when missing).
+/// Appends one record as one line (creating the file 0600 and its directory 0700 when missing).
 pub fn append<T: Serialize>(path: &Path, record: &T) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
+    crate::files::private_parent(path)?;
     let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
     line.push(b'\n');
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
+    let mut file = crate::files::open_private(path, crate::files::Existing::Append)?;
     // One write call per line: concurrent appenders do not interleave within a line.
     file.write_all(&line)?;
     file.sync_data()

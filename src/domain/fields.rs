@@ -220,12 +220,8 @@ impl EncodedName {
         }
         // The name stays visible when tracks and chip data are masked, so it must not carry a
         // card number (found by tests/properties.rs; the same rule as for track 1 overrides).
-        let longest_run = s
-            .split(|c: char| !c.is_ascii_digit())
-            .map(str::len)
-            .max()
-            .unwrap_or(0);
-        if longest_run >= 12 {
+        // Digits separated by spaces, hyphens or dots count as one run (issue 13, finding 15).
+        if super::order::longest_digit_run(s) >= 12 {
             return Err("must not contain a run of 12 or more digits (a card number?)".into());
         }
         match s.find('/') {

@@ -31,11 +31,13 @@ pub enum KeyUsage {
     Kmc,
     /// Issuer RSA private key (ODA certificates).
     IssuerRsa,
+    /// Seals the store's audit trail (HMAC-SHA256 key; algorithm aes, 16-32 bytes).
+    Audit,
 }
 
 impl KeyUsage {
     /// Every usage, in the key file's spelling.
-    pub const ALL: [KeyUsage; 10] = [
+    pub const ALL: [KeyUsage; 11] = [
         Self::Cvk,
         Self::Pvk,
         Self::Zpk,
@@ -46,6 +48,7 @@ impl KeyUsage {
         Self::Kek,
         Self::Kmc,
         Self::IssuerRsa,
+        Self::Audit,
     ];
 
     /// The key file spelling (`cvk`, `pin-tk`, ...).
@@ -61,6 +64,7 @@ impl KeyUsage {
             Self::Kek => "kek",
             Self::Kmc => "kmc",
             Self::IssuerRsa => "issuer-rsa",
+            Self::Audit => "audit",
         }
     }
 
@@ -146,7 +150,8 @@ pub enum KeyError {
     },
     #[error("key {key}: {source}")]
     Crypto { key: KeyRef, source: CryptoError },
-    #[error("PIN block under {key}: {source}")]
+    /// One message for every failure: no detail of the clear block (issue 13, finding 12).
+    #[error("PIN block cannot be recovered with key {key}")]
     PinBlock { key: KeyRef, source: PinBlockError },
     /// Any other rule a key operation broke (the rule names no value).
     #[error("key {key}: {rule}")]

@@ -1,19 +1,29 @@
 //! The one masking policy for everything a human may see.
 //!
-//! - PAN: first 6 and last 4 digits (`541333******2345`), wherever it appears.
+//! - PAN: first 6 and last 4 digits (`541333******2345`) for PANs of 16 or more digits,
+//!   wherever it appears. Shorter PANs show fewer leading digits so that at least 6 digits stay
+//!   hidden: `n - 10` leading digits and the last 4 for 12-15 digits (a 12-digit PAN shows 2 + 4,
+//!   never 6 + 4 = 10 of 12); fewer than 12 digits are masked entirely. PCI DSS (requirement
+//!   3.4.1) sets the first 6 / last 4 as the most that may be shown; hiding at least 6 keeps
+//!   short PANs from being guessed from a few Luhn-checked candidates.
 //! - CVV1, iCVV, PVV: every digit as `*`.
 //! - PIN blocks and keys: never shown; keys by KCV only.
 //! - Name and expiry: visible (supervisors check them).
 
-/// Masks a PAN to its first 6 and last 4 digits; shorter inputs are masked entirely.
+/// Digits always hidden by [`mask_pan`].
+pub const MIN_HIDDEN: usize = 6;
+
+/// Masks a PAN: the first `min(6, n - 10)` and the last 4 of `n` digits stay (see the module
+/// documentation); fewer than 12 characters are masked entirely.
 pub fn mask_pan(pan: &str) -> String {
     let n = pan.chars().count();
     if n < 12 {
         return "*".repeat(n);
     }
+    let first = (n - 4 - MIN_HIDDEN).min(6);
     pan.chars()
         .enumerate()
-        .map(|(i, c)| if i < 6 || i >= n - 4 { c } else { '*' })
+        .map(|(i, c)| if i < first || i >= n - 4 { c } else { '*' })
         .collect()
 }
 
@@ -56,6 +66,19 @@ mod tests {
         assert_eq!(mask_pan("5413330089012345"), "541333******2345");
         assert_eq!(mask_pan("4123456789012345678"), "412345*********5678");
         assert_eq!(mask_pan("12345"), "*****");
+    }
+
+    /// Issue 13 finding 16: short PANs keep at least 6 digits hidden.
+    #[test]
+    fn short_pans_show_fewer_digits() {
+        assert_eq!(mask_pan("100000000008"), "10******0008");
+        assert_eq!(mask_pan("4000000000006"), "400******0006");
+        assert_eq!(mask_pan("371449635398431"), "37144******8431");
+        for n in 12..=19 {
+            let pan: String = "1234567890123456789".chars().take(n).collect();
+            let hidden = mask_pan(&pan).chars().filter(|c| *c == '*').count();
+            assert!(hidden >= MIN_HIDDEN, "{n} digits: {hidden} hidden");
+        }
     }
 
     #[test]

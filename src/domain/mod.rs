@@ -3,6 +3,7 @@
 //! Nothing here touches files, sockets, devices, threads or the clock; nothing imports from
 //! outside `domain` except crates. Adapters (key store, CLI, GUI, devices) live beside it.
 
+pub mod approval;
 pub mod chip;
 pub mod chip_model;
 pub mod crypto;

@@ -4,6 +4,10 @@
 //!   testers may reveal clear values made with test keys.
 //! - **Production** (set by the machine's configuration, not by an operator): key stores holding
 //!   any test key, demo orders and test products are refused entirely, and nothing is revealed.
+//!   Demo data is recognised by what it is, not by how its id is spelt: the demo products' ids,
+//!   the demo PANs, and either order id starting with `DEMO` once case, spaces and punctuation
+//!   are ignored (published and demo key values are refused by the key store,
+//!   `SoftwareKeyStore::production_findings`).
 //!
 //! The rules are pure; reading the configuration is the adapter's job (`crate::config`).
 
@@ -55,16 +59,34 @@ impl Mode {
 
     /// An order may be produced: in production no demo order and no test product.
     pub fn check_order(self, order_id: &str, product_is_test: bool) -> Result<(), Finding> {
+        self.check_order_data(&OrderSigns {
+            ids: &[order_id],
+            product_id: None,
+            product_is_test,
+            pan: None,
+        })
+    }
+
+    /// An order may be produced: in production nothing of it may be demo data (ids, product,
+    /// PAN) and its product must not be a test product.
+    pub fn check_order_data(self, o: &OrderSigns<'_>) -> Result<(), Finding> {
         if self != Mode::Production {
             return Ok(());
         }
-        if is_demo_order(order_id) {
+        if o.ids.iter().any(|id| is_demo_order(id)) || o.pan.is_some_and(|p| DEMO_PANS.contains(&p))
+        {
             return Err(Finding::new(
                 "cardId",
                 "is a demo order: production refuses demo orders",
             ));
         }
-        if product_is_test {
+        if o.product_id.is_some_and(is_demo_product) {
+            return Err(Finding::new(
+                "cardProductId",
+                "is a demo product: production refuses demo products",
+            ));
+        }
+        if o.product_is_test {
             return Err(Finding::new(
                 "cardProductId",
                 "is a test product: production refuses test products",
@@ -85,9 +107,43 @@ impl fmt::Display for Mode {
     }
 }
 
-/// Demo orders carry ids starting with `DEMO-` (the embedded and shipped demo files).
+/// What production looks at to recognise demo data in an order.
+#[derive(Debug, Clone, Copy)]
+pub struct OrderSigns<'a> {
+    /// `cardId` and `issuerRequestId` (whichever are given).
+    pub ids: &'a [&'a str],
+    /// `cardProductId`.
+    pub product_id: Option<&'a str>,
+    /// The product is marked `test = true`.
+    pub product_is_test: bool,
+    /// The PAN (compared with the demo PANs only).
+    pub pan: Option<&'a str>,
+}
+
+/// The demo products' ids (profiles/products/demo_*.toml), recognised even when copied into a
+/// production profiles directory without `test = true`.
+pub const DEMO_PRODUCTS: [&str; 3] = ["DEMO_MC_DEBIT", "DEMO_VISA_CREDIT", "DEMO_VISA_US"];
+/// The PANs of the shipped demo orders (assets/demo/orders*.json).
+pub const DEMO_PANS: [&str; 2] = ["5413330089012345", "4761739001010010"];
+
+/// Letters and digits only, upper case: how ids are compared with demo names.
+fn folded(s: &str) -> String {
+    s.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
+/// A demo order id: starts with `DEMO` once case, spaces, punctuation and non-ASCII characters
+/// (zero-width spaces, Unicode hyphens) are ignored.
 pub fn is_demo_order(order_id: &str) -> bool {
-    order_id.starts_with("DEMO-")
+    folded(order_id).starts_with("DEMO")
+}
+
+/// A demo product id (spelling folded as for [`is_demo_order`]).
+pub fn is_demo_product(product_id: &str) -> bool {
+    let f = folded(product_id);
+    DEMO_PRODUCTS.iter().any(|d| folded(d) == f)
 }
 
 #[cfg(test)]
@@ -116,6 +172,43 @@ mod tests {
         assert!(p.check_order("C-1", true).is_err());
         assert!(p.check_order("C-1", false).is_ok());
         assert!(!p.allows_reveal());
+    }
+
+    /// Issue 13 finding 6: the spelling of an id does not get demo data past production.
+    #[test]
+    fn demo_data_is_recognised_whatever_the_spelling() {
+        let p = Mode::Production;
+        for id in [
+            " DEMO-VISA-0001",
+            "demo-visa-0001",
+            "DEMO\u{200B}-VISA",
+            "DEMO\u{2010}VISA",
+            "De.Mo_1",
+        ] {
+            assert!(p.check_order(id, false).is_err(), "{id:?}");
+        }
+        let signs = |ids: &'static [&'static str], product, pan| OrderSigns {
+            ids,
+            product_id: product,
+            product_is_test: false,
+            pan,
+        };
+        assert!(
+            p.check_order_data(&signs(&["C-1", "DEMO-1"], None, None))
+                .is_err()
+        );
+        assert!(
+            p.check_order_data(&signs(&["C-1"], Some("demo_mc_debit"), None))
+                .is_err()
+        );
+        assert!(
+            p.check_order_data(&signs(&["C-1"], Some("LIVE"), Some("5413330089012345")))
+                .is_err()
+        );
+        assert!(
+            p.check_order_data(&signs(&["C-1"], Some("LIVE"), Some("4000000000000002")))
+                .is_ok()
+        );
     }
 
     #[test]

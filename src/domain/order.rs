@@ -4,6 +4,13 @@
 //! Each order is validated on its own: one bad order never stops the others. Errors and warnings
 //! name the JSON path and the rule (`encryptedData.exp: month 13 is not 01-12`); an unknown field
 //! is a warning. Field names are camelCase exactly as in the API.
+//!
+//! File-level rules: a duplicate key in any JSON object is an error (JSON parsers disagree on
+//! which value wins), so is the same order id twice in one file, and a file holding no orders.
+//! `cardId` and `issuerRequestId` are printable ASCII from `A-Z a-z 0-9 - _ . : /`, at most 64
+//! characters, without a run of 12 or more digits (an id is shown in clear everywhere: it must
+//! not carry a card number, newlines or terminal escapes); an order with a bad id is listed as
+//! `#<position>`.
 
 use serde_json::{Map, Value};
 
@@ -125,6 +132,8 @@ pub struct OrderEntry {
     pub outcome: Result<Order, Vec<Finding>>,
     /// Warnings (unknown fields, ...).
     pub warnings: Vec<Finding>,
+    /// `issuerRequestId` when given and valid (production checks both ids).
+    pub issuer_request_id: Option<String>,
 }
 
 /// The whole file could not be read as orders.
@@ -139,7 +148,11 @@ pub enum FileError {
 }
 
 fn json_error(e: &serde_json::Error) -> String {
-    // serde_json syntax errors carry line/column and a category, never the input text.
+    // serde_json syntax errors carry line/column and a category, never the input text; our own
+    // data errors (duplicate keys) name a known key at most.
+    if e.is_data() {
+        return e.to_string();
+    }
     format!(
         "{:?} error at line {} column {}",
         e.classify(),
@@ -168,8 +181,9 @@ pub fn parse_order_file(text: &str, rules: &OrderRules) -> Result<Vec<OrderEntry
     if trimmed.is_empty() {
         return Err(FileError::Empty);
     }
-    match serde_json::from_str::<Value>(trimmed) {
-        Ok(v) => entries_from_document(&v, rules),
+    let entries = match strict_json(trimmed) {
+        Ok(v) => entries_from_document(&v, rules)?,
+        Err(whole) if whole.is_data() => return Err(FileError::Json(json_error(&whole))),
         Err(whole) => {
             let lines: Vec<(usize, &str)> = trimmed
                 .lines()
@@ -179,9 +193,121 @@ pub fn parse_order_file(text: &str, rules: &OrderRules) -> Result<Vec<OrderEntry
             if lines.len() < 2 {
                 return Err(FileError::Json(json_error(&whole)));
             }
-            Ok(entries_from_lines(&lines, rules))
+            entries_from_lines(&lines, rules)
+        }
+    };
+    if entries.is_empty() {
+        return Err(FileError::Shape("the file holds no orders".into()));
+    }
+    Ok(flag_duplicate_ids(entries))
+}
+
+/// The same order id twice in one file: every occurrence after the first is an error.
+fn flag_duplicate_ids(mut entries: Vec<OrderEntry>) -> Vec<OrderEntry> {
+    let mut first: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for e in &mut entries {
+        if e.id.starts_with('#') {
+            continue;
+        }
+        if let Some(at) = first.get(&e.id) {
+            let f = Finding::new(
+                "cardId",
+                format!("duplicate order id: order #{at} of this file has the same id"),
+            );
+            match &mut e.outcome {
+                Ok(_) => e.outcome = Err(vec![f]),
+                Err(errors) => errors.push(f),
+            }
+        } else {
+            first.insert(e.id.clone(), e.position);
         }
     }
+    entries
+}
+
+/// A JSON value whose objects have no duplicate keys.
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Strict(v) = map.next_value()?;
+            if out.contains_key(&key) {
+                // The key is named only when it is one of ours: keys are input too.
+                let known = [
+                    &ORDER_KEYS[..],
+                    &DATA_KEYS,
+                    &PIN_KEYS,
+                    &TLV_KEYS,
+                    &APP_KEYS,
+                    &TRACK_KEYS,
+                ]
+                .iter()
+                .any(|set| set.contains(&key.as_str()))
+                    || key == "cards";
+                return Err(serde::de::Error::custom(if known {
+                    format!("duplicate key `{key}`")
+                } else {
+                    "duplicate key".to_string()
+                }));
+            }
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+/// Parses JSON refusing duplicate keys.
+fn strict_json(text: &str) -> Result<Value, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let Strict(v) = serde::Deserialize::deserialize(&mut de)?;
+    de.end()?;
+    Ok(v)
 }
 
 fn entries_from_document(v: &Value, rules: &OrderRules) -> Result<Vec<OrderEntry>, FileError> {
@@ -210,22 +336,21 @@ fn entries_from_lines(lines: &[(usize, &str)], rules: &OrderRules) -> Vec<OrderE
     lines
         .iter()
         .enumerate()
-        .map(
-            |(i, (line_no, line))| match serde_json::from_str::<Value>(line) {
-                Ok(v) => validate_order_value(&v, i + 1, rules),
-                Err(e) => OrderEntry {
-                    id: format!("#{}", i + 1),
-                    position: i + 1,
-                    card_product_id: None,
-                    masked_pan: None,
-                    outcome: Err(vec![Finding::new(
-                        format!("line {}", line_no + 1),
-                        format!("not valid JSON: {}", json_error(&e)),
-                    )]),
-                    warnings: Vec::new(),
-                },
+        .map(|(i, (line_no, line))| match strict_json(line) {
+            Ok(v) => validate_order_value(&v, i + 1, rules),
+            Err(e) => OrderEntry {
+                id: format!("#{}", i + 1),
+                position: i + 1,
+                card_product_id: None,
+                masked_pan: None,
+                outcome: Err(vec![Finding::new(
+                    format!("line {}", line_no + 1),
+                    format!("not valid JSON: {}", json_error(&e)),
+                )]),
+                warnings: Vec::new(),
+                issuer_request_id: None,
             },
-        )
+        })
         .collect()
 }
 
@@ -414,13 +539,53 @@ const APP_KEYS: [&str; 5] = [
 ];
 const TRACK_KEYS: [&str; 3] = ["track1", "track2", "track3"];
 
+/// The longest run of digits in `s`, counting digits separated only by spaces, hyphens or dots
+/// as one run (`4761 7390 0101 0010` is a 16-digit run).
+pub fn longest_digit_run(s: &str) -> usize {
+    let mut longest = 0;
+    let mut run = 0;
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            run += 1;
+            longest = longest.max(run);
+        } else if !matches!(c, ' ' | '-' | '.') {
+            run = 0;
+        }
+    }
+    longest
+}
+
+/// Checks an order id (`cardId`, `issuerRequestId`): the rule when it is not acceptable.
+pub fn check_order_id(s: &str) -> Result<(), String> {
+    let n = s.chars().count();
+    if n == 0 || n > 64 {
+        return Err(format!("must be 1-64 characters, got {n}"));
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "-_.:/".contains(*c)))
+    {
+        return Err(if c.is_ascii_graphic() || c == ' ' {
+            format!("character {c:?} is not allowed (A-Z a-z 0-9 - _ . : /)")
+        } else {
+            "holds a control or non-ASCII character (allowed: A-Z a-z 0-9 - _ . : /)".into()
+        });
+    }
+    if longest_digit_run(s) >= 12 {
+        return Err("must not contain a run of 12 or more digits (a card number?)".into());
+    }
+    Ok(())
+}
+
 fn order_id(obj: &Map<String, Value>, position: usize) -> String {
     ["cardId", "issuerRequestId"]
         .iter()
         .find_map(|k| match obj.get(*k) {
-            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s),
             _ => None,
         })
+        .filter(|s| check_order_id(s).is_ok())
+        .cloned()
         .unwrap_or_else(|| format!("#{position}"))
 }
 
@@ -456,13 +621,18 @@ pub fn validate_order_value(value: &Value, position: usize, rules: &OrderRules) 
                 "an order must be a JSON object",
             )]),
             warnings: Vec::new(),
+            issuer_request_id: None,
         };
     };
     let id = order_id(obj, position);
     ctx.unknown_fields(obj, "", &ORDER_KEYS);
     for k in ["cardId", "issuerRequestId"] {
-        ctx.string(obj, "", k, false);
+        ctx.parsed(obj, "", k, false, check_order_id);
     }
+    let issuer_request_id = match obj.get("issuerRequestId") {
+        Some(Value::String(s)) if check_order_id(s).is_ok() => Some(s.clone()),
+        _ => None,
+    };
     let card_product_id = ctx.parsed(obj, "", "cardProductId", true, |s| {
         if s.trim().is_empty() {
             Err("must not be empty".into())
@@ -572,6 +742,7 @@ pub fn validate_order_value(value: &Value, position: usize, rules: &OrderRules) 
         masked_pan,
         outcome,
         warnings: ctx.warnings,
+        issuer_request_id,
     }
 }
 
@@ -651,7 +822,9 @@ fn validate_tracks(
     ctx.unknown_fields(t, base, &TRACK_KEYS);
     let mut one = |no: TrackNo| {
         ctx.parsed(t, base, no.key(), false, |s| {
-            Track::from_order(no, s, pan, exp).map_err(|e| e.to_string())
+            let track = Track::from_order(no, s, pan, exp).map_err(|e| e.to_string())?;
+            check_track_fields(no, s)?;
+            Ok(track)
         })
     };
     TrackOverrides {
@@ -659,4 +832,33 @@ fn validate_tracks(
         track2: one(TrackNo::T2),
         track3: one(TrackNo::T3),
     }
+}
+
+/// A given track 1 or 2 carries the expiry and the service code (7 digits after the field
+/// separator), and a track 1 name no card number written with spaces.
+fn check_track_fields(no: TrackNo, text: &str) -> Result<(), String> {
+    let after = match no {
+        TrackNo::T1 => {
+            let mut parts = text.splitn(3, '^');
+            parts.next();
+            let name = parts.next().unwrap_or_default();
+            if longest_digit_run(name) >= 12 {
+                return Err("the name field must not contain a run of 12 or more digits".into());
+            }
+            parts.next().unwrap_or_default()
+        }
+        TrackNo::T2 => text.split_once('=').map_or("", |(_, rest)| rest),
+        TrackNo::T3 => return Ok(()),
+    };
+    if after.len() < 7 || !after.bytes().take(7).all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "must carry the expiry (YYMM) and the service code (3 digits) after the {}",
+            if no == TrackNo::T1 {
+                "name"
+            } else {
+                "'=' separator"
+            }
+        ));
+    }
+    Ok(())
 }

@@ -22,6 +22,11 @@ pub enum PinBlockError {
     Fill,
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+    /// An encrypted block could not be recovered. The one answer of [`iso0_decrypt`] and
+    /// [`iso4_decrypt`] for every cause: telling a bad control nibble from a non-decimal digit
+    /// would reveal bits of the clear block to whoever can submit blocks (a decryption oracle).
+    #[error("PIN block cannot be recovered")]
+    Unrecoverable,
 }
 
 fn nibble(block: &[u8], i: usize) -> u8 {
@@ -113,8 +118,13 @@ pub fn iso0_decode(clear: &[u8; 8], pan: &Pan) -> Result<Pin, PinBlockError> {
     Ok(pin)
 }
 
-/// Decrypts a TDES-encrypted format 0 block and recovers the PIN.
+/// Decrypts a TDES-encrypted format 0 block and recovers the PIN. Every failure is
+/// [`PinBlockError::Unrecoverable`] (no detail of the clear block).
 pub fn iso0_decrypt(key: &[u8], encrypted: &[u8], pan: &Pan) -> Result<Pin, PinBlockError> {
+    iso0_decrypt_detailed(key, encrypted, pan).map_err(|_| PinBlockError::Unrecoverable)
+}
+
+fn iso0_decrypt_detailed(key: &[u8], encrypted: &[u8], pan: &Pan) -> Result<Pin, PinBlockError> {
     let mut clear = Zeroizing::new([0u8; 8]);
     if encrypted.len() != 8 {
         return Err(CryptoError::DataLength {
@@ -182,8 +192,13 @@ pub fn iso4_encrypt(
     Ok(block)
 }
 
-/// Deciphers a format 4 block and recovers the PIN.
+/// Deciphers a format 4 block and recovers the PIN. Every failure is
+/// [`PinBlockError::Unrecoverable`] (no detail of the clear block).
 pub fn iso4_decrypt(key: &[u8], encrypted: &[u8], pan: &Pan) -> Result<Pin, PinBlockError> {
+    iso4_decrypt_detailed(key, encrypted, pan).map_err(|_| PinBlockError::Unrecoverable)
+}
+
+fn iso4_decrypt_detailed(key: &[u8], encrypted: &[u8], pan: &Pan) -> Result<Pin, PinBlockError> {
     if encrypted.len() != 16 {
         return Err(CryptoError::DataLength {
             block: 16,
@@ -245,5 +260,36 @@ mod tests {
             hex::encode_upper([0x04, 0x12, 0x34 ^ 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])
         );
         assert_eq!(iso0_decode(&clear, &short).expect("decode"), pin);
+    }
+
+    /// Issue 13 finding 12: a wrong PAN, a broken control nibble and a wrong key all give the
+    /// same answer, so decrypt failures tell nothing about the clear block.
+    #[test]
+    fn decrypt_failures_are_one_message() {
+        let key = [0x11u8; 16];
+        let pin = Pin::parse("1234").expect("pin");
+        let pan = Pan::parse("5413330089012345").expect("pan");
+        let block = iso0_encrypt(&key, &pin, &pan).expect("encrypt");
+        assert_eq!(iso0_decrypt(&key, &block, &pan).expect("decrypt"), pin);
+        let other_pan = Pan::parse("5413330089019999").expect("pan");
+        let wrong_key = [0x22u8; 16];
+        let mut messages = std::collections::BTreeSet::new();
+        for (k, b, p) in [
+            (&key[..], &block[..], &other_pan),
+            (&wrong_key[..], &block[..], &pan),
+            (&key[..], &block[..4], &pan),
+        ] {
+            let e = iso0_decrypt(k, b, p).expect_err("must fail");
+            assert_eq!(e, PinBlockError::Unrecoverable);
+            messages.insert(e.to_string());
+        }
+        let e = iso4_decrypt(&[0x33u8; 16], &[0u8; 16], &pan).expect_err("must fail");
+        messages.insert(e.to_string());
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert!(
+            !messages
+                .iter()
+                .any(|m| m.contains("control") || m.contains("digit"))
+        );
     }
 }

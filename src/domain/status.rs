@@ -11,6 +11,8 @@
 //! - A tester may start a DATA_PREPARED order without approval when every key is a test key
 //!   ([`Event::Started`] with `approval_bypass`); who may do what is [`super::review`]'s business.
 //! - A failed run (CARD_PROD_FAILED) may be started again; CARD_PROD_DONE is final.
+//! - An approval is withdrawn (CARD_PROD_READY back to DATA_PREPARED, audited) when what would be
+//!   personalized changes, e.g. the chip model: the new data needs a new review.
 //!
 //! Every failure state carries the reason; reasons name steps and rules, never card data.
 
@@ -89,6 +91,12 @@ pub enum Event {
     },
     /// A supervisor approved the masked preview.
     Approved,
+    /// The approval no longer covers what would be personalized (the chip model changed): the
+    /// order needs a new review.
+    ApprovalWithdrawn {
+        /// Why.
+        reason: String,
+    },
     /// A supervisor rejected the data.
     Rejected {
         /// Why, as the supervisor wrote it.
@@ -116,6 +124,7 @@ impl Event {
             Event::PrepareFailed { .. } => "prepare-failed",
             Event::Approved => "approved",
             Event::Rejected { .. } => "rejected",
+            Event::ApprovalWithdrawn { .. } => "approval-withdrawn",
             Event::Started { .. } => "perso-started",
             Event::Completed => "perso-done",
             Event::Failed { .. } => "perso-failed",
@@ -127,6 +136,7 @@ impl Event {
         match self {
             Event::PrepareFailed { reason }
             | Event::Rejected { reason }
+            | Event::ApprovalWithdrawn { reason }
             | Event::Failed { reason } => Some(reason),
             _ => None,
         }
@@ -159,6 +169,7 @@ pub fn next(from: Status, event: &Event) -> Result<Status, TransitionError> {
             Ok(S::DataException)
         }
         (S::DataPrepared, Event::Approved) => Ok(S::Ready),
+        (S::Ready, Event::ApprovalWithdrawn { .. }) => Ok(S::DataPrepared),
         (S::DataPrepared | S::Ready, Event::Rejected { reason }) => {
             if reason.trim().is_empty() {
                 Err(refuse(" without a reason"))
@@ -193,6 +204,16 @@ pub fn next(from: Status, event: &Event) -> Result<Status, TransitionError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_withdrawn_approval_needs_a_new_review() {
+        let w = Event::ApprovalWithdrawn {
+            reason: "chip model changed".into(),
+        };
+        assert_eq!(next(Status::Ready, &w), Ok(Status::DataPrepared));
+        assert!(next(Status::DataPrepared, &w).is_err());
+        assert!(next(Status::Ongoing, &w).is_err());
+    }
 
     #[test]
     fn names_round_trip() {

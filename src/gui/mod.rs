@@ -27,8 +27,8 @@ use crate::domain::chip::{ChipProfile, ChipProfiles};
 use crate::domain::chip_model::ChipModel;
 use crate::domain::mode::Mode;
 use crate::domain::product::{Catalog, Product};
-use crate::domain::review::{self, OrderFacts, Role, Session};
-use crate::domain::status::{self, Event};
+use crate::domain::review::{self, OrderFacts, Role, Roles, Session};
+use crate::domain::status::{self, Event, Status};
 use crate::keys::SoftwareKeyStore;
 use crate::sim::encoder::{SimConfig, SimEncoder, SimFault};
 use crate::store::{self, Store};
@@ -233,6 +233,8 @@ pub struct AppConfig {
     pub swipe_timeout: Duration,
     /// Test or production (production: no demo data, no simulators, no reveal).
     pub mode: Mode,
+    /// Who may work in which role (the configuration's `[roles]`; production needs it).
+    pub roles: Option<Roles>,
 }
 
 impl std::fmt::Debug for AppConfig {
@@ -300,6 +302,7 @@ impl AppConfig {
                 .unwrap_or_else(|| "user".into()),
             swipe_timeout: Duration::from_secs(30),
             mode: Mode::Test,
+            roles: None,
         })
     }
 
@@ -313,10 +316,25 @@ impl AppConfig {
         let profiles = config.profiles.as_deref().ok_or(
             "production mode: the configuration names no profiles directory (profiles = \"...\")",
         )?;
+        let roles = config.roles.clone().ok_or(
+            "production mode: the configuration names no roles ([roles] operator = [...])",
+        )?;
         let keys = SoftwareKeyStore::load(keys_path).map_err(|e| e.to_string())?;
         Mode::Production
             .check_key_store(&keys.list())
             .map_err(|f| format!("{}: {f}", keys_path.display()))?;
+        if let Some((key, rule)) = keys.production_findings().first() {
+            return Err(format!(
+                "{}: key {key}: {rule}: production refuses it",
+                keys_path.display()
+            ));
+        }
+        if keys.audit_sealer().is_none() {
+            return Err(format!(
+                "{}: production needs an audit key (usage audit) to seal the audit trail",
+                keys_path.display()
+            ));
+        }
         let mut c = AppConfig::embedded()?;
         c.catalog = crate::catalog::load_products(profiles).map_err(|e| e.to_string())?;
         c.chip_profiles =
@@ -326,6 +344,8 @@ impl AppConfig {
         c.start_sim_encoder = false;
         c.load_demo = false;
         c.mode = Mode::Production;
+        c.user = store::os_user();
+        c.roles = Some(roles);
         Ok(c)
     }
 
@@ -333,7 +353,10 @@ impl AppConfig {
     pub fn for_machine() -> Result<AppConfig, String> {
         let config = crate::config::load()?;
         match config.mode {
-            Mode::Test => AppConfig::embedded(),
+            Mode::Test => AppConfig::embedded().map(|mut c| {
+                c.roles = config.roles.clone();
+                c
+            }),
             Mode::Production => AppConfig::production(&config),
         }
     }
@@ -374,6 +397,7 @@ pub struct App {
     /// Test or production.
     pub mode: Mode,
     user: String,
+    roles: Option<Roles>,
     store: Option<Store>,
     visible: Vec<usize>,
     generation: u64,
@@ -404,8 +428,12 @@ impl App {
     pub fn new(config: AppConfig, logs: LogBuffer) -> Result<App, String> {
         let waker = Waker::default();
         let mut notice = None;
+        let sealer = config.keys.audit_sealer();
+        if config.mode == Mode::Production && sealer.is_none() {
+            return Err("production needs an audit key (usage audit) in the key store".into());
+        }
         let store = match &config.store_path {
-            Some(p) => match Store::open(p) {
+            Some(p) => match Store::open_keyed(p, sealer) {
                 Ok(s) => Some(s),
                 Err(e) => {
                     tracing::warn!(error = %e, "statuses are kept in memory only");
@@ -482,6 +510,7 @@ impl App {
             last_file,
             mode: config.mode,
             user: config.user,
+            roles: config.roles,
             store,
             visible: Vec::new(),
             generation: 0,
@@ -573,10 +602,15 @@ impl App {
 
     /// Starts working in `role`.
     pub fn sign_in(&mut self, role: Role) {
-        let session = Session {
-            user: self.user.clone(),
-            role,
-        };
+        // The same rules as the command line: the account and the configured roles.
+        let session =
+            match review::session_for(self.mode, &self.user, None, role, self.roles.as_ref()) {
+                Ok(s) => s,
+                Err(rule) => {
+                    self.error(rule);
+                    return;
+                }
+            };
         if let Some(store) = self.store.as_mut() {
             match store.recover_interrupted(&session) {
                 Ok(0) => {}
@@ -712,7 +746,19 @@ impl App {
         if !r.allowed.allows(model) {
             return Err(format!("order {}: {model} is not allowed for it", r.id));
         }
-        r.model = Some(model);
+        let before = r.model.replace(model);
+        // The approval covered the data of the other model: withdrawn, audited.
+        if before != Some(model) && r.status == Status::Ready {
+            let reason = format!(
+                "chip model changed from {} to {model}: the new data needs a new review",
+                before.map_or_else(|| "none".to_string(), |m| m.to_string())
+            );
+            let who = self.session().unwrap_or_else(|_| Session {
+                user: self.user.clone(),
+                role: Role::Operator,
+            });
+            self.transition(row, &Event::ApprovalWithdrawn { reason }, &who)?;
+        }
         if self.selected == Some(row) {
             self.request_preview();
         }
@@ -793,7 +839,28 @@ impl App {
         if let Err(d) = review::may_review(who.role, facts) {
             return Err(self.refuse(row, "approve", &d));
         }
-        self.transition(row, &Event::Approved, &who)?;
+        if self.store.is_some() {
+            // The approval records what was reviewed: the previewed data of this row.
+            let data = match &self.preview.prepared {
+                Some(p) if self.preview.row == Some(row) && !self.preview.pending => &p.data,
+                _ => return Err(format!("order {id}: its preview is not ready yet")),
+            };
+            let approved = self.store.as_mut().map(|store| {
+                let evidence = crate::job::evidence(store, data);
+                store.approve(&id, &who, &evidence)
+            });
+            if let Some(result) = approved {
+                let st = result.map_err(|e| e.to_string())?;
+                if let Some(r) = self.rows.get_mut(row) {
+                    r.status = st.status;
+                    r.reason = st.reason;
+                    r.approved = st.approved;
+                }
+                self.refilter();
+            }
+        } else {
+            self.transition(row, &Event::Approved, &who)?;
+        }
         self.info(format!("Order {id} approved"));
         Ok(())
     }
@@ -851,11 +918,7 @@ impl App {
         if self.perso.is_running() {
             return Err("a personalization is already running".into());
         }
-        let (facts, id) = self.facts(row)?;
-        let grant = match review::may_personalize(who.role, facts) {
-            Ok(g) => g,
-            Err(d) => return Err(self.refuse(row, "personalize", &d)),
-        };
+        let (mut facts, id) = self.facts(row)?;
         let job = match &self.preview.prepared {
             Some(p) if self.preview.row == Some(row) && !self.preview.pending => PersoJob {
                 data: p.data.clone(),
@@ -863,6 +926,22 @@ impl App {
                 profile: p.profile.clone(),
             },
             _ => return Err(format!("order {id}: its preview is not ready yet")),
+        };
+        // Approved means: the audit trail holds an approval of exactly this data.
+        let mut why = String::new();
+        if let Some(store) = &self.store {
+            let approval = crate::job::approval_of(store, &who, &id, &job.data, self.mode);
+            facts.approved = approval.is_ok();
+            if let Err(rule) = approval {
+                why = format!(": {rule}");
+            }
+        }
+        let grant = match review::may_personalize(who.role, facts) {
+            Ok(g) => g,
+            Err(d) => {
+                let refused = self.refuse(row, "personalize", &d);
+                return Err(format!("{refused}{why}"));
+            }
         };
         if grant.approval_bypass && !job.data.non_test_keys().is_empty() {
             return Err(format!(

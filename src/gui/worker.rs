@@ -418,7 +418,8 @@ impl Worker {
             return Ok(());
         };
         if self.store.is_none() {
-            self.store = Some(Store::open(path).map_err(|e| e.to_string())?);
+            let sealer = self.ctx.keys.audit_sealer();
+            self.store = Some(Store::open_keyed(path, sealer).map_err(|e| e.to_string())?);
         }
         let Some(store) = self.store.as_mut() else {
             return Ok(());

@@ -6,6 +6,7 @@
 //! from a `--keys` file: every front end loads its key store through it.
 
 pub mod pool;
+pub mod published;
 pub mod software;
 pub mod software_chip;
 mod software_envelope;

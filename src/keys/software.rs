@@ -10,13 +10,20 @@
 //! test = true            # only test keys may ever be revealed
 //! ```
 //!
-//! Key values are zeroized on drop and never appear in `Debug` or in errors.
+//! Key values are zeroized on drop and never appear in `Debug` or in errors; the file's text and
+//! the parsed TOML strings are zeroized as soon as the keys are read.
+//!
+//! An `audit` key (algorithm `aes`, 16-32 bytes) seals the store's audit trail
+//! ([`SoftwareKeyStore::audit_sealer`]). [`SoftwareKeyStore::production_findings`] names keys
+//! production refuses: published test-vector values, the demo store's values, all-zero keys and
+//! TDES keys with equal halves (K1 = K2, or K2 = K3), whatever their `test` flag says.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::domain::crypto;
 use crate::domain::fields::{Cvv, Pan, PinBlockFormat, Pvv};
@@ -68,16 +75,24 @@ impl SoftwareKeyStore {
     /// Reads and checks a key file.
     pub fn load(path: &Path) -> Result<Self, KeyFileError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| KeyFileError {
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| KeyFileError {
             file: file.clone(),
             location: "file".into(),
             rule: format!("cannot be read: {}", e.kind()),
-        })?;
+        })?);
         Self::from_toml(&file, &text)
     }
 
-    /// Parses and checks key file text; `file` names it in errors.
+    /// Parses and checks key file text; `file` names it in errors. The parsed strings are
+    /// zeroized before returning (the caller zeroizes `text`).
     pub fn from_toml(file: &str, text: &str) -> Result<Self, KeyFileError> {
+        let mut table = Self::parse_table(file, text)?;
+        let result = Self::from_table(file, &table);
+        scrub_table(&mut table);
+        result
+    }
+
+    fn parse_table(file: &str, text: &str) -> Result<toml::Table, KeyFileError> {
         let err = |location: String, rule: String| KeyFileError {
             file: file.to_string(),
             location,
@@ -95,6 +110,15 @@ impl SoftwareKeyStore {
                 .unwrap_or_else(|| "file".into());
             err(at, "not valid TOML".into())
         })?;
+        Ok(table)
+    }
+
+    fn from_table(file: &str, table: &toml::Table) -> Result<Self, KeyFileError> {
+        let err = |location: String, rule: String| KeyFileError {
+            file: file.to_string(),
+            location,
+            rule,
+        };
         if let Some(k) = table.keys().find(|k| k.as_str() != "key") {
             return Err(err(
                 k.clone(),
@@ -269,6 +293,49 @@ impl SoftwareKeyStore {
         })
     }
 
+    /// The sealer of the audit trail: the `audit` key with the lowest index, if any.
+    pub fn audit_sealer(&self) -> Option<Arc<dyn crate::store::Sealer>> {
+        let (key, e) = self
+            .keys
+            .iter()
+            .find(|(k, e)| k.usage == KeyUsage::Audit && !e.value.is_empty())?;
+        Some(Arc::new(AuditSeal {
+            key: e.value.clone(),
+            name: key.to_string(),
+        }))
+    }
+
+    /// Keys production refuses whatever their `test` flag: published or demo values, weak keys.
+    /// Each finding names the key and the rule, never the value.
+    pub fn production_findings(&self) -> Vec<(KeyRef, &'static str)> {
+        let demo = demo_values();
+        let mut out = Vec::new();
+        for (key, e) in &self.keys {
+            let v = e.value.as_slice();
+            if v.is_empty() {
+                continue;
+            }
+            let rule = if v.iter().all(|b| *b == 0) {
+                Some("is all zeros (a weak key)")
+            } else if e.info.algorithm == KeyAlgorithm::Tdes && tdes_halves_equal(v) {
+                Some("has equal TDES parts (K1 = K2 or K2 = K3: a weak key)")
+            } else if demo.iter().any(|d| same_key(v, d)) {
+                Some("is a demo key value (assets/demo/keys.toml)")
+            } else if super::published::PUBLISHED_KEYS
+                .iter()
+                .any(|(hex, _)| same_key(v, &hex::decode(hex).unwrap_or_default()))
+            {
+                Some("is a value published in test vectors")
+            } else {
+                None
+            };
+            if let Some(rule) = rule {
+                out.push((*key, rule));
+            }
+        }
+        out
+    }
+
     /// The file the keys came from.
     pub fn source(&self) -> &str {
         &self.source
@@ -290,6 +357,55 @@ impl SoftwareKeyStore {
             });
         }
         Ok(e)
+    }
+}
+
+/// The demo store's key values (embedded), for [`SoftwareKeyStore::production_findings`].
+fn demo_values() -> Vec<Zeroizing<Vec<u8>>> {
+    const DEMO: &str = include_str!("../../assets/demo/keys.toml");
+    SoftwareKeyStore::from_toml("embedded demo keys", DEMO)
+        .map(|s| s.keys.into_values().map(|e| e.value.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// Equal keys, ignoring the DES parity bits (the low bit of each byte) for DES-sized values.
+fn same_key(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x & 0xFE == y & 0xFE)
+}
+
+/// TDES keying option 2 with K1 = K2, or option 1 with K1 = K2 or K2 = K3 (single DES in
+/// effect), parity bits ignored.
+fn tdes_halves_equal(v: &[u8]) -> bool {
+    let part = |i: usize| v.get(i * 8..i * 8 + 8).unwrap_or_default();
+    same_key(part(0), part(1)) || (v.len() == 24 && same_key(part(1), part(2)))
+}
+
+/// Zeroizes every string of a parsed key file.
+fn scrub_table(table: &mut toml::Table) {
+    fn scrub(v: &mut toml::Value) {
+        match v {
+            toml::Value::String(s) => s.zeroize(),
+            toml::Value::Array(a) => a.iter_mut().for_each(scrub),
+            toml::Value::Table(t) => t.iter_mut().for_each(|(_, v)| scrub(v)),
+            _ => {}
+        }
+    }
+    table.iter_mut().for_each(|(_, v)| scrub(v));
+}
+
+/// HMAC-SHA256 with the audit key; the key stays here and is zeroized on drop.
+struct AuditSeal {
+    key: Zeroizing<Vec<u8>>,
+    name: String,
+}
+
+impl crate::store::Sealer for AuditSeal {
+    fn mac(&self, message: &[u8]) -> [u8; 32] {
+        crate::store::audit::hmac_sha256(&self.key, message)
+    }
+
+    fn key_name(&self) -> String {
+        self.name.clone()
     }
 }
 

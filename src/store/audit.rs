@@ -9,10 +9,16 @@
 //! `00`). The number of records and the last hash (the head) are kept in the settings table too,
 //! so removing the newest records shows. SQLite triggers refuse UPDATE and DELETE on the table.
 //!
+//! **The seal.** With the key store's `audit` key (a [`Sealer`]), every record also carries
+//! `seal(n) = HMAC-SHA256(key, "persodesk audit seal v1" 00 || hash(n))` and the head carries
+//! `HMAC-SHA256(key, "persodesk audit head v1" 00 || count || hash)`. Recomputing the chain,
+//! adding a record or rewriting the head then needs the key; [`verify`] with the sealer names
+//! the first record whose seal does not match. What the seal cannot see: the whole store
+//! replaced by an older copy, or wiped; compare the head and count with a copy kept elsewhere
+//! (`persodesk audit export`, `persodesk audit verify --expect-head`) for that.
+//!
 //! [`verify`] walks the records in storage order and names the first one that was modified,
-//! moved or removed by its sequence number. What it cannot see: someone with write access who
-//! recomputes the whole chain and the head. Compare the head with a copy kept elsewhere
-//! (`persodesk audit verify` prints it) for that.
+//! moved or removed by its sequence number.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -29,6 +35,47 @@ pub const COUNT_KEY: &str = "audit.count";
 pub const HEAD_KEY: &str = "audit.head";
 
 const DOMAIN: &[u8] = b"persodesk audit v1\0";
+const SEAL_DOMAIN: &[u8] = b"persodesk audit seal v1\0";
+const HEAD_DOMAIN: &[u8] = b"persodesk audit head v1\0";
+/// The action of the record that starts sealing an existing trail.
+pub const ADOPTION: &str = "audit-sealed";
+/// Settings key: the seal of the head (count and hash).
+pub const HEAD_SEAL_KEY: &str = "audit.head-seal";
+
+/// Computes keyed MACs with the audit key; the key stays with whoever implements it (the key
+/// store, later an HSM).
+pub trait Sealer: Send + Sync {
+    /// HMAC-SHA256 of `message` under the audit key.
+    fn mac(&self, message: &[u8]) -> [u8; 32];
+    /// The key's name for messages (`audit #1`).
+    fn key_name(&self) -> String;
+}
+
+/// HMAC-SHA256 (RFC 2104) of `message` under `key`.
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use hmac::{KeyInit, Mac};
+    // HMAC accepts keys of any length (RFC 2104, section 2): this cannot fail.
+    let Ok(mut m) = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key) else {
+        return [0; 32];
+    };
+    m.update(message);
+    m.finalize().into_bytes().into()
+}
+
+/// The seal of record hash `hash`.
+pub fn record_seal(sealer: &dyn Sealer, hash: &str) -> String {
+    let mut msg = SEAL_DOMAIN.to_vec();
+    msg.extend_from_slice(hash.as_bytes());
+    hex::encode_upper(sealer.mac(&msg))
+}
+
+/// The seal of the head `(count, hash)`.
+pub fn head_seal(sealer: &dyn Sealer, count: u64, hash: &str) -> String {
+    let mut msg = HEAD_DOMAIN.to_vec();
+    msg.extend_from_slice(&count.to_be_bytes());
+    msg.extend_from_slice(hash.as_bytes());
+    hex::encode_upper(sealer.mac(&msg))
+}
 
 fn text(h: &mut Sha256, value: Option<&str>) {
     match value {
@@ -68,6 +115,8 @@ pub struct ChainedRecord {
     pub prev_hash: Option<String>,
     /// Its own hash.
     pub hash: Option<String>,
+    /// Its seal under the audit key (absent in unsealed stores).
+    pub seal: Option<String>,
 }
 
 /// The first break in the chain, named by sequence number.
@@ -113,6 +162,22 @@ pub enum ChainProblem {
         /// What does not match.
         detail: &'static str,
     },
+    /// The record's seal does not match the audit key: written or rewritten without it.
+    Unsealed {
+        /// Its sequence number.
+        seq: u64,
+    },
+    /// The store's protections were removed (a trigger dropped) or its tables disagree with
+    /// the trail (an order's status that no record explains).
+    Store {
+        /// What was found, naming the trigger or the order.
+        detail: String,
+    },
+    /// The head is not the one exported earlier (`audit verify --expect-head`).
+    Expected {
+        /// What differs.
+        detail: String,
+    },
 }
 
 impl fmt::Display for ChainProblem {
@@ -144,6 +209,12 @@ impl fmt::Display for ChainProblem {
                 "the record at position {position} has no sequence number or hash (written around the store)"
             ),
             Self::Head { detail } => write!(f, "the trail's head in the settings: {detail}"),
+            Self::Unsealed { seq } => write!(
+                f,
+                "record {seq}: its seal does not match the audit key (written or rewritten without the key)"
+            ),
+            Self::Store { detail } => write!(f, "the store: {detail}"),
+            Self::Expected { detail } => write!(f, "the exported head: {detail}"),
         }
     }
 }
@@ -164,6 +235,68 @@ impl Verdict {
     pub fn intact(&self) -> bool {
         self.problem.is_none()
     }
+}
+
+/// The head as kept in the settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head<'a> {
+    /// How many records were written.
+    pub count: u64,
+    /// The newest record's hash.
+    pub hash: &'a str,
+    /// Its seal, when sealed.
+    pub seal: Option<&'a str>,
+}
+
+/// Checks `records` (in storage order) against the chain rules and the head kept in the
+/// settings (`None` when missing); with a `sealer`, every record's seal and the head's too.
+pub fn verify_sealed(
+    records: &[ChainedRecord],
+    head: Option<Head<'_>>,
+    sealer: Option<&dyn Sealer>,
+) -> Verdict {
+    let mut verdict = verify(records, head.map(|h| (h.count, h.hash)));
+    let Some(sealer) = sealer else {
+        return verdict;
+    };
+    if verdict.problem.is_some() {
+        return verdict;
+    }
+    // Records before the first sealed one were written before sealing started; the chain
+    // covers them, and the first sealed record must be the `audit-sealed` adoption that says so.
+    let first = records.iter().position(|r| r.seal.is_some());
+    let start = match first {
+        None if records.is_empty() => 0,
+        Some(0) => 0,
+        Some(f) if records[f].record.action == ADOPTION => f,
+        _ => {
+            verdict.problem = Some(ChainProblem::Unsealed {
+                seq: records[0].seq.unwrap_or(1),
+            });
+            return verdict;
+        }
+    };
+    for r in &records[start..] {
+        let (Some(seq), Some(hash)) = (r.seq, r.hash.as_deref()) else {
+            continue;
+        };
+        let good = r.seal.as_deref().is_some_and(|s| {
+            subtle::ConstantTimeEq::ct_eq(s.as_bytes(), record_seal(sealer, hash).as_bytes()).into()
+        });
+        if !good {
+            verdict.problem = Some(ChainProblem::Unsealed { seq });
+            return verdict;
+        }
+    }
+    if let Some(h) = head {
+        let expected = head_seal(sealer, h.count, h.hash);
+        if h.seal != Some(expected.as_str()) && (h.count > 0 || h.seal.is_some()) {
+            verdict.problem = Some(ChainProblem::Head {
+                detail: "its seal does not match the audit key",
+            });
+        }
+    }
+    verdict
 }
 
 /// Checks `records` (in storage order) against the chain rules and the head kept in the
@@ -250,6 +383,7 @@ mod tests {
                     record,
                     prev_hash: Some(prev.clone()),
                     hash: Some(hash.clone()),
+                    seal: None,
                 };
                 prev = hash;
                 r
@@ -342,5 +476,70 @@ mod tests {
                 detail: "missing (audit.count, audit.head)"
             })
         );
+    }
+
+    /// RFC 4231 test cases 1 and 2 (HMAC-SHA-256), from the RFC text.
+    #[test]
+    fn hmac_sha256_matches_rfc_4231() {
+        assert_eq!(
+            hex::encode(hmac_sha256(&[0x0b; 20], b"Hi There")),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        );
+        assert_eq!(
+            hex::encode(hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    struct Key(&'static [u8]);
+    impl Sealer for Key {
+        fn mac(&self, message: &[u8]) -> [u8; 32] {
+            hmac_sha256(self.0, message)
+        }
+        fn key_name(&self) -> String {
+            "audit #1".into()
+        }
+    }
+
+    fn sealed(n: u64, key: &dyn Sealer) -> (Vec<ChainedRecord>, String, String) {
+        let mut c = chain(n);
+        for r in &mut c {
+            r.seal = r.hash.as_deref().map(|h| record_seal(key, h));
+        }
+        let head = c.last().and_then(|r| r.hash.clone()).unwrap_or_default();
+        let seal = head_seal(key, n, &head);
+        (c, head, seal)
+    }
+
+    /// Issue 13 finding 9: a chain recomputed without the key verifies as a chain but not as
+    /// sealed; a forged head seal is named.
+    #[test]
+    fn a_recomputed_chain_fails_the_seal() {
+        let key = Key(b"0123456789abcdef0123456789abcdef");
+        let (c, head, seal) = sealed(3, &key);
+        let h = |seal| {
+            Some(Head {
+                count: 3,
+                hash: head.as_str(),
+                seal,
+            })
+        };
+        assert!(verify_sealed(&c, h(Some(&seal)), Some(&key)).intact());
+        // Recomputed by someone without the key: the chain holds, the seals do not.
+        let forged = chain(3);
+        assert!(verify(&forged, Some((3, &head))).intact());
+        assert_eq!(
+            verify_sealed(&forged, h(Some(&seal)), Some(&key)).problem,
+            Some(ChainProblem::Unsealed { seq: 1 })
+        );
+        let other = Key(b"another key");
+        assert_eq!(
+            verify_sealed(&c, h(Some(&seal)), Some(&other)).problem,
+            Some(ChainProblem::Unsealed { seq: 1 })
+        );
+        assert!(matches!(
+            verify_sealed(&c, h(None), Some(&key)).problem,
+            Some(ChainProblem::Head { .. })
+        ));
     }
 }

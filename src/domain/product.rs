@@ -89,6 +89,16 @@ impl Pattern {
     pub fn uses_pvv(&self) -> bool {
         self.segments.contains(&Segment::Pvv)
     }
+
+    /// When the pattern injects the PVV: the character just before it (the PVKI position of
+    /// the Visa PVV layout, PVKI then PVV), `None` inside when nothing precedes `pvv`.
+    fn char_before_pvv(&self) -> Option<Option<u8>> {
+        let i = self.segments.iter().position(|s| *s == Segment::Pvv)?;
+        Some(match i.checked_sub(1).and_then(|j| self.segments.get(j)) {
+            Some(Segment::Literal(l)) => l.bytes().last(),
+            _ => None,
+        })
+    }
 }
 
 /// A card product.
@@ -230,6 +240,19 @@ impl Product {
         }
         let service_code = ServiceCode::parse(f.required("service_code")?)
             .map_err(|r| f.err("service_code", r))?;
+        // ISO/IEC 7813: the first digit 2 or 6 tells a terminal there is a chip; 1xx sends the
+        // card down the magnetic stripe path.
+        if let Some(chip) = f.string("chip_profile")?
+            && !matches!(service_code.as_str().as_bytes().first(), Some(b'2' | b'6'))
+        {
+            return Err(f.err(
+                "service_code",
+                format!(
+                    "{} does not start with 2 or 6, but the product has chip profile {chip}: a chip card's service code says so (ISO/IEC 7813, e.g. 201)",
+                    service_code.as_str()
+                ),
+            ));
+        }
         let pattern = |key, track| -> Result<Pattern, Finding> {
             Pattern::parse(f.string(key)?.unwrap_or(""), track).map_err(|r| f.err(key, r))
         };
@@ -254,6 +277,25 @@ impl Product {
         };
         if pvki.is_none() && (track1_discretionary.uses_pvv() || track2_discretionary.uses_pvv()) {
             return Err(f.err("pvki", "is required because a pattern uses the pvv token"));
+        }
+        for (key, p) in [
+            ("track1_discretionary", &track1_discretionary),
+            ("track2_discretionary", &track2_discretionary),
+        ] {
+            if let (Some(k), Some(rule)) = (pvki, p.char_before_pvv()) {
+                let before = rule.map(char::from);
+                if before != Some(char::from(b'0' + k)) {
+                    return Err(f.err(
+                        key,
+                        format!(
+                            "the digit before pvv is the PVV key index and must be pvki ({k}){}",
+                            before.map_or(" (nothing precedes pvv)".to_string(), |c| format!(
+                                ", not {c}"
+                            ))
+                        ),
+                    ));
+                }
+            }
         }
         let luhn_warning_only = match f.string("pan_luhn")? {
             None | Some("error") => false,

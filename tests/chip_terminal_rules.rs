@@ -425,3 +425,234 @@ fn a_record_over_256_bytes_is_refused() {
     let e = format!("{e:?}");
     assert!(e.contains("DGI 0301") && e.contains("256"), "{e}");
 }
+
+fn demo_store() -> SoftwareKeyStore {
+    store(&root().join("assets/demo/keys.toml"))
+}
+
+fn order_of(d: &Demo, id: &str) -> Order {
+    d.orders.iter().find(|o| o.id == id).expect("order").clone()
+}
+
+fn refused(d: &Demo, order: &Order, profile: &ChipProfile, keys: &SoftwareKeyStore) -> String {
+    let product = d.catalog.get(&order.card_product_id).expect("product");
+    let e = model1::prepare(order, product, profile, DATE, keys, &InlineKeys).expect_err("refused");
+    persodesk::domain::finding::Finding::join(&e)
+}
+
+/// Book 2 §5.3/§6.3 at preparation: the issuer certificate must cover the PAN's issuer
+/// identifier, come from a CA of the AID's RID, and not expire before the card.
+#[test]
+fn issuer_certificate_must_fit_the_card() {
+    let d = demo();
+    let keys = demo_store();
+    // The Mastercard order with the Visa issuer key (issuer id 476173): named as an order error.
+    let mut o = order_of(&d, "DEMO-MC-0001");
+    o.payment_application.oda_key_index = Some(2);
+    let mc = d.profiles.get("mchip-advance-1.2.3").expect("mc");
+    let e = refused(&d, &o, mc, &keys);
+    assert!(
+        e.contains("paymentApplication.odaKeyIndex") && e.contains("issuer identifier"),
+        "{e}"
+    );
+    // The Visa order under a profile whose AID has the Mastercard RID.
+    let text = std::fs::read_to_string(root().join("profiles/chip/vis-1.6.3-vcps-2.2.4.toml"))
+        .expect("profile");
+    let other_rid = ChipProfile::from_toml(
+        "rid.toml",
+        "vis-1.6.3-vcps-2.2.4",
+        &text.replace("aid = \"A0000000031010\"", "aid = \"A0000000041010\""),
+    )
+    .expect("profile");
+    let o = order_of(&d, "DEMO-VISA-0001");
+    let e = refused(&d, &o, &other_rid, &keys);
+    assert!(
+        e.contains("odaKeyIndex") && e.contains("RID A000000003"),
+        "{e}"
+    );
+    // A card expiring after the issuer certificate (12/35 in the demo store).
+    let mut o = order_of(&d, "DEMO-VISA-0001");
+    o.exp = persodesk::domain::fields::Yymm { yy: 36, mm: 1 };
+    let visa = d.profiles.get("vis-1.6.3-vcps-2.2.4").expect("visa");
+    let e = refused(&d, &o, visa, &keys);
+    assert!(
+        e.contains("odaKeyIndex") && e.contains("before the card"),
+        "{e}"
+    );
+}
+
+/// The Derivation Key Index in 9F10 is the order's derivationKeyIndex and the CVN byte the
+/// profile's (Visa CVN 18 = 0x12, format 0: `06 DKI CVN CVR`; VCPS Supplemental Requirements
+/// App. M as quoted by emv-utils).
+#[test]
+fn iad_carries_the_orders_dki_and_the_profiles_cvn() {
+    let d = demo();
+    // The demo IMKs also at index 7.
+    let text = std::fs::read_to_string(root().join("assets/demo/keys.toml")).expect("keys");
+    let mut extra = String::new();
+    for block in text.split("[[key]]") {
+        if ["imk-ac", "imk-smi", "imk-smc"]
+            .iter()
+            .any(|u| block.contains(&format!("usage = \"{u}\"")))
+        {
+            extra.push_str("[[key]]");
+            extra.push_str(&block.replace("index = 1", "index = 7"));
+        }
+    }
+    let keys = SoftwareKeyStore::from_toml("k.toml", &format!("{text}\n{extra}")).expect("keys");
+    let visa = d.profiles.get("vis-1.6.3-vcps-2.2.4").expect("visa");
+    let mut o = order_of(&d, "DEMO-VISA-0001");
+    o.payment_application.derivation_key_index = Some(7);
+    let product = d.catalog.get(&o.card_product_id).expect("product");
+    let data = model1::prepare(&o, product, visa, DATE, &keys, &InlineKeys).expect("prepared");
+    let chip = data.chip.expect("chip");
+    for id in [0x9117, 0x9200] {
+        let t = tlv::parse_all(chip.dgi(id).expect("dgi").dgi.value()).expect("tlv");
+        let iad = value_of(&t, 0x9F10).expect("9F10");
+        assert_eq!(&iad[..3], &[0x06, 0x07, 0x12], "DGI {id:04X}");
+        assert_eq!(iad.len(), 7);
+    }
+    // CVN 22 is coded 0x22 with IAD format 2 (32 bytes, 1F CVN DKI).
+    let text = std::fs::read_to_string(root().join("profiles/chip/vis-1.6.3-vcps-2.2.4.toml"))
+        .expect("profile");
+    let cvn22 = ChipProfile::from_toml(
+        "cvn22.toml",
+        "vis-1.6.3-vcps-2.2.4",
+        &text
+            .replace("cvn = \"visa-cvn18\"", "cvn = \"visa-cvn22\"")
+            .replace("cvr = \"03A00000\"", "cvr = \"0000000000\""),
+    )
+    .expect("cvn 22 profile");
+    let data = model1::prepare(&o, product, &cvn22, DATE, &keys, &InlineKeys).expect("cvn22");
+    let chip = data.chip.expect("chip");
+    let t = tlv::parse_all(chip.dgi(0x9200).expect("9200").dgi.value()).expect("tlv");
+    let iad = value_of(&t, 0x9F10).expect("9F10");
+    assert_eq!((iad.len(), &iad[..3]), (32, &[0x1F, 0x22, 0x07][..]));
+}
+
+/// CDOL1 carries every terminal element the CVN MACs (pyemv cvn.py: 9F02 9F03 9F1A 95 5F2A 9A
+/// 9C 9F37); the shipped products do.
+#[test]
+fn cdol1_carries_the_cvn_elements() {
+    let d = demo();
+    let keys = demo_store();
+    let o = order_of(&d, "DEMO-VISA-0001");
+    let visa = d
+        .profiles
+        .get("vis-1.6.3-vcps-2.2.4")
+        .expect("visa")
+        .clone();
+    let mut product = d.catalog.get(&o.card_product_id).expect("product").clone();
+    let cdol1 = Tag::new(0x8C).expect("tag");
+    // 9F37 (unpredictable number) left out.
+    product.configs.get_mut("default").expect("default").insert(
+        cdol1,
+        hex::decode("9F02069F03069F1A0295055F2A029A039C01").expect("hex"),
+    );
+    let e = model1::prepare(&o, &product, &visa, DATE, &keys, &InlineKeys).expect_err("refused");
+    let e = persodesk::domain::finding::Finding::join(&e);
+    assert!(
+        e.contains("config.default.8C") && e.contains("lacks 9F37"),
+        "{e}"
+    );
+}
+
+/// A card with a reference PIN (8010) whose CVM list verifies no PIN offline is warned about,
+/// or refused with `pin.cvm_check = "refuse"` (EMV Book 3 Annex C3: 42 = online PIN).
+#[test]
+fn reference_pin_and_cvm_list_agree() {
+    let d = demo();
+    let keys = demo_store();
+    let o = order_of(&d, "DEMO-VISA-0001");
+    let visa = d.profiles.get("vis-1.6.3-vcps-2.2.4").expect("visa");
+    let product = d.catalog.get(&o.card_product_id).expect("product");
+    let ok = model1::prepare(&o, product, visa, DATE, &keys, &InlineKeys).expect("prepared");
+    assert!(ok.warnings.is_empty(), "{:?}", ok.warnings);
+    let mut online_only = product.clone();
+    online_only
+        .configs
+        .get_mut("default")
+        .expect("default")
+        .insert(
+            Tag::new(0x8E).expect("tag"),
+            hex::decode("000000000000000042031E031F00").expect("hex"),
+        );
+    let data = model1::prepare(&o, &online_only, visa, DATE, &keys, &InlineKeys).expect("warns");
+    let w = persodesk::domain::finding::Finding::join(&data.warnings);
+    assert!(
+        w.contains("config.default.8E") && w.contains("reference PIN"),
+        "{w}"
+    );
+    let text = std::fs::read_to_string(root().join("profiles/chip/vis-1.6.3-vcps-2.2.4.toml"))
+        .expect("profile");
+    let strict = ChipProfile::from_toml(
+        "strict.toml",
+        "vis-1.6.3-vcps-2.2.4",
+        &text.replace("try_limit = 3", "try_limit = 3\ncvm_check = \"refuse\""),
+    )
+    .expect("profile");
+    let e =
+        model1::prepare(&o, &online_only, &strict, DATE, &keys, &InlineKeys).expect_err("refused");
+    assert!(persodesk::domain::finding::Finding::join(&e).contains("reference PIN"));
+}
+
+/// The order's track 2 must carry the chip product's service code (5F30 carries it).
+#[test]
+fn track_service_code_matches_the_chip_product() {
+    let d = demo();
+    let keys = demo_store();
+    let us = d.profiles.get("vis-1.5.4-vcps-2.1.3").expect("us");
+    let text = std::fs::read_to_string(root().join("assets/demo/orders.json")).expect("orders");
+    let text = text.replace("=28052010000987000000?", "=28051010000987000000?");
+    let orders: Vec<Order> = parse_order_file(&text, &d.catalog.order_rules())
+        .expect("file")
+        .into_iter()
+        .map(|e| e.outcome.expect("valid"))
+        .collect();
+    let o = orders
+        .iter()
+        .find(|o| o.id == "DEMO-US-0001")
+        .expect("order");
+    let e = refused(&d, o, us, &keys);
+    assert!(
+        e.contains("trackData.track2") && e.contains("service code 101"),
+        "{e}"
+    );
+}
+
+/// iCVV at a digit offset per track (profile `icvv = { track2 = N, track1 = M }`).
+#[test]
+fn icvv_offset_per_track() {
+    let d = demo();
+    let keys = demo_store();
+    let text = std::fs::read_to_string(root().join("profiles/chip/vis-1.6.3-vcps-2.2.4.toml"))
+        .expect("profile");
+    let per_track = ChipProfile::from_toml(
+        "icvv.toml",
+        "vis-1.6.3-vcps-2.2.4",
+        &text.replace("icvv = \"cvv\"", "icvv = { track2 = 0, track1 = 2 }"),
+    )
+    .expect("profile");
+    let o = order_of(&d, "DEMO-VISA-0001");
+    let product = d.catalog.get(&o.card_product_id).expect("product");
+    let with = |p: &ChipProfile| {
+        let data = model1::prepare(&o, product, p, DATE, &keys, &InlineKeys).expect("prepared");
+        let chip = data.chip.expect("chip");
+        let t = tlv::parse_all(chip.dgi(0x0101).expect("0101").dgi.value()).expect("tlv");
+        (
+            value_of(&t, 0x57).expect("57"),
+            value_of(&t, 0x9F1F).expect("9F1F"),
+        )
+    };
+    let (t57, t1dd) = with(&per_track);
+    let (base57, base1dd) = with(d.profiles.get("vis-1.6.3-vcps-2.2.4").expect("visa"));
+    // 57: PAN (16) D YYMM SC (7), then the discretionary data `1|pvv|cvv|00000`: the shipped
+    // profile puts the iCVV at the cvv token (offset 5), this one at offset 0 of track 2.
+    let n = |v: &[u8]| hex::encode_upper(v);
+    assert_eq!(n(&t57)[24..27], n(&base57)[29..32], "the iCVV at offset 0");
+    assert_eq!(n(&t57)[..24], n(&base57)[..24]);
+    // 9F1F `1|pvv|cvv|000000000000`: the iCVV at offset 2 instead of 5.
+    assert_eq!(t1dd[2..5], base1dd[5..8], "the iCVV at offset 2 of track 1");
+    assert_eq!(t1dd[..2], base1dd[..2]);
+    assert_eq!(t1dd[8..], base1dd[8..]);
+}

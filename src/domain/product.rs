@@ -429,4 +429,39 @@ mod tests {
         assert!(Pattern::parse("00 A|cvv", PatternTrack::Track1).is_ok());
         assert!(Pattern::parse("00||cvv", PatternTrack::Track1).is_err());
     }
+
+    const BASE: &str = "card_product_id = \"P\"\nservice_code = \"201\"\n\
+        track1_discretionary = \"1|pvv|cvv\"\ntrack2_discretionary = \"1|pvv|cvv\"\npvki = \"1\"\n";
+
+    #[test]
+    fn a_chip_product_needs_a_chip_service_code() {
+        assert!(Product::from_toml("p.toml", BASE).is_ok());
+        let chip = format!("{BASE}chip_profile = \"x\"\n");
+        assert!(Product::from_toml("p.toml", &chip).is_ok());
+        // ISO/IEC 7813: 1xx = no chip.
+        let e = Product::from_toml("p.toml", &chip.replace("\"201\"", "\"101\""))
+            .expect_err("101 on a chip card");
+        assert_eq!(e.path, "p.toml: service_code");
+        assert!(e.rule.contains("2 or 6"), "{e}");
+        assert!(Product::from_toml("p.toml", &chip.replace("\"201\"", "\"601\"")).is_ok());
+        // A stripe-only product may keep 101.
+        assert!(Product::from_toml("p.toml", &BASE.replace("\"201\"", "\"101\"")).is_ok());
+    }
+
+    #[test]
+    fn the_digit_before_pvv_is_the_products_pvki() {
+        let e = Product::from_toml("p.toml", &BASE.replace("pvki = \"1\"", "pvki = \"2\""))
+            .expect_err("pvki 2, pattern 1");
+        assert_eq!(e.path, "p.toml: track1_discretionary");
+        assert!(e.rule.contains("must be pvki (2), not 1"), "{e}");
+        let e = Product::from_toml(
+            "p.toml",
+            &BASE.replace(
+                "track2_discretionary = \"1|pvv|cvv\"",
+                "track2_discretionary = \"pvv|cvv\"",
+            ),
+        )
+        .expect_err("nothing before pvv");
+        assert_eq!(e.path, "p.toml: track2_discretionary");
+    }
 }

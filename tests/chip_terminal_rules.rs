@@ -656,3 +656,34 @@ fn icvv_offset_per_track() {
     assert_eq!(t1dd[..2], base1dd[..2]);
     assert_eq!(t1dd[8..], base1dd[8..]);
 }
+
+/// `contactless_name = false` leaves the cardholder name out of the contactless-only DGIs (the
+/// qVSDC GPO answers) and keeps it in the records both interfaces read.
+#[test]
+fn cardholder_name_over_contactless_is_a_profile_setting() {
+    let d = demo();
+    let keys = demo_store();
+    let text = std::fs::read_to_string(root().join("profiles/chip/vis-1.6.3-vcps-2.2.4.toml"))
+        .expect("profile");
+    let no_name = ChipProfile::from_toml(
+        "noname.toml",
+        "vis-1.6.3-vcps-2.2.4",
+        &text.replace(
+            "scheme = \"visa\"",
+            "scheme = \"visa\"\ncontactless_name = false",
+        ),
+    )
+    .expect("profile");
+    let o = order_of(&d, "DEMO-VISA-0001");
+    let product = d.catalog.get(&o.card_product_id).expect("product");
+    let name_in = |p: &ChipProfile, id: u16| {
+        let data = model1::prepare(&o, product, p, DATE, &keys, &InlineKeys).expect("prepared");
+        let chip = data.chip.expect("chip");
+        let t = tlv::parse_all(chip.dgi(id).expect("dgi").dgi.value()).expect("tlv");
+        value_of(&t, 0x5F20).is_some()
+    };
+    let shipped = d.profiles.get("vis-1.6.3-vcps-2.2.4").expect("visa");
+    assert!(name_in(shipped, 0x9117));
+    assert!(!name_in(&no_name, 0x9117));
+    assert!(name_in(&no_name, 0x0101), "the shared record keeps it");
+}

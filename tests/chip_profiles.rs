@@ -29,10 +29,16 @@ fn the_three_profiles_load() {
     let visa = p.get("vis-1.6.3-vcps-2.2.4").expect("visa");
     assert_eq!(visa.aid, hex::decode("A0000000031010").expect("hex"));
     assert_eq!(visa.oda.method, OdaMethod::Dda);
-    // Records 0101, 0201-0203 without ODA; 0301-0302 with ODA (domain reference §1.4 format).
+    // Records 0101, 0201-0203, 0205 without ODA; 0301-0302 with ODA (domain reference §1.4
+    // format). 0203 holds the contact ICC certificate, 0204 the contactless one: each AFL
+    // lists only its own.
     assert_eq!(
         hex::encode_upper(visa.afl(Interface::Contact)),
-        "080101001001030018010202"
+        "08010100100103001005050018010202"
+    );
+    assert_eq!(
+        hex::encode_upper(visa.afl(Interface::Contactless)),
+        "08010100100102001004050018010202"
     );
     let rule = visa.dgi_rule(0x8201).expect("8201");
     assert!(rule.encrypt && rule.pad);
@@ -102,8 +108,11 @@ fn bad_profiles_name_file_and_key() {
     assert!(e.contains("reserved"), "{e}");
     let e = load(&BASE.replace("cvn = \"visa-cvn18\"", "cvn = \"visa-cvn99\"")).expect_err("cvn");
     assert!(e.contains("t.toml: cvn"), "{e}");
-    let e = load(&format!("{BASE}\n[tags]\n\"9F10\" = \"06010A03A00000\"")).expect_err("iad cvn");
-    assert!(e.contains("tags.9F10") && e.contains("CVN"), "{e}");
+    // 9F10 is built from the CVN and the order's derivationKeyIndex, not copied.
+    let e = load(&format!("{BASE}\n[tags]\n\"9F10\" = \"06010A03A00000\"")).expect_err("iad");
+    assert!(e.contains("tags.9F10") && e.contains("[iad]"), "{e}");
+    let e = load(&format!("{BASE}\n[iad]\ncvr = \"00\"")).expect_err("iad cvr");
+    assert!(e.contains("t.toml: iad.cvr"), "{e}");
     let e = load(&format!("{BASE}\n[tags]\n\"57\" = \"00\"")).expect_err("computed");
     assert!(e.contains("tags.57"), "{e}");
     let e = load(&format!("{BASE}\n[oda]\nmethod = \"dda\"")).expect_err("bits");
@@ -115,4 +124,69 @@ fn bad_profiles_name_file_and_key() {
     );
     let e = load("not toml [").expect_err("syntax");
     assert!(e.contains("not valid TOML"), "{e}");
+}
+
+/// ODA per interface at load (EMV Book 3 §10.3): every GPO answer whose AIP asks for ODA reads
+/// exactly one signature and the certificate chain from the records its AFL lists.
+#[test]
+fn oda_layout_rules_at_load() {
+    let oda = r#"
+aid = "A0000000031010"
+label = "X"
+cvn = "visa-cvn18"
+mkd = "b"
+aip = { contact = "3C00", contactless = "2020" }
+send_order = ["0201", "0202", "0203", "0301", "9104", "9117", "8201", "8202", "8203", "8204", "8205"]
+[oda]
+method = "dda"
+icc_key_bits = 1024
+sda_tag_list = "82"
+certificates = "per-interface"
+[dgi.0201]
+tags = ["8F", "90", "9F32", "92?", "9F47", "9F48?"]
+[dgi.0202]
+tags = ["9F46"]
+interfaces = ["contact"]
+[dgi.0203]
+tags = ["9F46"]
+interfaces = ["contactless"]
+[dgi.0301]
+tags = ["5A", "5F24", "9F4A"]
+oda = true
+[dgi.9104]
+tags = ["82", "94"]
+[dgi.9117]
+tags = ["82", "94"]
+interface = "contactless"
+[dgi.8201]
+[dgi.8202]
+[dgi.8203]
+[dgi.8204]
+[dgi.8205]
+"#;
+    let p = load(oda).expect("per-interface layout");
+    assert_eq!(p.records_with(0x9F46).len(), 2);
+    // Both 9F46 records on both interfaces: each interface reads two.
+    let e = load(&oda.replace("interfaces = [\"contactless\"]", "")).expect_err("twice");
+    assert!(e.contains("also in DGI 0202"), "{e}");
+    // The contactless answer asks for ODA but no record it reads carries 9F46.
+    let e = load(&oda.replace(
+        "[dgi.0203]\ntags = [\"9F46\"]",
+        "[dgi.0203]\ntags = [\"9F49?\"]",
+    ))
+    .expect_err("no contactless certificate");
+    assert!(
+        e.contains("t.toml: dgi.9117") && e.contains("0 times"),
+        "{e}"
+    );
+    // "shared" with one certificate per interface is a contradiction.
+    let e = load(&oda.replace("\"per-interface\"", "\"shared\"")).expect_err("shared");
+    assert!(e.contains("t.toml: oda.certificates"), "{e}");
+    // The chain must be readable on every ODA interface.
+    let e = load(&oda.replace(
+        "[dgi.0201]\ntags",
+        "[dgi.0201]\ninterfaces = [\"contact\"]\ntags",
+    ))
+    .expect_err("no chain on contactless");
+    assert!(e.contains("dgi.9117") && e.contains("tag 8F"), "{e}");
 }

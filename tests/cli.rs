@@ -265,7 +265,7 @@ fn no_sensitive_value_in_logs_or_masked_output_at_trace_level() {
         // CVV1 and PVV in their track context.
         "000000123000000".into(),
         "0000012300000".into(),
-        "28051010000987".into(),
+        "28052010000987".into(),
     ];
     for field in ["encryptedPin"] {
         for part in orders.split(&format!("\"{field}\": \"")).skip(1) {

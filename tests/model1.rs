@@ -491,11 +491,12 @@ fn bad_input_gives_clear_errors() {
             && e.contains("issuer-rsa #9 is not in the key store"),
         "{e}"
     );
+    // Without a derivationKeyIndex neither 9F10's DKI nor DGI 8000 can be made.
     let mut o = base.clone();
     o.payment_application.derivation_key_index = None;
     let e = run(&o, profile, &d.keys);
     assert!(
-        e.contains("paymentApplication.derivationKeyIndex") && e.contains("8000"),
+        e.contains("paymentApplication.derivationKeyIndex") && e.contains("9F10"),
         "{e}"
     );
     // Wrong key type: the derivation index names a KEK slot that holds AES keys.

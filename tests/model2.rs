@@ -532,3 +532,61 @@ fn shipped_demo_model2_orders_import_and_match_model1() {
         );
     }
 }
+
+/// Prepares the MC demo order with `edit`ed Model 1 DGIs sealed as the issuer's data.
+fn prepared_m2(
+    d: &Demo,
+    edit: impl FnOnce(&mut Vec<Dgi>),
+) -> Result<persodesk::domain::prepare::PersoData, String> {
+    let json = d.order_json("DEMO-MC-0001");
+    let order = d.parse(&json);
+    let mut dgis = dgis_of(&d.model1(&order));
+    edit(&mut dgis);
+    let tlv = d.seal(&order, &dgis, 1);
+    let order = d.parse(&with_tlv(json, tlv));
+    let product = d.catalog.get(&order.card_product_id).expect("product");
+    model2::prepare(
+        &order,
+        product,
+        d.profile_of(&order),
+        &d.keys,
+        &d.keys,
+        EnvelopeSettings::default(),
+    )
+    .map_err(|f| persodesk::domain::finding::Finding::join(&f))
+}
+
+/// Model 2 ODA (issue #12 item 11): before any card is touched, each interface's ICC
+/// certificate must hash over that interface's static data. The contactless certificate
+/// record (0304) replaced by the contact one (0303, hashed over AIP 3900) is refused for the
+/// contactless GPO answer B005 (AIP 1980).
+#[test]
+fn model2_checks_oda_per_interface_before_the_card() {
+    let d = demo();
+    prepared_m2(&d, |_| {}).expect("the issuer's data as Model 1 made it verifies");
+    let e = prepared_m2(&d, |dgis| {
+        let contact = dgis
+            .iter()
+            .find(|x| x.id() == 0x0303)
+            .expect("0303")
+            .value()
+            .to_vec();
+        let i = dgis.iter().position(|x| x.id() == 0x0304).expect("0304");
+        dgis[i] = Dgi::new(0x0304, contact).expect("dgi");
+    })
+    .expect_err("contactless certificate over the contact data");
+    assert!(
+        e.contains("encryptedData.tlvData") && e.contains("B005") && e.contains("ICC certificate"),
+        "{e}"
+    );
+    // An issuer certificate under a CA the key store does not know.
+    let e = prepared_m2(&d, |dgis| {
+        let i = dgis.iter().position(|x| x.id() == 0x0301).expect("0301");
+        let mut v = dgis[i].value().to_vec();
+        let at = v.windows(2).position(|w| w == [0x8F, 0x01]).expect("8F");
+        v[at + 2] ^= 0x01;
+        dgis[i] = Dgi::new(0x0301, v).expect("dgi");
+    })
+    .expect_err("unknown CA");
+    assert!(e.contains("knows no CA key"), "{e}");
+}

@@ -136,6 +136,23 @@ fn luhn_pan() -> impl Strategy<Value = String> {
     (1u8..=9, prop::collection::vec(0u8..=9, 10..=17)).prop_map(|(first, rest)| {
         let mut digits = vec![first];
         digits.extend(rest);
+        with_luhn(digits)
+    })
+}
+
+/// PANs under the BIN the demo Mastercard issuer certificate covers (541333): Model 1 refuses
+/// a PAN its issuer certificate does not cover (EMV Book 2 §5.3).
+fn demo_bin_pan() -> impl Strategy<Value = String> {
+    prop::collection::vec(0u8..=9, 5..=12).prop_map(|rest| {
+        let mut digits = vec![5, 4, 1, 3, 3, 3];
+        digits.extend(rest);
+        with_luhn(digits)
+    })
+}
+
+/// The digits with their Luhn check digit appended.
+fn with_luhn(mut digits: Vec<u8>) -> String {
+    {
         let sum: u32 = digits
             .iter()
             .rev()
@@ -152,7 +169,7 @@ fn luhn_pan() -> impl Strategy<Value = String> {
             .sum();
         digits.push(u8::try_from((10 - sum % 10) % 10).expect("digit"));
         digits.iter().map(|d| char::from(b'0' + d)).collect()
-    })
+    }
 }
 
 /// ISO/IEC 7813 track 1: 6-bit alphanumeric set (0x20-0x5F), `%` first, `?` last, at most 79
@@ -525,7 +542,7 @@ proptest! {
     /// No output for an order carrying a generated PAN shows a 7-digit window of it (beyond
     /// what the same outputs show for the reference PAN).
     #[test]
-    fn no_output_shows_more_than_6_and_4_pan_digits(pan in luhn_pan()) {
+    fn no_output_shows_more_than_6_and_4_pan_digits(pan in demo_bin_pan()) {
         let d = demo();
         let outputs = outputs(d, &pan);
         if pan.len() <= 16 {

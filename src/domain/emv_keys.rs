@@ -374,7 +374,7 @@ pub enum Cvn {
     Visa10,
     /// Visa CVN 18: EMV CSK, padding method 2.
     Visa18,
-    /// Visa CVN 22: EMV CSK, padding method 2.
+    /// Visa CVN 22 (coded `22`, IAD format 2): EMV CSK, padding method 2.
     Visa22,
     /// Mastercard CVN 16: Mastercard SKD, padding method 2.
     Mastercard16,
@@ -408,7 +408,8 @@ impl Cvn {
         match self {
             Self::Visa10 => 0x0A,
             Self::Visa18 => 0x12,
-            Self::Visa22 => 0x16,
+            // Visa writes CVN'22' in hex: the byte is 0x22 (jPOS VISACryptogram, emv-utils).
+            Self::Visa22 => 0x22,
             Self::Mastercard16 => 0x10,
             Self::Mastercard17 => 0x11,
             Self::Mastercard20 => 0x14,
@@ -435,6 +436,12 @@ impl Cvn {
         }
     }
 }
+
+/// The terminal data every CVN here MACs into the application cryptogram, in order: amount
+/// authorised, amount other, terminal country, TVR, currency, date, type, unpredictable number
+/// (pyemv `cvn.py`; EMV Book 2 §8.1.1 recommended minimum). CDOL1 must ask for each; the card
+/// adds 82, 9F36 and its CVN's own part.
+pub const AC_TERMINAL_DATA: [u32; 8] = [0x9F02, 0x9F03, 0x9F1A, 0x95, 0x5F2A, 0x9A, 0x9C, 0x9F37];
 
 impl FromStr for Cvn {
     type Err = EmvKeyError;

@@ -634,6 +634,12 @@ impl CertExpiry {
     pub fn year(self) -> u8 {
         from_bcd(self.0[1]).unwrap_or(0)
     }
+
+    /// `YYMM` as a number, for comparing dates of 2000-2099 (the last day of the month is
+    /// meant, EMV Book 2 §5.3 step 9).
+    pub fn yymm(self) -> u16 {
+        u16::from(self.year()) * 100 + u16::from(self.month())
+    }
 }
 
 /// Packs decimal digits left-justified into `N` bytes of compressed numeric, `F`-padded.
@@ -969,8 +975,27 @@ pub struct RecoveredIssuerCertificate {
 impl RecoveredIssuerCertificate {
     /// True when the issuer identifier digits equal the leading digits of `pan`.
     pub fn issuer_id_matches_pan(&self, pan: &str) -> bool {
+        self.fields.issuer_id_matches_pan(pan)
+    }
+}
+
+impl IssuerCertFields {
+    /// True when the issuer identifier digits equal the leading digits of `pan`.
+    pub fn issuer_id_matches_pan(&self, pan: &str) -> bool {
         let mut pan_digits = pan.bytes().map(|c| c.wrapping_sub(b'0'));
-        cn_digits(&self.fields.issuer_id).all(|d| pan_digits.next() == Some(d))
+        cn_digits(&self.issuer_id).all(|d| pan_digits.next() == Some(d))
+    }
+
+    /// True when the issuer identifier is 3 to 8 decimal digits, then only `F` padding
+    /// (EMV Book 2 §5.3 step 8).
+    pub fn issuer_id_well_formed(&self) -> bool {
+        let nibbles: Vec<u8> = self
+            .issuer_id
+            .iter()
+            .flat_map(|b| [b >> 4, b & 0x0F])
+            .collect();
+        let digits = nibbles.iter().take_while(|n| **n <= 9).count();
+        (3..=8).contains(&digits) && nibbles[digits..].iter().all(|n| *n == 0x0F)
     }
 }
 

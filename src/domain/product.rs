@@ -89,6 +89,16 @@ impl Pattern {
     pub fn uses_pvv(&self) -> bool {
         self.segments.contains(&Segment::Pvv)
     }
+
+    /// When the pattern injects the PVV: the character just before it (the PVKI position of
+    /// the Visa PVV layout, PVKI then PVV), `None` inside when nothing precedes `pvv`.
+    fn char_before_pvv(&self) -> Option<Option<u8>> {
+        let i = self.segments.iter().position(|s| *s == Segment::Pvv)?;
+        Some(match i.checked_sub(1).and_then(|j| self.segments.get(j)) {
+            Some(Segment::Literal(l)) => l.bytes().last(),
+            _ => None,
+        })
+    }
 }
 
 /// A card product.
@@ -230,6 +240,19 @@ impl Product {
         }
         let service_code = ServiceCode::parse(f.required("service_code")?)
             .map_err(|r| f.err("service_code", r))?;
+        // ISO/IEC 7813: the first digit 2 or 6 tells a terminal there is a chip; 1xx sends the
+        // card down the magnetic stripe path.
+        if let Some(chip) = f.string("chip_profile")?
+            && !matches!(service_code.as_str().as_bytes().first(), Some(b'2' | b'6'))
+        {
+            return Err(f.err(
+                "service_code",
+                format!(
+                    "{} does not start with 2 or 6, but the product has chip profile {chip}: a chip card's service code says so (ISO/IEC 7813, e.g. 201)",
+                    service_code.as_str()
+                ),
+            ));
+        }
         let pattern = |key, track| -> Result<Pattern, Finding> {
             Pattern::parse(f.string(key)?.unwrap_or(""), track).map_err(|r| f.err(key, r))
         };
@@ -254,6 +277,25 @@ impl Product {
         };
         if pvki.is_none() && (track1_discretionary.uses_pvv() || track2_discretionary.uses_pvv()) {
             return Err(f.err("pvki", "is required because a pattern uses the pvv token"));
+        }
+        for (key, p) in [
+            ("track1_discretionary", &track1_discretionary),
+            ("track2_discretionary", &track2_discretionary),
+        ] {
+            if let (Some(k), Some(rule)) = (pvki, p.char_before_pvv()) {
+                let before = rule.map(char::from);
+                if before != Some(char::from(b'0' + k)) {
+                    return Err(f.err(
+                        key,
+                        format!(
+                            "the digit before pvv is the PVV key index and must be pvki ({k}){}",
+                            before.map_or(" (nothing precedes pvv)".to_string(), |c| format!(
+                                ", not {c}"
+                            ))
+                        ),
+                    ));
+                }
+            }
         }
         let luhn_warning_only = match f.string("pan_luhn")? {
             None | Some("error") => false,
@@ -386,5 +428,40 @@ mod tests {
         assert!(Pattern::parse("00A|cvv", PatternTrack::Track2).is_err());
         assert!(Pattern::parse("00 A|cvv", PatternTrack::Track1).is_ok());
         assert!(Pattern::parse("00||cvv", PatternTrack::Track1).is_err());
+    }
+
+    const BASE: &str = "card_product_id = \"P\"\nservice_code = \"201\"\n\
+        track1_discretionary = \"1|pvv|cvv\"\ntrack2_discretionary = \"1|pvv|cvv\"\npvki = \"1\"\n";
+
+    #[test]
+    fn a_chip_product_needs_a_chip_service_code() {
+        assert!(Product::from_toml("p.toml", BASE).is_ok());
+        let chip = format!("{BASE}chip_profile = \"x\"\n");
+        assert!(Product::from_toml("p.toml", &chip).is_ok());
+        // ISO/IEC 7813: 1xx = no chip.
+        let e = Product::from_toml("p.toml", &chip.replace("\"201\"", "\"101\""))
+            .expect_err("101 on a chip card");
+        assert_eq!(e.path, "p.toml: service_code");
+        assert!(e.rule.contains("2 or 6"), "{e}");
+        assert!(Product::from_toml("p.toml", &chip.replace("\"201\"", "\"601\"")).is_ok());
+        // A stripe-only product may keep 101.
+        assert!(Product::from_toml("p.toml", &BASE.replace("\"201\"", "\"101\"")).is_ok());
+    }
+
+    #[test]
+    fn the_digit_before_pvv_is_the_products_pvki() {
+        let e = Product::from_toml("p.toml", &BASE.replace("pvki = \"1\"", "pvki = \"2\""))
+            .expect_err("pvki 2, pattern 1");
+        assert_eq!(e.path, "p.toml: track1_discretionary");
+        assert!(e.rule.contains("must be pvki (2), not 1"), "{e}");
+        let e = Product::from_toml(
+            "p.toml",
+            &BASE.replace(
+                "track2_discretionary = \"1|pvv|cvv\"",
+                "track2_discretionary = \"pvv|cvv\"",
+            ),
+        )
+        .expect_err("nothing before pvv");
+        assert_eq!(e.path, "p.toml: track2_discretionary");
     }
 }

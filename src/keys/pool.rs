@@ -21,11 +21,23 @@ pub fn generate(bits: usize, exponent: RsaExponent) -> Result<RsaKeyPair, OdaErr
     RsaKeyPair::generate(&mut rng, bits, exponent)
 }
 
+/// Three random bytes for an ICC certificate serial number (system RNG).
+pub fn random_serial() -> Result<[u8; 3], OdaError> {
+    let mut b = [0u8; 3];
+    getrandom::fill(&mut b)
+        .map_err(|_| OdaError::Rsa("the system random number generator failed"))?;
+    Ok(b)
+}
+
 /// Inline generation only (no pool).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct InlineKeys;
 
 impl IccKeySource for InlineKeys {
+    fn certificate_serial(&self, _pair: &IccKeyPair, _n: u8) -> Result<[u8; 3], OdaError> {
+        random_serial()
+    }
+
     fn icc_key_pair(&self, bits: usize, exponent: RsaExponent) -> Result<IccKeyPair, OdaError> {
         Ok(IccKeyPair {
             pair: generate(bits, exponent)?,
@@ -173,6 +185,10 @@ impl Drop for KeyPool {
 }
 
 impl IccKeySource for KeyPool {
+    fn certificate_serial(&self, _pair: &IccKeyPair, _n: u8) -> Result<[u8; 3], OdaError> {
+        random_serial()
+    }
+
     fn icc_key_pair(&self, bits: usize, exponent: RsaExponent) -> Result<IccKeyPair, OdaError> {
         if let Some(pair) = self.take(bits, exponent) {
             return Ok(IccKeyPair {
@@ -211,6 +227,10 @@ impl KeyPools {
 }
 
 impl IccKeySource for KeyPools {
+    fn certificate_serial(&self, _pair: &IccKeyPair, _n: u8) -> Result<[u8; 3], OdaError> {
+        random_serial()
+    }
+
     fn icc_key_pair(&self, bits: usize, exponent: RsaExponent) -> Result<IccKeyPair, OdaError> {
         for p in &self.pools {
             if let Some(pair) = p.take(bits, exponent) {

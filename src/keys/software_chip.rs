@@ -125,6 +125,12 @@ pub(crate) fn parse_issuer_rsa(
             "certifies a different issuer key than p and q".into(),
         ));
     }
+    if !rec.fields.issuer_id_well_formed() {
+        return Err((
+            "certificate".into(),
+            "its issuer identifier is not 3 to 8 PAN digits padded with F (EMV Book 2 §5.3)".into(),
+        ));
+    }
     let kcv = rsa_kcv(pair.modulus());
     let oda = IssuerOda {
         key,
@@ -136,6 +142,7 @@ pub(crate) fn parse_issuer_rsa(
             exponent: exp_bytes,
         },
         public_key: pair.public_key().clone(),
+        fields: rec.fields,
     };
     let ca = CaPublicKey {
         rid,
@@ -258,6 +265,12 @@ impl ChipKeys for SoftwareKeyStore {
         }
         let pin = Pin::parse(&out).map_err(|r| KeyError::Rule { key, rule: r })?;
         Ok(pinblock::pin_field_fill_f(&pin, control))
+    }
+
+    fn ca_public_key(&self, rid: [u8; 5], index: u8) -> Option<CaPublicKey> {
+        self.ca_public_keys()
+            .into_iter()
+            .find(|c| c.rid == rid && c.index == index)
     }
 
     fn issuer_oda(&self, oda_index: u32) -> Result<IssuerOda, KeyError> {

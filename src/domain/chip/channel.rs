@@ -69,7 +69,12 @@ pub fn parse_protocol(s: &str) -> Result<Protocol, String> {
     let i = u8::from_str_radix(i, 16).map_err(|_| format!("`{i}` is not a hex byte"))?;
     match name {
         "scp02" if [0x05, 0x15, 0x45, 0x55].contains(&i) => Ok(Protocol::Scp02 { i }),
-        "scp03" if i & 0x8F == 0 => Ok(Protocol::Scp03 { i }),
+        // GP Amendment D §5.1: b5 (10) pseudo-random card challenge, b6 (20) R-MAC, b7 (40)
+        // R-ENC, which needs R-MAC; the other bits are RFU.
+        "scp03" if i & 0x8F == 0 && (i & 0x40 == 0 || i & 0x20 != 0) => Ok(Protocol::Scp03 { i }),
+        "scp03" if i & 0x8F == 0 => Err(format!(
+            "SCP03 i={i:02X} asks for R-ENC without R-MAC (GP Amendment D: R-ENC needs R-MAC); use 00, 10, 20, 30, 60 or 70"
+        )),
         "scp02" => Err(format!("SCP02 i={i:02X} is not 05, 15, 45 or 55")),
         "scp03" => Err(format!("SCP03 i={i:02X} is not 00, 10, 20, 30, 60 or 70")),
         _ => Err(format!("`{name}` is not scp02 or scp03")),
@@ -266,6 +271,8 @@ mod tests {
         let cases = [
             ("scp = \"scp04:00\"", "channel.scp", "not scp02 or scp03"),
             ("scp = \"scp02:10\"", "channel.scp", "not 05, 15, 45 or 55"),
+            ("scp = \"scp03:40\"", "channel.scp", "R-ENC without R-MAC"),
+            ("scp = \"scp03:50\"", "channel.scp", "R-ENC without R-MAC"),
             ("level = \"max\"", "channel.level", "is not cmac"),
             ("kmc_index = 0", "channel.kmc_index", "not a positive index"),
             (

@@ -14,7 +14,9 @@ use super::ChipKcvs;
 use crate::domain::emv_keys::MkdOption;
 use crate::domain::fields::{Pan, Psn};
 use crate::domain::keystore::{KeyError, KeyRef, KeyStore, PinBlockRef};
-use crate::domain::oda::{EmvPublicKey, OdaError, PublicKeyCertificate, RecoverySigner};
+use crate::domain::oda::{
+    CaPublicKey, EmvPublicKey, IssuerCertFields, OdaError, PublicKeyCertificate, RecoverySigner,
+};
 
 /// The clear DGI 8000 value (MK-AC || MK-SMI || MK-SMC) and its check values.
 pub struct IccMasterKeySet {
@@ -46,6 +48,8 @@ pub struct IssuerOda {
     pub certificate: PublicKeyCertificate,
     /// The issuer public key (for size rules and checks).
     pub public_key: EmvPublicKey,
+    /// Issuer identifier, expiry and serial, as recovered from the certificate at load.
+    pub fields: IssuerCertFields,
 }
 
 /// Key operations for chip data. Everything [`KeyStore`] offers (iCVV, key info) plus these.
@@ -81,6 +85,9 @@ pub trait ChipKeys: KeyStore {
 
     /// The raw RSA private operation with the issuer key at `oda_index` (message recovery).
     fn issuer_sign_raw(&self, oda_index: u32, block: &[u8]) -> Result<Vec<u8>, KeyError>;
+
+    /// The CA public key the store knows for RID `rid` and index `index` (8F), if any.
+    fn ca_public_key(&self, rid: [u8; 5], index: u8) -> Option<CaPublicKey>;
 }
 
 /// Signs with the issuer key through [`ChipKeys`], for the certificate builders in `oda`.
@@ -129,4 +136,16 @@ pub trait IccKeySource {
         bits: usize,
         exponent: crate::domain::oda::RsaExponent,
     ) -> Result<IccKeyPair, OdaError>;
+
+    /// The serial number of the `n`th ICC certificate (from 0) of `pair`, unique per
+    /// certificate. The shipped sources return random bytes; this default hashes the fresh
+    /// pair's modulus with `n` (a pair is never handed out twice).
+    fn certificate_serial(&self, pair: &IccKeyPair, n: u8) -> Result<[u8; 3], OdaError> {
+        use sha1::{Digest, Sha1};
+        let mut h = Sha1::new();
+        h.update(pair.pair.modulus());
+        h.update([n]);
+        let d = h.finalize();
+        Ok([d[0], d[1], d[2]])
+    }
 }

@@ -2,19 +2,25 @@
 //!
 //! - [`profile`]: chip profiles (`profiles/chip/*.toml`) as data: AIDs, records, AIPs, FCI and
 //!   GPO DGIs, encryption and padding per DGI, verbatim DGIs, send order, CVN, ODA, PIN rules.
+//! - [`cvm`]: the CVM list (8E) decoded per EMV Book 3 Annex C3.
+//! - [`iad`]: issuer application data (9F10) built per the CVN's documented layout.
 //! - [`keys`]: the key operations chip preparation needs ([`keys::ChipKeys`]), values never
 //!   leave the key store.
 //! - [`model1`]: Model 1, the EMV dataset computed from the order's minimal inputs.
 //! - [`model2`]: Model 2, the issuer's encrypted dataset decrypted, verified and validated.
+//! - [`oda_check`]: ODA of prepared chip data checked per interface, as a terminal would.
 //! - [`preview`]: the DGI → TLV tree shown to humans, masked per tag.
 //!
 //! Both chip models end in [`ChipData`]: DGIs in the profile's send order with their encryption
 //! and padding flags. Previews and the card session do not care which model produced it.
 
 pub mod channel;
+pub mod cvm;
+pub mod iad;
 pub mod keys;
 pub mod model1;
 pub mod model2;
+pub mod oda_check;
 pub mod ppse;
 pub mod preview;
 pub mod profile;
@@ -23,7 +29,7 @@ use std::fmt;
 
 use crate::domain::dgi::Dgi;
 
-pub use profile::{ChipProfile, ChipProfiles, DgiRule, Interface, OdaMethod};
+pub use profile::{CertificateLayout, ChipProfile, ChipProfiles, DgiRule, Interface, OdaMethod};
 
 /// Which model produced the chip data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +99,8 @@ pub struct OdaSummary {
     pub icc_key_bits: Option<usize>,
     /// The ICC key pair came from the key pool (false: generated inline).
     pub icc_key_from_pool: bool,
+    /// The serial number of each ICC public key certificate (one per signature record).
+    pub icc_certificate_serials: Vec<[u8; 3]>,
 }
 
 /// The chip data of one card: DGIs in send order and what may be known about them.

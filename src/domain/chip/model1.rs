@@ -9,15 +9,17 @@
 
 use std::collections::BTreeMap;
 
-use sha1::{Digest, Sha1};
 use zeroize::Zeroizing;
 
 use super::keys::{ChipKeys, IccKeySource, IssuerOda, IssuerSigner};
-use super::profile::{ChipProfile, DgiContent, IcvvPosition, Interface, OdaMethod, TagSlot};
+use super::profile::{
+    ChipProfile, DgiContent, GpoAnswer, IcvvPosition, Interface, OdaMethod, TagSlot,
+    aip_asks_for_oda, signature_tag,
+};
 use super::{ChipData, ChipKcvs, ChipModel, OdaSummary, PersoDgi};
 use crate::domain::cvv::ICVV_SERVICE_CODE;
 use crate::domain::dgi::Dgi;
-use crate::domain::fields::{Cvv, Pan, Yymm};
+use crate::domain::fields::{Cvv, Yymm};
 use crate::domain::finding::Finding;
 use crate::domain::keystore::{KeyInfo, KeyRef, KeyUsage, PinBlockRef};
 use crate::domain::oda::{self, CertExpiry, IccCertFields};
@@ -197,6 +199,15 @@ impl Work<'_> {
             }
             self.set(*tag, v.clone());
         }
+        if let Some(cdol1) = config.get(&tag!(0x8C)) {
+            check_cdol1(
+                cdol1,
+                self.profile,
+                format!("{}: config.{name}.8C", self.product.source),
+            )?;
+        } else if let Some(cdol1) = self.profile.tags.get(&tag!(0x8C)) {
+            check_cdol1(cdol1, self.profile, self.profile_path("tags.8C"))?;
+        }
         Ok(())
     }
 
@@ -308,11 +319,22 @@ impl Work<'_> {
             .split_once('=')
             .and_then(|(_, rest)| rest.get(4..7))
             .unwrap_or("");
+        let product_sc = self.product.service_code.as_str();
+        if t2_sc != product_sc {
+            return Err(Finding::new(
+                "trackData.track2",
+                format!(
+                    "service code {t2_sc} differs from {product_sc} ({}: service_code), which the chip carries in 5F30",
+                    self.product.source
+                ),
+            ));
+        }
         let p2 = &self.product.track2_discretionary.segments;
         let p1 = &self.product.track1_discretionary.segments;
         let (off2, off1) = match self.profile.icvv {
             IcvvPosition::None => (None, None),
             IcvvPosition::Offset(n) => (Some(n), Some(n)),
+            IcvvPosition::PerTrack { track2, track1 } => (track2, track1),
             IcvvPosition::CvvToken => (cvv_offset(p2), cvv_offset(p1)),
         };
         let icvv = if off2.is_some() || off1.is_some() {
@@ -378,6 +400,44 @@ impl Work<'_> {
         Ok(())
     }
 
+    /// 9F10 when the profile places it: the CVN's layout with the order's Derivation Key Index.
+    fn issuer_application_data(&mut self) -> Result<(), Finding> {
+        let profile = self.profile;
+        if !profile_uses(profile, 0x9F10) {
+            return Ok(());
+        }
+        let path = "paymentApplication.derivationKeyIndex";
+        let index = self
+            .order
+            .payment_application
+            .derivation_key_index
+            .ok_or_else(|| {
+                Finding::new(
+                    path,
+                    format!(
+                        "chip profile {} places 9F10, whose Derivation Key Index comes from the derivationKeyIndex: give one",
+                        profile.name
+                    ),
+                )
+            })?;
+        let dki = u8::try_from(index).map_err(|_| {
+            Finding::new(
+                path,
+                format!("{index} does not fit the one-byte Derivation Key Index of 9F10 (0-255)"),
+            )
+        })?;
+        self.set(tag!(0x9F10), profile.iad.build(profile.cvn, dki));
+        self.sources.insert(
+            "9F10".into(),
+            format!(
+                "{} layout, DKI {dki:02X} (derivationKeyIndex), CVN {}",
+                profile.cvn,
+                profile.cvn.name()
+            ),
+        );
+        Ok(())
+    }
+
     /// The value of `tag` for a DGI: local override, computed/configured value, profile value.
     fn value<'v>(
         &'v self,
@@ -389,6 +449,12 @@ impl Work<'_> {
         dgi: u16,
     ) -> Result<Option<&'v [u8]>, Finding> {
         let tag = slot.tag;
+        if tag.raw() == 0x5F20
+            && interface == Interface::Contactless
+            && !self.profile.contactless_name
+        {
+            return Ok(None);
+        }
         let found: Option<&[u8]> = if let Some(v) = local.and_then(|l| l.get(&tag)) {
             Some(v)
         } else if tag.raw() == 0x82 {
@@ -413,6 +479,36 @@ impl Work<'_> {
             )),
         }
     }
+}
+
+/// CDOL1 must ask for every terminal data element the profile's CVN MACs.
+fn check_cdol1(dol: &[u8], profile: &ChipProfile, path: String) -> Result<(), Finding> {
+    let mut r = tlv::Reader::new(dol);
+    let mut tags = Vec::new();
+    while !r.is_empty() {
+        let t = Tag::read(&mut r)
+            .map_err(|e| Finding::new(&path, format!("CDOL1 is not a data object list: {e}")))?;
+        r.read_u8().ok_or_else(|| {
+            Finding::new(&path, format!("CDOL1 ends without the length of tag {t}"))
+        })?;
+        tags.push(t.raw());
+    }
+    let missing: Vec<String> = crate::domain::emv_keys::AC_TERMINAL_DATA
+        .iter()
+        .filter(|t| !tags.contains(t))
+        .map(|t| format!("{t:X}"))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Finding::new(
+        path,
+        format!(
+            "CDOL1 lacks {}, which {} MACs into the application cryptogram (9F02 9F03 9F1A 95 5F2A 9A 9C 9F37)",
+            missing.join(", "),
+            profile.cvn
+        ),
+    ))
 }
 
 fn profile_uses(profile: &ChipProfile, raw: u32) -> bool {
@@ -443,6 +539,8 @@ fn missing_hint(tag: Tag) -> &'static str {
 struct OdaOut {
     summary: OdaSummary,
     crt: Option<oda::CrtComponents>,
+    /// The signature (93 or 9F46) each record carries.
+    signatures: BTreeMap<u16, (Tag, Vec<u8>)>,
 }
 
 /// What [`compute`] returns: the chip data, the keys used and where chip values came from.
@@ -472,6 +570,7 @@ pub fn compute(
     };
     w.config()?;
     w.order_values(tracks)?;
+    w.issuer_application_data()?;
 
     let mut afl = BTreeMap::new();
     for i in [Interface::Contact, Interface::Contactless] {
@@ -496,6 +595,7 @@ pub fn compute(
         let iss = keys
             .issuer_oda(index)
             .map_err(|e| Finding::new("paymentApplication.odaKeyIndex", e.to_string()))?;
+        check_issuer_certificate(&iss, index, order, profile)?;
         w.set(tag!(0x8F), vec![iss.ca_index]);
         w.set(tag!(0x90), iss.certificate.certificate.clone());
         w.set(tag!(0x92), iss.certificate.remainder.clone());
@@ -518,16 +618,18 @@ pub fn compute(
             && !deferred(tags)
         {
             let i = interfaces.first().copied().unwrap_or(Interface::Contact);
-            built.insert(rule.id, build_record(&w, rule.id, tags, i, &afl, &aip)?);
+            let local = BTreeMap::new();
+            built.insert(
+                rule.id,
+                build_record(&w, rule.id, tags, i, &afl, &aip, &local)?,
+            );
         }
     }
 
     // Offline data authentication.
     let mut oda_out = None;
     if let Some((index, iss)) = &issuer {
-        oda_out = Some(sign_oda(
-            &mut w, profile, *index, iss, &built, &afl, icc_keys,
-        )?);
+        oda_out = Some(sign_oda(&mut w, profile, *index, iss, &built, icc_keys)?);
     }
     for rule in profile.records() {
         if let DgiContent::Record {
@@ -536,7 +638,14 @@ pub fn compute(
             && deferred(tags)
         {
             let i = interfaces.first().copied().unwrap_or(Interface::Contact);
-            built.insert(rule.id, build_record(&w, rule.id, tags, i, &afl, &aip)?);
+            let mut local = BTreeMap::new();
+            if let Some((t, v)) = oda_out.as_ref().and_then(|o| o.signatures.get(&rule.id)) {
+                local.insert(*t, v.clone());
+            }
+            built.insert(
+                rule.id,
+                build_record(&w, rule.id, tags, i, &afl, &aip, &local)?,
+            );
         }
     }
 
@@ -627,6 +736,15 @@ pub fn compute(
             }
             continue;
         };
+        if tlv_record(id) && value.len() > MAX_RECORD_LEN {
+            return Err(Finding::new(
+                w.profile_path(format!("dgi.{id:04X}")),
+                format!(
+                    "record DGI {id:04X} is {} bytes: READ RECORD returns at most {MAX_RECORD_LEN} data bytes; split its tags over more records",
+                    value.len()
+                ),
+            ));
+        }
         let dgi = if tlv_record(id) {
             let [sfi, rec] = id.to_be_bytes();
             Dgi::record(sfi, rec, value)
@@ -656,6 +774,9 @@ pub fn compute(
     Ok((chip, w.keys_used, w.sources))
 }
 
+/// The most data a READ RECORD answer carries (short APDU, Le = 00): the whole `70 L V`.
+pub const MAX_RECORD_LEN: usize = 256;
+
 fn tlv_record(id: u16) -> bool {
     crate::domain::tags::is_record_id(id)
 }
@@ -667,15 +788,126 @@ fn build_record(
     interface: Interface,
     afl: &BTreeMap<Interface, Vec<u8>>,
     aip: &BTreeMap<Interface, [u8; 2]>,
+    local: &BTreeMap<Tag, Vec<u8>>,
 ) -> Result<Vec<u8>, Finding> {
     let mut inner = Vec::with_capacity(128);
     for slot in tags {
-        if let Some(v) = w.value(*slot, interface, None, afl, aip, id)? {
+        if let Some(v) = w.value(*slot, interface, Some(local), afl, aip, id)? {
             put(&mut inner, slot.tag, v, id)?;
         }
     }
     let mut out = Vec::with_capacity(inner.len() + 4);
     put(&mut out, tag!(0x70), &inner, id)?;
+    Ok(out)
+}
+
+/// The issuer certificate must fit the card (EMV Book 2 §5.3, §6.3): its issuer identifier
+/// the PAN's leading digits, its CA the AID's RID, its expiry not before the card's (the ICC
+/// certificate expires with the card, so never after the issuer's).
+pub fn check_issuer_certificate(
+    iss: &IssuerOda,
+    index: u32,
+    order: &Order,
+    profile: &ChipProfile,
+) -> Result<(), Finding> {
+    let path = "paymentApplication.odaKeyIndex";
+    let key = format!("the issuer key at odaKeyIndex {index}");
+    if !iss.fields.issuer_id_matches_pan(order.pan.reveal()) {
+        return Err(Finding::new(
+            path,
+            format!(
+                "{key} has a certificate for another issuer identifier than the PAN's leading digits: a terminal rejects it (EMV Book 2 §5.3 step 8)"
+            ),
+        ));
+    }
+    if profile.aid.get(..5) != Some(iss.rid.as_slice()) {
+        return Err(Finding::new(
+            path,
+            format!(
+                "{key} is certified by a CA of RID {}, but the application {} has RID {}: a terminal looks the CA key up by the AID's RID",
+                hex::encode_upper(iss.rid),
+                hex::encode_upper(&profile.aid),
+                hex::encode_upper(profile.aid.get(..5).unwrap_or(&[]))
+            ),
+        ));
+    }
+    let card = u16::from(order.exp.yy) * 100 + u16::from(order.exp.mm);
+    let cert = iss.fields.expiry;
+    if cert.yymm() < card {
+        return Err(Finding::new(
+            path,
+            format!(
+                "{key} has a certificate expiring {:02}/{:02}, before the card ({:02}/{:02}): the ICC certificate may not outlive it (EMV Book 2 §6.3)",
+                cert.month(),
+                cert.year(),
+                order.exp.mm,
+                order.exp.yy
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The static data each signature must cover: one entry per record carrying the signature
+/// (93 or 9F46), over the records and AIP of the GPO answers whose AFL lists that record.
+/// Refuses when two GPO answers reading one signature present different static data.
+fn static_data_per_signature(
+    w: &Work<'_>,
+    profile: &ChipProfile,
+    built: &BTreeMap<u16, Vec<u8>>,
+) -> Result<BTreeMap<u16, (Vec<u8>, GpoAnswer)>, Finding> {
+    let Some(sig) = signature_tag(profile.oda.method) else {
+        return Ok(BTreeMap::new());
+    };
+    let holders = profile.records_with(sig);
+    let mut out: BTreeMap<u16, (Vec<u8>, GpoAnswer)> = BTreeMap::new();
+    for g in profile.gpo_answers() {
+        if !aip_asks_for_oda(g.aip) {
+            continue;
+        }
+        let Some((holder, _)) = holders.iter().find(|(_, ifs)| ifs.contains(&g.interface)) else {
+            return Err(Finding::new(
+                w.profile_path(format!("dgi.{:04X}", g.dgi)),
+                format!("asks for ODA but no record its AFL lists carries tag {sig:X}"),
+            ));
+        };
+        let data = oda::static_data_to_authenticate(
+            &g.afl,
+            |sfi, rec| {
+                built
+                    .get(&u16::from_be_bytes([sfi, rec]))
+                    .map(Vec::as_slice)
+            },
+            profile.oda.sda_tag_list.as_deref(),
+            g.aip,
+        )
+        .map_err(|e| {
+            Finding::new(
+                w.profile_path(format!("dgi.{:04X}", g.dgi)),
+                format!("static data to authenticate: {e}"),
+            )
+        })?;
+        match out.get(holder) {
+            None => {
+                out.insert(*holder, (data, g));
+            }
+            Some((prev, p)) if *prev != data => {
+                return Err(Finding::new(
+                    w.profile_path("oda.certificates"),
+                    format!(
+                        "the {} GPO answer {:04X} (AIP {}) and the {} GPO answer {:04X} (AIP {}) read the signature in record {holder:04X} but authenticate different static data: give each interface its own signature record (oda.certificates = \"per-interface\") or the same AIP and ODA records",
+                        p.interface.as_str(),
+                        p.dgi,
+                        hex::encode_upper(p.aip),
+                        g.interface.as_str(),
+                        g.dgi,
+                        hex::encode_upper(g.aip)
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
     Ok(out)
 }
 
@@ -685,47 +917,35 @@ fn sign_oda(
     index: u32,
     iss: &IssuerOda,
     built: &BTreeMap<u16, Vec<u8>>,
-    afl: &BTreeMap<Interface, Vec<u8>>,
     icc_keys: &dyn IccKeySource,
 ) -> Result<OdaOut, Finding> {
     let rule = &profile.oda;
     let oda_path = "paymentApplication.odaKeyIndex";
     let err =
         |e: oda::OdaError| Finding::new(oda_path, format!("offline data authentication: {e}"));
-    let aip = profile.aip(rule.interface).unwrap_or_default();
-    let interface_afl = afl.get(&rule.interface).map(Vec::as_slice).unwrap_or(&[]);
-    let static_data = oda::static_data_to_authenticate(
-        interface_afl,
-        |sfi, rec| {
-            built
-                .get(&u16::from_be_bytes([sfi, rec]))
-                .map(Vec::as_slice)
-        },
-        rule.sda_tag_list.as_deref(),
-        aip,
-    )
-    .map_err(|e| {
-        Finding::new(
-            w.profile_path("dgi"),
-            format!("static data to authenticate: {e}"),
-        )
-    })?;
+    let per_signature = static_data_per_signature(w, profile, built)?;
     let signer = IssuerSigner::new(w.keys, index, iss.public_key.clone());
-    let mut summary = OdaSummary {
-        method: rule.method,
-        rid: iss.rid,
-        ca_index: iss.ca_index,
-        issuer_key_bits: iss.public_key.bits(),
-        icc_key_bits: None,
-        icc_key_from_pool: false,
+    let mut out = OdaOut {
+        summary: OdaSummary {
+            method: rule.method,
+            rid: iss.rid,
+            ca_index: iss.ca_index,
+            issuer_key_bits: iss.public_key.bits(),
+            icc_key_bits: None,
+            icc_key_from_pool: false,
+            icc_certificate_serials: Vec::new(),
+        },
+        crt: None,
+        signatures: BTreeMap::new(),
     };
-    let mut crt = None;
     match rule.method {
         OdaMethod::None => {}
         OdaMethod::Sda => {
-            let ssad =
-                oda::sign_static_application_data(&signer, rule.dac, &static_data).map_err(err)?;
-            w.set(tag!(0x93), ssad);
+            for (record, (data, _)) in &per_signature {
+                let ssad =
+                    oda::sign_static_application_data(&signer, rule.dac, data).map_err(err)?;
+                out.signatures.insert(*record, (tag!(0x93), ssad));
+            }
         }
         OdaMethod::Dda | OdaMethod::Cda => {
             let issuer_bits = iss.public_key.bits();
@@ -741,34 +961,31 @@ fn sign_oda(
             let pair = icc_keys
                 .icc_key_pair(rule.icc_key_bits, rule.icc_exponent)
                 .map_err(err)?;
-            summary.icc_key_bits = Some(pair.pair.public_key().bits());
-            summary.icc_key_from_pool = pair.from_pool;
+            out.summary.icc_key_bits = Some(pair.pair.public_key().bits());
+            out.summary.icc_key_from_pool = pair.from_pool;
             let order = w.order;
-            let pan = order.pan.reveal();
-            let fields = IccCertFields {
-                pan: oda::pan_field(pan).map_err(err)?,
-                expiry: CertExpiry::new(order.exp.mm, order.exp.yy).map_err(err)?,
-                serial: icc_serial(&order.pan, order.psn.0),
-            };
-            let cert =
-                oda::sign_icc_certificate(&signer, &fields, pair.pair.public_key(), &static_data)
+            for (n, (record, (data, _))) in per_signature.iter().enumerate() {
+                let serial = icc_keys
+                    .certificate_serial(&pair, u8::try_from(n).unwrap_or(u8::MAX))
                     .map_err(err)?;
-            w.set(tag!(0x9F46), cert.certificate);
-            w.set(tag!(0x9F47), cert.exponent);
-            w.set(tag!(0x9F48), cert.remainder);
-            crt = Some(pair.pair.crt_components().map_err(err)?);
+                let fields = IccCertFields {
+                    pan: oda::pan_field(order.pan.reveal()).map_err(err)?,
+                    expiry: CertExpiry::new(order.exp.mm, order.exp.yy).map_err(err)?,
+                    serial,
+                };
+                let cert =
+                    oda::sign_icc_certificate(&signer, &fields, pair.pair.public_key(), data)
+                        .map_err(err)?;
+                out.summary.icc_certificate_serials.push(serial);
+                out.signatures
+                    .insert(*record, (tag!(0x9F46), cert.certificate));
+                w.set(tag!(0x9F47), cert.exponent);
+                w.set(tag!(0x9F48), cert.remainder);
+            }
+            out.crt = Some(pair.pair.crt_components().map_err(err)?);
         }
     }
-    Ok(OdaOut { summary, crt })
-}
-
-/// ICC certificate serial number: the first 3 bytes of SHA-1(PAN || PSN), unique per card.
-fn icc_serial(pan: &Pan, psn: u8) -> [u8; 3] {
-    let mut h = Sha1::new();
-    h.update(pan.reveal().as_bytes());
-    h.update([psn]);
-    let d = h.finalize();
-    [d[0], d[1], d[2]]
+    Ok(out)
 }
 
 /// The reference PIN block, if any, and whether it was generated.
@@ -832,8 +1049,74 @@ pub fn prepare(
         }
     }
     data.sources.extend(sources);
+    // Fail closed: every interface that asks for ODA verifies, as a terminal reads the data.
+    super::oda_check::check(&chip, profile, order, &|rid, index| {
+        keys.ca_public_key(rid, index)
+    })
+    .map_err(|e| {
+        vec![Finding::new(
+            "paymentApplication.odaKeyIndex",
+            format!("offline data authentication of the prepared data: {e}"),
+        )]
+    })?;
+    if let Some(f) = cvm_pin_mismatch(&chip, order, product, profile) {
+        if profile.pin.refuse_cvm_mismatch {
+            return Err(vec![f]);
+        }
+        data.warnings.push(f);
+    }
     data.chip = Some(chip);
     Ok(data)
+}
+
+/// The reference PIN (8010) and the CVM list (8E) must agree: a reference PIN no rule verifies
+/// offline, or an offline PIN rule without a reference PIN, fails at the terminal.
+pub fn cvm_pin_mismatch(
+    chip: &ChipData,
+    order: &Order,
+    product: &Product,
+    profile: &ChipProfile,
+) -> Option<Finding> {
+    let list = chip
+        .dgis
+        .iter()
+        .filter(|d| d.dgi.is_record())
+        .find_map(|d| {
+            tlv::parse_all(d.dgi.value()).ok()?.iter().find_map(|t| {
+                t.children()?
+                    .iter()
+                    .find(|c| c.tag() == tag!(0x8E))
+                    .and_then(|c| c.value().map(<[u8]>::to_vec))
+            })
+        })?;
+    let config = order
+        .payment_application
+        .config
+        .as_deref()
+        .unwrap_or("default");
+    let path = format!("{}: config.{config}.8E", product.source);
+    let list = match super::cvm::CvmList::parse(&list) {
+        Ok(l) => l,
+        Err(e) => return Some(Finding::new(path, e)),
+    };
+    let has_pin = chip.dgi(0x8010).is_some();
+    match (has_pin, list.uses_offline_pin()) {
+        (true, false) => Some(Finding::new(
+            path,
+            format!(
+                "the card carries a reference PIN (DGI 8010) but no CVM rule verifies a PIN offline (01, 03, 04, 05): the PIN is never checked by the card (pin.cvm_check in {})",
+                profile.source
+            ),
+        )),
+        (false, true) => Some(Finding::new(
+            path,
+            format!(
+                "a CVM rule asks for offline PIN but the card carries no reference PIN (DGI 8010): give encryptedData.pin (pin.cvm_check in {})",
+                profile.source
+            ),
+        )),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,10 @@
 //!    reserved and no undeclared DGI, every required DGI present;
 //! 5. consistency with the order: PAN in 5A and 57, expiry in 5F24 and 57, PSN in 5F34, and 57
 //!    against the prepared track 2 (PAN, expiry, service code);
-//! 6. the keys in 8000 against their check values in 9000; every AFL record present.
+//! 6. the keys in 8000 against their check values in 9000; every AFL record present;
+//! 7. (in [`prepare`]) offline data authentication on every interface that asks for it: the
+//!    issuer certificate recovered with the CA key the key store knows, each GPO answer's ICC
+//!    certificate (or SSAD) over that answer's static data ([`super::oda_check`]).
 //!
 //! Errors name the rule and the DGI or tag, never clear data.
 
@@ -431,13 +434,23 @@ pub fn prepare(
     order: &Order,
     product: &crate::domain::product::Product,
     profile: &ChipProfile,
-    keys: &dyn crate::domain::keystore::KeyStore,
+    keys: &dyn super::keys::ChipKeys,
     envelope_keys: &dyn EnvelopeKeys,
     settings: EnvelopeSettings,
 ) -> Result<crate::domain::prepare::PersoData, Vec<Finding>> {
     let mut data = crate::domain::prepare::prepare(order, product, keys)?;
     let chip = import(order, profile, &data.tracks, envelope_keys, settings)
         .map_err(|e| vec![e.finding()])?;
+    // 7. ODA per interface with the CA key the key store knows, before any card is touched.
+    super::oda_check::check(&chip, profile, order, &|rid, index| {
+        keys.ca_public_key(rid, index)
+    })
+    .map_err(|e| {
+        vec![Finding::new(
+            "encryptedData.tlvData",
+            format!("offline data authentication: {e}"),
+        )]
+    })?;
     if let Some(env) = &order.tlv_data {
         let kek = KeyRef::new(KeyUsage::Kek, env.kek_id);
         let info = keys

@@ -27,6 +27,9 @@ pub struct TlvNode {
     pub value: String,
     /// Children of a template.
     pub children: Vec<TlvNode>,
+    /// The value decoded for humans (8E: each CVM rule named, EMV Book 3 Annex C3).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub decoded: Vec<String>,
 }
 
 /// One DGI as shown.
@@ -110,11 +113,18 @@ fn node(t: &tlv::Tlv, reveal: bool) -> TlvNode {
         .map(|c| c.iter().map(|c| node(c, reveal)).collect())
         .unwrap_or_default();
     let value = t.value().map(|v| show(tag, v, reveal)).unwrap_or_default();
+    let decoded = match (tag.raw(), t.value()) {
+        (0x8E, Some(v)) => super::cvm::CvmList::parse(v)
+            .map(|l| l.describe())
+            .unwrap_or_else(|e| vec![e]),
+        _ => Vec::new(),
+    };
     TlvNode {
         tag: tag.to_string(),
         name: info.map(|i| i.name),
         value,
         children,
+        decoded,
     }
 }
 

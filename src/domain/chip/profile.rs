@@ -15,17 +15,21 @@
 //! mkd = "b"                        # a | b (B equals A for PANs of 16 digits or less)
 //! aip = { contact = "3C00", contactless = "2020" }
 //! icvv = "cvv"                     # "cvv": where the product's track 2 pattern has cvv;
-//!                                  # a number: digit offset in the discretionary data; "none"
+//!                                  # a number: digit offset in the discretionary data; "none";
+//!                                  # { track2 = 5, track1 = 9 }: an offset per track
 //! config_tags = ["8E", "9F0D"]     # the product configuration must give these
+//! contactless_name = true          # 5F20 in contactless-only DGIs (scheme guidance)
 //! send_order = ["0101", "9102", "8000", "9000"]
 //! [oda]
 //! method = "dda"                   # none | sda | dda | cda
 //! icc_key_bits = 1024
 //! icc_exponent = 3
 //! sda_tag_list = "82"
+//! certificates = "shared"          # shared | per-interface (one 9F46/93 record per interface)
 //! [pin]
 //! control = 2
 //! try_limit = 3
+//! cvm_check = "warn"               # warn | refuse: 8010 and the CVM list disagree on offline PIN
 //! [tags]
 //! "9F08" = "0096"
 //! [dgi.0101]                       # a record: SFI 01, record 01
@@ -41,11 +45,15 @@
 //! ```
 //!
 //! A tag followed by `?` is optional (left out when nothing fills it). Load errors name the file
-//! and the key; a record tag nothing can fill is a load error.
+//! and the key; a record tag nothing can fill is a load error. A record's `interfaces` (default
+//! both) says whose AFL lists it; a tag may sit in several records when no interface reads two
+//! of them. Every GPO answer whose AIP asks for ODA must reach, through its AFL, exactly one
+//! signature (93 or 9F46) and the whole certificate chain.
 
 use std::collections::BTreeMap;
 
 use super::channel::ChannelRule;
+use super::iad::IadRule;
 use crate::domain::dgi;
 use crate::domain::emv_keys::{Cvn, MkdOption};
 use crate::domain::finding::Finding;
@@ -123,8 +131,49 @@ pub struct OdaRule {
     pub sda_tag_list: Option<Vec<u8>>,
     /// Data authentication code for SDA (2 bytes).
     pub dac: [u8; 2],
-    /// The interface whose AFL and AIP the static data to be authenticated follows.
-    pub interface: Interface,
+    /// One signature (ICC certificate or SSAD) for every interface, or one per interface.
+    pub certificates: CertificateLayout,
+}
+
+/// How the signature over the static data to be authenticated (ICC certificate 9F46 or signed
+/// static application data 93) serves the card's interfaces (domain reference §10).
+///
+/// A terminal hashes the records its own GPO's AFL flags for ODA and the AIP that GPO returned,
+/// so one signature serves both interfaces only when both present the same static data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertificateLayout {
+    /// One signature, in a record both AFLs list: every ODA path must present the same static
+    /// data (same ODA records, same AIP when 9F4A lists 82).
+    Shared,
+    /// One signature per interface, each in a record only that interface's AFL lists (one ICC
+    /// key pair, one certificate per interface).
+    PerInterface,
+}
+
+impl CertificateLayout {
+    /// The profile spelling (`shared`, `per-interface`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Shared => "shared",
+            Self::PerInterface => "per-interface",
+        }
+    }
+}
+
+/// The tag that carries the signature over the static data under `method` (93 for SDA, 9F46
+/// for DDA/CDA), if any.
+pub fn signature_tag(method: OdaMethod) -> Option<u32> {
+    match method {
+        OdaMethod::None => None,
+        OdaMethod::Sda => Some(0x93),
+        OdaMethod::Dda | OdaMethod::Cda => Some(0x9F46),
+    }
+}
+
+/// True when an AIP asks the terminal for offline data authentication (byte 1: SDA `40`, DDA
+/// `20`, CDA `01`; EMV Book 3 Annex C1).
+pub fn aip_asks_for_oda(aip: [u8; 2]) -> bool {
+    aip[0] & 0x61 != 0
 }
 
 /// The profile's reference PIN settings (DGI 8010, 9010).
@@ -134,6 +183,9 @@ pub struct PinRule {
     pub control: u8,
     /// PIN try limit (9010 = counter || limit, the counter starting at the limit): default 3.
     pub try_limit: u8,
+    /// Refuse (true) or only warn (false, the default) when the reference PIN (8010) and the
+    /// CVM list (8E) disagree about offline PIN.
+    pub refuse_cvm_mismatch: bool,
 }
 
 /// Where iCVV sits in the track 2 equivalent data's discretionary data.
@@ -143,6 +195,14 @@ pub enum IcvvPosition {
     CvvToken,
     /// At this digit offset of the discretionary data (overwriting three digits).
     Offset(usize),
+    /// Per track: the digit offsets in track 2's (57) and track 1's (9F1F, 56) discretionary
+    /// data; a track without an offset keeps its pattern's CVV.
+    PerTrack {
+        /// Offset in the track 2 equivalent data's discretionary data.
+        track2: Option<usize>,
+        /// Offset in the track 1 discretionary data.
+        track1: Option<usize>,
+    },
     /// No iCVV: the discretionary data is the product's pattern with the CVV.
     None,
 }
@@ -196,6 +256,19 @@ pub enum DgiContent {
     IccCrt(u8),
 }
 
+/// A GPO answer a profile personalizes: what a terminal on that interface receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpoAnswer {
+    /// The DGI holding it.
+    pub dgi: u16,
+    /// The interface it answers on.
+    pub interface: Interface,
+    /// The AIP (82) it returns.
+    pub aip: [u8; 2],
+    /// The AFL (94) it returns.
+    pub afl: Vec<u8>,
+}
+
 /// One DGI of the profile with its flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DgiRule {
@@ -214,9 +287,9 @@ pub struct DgiRule {
 
 /// The tags Model 1 computes from the order, the keys and ODA (a profile may place them in its
 /// DGIs without giving values).
-pub const COMPUTED_TAGS: [u32; 25] = [
+pub const COMPUTED_TAGS: [u32; 26] = [
     0x4F, 0x50, 0x56, 0x57, 0x5A, 0x82, 0x84, 0x8F, 0x90, 0x92, 0x93, 0x94, 0x5F20, 0x5F24, 0x5F25,
-    0x5F30, 0x5F34, 0x9F1F, 0x9F24, 0x9F32, 0x9F46, 0x9F47, 0x9F48, 0x9F4A, 0x9F6B,
+    0x5F30, 0x5F34, 0x9F10, 0x9F1F, 0x9F24, 0x9F32, 0x9F46, 0x9F47, 0x9F48, 0x9F4A, 0x9F6B,
 ];
 
 /// True when Model 1 computes `tag` (unless the profile fixes 9F6B, a Visa CVM limit).
@@ -257,11 +330,18 @@ pub struct ChipProfile {
     pub channel: ChannelRule,
     /// The PPSE instance personalized after the application (`[ppse]`), for contactless.
     pub ppse: Option<super::ppse::PpseRule>,
+    /// Issuer application data (9F10) settings.
+    pub iad: IadRule,
+    /// The cardholder name (5F20) goes into contactless-only DGIs (scheme guidance differs;
+    /// default true).
+    pub contactless_name: bool,
     dgis: Vec<DgiRule>,
     reserved: Vec<(u16, u16)>,
 }
 
-const KNOWN_KEYS: [&str; 19] = [
+const KNOWN_KEYS: [&str; 21] = [
+    "iad",
+    "contactless_name",
     "name",
     "aid",
     "label",
@@ -482,8 +562,35 @@ impl ChipProfile {
             Some(toml::Value::Integer(i)) if (0..=30).contains(i) => {
                 IcvvPosition::Offset(usize::try_from(*i).unwrap_or(0))
             }
+            Some(toml::Value::Table(t)) => {
+                if let Some(k) = t
+                    .keys()
+                    .find(|k| !["track1", "track2"].contains(&k.as_str()))
+                {
+                    return Err(c.err(format!("icvv.{k}"), "unknown key (known: track1, track2)"));
+                }
+                let offset = |k: &str, max: i64| -> Result<Option<usize>, Finding> {
+                    match t.get(k) {
+                        None => Ok(None),
+                        Some(toml::Value::Integer(i)) if (0..=max).contains(i) => {
+                            Ok(usize::try_from(*i).ok())
+                        }
+                        Some(_) => Err(c.err(
+                            format!("icvv.{k}"),
+                            format!("must be a digit offset 0-{max}"),
+                        )),
+                    }
+                };
+                IcvvPosition::PerTrack {
+                    track2: offset("track2", 30)?,
+                    track1: offset("track1", 76)?,
+                }
+            }
             Some(_) => {
-                return Err(c.err("icvv", "must be \"cvv\", \"none\" or a digit offset 0-30"));
+                return Err(c.err(
+                    "icvv",
+                    "must be \"cvv\", \"none\", a digit offset 0-30 or { track2 = N, track1 = M }",
+                ));
             }
         };
 
@@ -493,6 +600,12 @@ impl ChipProfile {
                 let path = format!("tags.{k}");
                 let tag = parse_tag(k)
                     .ok_or_else(|| c.err(&path, "is not a valid BER-TLV tag in hex"))?;
+                if tag.raw() == 0x9F10 {
+                    return Err(c.err(
+                        &path,
+                        "is built by Model 1 from the CVN and the order's derivationKeyIndex; give its CVR and IDD in [iad] instead",
+                    ));
+                }
                 if is_computed(tag) && tag.raw() != 0x9F6B {
                     return Err(c.err(&path, "is computed by Model 1; remove it from [tags]"));
                 }
@@ -502,18 +615,7 @@ impl ChipProfile {
                 fixed.insert(tag, c.hex(s, &path)?);
             }
         }
-        if let Some(iad) = fixed.get(&crate::tag!(0x9F10))
-            && let [0x06, _, cvn_byte, ..] = iad.as_slice()
-            && *cvn_byte != cvn.byte()
-        {
-            return Err(c.err(
-                "tags.9F10",
-                format!(
-                    "CVN byte {cvn_byte:02X} disagrees with cvn = {cvn} ({:02X})",
-                    cvn.byte()
-                ),
-            ));
-        }
+        let iad = IadRule::from_table(file, c.table(&table, "iad", "iad")?, cvn)?;
         let mut config_tags = Vec::new();
         for s in c
             .strings(&table, "config_tags", "config_tags")?
@@ -594,6 +696,8 @@ impl ChipProfile {
             config_tags,
             channel,
             ppse,
+            iad,
+            contactless_name: c.bool(&table, "contactless_name", "contactless_name", true)?,
             dgis,
             reserved,
         };
@@ -604,14 +708,14 @@ impl ChipProfile {
     /// Cross-field rules: reserved DGIs, tags nothing can fill, ODA consistency, AIP per
     /// interface, one place per tag.
     fn check(&self, c: &Ctx<'_>) -> Result<(), Finding> {
-        let mut placed: BTreeMap<Tag, u16> = BTreeMap::new();
+        let mut placed: BTreeMap<Tag, Vec<(u16, &[Interface])>> = BTreeMap::new();
         for d in &self.dgis {
             let path = format!("dgi.{:04X}", d.id);
             if self.is_reserved(d.id) {
                 return Err(c.err(&path, "is a reserved DGI"));
             }
             let no_values = BTreeMap::new();
-            let (slots, interface, is_record, local) = match &d.content {
+            let (slots, interface, record_of, local) = match &d.content {
                 DgiContent::Record {
                     tags,
                     oda,
@@ -625,7 +729,7 @@ impl ChipProfile {
                     (
                         tags.as_slice(),
                         interfaces.first().copied(),
-                        true,
+                        Some(interfaces.as_slice()),
                         &no_values,
                     )
                 }
@@ -634,7 +738,7 @@ impl ChipProfile {
                     interface,
                     values,
                     ..
-                } => (tags.as_slice(), Some(*interface), false, values),
+                } => (tags.as_slice(), Some(*interface), None, values),
                 DgiContent::IccCrt(_) if !self.oda.method.needs_icc_key() => {
                     return Err(c.err(
                         &path,
@@ -648,11 +752,18 @@ impl ChipProfile {
             };
             for slot in slots {
                 let tag = slot.tag;
-                if is_record && let Some(prev) = placed.insert(tag, d.id) {
-                    return Err(c.err(
-                        &path,
-                        format!("tag {tag} is also in DGI {prev:04X}; a tag belongs to one record"),
-                    ));
+                if let Some(ifs) = record_of {
+                    let seen = placed.entry(tag).or_default();
+                    if let Some((prev, _)) = seen
+                        .iter()
+                        .find(|(_, other)| other.iter().any(|i| ifs.contains(i)))
+                    {
+                        return Err(c.err(
+                            &path,
+                            format!("tag {tag} is also in DGI {prev:04X}, which an interface of this record also reads; each interface reads a tag from one record"),
+                        ));
+                    }
+                    seen.push((d.id, ifs));
                 }
                 if local.contains_key(&tag) || slot.optional {
                     continue;
@@ -673,19 +784,152 @@ impl ChipProfile {
                 }
             }
         }
-        if self.oda.method != OdaMethod::None && !self.aip.contains_key(&self.oda.interface) {
-            return Err(c.err(
-                "aip",
-                format!(
-                    "the ODA interface {} has no AIP",
-                    self.oda.interface.as_str()
-                ),
-            ));
-        }
+        self.check_oda_layout(c)?;
         if self.dgi_rule(0x9000).is_some() && self.dgi_rule(0x8000).is_none() {
             return Err(c.err("dgi.9000", "key check values need DGI 8000"));
         }
         Ok(())
+    }
+
+    /// ODA per interface: every GPO answer whose AIP asks for ODA reads, from the records its
+    /// AFL lists, exactly one signature and the whole certificate chain; the records carrying
+    /// the signature follow `oda.certificates`.
+    fn check_oda_layout(&self, c: &Ctx<'_>) -> Result<(), Finding> {
+        let Some(sig) = signature_tag(self.oda.method) else {
+            return Ok(());
+        };
+        let holders = self.records_with(sig);
+        let paths: Vec<GpoAnswer> = self
+            .gpo_answers()
+            .into_iter()
+            .filter(|g| aip_asks_for_oda(g.aip))
+            .collect();
+        if paths.is_empty() {
+            return Err(c.err(
+                "oda.method",
+                format!(
+                    "is {} but no GPO answer's AIP asks for ODA (AIP byte 1 bit 40, 20 or 01)",
+                    self.oda.method.as_str()
+                ),
+            ));
+        }
+        let mut chain = vec![0x8F, 0x90, 0x9F32];
+        if self.oda.method.needs_icc_key() {
+            chain.push(0x9F47);
+        }
+        for g in &paths {
+            let path = format!("dgi.{:04X}", g.dgi);
+            let seen: Vec<u16> = holders
+                .iter()
+                .filter(|(_, ifs)| ifs.contains(&g.interface))
+                .map(|(id, _)| *id)
+                .collect();
+            if seen.len() != 1 {
+                return Err(c.err(
+                    &path,
+                    format!(
+                        "this {} GPO answer (AIP {}) asks for ODA, but the records its AFL lists carry tag {sig:X} {} times (needs exactly one)",
+                        g.interface.as_str(),
+                        hex::encode_upper(g.aip),
+                        seen.len()
+                    ),
+                ));
+            }
+            for t in &chain {
+                if !self
+                    .records_with(*t)
+                    .iter()
+                    .any(|(_, ifs)| ifs.contains(&g.interface))
+                {
+                    return Err(c.err(
+                        &path,
+                        format!(
+                            "this {} GPO answer asks for ODA, but no record its AFL lists carries tag {t:X}",
+                            g.interface.as_str()
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some((id, _)) = holders
+            .iter()
+            .find(|(_, ifs)| !paths.iter().any(|g| ifs.contains(&g.interface)))
+        {
+            return Err(c.err(
+                format!("dgi.{id:04X}"),
+                format!("carries tag {sig:X}, but no GPO answer of the interfaces listing it asks for ODA"),
+            ));
+        }
+        let ok = match self.oda.certificates {
+            CertificateLayout::Shared => holders.len() == 1,
+            CertificateLayout::PerInterface => holders.iter().all(|(_, ifs)| ifs.len() == 1),
+        };
+        if !ok {
+            let list: Vec<String> = holders.iter().map(|(id, _)| format!("{id:04X}")).collect();
+            return Err(c.err(
+                "oda.certificates",
+                format!(
+                    "{}: {} needs {}, but tag {sig:X} is in record(s) {}",
+                    self.oda.certificates.as_str(),
+                    if self.oda.certificates == CertificateLayout::Shared {
+                        "one signature"
+                    } else {
+                        "one signature per interface"
+                    },
+                    if self.oda.certificates == CertificateLayout::Shared {
+                        "exactly one record to carry it"
+                    } else {
+                        "each record carrying it listed by one interface only (interfaces = [...])"
+                    },
+                    list.join(", ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The records carrying `tag`, with the interfaces whose AFL lists them.
+    pub fn records_with(&self, tag: u32) -> Vec<(u16, &[Interface])> {
+        self.records()
+            .filter_map(|d| match &d.content {
+                DgiContent::Record {
+                    tags, interfaces, ..
+                } if tags.iter().any(|s| s.tag.raw() == tag) => Some((d.id, interfaces.as_slice())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every GPO answer of the profile (a tag DGI holding 82): its DGI, interface, the AIP it
+    /// returns and the AFL it returns.
+    pub fn gpo_answers(&self) -> Vec<GpoAnswer> {
+        self.dgis
+            .iter()
+            .filter_map(|d| match &d.content {
+                DgiContent::Tags {
+                    tags,
+                    interface,
+                    values,
+                    ..
+                } if tags.iter().any(|s| s.tag.raw() == 0x82) => {
+                    let aip = match values.get(&crate::tag!(0x82)) {
+                        Some(v) => <[u8; 2]>::try_from(v.as_slice()).ok()?,
+                        None => self.aip(*interface)?,
+                    };
+                    let afl = match values.get(&crate::tag!(0x94)) {
+                        Some(v) => v.clone(),
+                        None => self.afl(*interface),
+                    };
+                    Some(GpoAnswer {
+                        dgi: d.id,
+                        interface: *interface,
+                        aip,
+                        afl,
+                    })
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// Why `tag` cannot be filled under this profile, or `None` when it can (values from the
@@ -808,7 +1052,7 @@ fn parse_oda(c: &Ctx<'_>, table: &toml::Table) -> Result<OdaRule, Finding> {
         "icc_exponent",
         "sda_tag_list",
         "dac",
-        "interface",
+        "certificates",
     ];
     if let Some(k) = t.keys().find(|k| !ODA_KEYS.contains(&k.as_str())) {
         return Err(c.err(
@@ -860,10 +1104,12 @@ fn parse_oda(c: &Ctx<'_>, table: &toml::Table) -> Result<OdaRule, Finding> {
             .try_into()
             .map_err(|_| c.err("oda.dac", "must be 2 bytes"))?,
     };
-    let interface = match c.string(t, "interface", "oda.interface")? {
-        None => Interface::Contact,
-        Some(s) => Interface::parse(s)
-            .ok_or_else(|| c.err("oda.interface", "must be contact or contactless"))?,
+    let certificates = match c.string(t, "certificates", "oda.certificates")? {
+        None | Some("shared") => CertificateLayout::Shared,
+        Some("per-interface") => CertificateLayout::PerInterface,
+        Some(_) => {
+            return Err(c.err("oda.certificates", "must be shared or per-interface"));
+        }
     };
     Ok(OdaRule {
         method,
@@ -871,7 +1117,7 @@ fn parse_oda(c: &Ctx<'_>, table: &toml::Table) -> Result<OdaRule, Finding> {
         icc_exponent,
         sda_tag_list,
         dac,
-        interface,
+        certificates,
     })
 }
 
@@ -880,13 +1126,18 @@ fn parse_pin(c: &Ctx<'_>, table: &toml::Table) -> Result<PinRule, Finding> {
     let t = c.table(table, "pin", "pin")?.unwrap_or(&empty);
     if let Some(k) = t
         .keys()
-        .find(|k| !["control", "try_limit"].contains(&k.as_str()))
+        .find(|k| !["control", "try_limit", "cvm_check"].contains(&k.as_str()))
     {
         return Err(c.err(
             format!("pin.{k}"),
-            "unknown key (known: control, try_limit)",
+            "unknown key (known: control, try_limit, cvm_check)",
         ));
     }
+    let refuse_cvm_mismatch = match c.string(t, "cvm_check", "pin.cvm_check")? {
+        None | Some("warn") => false,
+        Some("refuse") => true,
+        Some(_) => return Err(c.err("pin.cvm_check", "must be warn or refuse")),
+    };
     let control = match c.int(t, "control", "pin.control")? {
         None => 2,
         Some(n) if (0..=15).contains(&n) => u8::try_from(n).unwrap_or(2),
@@ -897,7 +1148,11 @@ fn parse_pin(c: &Ctx<'_>, table: &toml::Table) -> Result<PinRule, Finding> {
         Some(n) if (1..=15).contains(&n) => u8::try_from(n).unwrap_or(3),
         Some(_) => return Err(c.err("pin.try_limit", "must be 1-15")),
     };
-    Ok(PinRule { control, try_limit })
+    Ok(PinRule {
+        control,
+        try_limit,
+        refuse_cvm_mismatch,
+    })
 }
 
 fn parse_slots(c: &Ctx<'_>, t: &toml::Table, path: &str) -> Result<Option<Vec<TagSlot>>, Finding> {

@@ -218,6 +218,12 @@ impl Pkcs11KeyStore {
                 label(key)
             ));
         }
+        if !rec.fields.issuer_id_well_formed() {
+            return Err(
+                "certificate: its issuer identifier is not 3 to 8 PAN digits padded with F (EMV Book 2 §5.3)"
+                    .into(),
+            );
+        }
         let oda = IssuerOda {
             key,
             rid: i.rid,
@@ -228,6 +234,7 @@ impl Pkcs11KeyStore {
                 exponent: exp,
             },
             public_key: public,
+            fields: rec.fields,
         };
         let ca = CaPublicKey {
             rid: i.rid,

@@ -270,6 +270,14 @@ impl ChipKeys for Pkcs11KeyStore {
         Ok(pinblock::pin_field_fill_f(&pin, control))
     }
 
+    fn ca_public_key(&self, rid: [u8; 5], index: u8) -> Option<CaPublicKey> {
+        self.issuers
+            .values()
+            .map(|(_, ca)| ca)
+            .find(|c| c.rid == rid && c.index == index)
+            .cloned()
+    }
+
     fn issuer_oda(&self, oda_index: u32) -> Result<IssuerOda, KeyError> {
         Ok(self.issuer(oda_index)?.0.clone())
     }

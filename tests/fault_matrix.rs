@@ -488,7 +488,6 @@ fn every_step_and_every_fault_fails_cleanly_and_a_retry_works() {
 /// bit flipped in the signed dynamic data (9F4B) of GENERATE AC fails the read-back, and the
 /// same card read back untouched passes.
 #[test]
-#[ignore = "needs #12 IAD with DKI (chip-data branch): the M/Chip data carries no 9F10, so the read-back's DKI check fails"]
 fn a_tampered_cda_signature_fails_the_read_back() {
     let d = demo_of("DEMO-MC-0001");
     let product = d.catalog.get(&d.order.card_product_id).expect("product");

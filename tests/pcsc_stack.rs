@@ -513,7 +513,6 @@ fn start_encoder(cleanup: &mut Cleanup, fail: &str) -> String {
 /// simulated encoder); then the faults of the card issue, each followed by a retry on a fresh
 /// card. Prints the time per card and the APDU counts.
 #[test]
-#[ignore = "needs #12 IAD with DKI (chip-data branch): the M/Chip data carries no 9F10, so the read-back's DKI check fails"]
 fn every_demo_order_personalizes_through_the_cli() {
     let Some(stack) = start_stack() else {
         return;

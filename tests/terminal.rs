@@ -195,7 +195,6 @@ fn arqc_per_cvn_passes_on_both_interfaces() {
 }
 
 #[test]
-#[ignore = "needs #12 IAD with DKI (chip-data branch): the M/Chip data carries no 9F10"]
 fn the_dki_in_9f10_is_the_orders_on_both_interfaces() {
     let d = demo();
     for order in chip_orders(&d) {
@@ -207,7 +206,6 @@ fn the_dki_in_9f10_is_the_orders_on_both_interfaces() {
 }
 
 #[test]
-#[ignore = "needs #12 per-interface ODA (chip-data branch)"]
 fn every_demo_order_passes_every_check_on_both_interfaces() {
     let d = demo();
     for order in chip_orders(&d) {

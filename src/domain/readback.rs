@@ -912,6 +912,15 @@ impl ReadBackSession {
     fn oda(&mut self) {
         const ISSUER: &str = "ODA: issuer certificate (90) with the CA key";
         const ICC: &str = "ODA: ICC certificate (9F46) over the static data";
+        // Book 3 §10.3: the terminal performs the ODA the AIP of this GPO announces (SDA 40,
+        // DDA 20, CDA 01), and none when it announces none.
+        if self.aip[0] & 0x61 == 0 {
+            self.check(
+                ISSUER,
+                Outcome::Skipped("the AIP announces no SDA, DDA or CDA".into()),
+            );
+            return;
+        }
         let Some(ca) = self.ca.clone() else {
             self.check(ISSUER, Outcome::Skipped("no CA public key given".into()));
             return;

@@ -118,7 +118,7 @@ fn qvsdc(
     };
     let mut body: Vec<u8> = objects
         .iter()
-        .filter(|t| !matches!(t.tag().raw(), 0x9F10 | 0x9F26 | 0x9F27 | 0x9F36))
+        .filter(|t| !matches!(t.tag().raw(), 0x9F10 | 0x9F26 | 0x9F27 | 0x9F36 | 0x9F69))
         .flat_map(|t| t.to_bytes())
         .collect();
     for (tag, value) in [
@@ -149,8 +149,15 @@ fn fdda(
 ) -> Result<Vec<u8>, u16> {
     let get = |tag| pdol_value(app, pdol_data, tag).ok_or(sw::CONDITIONS);
     let (un, amount, currency) = (get(0x9F37)?, get(0x9F02)?, get(0x5F2A)?);
-    let ctq = emv::find_anywhere(app, 0x9F6C).unwrap_or_else(|| vec![0x00, 0x00]);
-    let mut card_data = vec![0x01];
+    // The personalized 9F69 is a template (fDDA version, card UN, CTQ): the card fills in its
+    // own unpredictable number and answers the result in place of the template.
+    let template = emv::find_anywhere(app, 0x9F69).filter(|t| t.len() >= 7);
+    let version = template.as_ref().map_or(0x01, |t| t[0]);
+    let ctq = match &template {
+        Some(t) => t[5..7].to_vec(),
+        None => emv::find_anywhere(app, 0x9F6C).unwrap_or_else(|| vec![0x00, 0x00]),
+    };
+    let mut card_data = vec![version];
     card_data.extend_from_slice(&random[..4]);
     card_data.extend_from_slice(ctq.get(..2).unwrap_or(&[0, 0]));
     let mut terminal_data = Vec::with_capacity(20);

@@ -329,12 +329,13 @@ fn get_data(app: &Application, p1: u8, p2: u8) -> Vec<u8> {
     }
 }
 
-/// The 9F10 the card was personalized with: DGI 9200 (VSDC IAD options), else the first 9F10 in
-/// any DGI holding TLVs (records, contactless GPO DGIs).
+/// The 9F10 the card was personalized with: DGI 9200 (VSDC IAD options), else the M/Chip-style
+/// IAD template DGI A017 (key derivation index and CVN; its real number and layout are the applet
+/// vendor's), else the first 9F10 in any DGI holding TLVs (records, contactless GPO DGIs).
 pub(super) fn personalized_iad(app: &Application) -> Option<Vec<u8>> {
-    app.dgis
-        .get(&0x9200)
-        .and_then(|v| find_in(v, 0x9F10))
+    [0x9200, 0xA017]
+        .iter()
+        .find_map(|id| app.dgis.get(id).and_then(|v| find_in(v, 0x9F10)))
         .or_else(|| find_anywhere(app, 0x9F10))
 }
 

@@ -30,6 +30,16 @@ enum KeysCommand {
         #[arg(long)]
         keys: PathBuf,
     },
+    /// Append a fresh P-256 test key pair (usage jwe) to a key store; print its public JWK for
+    /// the issuer.
+    JweNew {
+        /// The kid senders will put in the JWE header.
+        #[arg(long)]
+        kid: String,
+        /// Key store file to append to (created when missing).
+        #[arg(long)]
+        keys: PathBuf,
+    },
 }
 
 /// Arguments of `keys demo-pki`.
@@ -72,6 +82,13 @@ pub fn run(args: &KeysArgs) -> Exit {
             }
         },
         KeysCommand::CaPublic { keys } => ca_public(keys),
+        KeysCommand::JweNew { kid, keys } => match super::jwe::new_key(kid, keys) {
+            Ok(()) => Exit::Ok,
+            Err(e) => {
+                eprintln!("error: {e}");
+                Exit::Invalid
+            }
+        },
     }
 }
 

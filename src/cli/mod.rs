@@ -6,6 +6,7 @@
 mod audit;
 mod card;
 mod encode;
+mod jwe;
 mod keys;
 mod model2;
 mod personalize;
@@ -18,7 +19,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::domain::order::{OrderEntry, parse_order_file};
+use crate::domain::keystore::{JweKeys, NoJweKeys};
+use crate::domain::order::{OrderEntry, parse_orders};
 use crate::domain::product::Catalog;
 use crate::keys::SoftwareKeyStore;
 
@@ -44,6 +46,9 @@ enum Command {
         /// Directory holding products/ (and chip/).
         #[arg(long, default_value = DEFAULT_PROFILES)]
         profiles: PathBuf,
+        /// Key store file, for orders whose encryptedData is a JWE (none: JWE orders are refused).
+        #[arg(long)]
+        keys: Option<PathBuf>,
     },
     /// Prepare card data: tracks and where each injected value came from.
     Prepare(prepare::PrepareArgs),
@@ -63,6 +68,8 @@ enum Command {
     Keys(keys::KeysArgs),
     /// Model 2 tools for testers: seal a DGI file as an issuer would (`model2 pack`).
     Model2(model2::Model2Args),
+    /// JWE tools for testers: encrypt orders' encryptedData for a bureau key (`jwe seal`).
+    Jwe(jwe::JweArgs),
     /// The store's audit trail: `audit verify` checks its hash chain, `audit show` lists it.
     Audit(audit::AuditArgs),
 }
@@ -113,7 +120,11 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> Exit {
     match cli.command {
         None => Exit::Ok,
-        Some(Command::Validate { file, profiles }) => validate(&file, &profiles),
+        Some(Command::Validate {
+            file,
+            profiles,
+            keys,
+        }) => validate(&file, &profiles, keys.as_deref()),
         Some(Command::Prepare(args)) => prepare::run(&args),
         Some(Command::Readers) => card::readers(),
         Some(Command::SimCard(args)) => card::sim_card(&args),
@@ -123,6 +134,7 @@ fn run(cli: Cli) -> Exit {
         Some(Command::SimEncoder(args)) => sim_encoder::run(&args),
         Some(Command::Keys(args)) => keys::run(&args),
         Some(Command::Model2(args)) => model2::run(&args),
+        Some(Command::Jwe(args)) => jwe::run(&args),
         Some(Command::Audit(args)) => audit::run(&args),
     }
 }
@@ -133,11 +145,15 @@ pub(crate) fn unreadable(what: impl std::fmt::Display) -> Exit {
     Exit::Unreadable
 }
 
-/// Reads and parses an order file.
-pub(crate) fn read_orders(file: &Path, catalog: &Catalog) -> Result<Vec<OrderEntry>, Exit> {
+/// Reads and parses an order file; JWE `encryptedData` is opened with `keys`.
+pub(crate) fn read_orders(
+    file: &Path,
+    catalog: &Catalog,
+    keys: &dyn JweKeys,
+) -> Result<Vec<OrderEntry>, Exit> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| unreadable(format!("{}: cannot be read: {}", file.display(), e.kind())))?;
-    let mut entries = parse_order_file(&text, &catalog.order_rules())
+    let mut entries = parse_orders(&text, &catalog.order_rules(), keys)
         .map_err(|e| unreadable(format!("{}: {e}", file.display())))?;
     // Production refuses demo orders and test products outright.
     let mode = mode()?;
@@ -198,12 +214,20 @@ pub(crate) fn read_keys(keys: &Path) -> Result<SoftwareKeyStore, Exit> {
     Ok(store)
 }
 
-fn validate(file: &Path, profiles: &Path) -> Exit {
+fn validate(file: &Path, profiles: &Path, keys: Option<&Path>) -> Exit {
     let catalog = match read_catalog(profiles) {
         Ok(c) => c,
         Err(e) => return e,
     };
-    let entries = match read_orders(file, &catalog) {
+    let store = match keys.map(read_keys).transpose() {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    let jwe: &dyn JweKeys = match &store {
+        Some(s) => s,
+        None => &NoJweKeys,
+    };
+    let entries = match read_orders(file, &catalog, jwe) {
         Ok(e) => e,
         Err(e) => return e,
     };

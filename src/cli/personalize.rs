@@ -155,7 +155,7 @@ fn load(args: &PersonalizeArgs) -> Result<Loaded, Exit> {
     let catalog = read_catalog(&args.profiles)?;
     let chip_profiles = crate::catalog::load_chip_profiles(&args.profiles).map_err(unreadable)?;
     let keys = read_keys(&args.keys)?;
-    let entries = read_orders(&args.file, &catalog)?;
+    let entries = read_orders(&args.file, &catalog, &keys)?;
     Ok(Loaded {
         catalog,
         chip_profiles,

@@ -31,11 +31,13 @@ pub enum KeyUsage {
     Kmc,
     /// Issuer RSA private key (ODA certificates).
     IssuerRsa,
+    /// The bureau's P-256 key for JWE `encryptedData` (ECDH-ES), named by its `kid`.
+    Jwe,
 }
 
 impl KeyUsage {
     /// Every usage, in the key file's spelling.
-    pub const ALL: [KeyUsage; 10] = [
+    pub const ALL: [KeyUsage; 11] = [
         Self::Cvk,
         Self::Pvk,
         Self::Zpk,
@@ -46,6 +48,7 @@ impl KeyUsage {
         Self::Kek,
         Self::Kmc,
         Self::IssuerRsa,
+        Self::Jwe,
     ];
 
     /// The key file spelling (`cvk`, `pin-tk`, ...).
@@ -61,6 +64,7 @@ impl KeyUsage {
             Self::Kek => "kek",
             Self::Kmc => "kmc",
             Self::IssuerRsa => "issuer-rsa",
+            Self::Jwe => "jwe",
         }
     }
 
@@ -107,6 +111,8 @@ pub enum KeyAlgorithm {
     Aes,
     /// RSA private key.
     Rsa,
+    /// EC private key on P-256 (JWE key agreement).
+    EcP256,
 }
 
 impl KeyAlgorithm {
@@ -116,6 +122,7 @@ impl KeyAlgorithm {
             Self::Tdes => "tdes",
             Self::Aes => "aes",
             Self::Rsa => "rsa",
+            Self::EcP256 => "ec-p256",
         }
     }
 }
@@ -216,4 +223,62 @@ pub fn note_key_use(
         .map_err(|e| super::finding::Finding::new(path, e.to_string()))?;
     used.push(info);
     Ok(())
+}
+
+/// A JWE key operation failed. Names the `kid`, never a key value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JweKeyError {
+    #[error("kid {0} is not in the key store (usage jwe)")]
+    UnknownKid(String),
+    #[error("kid {kid}: {rule}")]
+    Rule { kid: String, rule: String },
+}
+
+/// The public part of a JWE key.
+#[derive(Debug, Clone)]
+pub struct JwePublicKey {
+    /// The `kid` senders put in the JWE header.
+    pub kid: String,
+    /// The public point.
+    pub point: super::jwe::P256Point,
+    /// A test key (demo and test orders may be sealed for it).
+    pub test: bool,
+}
+
+/// Key agreement with the bureau's JWE keys (usage `jwe`), chosen by `kid`: the private key
+/// stays in the store (a PKCS#11 store does `CKM_ECDH1_DERIVE` in the token).
+pub trait JweKeys: Send + Sync {
+    /// ECDH (P-256) of the private key `kid` with a validated ephemeral public point: Z.
+    fn jwe_agree(
+        &self,
+        kid: &str,
+        epk: &super::jwe::P256Point,
+    ) -> Result<super::jwe::SharedSecret, JweKeyError>;
+
+    /// The public key of `kid`.
+    fn jwe_public(&self, kid: &str) -> Result<JwePublicKey, JweKeyError>;
+}
+
+/// No JWE keys: every `kid` is unknown (front ends that were given no key store).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoJweKeys;
+
+impl JweKeys for NoJweKeys {
+    fn jwe_agree(
+        &self,
+        kid: &str,
+        _epk: &super::jwe::P256Point,
+    ) -> Result<super::jwe::SharedSecret, JweKeyError> {
+        Err(JweKeyError::Rule {
+            kid: kid.to_string(),
+            rule: "no key store was given to open JWE encryptedData".into(),
+        })
+    }
+
+    fn jwe_public(&self, kid: &str) -> Result<JwePublicKey, JweKeyError> {
+        Err(JweKeyError::Rule {
+            kid: kid.to_string(),
+            rule: "no key store was given to open JWE encryptedData".into(),
+        })
+    }
 }

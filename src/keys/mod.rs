@@ -7,6 +7,7 @@ pub mod pool;
 pub mod software;
 pub mod software_chip;
 mod software_envelope;
+pub mod software_jwe;
 
 pub use software::{KeyFileError, SoftwareKeyStore};
 pub mod card;

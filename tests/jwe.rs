@@ -632,3 +632,53 @@ fn cli_jwe_seal_refuses_an_unknown_kid() {
     assert!(text(&o.stderr).contains("kid nope is not in the key store"));
     assert!(o.stdout.is_empty());
 }
+
+// --- The window's loader ------------------------------------------------------------------
+
+/// Loads a file through the window's preparation worker (embedded demo products and keys).
+fn window_load(file: &str) -> Vec<persodesk::gui::worker::OrderRow> {
+    use persodesk::gui::worker::{OrderSource, PrepContext, PrepJob, PrepMsg, Waker, spawn};
+    let ctx = PrepContext {
+        catalog: persodesk::gui::demo_catalog().expect("catalog"),
+        profiles: persodesk::gui::demo_chip_profiles().expect("profiles"),
+        keys: std::sync::Arc::new(persodesk::gui::demo_keys().expect("demo keys")),
+        key_pool: false,
+        store_path: None,
+    };
+    let (jobs_tx, jobs_rx) = std::sync::mpsc::channel();
+    let (out_tx, out_rx) = std::sync::mpsc::channel();
+    let worker = spawn(ctx, jobs_rx, out_tx, Waker::default()).expect("worker");
+    jobs_tx
+        .send(PrepJob::Load {
+            generation: 1,
+            source: OrderSource::File(root().join(file)),
+        })
+        .expect("send");
+    let rows = loop {
+        match out_rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("worker answers")
+        {
+            PrepMsg::Loaded { rows, .. } => break rows,
+            PrepMsg::LoadFailed { error, .. } => panic!("load failed: {error}"),
+            _ => {}
+        }
+    };
+    drop(jobs_tx);
+    worker.join().expect("worker ends");
+    rows
+}
+
+#[test]
+fn window_loads_the_shipped_jwe_file_like_the_plain_one() {
+    let jwe_rows = window_load("assets/demo/orders-jwe.json");
+    let plain_rows = window_load("assets/demo/orders.json");
+    assert_eq!(jwe_rows.len(), 6);
+    for (a, b) in jwe_rows.iter().zip(&plain_rows) {
+        assert_eq!(a.id, b.id);
+        assert_eq!(a.masked_pan, b.masked_pan);
+        assert_eq!(a.status, b.status, "{}", a.id);
+        assert_eq!(format!("{:?}", a.errors), format!("{:?}", b.errors));
+        assert!(a.errors.is_empty(), "{}: {:?}", a.id, a.errors);
+    }
+}

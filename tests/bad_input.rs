@@ -91,7 +91,7 @@ fn order_cases() -> Vec<(&'static str, serde_json::Value, &'static str, &'static
             "encryptedData",
             json!("eyJhbGciOiJFQ0RILUVTIn0..x.y.z"),
             "encryptedData",
-            "JWE compact form",
+            "JWE IV is not base64url",
         ),
         (
             "encryptedData.panSequenceNumber",

@@ -337,12 +337,12 @@ pub fn read_card(args: &ReadCardArgs) -> Exit {
                 Ok(c) => c,
                 Err(e) => return e,
             };
-            let entries = match read_orders(file, &catalog) {
-                Ok(e) => e,
-                Err(e) => return e,
-            };
             let store = match read_keys(&args.keys) {
                 Ok(s) => s,
+                Err(e) => return e,
+            };
+            let entries = match read_orders(file, &catalog, &store) {
+                Ok(e) => e,
                 Err(e) => return e,
             };
             match entries.into_iter().find(|e| &e.id == id).map(|e| e.outcome) {

@@ -39,6 +39,16 @@ enum KeysCommand {
         #[arg(long)]
         keys: PathBuf,
     },
+    /// Append a fresh P-256 test key pair (usage jwe) to a key store; print its public JWK for
+    /// the issuer.
+    JweNew {
+        /// The kid senders will put in the JWE header.
+        #[arg(long)]
+        kid: String,
+        /// Key store file to append to (created when missing).
+        #[arg(long)]
+        keys: PathBuf,
+    },
 }
 
 #[path = "keys_hsm.rs"]
@@ -95,6 +105,13 @@ pub fn run(args: &KeysArgs) -> Exit {
         },
         KeysCommand::Import(a) => hsm::import(a),
         KeysCommand::List { keys } => hsm::list(keys),
+        KeysCommand::JweNew { kid, keys } => match super::jwe::new_key(kid, keys) {
+            Ok(()) => Exit::Ok,
+            Err(e) => {
+                eprintln!("error: {e}");
+                Exit::Invalid
+            }
+        },
     }
 }
 

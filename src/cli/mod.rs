@@ -6,6 +6,7 @@
 mod audit;
 mod card;
 mod encode;
+mod jwe;
 mod keys;
 mod model2;
 mod personalize;
@@ -18,7 +19,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::domain::order::{OrderEntry, parse_order_file};
+use crate::domain::keystore::{JweKeys, NoJweKeys};
+use crate::domain::order::{OrderEntry, parse_orders};
 use crate::domain::product::Catalog;
 use crate::keys::SoftwareKeyStore;
 
@@ -45,6 +47,10 @@ enum Command {
         /// configuration's, and this flag is refused].
         #[arg(long)]
         profiles: Option<PathBuf>,
+        /// Key store file, for orders whose encryptedData is a JWE (test mode; none: JWE orders
+        /// are refused) [production: the configuration's, and this flag is refused].
+        #[arg(long)]
+        keys: Option<PathBuf>,
     },
     /// Prepare card data: tracks and where each injected value came from.
     Prepare(prepare::PrepareArgs),
@@ -64,6 +70,8 @@ enum Command {
     Keys(keys::KeysArgs),
     /// Model 2 tools for testers: seal a DGI file as an issuer would (`model2 pack`).
     Model2(model2::Model2Args),
+    /// JWE tools for testers: encrypt orders' encryptedData for a bureau key (`jwe seal`).
+    Jwe(jwe::JweArgs),
     /// The store's audit trail: `audit verify` checks its hash chain, `audit show` lists it.
     Audit(audit::AuditArgs),
 }
@@ -126,8 +134,12 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> Exit {
     match cli.command {
         None => Exit::Ok,
-        Some(Command::Validate { file, profiles }) => match profiles_path(profiles.as_deref()) {
-            Ok(p) => validate(&file, &p),
+        Some(Command::Validate {
+            file,
+            profiles,
+            keys,
+        }) => match validate_paths(profiles.as_deref(), keys.as_deref()) {
+            Ok((p, k)) => validate(&file, &p, k.as_deref()),
             Err(e) => e,
         },
         Some(Command::Prepare(args)) => prepare::run(&args),
@@ -139,6 +151,7 @@ fn run(cli: Cli) -> Exit {
         Some(Command::SimEncoder(args)) => sim_encoder::run(&args),
         Some(Command::Keys(args)) => keys::run(&args),
         Some(Command::Model2(args)) => model2::run(&args),
+        Some(Command::Jwe(args)) => jwe::run(&args),
         Some(Command::Audit(args)) => audit::run(&args),
     }
 }
@@ -180,10 +193,14 @@ fn read_order_text(file: &Path) -> Result<zeroize::Zeroizing<String>, Exit> {
     Ok(text)
 }
 
-/// Reads and parses an order file.
-pub(crate) fn read_orders(file: &Path, catalog: &Catalog) -> Result<Vec<OrderEntry>, Exit> {
+/// Reads and parses an order file; JWE `encryptedData` is opened with `keys`.
+pub(crate) fn read_orders(
+    file: &Path,
+    catalog: &Catalog,
+    keys: &dyn JweKeys,
+) -> Result<Vec<OrderEntry>, Exit> {
     let text = read_order_text(file)?;
-    let mut entries = parse_order_file(&text, &catalog.order_rules())
+    let mut entries = parse_orders(&text, &catalog.order_rules(), keys)
         .map_err(|e| unreadable(format!("{}: {e}", file.display())))?;
     // Production refuses demo orders and test products outright.
     let mode = mode()?;
@@ -282,6 +299,20 @@ pub(crate) fn profiles_path(flag: Option<&Path>) -> Result<PathBuf, Exit> {
     configured_path(flag, "--profiles", |c| c.profiles.clone(), DEFAULT_PROFILES)
 }
 
+/// The profiles and key store `validate` uses: the key store only when one is given (test
+/// mode) or configured (production), since only JWE orders need it.
+fn validate_paths(
+    profiles: Option<&Path>,
+    keys: Option<&Path>,
+) -> Result<(PathBuf, Option<PathBuf>), Exit> {
+    let profiles = profiles_path(profiles)?;
+    let keys = match (keys, mode()?) {
+        (None, crate::config::Mode::Test) => None,
+        (k, _) => Some(keys_path(k)?),
+    };
+    Ok((profiles, keys))
+}
+
 /// Refuses `what` in production (commands that write test keys, tester-only overrides).
 pub(crate) fn refuse_in_production(what: &str) -> Result<(), Exit> {
     if mode()? == crate::config::Mode::Production {
@@ -349,12 +380,20 @@ pub(crate) fn read_keys(keys: &Path) -> Result<SoftwareKeyStore, Exit> {
     Ok(store)
 }
 
-fn validate(file: &Path, profiles: &Path) -> Exit {
+fn validate(file: &Path, profiles: &Path, keys: Option<&Path>) -> Exit {
     let catalog = match read_catalog(profiles) {
         Ok(c) => c,
         Err(e) => return e,
     };
-    let entries = match read_orders(file, &catalog) {
+    let store = match keys.map(read_keys).transpose() {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    let jwe: &dyn JweKeys = match &store {
+        Some(s) => s,
+        None => &NoJweKeys,
+    };
+    let entries = match read_orders(file, &catalog, jwe) {
         Ok(e) => e,
         Err(e) => return e,
     };

@@ -161,7 +161,7 @@ fn load(args: &PersonalizeArgs) -> Result<Loaded, Exit> {
     let catalog = read_catalog(&profiles)?;
     let chip_profiles = crate::catalog::load_chip_profiles(&profiles).map_err(unreadable)?;
     let keys = read_keys(&keys_path(args.keys.as_deref())?)?;
-    let entries = read_orders(&args.file, &catalog)?;
+    let entries = read_orders(&args.file, &catalog, &keys)?;
     Ok(Loaded {
         profiles,
         catalog,

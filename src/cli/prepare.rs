@@ -256,7 +256,7 @@ pub fn run(args: &PrepareArgs) -> Exit {
         Ok(k) => k,
         Err(e) => return e,
     };
-    let entries = match read_orders(&args.file, &catalog) {
+    let entries = match read_orders(&args.file, &catalog, &keys) {
         Ok(e) => e,
         Err(e) => return e,
     };

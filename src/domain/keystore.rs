@@ -33,11 +33,13 @@ pub enum KeyUsage {
     IssuerRsa,
     /// Seals the store's audit trail (HMAC-SHA256 key; algorithm aes, 16-32 bytes).
     Audit,
+    /// The bureau's P-256 key for JWE `encryptedData` (ECDH-ES), named by its `kid`.
+    Jwe,
 }
 
 impl KeyUsage {
     /// Every usage, in the key file's spelling.
-    pub const ALL: [KeyUsage; 11] = [
+    pub const ALL: [KeyUsage; 12] = [
         Self::Cvk,
         Self::Pvk,
         Self::Zpk,
@@ -49,6 +51,7 @@ impl KeyUsage {
         Self::Kmc,
         Self::IssuerRsa,
         Self::Audit,
+        Self::Jwe,
     ];
 
     /// The key file spelling (`cvk`, `pin-tk`, ...).
@@ -65,6 +68,7 @@ impl KeyUsage {
             Self::Kmc => "kmc",
             Self::IssuerRsa => "issuer-rsa",
             Self::Audit => "audit",
+            Self::Jwe => "jwe",
         }
     }
 
@@ -111,6 +115,8 @@ pub enum KeyAlgorithm {
     Aes,
     /// RSA private key.
     Rsa,
+    /// EC private key on P-256 (JWE key agreement).
+    EcP256,
 }
 
 impl KeyAlgorithm {
@@ -120,6 +126,7 @@ impl KeyAlgorithm {
             Self::Tdes => "tdes",
             Self::Aes => "aes",
             Self::Rsa => "rsa",
+            Self::EcP256 => "ec-p256",
         }
     }
 }
@@ -258,4 +265,62 @@ pub trait CardKeyStore: KeyStore {
         pan: &Pan,
         psn: super::fields::Psn,
     ) -> Result<super::emv_keys::DesKey16, KeyError>;
+}
+
+/// A JWE key operation failed. Names the `kid`, never a key value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JweKeyError {
+    #[error("kid {0} is not in the key store (usage jwe)")]
+    UnknownKid(String),
+    #[error("kid {kid}: {rule}")]
+    Rule { kid: String, rule: String },
+}
+
+/// The public part of a JWE key.
+#[derive(Debug, Clone)]
+pub struct JwePublicKey {
+    /// The `kid` senders put in the JWE header.
+    pub kid: String,
+    /// The public point.
+    pub point: super::jwe::P256Point,
+    /// A test key (demo and test orders may be sealed for it).
+    pub test: bool,
+}
+
+/// Key agreement with the bureau's JWE keys (usage `jwe`), chosen by `kid`: the private key
+/// stays in the store (a PKCS#11 store does `CKM_ECDH1_DERIVE` in the token).
+pub trait JweKeys: Send + Sync {
+    /// ECDH (P-256) of the private key `kid` with a validated ephemeral public point: Z.
+    fn jwe_agree(
+        &self,
+        kid: &str,
+        epk: &super::jwe::P256Point,
+    ) -> Result<super::jwe::SharedSecret, JweKeyError>;
+
+    /// The public key of `kid`.
+    fn jwe_public(&self, kid: &str) -> Result<JwePublicKey, JweKeyError>;
+}
+
+/// No JWE keys: every `kid` is unknown (front ends that were given no key store).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoJweKeys;
+
+impl JweKeys for NoJweKeys {
+    fn jwe_agree(
+        &self,
+        kid: &str,
+        _epk: &super::jwe::P256Point,
+    ) -> Result<super::jwe::SharedSecret, JweKeyError> {
+        Err(JweKeyError::Rule {
+            kid: kid.to_string(),
+            rule: "no key store was given to open JWE encryptedData".into(),
+        })
+    }
+
+    fn jwe_public(&self, kid: &str) -> Result<JwePublicKey, JweKeyError> {
+        Err(JweKeyError::Rule {
+            kid: kid.to_string(),
+            rule: "no key store was given to open JWE encryptedData".into(),
+        })
+    }
 }

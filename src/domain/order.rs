@@ -18,6 +18,8 @@ use super::fields::{
     Cvv, EncodedName, EncryptedPinBlock, LUHN_RULE, Pan, PinBlockFormat, Psn, Pvv, Yymm,
 };
 use super::finding::Finding;
+use super::jwe::{self, ClearObject};
+use super::keystore::{JweKeys, NoJweKeys};
 use super::track::{Track, TrackNo, Tracks};
 
 /// The order's PIN: an encrypted block and the key it is under. Never a clear PIN.
@@ -175,14 +177,25 @@ impl OrderRules {
     }
 }
 
-/// Parses an order file's text (one order, a batch, an array, or JSON Lines).
+/// Parses an order file's text (one order, a batch, an array, or JSON Lines) without JWE keys:
+/// a JWE `encryptedData` is refused (see [`parse_orders`]).
 pub fn parse_order_file(text: &str, rules: &OrderRules) -> Result<Vec<OrderEntry>, FileError> {
+    parse_orders(text, rules, &NoJweKeys)
+}
+
+/// The intake of every front end: parses an order file's text (one order, a batch, an array, or
+/// JSON Lines); a JWE `encryptedData` is decrypted with `jwe`'s key for its `kid`.
+pub fn parse_orders(
+    text: &str,
+    rules: &OrderRules,
+    jwe: &dyn JweKeys,
+) -> Result<Vec<OrderEntry>, FileError> {
     let trimmed = text.trim_start_matches('\u{feff}').trim();
     if trimmed.is_empty() {
         return Err(FileError::Empty);
     }
     let entries = match strict_json(trimmed) {
-        Ok(v) => entries_from_document(&v, rules)?,
+        Ok(v) => entries_from_document(&v, rules, jwe)?,
         Err(whole) if whole.is_data() => return Err(FileError::Json(json_error(&whole))),
         Err(whole) => {
             let lines: Vec<(usize, &str)> = trimmed
@@ -193,7 +206,7 @@ pub fn parse_order_file(text: &str, rules: &OrderRules) -> Result<Vec<OrderEntry
             if lines.len() < 2 {
                 return Err(FileError::Json(json_error(&whole)));
             }
-            entries_from_lines(&lines, rules)
+            entries_from_lines(&lines, rules, jwe)
         }
     };
     if entries.is_empty() {
@@ -310,21 +323,25 @@ fn strict_json(text: &str) -> Result<Value, serde_json::Error> {
     Ok(v)
 }
 
-fn entries_from_document(v: &Value, rules: &OrderRules) -> Result<Vec<OrderEntry>, FileError> {
+fn entries_from_document(
+    v: &Value,
+    rules: &OrderRules,
+    jwe: &dyn JweKeys,
+) -> Result<Vec<OrderEntry>, FileError> {
     match v {
         Value::Object(m) if m.contains_key("cards") => match m.get("cards") {
             Some(Value::Array(cards)) => Ok(cards
                 .iter()
                 .enumerate()
-                .map(|(i, c)| validate_order_value(c, i + 1, rules))
+                .map(|(i, c)| validate_order_with(c, i + 1, rules, jwe))
                 .collect()),
             _ => Err(FileError::Shape("cards: must be an array of orders".into())),
         },
-        Value::Object(_) => Ok(vec![validate_order_value(v, 1, rules)]),
+        Value::Object(_) => Ok(vec![validate_order_with(v, 1, rules, jwe)]),
         Value::Array(cards) => Ok(cards
             .iter()
             .enumerate()
-            .map(|(i, c)| validate_order_value(c, i + 1, rules))
+            .map(|(i, c)| validate_order_with(c, i + 1, rules, jwe))
             .collect()),
         _ => Err(FileError::Shape(
             "expected an order object, {\"cards\": [...]}, or JSON Lines".into(),
@@ -332,12 +349,16 @@ fn entries_from_document(v: &Value, rules: &OrderRules) -> Result<Vec<OrderEntry
     }
 }
 
-fn entries_from_lines(lines: &[(usize, &str)], rules: &OrderRules) -> Vec<OrderEntry> {
+fn entries_from_lines(
+    lines: &[(usize, &str)],
+    rules: &OrderRules,
+    jwe: &dyn JweKeys,
+) -> Vec<OrderEntry> {
     lines
         .iter()
         .enumerate()
         .map(|(i, (line_no, line))| match strict_json(line) {
-            Ok(v) => validate_order_value(&v, i + 1, rules),
+            Ok(v) => validate_order_with(&v, i + 1, rules, jwe),
             Err(e) => OrderEntry {
                 id: format!("#{}", i + 1),
                 position: i + 1,
@@ -589,26 +610,39 @@ fn order_id(obj: &Map<String, Value>, position: usize) -> String {
         .unwrap_or_else(|| format!("#{position}"))
 }
 
-/// `encryptedData` as a plain object. The JWE compact form (a string) is the seam where a
-/// decrypting adapter plugs in; it is refused here with a clear message.
+/// `encryptedData`: a plain object, or a JWE compact string decrypted with `jwe` into `opened`
+/// (see [`jwe::open_object`]); a JWE that cannot be opened is the order's error.
 fn encrypted_data<'v>(
     ctx: &mut Ctx,
     obj: &'v Map<String, Value>,
+    jwe: &dyn JweKeys,
+    opened: &'v mut Option<ClearObject>,
 ) -> Option<&'v Map<String, Value>> {
     match obj.get("encryptedData") {
-        Some(Value::String(_)) => {
-            ctx.err(
-                "encryptedData",
-                "JWE compact form is not supported yet; send encryptedData as a JSON object",
-            );
-            None
-        }
+        Some(Value::String(compact)) => match jwe::open_object(compact, jwe) {
+            Ok(clear) => Some(Option::insert(opened, clear).map()),
+            Err(e) => {
+                ctx.err("encryptedData", e.to_string());
+                None
+            }
+        },
         _ => ctx.object(obj, "", "encryptedData", true),
     }
 }
 
-/// Validates one order value found at `position` (1-based).
+/// Validates one order value found at `position` (1-based), without JWE keys.
 pub fn validate_order_value(value: &Value, position: usize, rules: &OrderRules) -> OrderEntry {
+    validate_order_with(value, position, rules, &NoJweKeys)
+}
+
+/// Validates one order value found at `position` (1-based); a JWE `encryptedData` is decrypted
+/// with `jwe`.
+pub fn validate_order_with(
+    value: &Value,
+    position: usize,
+    rules: &OrderRules,
+    jwe: &dyn JweKeys,
+) -> OrderEntry {
     let mut ctx = Ctx::default();
     let Value::Object(obj) = value else {
         return OrderEntry {
@@ -641,7 +675,8 @@ pub fn validate_order_value(value: &Value, position: usize, rules: &OrderRules) 
         }
     });
 
-    let data = encrypted_data(&mut ctx, obj);
+    let mut opened = None;
+    let data = encrypted_data(&mut ctx, obj, jwe, &mut opened);
     let empty = Map::new();
     let d = data.unwrap_or(&empty);
     let base = "encryptedData";

@@ -17,7 +17,7 @@ use crate::domain::chip::{ChipProfile, ChipProfiles};
 use crate::domain::chip_model::{AllowedModels, ChipModel, ModelChoice, PrepInputs, prepare_card};
 use crate::domain::envelope::EnvelopeSettings;
 use crate::domain::finding::Finding;
-use crate::domain::order::{Order, OrderEntry, parse_order_file};
+use crate::domain::order::{Order, OrderEntry, parse_orders};
 use crate::domain::prepare::{PersoData, prepare};
 use crate::domain::product::Catalog;
 use crate::domain::status::Status;
@@ -306,12 +306,13 @@ impl Worker {
         waker: &Waker,
     ) -> Result<(Vec<OrderRow>, Option<String>), String> {
         let rules = self.ctx.catalog.order_rules();
+        let keys = self.ctx.keys.as_ref();
         let entries = match source {
             OrderSource::Demo => {
-                let mut entries = parse_order_file(DEMO_ORDERS, &rules)
+                let mut entries = parse_orders(DEMO_ORDERS, &rules, keys)
                     .map_err(|e| format!("demo orders: {e}"))?;
                 entries.extend(
-                    parse_order_file(DEMO_ORDERS_MODEL2, &rules)
+                    parse_orders(DEMO_ORDERS_MODEL2, &rules, keys)
                         .map_err(|e| format!("demo Model 2 orders: {e}"))?,
                 );
                 entries
@@ -319,7 +320,7 @@ impl Worker {
             OrderSource::File(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| format!("{}: cannot be read: {}", path.display(), e.kind()))?;
-                parse_order_file(&text, &rules).map_err(|e| format!("{}: {e}", source.label()))?
+                parse_orders(&text, &rules, keys).map_err(|e| format!("{}: {e}", source.label()))?
             }
         };
         let total = entries.len();

@@ -10,6 +10,7 @@ pub mod published;
 pub mod software;
 pub mod software_chip;
 mod software_envelope;
+pub mod software_jwe;
 
 pub mod card;
 pub mod pkcs11;

@@ -2,13 +2,15 @@
 //!
 //! ```toml
 //! [[key]]
-//! usage = "cvk"          # cvk | pvk | zpk | pin-tk | imk-ac | imk-smi | imk-smc | kek | kmc | issuer-rsa
+//! usage = "cvk"          # cvk | pvk | zpk | pin-tk | imk-ac | imk-smi | imk-smc | kek | kmc | issuer-rsa | jwe
 //! index = 3              # the index orders use
 //! algorithm = "tdes"     # tdes (16 or 24 bytes) | aes (16, 24, 32 bytes)
 //! value = "0123456789ABCDEFFEDCBA9876543210"
 //! kcv = "08D7B4"         # checked at load
 //! test = true            # only test keys may ever be revealed
 //! ```
+//!
+//! `jwe` entries (named by `kid`, not `index`) are read by [`super::software_jwe`].
 //!
 //! Key values are zeroized on drop and never appear in `Debug` or in errors; the file's text and
 //! the parsed TOML strings are zeroized as soon as the keys are read.
@@ -66,6 +68,8 @@ impl fmt::Debug for Entry {
 #[derive(Debug, Default)]
 pub struct SoftwareKeyStore {
     keys: BTreeMap<KeyRef, Entry>,
+    /// JWE keys (usage `jwe`), by `kid`.
+    jwe: super::software_jwe::JweKeyring,
     source: String,
 }
 
@@ -136,11 +140,16 @@ impl SoftwareKeyStore {
             }
         };
         let mut keys = BTreeMap::new();
+        let mut jwe = super::software_jwe::JweKeyring::default();
         for (i, e) in entries.iter().enumerate() {
             let loc = |field: &str| format!("key[{}].{field}", i + 1);
             let toml::Value::Table(t) = e else {
                 return Err(err(format!("key[{}]", i + 1), "must be a table".into()));
             };
+            if t.get("usage").and_then(|u| u.as_str()) == Some("jwe") {
+                jwe.add(t).map_err(|(field, rule)| err(loc(&field), rule))?;
+                continue;
+            }
             let is_rsa = t.get("algorithm").and_then(|a| a.as_str()) == Some("rsa");
             let allowed = |k: &str| {
                 if is_rsa {
@@ -239,7 +248,7 @@ impl SoftwareKeyStore {
             let (ok_len, lengths) = match algorithm {
                 KeyAlgorithm::Tdes => (matches!(value.len(), 16 | 24), "16 or 24 bytes"),
                 KeyAlgorithm::Aes => (matches!(value.len(), 16 | 24 | 32), "16, 24 or 32 bytes"),
-                KeyAlgorithm::Rsa => (false, "n/a"),
+                KeyAlgorithm::Rsa | KeyAlgorithm::EcP256 => (false, "n/a"),
             };
             if !ok_len {
                 return Err(err(
@@ -289,6 +298,7 @@ impl SoftwareKeyStore {
         }
         Ok(Self {
             keys,
+            jwe,
             source: file.to_string(),
         })
     }
@@ -343,7 +353,13 @@ impl SoftwareKeyStore {
 
     /// Every key's public information.
     pub fn list(&self) -> Vec<KeyInfo> {
-        self.keys.values().map(|e| e.info.clone()).collect()
+        let keys = self.keys.values().map(|e| &e.info);
+        keys.chain(self.jwe.infos()).cloned().collect()
+    }
+
+    /// The JWE keys.
+    pub(crate) fn jwe_ring(&self) -> &super::software_jwe::JweKeyring {
+        &self.jwe
     }
 
     /// The entry of `key`, checked to be of the `needed` algorithm.
@@ -414,6 +430,7 @@ impl KeyStore for SoftwareKeyStore {
         self.keys
             .get(&key)
             .map(|e| e.info.clone())
+            .or_else(|| self.jwe.info(key))
             .ok_or(KeyError::NotFound(key))
     }
 

@@ -14,7 +14,7 @@ impl SoftwareKeyStore {
         let alg = match algorithm {
             KeyAlgorithm::Aes => KekAlgorithm::Aes,
             KeyAlgorithm::Tdes => KekAlgorithm::Tdes,
-            KeyAlgorithm::Rsa => {
+            KeyAlgorithm::Rsa | KeyAlgorithm::EcP256 => {
                 return Err(KeyError::WrongAlgorithm {
                     key: kek,
                     found: algorithm.as_str(),

@@ -29,7 +29,7 @@ fn the_three_profiles_load() {
     let visa = p.get("vis-1.6.3-vcps-2.2.4").expect("visa");
     assert_eq!(visa.aid, hex::decode("A0000000031010").expect("hex"));
     assert_eq!(visa.oda.method, OdaMethod::Dda);
-    // Records 0101, 0201-0203, 0205 without ODA; 0301-0302 with ODA (domain reference §1.4
+    // Records 0101, 0201-0203, 0205 without ODA; 0301-0302 with ODA (docs/domain.md §1.4
     // format). 0203 holds the contact ICC certificate, 0204 the contactless one: each AFL
     // lists only its own.
     assert_eq!(

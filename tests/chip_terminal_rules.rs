@@ -5,7 +5,7 @@
 //! answer: the records its AFL flags for ODA plus, when 9F4A lists 82, the AIP it returned
 //! (Book 3 §10.3). Shared with the library: the TLV codec and the raw RSA public operation only.
 //!
-//! The GPO answers are found by their DGI per the scheme notes (domain reference §2.1/§2.2):
+//! The GPO answers are found by their DGI per the scheme notes (docs/domain.md §2.1/§2.2):
 //! Visa 9104 (contact), 9115/9117 (qVSDC); Mastercard A005 (contact), B005 (contactless), both
 //! fixed-position AIP || AFL.
 

@@ -1,7 +1,7 @@
 //! The Model 2 envelope: known answers from an independent implementation, round trips, and each
 //! rejection naming its rule.
 //!
-//! The fixed vectors below were produced by a separate Python implementation of conventions.md's
+//! The fixed vectors below were produced by a separate Python implementation of docs/conventions.md's
 //! envelope built on the `cryptography` package (AES/TDES ECB+CBC, its own CMAC and an ISO 9797-1
 //! algorithm 3 loop), not by persodesk.
 

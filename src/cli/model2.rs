@@ -1,5 +1,5 @@
 //! `persodesk model2 pack`: the issuer-side packer for testers. It seals a plain DGI file (one
-//! `DGI=hex` per line) under a test KEK as a Model 2 envelope (conventions.md) and writes the
+//! `DGI=hex` per line) under a test KEK as a Model 2 envelope (docs/conventions.md) and writes the
 //! order with `encryptedData.tlvData` filled in.
 
 use std::path::PathBuf;

@@ -262,7 +262,7 @@ impl Dgi {
     }
 
     /// The bytes this record contributes to the static data to be authenticated (EMV Book 3,
-    /// domain reference §4.4): for SFI 1..10 the value of template `70` (tag and length
+    /// docs/domain.md §4.4): for SFI 1..10 the value of template `70` (tag and length
     /// excluded), for SFI 11..30 the whole record.
     pub fn oda_input(&self) -> Result<&[u8], DgiError> {
         self.record_template_content()

@@ -367,7 +367,7 @@ impl fmt::Display for SessionKeyMethod {
 }
 
 /// Cryptogram version numbers with a documented session key method and AC padding
-/// (domain reference §3.3). The master key derivation option stays a separate profile value.
+/// (docs/domain.md §3.3). The master key derivation option stays a separate profile value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cvn {
     /// Visa CVN 10: no session key, padding method 1.

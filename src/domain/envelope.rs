@@ -1,4 +1,4 @@
-//! The Model 2 envelope (conventions.md, "Model 2 envelope"): an issuer-prepared DGI stream
+//! The Model 2 envelope (docs/conventions.md, "Model 2 envelope"): an issuer-prepared DGI stream
 //! encrypted under a KEK, with a MAC under a MAC key that travels wrapped under the same KEK.
 //!
 //! - `macKey`: the MAC key (16 bytes) wrapped under the KEK in ECB mode, no padding.

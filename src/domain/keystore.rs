@@ -183,7 +183,7 @@ pub struct PinBlockRef<'a> {
 }
 
 impl PinBlockFormat {
-    /// The key usage a block of this format is encrypted under (conventions.md).
+    /// The key usage a block of this format is encrypted under (docs/conventions.md).
     pub fn key_usage(self) -> KeyUsage {
         match self {
             Self::Iso0 | Self::Iso4 => KeyUsage::Zpk,

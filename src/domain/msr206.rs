@@ -1,4 +1,4 @@
-//! The MSR206 / MSR605 magnetic stripe encoder protocol as bytes, sans-I/O (domain.md §7.1, §7.3).
+//! The MSR206 / MSR605 magnetic stripe encoder protocol as bytes, sans-I/O (docs/domain.md §7.1, §7.3).
 //!
 //! - [`TrackBody`] / [`TrackSet`]: validated track bodies (no sentinels, no LRC) ready to write.
 //! - [`Command`]: the command builders (reset, communication test, hi-co/lo-co, BPI, ISO write,
@@ -10,7 +10,7 @@
 //!
 //! # Length limits
 //!
-//! domain.md §7.1 gives 79 / 40 / 107 characters for tracks 1 / 2 / 3, "commonly read as including
+//! docs/domain.md §7.1 gives 79 / 40 / 107 characters for tracks 1 / 2 / 3, "commonly read as including
 //! start sentinel, end sentinel and LRC", with 76 data characters on track 1. We take that reading
 //! for all three tracks: the limit counts the start sentinel, the end sentinel and the LRC, so a body
 //! (what this module sends; the device adds the other three) may hold at most 76 / 37 / 104
@@ -1252,7 +1252,7 @@ impl Drop for TrackPreview {
     }
 }
 
-/// The bit-level view of a validated body (domain.md §7.1).
+/// The bit-level view of a validated body (docs/domain.md §7.1).
 pub fn preview(body: &TrackBody) -> TrackPreview {
     let track = body.track();
     let offset = track.code_offset();

@@ -1,4 +1,4 @@
-//! Offline data authentication (ODA) data preparation, EMV Book 2 §5-6 (domain reference §4):
+//! Offline data authentication (ODA) data preparation, EMV Book 2 §5-6 (docs/domain.md §4):
 //! the issuer public key certificate (90, 92, 9F32), the ICC public key certificate (9F46, 9F48,
 //! 9F47), signed static application data for SDA (93), the static data to be authenticated, and
 //! the CA public key check value. Every signed item has a matching `recover_*` function that checks
@@ -1191,7 +1191,7 @@ fn check_sda_tag_list(list: &[u8]) -> Result<usize, OdaError> {
     }
 }
 
-/// Builds the static data to be authenticated (domain reference §4.4): for every AFL entry, the first
+/// Builds the static data to be authenticated (docs/domain.md §4.4): for every AFL entry, the first
 /// "#ODA" records in order, as the value of template 70 for SFI 1-10 and as the whole record for
 /// SFI 11-30; then, when a 9F4A tag list is given, the AIP for each listed `82`.
 ///

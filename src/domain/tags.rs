@@ -393,7 +393,7 @@ const fn dgi(name: &'static str, secret: bool) -> Option<DgiInfo> {
     Some(DgiInfo { name, secret })
 }
 
-/// Names the well-known CPS, Visa VSDC and M/Chip DGIs (domain reference §1.5, §2.1, §2.2).
+/// Names the well-known CPS, Visa VSDC and M/Chip DGIs (docs/domain.md §1.5, §2.1, §2.2).
 pub const fn dgi_info(id: u16) -> Option<DgiInfo> {
     match id {
         0x3001 => dgi("Internal data (Visa)", false),

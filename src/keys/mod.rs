@@ -1,7 +1,7 @@
 //! Key store adapters implementing the key store ports of [`crate::domain::keystore`],
 //! [`crate::domain::chip::keys`] and [`crate::domain::envelope`].
 //!
-//! [`software::SoftwareKeyStore`] holds keys read from a TOML file (format in README.md);
+//! [`software::SoftwareKeyStore`] holds keys read from a TOML file (format in docs/key-store.md);
 //! [`pkcs11::Pkcs11KeyStore`] uses keys on a PKCS#11 token (docs/hsm.md). [`load`] reads either
 //! from a `--keys` file: every front end loads its key store through it.
 

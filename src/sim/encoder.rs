@@ -3,7 +3,7 @@
 //! [`SimEncoder::start`] opens a pty pair, puts the slave in raw mode and serves the device side on
 //! the master in a named thread. The host opens [`SimEncoder::path`] like any serial port.
 //!
-//! The device side is an independent implementation of domain.md §7.3: it shares no code with the
+//! The device side is an independent implementation of docs/domain.md §7.3: it shares no code with the
 //! host's `domain::msr206` (not even constants), so a misreading on one side cannot hide itself on
 //! the other. It answers reset (silently), communication test (`1B 79`), hi-co / lo-co, BPI and
 //! leading-zero settings (`1B 30`), ISO write (`1B 30` once "swiped", after validating the bodies

@@ -1,5 +1,5 @@
 //! Issuer application data (9F10) as a card is personalized with it, built from the layout its
-//! cryptogram version number documents (domain reference §2.3, §10):
+//! cryptogram version number documents (docs/domain.md §2.3, §10):
 //!
 //! - Visa IAD format 0/1/3 (CVN 10, 18): `06 DKI CVN CVR(4, starting 03) [IDD]`.
 //! - Visa IAD format 2 (CVN 22): 32 bytes, `1F CVN DKI CVR(5) IDD(24: option ID, data)`.

@@ -1,7 +1,7 @@
 //! Chip data, Model 2: the issuer prepared the DGIs; here they are decrypted, verified and
 //! validated, and only when every check holds handed on as the same [`ChipData`] Model 1 makes.
 //!
-//! Checks, in the order conventions.md gives (the first failure rejects the order):
+//! Checks, in the order docs/conventions.md gives (the first failure rejects the order):
 //! 1. the KEK is found, the MAC key unwrapped, the ciphertext decrypted, its padding removed
 //!    strictly and the MAC verified ([`crate::domain::envelope`], inside the key store);
 //! 2. `tlvDataLength` and `appletDataLength` against the plaintext;

@@ -136,7 +136,7 @@ pub struct OdaRule {
 }
 
 /// How the signature over the static data to be authenticated (ICC certificate 9F46 or signed
-/// static application data 93) serves the card's interfaces (domain reference §10).
+/// static application data 93) serves the card's interfaces (docs/domain.md §10).
 ///
 /// A terminal hashes the records its own GPO's AFL flags for ODA and the AIP that GPO returned,
 /// so one signature serves both interfaces only when both present the same static data.

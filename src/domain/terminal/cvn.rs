@@ -1,6 +1,6 @@
 //! Issuer application data (9F10) and the AC input per cryptogram version, terminal side.
 //!
-//! IAD layouts (domain reference §2.3, §10):
+//! IAD layouts (docs/domain.md §2.3, §10):
 //! - Visa format 0/1/3: `06 DKI CVN 03 CVR(3) [IDD]`; CVN byte `0A` = CVN 10, `12` = CVN 18.
 //! - Visa format 2 (32 bytes): `1F CVN DKI CVR(5) IDD..`; CVN byte `22` = CVN 22 (Visa codes the
 //!   CVN number as hex digits; jPOS `VISACryptogram` maps `0x22` to CVN '22').

@@ -195,7 +195,7 @@ fn supervisor_approves_then_operator_personalizes_on_the_simulated_encoder() {
     // Chip first (STORE DATA of every DGI), read back as a terminal and checked, then the stripe.
     assert!(has(&h, "read-back passed"), "{:?}", h.state().perso.last);
     assert!(has(&h, "PASS  order: PAN (5A)"));
-    assert!(has(&h, "PASS  ARQC (9F26) with imk-ac #1"));
+    assert!(has(&h, "PASS  ARQC (9F26) per mc-cvn20 with imk-ac #1"));
     assert!(
         has(&h, "tracks 1, 2, 3 written and verified"),
         "{:?}",

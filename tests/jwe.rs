@@ -606,7 +606,12 @@ fn cli_jwe_new_then_seal_then_prepare_equals_plain() {
 fn cli_jwe_seal_is_refused_in_production_mode() {
     let dir = TempDir::new("prod");
     let config = dir.0.join("persodesk.toml");
-    std::fs::write(&config, "mode = \"production\"\n").expect("config");
+    // A complete production configuration (keys, profiles, roles), so the refusal is jwe seal's.
+    std::fs::write(
+        &config,
+        "mode = \"production\"\nkeys = \"assets/demo/keys.toml\"\nprofiles = \"profiles\"\n[roles]\noperator = []\n",
+    )
+    .expect("config");
     let o = persodesk(
         &[
             "jwe",

@@ -60,15 +60,6 @@ fn production_refuses_test_keys_demo_orders_test_products_and_reveal() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("production refuses key stores holding test keys"));
 
-    // Demo orders and test products are refused even where no key is needed.
-    let o = persodesk(&["validate", "assets/demo/orders.json"], &config);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        text(&o.stdout).contains("cardId: is a demo order"),
-        "{}",
-        text(&o.stdout)
-    );
-
     // A live key store (values made for this test: cvk and audit key) and a production
     // product: prepared, masked; reveal refused.
     let keys = dir.0.join("keys.toml");
@@ -90,6 +81,17 @@ fn production_refuses_test_keys_demo_orders_test_products_and_reveal() {
     )
     .expect("keys");
     write_config(&keys);
+
+    // Demo orders and test products are refused with a live key store too (validate opens
+    // the configured one for JWE orders).
+    let o = persodesk(&["validate", "assets/demo/orders.json"], &config);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stdout).contains("cardId: is a demo order"),
+        "{}",
+        text(&o.stdout)
+    );
+
     let orders = dir.0.join("orders.json");
     std::fs::write(
         &orders,

@@ -8,7 +8,7 @@ use clap::Args;
 use zeroize::Zeroizing;
 
 use crate::cli::{Exit, unreadable};
-use crate::domain::keystore::{KeyAlgorithm, KeyRef};
+use crate::domain::keystore::{KeyAlgorithm, KeyRef, KeyUsage};
 use crate::domain::review::{Role, Session};
 use crate::keys::pkcs11::ceremony::{self, Component, Imported};
 use crate::keys::pkcs11::{self, Pkcs11KeyStore};
@@ -101,6 +101,17 @@ fn import_file(
 ) -> Result<Vec<Imported>, String> {
     let software = SoftwareKeyStore::load(from).map_err(|e| e.to_string())?;
     let (done, issuers) = ceremony::import_software(store, &software)?;
+    for info in software
+        .list()
+        .iter()
+        .filter(|i| i.key.usage == KeyUsage::Jwe)
+    {
+        eprintln!(
+            "not imported: {} (JWE keys stay in the software store until the PKCS#11 store does \
+             ECDH in the token; docs/hsm.md)",
+            info.key
+        );
+    }
     if !issuers.is_empty() {
         let mut f = std::fs::OpenOptions::new()
             .append(true)

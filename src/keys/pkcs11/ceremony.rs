@@ -109,7 +109,11 @@ pub fn import_software(
     store: &mut Pkcs11KeyStore,
     software: &SoftwareKeyStore,
 ) -> Result<(Vec<Imported>, Vec<IssuerPublic>), String> {
-    let list = software.list();
+    let list: Vec<_> = software
+        .list()
+        .into_iter()
+        .filter(|i| i.key.usage != KeyUsage::Jwe)
+        .collect();
     if let Some(live) = list.iter().find(|i| !i.test) {
         return Err(format!(
             "{}: key {} is not a test key; importing from a key file is for test keys only \
@@ -119,6 +123,8 @@ pub fn import_software(
         ));
     }
     let mut issuers = Vec::new();
+    // JWE keys (P-256) stay in the software store until this store does ECDH in the token; the
+    // command line names each one it leaves out.
     for info in &list {
         let e = software
             .entry(info.key, info.algorithm)

@@ -47,6 +47,26 @@ fn set_nibble(block: &mut [u8], i: usize, v: u8) {
     }
 }
 
+/// A random PIN of `digits` digits (clamped to 4-12) drawn from `fill` (the key store's random
+/// source), by rejection sampling (bytes 250..=255 would bias the digits).
+pub fn random_pin<E>(
+    digits: u8,
+    mut fill: impl FnMut(&mut [u8]) -> Result<(), E>,
+) -> Result<Result<Pin, String>, E> {
+    let n = usize::from(digits.clamp(4, 12));
+    let mut out = Zeroizing::new(String::with_capacity(n));
+    let mut buf = Zeroizing::new([0u8; 32]);
+    while out.len() < n {
+        fill(buf.as_mut())?;
+        for b in buf.iter().filter(|b| **b < 250) {
+            if out.len() < n {
+                out.push(char::from(b'0' + b % 10));
+            }
+        }
+    }
+    Ok(Pin::parse(&out))
+}
+
 /// The 8-byte PIN field `C N PIN F..F` with control nibble `control` (0 for format 0, 2 for the
 /// EMV reference/plaintext PIN block).
 pub fn pin_field_fill_f(pin: &Pin, control: u8) -> Zeroizing<[u8; 8]> {
@@ -291,5 +311,27 @@ mod tests {
                 .iter()
                 .any(|m| m.contains("control") || m.contains("digit"))
         );
+    }
+
+    #[test]
+    fn random_pin_rejects_biased_bytes_and_clamps_its_length() {
+        // 250..=255 are skipped; 249 -> 9, 13 -> 3, 0 -> 0.
+        let bytes = [255u8, 250, 249, 13, 0, 251, 7, 10];
+        let mut at = 0;
+        let fill = |buf: &mut [u8]| -> Result<(), ()> {
+            for b in buf.iter_mut() {
+                *b = bytes[at % bytes.len()];
+                at += 1;
+            }
+            Ok(())
+        };
+        let pin = random_pin(4, fill).expect("fill").expect("pin");
+        assert_eq!(pin.reveal(), "9307");
+        let long = random_pin(20, |b: &mut [u8]| -> Result<(), ()> {
+            b.fill(1);
+            Ok(())
+        });
+        assert_eq!(long.expect("fill").expect("pin").reveal().len(), 12);
+        assert!(random_pin(4, |_: &mut [u8]| Err::<(), _>("rng down")).is_err());
     }
 }

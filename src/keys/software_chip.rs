@@ -248,22 +248,12 @@ impl ChipKeys for SoftwareKeyStore {
         control: u8,
     ) -> Result<Zeroizing<[u8; 8]>, KeyError> {
         let key = KeyRef::new(KeyUsage::Zpk, 0);
-        let n = usize::from(digits.clamp(4, 12));
-        let mut out = Zeroizing::new(String::with_capacity(n));
-        let mut buf = Zeroizing::new([0u8; 32]);
-        while out.len() < n {
-            getrandom::fill(buf.as_mut()).map_err(|_| KeyError::Rule {
+        let pin = pinblock::random_pin(digits, getrandom::fill)
+            .map_err(|_| KeyError::Rule {
                 key,
                 rule: "the system random number generator failed".into(),
-            })?;
-            // Rejection sampling: bytes 250..=255 would bias the digits.
-            for b in buf.iter().filter(|b| **b < 250) {
-                if out.len() < n {
-                    out.push(char::from(b'0' + b % 10));
-                }
-            }
-        }
-        let pin = Pin::parse(&out).map_err(|r| KeyError::Rule { key, rule: r })?;
+            })?
+            .map_err(|r| KeyError::Rule { key, rule: r })?;
         Ok(pinblock::pin_field_fill_f(&pin, control))
     }
 

@@ -250,23 +250,10 @@ impl ChipKeys for Pkcs11KeyStore {
         control: u8,
     ) -> Result<Zeroizing<[u8; 8]>, KeyError> {
         let key = KeyRef::new(KeyUsage::Zpk, 0);
-        let n = usize::from(digits.clamp(4, 12));
-        let mut out = Zeroizing::new(String::with_capacity(n));
-        let mut buf = Zeroizing::new([0u8; 32]);
-        while out.len() < n {
-            self.token
-                .session()
-                .map_err(|e| Self::tok_err(key, e))?
-                .generate_random_slice(buf.as_mut())
-                .map_err(|e| self.store_err(key, &e))?;
-            // Rejection sampling: bytes 250..=255 would bias the digits.
-            for b in buf.iter().filter(|b| **b < 250) {
-                if out.len() < n {
-                    out.push(char::from(b'0' + b % 10));
-                }
-            }
-        }
-        let pin = Pin::parse(&out).map_err(|r| rule(key, r))?;
+        let session = self.token.session().map_err(|e| Self::tok_err(key, e))?;
+        let pin = pinblock::random_pin(digits, |buf| session.generate_random_slice(buf))
+            .map_err(|e| self.store_err(key, &e))?
+            .map_err(|r| rule(key, r))?;
         Ok(pinblock::pin_field_fill_f(&pin, control))
     }
 

@@ -35,11 +35,14 @@ pub enum KeyUsage {
     Audit,
     /// The bureau's P-256 key for JWE `encryptedData` (ECDH-ES), named by its `kid`.
     Jwe,
+    /// Seals data a store keeps at rest (AES-256-GCM, [`super::seal`]): queued orders, pooled
+    /// ICC keys.
+    Store,
 }
 
 impl KeyUsage {
     /// Every usage, in the key file's spelling.
-    pub const ALL: [KeyUsage; 12] = [
+    pub const ALL: [KeyUsage; 13] = [
         Self::Cvk,
         Self::Pvk,
         Self::Zpk,
@@ -52,6 +55,7 @@ impl KeyUsage {
         Self::IssuerRsa,
         Self::Audit,
         Self::Jwe,
+        Self::Store,
     ];
 
     /// The key file spelling (`cvk`, `pin-tk`, ...).
@@ -69,6 +73,7 @@ impl KeyUsage {
             Self::IssuerRsa => "issuer-rsa",
             Self::Audit => "audit",
             Self::Jwe => "jwe",
+            Self::Store => "store",
         }
     }
 
@@ -265,6 +270,17 @@ pub trait CardKeyStore: KeyStore {
         pan: &Pan,
         psn: super::fields::Psn,
     ) -> Result<super::emv_keys::DesKey16, KeyError>;
+}
+
+/// Sealing of data at rest with the key store's `store` key (AES-256-GCM, format in
+/// [`super::seal`]); the key stays in the store. `purpose` binds a blob to its row and use.
+pub trait StoreSealKeys: Send + Sync {
+    /// Seals `plaintext` under the `store` key with the lowest index, with a fresh random nonce.
+    fn store_seal(&self, purpose: &str, plaintext: &[u8]) -> Result<Vec<u8>, KeyError>;
+
+    /// Opens a blob sealed for `purpose` by one of the store's `store` keys (the blob names its
+    /// index). Fails closed: unknown key, altered bytes or another purpose are errors.
+    fn store_open(&self, purpose: &str, sealed: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyError>;
 }
 
 /// A JWE key operation failed. Names the `kid`, never a key value.

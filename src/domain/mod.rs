@@ -30,6 +30,7 @@ pub mod product;
 pub mod pvv;
 pub mod readback;
 pub mod review;
+pub mod seal;
 pub mod status;
 pub mod tags;
 pub mod terminal;

@@ -11,6 +11,7 @@ pub mod software;
 pub mod software_chip;
 mod software_envelope;
 pub mod software_jwe;
+mod software_seal;
 
 pub mod card;
 pub mod pkcs11;
@@ -53,6 +54,15 @@ impl LoadedKeys {
 
     /// The software store, for what only test keys in clear can do (the simulated card).
     pub fn software(&self) -> Option<&SoftwareKeyStore> {
+        match self {
+            Self::Software(s) => Some(s),
+            Self::Pkcs11(_) => None,
+        }
+    }
+
+    /// The sealing of data at rest (`store` key), or `None` when this key store cannot seal:
+    /// callers refuse to keep such data rather than keep it in clear.
+    pub fn store_seal(&self) -> Option<&dyn crate::domain::keystore::StoreSealKeys> {
         match self {
             Self::Software(s) => Some(s),
             Self::Pkcs11(_) => None,

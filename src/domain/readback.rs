@@ -658,6 +658,14 @@ impl ReadBackSession {
                     return self.done();
                 };
                 self.check("GET PROCESSING OPTIONS", Outcome::Pass);
+                if data.len() > 256 {
+                    // A short response carries at most 256 data bytes (ISO/IEC 7816-4); a
+                    // reader cannot receive a longer GPO answer.
+                    self.check(
+                        "GET PROCESSING OPTIONS: at most 256 bytes",
+                        Outcome::Fail(format!("{} bytes", data.len())),
+                    );
+                }
                 self.take_qvsdc_gpo(data);
                 self.aip = [
                     aip.first().copied().unwrap_or(0),

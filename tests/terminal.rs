@@ -429,3 +429,43 @@ fn mchip_claims_no_mag_stripe_mode() {
         .process(&[0x80, 0x2A, 0x8E, 0x80, 0x04, 1, 2, 3, 4, 0x00]);
     assert_eq!(r, [0x6D, 0x00], "COMPUTE CRYPTOGRAPHIC CHECKSUM");
 }
+
+/// A terminal with no PSE/PPSE over contact tries its known AIDs in order (Visa first). On a
+/// card whose stock also holds unpersonalized instances, the M/Chip card must still be found
+/// and read. Failed before: the unpersonalized Visa instance's bare FCI was taken as the
+/// application (a failed FCI check) and the card answered GPO for it from the M/Chip data.
+#[test]
+fn contact_read_without_a_directory_skips_unpersonalized_instances() {
+    let d = demo();
+    let order = d
+        .orders
+        .iter()
+        .find(|o| o.id == "DEMO-MC-0001")
+        .expect("order");
+    let (_, failure, mut reader) = run(&d, order);
+    assert!(failure.is_none(), "{failure:?}");
+    reader.card.set_interface(CardInterface::Contact);
+    let ca = d
+        .keys
+        .ca_public_keys()
+        .into_iter()
+        .find(|k| k.rid == [0xA0, 0, 0, 0, 0x04]);
+    let rb = persodesk::verify::read_card(&mut Link(&mut reader.card), ca, None).expect("read");
+    for c in &rb.checks {
+        assert!(!matches!(c.outcome, Outcome::Fail(_)), "{c}");
+    }
+    assert_eq!(rb.card.aid, "A0000000041010");
+    assert!(rb.checks.iter().any(|c| {
+        c.name
+            .starts_with("SELECT AID A0000000031010: not a candidate")
+    }));
+    // The unpersonalized instance, selected, answers no payment command.
+    let r = reader.card.process(&[
+        0x00, 0xA4, 0x04, 0x00, 0x07, 0xA0, 0, 0, 0, 0x03, 0x10, 0x10, 0x00,
+    ]);
+    assert_eq!(r[r.len() - 2..], [0x90, 0x00]);
+    let r = reader
+        .card
+        .process(&[0x80, 0xA8, 0x00, 0x00, 0x02, 0x83, 0x00, 0x00]);
+    assert_eq!(r, [0x6D, 0x00], "GPO on an unpersonalized instance");
+}

@@ -342,7 +342,104 @@ fn child_import_and_prepare() {
     assert_card_side_matches(&p11);
     assert_sealing_matches(&p11, &path);
     assert_jwe_matches(&p11);
+    assert_job_runs_on_the_token(&p11);
     assert_all_locked(&p11);
+}
+
+/// One virtual card behind a connector (the card keeps its state between connections).
+struct OneCard(persodesk::sim::card::VirtualCard);
+
+struct Link<'a>(&'a mut persodesk::sim::card::VirtualCard);
+
+impl persodesk::devices::transport::CardTransport for Link<'_> {
+    fn transmit_raw(
+        &mut self,
+        apdu: &[u8],
+    ) -> Result<Vec<u8>, persodesk::devices::transport::TransportError> {
+        Ok(self.0.process(apdu))
+    }
+    fn reader_name(&self) -> &str {
+        "virtual reader"
+    }
+}
+
+impl persodesk::job::CardConnector for OneCard {
+    fn connect(
+        &mut self,
+    ) -> Result<
+        Box<dyn persodesk::devices::transport::CardTransport + '_>,
+        persodesk::devices::transport::TransportError,
+    > {
+        Ok(Box::new(Link(&mut self.0)))
+    }
+}
+
+/// `job::run` (what `personalize` and the window run) on the token's port: every demo chip
+/// order prepared with the token is personalized on a virtual card of its stock (the card's KMC
+/// from the software store: the simulated card is the one place with test keys in clear), the
+/// session's card keys diversified in the token, and read back, its ARQC checked with the
+/// token's MK-AC: every check passes.
+fn assert_job_runs_on_the_token(p11: &Pkcs11KeyStore) {
+    use persodesk::job::{CardJob, run};
+    let demo = demo();
+    let soft = software();
+    let mut cards = 0;
+    for order in &demo.orders {
+        let product = demo.catalog.get(&order.card_product_id).expect("product");
+        let Some(profile) = product
+            .chip_profile
+            .as_deref()
+            .and_then(|n| demo.profiles.get(n))
+        else {
+            continue;
+        };
+        let inputs = PrepInputs {
+            profiles: &demo.profiles,
+            date: PrepDate::new(26, 11, 22).expect("date"),
+            keys: p11,
+            icc_keys: &persodesk::keys::pool::InlineKeys,
+            envelope: EnvelopeSettings::default(),
+        };
+        let data = prepare_card(order, product, ModelChoice::Auto, &inputs).expect("prepared");
+        let (kmc, _) = soft.test_kmc(profile.channel.kmc_index).expect("test kmc");
+        let config =
+            persodesk::sim::card::stock::config_for(profile, kmc, [0, 0, 0, 9]).expect("stock");
+        let mut reader = OneCard(persodesk::sim::card::VirtualCard::new(config).expect("card"));
+        let job = CardJob {
+            order,
+            data: &data,
+            keys: p11,
+            chip: Some((profile, profile.channel.clone())),
+        };
+        let report = run(
+            &job,
+            Some(&mut reader as &mut dyn persodesk::job::CardConnector),
+            None,
+            &mut |_| {},
+        );
+        assert!(
+            report.failure.is_none(),
+            "{}: {:?}",
+            order.card_product_id,
+            report.failure.map(|f| f.reason())
+        );
+        let chip = report.chip.expect("chip outcome");
+        assert!(
+            chip.read_back
+                .iter()
+                .any(|l| l.check.starts_with("ARQC (9F26) per") && l.status == "pass"),
+            "{}: {:?}",
+            order.card_product_id,
+            chip.read_back
+        );
+        assert!(
+            chip.read_back.iter().all(|l| l.status != "fail"),
+            "{:?}",
+            chip.read_back
+        );
+        cards += 1;
+    }
+    assert!(cards >= 2, "chip demo orders personalized: {cards}");
 }
 
 /// The shipped JWE demo file (ECDH-ES + A256GCM, sealed for the demo `jwe` key) opens with the

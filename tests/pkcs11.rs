@@ -898,6 +898,16 @@ fn keys_import_and_list_on_the_command_line_with_an_audit_record() {
         "{list}"
     );
 
+    // The simulated card needs its keys in clear: refused on a token, by name, before serving.
+    let out = persodesk(&hsm, &["sim-card", "--keys", &store_s], "");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the simulated card needs test keys in clear")
+            && err.contains(&format!("token {TOKEN}")),
+        "{err}"
+    );
+
     let db = hsm.dir.join("data").join(persodesk::store::DB_FILE);
     let audit = persodesk::store::Store::open(&db).expect("store");
     let trail = audit.audit_trail(100).expect("trail");

@@ -26,8 +26,8 @@ use crate::domain::prepare::PersoData;
 use crate::domain::readback::{Outcome, ReadBack};
 use crate::domain::review::{OrderFacts, PersoGrant, Session, may_personalize};
 use crate::domain::status::Event;
-use crate::keys::SoftwareKeyStore;
-use crate::perso::{PersoError, Transcript, channel_options, personalize_dgis, session_dgis};
+use crate::keys::KeyStorePort;
+use crate::perso::{PersoError, Transcript, channel_options, personalize_dgis_with, session_dgis};
 use crate::store::{OrderState, Store, StoreError};
 
 /// Today's date (UTC) from the system clock.
@@ -201,7 +201,7 @@ pub struct CardJob<'a> {
     /// Its prepared data.
     pub data: &'a PersoData,
     /// The key store (card keys, CA keys, test IMKs for the ARQC).
-    pub keys: &'a SoftwareKeyStore,
+    pub keys: &'a dyn KeyStorePort,
     /// The chip profile and the secure channel, when the data has a chip part.
     pub chip: Option<(&'a ChipProfile, ChannelRule)>,
 }
@@ -409,16 +409,18 @@ impl ChipPhase<'_> {
             let dgis = session_dgis(chip, rule.protocol);
             let ppse = crate::perso::ppse_session(self.profile, &options)
                 .map_err(|e| StepFailure::new("PPSE", e.to_string(), FailureKind::Refused))?;
-            let app = personalize_dgis(transport.as_mut(), options, dgis, &mut |p| {
-                on_event(JobEvent::Perso(*p));
-            });
+            let app =
+                personalize_dgis_with(transport.as_mut(), options, dgis, job.keys, &mut |p| {
+                    on_event(JobEvent::Perso(*p));
+                });
             match (app, ppse) {
                 (Ok(mut r), Some((options, dgis))) => {
                     // The PPSE instance, after the payment application.
-                    personalize_dgis(transport.as_mut(), options, dgis, &mut |_| {}).map(|p| {
-                        r.transcript.entries.extend(p.transcript.entries);
-                        r
-                    })
+                    personalize_dgis_with(transport.as_mut(), options, dgis, job.keys, &mut |_| {})
+                        .map(|p| {
+                            r.transcript.entries.extend(p.transcript.entries);
+                            r
+                        })
                 }
                 (app, _) => app,
             }

@@ -19,8 +19,7 @@ use crate::domain::gp::session::{
     Aid, CardKeys, Dgi, PersoPlan, PersoSession, PlanError, Progress, Protocol, SessionError, Step,
     StepName, Summary,
 };
-use crate::domain::keystore::{KeyError, KeyRef, KeyUsage};
-use crate::keys::SoftwareKeyStore;
+use crate::domain::keystore::{CardKeyStore, KeyAlgorithm, KeyError, KeyRef, KeyUsage};
 
 /// One command of the transcript: no data bytes, ever.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -140,7 +139,7 @@ pub struct ChannelOptions {
     pub security_level: SecurityLevel,
     /// INITIALIZE UPDATE key version (00 = default).
     pub key_version: u8,
-    /// Static keys or the KMC.
+    /// Static keys, a KMC, or (front ends) the key store's KMC by index.
     pub keys: CardKeys,
     /// SCP03: check the pseudo-random card challenge.
     pub verify_card_challenge: bool,
@@ -199,6 +198,7 @@ impl PersoError {
                 | SessionError::Crypto { step, .. } => *step,
                 SessionError::CardCryptogramMismatch
                 | SessionError::CardChallengeMismatch
+                | SessionError::CardKeys(_)
                 | SessionError::ProtocolMismatch { .. } => StepName::InitializeUpdate,
                 SessionError::Finished => StepName::Finished,
             }),
@@ -226,13 +226,33 @@ pub fn host_challenge() -> [u8; 8] {
     c
 }
 
-/// The channel options for `chip` over `rule`, the card keys taken from `keys`.
+/// The channel options for `chip` over `rule`. The card keys stay in `keys`: the session asks
+/// the store for the card's static keys (the KMC diversified inside it with the KDD of
+/// INITIALIZE UPDATE, [`CardKeyStore::card_static_keys`]); the KMC itself never comes out. The
+/// KMC is checked here (present, of the method's algorithm) before any card is touched.
 pub fn channel_options(
     rule: &ChannelRule,
     chip: &ChipData,
-    keys: &SoftwareKeyStore,
+    keys: &dyn CardKeyStore,
 ) -> Result<ChannelOptions, KeyError> {
-    let card_keys = keys.gp_card_keys(rule.kmc_index, rule.diversification)?;
+    let kmc = KeyRef::new(KeyUsage::Kmc, rule.kmc_index);
+    let needed = if rule.diversification.is_aes() {
+        KeyAlgorithm::Aes
+    } else {
+        KeyAlgorithm::Tdes
+    };
+    let info = keys.info(kmc)?;
+    if info.algorithm != needed {
+        return Err(KeyError::WrongAlgorithm {
+            key: kmc,
+            found: info.algorithm.as_str(),
+            needed: needed.as_str(),
+        });
+    }
+    let card_keys = CardKeys::Store {
+        kmc_index: rule.kmc_index,
+        method: rule.diversification,
+    };
     let app = Aid::new(&chip.aid).map_err(|_| KeyError::Rule {
         key: KeyRef::new(KeyUsage::Kmc, rule.kmc_index),
         rule: "the chip data's AID is not 5 to 16 bytes".into(),
@@ -294,11 +314,34 @@ pub fn ppse_session(
     )))
 }
 
-/// Personalizes the card behind `transport` with `dgis` (in send order).
+/// Personalizes the card behind `transport` with `dgis` (in send order), with static keys or a
+/// KMC in `options` (tests, tools); a [`CardKeys::Store`] plan needs [`personalize_dgis_with`].
 pub fn personalize_dgis(
     transport: &mut dyn CardTransport,
     options: ChannelOptions,
     dgis: Vec<Dgi>,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<PersoReport, PersoError> {
+    run_session(transport, options, dgis, None, on_progress)
+}
+
+/// Personalizes the card behind `transport` with `dgis`, the card keys from `keys` (the KMC is
+/// diversified inside the store once the card has given its KDD).
+pub fn personalize_dgis_with(
+    transport: &mut dyn CardTransport,
+    options: ChannelOptions,
+    dgis: Vec<Dgi>,
+    keys: &dyn CardKeyStore,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<PersoReport, PersoError> {
+    run_session(transport, options, dgis, Some(keys), on_progress)
+}
+
+fn run_session(
+    transport: &mut dyn CardTransport,
+    options: ChannelOptions,
+    dgis: Vec<Dgi>,
+    keys: Option<&dyn CardKeyStore>,
     on_progress: &mut dyn FnMut(&Progress),
 ) -> Result<PersoReport, PersoError> {
     let plan = PersoPlan {
@@ -349,7 +392,7 @@ pub fn personalize_dgis(
             Some((&exchanged.response, exchanged.raw_exchanges)),
             elapsed,
         );
-        match session.handle_response(&exchanged.response) {
+        match session.handle_response_with(&exchanged.response, keys) {
             Step::Transmit(next) => command = next,
             Step::Done(summary) => {
                 on_progress(&session.progress());

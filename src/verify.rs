@@ -9,13 +9,13 @@ use zeroize::Zeroizing;
 use crate::devices::transport::{CardTransport, TransportError, exchange};
 use crate::domain::chip::ChipData;
 use crate::domain::emv_keys::{DesKey16, MkdOption};
+use crate::domain::keystore::CardKeyStore;
 use crate::domain::oda::CaPublicKey;
 use crate::domain::order::Order;
 use crate::domain::readback::{
     ArqcEvidence, Check, Interface, Outcome, ReadBack, ReadBackSession, ReadStep, TerminalData,
-    verify_arqc,
+    verify_arqc_mk,
 };
-use crate::keys::SoftwareKeyStore;
 
 /// AIDs tried when the PPSE lists none (Visa and Mastercard credit/debit).
 pub const KNOWN_AIDS: [&[u8]; 4] = [
@@ -76,7 +76,7 @@ pub fn read_card_on(
 
 /// The CA public key for a card's chain: the one its chip data names, else the first of the
 /// AID's RID in the key store.
-pub fn ca_for(keys: &SoftwareKeyStore, chip: Option<&ChipData>, aid: &[u8]) -> Option<CaPublicKey> {
+pub fn ca_for(keys: &dyn CardKeyStore, chip: Option<&ChipData>, aid: &[u8]) -> Option<CaPublicKey> {
     let cas = keys.ca_public_keys();
     if let Some(oda) = chip.and_then(|c| c.oda.as_ref()) {
         return cas
@@ -87,25 +87,26 @@ pub fn ca_for(keys: &SoftwareKeyStore, chip: Option<&ChipData>, aid: &[u8]) -> O
     cas.into_iter().find(|k| k.rid.as_slice() == rid)
 }
 
-/// The key that verifies the card's ARQC.
+/// The key that verifies the card's ARQC: the card's MK-AC, derived by the key store from its
+/// IMK-AC (the IMK stays in the store; stores refuse live keys for read-back).
 pub struct ArqcKey {
-    /// The issuer master key for application cryptograms (a test key).
-    pub imk: DesKey16,
+    /// The card's ICC master key for application cryptograms, zeroized on drop.
+    pub mk: DesKey16,
     /// ICC master key derivation option.
     pub option: MkdOption,
     /// The key index, for the check's name.
     pub index: u32,
 }
 
-/// The ARQC key of `order` when the store holds it as a test key; otherwise why not.
+/// The ARQC key of `order` (its PAN and PSN) when the store gives it; otherwise why not.
 pub fn arqc_key(
-    keys: &SoftwareKeyStore,
+    keys: &dyn CardKeyStore,
     order: &Order,
     option: MkdOption,
 ) -> Result<ArqcKey, String> {
     let index = order.payment_application.derivation_key_index.unwrap_or(1);
-    keys.test_imk_ac(index)
-        .map(|imk| ArqcKey { imk, option, index })
+    keys.arqc_master_key(index, option, &order.pan, order.psn)
+        .map(|mk| ArqcKey { mk, option, index })
         .map_err(|e| e.to_string())
 }
 
@@ -144,7 +145,7 @@ pub fn check_against(
             Err(why) => ("ARQC (9F26)".to_string(), Outcome::Fail(why)),
             Ok(info) => (
                 format!("ARQC (9F26) per {} with imk-ac #{}", info.cvn, k.index),
-                verify_arqc(arqc, &k.imk, k.option, info.cvn, &pan, &psn),
+                verify_arqc_mk(arqc, &k.mk, info.cvn, &format!("MK-AC ({:?})", k.option)),
             ),
         },
     };

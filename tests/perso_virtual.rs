@@ -593,3 +593,67 @@ fn virtual_card_matches_scp03_real_card_trace() {
         0x9000
     );
 }
+
+/// The GP session with the card keys in a key store (`CardKeys::Store`): the store diversifies
+/// its KMC with the KDD the card gave (the KMC never enters the plan), SCP02 and SCP03; without
+/// a store, or with a store lacking the KMC, the session stops at INITIALIZE UPDATE with a
+/// card-keys error and never sends EXTERNAL AUTHENTICATE.
+#[test]
+fn the_session_takes_the_card_keys_from_the_key_store() {
+    use persodesk::keys::SoftwareKeyStore;
+    use persodesk::perso::personalize_dgis_with;
+    let entry = |index: u32, alg: &str, value: &str| {
+        let v = h(value);
+        let kcv = match alg {
+            "aes" => persodesk::domain::crypto::kcv_aes(&v),
+            _ => persodesk::domain::crypto::kcv_tdes(&v),
+        }
+        .expect("kcv");
+        format!(
+            "[[key]]\nusage = \"kmc\"\nindex = {index}\nalgorithm = \"{alg}\"\nvalue = \"{value}\"\n\
+             kcv = \"{}\"\ntest = true\n",
+            hex::encode_upper(kcv)
+        )
+    };
+    let store = SoftwareKeyStore::from_toml(
+        "k.toml",
+        &format!("{}{}", entry(1, "tdes", KMC_TDES), entry(2, "aes", KMC_AES)),
+    )
+    .expect("keys");
+    for (protocol, index, method) in [
+        (Protocol::Scp02 { i: 0x55 }, 1, Diversification::EmvCps11),
+        (Protocol::Scp03 { i: 0x00 }, 2, Diversification::Kdf3),
+    ] {
+        let mut opts = options(protocol, SecurityLevel::CMac, false);
+        opts.keys = CardKeys::Store {
+            kmc_index: index,
+            method,
+        };
+        let dgis = || support::dgis(matches!(protocol, Protocol::Scp03 { .. }));
+        let mut t = VirtualTransport::new(card(card_protocol(protocol)));
+        let report = personalize_dgis_with(&mut t, opts.clone(), dgis(), &store, &mut |_| {})
+            .expect("personalized with the store's card keys");
+        assert!(report.summary.store_data_commands > 0, "{protocol}");
+
+        let mut t = VirtualTransport::new(card(card_protocol(protocol)));
+        let err =
+            personalize_dgis(&mut t, opts.clone(), dgis(), &mut |_| {}).expect_err("no store");
+        assert_eq!(err.step(), Some(StepName::InitializeUpdate));
+        assert!(
+            matches!(&err, PersoError::Session { error: SessionError::CardKeys(_), transcript }
+                if transcript.entries.len() == 2),
+            "{err}"
+        );
+        assert!(err.to_string().contains("no key store was given"), "{err}");
+
+        let empty = SoftwareKeyStore::default();
+        let mut t = VirtualTransport::new(card(card_protocol(protocol)));
+        let err =
+            personalize_dgis_with(&mut t, opts, dgis(), &empty, &mut |_| {}).expect_err("no kmc");
+        assert!(
+            err.to_string()
+                .contains(&format!("kmc #{index} is not in the key store")),
+            "{err}"
+        );
+    }
+}

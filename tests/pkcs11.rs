@@ -315,11 +315,8 @@ fn child_import_and_prepare() {
     // Every software KCV was recomputed by the token and compared inside import_software; the
     // demo file's own declared KCVs are the published-convention values.
     // JWE keys stay in the software store (docs/hsm.md).
-    let importable = |i: &persodesk::domain::keystore::KeyInfo| i.key.usage != KeyUsage::Jwe;
-    assert_eq!(
-        done.len(),
-        software().list().into_iter().filter(importable).count()
-    );
+    // Every key, the JWE key (P-256, ECDH in the token) included.
+    assert_eq!(done.len(), software().list().len());
     assert!(!issuers.is_empty(), "the demo issuer keys");
     drop(rw);
     let mut f = std::fs::OpenOptions::new()
@@ -332,7 +329,7 @@ fn child_import_and_prepare() {
     for info in software()
         .list()
         .into_iter()
-        .filter(|i| i.key.usage != KeyUsage::Jwe)
+        .filter(|i| i.key.usage != KeyUsage::Jwe && i.key.usage != KeyUsage::Audit)
     {
         assert_eq!(
             p11.info(info.key).expect("on token").kcv,
@@ -343,7 +340,192 @@ fn child_import_and_prepare() {
     }
     assert_same_preparation(&p11);
     assert_card_side_matches(&p11);
+    assert_sealing_matches(&p11, &path);
+    assert_jwe_matches(&p11);
+    assert_job_runs_on_the_token(&p11);
     assert_all_locked(&p11);
+}
+
+/// One virtual card behind a connector (the card keeps its state between connections).
+struct OneCard(persodesk::sim::card::VirtualCard);
+
+struct Link<'a>(&'a mut persodesk::sim::card::VirtualCard);
+
+impl persodesk::devices::transport::CardTransport for Link<'_> {
+    fn transmit_raw(
+        &mut self,
+        apdu: &[u8],
+    ) -> Result<Vec<u8>, persodesk::devices::transport::TransportError> {
+        Ok(self.0.process(apdu))
+    }
+    fn reader_name(&self) -> &str {
+        "virtual reader"
+    }
+}
+
+impl persodesk::job::CardConnector for OneCard {
+    fn connect(
+        &mut self,
+    ) -> Result<
+        Box<dyn persodesk::devices::transport::CardTransport + '_>,
+        persodesk::devices::transport::TransportError,
+    > {
+        Ok(Box::new(Link(&mut self.0)))
+    }
+}
+
+/// `job::run` (what `personalize` and the window run) on the token's port: every demo chip
+/// order prepared with the token is personalized on a virtual card of its stock (the card's KMC
+/// from the software store: the simulated card is the one place with test keys in clear), the
+/// session's card keys diversified in the token, and read back, its ARQC checked with the
+/// token's MK-AC: every check passes.
+fn assert_job_runs_on_the_token(p11: &Pkcs11KeyStore) {
+    use persodesk::job::{CardJob, run};
+    let demo = demo();
+    let soft = software();
+    let mut cards = 0;
+    for order in &demo.orders {
+        let product = demo.catalog.get(&order.card_product_id).expect("product");
+        let Some(profile) = product
+            .chip_profile
+            .as_deref()
+            .and_then(|n| demo.profiles.get(n))
+        else {
+            continue;
+        };
+        let inputs = PrepInputs {
+            profiles: &demo.profiles,
+            date: PrepDate::new(26, 11, 22).expect("date"),
+            keys: p11,
+            icc_keys: &persodesk::keys::pool::InlineKeys,
+            envelope: EnvelopeSettings::default(),
+        };
+        let data = prepare_card(order, product, ModelChoice::Auto, &inputs).expect("prepared");
+        let (kmc, _) = soft.test_kmc(profile.channel.kmc_index).expect("test kmc");
+        let config =
+            persodesk::sim::card::stock::config_for(profile, kmc, [0, 0, 0, 9]).expect("stock");
+        let mut reader = OneCard(persodesk::sim::card::VirtualCard::new(config).expect("card"));
+        let job = CardJob {
+            order,
+            data: &data,
+            keys: p11,
+            chip: Some((profile, profile.channel.clone())),
+        };
+        let report = run(
+            &job,
+            Some(&mut reader as &mut dyn persodesk::job::CardConnector),
+            None,
+            &mut |_| {},
+        );
+        assert!(
+            report.failure.is_none(),
+            "{}: {:?}",
+            order.card_product_id,
+            report.failure.map(|f| f.reason())
+        );
+        let chip = report.chip.expect("chip outcome");
+        assert!(
+            chip.read_back
+                .iter()
+                .any(|l| l.check.starts_with("ARQC (9F26) per") && l.status == "pass"),
+            "{}: {:?}",
+            order.card_product_id,
+            chip.read_back
+        );
+        assert!(
+            chip.read_back.iter().all(|l| l.status != "fail"),
+            "{:?}",
+            chip.read_back
+        );
+        cards += 1;
+    }
+    assert!(cards >= 2, "chip demo orders personalized: {cards}");
+}
+
+/// The shipped JWE demo file (ECDH-ES + A256GCM, sealed for the demo `jwe` key) opens with the
+/// token's `CKM_ECDH1_DERIVE` exactly as with the software store, and a JWE header naming an
+/// unknown kid is refused by name.
+fn assert_jwe_matches(p11: &Pkcs11KeyStore) {
+    use persodesk::domain::keystore::JweKeys;
+    let soft = software();
+    let text = std::fs::read_to_string(root().join("assets/demo/orders-jwe.json")).expect("jwe");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let mut opened = 0;
+    for c in v["cards"].as_array().expect("cards") {
+        let compact = c["encryptedData"].as_str().expect("compact JWE");
+        let a = persodesk::domain::jwe::open(compact, &soft).expect("software opens");
+        let b = persodesk::domain::jwe::open(compact, p11).expect("token opens");
+        assert_eq!(a.as_slice(), b.as_slice());
+        assert!(b.starts_with(b"{"), "clear encryptedData is a JSON object");
+        opened += 1;
+    }
+    assert_eq!(opened, 6);
+    for key in soft.jwe_keys() {
+        let on_token = p11.jwe_public(&key.kid).expect("kid on the token");
+        assert_eq!(on_token.point, key.point);
+    }
+    assert!(p11.jwe_public("no-such-kid").is_err());
+}
+
+/// The `store` key (AES-256-GCM, `CKM_AES_GCM`) and the `audit` key (HMAC-SHA256,
+/// `CKM_SHA256_HMAC` on a generic secret): the token and the software store hold the same
+/// values (imported above), so a blob sealed by one opens in the other, and the audit seals are
+/// equal to the software store's (the `hmac` crate, an independent implementation).
+fn assert_sealing_matches(p11: &Pkcs11KeyStore, path: &Path) {
+    use persodesk::domain::keystore::StoreSealKeys;
+    let soft = software();
+    let purpose = "queue-order:C-1";
+    let data = b"4000000000000002 3012 DOE/JOHN";
+    let from_soft = soft.store_seal(purpose, data).expect("software seal");
+    let opened = p11.store_open(purpose, &from_soft).expect("token opens");
+    assert_eq!(opened.as_slice(), data);
+    let from_token = p11.store_seal(purpose, data).expect("token seal");
+    assert!(
+        !from_token.windows(16).any(|w| w == &data[..16]),
+        "clear data in the blob"
+    );
+    let opened = soft
+        .store_open(purpose, &from_token)
+        .expect("software opens");
+    assert_eq!(opened.as_slice(), data);
+    assert_ne!(
+        from_token,
+        p11.store_seal(purpose, data).expect("seal"),
+        "a fresh nonce"
+    );
+    assert!(
+        p11.store_open("queue-order:C-2", &from_token).is_err(),
+        "purpose bound"
+    );
+    let mut altered = from_soft.clone();
+    let last = altered.len() - 1;
+    altered[last] ^= 1;
+    assert!(
+        p11.store_open(purpose, &altered).is_err(),
+        "altered blob opened"
+    );
+    let loaded = persodesk::keys::load(path).expect("loads");
+    assert!(
+        loaded.store_seal().is_some(),
+        "LoadedKeys::store_seal on a token"
+    );
+
+    let token_seal = loaded.audit_sealer().expect("audit/1 on the token");
+    let soft_seal = soft.audit_sealer().expect("software audit key");
+    for msg in [&b""[..], b"persodesk audit seal v1\0ABCDEF", &[0x5A; 300]] {
+        assert_eq!(token_seal.mac(msg), soft_seal.mac(msg));
+    }
+    assert_eq!(token_seal.key_name(), "audit #1");
+    let audit = KeyRef::new(KeyUsage::Audit, 1);
+    let value = demo_values()
+        .into_iter()
+        .find(|(l, _, _)| l == "audit/1")
+        .expect("demo audit key")
+        .2;
+    assert_eq!(
+        p11.info(audit).expect("audit").kcv,
+        persodesk::keys::pkcs11::hmac_kcv(&value)
+    );
 }
 
 /// The card-side port: KMC diversification (SCP02 and SCP03 methods), CA keys, MK-AC.
@@ -714,6 +896,16 @@ fn keys_import_and_list_on_the_command_line_with_an_audit_record() {
     assert!(
         !list.contains("EXTRACTABLE") && !list.contains("NOT-SENSITIVE"),
         "{list}"
+    );
+
+    // The simulated card needs its keys in clear: refused on a token, by name, before serving.
+    let out = persodesk(&hsm, &["sim-card", "--keys", &store_s], "");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the simulated card needs test keys in clear")
+            && err.contains(&format!("token {TOKEN}")),
+        "{err}"
     );
 
     let db = hsm.dir.join("data").join(persodesk::store::DB_FILE);

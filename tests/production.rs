@@ -6,18 +6,29 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "support/live_token.rs"]
+mod live_token;
+
+use live_token::LiveToken;
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn persodesk(args: &[&str], config: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_persodesk"))
-        .current_dir(root())
+fn persodesk_on(args: &[&str], config: &Path, token: Option<&LiveToken>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_persodesk"));
+    cmd.current_dir(root())
         .args(args)
         .env("PERSODESK_CONFIG", config)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run persodesk")
+        .env_remove("RUST_LOG");
+    if let Some(t) = token {
+        t.env(&mut cmd);
+    }
+    cmd.output().expect("run persodesk")
+}
+
+fn persodesk(args: &[&str], config: &Path) -> Output {
+    persodesk_on(args, config, None)
 }
 
 fn text(b: &[u8]) -> String {
@@ -60,27 +71,77 @@ fn production_refuses_test_keys_demo_orders_test_products_and_reveal() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("production refuses key stores holding test keys"));
 
-    // A live key store (values made for this test: cvk and audit key) and a production
-    // product: prepared, masked; reveal refused.
+    // Live key values in a software key file (values made for this test: cvk and audit key):
+    // production refuses the software store itself, whatever its keys.
+    let cvk = "3B7A5C1D9E8F20416273849506A7B8C9";
+    let audit = "9F8E7D6C5B4A39281706F5E4D3C2B1A09F8E7D6C5B4A39281706F5E4D3C2B1A0";
     let keys = dir.0.join("keys.toml");
     std::fs::write(
         &keys,
         "[[key]]\nusage = \"cvk\"\nindex = 1\nalgorithm = \"tdes\"\n\
-         value = \"3B7A5C1D9E8F20416273849506A7B8C9\"\nkcv = \"KCV1\"\ntest = false\n\
+         value = \"CVK\"\nkcv = \"KCV1\"\ntest = false\n\
          [[key]]\nusage = \"audit\"\nindex = 1\nalgorithm = \"aes\"\n\
-         value = \"9F8E7D6C5B4A39281706F5E4D3C2B1A09F8E7D6C5B4A39281706F5E4D3C2B1A0\"\n\
-         kcv = \"KCV2\"\ntest = false\n"
-            .replace("KCV1", &kcv("tdes", "3B7A5C1D9E8F20416273849506A7B8C9"))
-            .replace(
-                "KCV2",
-                &kcv(
-                    "aes",
-                    "9F8E7D6C5B4A39281706F5E4D3C2B1A09F8E7D6C5B4A39281706F5E4D3C2B1A0",
-                ),
-            ),
+         value = \"AUDIT\"\nkcv = \"KCV2\"\ntest = false\n"
+            .replace("KCV1", &kcv("tdes", cvk))
+            .replace("KCV2", &kcv("aes", audit))
+            .replace("CVK", cvk)
+            .replace("AUDIT", audit),
     )
     .expect("keys");
     write_config(&keys);
+    let o = persodesk(&["prepare", "assets/demo/orders.json"], &config);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr)
+            .contains("is a software key store (keys in a file): production needs a PKCS#11 store"),
+        "{}",
+        text(&o.stderr)
+    );
+    if !live_token::present("production_refuses_test_keys_demo_orders_test_products_and_reveal") {
+        return;
+    }
+
+    // The same values on a token that is not a test token, but without the audit key: refused.
+    let bare = dir.0.join("bare");
+    let token = LiveToken::make(&bare, &[("cvk/1", "tdes", hex::decode(cvk).expect("hex"))]);
+    write_config(&token.store_file);
+    let o = persodesk_on(
+        &["prepare", "assets/demo/orders.json"],
+        &config,
+        Some(&token),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("production needs an audit key"),
+        "{}",
+        text(&o.stderr)
+    );
+    // And the token's store file saying `test = true`: a test token, refused.
+    let test_file = bare.join("test-token.toml");
+    let as_test = std::fs::read_to_string(&token.store_file)
+        .expect("store file")
+        .replace("test = false", "test = true");
+    std::fs::write(&test_file, as_test).expect("test store file");
+    write_config(&test_file);
+    let o = persodesk_on(
+        &["prepare", "assets/demo/orders.json"],
+        &config,
+        Some(&token),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("test key"), "{}", text(&o.stderr));
+
+    // The live keys on a live token (cvk and the audit key as an HMAC object) and a production
+    // product: prepared, masked; reveal refused.
+    let token = LiveToken::make(
+        &dir.0.join("live"),
+        &[
+            ("cvk/1", "tdes", hex::decode(cvk).expect("hex")),
+            ("audit/1", "aes", hex::decode(audit).expect("hex")),
+        ],
+    );
+    write_config(&token.store_file);
+    let persodesk = |args: &[&str], config: &Path| persodesk_on(args, config, Some(&token));
 
     // Demo orders and test products are refused with a live key store too (validate opens
     // the configured one for JWE orders).

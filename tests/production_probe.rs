@@ -15,6 +15,11 @@ use persodesk::keys::SoftwareKeyStore;
 use persodesk::store::Store;
 use rusqlite::Connection;
 
+#[path = "support/live_token.rs"]
+mod live_token;
+
+use live_token::LiveToken;
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -24,9 +29,12 @@ fn text(b: &[u8]) -> String {
 }
 
 /// A production workstation in a temp dir: configuration, live-looking keys (random values,
-/// an audit key), the fixture profiles, a data dir.
+/// an audit key) on a SoftHSM2 token that is not a test token (production refuses the software
+/// store), the fixture profiles, a data dir. `soft.toml` holds the same values as a software
+/// key file for what the test does in-process (the sealer of the audit trail, an approval).
 struct Desk {
     dir: PathBuf,
+    token: LiveToken,
 }
 
 impl Drop for Desk {
@@ -60,16 +68,32 @@ impl Desk {
             eprintln!("skipped: this machine has a system configuration that decides the mode");
             return None;
         }
+        if !live_token::present(&format!("production_probe ({tag})")) {
+            return None;
+        }
         let dir =
             std::env::temp_dir().join(format!("persodesk-probe-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("data")).expect("dir");
-        let desk = Desk { dir };
-        desk.write_keys(&format!(
-            "{}{}",
-            key_entry("cvk", "tdes", &random_hex(16)),
-            key_entry("audit", "aes", &random_hex(32))
-        ));
+        let (cvk, audit) = (random_hex(16), random_hex(32));
+        let token = LiveToken::make(
+            &dir,
+            &[
+                ("cvk/1", "tdes", hex::decode(&cvk).expect("hex")),
+                ("audit/1", "aes", hex::decode(&audit).expect("hex")),
+            ],
+        );
+        let desk = Desk { dir, token };
+        std::fs::write(
+            desk.path("soft.toml"),
+            format!(
+                "{}{}",
+                key_entry("cvk", "tdes", &cvk),
+                key_entry("audit", "aes", &audit)
+            ),
+        )
+        .expect("soft keys");
+        desk.use_token();
         desk.write_config(&format!(
             "operator = [\"{}\"]\nsupervisor = [\"carol\"]\n",
             persodesk::store::os_user()
@@ -86,8 +110,14 @@ impl Desk {
         self.path(name).display().to_string()
     }
 
+    /// Puts a software key file where the configuration's key store is.
     fn write_keys(&self, text: &str) {
         std::fs::write(self.path("keys.toml"), text).expect("keys");
+    }
+
+    /// Puts the desk's token store file back where the configuration's key store is.
+    fn use_token(&self) {
+        std::fs::copy(&self.token.store_file, self.path("keys.toml")).expect("store file");
     }
 
     fn write_config(&self, roles: &str) {
@@ -117,7 +147,9 @@ impl Desk {
     }
 
     fn run_with(&self, args: &[&str], config: &std::ffi::OsStr) -> Output {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_persodesk"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_persodesk"));
+        self.token.env(&mut cmd);
+        let mut child = cmd
             .current_dir(root())
             .args(args)
             .env("PERSODESK_CONFIG", config)
@@ -143,8 +175,9 @@ impl Desk {
         self.path("data/persodesk.sqlite3")
     }
 
+    /// The desk's key values as a software store (the token holds the same values).
     fn keys(&self) -> SoftwareKeyStore {
-        SoftwareKeyStore::load(&self.path("keys.toml")).expect("keys")
+        SoftwareKeyStore::load(&self.path("soft.toml")).expect("keys")
     }
 
     /// The store as the workstation opens it, sealed with the desk's audit key.
@@ -386,8 +419,8 @@ fn production_gates_cannot_be_set_by_the_operator() {
             "weak key",
         ),
         (
-            key_entry("cvk", "tdes", &random_hex(16)),
-            "needs an audit key",
+            format!("{}{audit}", key_entry("cvk", "tdes", &random_hex(16))),
+            "is a software key store (keys in a file): production needs a PKCS#11 store",
         ),
     ] {
         desk.write_keys(&keys);
@@ -400,10 +433,7 @@ fn production_gates_cannot_be_set_by_the_operator() {
         );
     }
     // Demo orders whatever the id's spelling, or with the id only in issuerRequestId.
-    desk.write_keys(&format!(
-        "{}{audit}",
-        key_entry("cvk", "tdes", &random_hex(16))
-    ));
+    desk.use_token();
     let orders = desk.path("demo.json");
     std::fs::write(
         &orders,

@@ -95,7 +95,7 @@ fn open(args: &StoreArgs) -> Result<Store, Exit> {
     };
     let sealer = keys
         .as_ref()
-        .and_then(crate::keys::SoftwareKeyStore::audit_sealer);
+        .and_then(crate::keys::LoadedKeys::audit_sealer);
     if keys.is_some() && sealer.is_none() {
         return Err(unreadable("the key store holds no audit key"));
     }

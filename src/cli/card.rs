@@ -154,7 +154,12 @@ pub fn sim_card(args: &SimCardArgs) -> Exit {
             args.interface
         ));
     };
-    let mut config = match card_config(args, &store) {
+    // The simulated card holds its keys in clear: test keys of a software store only.
+    let store = match store.software() {
+        Ok(s) => s,
+        Err(why) => return unreadable(format!("sim-card: {why}")),
+    };
+    let mut config = match card_config(args, store) {
         Ok(c) => c,
         Err(e) => return e,
     };
@@ -341,7 +346,7 @@ pub fn read_card(args: &ReadCardArgs) -> Exit {
                 Ok(s) => s,
                 Err(e) => return e,
             };
-            let entries = match read_orders(file, &catalog, &store) {
+            let entries = match read_orders(file, &catalog, store.port()) {
                 Ok(e) => e,
                 Err(e) => return e,
             };
@@ -382,7 +387,7 @@ pub fn read_card(args: &ReadCardArgs) -> Exit {
     };
     match &expected {
         Some((order, store, chip)) => {
-            let key = crate::verify::arqc_key(store, order, option);
+            let key = crate::verify::arqc_key(store.port(), order, option);
             crate::verify::check_against(&mut result, order, chip.as_ref(), key);
         }
         None => result.checks.push(crate::domain::readback::Check {
@@ -405,7 +410,7 @@ fn issuer_chip_data(
     order: &crate::domain::order::Order,
     catalog: &crate::domain::product::Catalog,
     profiles: &Path,
-    store: &crate::keys::SoftwareKeyStore,
+    store: &crate::keys::LoadedKeys,
 ) -> Option<crate::domain::chip::ChipData> {
     use crate::domain::chip_model::{ChipModel, ModelChoice, PrepInputs, prepare_card};
     order.tlv_data.as_ref()?;
@@ -414,7 +419,7 @@ fn issuer_chip_data(
     let inputs = PrepInputs {
         profiles: &chip_profiles,
         date: crate::job::today(),
-        keys: store,
+        keys: store.port(),
         icc_keys: &crate::keys::pool::InlineKeys,
         envelope: crate::domain::envelope::EnvelopeSettings::default(),
     };

@@ -159,7 +159,7 @@ pub fn run(args: &EncodeArgs) -> Exit {
         Ok(k) => k,
         Err(e) => return e,
     };
-    let entries = match read_orders(&args.file, &catalog, &keys) {
+    let entries = match read_orders(&args.file, &catalog, keys.port()) {
         Ok(e) => e,
         Err(e) => return e,
     };
@@ -192,7 +192,7 @@ pub fn run(args: &EncodeArgs) -> Exit {
         args,
         profiles: &profiles,
         catalog: &catalog,
-        keys: &keys,
+        keys: keys.port(),
         who: &who,
     };
     let result = run.prepare_and_encode(entry, &mut store, &mut record);
@@ -239,7 +239,7 @@ struct Run<'a> {
     args: &'a EncodeArgs,
     profiles: &'a std::path::Path,
     catalog: &'a crate::domain::product::Catalog,
-    keys: &'a crate::keys::SoftwareKeyStore,
+    keys: &'a dyn crate::keys::KeyStorePort,
     who: &'a Session,
 }
 

@@ -11,7 +11,6 @@ use zeroize::Zeroizing;
 
 use super::{DEFAULT_KEYS, Exit, read_keys};
 use crate::domain::jwe::{self, P256Point, SealRandom};
-use crate::domain::keystore::JweKeys;
 
 /// Arguments of `jwe`.
 #[derive(Debug, Args)]
@@ -67,6 +66,7 @@ fn recipient(a: &SealArgs) -> Result<P256Point, Exit> {
     }
     let store = read_keys(&a.keys)?;
     let key = store
+        .port()
         .jwe_public(&a.kid)
         .map_err(|e| fail(format!("{}: {e}", a.keys.display())))?;
     if !key.test {
@@ -199,7 +199,7 @@ pub(crate) fn new_key(kid: &str, keys: &Path) -> Result<(), String> {
     }
     if keys.exists() {
         let store = read_keys(keys).map_err(|_| "the key store cannot be read".to_string())?;
-        if store.jwe_public(kid).is_ok() {
+        if store.port().jwe_public(kid).is_ok() {
             return Err(format!("{}: jwe kid {kid} exists already", keys.display()));
         }
     }

@@ -120,7 +120,7 @@ fn ca_public(keys: &Path) -> Exit {
         Ok(k) => k,
         Err(e) => return e,
     };
-    let cas = store.ca_public_keys();
+    let cas = store.port().ca_public_keys();
     for ca in &cas {
         println!(
             "{}",

@@ -8,11 +8,11 @@ use clap::Args;
 use zeroize::Zeroizing;
 
 use crate::cli::{Exit, unreadable};
-use crate::domain::keystore::{KeyAlgorithm, KeyRef, KeyUsage};
+use crate::domain::keystore::{JweKeys, KeyAlgorithm, KeyRef};
 use crate::domain::review::{Role, Session};
 use crate::keys::pkcs11::ceremony::{self, Component, Imported};
 use crate::keys::pkcs11::{self, Pkcs11KeyStore};
-use crate::keys::{LoadedKeys, SoftwareKeyStore};
+use crate::keys::{LoadedKeys, SoftwareKeyStore, software_jwe};
 
 /// Arguments of `keys import`.
 #[derive(Debug, Args)]
@@ -101,17 +101,6 @@ fn import_file(
 ) -> Result<Vec<Imported>, String> {
     let software = SoftwareKeyStore::load(from).map_err(|e| e.to_string())?;
     let (done, issuers) = ceremony::import_software(store, &software)?;
-    for info in software
-        .list()
-        .iter()
-        .filter(|i| i.key.usage == KeyUsage::Jwe)
-    {
-        eprintln!(
-            "not imported: {} (JWE keys stay in the software store until the PKCS#11 store does \
-             ECDH in the token; docs/hsm.md)",
-            info.key
-        );
-    }
     if !issuers.is_empty() {
         let mut f = std::fs::OpenOptions::new()
             .append(true)
@@ -195,10 +184,15 @@ pub fn list(keys: &Path) -> Exit {
     match &loaded {
         LoadedKeys::Pkcs11(p) => {
             for (label, obj) in p.objects() {
-                let kcv = pkcs11::parse_label(&label)
-                    .filter(|(_, half)| half.is_none())
-                    .and_then(|(k, _)| loaded.list().into_iter().find(|i| i.key == k))
-                    .map_or_else(|| "-".to_string(), |i| i.kcv);
+                let kcv = match label.strip_prefix("jwe/") {
+                    Some(kid) => p
+                        .jwe_public(kid)
+                        .map_or_else(|_| "-".to_string(), |k| software_jwe::ec_kcv(&k.point)),
+                    None => pkcs11::parse_label(&label)
+                        .filter(|(_, half)| half.is_none())
+                        .and_then(|(k, _)| loaded.list().into_iter().find(|i| i.key == k))
+                        .map_or_else(|| "-".to_string(), |i| i.kcv),
+                };
                 println!(
                     "{label:<16} {:<10} kcv {kcv:<6}  {}{}",
                     obj.kind.name(),

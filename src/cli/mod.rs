@@ -22,7 +22,7 @@ use clap::{Parser, Subcommand};
 use crate::domain::keystore::{JweKeys, NoJweKeys};
 use crate::domain::order::{OrderEntry, parse_orders};
 use crate::domain::product::Catalog;
-use crate::keys::SoftwareKeyStore;
+use crate::keys::LoadedKeys;
 
 /// Default product/profile directory.
 pub const DEFAULT_PROFILES: &str = "profiles";
@@ -339,7 +339,7 @@ pub(crate) fn session(
 
 /// Opens the workstation store, sealed with the key store's `audit` key (production refuses a
 /// key store without one, see [`read_keys`]).
-pub(crate) fn open_store(keys: &SoftwareKeyStore) -> Result<crate::store::Store, Exit> {
+pub(crate) fn open_store(keys: &LoadedKeys) -> Result<crate::store::Store, Exit> {
     let path = crate::store::data_dir()
         .map_err(|e| unreadable(format!("workstation store: {e}")))?
         .join(crate::store::DB_FILE);
@@ -355,27 +355,12 @@ pub(crate) fn open_store(keys: &SoftwareKeyStore) -> Result<crate::store::Store,
     opened.map_err(|e| unreadable(format!("workstation store: {e}")))
 }
 
-/// Loads a key store; production refuses test keys, published, demo and weak key values, and a
-/// store without an `audit` key.
-pub(crate) fn read_keys(keys: &Path) -> Result<SoftwareKeyStore, Exit> {
-    let store = SoftwareKeyStore::load(keys).map_err(unreadable)?;
-    let mode = mode()?;
-    mode.check_key_store(&store.list())
-        .map_err(|f| unreadable(format!("{}: {f}", keys.display())))?;
-    if mode == crate::config::Mode::Production {
-        if let Some((key, rule)) = store.production_findings().first() {
-            return Err(unreadable(format!(
-                "{}: key {key}: {rule}: production refuses it",
-                keys.display()
-            )));
-        }
-        if store.audit_sealer().is_none() {
-            return Err(unreadable(format!(
-                "{}: production needs an audit key (usage audit) to seal the audit trail",
-                keys.display()
-            )));
-        }
-    }
+/// Loads a key store (software file or PKCS#11 store file, [`crate::keys::load`]); production
+/// refuses test keys, a test token, published, demo and weak key values, and a store without an
+/// `audit` key.
+pub(crate) fn read_keys(keys: &Path) -> Result<LoadedKeys, Exit> {
+    let store = crate::keys::load(keys).map_err(unreadable)?;
+    store.check_mode(mode()?).map_err(unreadable)?;
     tracing::info!(file = %keys.display(), keys = store.list().len(), "key store loaded");
     Ok(store)
 }
@@ -390,7 +375,7 @@ fn validate(file: &Path, profiles: &Path, keys: Option<&Path>) -> Exit {
         Err(e) => return e,
     };
     let jwe: &dyn JweKeys = match &store {
-        Some(s) => s,
+        Some(s) => s.port(),
         None => &NoJweKeys,
     };
     let entries = match read_orders(file, &catalog, jwe) {

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use super::{DEFAULT_KEYS, DEFAULT_PROFILES, Exit, read_catalog, read_keys, unreadable};
 use crate::domain::dgi;
 use crate::domain::dgi_text;
-use crate::domain::envelope::{EnvelopeKeys, EnvelopeSettings, MAC_KEY_LEN};
-use crate::domain::keystore::{KeyRef, KeyStore, KeyUsage};
+use crate::domain::envelope::{EnvelopeSettings, MAC_KEY_LEN};
+use crate::domain::keystore::{KeyRef, KeyUsage};
 
 /// Arguments of `model2`.
 #[derive(Debug, Args)]
@@ -91,10 +91,11 @@ fn pack(args: &PackArgs) -> Exit {
         Ok(p) => p,
         Err(e) => return unreadable(e),
     };
-    let keys = match read_keys(&args.keys) {
+    let loaded = match read_keys(&args.keys) {
         Ok(k) => k,
         Err(e) => return e,
     };
+    let keys = loaded.port();
     let file = args.dgis.display().to_string();
     let text = match std::fs::read_to_string(&args.dgis) {
         Ok(t) => t,

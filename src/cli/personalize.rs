@@ -40,7 +40,7 @@ use crate::job::{
     self, CardConnector, CardJob, ChipOutcome, FailureKind, JobEvent, SerialStripe, StripeOutcome,
     StripeWriter,
 };
-use crate::keys::SoftwareKeyStore;
+use crate::keys::LoadedKeys;
 use crate::keys::pool::InlineKeys;
 use crate::perso::Transcript;
 use crate::store::Store;
@@ -152,7 +152,7 @@ struct Loaded {
     profiles: PathBuf,
     catalog: crate::domain::product::Catalog,
     chip_profiles: ChipProfiles,
-    keys: SoftwareKeyStore,
+    keys: LoadedKeys,
     entries: Vec<OrderEntry>,
 }
 
@@ -161,7 +161,7 @@ fn load(args: &PersonalizeArgs) -> Result<Loaded, Exit> {
     let catalog = read_catalog(&profiles)?;
     let chip_profiles = crate::catalog::load_chip_profiles(&profiles).map_err(unreadable)?;
     let keys = read_keys(&keys_path(args.keys.as_deref())?)?;
-    let entries = read_orders(&args.file, &catalog, &keys)?;
+    let entries = read_orders(&args.file, &catalog, keys.port())?;
     Ok(Loaded {
         profiles,
         catalog,
@@ -236,7 +236,7 @@ pub fn run(args: &PersonalizeArgs) -> Exit {
     let inputs = PrepInputs {
         profiles: &loaded.chip_profiles,
         date,
-        keys: &loaded.keys,
+        keys: loaded.keys.port(),
         icc_keys: &InlineKeys,
         envelope: EnvelopeSettings::default(),
     };
@@ -274,7 +274,7 @@ pub fn run(args: &PersonalizeArgs) -> Exit {
     let card_job = CardJob {
         order,
         data: &data,
-        keys: &loaded.keys,
+        keys: loaded.keys.port(),
         chip,
     };
     if let Some((_, rule)) = &card_job.chip {

@@ -256,7 +256,7 @@ pub fn run(args: &PrepareArgs) -> Exit {
         Ok(k) => k,
         Err(e) => return e,
     };
-    let entries = match read_orders(&args.file, &catalog, &keys) {
+    let entries = match read_orders(&args.file, &catalog, keys.port()) {
         Ok(e) => e,
         Err(e) => return e,
     };
@@ -279,7 +279,7 @@ pub fn run(args: &PrepareArgs) -> Exit {
     let inputs = PrepInputs {
         profiles: &chip_profiles,
         date,
-        keys: &keys,
+        keys: keys.port(),
         icc_keys: &pools,
         envelope: EnvelopeSettings::default(),
     };

@@ -136,6 +136,16 @@ pub fn verify_arqc(
     pan: &str,
     psn: &str,
 ) -> Outcome {
+    let mk = match emv_keys::derive_icc_master_key(option, imk, pan, psn) {
+        Ok(k) => k,
+        Err(e) => return Outcome::Fail(format!("MK-AC derivation: {e}")),
+    };
+    verify_arqc_mk(evidence, &mk, cvn, &format!("MK-AC ({option:?})"))
+}
+
+/// Verifies the ARQC with the card's MK-AC `mk` (derived by the key store from its IMK-AC);
+/// `mk_name` names it in a failure.
+pub fn verify_arqc_mk(evidence: &ArqcEvidence, mk: &DesKey16, cvn: Cvn, mk_name: &str) -> Outcome {
     let elements = match &evidence.elements {
         Ok(e) => e,
         Err(why) => return Outcome::Fail(why.clone()),
@@ -145,20 +155,16 @@ pub fn verify_arqc(
             Ok(i) => i,
             Err(why) => return Outcome::Fail(why),
         };
-    let mk = match emv_keys::derive_icc_master_key(option, imk, pan, psn) {
-        Ok(k) => k,
-        Err(e) => return Outcome::Fail(format!("MK-AC derivation: {e}")),
-    };
     let sk = match cvn
         .session_key_method()
-        .session_key(&mk, evidence.atc, evidence.un)
+        .session_key(mk, evidence.atc, evidence.un)
     {
         Ok(k) => k,
         Err(e) => return Outcome::Fail(format!("session key: {e}")),
     };
     match emv_keys::verify_application_cryptogram(&sk, &input, cvn.ac_padding(), &evidence.ac) {
         Ok(true) => Outcome::Pass,
-        Ok(false) => Outcome::Fail(format!("9F26 does not match MK-AC ({option:?}) with {cvn}")),
+        Ok(false) => Outcome::Fail(format!("9F26 does not match {mk_name} with {cvn}")),
         Err(e) => Outcome::Fail(e.to_string()),
     }
 }

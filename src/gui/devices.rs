@@ -14,7 +14,7 @@ use crate::domain::chip::ChipProfile;
 use crate::domain::gp::kdf::Diversification;
 use crate::domain::gp::session::Protocol;
 use crate::domain::review::Role;
-use crate::keys::SoftwareKeyStore;
+use crate::keys::LoadedKeys;
 use crate::sim::card::channel::{CardKeySource, CardProtocol, KmcMethod};
 use crate::sim::card::{CardConfig, CardCvn, Fault, VirtualCard};
 use crate::sim::encoder::{SimEncoder, SimFault};
@@ -208,9 +208,10 @@ pub fn lock_reader(reader: &SharedVirtualReader) -> MutexGuard<'_, VirtualReader
 /// default issuer security domain (or the profile's), and `fault`.
 pub fn virtual_card_for(
     profile: &ChipProfile,
-    keys: &SoftwareKeyStore,
+    keys: &LoadedKeys,
     fault: CardFault,
 ) -> Result<VirtualCard, String> {
+    let keys = keys.software().map_err(|e| format!("virtual card: {e}"))?;
     let channel = &profile.channel;
     let protocol = match channel.protocol {
         Protocol::Scp02 { i } => CardProtocol::Scp02 { i },

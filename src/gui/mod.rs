@@ -29,7 +29,7 @@ use crate::domain::mode::Mode;
 use crate::domain::product::{Catalog, Product};
 use crate::domain::review::{self, OrderFacts, Role, Roles, Session};
 use crate::domain::status::{self, Event, Status};
-use crate::keys::SoftwareKeyStore;
+use crate::keys::{LoadedKeys, SoftwareKeyStore};
 use crate::sim::encoder::{SimConfig, SimEncoder, SimFault};
 use crate::store::{self, Store};
 
@@ -212,7 +212,7 @@ pub struct AppConfig {
     /// Chip profiles the products name.
     pub chip_profiles: ChipProfiles,
     /// Keys.
-    pub keys: Arc<SoftwareKeyStore>,
+    pub keys: Arc<LoadedKeys>,
     /// Keep a background pool of ICC key pairs for DDA/CDA profiles.
     pub key_pool: bool,
     /// Offer the in-process virtual card as a reader (with a fresh card in it).
@@ -269,8 +269,9 @@ pub fn demo_chip_profiles() -> Result<ChipProfiles, String> {
 }
 
 /// The embedded demo key store (test keys only).
-pub fn demo_keys() -> Result<SoftwareKeyStore, String> {
+pub fn demo_keys() -> Result<LoadedKeys, String> {
     SoftwareKeyStore::from_toml("embedded:assets/demo/keys.toml", DEMO_KEYS)
+        .map(LoadedKeys::Software)
         .map_err(|e| e.to_string())
 }
 
@@ -319,22 +320,8 @@ impl AppConfig {
         let roles = config.roles.clone().ok_or(
             "production mode: the configuration names no roles ([roles] operator = [...])",
         )?;
-        let keys = SoftwareKeyStore::load(keys_path).map_err(|e| e.to_string())?;
-        Mode::Production
-            .check_key_store(&keys.list())
-            .map_err(|f| format!("{}: {f}", keys_path.display()))?;
-        if let Some((key, rule)) = keys.production_findings().first() {
-            return Err(format!(
-                "{}: key {key}: {rule}: production refuses it",
-                keys_path.display()
-            ));
-        }
-        if keys.audit_sealer().is_none() {
-            return Err(format!(
-                "{}: production needs an audit key (usage audit) to seal the audit trail",
-                keys_path.display()
-            ));
-        }
+        let keys = crate::keys::load(keys_path).map_err(|e| e.to_string())?;
+        keys.check_mode(Mode::Production)?;
         let mut c = AppConfig::embedded()?;
         c.catalog = crate::catalog::load_products(profiles).map_err(|e| e.to_string())?;
         c.chip_profiles =

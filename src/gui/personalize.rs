@@ -27,7 +27,7 @@ use crate::domain::msr206::{FlowError, FlowStep, SwipePurpose, TrackSet};
 use crate::domain::order::Order;
 use crate::domain::prepare::PersoData;
 use crate::domain::readback::{Check, Outcome};
-use crate::keys::SoftwareKeyStore;
+use crate::keys::LoadedKeys;
 use crate::perso::{self, PersoError, Transcript};
 use crate::verify;
 
@@ -230,7 +230,7 @@ pub struct DeskPersonalizer {
     pub swipe_timeout: Duration,
     /// The key store: card keys for the secure channel, the CA key and the ARQC key (test keys)
     /// for the read-back, the KMC of the virtual card (test keys).
-    pub keys: Arc<SoftwareKeyStore>,
+    pub keys: Arc<LoadedKeys>,
 }
 
 /// A transport that refuses every command once the operator cancelled, so a session stops
@@ -361,7 +361,7 @@ fn cancelled_failure(step: PersoStep) -> PersoFailure {
 
 impl DeskPersonalizer {
     /// The workstation's personalizer over `keys`.
-    pub fn new(keys: Arc<SoftwareKeyStore>, swipe_timeout: Duration) -> Self {
+    pub fn new(keys: Arc<LoadedKeys>, swipe_timeout: Duration) -> Self {
         DeskPersonalizer {
             swipe_timeout,
             keys,
@@ -438,7 +438,7 @@ impl DeskPersonalizer {
                 "check the product's chip profile, then prepare again",
             )
         })?;
-        let options = perso::channel_options(&profile.channel, chip, &self.keys).map_err(|e| {
+        let options = perso::channel_options(&profile.channel, chip, self.keys.port()).map_err(|e| {
             PersoFailure::new(
                 PersoStep::Prepare,
                 format!("secure channel keys: {e}"),
@@ -451,16 +451,22 @@ impl DeskPersonalizer {
         let mut last = PersoStep::SecureChannel;
         let result = {
             let mut transport = CancelTransport::new(card.transport(), &ctl.cancel);
-            perso::personalize_dgis(&mut transport, options, dgis, &mut |p: &Progress| {
-                if p.step == StepName::Finished {
-                    return;
-                }
-                let s = perso_step(p);
-                if s != last {
-                    last = s;
-                    ctl.step(s);
-                }
-            })
+            perso::personalize_dgis_with(
+                &mut transport,
+                options,
+                dgis,
+                self.keys.port(),
+                &mut |p: &Progress| {
+                    if p.step == StepName::Finished {
+                        return;
+                    }
+                    let s = perso_step(p);
+                    if s != last {
+                        last = s;
+                        ctl.step(s);
+                    }
+                },
+            )
         };
         let report = match result {
             Ok(r) => r,
@@ -492,7 +498,7 @@ impl DeskPersonalizer {
             let mut transport = CancelTransport::new(card.transport(), &ctl.cancel);
             verify::read_card(
                 &mut transport,
-                verify::ca_for(&self.keys, Some(chip), &chip.aid),
+                verify::ca_for(self.keys.port(), Some(chip), &chip.aid),
                 Some(&chip.aid),
             )
         };
@@ -516,7 +522,7 @@ impl DeskPersonalizer {
             &mut rb,
             &job.order,
             Some(chip),
-            verify::arqc_key(&self.keys, &job.order, profile.mkd),
+            verify::arqc_key(self.keys.port(), &job.order, profile.mkd),
         );
         if !rb.passed() {
             let message = format!("check failed: {}", rb.failed_checks());

@@ -21,7 +21,7 @@ use crate::domain::order::{Order, OrderEntry, parse_orders};
 use crate::domain::prepare::{PersoData, prepare};
 use crate::domain::product::Catalog;
 use crate::domain::status::Status;
-use crate::keys::SoftwareKeyStore;
+use crate::keys::LoadedKeys;
 use crate::keys::pool::KeyPools;
 use crate::store::Store;
 
@@ -184,7 +184,7 @@ pub struct PrepContext {
     /// Chip profiles the products name.
     pub profiles: ChipProfiles,
     /// Keys.
-    pub keys: Arc<SoftwareKeyStore>,
+    pub keys: Arc<LoadedKeys>,
     /// Keep a pool of ICC key pairs for DDA/CDA profiles (else they are generated when needed,
     /// on this worker).
     pub key_pool: bool,
@@ -306,7 +306,7 @@ impl Worker {
         waker: &Waker,
     ) -> Result<(Vec<OrderRow>, Option<String>), String> {
         let rules = self.ctx.catalog.order_rules();
-        let keys = self.ctx.keys.as_ref();
+        let keys = self.ctx.keys.port();
         let entries = match source {
             OrderSource::Demo => {
                 let mut entries = parse_orders(DEMO_ORDERS, &rules, keys)
@@ -387,7 +387,7 @@ impl Worker {
             let inputs = PrepInputs {
                 profiles: &self.ctx.profiles,
                 date: crate::job::today(),
-                keys: self.ctx.keys.as_ref(),
+                keys: self.ctx.keys.port(),
                 icc_keys: &crate::keys::pool::InlineKeys,
                 envelope: EnvelopeSettings::default(),
             };
@@ -398,7 +398,7 @@ impl Worker {
                 &inputs,
             )
         } else {
-            prepare(order, product, self.ctx.keys.as_ref())
+            prepare(order, product, self.ctx.keys.port())
         };
         match prepared {
             Ok(data) => {
@@ -477,7 +477,7 @@ impl Worker {
         let inputs = PrepInputs {
             profiles: &self.ctx.profiles,
             date: crate::job::today(),
-            keys: self.ctx.keys.as_ref(),
+            keys: self.ctx.keys.port(),
             icc_keys: &self.pools,
             envelope: EnvelopeSettings::default(),
         };

@@ -149,6 +149,15 @@ impl JweKeyring {
 }
 
 impl SoftwareKeyStore {
+    /// The private scalar of the JWE test key `kid`, for the key ceremony's import of a demo
+    /// file into a token (`None` for an unknown kid or a live key). Zeroized on drop.
+    pub(crate) fn jwe_test_scalar(&self, kid: &str) -> Option<Zeroizing<Vec<u8>>> {
+        let e = self.jwe_ring().keys.get(kid)?;
+        e.info
+            .test
+            .then(|| Zeroizing::new(e.secret.to_bytes().to_vec()))
+    }
+
     /// The `kid` of every JWE key, with its public key.
     pub fn jwe_keys(&self) -> Vec<JwePublicKey> {
         self.jwe_ring()

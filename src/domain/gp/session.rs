@@ -37,6 +37,7 @@ use super::scp02::{self, Scp02Variant};
 use super::scp03;
 use super::{GpError, SecretKey, SecurityLevel, StaticKeys};
 use crate::domain::crypto::{AES_BLOCK, DES_BLOCK, ct_eq, pad_iso7816};
+use crate::domain::keystore::{CardKeyStore, KeyError};
 
 /// An application or security domain identifier (5 to 16 bytes).
 #[derive(Clone, PartialEq, Eq)]
@@ -109,6 +110,15 @@ pub enum CardKeys {
     Master {
         /// The issuer master key.
         kmc: SecretKey,
+        /// The diversification method of the card batch.
+        method: Diversification,
+    },
+    /// The KMC `kmc #kmc_index` of a key store: the store diversifies it with the KDD of
+    /// INITIALIZE UPDATE ([`CardKeyStore::card_static_keys`]) and the KMC never comes out. The
+    /// store is handed to [`PersoSession::handle_response_with`].
+    Store {
+        /// The KMC's index in the key store.
+        kmc_index: u32,
         /// The diversification method of the card batch.
         method: Diversification,
     },
@@ -381,6 +391,8 @@ pub enum SessionError {
         /// Why.
         source: GpError,
     },
+    /// The key store could not give the card's static keys (KMC missing, refused, token error).
+    CardKeys(KeyError),
     /// A response arrived after the session ended.
     Finished,
 }
@@ -407,6 +419,7 @@ impl fmt::Display for SessionError {
                 write!(f, "{step}{}: R-MAC of the card's response does not verify", dgi(d))
             }
             Self::Crypto { step, source } => write!(f, "{step}: {source}"),
+            Self::CardKeys(e) => write!(f, "INITIALIZE UPDATE: card keys: {e}"),
             Self::Finished => f.write_str("the session is already finished"),
         }
     }
@@ -466,6 +479,13 @@ fn validate(plan: &PersoPlan) -> Result<Layout, PlanError> {
                         }
                     }
                 }
+                CardKeys::Store { method, .. } => {
+                    if method.is_aes() {
+                        return Err(unsupported(GpError::Unsupported(
+                            "kdf3 (AES) diversification with SCP02",
+                        )));
+                    }
+                }
                 CardKeys::Master { kmc, method } => {
                     if method.is_aes() {
                         return Err(unsupported(GpError::Unsupported(
@@ -506,7 +526,7 @@ fn validate(plan: &PersoPlan) -> Result<Layout, PlanError> {
             }
             match &plan.keys {
                 CardKeys::Static(_) => {} // SecretKey guarantees 16/24/32 bytes
-                CardKeys::Master { method, .. } => {
+                CardKeys::Master { method, .. } | CardKeys::Store { method, .. } => {
                     if !method.is_aes() {
                         return Err(unsupported(GpError::Unsupported(
                             "TDES (EMV CPS / VISA2) diversification with SCP03",
@@ -713,7 +733,11 @@ impl AwaitSelect {
 }
 
 impl AwaitInitUpdate {
-    fn handle(self, response: &ResponseApdu) -> Result<Next, SessionError> {
+    fn handle(
+        self,
+        response: &ResponseApdu,
+        store: Option<&dyn CardKeyStore>,
+    ) -> Result<Next, SessionError> {
         const STEP: StepName = StepName::InitializeUpdate;
         expect_success(response, STEP, None)?;
         let plan = &self.ctx.plan;
@@ -736,6 +760,18 @@ impl AwaitInitUpdate {
             match &plan.keys {
                 CardKeys::Static(keys) => Ok(keys.clone()),
                 CardKeys::Master { kmc, method } => diversify(kmc, kdd, *method).map_err(crypto),
+                CardKeys::Store { kmc_index, method } => match store {
+                    Some(s) => s
+                        .card_static_keys(*kmc_index, *method, kdd)
+                        .map_err(SessionError::CardKeys),
+                    None => Err(SessionError::CardKeys(KeyError::Rule {
+                        key: crate::domain::keystore::KeyRef::new(
+                            crate::domain::keystore::KeyUsage::Kmc,
+                            *kmc_index,
+                        ),
+                        rule: "no key store was given to the session".into(),
+                    })),
+                },
             }
         };
         let host = &plan.host_challenge;
@@ -1091,7 +1127,18 @@ impl PersoSession {
     }
 
     /// Consumes the card's response (data and status word, as received) to the last command.
+    /// A plan with [`CardKeys::Store`] needs [`Self::handle_response_with`].
     pub fn handle_response(&mut self, response: &[u8]) -> Step {
+        self.handle_response_with(response, None)
+    }
+
+    /// Like [`Self::handle_response`], with the key store that diversifies the KMC of a
+    /// [`CardKeys::Store`] plan inside it once INITIALIZE UPDATE has given the KDD.
+    pub fn handle_response_with(
+        &mut self,
+        response: &[u8],
+        store: Option<&dyn CardKeyStore>,
+    ) -> Step {
         let state = std::mem::replace(&mut self.state, State::Finished);
         let step = self.progress.step;
         let parsed = match ResponseApdu::parse(response) {
@@ -1100,7 +1147,7 @@ impl PersoSession {
         };
         let result = match state {
             State::AwaitSelect(s) => s.handle(&parsed),
-            State::AwaitInitUpdate(s) => s.handle(&parsed),
+            State::AwaitInitUpdate(s) => s.handle(&parsed, store),
             State::AwaitExtAuth(s) => s.handle(&parsed),
             State::AwaitInstall(s) => s.handle(&parsed),
             State::AwaitStoreData(s) => s.handle(&parsed),

@@ -45,6 +45,34 @@ fn secret_template(
     ]
 }
 
+/// The `audit` key as a generic secret for `CKM_SHA256_HMAC` (SoftHSM2 and PKCS#11 HMAC take
+/// no AES key): sign and verify only.
+fn hmac_template(label: &str, value: &[u8]) -> Vec<Attribute> {
+    vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::GENERIC_SECRET),
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Label(label.as_bytes().to_vec()),
+        Attribute::Sign(true),
+        Attribute::Verify(true),
+        Attribute::Derive(false),
+        Attribute::Value(value.to_vec()),
+    ]
+}
+
+/// The KCV the token will compute for `key` made from `value`: the HMAC KCV for the audit key
+/// (a generic secret, [`super::hmac_kcv`]), the algorithm's KCV otherwise.
+fn token_kcv(key: KeyRef, algorithm: KeyAlgorithm, value: &[u8]) -> Result<String, String> {
+    if key.usage == KeyUsage::Audit {
+        Ok(super::hmac_kcv(value))
+    } else {
+        kcv_of(algorithm, value)
+    }
+}
+
 impl Pkcs11KeyStore {
     fn create(&self, template: &[Attribute], what: &str) -> Result<(), String> {
         if self.token.object(what).is_some() {
@@ -65,6 +93,12 @@ impl Pkcs11KeyStore {
         value: &[u8],
     ) -> Result<(), String> {
         let l = label(key);
+        if key.usage == KeyUsage::Audit {
+            if algorithm != KeyAlgorithm::Aes || !(16..=32).contains(&value.len()) {
+                return Err(format!("{l}: an audit key is aes, 16 to 32 bytes"));
+            }
+            return self.create(&hmac_template(&l, value), &l);
+        }
         let key_type = match (algorithm, value.len()) {
             (KeyAlgorithm::Tdes, 16) => KeyType::DES2,
             (KeyAlgorithm::Tdes, 24) => KeyType::DES3,
@@ -109,12 +143,7 @@ pub fn import_software(
     store: &mut Pkcs11KeyStore,
     software: &SoftwareKeyStore,
 ) -> Result<(Vec<Imported>, Vec<IssuerPublic>), String> {
-    let list: Vec<_> = software
-        .list()
-        .into_iter()
-        .filter(|i| i.key.usage != KeyUsage::Jwe)
-        .collect();
-    if let Some(live) = list.iter().find(|i| !i.test) {
+    if let Some(live) = software.list().iter().find(|i| !i.test) {
         return Err(format!(
             "{}: key {} is not a test key; importing from a key file is for test keys only \
              (live keys come in as components)",
@@ -122,9 +151,23 @@ pub fn import_software(
             live.key
         ));
     }
+    let list: Vec<_> = software
+        .list()
+        .into_iter()
+        .filter(|i| i.key.usage != KeyUsage::Jwe)
+        .collect();
     let mut issuers = Vec::new();
-    // JWE keys (P-256) stay in the software store until this store does ECDH in the token; the
-    // command line names each one it leaves out.
+    // The KCV the token computes where it is not the file's (the audit key's HMAC KCV).
+    let mut expected: Vec<(KeyRef, String)> = Vec::new();
+    let jwe = software.jwe_keys();
+    for key in &jwe {
+        let scalar = software
+            .jwe_test_scalar(&key.kid)
+            .ok_or_else(|| format!("jwe kid {}: not a test key", key.kid))?;
+        let l = format!("jwe/{}", key.kid);
+        store.create(&ec_private_template(&l, &scalar), &l)?;
+        store.create(&ec_public_template(&l, &key.point.sec1()), &l)?;
+    }
     for info in &list {
         let e = software
             .entry(info.key, info.algorithm)
@@ -142,20 +185,51 @@ pub fn import_software(
                     ca_key: rsa.ca.key.clone(),
                 });
             }
-            None => store.create_secret(info.key, info.algorithm, &e.value)?,
+            None => {
+                if info.key.usage == KeyUsage::Audit {
+                    expected.push((info.key, super::hmac_kcv(&e.value)));
+                }
+                store.create_secret(info.key, info.algorithm, &e.value)?;
+            }
         }
     }
     store.file.issuers = issuers.clone();
     store.refresh().map_err(|e| e.to_string())?;
     let mut out = Vec::new();
+    for key in &jwe {
+        use crate::domain::keystore::JweKeys;
+        let on_token = store.jwe_public(&key.kid).map_err(|e| e.to_string())?;
+        if on_token.point != key.point {
+            return Err(format!(
+                "jwe/{}: the token holds another public point",
+                key.kid
+            ));
+        }
+        let info = store
+            .list()
+            .into_iter()
+            .find(|i| {
+                i.key.usage == KeyUsage::Jwe
+                    && i.kcv == crate::keys::software_jwe::ec_kcv(&key.point)
+            })
+            .ok_or_else(|| format!("jwe/{}: not indexed on the token", key.kid))?;
+        out.push(Imported {
+            key: info.key,
+            kcv: info.kcv,
+        });
+    }
     for info in list {
         let on_token = store.info(info.key).map_err(|e| e.to_string())?;
-        if on_token.kcv != info.kcv {
+        let want = expected
+            .iter()
+            .find(|(k, _)| *k == info.key)
+            .map_or(info.kcv.clone(), |(_, v)| v.clone());
+        if on_token.kcv != want {
             return Err(format!(
                 "{}: the token computes KCV {} where the file says {}",
                 label(info.key),
                 on_token.kcv,
-                info.kcv
+                want
             ));
         }
         out.push(Imported {
@@ -164,6 +238,38 @@ pub fn import_software(
         });
     }
     Ok((out, issuers))
+}
+
+/// A P-256 private key for ECDH only: sensitive, non-extractable, derive.
+fn ec_private_template(label: &str, scalar: &[u8]) -> Vec<Attribute> {
+    vec![
+        Attribute::Class(ObjectClass::PRIVATE_KEY),
+        Attribute::KeyType(KeyType::EC),
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Derive(true),
+        Attribute::Sign(false),
+        Attribute::Label(label.as_bytes().to_vec()),
+        Attribute::EcParams(super::token::P256_PARAMS.to_vec()),
+        Attribute::Value(scalar.to_vec()),
+    ]
+}
+
+/// The public half, same label: `CKA_EC_POINT` as the DER OCTET STRING of `04 || X || Y`.
+fn ec_public_template(label: &str, point: &[u8]) -> Vec<Attribute> {
+    let mut der = vec![0x04, u8::try_from(point.len()).unwrap_or(0)];
+    der.extend_from_slice(point);
+    vec![
+        Attribute::Class(ObjectClass::PUBLIC_KEY),
+        Attribute::KeyType(KeyType::EC),
+        Attribute::Token(true),
+        Attribute::Private(false),
+        Attribute::Label(label.as_bytes().to_vec()),
+        Attribute::EcParams(super::token::P256_PARAMS.to_vec()),
+        Attribute::EcPoint(der),
+    ]
 }
 
 fn rsa_template(
@@ -258,13 +364,14 @@ pub fn import_components(
             label(key)
         ));
     }
+    let want = token_kcv(key, algorithm, &value)?;
     store.create_secret(key, algorithm, &value)?;
     drop(value);
     store.refresh().map_err(|e| e.to_string())?;
     let on_token = store.info(key).map_err(|e| e.to_string())?;
-    if !on_token.kcv.eq_ignore_ascii_case(&kcv) {
+    if !on_token.kcv.eq_ignore_ascii_case(&want) {
         return Err(format!(
-            "{}: the token computes KCV {} for the new object, not {kcv}",
+            "{}: the token computes KCV {} for the new object, not {want}",
             label(key),
             on_token.kcv
         ));

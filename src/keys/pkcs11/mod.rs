@@ -10,7 +10,9 @@
 //! - What comes out in clear into host memory, per card, and why: docs/hsm.md.
 
 mod file;
+mod jwe;
 mod ops;
+mod seal;
 mod token;
 
 pub mod ceremony;
@@ -39,6 +41,20 @@ pub struct Pkcs11KeyStore {
     source: String,
     infos: BTreeMap<KeyRef, KeyInfo>,
     issuers: BTreeMap<u32, (IssuerOda, CaPublicKey)>,
+    /// The `jwe/<kid>` P-256 keys by kid: handle of the private key object and public point.
+    jwe: BTreeMap<String, jwe::JweObject>,
+}
+
+/// What the KCV of an HMAC key (the `audit` key as a generic secret on the token) is computed
+/// over: its first 3 bytes of `HMAC-SHA256(key, 16 zero bytes)` (docs/hsm.md). A token cannot
+/// AES-encrypt with a generic secret, so the software store's AES KCV is not available there.
+pub const HMAC_KCV_BLOCK: [u8; 16] = [0; 16];
+
+/// The HMAC KCV of a clear audit key value (ceremony: the token's KCV of the new object must
+/// equal it).
+pub fn hmac_kcv(value: &[u8]) -> String {
+    let mac = crate::store::audit::hmac_sha256(value, &HMAC_KCV_BLOCK);
+    hex::encode_upper(&mac[..3])
 }
 
 /// The token label of a key: `cvk/3`.
@@ -82,6 +98,8 @@ fn needed_mechanisms(kind: ObjectKind) -> &'static [(MechanismType, &'static str
             (MechanismType::AES_CMAC, "CKM_AES_CMAC"),
         ],
         ObjectKind::Rsa => &[(MechanismType::RSA_X_509, "CKM_RSA_X_509")],
+        ObjectKind::Generic(_) => &[(MechanismType::SHA256_HMAC, "CKM_SHA256_HMAC")],
+        ObjectKind::EcP256 => &[(MechanismType::ECDH1_DERIVE, "CKM_ECDH1_DERIVE")],
     }
 }
 
@@ -107,6 +125,7 @@ impl Pkcs11KeyStore {
             source: source.to_string(),
             infos: BTreeMap::new(),
             issuers: BTreeMap::new(),
+            jwe: BTreeMap::new(),
         };
         store.index()?;
         Ok(store)
@@ -117,8 +136,13 @@ impl Pkcs11KeyStore {
         let src = self.source.clone();
         let mut refs = std::collections::BTreeSet::new();
         for (label, obj) in self.token.objects() {
-            let Some((key, _)) = parse_label(label) else {
-                continue;
+            let key = if label.starts_with("jwe/") {
+                KeyRef::new(KeyUsage::Jwe, 0)
+            } else {
+                let Some((key, _)) = parse_label(label) else {
+                    continue;
+                };
+                key
             };
             if obj.extractable || !obj.sensitive {
                 return Err(err(
@@ -145,9 +169,12 @@ impl Pkcs11KeyStore {
                     ));
                 }
             }
-            refs.insert(key);
+            if key.usage != KeyUsage::Jwe {
+                refs.insert(key);
+            }
         }
         self.infos.clear();
+        self.index_jwe()?;
         for key in refs {
             let info = self
                 .key_info(key)
@@ -182,6 +209,24 @@ impl Pkcs11KeyStore {
                 ObjectKind::Des2 | ObjectKind::Des3 => {
                     let c = self.encrypt(key, &Mechanism::Des3Ecb, &[0; 8])?;
                     (KeyAlgorithm::Tdes, hex::encode_upper(&c[..3]))
+                }
+                ObjectKind::Generic(_) if key.usage == KeyUsage::Audit => {
+                    let mac =
+                        self.sign_with(key, obj.handle, &Mechanism::Sha256Hmac, &HMAC_KCV_BLOCK)?;
+                    (KeyAlgorithm::Aes, hex::encode_upper(&mac[..3]))
+                }
+                ObjectKind::EcP256 => {
+                    return Err(KeyError::Rule {
+                        key,
+                        rule: "an EC object is only allowed as a JWE key (jwe/<kid>)".into(),
+                    });
+                }
+                ObjectKind::Generic(_) => {
+                    return Err(KeyError::Rule {
+                        key,
+                        rule: "a generic-secret object is only allowed as the audit key (audit/N)"
+                            .into(),
+                    });
                 }
                 ObjectKind::Des => {
                     return Err(KeyError::Rule {
@@ -264,7 +309,7 @@ impl Pkcs11KeyStore {
         self.token
             .objects()
             .iter()
-            .filter(|(l, _)| parse_label(l).is_some())
+            .filter(|(l, _)| parse_label(l).is_some() || l.starts_with("jwe/"))
             .map(|(l, o)| (l.clone(), o.clone()))
             .collect()
     }

@@ -120,6 +120,8 @@ fn kind_name(kind: ObjectKind) -> &'static str {
         ObjectKind::Des2 | ObjectKind::Des3 => "tdes",
         ObjectKind::Aes(_) => "aes",
         ObjectKind::Rsa => "rsa",
+        ObjectKind::Generic(_) => "generic secret",
+        ObjectKind::EcP256 => "ec-p256",
     }
 }
 

@@ -27,6 +27,10 @@ pub enum ObjectKind {
     Aes(usize),
     /// RSA private key.
     Rsa,
+    /// A generic secret of the given byte length: the `audit` key (`CKM_SHA256_HMAC`).
+    Generic(usize),
+    /// EC private key on P-256 (a `jwe/<kid>` key, `CKM_ECDH1_DERIVE`).
+    EcP256,
 }
 
 impl ObjectKind {
@@ -38,6 +42,8 @@ impl ObjectKind {
             Self::Des3 => "tdes-3key".into(),
             Self::Aes(n) => format!("aes-{}", n * 8),
             Self::Rsa => "rsa".into(),
+            Self::Generic(n) => format!("hmac-{}", n * 8),
+            Self::EcP256 => "ec-p256".into(),
         }
     }
 }
@@ -55,7 +61,13 @@ pub struct TokenObject {
     pub extractable: bool,
     /// RSA modulus (public), RSA objects only.
     pub modulus: Vec<u8>,
+    /// The public point `04 || X || Y` of an EC private key, from the public key object with
+    /// the same label (empty when there is none).
+    pub ec_point: Vec<u8>,
 }
+
+/// DER of the OID of P-256 (secp256r1, 1.2.840.10045.3.1.7), as `CKA_EC_PARAMS` holds it.
+pub const P256_PARAMS: [u8; 10] = [0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
 
 /// Why the token could not be used. Never carries the PIN.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,6 +239,14 @@ impl Token {
         &self.objects
     }
 
+    /// A second session on the token (logged in: PKCS#11 login is per application), for a
+    /// component that outlives a borrow of the store (the audit sealer).
+    pub fn extra_session(&self) -> Result<Session, TokenError> {
+        self.ctx
+            .open_ro_session(self.slot)
+            .map_err(|e| fail("token", format!("{}: {}", self.label, describe(&e))))
+    }
+
     /// Whether the token offers `mechanism` (asked one by one: `cryptoki`'s mechanism list
     /// drops the types it has no name for, `CKM_DES_ECB` and `CKM_DES3_CBC` among them).
     pub fn has(&self, mechanism: MechanismType) -> bool {
@@ -241,6 +261,7 @@ fn kind_of(key_type: KeyType, len: usize) -> Option<ObjectKind> {
         KeyType::DES3 => ObjectKind::Des3,
         KeyType::AES if matches!(len, 16 | 24 | 32) => ObjectKind::Aes(len),
         KeyType::RSA => ObjectKind::Rsa,
+        KeyType::GENERIC_SECRET if (16..=64).contains(&len) => ObjectKind::Generic(len),
         _ => return None,
     })
 }
@@ -252,45 +273,106 @@ fn index_objects(s: &Session) -> Result<BTreeMap<String, TokenObject>, TokenErro
             .find_objects(&[Attribute::Class(class), Attribute::Token(true)])
             .map_err(|e| fail("token", format!("C_FindObjects: {}", describe(&e))))?;
         for h in handles {
-            let mut wanted = vec![
-                AttributeType::Label,
-                AttributeType::KeyType,
-                AttributeType::Sensitive,
-                AttributeType::Extractable,
-            ];
-            wanted.push(if class == ObjectClass::PRIVATE_KEY {
-                AttributeType::Modulus
-            } else {
-                AttributeType::ValueLen
-            });
-            let attrs = s
-                .get_attributes(h, &wanted)
-                .map_err(|e| fail("token", format!("C_GetAttributeValue: {}", describe(&e))))?;
-            let (mut label, mut key_type, mut len) = (None, None, 0usize);
-            let mut obj = TokenObject {
-                handle: h,
-                kind: ObjectKind::Des,
-                sensitive: false,
-                extractable: true,
-                modulus: Vec::new(),
-            };
-            for a in attrs {
-                match a {
-                    Attribute::Label(l) => label = String::from_utf8(l).ok(),
-                    Attribute::KeyType(k) => key_type = Some(k),
-                    Attribute::Sensitive(b) => obj.sensitive = b,
-                    Attribute::Extractable(b) => obj.extractable = b,
-                    Attribute::ValueLen(n) => len = usize::try_from(u64::from(n)).unwrap_or(0),
-                    Attribute::Modulus(m) => obj.modulus = m,
-                    _ => {}
-                }
+            if let Some((label, obj)) = index_object(s, class, h)? {
+                out.insert(label, obj);
             }
-            let (Some(label), Some(kind)) = (label, key_type.and_then(|k| kind_of(k, len))) else {
-                continue;
-            };
-            obj.kind = kind;
-            out.insert(label, obj);
         }
     }
     Ok(out)
+}
+
+fn attributes(
+    s: &Session,
+    h: ObjectHandle,
+    wanted: &[AttributeType],
+) -> Result<Vec<Attribute>, TokenError> {
+    s.get_attributes(h, wanted)
+        .map_err(|e| fail("token", format!("C_GetAttributeValue: {}", describe(&e))))
+}
+
+/// One key object: its label and what the store needs of it (`None`: not a key kind it uses).
+fn index_object(
+    s: &Session,
+    class: ObjectClass,
+    h: ObjectHandle,
+) -> Result<Option<(String, TokenObject)>, TokenError> {
+    let wanted = [
+        AttributeType::Label,
+        AttributeType::KeyType,
+        AttributeType::Sensitive,
+        AttributeType::Extractable,
+    ];
+    let (mut label, mut key_type) = (None, None);
+    let mut obj = TokenObject {
+        handle: h,
+        kind: ObjectKind::Des,
+        sensitive: false,
+        extractable: true,
+        modulus: Vec::new(),
+        ec_point: Vec::new(),
+    };
+    for a in attributes(s, h, &wanted)? {
+        match a {
+            Attribute::Label(l) => label = String::from_utf8(l).ok(),
+            Attribute::KeyType(k) => key_type = Some(k),
+            Attribute::Sensitive(b) => obj.sensitive = b,
+            Attribute::Extractable(b) => obj.extractable = b,
+            _ => {}
+        }
+    }
+    let (Some(label), Some(key_type)) = (label, key_type) else {
+        return Ok(None);
+    };
+    let extra = match (class == ObjectClass::PRIVATE_KEY, key_type) {
+        (true, KeyType::RSA) => AttributeType::Modulus,
+        (true, KeyType::EC) => AttributeType::EcParams,
+        (true, _) => return Ok(None),
+        (false, _) => AttributeType::ValueLen,
+    };
+    let mut len = 0usize;
+    let mut p256 = false;
+    for a in attributes(s, h, &[extra])? {
+        match a {
+            Attribute::ValueLen(n) => len = usize::try_from(u64::from(n)).unwrap_or(0),
+            Attribute::Modulus(m) => obj.modulus = m,
+            Attribute::EcParams(p) => p256 = p == P256_PARAMS,
+            _ => {}
+        }
+    }
+    obj.kind = if key_type == KeyType::EC {
+        if !p256 {
+            return Ok(None);
+        }
+        obj.ec_point = public_point(s, &label)?;
+        ObjectKind::EcP256
+    } else {
+        match kind_of(key_type, len) {
+            Some(k) => k,
+            None => return Ok(None),
+        }
+    };
+    Ok(Some((label, obj)))
+}
+
+/// The public point of the EC public key object labelled `label`: `CKA_EC_POINT` is the DER
+/// OCTET STRING of `04 || X || Y` (PKCS#11 2.40), or the raw point on some tokens.
+fn public_point(s: &Session, label: &str) -> Result<Vec<u8>, TokenError> {
+    let found = s
+        .find_objects(&[
+            Attribute::Class(ObjectClass::PUBLIC_KEY),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ])
+        .map_err(|e| fail("token", format!("C_FindObjects: {}", describe(&e))))?;
+    let Some(h) = found.first() else {
+        return Ok(Vec::new());
+    };
+    for a in attributes(s, *h, &[AttributeType::EcPoint])? {
+        if let Attribute::EcPoint(p) = a {
+            return Ok(match p.as_slice() {
+                [0x04, 0x41, rest @ ..] if rest.len() == 65 => rest.to_vec(),
+                raw => raw.to_vec(),
+            });
+        }
+    }
+    Ok(Vec::new())
 }

@@ -2,23 +2,12 @@
 //! only counts when `/etc/persodesk/persodesk.toml` is absent), it refuses key stores holding
 //! test keys, demo orders and test products entirely, and never reveals. Since issue 13 the key
 //! store and profiles come from the configuration only (tests/production_probe.rs has the rest).
+mod support;
+
+use support::{persodesk_env, root};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn persodesk(args: &[&str], config: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_persodesk"))
-        .current_dir(root())
-        .args(args)
-        .env("PERSODESK_CONFIG", config)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run persodesk")
-}
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -56,7 +45,10 @@ fn production_refuses_test_keys_demo_orders_test_products_and_reveal() {
 
     // The demo key store holds test keys: refused outright, naming a test key.
     write_config(&root().join("assets/demo/keys.toml"));
-    let o = persodesk(&["prepare", "assets/demo/orders.json"], &config);
+    let o = persodesk_env(
+        &["prepare", "assets/demo/orders.json"],
+        &[("PERSODESK_CONFIG", &config)],
+    );
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("production refuses key stores holding test keys"));
 
@@ -84,7 +76,10 @@ fn production_refuses_test_keys_demo_orders_test_products_and_reveal() {
 
     // Demo orders and test products are refused with a live key store too (validate opens
     // the configured one for JWE orders).
-    let o = persodesk(&["validate", "assets/demo/orders.json"], &config);
+    let o = persodesk_env(
+        &["validate", "assets/demo/orders.json"],
+        &[("PERSODESK_CONFIG", &config)],
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(
         text(&o.stdout).contains("cardId: is a demo order"),
@@ -100,19 +95,22 @@ fn production_refuses_test_keys_demo_orders_test_products_and_reveal() {
     .expect("orders");
     let orders = orders.to_str().expect("utf8");
     let args = ["prepare", orders, "--model", "none"];
-    let o = persodesk(&args, &config);
+    let o = persodesk_env(&args, &[("PERSODESK_CONFIG", &config)]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(text(&o.stdout).contains("400000******0002"));
     assert!(!text(&o.stdout).contains("4000000000000002"));
     let mut reveal = args.to_vec();
     reveal.push("--reveal");
-    let o = persodesk(&reveal, &config);
+    let o = persodesk_env(&reveal, &[("PERSODESK_CONFIG", &config)]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o.stderr).contains("--reveal refused: this workstation runs in production mode"));
     assert!(!text(&o.stdout).contains("4000000000000002"));
 
     // The same order against a test product is refused in production.
-    let o = persodesk(&["validate", "tests/fixtures/kat_orders.json"], &config);
+    let o = persodesk_env(
+        &["validate", "tests/fixtures/kat_orders.json"],
+        &[("PERSODESK_CONFIG", &config)],
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(
         text(&o.stdout).contains("is a test product"),
@@ -122,7 +120,10 @@ fn production_refuses_test_keys_demo_orders_test_products_and_reveal() {
 
     // A broken configuration is an error, not a silent fallback to test mode.
     std::fs::write(&config, "mode = \"live\"\n").expect("config");
-    let o = persodesk(&["validate", "assets/demo/orders.json"], &config);
+    let o = persodesk_env(
+        &["validate", "assets/demo/orders.json"],
+        &[("PERSODESK_CONFIG", &config)],
+    );
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("mode: `live` is not test or production"));
 }

@@ -23,8 +23,6 @@ use super::{
     select_orders, unreadable,
 };
 use crate::devices::encoder::{DEFAULT_BAUD, SerialConfig};
-use crate::devices::pcsc::{PcscTransport, ProtocolChoice};
-use crate::devices::transport::{CardTransport, TransportError};
 use crate::domain::chip::ChipProfile;
 use crate::domain::chip::ChipProfiles;
 use crate::domain::chip::channel::{ChannelRule, parse_protocol, protocol_name};
@@ -37,8 +35,8 @@ use crate::domain::prepare::PersoData;
 use crate::domain::review::Role;
 use crate::domain::status::Status;
 use crate::job::{
-    self, CardConnector, CardJob, ChipOutcome, FailureKind, JobEvent, SerialStripe, StripeOutcome,
-    StripeWriter,
+    self, CancelToken, CardConnector, CardJob, ChannelOverride, ChipOutcome, FailureKind, JobEvent,
+    PcscReader, SerialStripe, StripeOutcome, StripeWriter,
 };
 use crate::keys::SoftwareKeyStore;
 use crate::keys::pool::InlineKeys;
@@ -127,24 +125,7 @@ struct PersonalizeRecord {
 }
 
 fn exit_of(kind: FailureKind) -> Exit {
-    match kind {
-        FailureKind::Refused => Exit::Invalid,
-        FailureKind::DeviceUnavailable => Exit::DeviceUnavailable,
-        FailureKind::CardFailed => Exit::CardFailed,
-        FailureKind::Timeout => Exit::Timeout,
-    }
-}
-
-/// PC/SC: a new connection to the named reader per phase.
-struct PcscConnector(String);
-
-impl CardConnector for PcscConnector {
-    fn connect(&mut self) -> Result<Box<dyn CardTransport + '_>, TransportError> {
-        Ok(Box::new(PcscTransport::connect(
-            &self.0,
-            ProtocolChoice::Any,
-        )?))
-    }
+    Exit::from(kind)
 }
 
 /// Inputs loaded once per run.
@@ -198,7 +179,11 @@ pub fn run(args: &PersonalizeArgs) -> Exit {
         Some(Ok(p)) => Some(p),
         Some(Err(e)) => return unreadable(format!("--scp: {e}")),
     };
-    if (args.scp.is_some() || args.kmc_index.is_some()) && role != Role::Tester {
+    let overrides = ChannelOverride {
+        protocol,
+        kmc_index: args.kmc_index,
+    };
+    if overrides.allowed_for(role).is_err() {
         eprintln!("error: --scp and --kmc-index are for testers only (the chip profile decides)");
         return Exit::Invalid;
     }
@@ -263,7 +248,7 @@ pub fn run(args: &PersonalizeArgs) -> Exit {
     }
     // The role rules, against the store's view of the order.
     if let Err(f) = job::authorize(&mut store, &who, &entry.id, &data) {
-        record.failed_step = Some(f.step);
+        record.failed_step = Some(f.step.to_string());
         record.error = Some(f.message);
         return finish(args, &records_path, &mut record, None, exit_of(f.kind));
     }
@@ -284,7 +269,7 @@ pub fn run(args: &PersonalizeArgs) -> Exit {
             args.reader.as_deref().unwrap_or("-")
         );
     }
-    let mut connector = args.reader.clone().map(PcscConnector);
+    let mut connector = args.reader.clone().map(PcscReader);
     let mut stripe = args.encoder.as_deref().map(|port| {
         let mut config = SerialConfig::new(port);
         config.baud = args.baud;
@@ -294,10 +279,12 @@ pub fn run(args: &PersonalizeArgs) -> Exit {
             observer: show_event,
         }
     });
-    let report = job::run(
+    // Ctrl-C ends the process; the token is the job's, never cancelled here.
+    let report = job::run_cancellable(
         &card_job,
         connector.as_mut().map(|c| c as &mut dyn CardConnector),
         stripe.as_mut().map(|s| s as &mut dyn StripeWriter),
+        &CancelToken::new(),
         &mut show_progress(),
     );
     let stored = job::record(&mut store, &who, &entry.id, &report);
@@ -309,7 +296,7 @@ pub fn run(args: &PersonalizeArgs) -> Exit {
             Exit::Ok
         }
         Some(f) => {
-            record.failed_step = Some(f.step.clone());
+            record.failed_step = Some(f.step.to_string());
             record.error = Some(f.message.clone());
             exit_of(f.kind)
         }
@@ -353,14 +340,11 @@ fn channel_of<'a>(
         .get(&order.card_product_id)
         .ok_or_else(|| format!("product {} vanished", order.card_product_id))?;
     let profile = profile_of(product, &loaded.chip_profiles).map_err(|f| f.to_string())?;
-    let mut rule = profile.channel.clone();
-    if let Some(p) = protocol {
-        rule = rule.with_protocol(p);
-    }
-    if let Some(i) = kmc_index {
-        rule.kmc_index = i;
-    }
-    Ok(Some((profile, rule)))
+    let overrides = ChannelOverride {
+        protocol,
+        kmc_index,
+    };
+    Ok(Some((profile, overrides.apply(profile))))
 }
 
 /// Progress on stderr: each step once, each STORE DATA with its DGI.

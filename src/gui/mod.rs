@@ -29,6 +29,7 @@ use crate::domain::mode::Mode;
 use crate::domain::product::{Catalog, Product};
 use crate::domain::review::{self, OrderFacts, Role, Roles, Session};
 use crate::domain::status::{self, Event, Status};
+use crate::job::ChannelOverride;
 use crate::keys::SoftwareKeyStore;
 use crate::sim::encoder::{SimConfig, SimEncoder, SimFault};
 use crate::store::{self, Store};
@@ -39,7 +40,7 @@ use devices::{
 };
 use log::{LogBuffer, LogScreen};
 use orders::Filter;
-use personalize::{CardTarget, DeskPersonalizer, PersoJob, PersoState, PersoTarget, Personalizer};
+use personalize::{CardTarget, PersoJob, PersoState, PersoTarget};
 use preview::PreviewState;
 use worker::{OrderRow, OrderSource, PrepContext, PrepJob, PrepMsg, Waker};
 
@@ -362,8 +363,6 @@ impl AppConfig {
     }
 }
 
-type PersonalizerFactory = Box<dyn Fn() -> Box<dyn Personalizer>>;
-
 /// The whole application state.
 pub struct App {
     /// Who is working (None: the role choice is shown).
@@ -409,7 +408,8 @@ pub struct App {
     dev_rx: Receiver<DeviceScan>,
     file_rx: Option<Receiver<Option<PathBuf>>>,
     waker: Waker,
-    personalizer: PersonalizerFactory,
+    keys: Arc<SoftwareKeyStore>,
+    channel_override: ChannelOverride,
 }
 
 impl std::fmt::Debug for App {
@@ -522,10 +522,8 @@ impl App {
             dev_rx,
             file_rx: None,
             waker,
-            personalizer: Box::new(move || {
-                Box::new(DeskPersonalizer::new(Arc::clone(&keys), swipe_timeout))
-                    as Box<dyn Personalizer>
-            }),
+            keys,
+            channel_override: ChannelOverride::default(),
         };
         if config.scan_devices {
             app.refresh_devices();
@@ -537,9 +535,18 @@ impl App {
         Ok(app)
     }
 
-    /// Replaces what personalizes cards (tests, and the card session once it lands).
-    pub fn set_personalizer(&mut self, factory: impl Fn() -> Box<dyn Personalizer> + 'static) {
-        self.personalizer = Box::new(factory);
+    /// Overrides the chip profile's secure channel for the next personalizations (testers only,
+    /// as `--scp` / `--kmc-index` on the command line); the default clears the override.
+    pub fn set_channel_override(&mut self, overrides: ChannelOverride) -> Result<(), String> {
+        let who = self.session()?;
+        overrides.allowed_for(who.role)?;
+        self.channel_override = overrides;
+        Ok(())
+    }
+
+    /// The secure channel override in force.
+    pub fn channel_override(&self) -> ChannelOverride {
+        self.channel_override
     }
 
     /// The swipe timeout given to the encoder.
@@ -912,72 +919,118 @@ impl App {
         Ok(())
     }
 
-    /// Starts personalizing a row on the worker (its preview must be ready).
+    /// Starts personalizing a row on the worker (its preview must be ready): the role rules
+    /// against the store ([`crate::job::authorize_in`]), then [`crate::job::run_cancellable`] on
+    /// the worker; [`poll`](Self::poll) records the outcome ([`crate::job::record`]).
     pub fn personalize(&mut self, row: usize) -> Result<(), String> {
         let who = self.session()?;
         if self.perso.is_running() {
             return Err("a personalization is already running".into());
         }
-        let (mut facts, id) = self.facts(row)?;
-        let job = match &self.preview.prepared {
-            Some(p) if self.preview.row == Some(row) && !self.preview.pending => PersoJob {
-                data: p.data.clone(),
-                order: p.order.clone(),
-                profile: p.profile.clone(),
-            },
+        let id = self
+            .rows
+            .get(row)
+            .map(|r| r.id.clone())
+            .ok_or_else(|| "no such order".to_string())?;
+        let (data, order, profile) = match &self.preview.prepared {
+            Some(p) if self.preview.row == Some(row) && !self.preview.pending => {
+                (p.data.clone(), p.order.clone(), p.profile.clone())
+            }
             _ => return Err(format!("order {id}: its preview is not ready yet")),
         };
-        // Approved means: the audit trail holds an approval of exactly this data.
-        let mut why = String::new();
-        if let Some(store) = &self.store {
-            let approval = crate::job::approval_of(store, &who, &id, &job.data, self.mode);
-            facts.approved = approval.is_ok();
-            if let Err(rule) = approval {
-                why = format!(": {rule}");
-            }
-        }
-        let grant = match review::may_personalize(who.role, facts) {
-            Ok(g) => g,
-            Err(d) => {
-                let refused = self.refuse(row, "personalize", &d);
-                return Err(format!("{refused}{why}"));
-            }
-        };
-        if grant.approval_bypass && !job.data.non_test_keys().is_empty() {
-            return Err(format!(
-                "order {id}: without approval only test keys may be used"
-            ));
-        }
+        self.channel_override
+            .allowed_for(who.role)
+            .map_err(|e| format!("order {id}: {e}"))?;
         let target = PersoTarget {
             encoder_port: self.devices.encoder_port(),
+            swipe_timeout: self.swipe_timeout,
             card: CardTarget::of(
                 self.devices.reader.as_ref(),
                 self.devices.virtual_reader.as_ref(),
             ),
         };
-        self.transition(
-            row,
-            &Event::Started {
-                approval_bypass: grant.approval_bypass,
-            },
-            &who,
-        )?;
-        let personalizer = (self.personalizer)();
+        // The command line's input rules: a reader for chip data, something to personalize.
+        if data.chip.is_some() && matches!(target.card, CardTarget::None) {
+            return Err(format!(
+                "order {id} has chip data: choose a reader (or the virtual card) on the Devices screen"
+            ));
+        }
+        if data.chip.is_none() && target.encoder_port.is_none() {
+            return Err(format!(
+                "order {id}: nothing to personalize: no chip data and no encoder chosen"
+            ));
+        }
+        let mode = self.mode;
+        let Some(store) = self.store.as_mut() else {
+            return Err(
+                "personalization needs the workstation store (statuses are in memory only)".into(),
+            );
+        };
+        let authorized = crate::job::authorize_in(store, &who, &id, &data, mode);
+        self.sync_row(row);
+        authorized.map_err(|f| f.message)?;
+        let job = PersoJob {
+            channel: profile.as_ref().map(|p| self.channel_override.apply(p)),
+            data,
+            order,
+            profile,
+            keys: Arc::clone(&self.keys),
+        };
         if let Err(e) = self
             .perso
-            .start(row, job, target, personalizer, self.waker.clone())
+            .start(row, who.clone(), job, target, self.waker.clone())
         {
-            let _ = self.transition(
-                row,
-                &Event::Failed {
-                    reason: format!("prepare: cannot start the worker: {e}"),
-                },
-                &who,
-            );
+            let report = crate::job::JobReport {
+                failure: Some(crate::job::StepFailure::new(
+                    crate::job::Step::Connect,
+                    format!("cannot start the personalization worker: {e}"),
+                    crate::job::FailureKind::DeviceUnavailable,
+                )),
+                ..Default::default()
+            };
+            let _ = self.record_run(row, &id, &who, &report);
             return Err(format!("cannot start the personalization worker: {e}"));
         }
         self.screen = Screen::Personalize;
         self.info(format!("Personalizing order {id}"));
+        Ok(())
+    }
+
+    /// Reads a row's status, reason and approval back from the store.
+    fn sync_row(&mut self, row: usize) {
+        let Some(r) = self.rows.get(row) else {
+            return;
+        };
+        let state = self
+            .store
+            .as_ref()
+            .and_then(|s| s.state(&r.id).ok().flatten());
+        if let (Some(st), Some(r)) = (state, self.rows.get_mut(row)) {
+            r.status = st.status;
+            r.reason = st.reason;
+            r.approved = st.approved;
+        }
+        self.refilter();
+    }
+
+    /// Records a run's outcome through the job, in the name of who ran it.
+    fn record_run(
+        &mut self,
+        row: usize,
+        id: &str,
+        who: &Session,
+        report: &crate::job::JobReport,
+    ) -> Result<(), String> {
+        let store = self
+            .store
+            .as_mut()
+            .ok_or_else(|| "the workstation store is gone".to_string())?;
+        let recorded = crate::job::record(store, who, id, report);
+        self.sync_row(row);
+        let state = recorded.map_err(|e| {
+            format!("order {id}: the outcome could not be recorded ({e}); check the card")
+        })?;
+        tracing::info!(order = %id, status = %state.status, user = %who.user, "outcome stored");
         Ok(())
     }
 
@@ -1178,30 +1231,27 @@ impl App {
                 Err(TryRecvError::Disconnected) => self.file_rx = None,
             }
         }
-        if let Some((row, finished)) = self.perso.poll() {
-            let Ok(who) = self.session() else {
-                return;
+        if let Some(ended) = self.perso.poll() {
+            let recorded = self.record_run(ended.row, &ended.order_id, &ended.who, &ended.report);
+            self.perso.show(&ended.order_id, &ended.report);
+            let id = &ended.order_id;
+            let outcome = match (&recorded, &ended.report.failure) {
+                (Err(e), _) => Err(e.clone()),
+                (Ok(()), None) => Ok(match &self.perso.last {
+                    Some(personalize::Finished { result: Ok(r), .. }) => {
+                        format!("Order {id}: CARD_PROD_DONE ({})", r.summary)
+                    }
+                    _ => format!("Order {id}: CARD_PROD_DONE"),
+                }),
+                (Ok(()), Some(f)) => Err(format!(
+                    "Order {id}: failed at {}: {}",
+                    f.step.label(),
+                    f.message
+                )),
             };
-            let event = match &finished.result {
-                Ok(_) => Event::Completed,
-                Err(f) => Event::Failed {
-                    reason: format!("{f}; {}", f.advice),
-                },
-            };
-            match self.transition(row, &event, &who) {
-                Ok(()) => match &finished.result {
-                    Ok(r) => self.info(format!(
-                        "Order {}: CARD_PROD_DONE ({})",
-                        finished.order_id, r.summary
-                    )),
-                    Err(f) => self.error(format!(
-                        "Order {}: failed at {}: {}",
-                        finished.order_id,
-                        f.step.label(),
-                        f.message
-                    )),
-                },
-                Err(e) => self.error(e),
+            match outcome {
+                Ok(text) => self.info(text),
+                Err(text) => self.error(text),
             }
         }
     }

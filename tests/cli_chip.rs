@@ -4,7 +4,6 @@ mod support;
 
 use support::{persodesk, root};
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn lines(o: &Output) -> Vec<serde_json::Value> {

@@ -7,7 +7,6 @@ mod support;
 use support::{persodesk_env, root};
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 use persodesk::domain::jwe::{self, DECRYPT_RULE, P256Point, SealRandom};
@@ -498,7 +497,7 @@ fn prepare_json(file: &str) -> Vec<Value> {
         &[
             "prepare", file, "--json", "--model", "none", "--date", "250115",
         ],
-        &[],
+        support::NO_ENV,
     );
     assert!(o.status.success(), "{}", text(&o.stderr));
     text(&o.stdout)
@@ -569,7 +568,7 @@ fn cli_jwe_new_then_seal_then_prepare_equals_plain() {
             "--out",
             out.to_str().expect("utf-8"),
         ],
-        &[],
+        support::NO_ENV,
     );
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("sealed 6 order(s)"));
@@ -579,7 +578,7 @@ fn cli_jwe_new_then_seal_then_prepare_equals_plain() {
             &[
                 "prepare", f, "--json", "--model", "none", "--date", "250115", "--keys", keys_s,
             ],
-            &[],
+            support::NO_ENV,
         );
         assert!(o.status.success(), "{}", text(&o.stderr));
         text(&o.stdout)
@@ -630,7 +629,7 @@ fn cli_jwe_seal_is_refused_in_production_mode() {
 fn cli_jwe_seal_refuses_an_unknown_kid() {
     let o = persodesk_env(
         &["jwe", "seal", "assets/demo/orders.json", "--kid", "nope"],
-        &[],
+        support::NO_ENV,
     );
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o.stderr).contains("kid nope is not in the key store"));

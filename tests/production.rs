@@ -7,7 +7,6 @@ mod support;
 use support::{persodesk_env, root};
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

@@ -243,29 +243,12 @@ impl App {
         devices::spawn(dev_requests, dev_out, waker.clone())
             .map_err(|e| format!("cannot start the devices worker: {e}"))?;
 
-        let mut devs = DevicesState::default();
-        if config.start_sim_encoder {
-            match SimEncoder::start(config.sim) {
-                Ok(sim) => devs.sim = Some(sim),
-                Err(e) => devs.sim_error = Some(e.to_string()),
-            }
-        }
+        let devs = devices_at_start(
+            config.start_sim_encoder.then_some(config.sim),
+            config.virtual_card,
+            store.as_ref(),
+        );
         let setting = |k| store.as_ref().and_then(|s| s.setting(k).ok().flatten());
-        devs.encoder = setting(SETTING_ENCODER)
-            .and_then(|s| EncoderChoice::from_setting(&s))
-            .filter(|c| *c != EncoderChoice::Simulated || devs.sim.is_some())
-            .or_else(|| devs.sim.is_some().then_some(EncoderChoice::Simulated));
-        if config.virtual_card {
-            devs.virtual_reader = Some(Arc::new(std::sync::Mutex::new(VirtualReader {
-                slot: VirtualSlot::Fresh,
-                fault: CardFault::None,
-            })));
-        }
-        devs.reader = match setting(SETTING_READER) {
-            Some(s) => ReaderChoice::from_setting(&s),
-            None => config.virtual_card.then_some(ReaderChoice::Virtual),
-        }
-        .filter(|r| *r != ReaderChoice::Virtual || config.virtual_card);
         let last_file = setting(SETTING_LAST_FILE).map(PathBuf::from);
 
         let swipe_timeout = config.swipe_timeout;
@@ -310,4 +293,38 @@ impl App {
         tracing::info!("workstation started");
         Ok(app)
     }
+}
+
+/// The devices the window starts with: the simulated encoder (when asked), the virtual reader
+/// with a fresh card (when offered), and the encoder and reader chosen last time (the store's
+/// settings).
+fn devices_at_start(
+    sim: Option<SimConfig>,
+    virtual_card: bool,
+    store: Option<&Store>,
+) -> DevicesState {
+    let mut devs = DevicesState::default();
+    let setting = |k| store.and_then(|s| s.setting(k).ok().flatten());
+    if let Some(sim) = sim {
+        match SimEncoder::start(sim) {
+            Ok(sim) => devs.sim = Some(sim),
+            Err(e) => devs.sim_error = Some(e.to_string()),
+        }
+    }
+    devs.encoder = setting(SETTING_ENCODER)
+        .and_then(|s| EncoderChoice::from_setting(&s))
+        .filter(|c| *c != EncoderChoice::Simulated || devs.sim.is_some())
+        .or_else(|| devs.sim.is_some().then_some(EncoderChoice::Simulated));
+    if virtual_card {
+        devs.virtual_reader = Some(Arc::new(std::sync::Mutex::new(VirtualReader {
+            slot: VirtualSlot::Fresh,
+            fault: CardFault::None,
+        })));
+    }
+    devs.reader = match setting(SETTING_READER) {
+        Some(s) => ReaderChoice::from_setting(&s),
+        None => virtual_card.then_some(ReaderChoice::Virtual),
+    }
+    .filter(|r| *r != ReaderChoice::Virtual || virtual_card);
+    devs
 }

@@ -811,3 +811,91 @@ pub fn check_lines(rb: &ReadBack) -> Vec<CheckLine> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_names_itself_as_the_store_and_the_records_log_carry_it() {
+        let ext = Step::Session(StepName::ExternalAuthenticate);
+        assert_eq!(ext.to_string(), "EXTERNAL AUTHENTICATE");
+        let sd = Step::StoreData { n: 3, m: 23 };
+        // The stable name (records log `failedStep`, the stored reason) has no count...
+        assert_eq!(sd.to_string(), "STORE DATA");
+        // ...the window's label has.
+        assert_eq!(sd.label(), "STORE DATA 3 of 23");
+        assert_eq!(
+            Step::Stripe(Some(FlowStep::Write)).to_string(),
+            "stripe write"
+        );
+        assert_eq!(Step::Stripe(None).to_string(), "stripe");
+        assert_eq!(Step::ReadBack.to_string(), READ_BACK);
+        let f = StepFailure::new(ext, "card answered 6300", FailureKind::CardFailed);
+        assert_eq!(f.reason(), "EXTERNAL AUTHENTICATE: card answered 6300");
+        assert!(ext.is_chip() && !Step::Stripe(None).is_chip() && !Step::Authorization.is_chip());
+    }
+
+    #[test]
+    fn the_encoder_classes_and_transport_errors_map_into_one_vocabulary() {
+        assert_eq!(
+            FailureKind::from(FailureClass::Unavailable),
+            FailureKind::DeviceUnavailable
+        );
+        assert_eq!(
+            FailureKind::from(FailureClass::Cancelled),
+            FailureKind::Cancelled
+        );
+        assert_eq!(
+            transport_kind(&TransportError::Cancelled),
+            FailureKind::Cancelled
+        );
+        assert_eq!(
+            transport_kind(&TransportError::CardRemoved),
+            FailureKind::CardFailed
+        );
+        assert_eq!(
+            transport_kind(&TransportError::NoCard("r".into())),
+            FailureKind::DeviceUnavailable
+        );
+    }
+
+    #[test]
+    fn only_testers_override_the_channel() {
+        let none = ChannelOverride::default();
+        assert!(none.allowed_for(Role::Operator).is_ok());
+        let scp03 = ChannelOverride {
+            protocol: Some(Protocol::Scp03 { i: 0x70 }),
+            kmc_index: Some(2),
+        };
+        assert!(scp03.allowed_for(Role::Operator).is_err());
+        assert!(scp03.allowed_for(Role::Tester).is_ok());
+    }
+
+    #[test]
+    fn a_cancel_token_stops_the_next_apdu_and_is_shared_by_clones() {
+        struct Echo(u32);
+        impl CardTransport for Echo {
+            fn transmit_raw(&mut self, _apdu: &[u8]) -> Result<Vec<u8>, TransportError> {
+                self.0 += 1;
+                Ok(vec![0x90, 0x00])
+            }
+            fn reader_name(&self) -> &str {
+                "echo"
+            }
+        }
+        let token = CancelToken::new();
+        let button = token.clone();
+        let mut inner = Echo(0);
+        {
+            let mut t = CancelTransport::new(&mut inner, &token);
+            assert!(t.transmit_raw(&[0, 0xA4, 4, 0]).is_ok());
+            button.cancel();
+            assert_eq!(
+                t.transmit_raw(&[0, 0xA4, 4, 0]),
+                Err(TransportError::Cancelled)
+            );
+        }
+        assert_eq!(inner.0, 1, "the refused command never reached the card");
+    }
+}

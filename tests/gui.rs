@@ -805,3 +805,54 @@ fn decisions_survive_a_reload_and_a_model_change_withdraws_the_approval() {
             .any(|r| r.action == "approved" && r.outcome.contains("reviewed model=2 digest="))
     );
 }
+
+/// The window honours the tester's secure channel override as the command line honours `--scp`
+/// and `--kmc-index`: an operator cannot set one; a tester's SCP03 override against the demo
+/// Visa card stock (SCP02 i=55) fails the card in the chip session, and the same order without
+/// the override goes through on a fresh card.
+#[test]
+fn the_channel_override_is_a_testers_and_the_job_uses_it() {
+    use persodesk::domain::gp::session::Protocol;
+    use persodesk::job::ChannelOverride;
+    let scp03 = ChannelOverride {
+        protocol: Some(Protocol::Scp03 { i: 0x70 }),
+        kmc_index: Some(2),
+    };
+    let dir = TempDir::new("override");
+    let mut h = signed_in(&dir, "operator", true);
+    let e = h
+        .state_mut()
+        .set_channel_override(scp03)
+        .expect_err("operator");
+    assert!(e.contains("testers only"), "{e}");
+    sign_in(&mut h, "tester");
+    h.state_mut().set_channel_override(scp03).expect("tester");
+    assert_eq!(h.state().channel_override(), scp03);
+    select(&mut h, "DEMO-VISA-0001");
+    personalize_and_wait(&mut h);
+    assert_eq!(status_of(&h, "DEMO-VISA-0001"), Status::Failed);
+    let failure = h
+        .state()
+        .perso
+        .last
+        .as_ref()
+        .and_then(|f| f.result.as_ref().err())
+        .cloned()
+        .expect("failed");
+    assert!(failure.step.is_chip(), "{failure:?}");
+    assert!(has(&h, "What to do:"));
+
+    h.state_mut()
+        .set_channel_override(ChannelOverride::default())
+        .expect("cleared");
+    h.state_mut().insert_fresh_card().expect("fresh card");
+    show(&mut h, "Orders");
+    select(&mut h, "DEMO-VISA-0001");
+    personalize_and_wait(&mut h);
+    assert_eq!(
+        status_of(&h, "DEMO-VISA-0001"),
+        Status::Done,
+        "{:?}",
+        h.state().perso.last
+    );
+}

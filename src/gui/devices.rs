@@ -521,6 +521,29 @@ impl DevicesState {
             }
         });
 
+        self.readers_ui(ui, role, cmds);
+        self.encoders_ui(ui, cmds);
+        if role == Some(Role::Tester) && self.sim.is_some() {
+            ui.separator();
+            ui.strong("Simulated encoder faults (tester)");
+            ui.horizontal_wrapped(|ui| {
+                for (fault, label) in [
+                    (SimFault::None, "Healthy"),
+                    (SimFault::WriteError, "Write error"),
+                    (SimFault::BadSwipes(1), "One bad swipe"),
+                    (SimFault::CorruptReadBack(2), "Corrupt read-back"),
+                    (SimFault::NoSwipe, "Nobody swipes"),
+                ] {
+                    if ui.radio(self.sim_fault == fault, label).clicked() {
+                        cmds.push(Command::SetSimFault(fault));
+                    }
+                }
+            });
+        }
+    }
+
+    /// The chip readers: the virtual card, the PC/SC readers, none.
+    fn readers_ui(&self, ui: &mut egui::Ui, role: Option<Role>, cmds: &mut Vec<Command>) {
         ui.separator();
         ui.strong("Chip: card readers");
         if let Some(vr) = &self.virtual_reader {
@@ -561,7 +584,10 @@ impl DevicesState {
         {
             cmds.push(Command::SelectReader(None));
         }
+    }
 
+    /// The encoders: the simulated one, the serial ports, none.
+    fn encoders_ui(&self, ui: &mut egui::Ui, cmds: &mut Vec<Command>) {
         ui.separator();
         ui.strong("Magnetic stripe encoder");
         let choice = self.encoder.clone().unwrap_or(EncoderChoice::None);
@@ -609,24 +635,6 @@ impl DevicesState {
             .clicked()
         {
             cmds.push(Command::SelectEncoder(EncoderChoice::None));
-        }
-
-        if role == Some(Role::Tester) && self.sim.is_some() {
-            ui.separator();
-            ui.strong("Simulated encoder faults (tester)");
-            ui.horizontal_wrapped(|ui| {
-                for (fault, label) in [
-                    (SimFault::None, "Healthy"),
-                    (SimFault::WriteError, "Write error"),
-                    (SimFault::BadSwipes(1), "One bad swipe"),
-                    (SimFault::CorruptReadBack(2), "Corrupt read-back"),
-                    (SimFault::NoSwipe, "Nobody swipes"),
-                ] {
-                    if ui.radio(self.sim_fault == fault, label).clicked() {
-                        cmds.push(Command::SetSimFault(fault));
-                    }
-                }
-            });
         }
     }
 }

@@ -20,8 +20,8 @@ use persodesk::store::Store;
 
 use support::TempDir;
 use support::gui::{
-    config, harness, has, loaded, personalize_and_wait, select, show, sign_in, signed_in,
-    status_of, wait,
+    config, harness, has, last_failure, loaded, personalize_and_wait, select, show, sign_in,
+    signed_in, status_of, wait,
 };
 
 #[test]
@@ -370,14 +370,7 @@ fn a_personalized_virtual_card_refuses_a_second_personalization() {
         h.query_by_label("Order DEMO-MC-0002: CARD_PROD_FAILED")
             .is_some()
     );
-    let failure = h
-        .state()
-        .perso
-        .last
-        .as_ref()
-        .and_then(|f| f.result.as_ref().err())
-        .cloned()
-        .expect("failed");
+    let failure = last_failure(&h).expect("failed");
     assert!(failure.message.contains("6985"), "{failure:?}");
     assert!(has(&h, &format!("Failed step: {}", failure.step.label())));
     assert!(has(&h, "6985"));
@@ -831,14 +824,7 @@ fn the_channel_override_is_a_testers_and_the_job_uses_it() {
     select(&mut h, "DEMO-VISA-0001");
     personalize_and_wait(&mut h);
     assert_eq!(status_of(&h, "DEMO-VISA-0001"), Status::Failed);
-    let failure = h
-        .state()
-        .perso
-        .last
-        .as_ref()
-        .and_then(|f| f.result.as_ref().err())
-        .cloned()
-        .expect("failed");
+    let failure = last_failure(&h).expect("failed");
     assert!(failure.step.is_chip(), "{failure:?}");
     assert!(has(&h, "What to do:"));
 

@@ -11,6 +11,7 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable as _;
 use persodesk::domain::status::Status;
 use persodesk::gui::log::LogBuffer;
+use persodesk::gui::personalize::PersoFailure;
 use persodesk::gui::{App, AppConfig, demo_catalog, demo_chip_profiles, demo_keys};
 use persodesk::sim::encoder::SimConfig;
 
@@ -132,4 +133,14 @@ pub fn show(h: &mut Harness<'_, App>, screen: &str) {
     h.get_by_label(screen).click();
     h.step();
     h.step();
+}
+
+/// The last run's failure as the Personalize screen shows it, if it failed.
+pub fn last_failure(h: &Harness<'_, App>) -> Option<PersoFailure> {
+    h.state()
+        .perso
+        .last
+        .as_ref()
+        .and_then(|f| f.result.as_ref().err())
+        .cloned()
 }

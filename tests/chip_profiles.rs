@@ -31,14 +31,14 @@ fn the_three_profiles_load() {
     assert_eq!(visa.oda.method, OdaMethod::Dda);
     // Records 0101, 0201-0203, 0205 without ODA; 0301-0302 with ODA (docs/domain.md §1.4
     // format). 0203 holds the contact ICC certificate, 0204 the contactless one: each AFL
-    // lists only its own.
+    // lists only its own. 0206 (9F6E, out of the fDDA GPO answer) is contactless only.
     assert_eq!(
         hex::encode_upper(visa.afl(Interface::Contact)),
         "08010100100103001005050018010202"
     );
     assert_eq!(
         hex::encode_upper(visa.afl(Interface::Contactless)),
-        "08010100100102001004050018010202"
+        "08010100100102001004060018010202"
     );
     let rule = visa.dgi_rule(0x8201).expect("8201");
     assert!(rule.encrypt && rule.pad);
@@ -51,15 +51,17 @@ fn the_three_profiles_load() {
     assert!(!us.required_dgis().any(|d| d == 0x8010));
     let mc = p.get("mchip-advance-1.2.3").expect("mc");
     assert_eq!(mc.send_order().last(), Some(0xAD14));
-    // 0101 is contactless only: the contact AFL starts at SFI 2 (records 1-2 for ODA).
+    // No contactless mag-stripe record (0101, 56/9F6B) any more: both AFLs start at SFI 2
+    // (records 1-2 for ODA) and differ in their own ICC certificate record (0303 / 0304).
     assert_eq!(
         hex::encode_upper(&mc.afl(Interface::Contact)[..4]),
         "10010302"
     );
     assert_eq!(
         hex::encode_upper(&mc.afl(Interface::Contactless)[..4]),
-        "08010100"
+        "10010302"
     );
+    assert_ne!(mc.afl(Interface::Contact), mc.afl(Interface::Contactless));
 }
 
 fn load(text: &str) -> Result<ChipProfile, String> {

@@ -57,7 +57,7 @@ fn supervisor_approves_then_operator_personalizes_on_the_simulated_encoder() {
         &h,
         "Chip data: Model 1 (mchip-advance-1.2.3), AID A0000000041010"
     ));
-    assert!(has(&h, "DGI 0101"));
+    assert!(has(&h, "DGI 0201"));
     // Key DGIs by KCV only; the PIN block never.
     assert!(has(&h, "ICC master key KCVs: MK-AC "));
     assert!(has(
@@ -128,7 +128,7 @@ fn supervisor_approves_then_operator_personalizes_on_the_simulated_encoder() {
         assert_eq!(c.profile, "mchip-advance-1.2.3");
         let app = c.card.application().expect("personalized");
         assert_eq!(app.aid, [0xA0, 0x00, 0x00, 0x00, 0x04, 0x10, 0x10]);
-        assert!(app.dgis.contains_key(&0x0101));
+        assert!(app.dgis.contains_key(&0x0201));
     }
     // The transcript is kept, with status words and no data.
     let transcript = h

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 use persodesk::devices::transport::{CardTransport, TransportError};
-use persodesk::domain::chip::{ChipProfiles, Interface};
+use persodesk::domain::chip::{ChipProfile, ChipProfiles, Interface};
 use persodesk::domain::chip_model::{ChipModel, ModelChoice, PrepInputs, prepare_card};
 use persodesk::domain::envelope::EnvelopeSettings;
 use persodesk::domain::order::{Order, parse_order_file};
@@ -29,6 +29,17 @@ struct Demo {
     catalog: Catalog,
     profiles: ChipProfiles,
     orders: Vec<Order>,
+    /// The model the orders are prepared with.
+    model: ChipModel,
+}
+
+fn orders_of(catalog: &Catalog, file: &str) -> Vec<Order> {
+    let text = std::fs::read_to_string(root().join(file)).expect("orders");
+    parse_order_file(&text, &catalog.order_rules())
+        .expect("order file")
+        .into_iter()
+        .filter_map(|e| e.outcome.ok())
+        .collect()
 }
 
 fn demo() -> Demo {
@@ -36,18 +47,44 @@ fn demo() -> Demo {
     let catalog = persodesk::catalog::load_products(&root().join("profiles")).expect("products");
     let profiles =
         persodesk::catalog::load_chip_profiles(&root().join("profiles")).expect("chip profiles");
-    let text = std::fs::read_to_string(root().join("assets/demo/orders.json")).expect("orders");
-    let orders = parse_order_file(&text, &catalog.order_rules())
-        .expect("order file")
-        .into_iter()
-        .filter_map(|e| e.outcome.ok())
-        .collect();
+    let orders = orders_of(&catalog, "assets/demo/orders.json");
     Demo {
         keys,
         catalog,
         profiles,
         orders,
+        model: ChipModel::Model1,
     }
+}
+
+/// The Model 2 demo orders (assets/demo/orders-model2.json: the issuer's sealed DGIs of
+/// assets/demo/model2/), one per chip profile.
+fn demo_model2() -> Demo {
+    let mut d = demo();
+    d.orders = orders_of(&d.catalog, "assets/demo/orders-model2.json");
+    d.model = ChipModel::Model2;
+    d
+}
+
+/// The demo orders with production-size ODA keys (tests/fixtures/keys-production.toml: a
+/// 1984-bit CA and issuer key per scheme) and `profile`'s ICC key at 1408 bits.
+fn demo_production(profile: &str) -> Demo {
+    let mut d = demo();
+    d.keys = SoftwareKeyStore::load(&root().join("tests/fixtures/keys-production.toml"))
+        .expect("production-size keys");
+    let path = root().join(format!("profiles/chip/{profile}.toml"));
+    let text = std::fs::read_to_string(&path).expect("profile");
+    let text = text.replace("icc_key_bits = 1024", "icc_key_bits = 1408");
+    let p = ChipProfile::from_toml(&path.display().to_string(), profile, &text).expect("profile");
+    d.profiles = ChipProfiles::new(vec![p]).expect("profiles");
+    let catalog = &d.catalog;
+    d.orders.retain(|o| {
+        catalog
+            .get(&o.card_product_id)
+            .is_some_and(|p| p.chip_profile.as_deref() == Some(profile))
+    });
+    assert!(!d.orders.is_empty(), "{profile}: demo orders");
+    d
 }
 
 /// The same virtual card presented on either interface (a dual-interface reader).
@@ -97,13 +134,8 @@ fn run(d: &Demo, order: &Order) -> (Vec<CheckLine>, Option<String>, DualReader) 
         icc_keys: &InlineKeys,
         envelope: EnvelopeSettings::default(),
     };
-    let data = prepare_card(
-        order,
-        product,
-        ModelChoice::Only(ChipModel::Model1),
-        &inputs,
-    )
-    .expect("prepared");
+    let data = prepare_card(order, product, ModelChoice::Only(d.model), &inputs)
+        .unwrap_or_else(|e| panic!("{}: {e:?}", order.id));
     let (kmc, _) = d.keys.test_kmc(profile.channel.kmc_index).expect("kmc");
     let config = stock::config_for(profile, kmc, [0, 0, 0, 7]).expect("card stock");
     let mut reader = DualReader {
@@ -214,6 +246,70 @@ fn every_demo_order_passes_every_check_on_both_interfaces() {
     }
 }
 
+/// Every check of every order of `d` passes on both interfaces, and the interface-specific
+/// checks were really made (not skipped): ODA on each, and on contactless the PPSE and the
+/// fDDA or CDA signature the contactless AIP announces.
+fn every_check_passes_on_both_interfaces(d: &Demo) {
+    let orders = chip_orders(d);
+    assert!(!orders.is_empty());
+    for order in orders {
+        let id = &order.id;
+        let (lines, failure, _) = run(d, order);
+        assert!(failure.is_none(), "{id}: {failure:?} {lines:?}");
+        for l in &lines {
+            assert_ne!(l.status, "fail", "{id}: {} {:?}", l.check, l.reason);
+        }
+        let product = d.catalog.get(&order.card_product_id).expect("product");
+        let profile = d
+            .profiles
+            .get(product.chip_profile.as_deref().expect("chip"))
+            .expect("profile");
+        let aip_of = |i| profile.aip.get(&i).copied().unwrap_or([0, 0]);
+        for (prefix, interface) in [
+            ("", Interface::Contact),
+            ("contactless: ", Interface::Contactless),
+        ] {
+            assert_pass(&lines, id, prefix, &["ARQC (9F26) per", "IAD (9F10): DKI"]);
+            // SDA, DDA or CDA announced by this interface's AIP: the chain must verify.
+            if aip_of(interface)[0] & 0x61 != 0 {
+                assert_pass(&lines, id, prefix, &["ODA: issuer certificate"]);
+            }
+        }
+        assert_pass(&lines, id, "contactless: ", &["SELECT PPSE"]);
+        let signed = lines.iter().any(|l| {
+            (l.check.starts_with("contactless: fDDA") || l.check.starts_with("contactless: CDA"))
+                && l.status == "pass"
+        });
+        if aip_of(Interface::Contactless)[0] & 0x21 != 0 {
+            assert!(signed, "{id}: contactless fDDA/CDA verified: {lines:?}");
+        }
+    }
+}
+
+/// Issue #12: the Model 2 demo orders (the issuer's data) on both interfaces.
+#[test]
+fn model2_demo_orders_pass_every_check_on_both_interfaces() {
+    every_check_passes_on_both_interfaces(&demo_model2());
+}
+
+/// Issue #12, production key sizes (a 1984-bit CA and issuer key, a 1408-bit ICC key):
+/// personalized and verified on both interfaces. Before the fix the VIS 1.6.3 qVSDC GPO answer
+/// (DGI 9117 with the 176-byte SDAD) was over 256 bytes.
+#[test]
+fn production_keys_vis_1_6_3_on_both_interfaces() {
+    every_check_passes_on_both_interfaces(&demo_production("vis-1.6.3-vcps-2.2.4"));
+}
+
+#[test]
+fn production_keys_vis_1_5_4_on_both_interfaces() {
+    every_check_passes_on_both_interfaces(&demo_production("vis-1.5.4-vcps-2.1.3"));
+}
+
+#[test]
+fn production_keys_mchip_advance_on_both_interfaces() {
+    every_check_passes_on_both_interfaces(&demo_production("mchip-advance-1.2.3"));
+}
+
 #[test]
 fn a_record_over_256_bytes_fails_the_read_back() {
     // The terminal names the record; a short READ RECORD response holds at most 256 bytes.
@@ -264,4 +360,112 @@ fn a_record_over_256_bytes_fails_the_read_back() {
         .find(|c| c.name == "READ RECORD SFI 1 record 1: at most 256 bytes")
         .expect("the record size check");
     assert!(matches!(check.outcome, Outcome::Fail(_)), "{check}");
+}
+
+/// Issue #12 item 8/brief item 4: the M/Chip profile supports Kernel 2 EMV mode only and claims
+/// no contactless mag-stripe mode, so it carries none of that mode's data objects (a Kernel 2
+/// reader would otherwise try mag-stripe mode with incomplete data: no PCVC3/PUNATC/NATC, no
+/// COMPUTE CRYPTOGRAPHIC CHECKSUM). Failed before: the profile put 56 and 9F6B in record 0101.
+#[test]
+fn mchip_claims_no_mag_stripe_mode() {
+    let d = demo();
+    let order = d
+        .orders
+        .iter()
+        .find(|o| o.id == "DEMO-MC-0001")
+        .expect("order");
+    let product = d.catalog.get(&order.card_product_id).expect("product");
+    let inputs = PrepInputs {
+        profiles: &d.profiles,
+        date: persodesk::domain::chip::model1::PrepDate::new(26, 11, 22).expect("date"),
+        keys: &d.keys,
+        icc_keys: &InlineKeys,
+        envelope: EnvelopeSettings::default(),
+    };
+    let data = prepare_card(
+        order,
+        product,
+        ModelChoice::Only(ChipModel::Model1),
+        &inputs,
+    )
+    .expect("prepared");
+    let chip = data.chip.as_ref().expect("chip");
+    // Mag-stripe mode objects (EMV Book C-2 Annex A): 56, 9F6B, 9F62-9F67, UDOL 9F69.
+    let magstripe = [
+        0x56, 0x9F6B, 0x9F62, 0x9F63, 0x9F64, 0x9F65, 0x9F66, 0x9F67, 0x9F69,
+    ];
+    for dgi in &chip.dgis {
+        let v = dgi.dgi.value();
+        let Ok(tlvs) = persodesk::domain::tlv::parse_all(v) else {
+            continue;
+        };
+        let mut stack: Vec<_> = tlvs.iter().collect();
+        while let Some(t) = stack.pop() {
+            assert!(
+                !magstripe.contains(&t.tag().raw()),
+                "DGI {:04X} carries mag-stripe mode tag {:X}",
+                dgi.dgi.id(),
+                t.tag().raw()
+            );
+            stack.extend(t.children().unwrap_or_default());
+        }
+    }
+    // The contactless AIP says "EMV mode supported" (byte 2 bit 8).
+    let profile = d.profiles.get("mchip-advance-1.2.3").expect("profile");
+    let aip = profile
+        .aip
+        .get(&Interface::Contactless)
+        .expect("contactless AIP");
+    assert_eq!(aip[1] & 0x80, 0x80);
+    // The personalized card does not answer COMPUTE CRYPTOGRAPHIC CHECKSUM.
+    let (_, failure, mut reader) = run(&d, order);
+    assert!(failure.is_none(), "{failure:?}");
+    reader.card.set_interface(CardInterface::Contactless);
+    let select = [&[0x00, 0xA4, 0x04, 0x00, 0x07][..], &profile.aid, &[0x00]].concat();
+    let r = reader.card.process(&select);
+    assert_eq!(r[r.len() - 2..], [0x90, 0x00]);
+    let r = reader
+        .card
+        .process(&[0x80, 0x2A, 0x8E, 0x80, 0x04, 1, 2, 3, 4, 0x00]);
+    assert_eq!(r, [0x6D, 0x00], "COMPUTE CRYPTOGRAPHIC CHECKSUM");
+}
+
+/// A terminal with no PSE/PPSE over contact tries its known AIDs in order (Visa first). On a
+/// card whose stock also holds unpersonalized instances, the M/Chip card must still be found
+/// and read. Failed before: the unpersonalized Visa instance's bare FCI was taken as the
+/// application (a failed FCI check) and the card answered GPO for it from the M/Chip data.
+#[test]
+fn contact_read_without_a_directory_skips_unpersonalized_instances() {
+    let d = demo();
+    let order = d
+        .orders
+        .iter()
+        .find(|o| o.id == "DEMO-MC-0001")
+        .expect("order");
+    let (_, failure, mut reader) = run(&d, order);
+    assert!(failure.is_none(), "{failure:?}");
+    reader.card.set_interface(CardInterface::Contact);
+    let ca = d
+        .keys
+        .ca_public_keys()
+        .into_iter()
+        .find(|k| k.rid == [0xA0, 0, 0, 0, 0x04]);
+    let rb = persodesk::verify::read_card(&mut Link(&mut reader.card), ca, None).expect("read");
+    for c in &rb.checks {
+        assert!(!matches!(c.outcome, Outcome::Fail(_)), "{c}");
+    }
+    assert_eq!(rb.card.aid, "A0000000041010");
+    assert!(rb.checks.iter().any(|c| {
+        c.name
+            .starts_with("SELECT AID A0000000031010: not a candidate")
+    }));
+    // The unpersonalized instance, selected, answers no payment command.
+    let r = reader.card.process(&[
+        0x00, 0xA4, 0x04, 0x00, 0x07, 0xA0, 0, 0, 0, 0x03, 0x10, 0x10, 0x00,
+    ]);
+    assert_eq!(r[r.len() - 2..], [0x90, 0x00]);
+    let r = reader
+        .card
+        .process(&[0x80, 0xA8, 0x00, 0x00, 0x02, 0x83, 0x00, 0x00]);
+    assert_eq!(r, [0x6D, 0x00], "GPO on an unpersonalized instance");
 }

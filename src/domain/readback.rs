@@ -595,12 +595,22 @@ impl ReadBackSession {
                     self.check("SELECT AID", Outcome::Fail("FCI is not BER-TLV".into()));
                     return self.done();
                 };
+                let has = |tag| Tag::new(tag).and_then(|t| tlv::find(&fci, t)).is_some();
+                if !(has(0x84) && has(0xA5)) && i + 1 < self.candidates.len() {
+                    // EMV Book 1 §12.3.3: an answer without the FCI of an application (an
+                    // instance not personalized yet) is not a candidate; try the next AID.
+                    let aid = hex::encode_upper(self.candidates.get(i).map_or(&[][..], |a| a));
+                    self.check(
+                        &format!("SELECT AID {aid}: not a candidate"),
+                        Outcome::Skipped("FCI lacks 84 or A5".into()),
+                    );
+                    return self.select_next(i + 1);
+                }
                 self.aid = self.candidates.get(i).cloned().unwrap_or_default();
                 self.result.card.aid = hex::encode_upper(&self.aid);
                 // Free text from the card: a digit run that could be a PAN is masked.
                 self.result.card.label = find_value(&fci, 0x50)
                     .map(|l| mask::scrub_digit_runs(&String::from_utf8_lossy(l)));
-                let has = |tag| Tag::new(tag).and_then(|t| tlv::find(&fci, t)).is_some();
                 let ok = has(0x6F) && has(0x84) && has(0xA5);
                 self.check(
                     "SELECT AID: FCI 6F with 84 and A5",
@@ -658,6 +668,14 @@ impl ReadBackSession {
                     return self.done();
                 };
                 self.check("GET PROCESSING OPTIONS", Outcome::Pass);
+                if data.len() > 256 {
+                    // A short response carries at most 256 data bytes (ISO/IEC 7816-4); a
+                    // reader cannot receive a longer GPO answer.
+                    self.check(
+                        "GET PROCESSING OPTIONS: at most 256 bytes",
+                        Outcome::Fail(format!("{} bytes", data.len())),
+                    );
+                }
                 self.take_qvsdc_gpo(data);
                 self.aip = [
                     aip.first().copied().unwrap_or(0),

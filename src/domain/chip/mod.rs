@@ -3,6 +3,8 @@
 //! - [`profile`]: chip profiles (`profiles/chip/*.toml`) as data: AIDs, records, AIPs, FCI and
 //!   GPO DGIs, encryption and padding per DGI, verbatim DGIs, send order, CVN, ODA, PIN rules.
 //! - [`cvm`]: the CVM list (8E) decoded per EMV Book 3 Annex C3.
+//! - [`gpo_size`]: every GPO answer fits one short response (256 bytes), with what the card
+//!   adds per transaction.
 //! - [`iad`]: issuer application data (9F10) built per the CVN's documented layout.
 //! - [`keys`]: the key operations chip preparation needs ([`keys::ChipKeys`]), values never
 //!   leave the key store.
@@ -16,6 +18,7 @@
 
 pub mod channel;
 pub mod cvm;
+pub mod gpo_size;
 pub mod iad;
 pub mod keys;
 pub mod model1;

@@ -1059,6 +1059,8 @@ pub fn prepare(
             format!("offline data authentication of the prepared data: {e}"),
         )]
     })?;
+    // Every GPO answer fits one short response, with what the card adds (SDAD, ARQC).
+    super::gpo_size::check(&chip, profile).map_err(|f| vec![f])?;
     if let Some(f) = cvm_pin_mismatch(&chip, order, product, profile) {
         if profile.pin.refuse_cvm_mismatch {
             return Err(vec![f]);

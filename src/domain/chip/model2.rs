@@ -451,6 +451,7 @@ pub fn prepare(
             format!("offline data authentication: {e}"),
         )]
     })?;
+    super::gpo_size::check(&chip, profile).map_err(|f| vec![f])?;
     if let Some(env) = &order.tlv_data {
         let kek = KeyRef::new(KeyUsage::Kek, env.kek_id);
         let info = keys

@@ -569,8 +569,15 @@ impl VirtualCard {
 
     /// A command of the payment application (or a directory) outside GP secure messaging.
     fn application_command(&mut self, apdu: &[u8], cla: u8, ins: u8) -> Vec<u8> {
+        // Only the personalized application answers its commands: another instance that is
+        // selected (installed, not personalized) knows none of them.
+        let on_app = match (&self.selected, &self.app) {
+            (Selected::Application(aid), Some(app)) => *aid == app.aid,
+            (Selected::Pse, Some(_)) => true,
+            _ => false,
+        };
         match &self.app {
-            Some(_) if matches!(self.selected, Selected::Application(_) | Selected::Pse) => {
+            Some(_) if on_app => {
                 let random = self.random();
                 let pse = self.selected == Selected::Pse;
                 let Some(app) = self.app.as_mut() else {

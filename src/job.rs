@@ -3,28 +3,39 @@
 //! stripe (only after the chip succeeded), and the outcome in the store.
 //!
 //! Devices come in through two small ports, [`CardConnector`] (a fresh connection per phase, as a
-//! terminal would get after a reset) and [`StripeWriter`]; the command line plugs in PC/SC and
-//! the serial encoder, tests plug in the virtual card and fault injectors. Every failure names
-//! its step; nothing here prints or logs card data.
+//! terminal would get after a reset) and [`StripeWriter`]; the command line plugs in PC/SC
+//! ([`PcscReader`]) and the serial encoder ([`SerialStripe`]), the window the same two or its
+//! in-process virtual card, tests the virtual card and fault injectors. A [`CancelToken`] stops a
+//! run between two APDUs and while the encoder waits for a swipe; progress goes to a callback
+//! ([`JobEvent`]).
+//!
+//! Every failure is a [`StepFailure`]: a typed [`Step`] and a [`FailureKind`]. That one
+//! vocabulary gives the command line its exit code and records-log line, the store its reason
+//! ([`StepFailure::reason`]) and the window its advice. Nothing here prints or logs card data.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::devices::encoder::{
-    EncoderEvent, FailureClass, SerialConfig, classify, write_card_stripe,
+    CancelHandle, EncoderError, EncoderEvent, FailureClass, SerialConfig, classify,
+    write_card_stripe,
 };
+use crate::devices::pcsc::{PcscTransport, ProtocolChoice};
 use crate::devices::transport::{CardTransport, TransportError};
 use crate::domain::approval::{self, Evidence, review_message};
 use crate::domain::chip::ChipProfile;
 use crate::domain::chip::Interface;
 use crate::domain::chip::channel::ChannelRule;
-use crate::domain::gp::session::Progress;
+use crate::domain::gp::session::{Progress, Protocol, StepName};
 use crate::domain::mode::Mode;
+use crate::domain::msr206::FlowStep;
 use crate::domain::order::Order;
 use crate::domain::prepare::PersoData;
 use crate::domain::readback::{Outcome, ReadBack};
-use crate::domain::review::{OrderFacts, PersoGrant, Session, may_personalize};
+use crate::domain::review::{OrderFacts, PersoGrant, Role, Session, may_personalize};
 use crate::domain::status::Event;
 use crate::keys::KeyStorePort;
 use crate::perso::{PersoError, Transcript, channel_options, personalize_dgis_with, session_dgis};
@@ -61,11 +72,95 @@ pub trait CardConnector {
 
 /// Writes and verifies a card's stripe.
 pub trait StripeWriter {
-    /// Writes the tracks of `data`, reads them back and compares.
-    fn write_stripe(&mut self, data: &PersoData) -> Result<StripeOutcome, StepFailure>;
+    /// Writes the tracks of `data`, reads them back and compares; stops when `cancel` is
+    /// cancelled (also while waiting for a swipe).
+    fn write_stripe(
+        &mut self,
+        data: &PersoData,
+        cancel: &CancelToken,
+    ) -> Result<StripeOutcome, StepFailure>;
 }
 
-/// How a failure is classed (the command line maps it to an exit code).
+/// The step a card failed at.
+///
+/// Its `Display` is the stable name the store's reason, the records log (`failedStep`) and the
+/// exit code line carry (`EXTERNAL AUTHENTICATE`, `STORE DATA`, `read-back verification`,
+/// `stripe write`); [`Step::label`] adds the window's detail (`STORE DATA 3 of 23`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The role rules against the store.
+    Authorization,
+    /// The prepared data cannot be run (no chip profile for chip data).
+    Prepare,
+    /// The card keys of the secure channel (key store).
+    CardKeys,
+    /// Opening a connection to the card.
+    Connect,
+    /// Planning the PPSE instance.
+    Ppse,
+    /// Planning the secure channel session.
+    ChannelPlan,
+    /// A command of the GlobalPlatform session other than STORE DATA.
+    Session(StepName),
+    /// STORE DATA command `n` of `m`.
+    StoreData {
+        /// 1-based.
+        n: u16,
+        /// Commands of the session.
+        m: u16,
+    },
+    /// The terminal-style read-back and its checks.
+    ReadBack,
+    /// The stripe, at the encoder's flow step when known.
+    Stripe(Option<FlowStep>),
+}
+
+impl Step {
+    /// The step with its detail, for the window (`STORE DATA 3 of 23`).
+    pub fn label(&self) -> String {
+        match self {
+            Step::StoreData { n, m } if *m > 0 => format!("STORE DATA {n} of {m}"),
+            other => other.to_string(),
+        }
+    }
+
+    /// A step of the chip (connection, secure channel, STORE DATA, read-back).
+    pub fn is_chip(&self) -> bool {
+        !matches!(self, Step::Authorization | Step::Stripe(_))
+    }
+
+    /// The session step of `name`, with the STORE DATA count of the last progress seen.
+    fn of_session(name: StepName, last: Option<&Progress>) -> Step {
+        match (name, last) {
+            (StepName::StoreData, Some(p)) => Step::StoreData {
+                n: p.store_data_sent.max(1),
+                m: p.store_data_total,
+            },
+            (StepName::StoreData, None) => Step::StoreData { n: 0, m: 0 },
+            (name, _) => Step::Session(name),
+        }
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::Authorization => f.write_str("authorization"),
+            Step::Prepare => f.write_str("prepare"),
+            Step::CardKeys => f.write_str("card keys"),
+            Step::Connect => f.write_str("connect"),
+            Step::Ppse => f.write_str("PPSE"),
+            Step::ChannelPlan => f.write_str("secure channel plan"),
+            Step::Session(name) => write!(f, "{name}"),
+            Step::StoreData { .. } => f.write_str("STORE DATA"),
+            Step::ReadBack => f.write_str(READ_BACK),
+            Step::Stripe(None) => f.write_str("stripe"),
+            Step::Stripe(Some(s)) => write!(f, "stripe {s}"),
+        }
+    }
+}
+
+/// How a failure is classed (the command line maps it to an exit code, the window to advice).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FailureKind {
@@ -77,14 +172,28 @@ pub enum FailureKind {
     CardFailed,
     /// A device did not answer in time.
     Timeout,
+    /// The operator cancelled the run (the card may be partly personalized).
+    Cancelled,
+}
+
+impl From<FailureClass> for FailureKind {
+    fn from(class: FailureClass) -> Self {
+        match class {
+            FailureClass::Refused => FailureKind::Refused,
+            FailureClass::Unavailable => FailureKind::DeviceUnavailable,
+            FailureClass::CardFailed => FailureKind::CardFailed,
+            FailureClass::Timeout => FailureKind::Timeout,
+            FailureClass::Cancelled => FailureKind::Cancelled,
+        }
+    }
 }
 
 /// Why a card failed: the step, a message naming steps, DGIs, tracks and status words (never
 /// card data), and its class.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepFailure {
-    /// The step (`EXTERNAL AUTHENTICATE`, `STORE DATA`, `read-back verification`, `stripe write`).
-    pub step: String,
+    /// The step.
+    pub step: Step,
     /// What went wrong.
     pub message: String,
     /// Its class.
@@ -93,9 +202,9 @@ pub struct StepFailure {
 
 impl StepFailure {
     /// A failure at `step`.
-    pub fn new(step: impl Into<String>, message: impl Into<String>, kind: FailureKind) -> Self {
+    pub fn new(step: Step, message: impl Into<String>, kind: FailureKind) -> Self {
         Self {
-            step: step.into(),
+            step,
             message: message.into(),
             kind,
         }
@@ -112,8 +221,112 @@ pub fn transport_kind(e: &TransportError) -> FailureKind {
     match e {
         TransportError::BadResponse { .. } | TransportError::CardRemoved => FailureKind::CardFailed,
         TransportError::Timeout => FailureKind::Timeout,
-        TransportError::Cancelled => FailureKind::Refused,
+        TransportError::Cancelled => FailureKind::Cancelled,
         _ => FailureKind::DeviceUnavailable,
+    }
+}
+
+/// Stops a run: between two APDUs ([`CancelTransport`]) and while the encoder waits for a swipe.
+/// Clones share the flag (the window's Cancel button holds one, the worker another).
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    /// A token nobody has cancelled yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks the run to stop.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// True once [`cancel`](Self::cancel) was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// The encoder's cancel handle on the same flag.
+    pub fn encoder_handle(&self) -> CancelHandle {
+        CancelHandle::sharing(Arc::clone(&self.0))
+    }
+}
+
+/// A transport that refuses every command once the run is cancelled, so a session stops between
+/// two APDUs with "cancelled by the operator" and the refused command never reaches the card.
+pub struct CancelTransport<'a> {
+    inner: &'a mut dyn CardTransport,
+    cancel: &'a CancelToken,
+}
+
+impl<'a> CancelTransport<'a> {
+    /// Wraps `inner`.
+    pub fn new(inner: &'a mut dyn CardTransport, cancel: &'a CancelToken) -> Self {
+        CancelTransport { inner, cancel }
+    }
+}
+
+impl CardTransport for CancelTransport<'_> {
+    fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Vec<u8>, TransportError> {
+        if self.cancel.is_cancelled() {
+            return Err(TransportError::Cancelled);
+        }
+        self.inner.transmit_raw(apdu)
+    }
+
+    fn reader_name(&self) -> &str {
+        self.inner.reader_name()
+    }
+}
+
+/// A PC/SC reader by name: a new connection per phase (contact only).
+pub struct PcscReader(pub String);
+
+impl CardConnector for PcscReader {
+    fn connect(&mut self) -> Result<Box<dyn CardTransport + '_>, TransportError> {
+        Ok(Box::new(PcscTransport::connect(
+            &self.0,
+            ProtocolChoice::Any,
+        )?))
+    }
+}
+
+/// A tester's choice of secure channel instead of the chip profile's (`--scp`, `--kmc-index`
+/// on the command line; the Devices screen in the window).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChannelOverride {
+    /// SCP02 / SCP03 and "i".
+    pub protocol: Option<Protocol>,
+    /// The `kmc` key index.
+    pub kmc_index: Option<u32>,
+}
+
+impl ChannelOverride {
+    /// True when nothing is overridden.
+    pub fn is_empty(&self) -> bool {
+        self.protocol.is_none() && self.kmc_index.is_none()
+    }
+
+    /// Only testers override the chip profile's channel.
+    pub fn allowed_for(&self, role: Role) -> Result<(), &'static str> {
+        if self.is_empty() || role == Role::Tester {
+            Ok(())
+        } else {
+            Err("the secure channel overrides are for testers only (the chip profile decides)")
+        }
+    }
+
+    /// The profile's channel rule with the overrides applied.
+    pub fn apply(&self, profile: &ChipProfile) -> ChannelRule {
+        let mut rule = profile.channel.clone();
+        if let Some(p) = self.protocol {
+            rule = rule.with_protocol(p);
+        }
+        if let Some(i) = self.kmc_index {
+            rule.kmc_index = i;
+        }
+        rule
     }
 }
 
@@ -173,25 +386,30 @@ pub struct SerialStripe<F> {
 }
 
 impl<F: FnMut(&EncoderEvent) + Send + Clone + 'static> StripeWriter for SerialStripe<F> {
-    fn write_stripe(&mut self, data: &PersoData) -> Result<StripeOutcome, StepFailure> {
-        let (tracks, bad_swipes) =
-            write_card_stripe(self.config.clone(), data, self.observer.clone()).map_err(|e| {
-                let (kind, step, class) = classify(&e);
-                let step = step.map_or_else(|| "stripe".to_string(), |s| format!("stripe {s}"));
-                let kind_of = match class {
-                    FailureClass::Refused => FailureKind::Refused,
-                    FailureClass::Unavailable => FailureKind::DeviceUnavailable,
-                    FailureClass::CardFailed => FailureKind::CardFailed,
-                    FailureClass::Timeout => FailureKind::Timeout,
-                };
-                StepFailure::new(step, format!("[{kind}] {e}"), kind_of)
-            })?;
+    fn write_stripe(
+        &mut self,
+        data: &PersoData,
+        cancel: &CancelToken,
+    ) -> Result<StripeOutcome, StepFailure> {
+        let (tracks, bad_swipes) = write_card_stripe(
+            self.config.clone(),
+            data,
+            self.observer.clone(),
+            Some(cancel.encoder_handle()),
+        )
+        .map_err(|e| stripe_failure(&e))?;
         Ok(StripeOutcome {
             port: self.config.path.clone(),
             tracks,
             bad_swipes,
         })
     }
+}
+
+/// The failure of an encoder error: the flow step, `[kind] message`, the class.
+pub fn stripe_failure(e: &EncoderError) -> StepFailure {
+    let (kind, step, class) = classify(e);
+    StepFailure::new(Step::Stripe(step), format!("[{kind}] {e}"), class.into())
 }
 
 /// A card to make: the order, its prepared data, and for chip data the profile and channel.
@@ -278,15 +496,30 @@ pub fn authorize(
     order_id: &str,
     data: &PersoData,
 ) -> Result<PersoGrant, StepFailure> {
+    // An unreadable configuration counts as production: the stricter rule.
+    let mode = crate::config::mode().unwrap_or(Mode::Production);
+    authorize_in(store, who, order_id, data, mode)
+}
+
+/// [`authorize`] in `mode` (the window passes the mode it runs in).
+pub fn authorize_in(
+    store: &mut Store,
+    who: &Session,
+    order_id: &str,
+    data: &PersoData,
+    mode: Mode,
+) -> Result<PersoGrant, StepFailure> {
     let store_failure = |e: StoreError| {
-        StepFailure::new("authorization", format!("store: {e}"), FailureKind::Refused)
+        StepFailure::new(
+            Step::Authorization,
+            format!("store: {e}"),
+            FailureKind::Refused,
+        )
     };
     let state = store
         .state(order_id)
         .map_err(store_failure)?
         .ok_or_else(|| store_failure(StoreError::UnknownOrder(order_id.to_string())))?;
-    // An unreadable configuration counts as production: the stricter rule.
-    let mode = crate::config::mode().unwrap_or(Mode::Production);
     let approval = approval_of(store, who, order_id, data, mode);
     let facts = OrderFacts {
         status: state.status,
@@ -300,7 +533,7 @@ pub fn authorize(
             let message = format!("{denied} (order is {}){why}", state.status);
             let _ = store.audit(who, "perso-refused", Some(order_id), &message);
             return Err(StepFailure::new(
-                "authorization",
+                Step::Authorization,
                 message,
                 FailureKind::Refused,
             ));
@@ -330,18 +563,30 @@ pub fn record(
 }
 
 /// Runs the chip (when the job has chip data and a connector is given), then the stripe (when a
-/// writer is given). Stops at the first failure.
+/// writer is given). Stops at the first failure. Never cancelled: [`run_cancellable`].
 pub fn run(
     job: &CardJob<'_>,
     connector: Option<&mut dyn CardConnector>,
     stripe: Option<&mut dyn StripeWriter>,
     on_event: &mut dyn FnMut(JobEvent),
 ) -> JobReport {
+    run_cancellable(job, connector, stripe, &CancelToken::new(), on_event)
+}
+
+/// [`run`], stopping with a [`FailureKind::Cancelled`] failure once `cancel` is cancelled:
+/// before the next APDU, between the chip and the stripe, or while the encoder waits.
+pub fn run_cancellable(
+    job: &CardJob<'_>,
+    connector: Option<&mut dyn CardConnector>,
+    stripe: Option<&mut dyn StripeWriter>,
+    cancel: &CancelToken,
+    on_event: &mut dyn FnMut(JobEvent),
+) -> JobReport {
     let mut report = JobReport::default();
     if let Some(chip_data) = &job.data.chip {
         let Some((profile, rule)) = &job.chip else {
             report.failure = Some(StepFailure::new(
-                "prepare",
+                Step::Prepare,
                 "the chip data has no chip profile",
                 FailureKind::Refused,
             ));
@@ -349,7 +594,7 @@ pub fn run(
         };
         let Some(connector) = connector else {
             report.failure = Some(StepFailure::new(
-                "connect",
+                Step::Connect,
                 "the order has chip data but no reader was given",
                 FailureKind::DeviceUnavailable,
             ));
@@ -367,6 +612,7 @@ pub fn run(
             profile,
             rule,
             chip: chip_data,
+            cancel,
         };
         if let Err(f) = chip.run(connector, outcome, &mut report.transcript, on_event) {
             report.failure = Some(f);
@@ -374,8 +620,16 @@ pub fn run(
         }
     }
     if let Some(writer) = stripe {
+        if cancel.is_cancelled() {
+            report.failure = Some(StepFailure::new(
+                Step::Stripe(None),
+                TransportError::Cancelled.to_string(),
+                FailureKind::Cancelled,
+            ));
+            return report;
+        }
         on_event(JobEvent::Stripe);
-        match writer.write_stripe(job.data) {
+        match writer.write_stripe(job.data, cancel) {
             Ok(s) => report.stripe = Some(s),
             Err(f) => report.failure = Some(f),
         }
@@ -388,6 +642,7 @@ struct ChipPhase<'a> {
     profile: &'a ChipProfile,
     rule: &'a ChannelRule,
     chip: &'a crate::domain::chip::ChipData,
+    cancel: &'a CancelToken,
 }
 
 impl ChipPhase<'_> {
@@ -400,27 +655,31 @@ impl ChipPhase<'_> {
     ) -> Result<(), StepFailure> {
         let (job, chip, rule) = (self.job, self.chip, self.rule);
         let options = channel_options(rule, chip, job.keys)
-            .map_err(|e| StepFailure::new("card keys", e.to_string(), FailureKind::Refused))?;
+            .map_err(|e| StepFailure::new(Step::CardKeys, e.to_string(), FailureKind::Refused))?;
         let started = Instant::now();
+        let mut last: Option<Progress> = None;
         let result = {
-            let mut transport = connector
+            let mut inner = connector
                 .connect()
-                .map_err(|e| StepFailure::new("connect", e.to_string(), transport_kind(&e)))?;
+                .map_err(|e| StepFailure::new(Step::Connect, e.to_string(), transport_kind(&e)))?;
+            let mut transport = CancelTransport::new(inner.as_mut(), self.cancel);
             let dgis = session_dgis(chip, rule.protocol);
             let ppse = crate::perso::ppse_session(self.profile, &options)
-                .map_err(|e| StepFailure::new("PPSE", e.to_string(), FailureKind::Refused))?;
-            let app =
-                personalize_dgis_with(transport.as_mut(), options, dgis, job.keys, &mut |p| {
-                    on_event(JobEvent::Perso(*p));
-                });
+                .map_err(|e| StepFailure::new(Step::Ppse, e.to_string(), FailureKind::Refused))?;
+            let app = personalize_dgis_with(&mut transport, options, dgis, job.keys, &mut |p| {
+                last = Some(*p);
+                on_event(JobEvent::Perso(*p));
+            });
             match (app, ppse) {
                 (Ok(mut r), Some((options, dgis))) => {
                     // The PPSE instance, after the payment application.
-                    personalize_dgis_with(transport.as_mut(), options, dgis, job.keys, &mut |_| {})
-                        .map(|p| {
-                            r.transcript.entries.extend(p.transcript.entries);
-                            r
-                        })
+                    personalize_dgis_with(&mut transport, options, dgis, job.keys, &mut |p| {
+                        last = Some(*p)
+                    })
+                    .map(|p| {
+                        r.transcript.entries.extend(p.transcript.entries);
+                        r
+                    })
                 }
                 (app, _) => app,
             }
@@ -441,7 +700,7 @@ impl ChipPhase<'_> {
                 *transcript = e.transcript().cloned();
                 let step = e
                     .step()
-                    .map_or_else(|| "secure channel plan".to_string(), |s| s.to_string());
+                    .map_or(Step::ChannelPlan, |s| Step::of_session(s, last.as_ref()));
                 return Err(StepFailure::new(step, e.to_string(), kind));
             }
         }
@@ -490,7 +749,7 @@ impl ChipPhase<'_> {
             return Ok(());
         }
         Err(StepFailure::new(
-            READ_BACK,
+            Step::ReadBack,
             format!("failed: {}", failed.join("; ")),
             FailureKind::CardFailed,
         ))
@@ -505,17 +764,33 @@ impl ChipPhase<'_> {
     ) -> Result<Option<ReadBack>, StepFailure> {
         let (job, chip) = (self.job, self.chip);
         let fail =
-            |e: TransportError| StepFailure::new(READ_BACK, e.to_string(), transport_kind(&e));
-        let Some(mut transport) = connector.connect_on(interface).map_err(fail)? else {
+            |e: TransportError| StepFailure::new(Step::ReadBack, e.to_string(), transport_kind(&e));
+        let Some(mut inner) = connector.connect_on(interface).map_err(fail)? else {
             return Ok(None);
         };
+        let mut transport = CancelTransport::new(inner.as_mut(), self.cancel);
         let ca = crate::verify::ca_for(job.keys, Some(chip), &chip.aid);
-        let mut rb =
-            crate::verify::read_card_on(transport.as_mut(), interface, ca, Some(&chip.aid))
-                .map_err(fail)?;
+        let mut rb = crate::verify::read_card_on(&mut transport, interface, ca, Some(&chip.aid))
+            .map_err(fail)?;
         let key = crate::verify::arqc_key(job.keys, job.order, self.profile.mkd);
         crate::verify::check_against(&mut rb, job.order, Some(chip), key);
         Ok(Some(rb))
+    }
+}
+
+impl std::fmt::Display for CheckLine {
+    /// `PASS  name`, `FAIL  name: why`, `SKIP  name: why` (names and reasons, never values).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tag = match self.status {
+            "pass" => "PASS",
+            "fail" => "FAIL",
+            _ => "SKIP",
+        };
+        write!(f, "{tag}  {}", self.check)?;
+        match &self.reason {
+            Some(why) => write!(f, ": {why}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -536,4 +811,92 @@ pub fn check_lines(rb: &ReadBack) -> Vec<CheckLine> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_names_itself_as_the_store_and_the_records_log_carry_it() {
+        let ext = Step::Session(StepName::ExternalAuthenticate);
+        assert_eq!(ext.to_string(), "EXTERNAL AUTHENTICATE");
+        let sd = Step::StoreData { n: 3, m: 23 };
+        // The stable name (records log `failedStep`, the stored reason) has no count...
+        assert_eq!(sd.to_string(), "STORE DATA");
+        // ...the window's label has.
+        assert_eq!(sd.label(), "STORE DATA 3 of 23");
+        assert_eq!(
+            Step::Stripe(Some(FlowStep::Write)).to_string(),
+            "stripe write"
+        );
+        assert_eq!(Step::Stripe(None).to_string(), "stripe");
+        assert_eq!(Step::ReadBack.to_string(), READ_BACK);
+        let f = StepFailure::new(ext, "card answered 6300", FailureKind::CardFailed);
+        assert_eq!(f.reason(), "EXTERNAL AUTHENTICATE: card answered 6300");
+        assert!(ext.is_chip() && !Step::Stripe(None).is_chip() && !Step::Authorization.is_chip());
+    }
+
+    #[test]
+    fn the_encoder_classes_and_transport_errors_map_into_one_vocabulary() {
+        assert_eq!(
+            FailureKind::from(FailureClass::Unavailable),
+            FailureKind::DeviceUnavailable
+        );
+        assert_eq!(
+            FailureKind::from(FailureClass::Cancelled),
+            FailureKind::Cancelled
+        );
+        assert_eq!(
+            transport_kind(&TransportError::Cancelled),
+            FailureKind::Cancelled
+        );
+        assert_eq!(
+            transport_kind(&TransportError::CardRemoved),
+            FailureKind::CardFailed
+        );
+        assert_eq!(
+            transport_kind(&TransportError::NoCard("r".into())),
+            FailureKind::DeviceUnavailable
+        );
+    }
+
+    #[test]
+    fn only_testers_override_the_channel() {
+        let none = ChannelOverride::default();
+        assert!(none.allowed_for(Role::Operator).is_ok());
+        let scp03 = ChannelOverride {
+            protocol: Some(Protocol::Scp03 { i: 0x70 }),
+            kmc_index: Some(2),
+        };
+        assert!(scp03.allowed_for(Role::Operator).is_err());
+        assert!(scp03.allowed_for(Role::Tester).is_ok());
+    }
+
+    #[test]
+    fn a_cancel_token_stops_the_next_apdu_and_is_shared_by_clones() {
+        struct Echo(u32);
+        impl CardTransport for Echo {
+            fn transmit_raw(&mut self, _apdu: &[u8]) -> Result<Vec<u8>, TransportError> {
+                self.0 += 1;
+                Ok(vec![0x90, 0x00])
+            }
+            fn reader_name(&self) -> &str {
+                "echo"
+            }
+        }
+        let token = CancelToken::new();
+        let button = token.clone();
+        let mut inner = Echo(0);
+        {
+            let mut t = CancelTransport::new(&mut inner, &token);
+            assert!(t.transmit_raw(&[0, 0xA4, 4, 0]).is_ok());
+            button.cancel();
+            assert_eq!(
+                t.transmit_raw(&[0, 0xA4, 4, 0]),
+                Err(TransportError::Cancelled)
+            );
+        }
+        assert_eq!(inner.0, 1, "the refused command never reached the card");
+    }
 }

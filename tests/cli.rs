@@ -1,21 +1,12 @@
 //! The command line through the built binary: acceptance examples, exit codes, reveal policy, and
 //! no sensitive data in logs or output at trace level.
 
+mod support;
+
+use support::{persodesk, root};
+
 use std::path::PathBuf;
-use std::process::{Command, Output};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn persodesk(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_persodesk"));
-    cmd.current_dir(root()).args(args).env_remove("RUST_LOG");
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("persodesk runs")
-}
+use std::process::Output;
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

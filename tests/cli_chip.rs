@@ -1,20 +1,10 @@
 //! `prepare --model 1` and `keys` through the built binary.
 
-use std::path::PathBuf;
+mod support;
+
+use support::{persodesk, root};
+
 use std::process::{Command, Output};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn persodesk(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_persodesk"))
-        .current_dir(root())
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("persodesk runs")
-}
 
 fn lines(o: &Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&o.stdout)
@@ -34,7 +24,7 @@ fn model1_json_masked_and_revealed() {
         "--date",
         "250115",
     ];
-    let o = persodesk(&args);
+    let o = persodesk(&args, support::NO_ENV);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let all = lines(&o);
     assert_eq!(all.len(), 6);
@@ -54,7 +44,10 @@ fn model1_json_masked_and_revealed() {
     assert!(chip["dgis"][0].get("value").is_none());
     assert!(chip["kcv"]["ac"].as_str().expect("kcv").len() == 6);
 
-    let o = persodesk(&[&args[..], &["--reveal", "--order", "DEMO-VISA-0001"]].concat());
+    let o = persodesk(
+        &[&args[..], &["--reveal", "--order", "DEMO-VISA-0001"]].concat(),
+        support::NO_ENV,
+    );
     assert!(o.status.success());
     let v = &lines(&o)[0];
     let dgis = v["chip"]["dgis"].as_array().expect("dgis");
@@ -79,14 +72,17 @@ fn model1_json_masked_and_revealed() {
 
 #[test]
 fn model_flags_and_ca_public() {
-    let o = persodesk(&[
-        "prepare",
-        "assets/demo/orders.json",
-        "--model",
-        "2",
-        "--order",
-        "DEMO-MC-0001",
-    ]);
+    let o = persodesk(
+        &[
+            "prepare",
+            "assets/demo/orders.json",
+            "--model",
+            "2",
+            "--order",
+            "DEMO-MC-0001",
+        ],
+        support::NO_ENV,
+    );
     assert_eq!(o.status.code(), Some(1));
     // An order without tlvData cannot be Model 2: a clear error naming the field.
     assert!(
@@ -94,19 +90,28 @@ fn model_flags_and_ca_public() {
             "encryptedData.tlvData: the order has no Model 2 data (tlvData); use Model 1"
         )
     );
-    let o = persodesk(&["prepare", "assets/demo/orders.json", "--model", "3"]);
+    let o = persodesk(
+        &["prepare", "assets/demo/orders.json", "--model", "3"],
+        support::NO_ENV,
+    );
     assert_eq!(o.status.code(), Some(2));
-    let o = persodesk(&[
-        "prepare",
-        "assets/demo/orders.json",
-        "--model",
-        "none",
-        "--json",
-    ]);
+    let o = persodesk(
+        &[
+            "prepare",
+            "assets/demo/orders.json",
+            "--model",
+            "none",
+            "--json",
+        ],
+        support::NO_ENV,
+    );
     assert!(o.status.success());
     assert!(lines(&o).iter().all(|v| v.get("chip").is_none()));
 
-    let o = persodesk(&["keys", "ca-public", "--keys", "assets/demo/keys.toml"]);
+    let o = persodesk(
+        &["keys", "ca-public", "--keys", "assets/demo/keys.toml"],
+        support::NO_ENV,
+    );
     assert!(o.status.success());
     let cas = lines(&o);
     assert_eq!(cas.len(), 2);
@@ -121,27 +126,33 @@ fn demo_pki_appends_a_working_issuer_key() {
     let keys = dir.join("keys.toml");
     std::fs::copy(root().join("tests/fixtures/keys.toml"), &keys).expect("copy");
     let k = keys.to_str().expect("utf8");
-    let o = persodesk(&[
-        "keys",
-        "demo-pki",
-        "--keys",
-        k,
-        "--index",
-        "5",
-        "--ca-bits",
-        "1024",
-        "--issuer-bits",
-        "1024",
-    ]);
+    let o = persodesk(
+        &[
+            "keys",
+            "demo-pki",
+            "--keys",
+            k,
+            "--index",
+            "5",
+            "--ca-bits",
+            "1024",
+            "--issuer-bits",
+            "1024",
+        ],
+        support::NO_ENV,
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = persodesk(&["keys", "ca-public", "--keys", k]);
+    let o = persodesk(&["keys", "ca-public", "--keys", k], support::NO_ENV);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(lines(&o)[0]["bits"], 1024);
     // The same index twice is refused; the file still loads.
-    let o = persodesk(&["keys", "demo-pki", "--keys", k, "--index", "5"]);
+    let o = persodesk(
+        &["keys", "demo-pki", "--keys", k, "--index", "5"],
+        support::NO_ENV,
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        persodesk(&["keys", "ca-public", "--keys", k])
+        persodesk(&["keys", "ca-public", "--keys", k], support::NO_ENV)
             .status
             .success()
     );
@@ -151,7 +162,10 @@ fn demo_pki_appends_a_working_issuer_key() {
 #[test]
 fn model2_demo_orders_and_the_packer() {
     // The shipped Model 2 demo orders default to Model 2 and pass every check.
-    let o = persodesk(&["prepare", "assets/demo/orders-model2.json", "--json"]);
+    let o = persodesk(
+        &["prepare", "assets/demo/orders-model2.json", "--json"],
+        support::NO_ENV,
+    );
     assert_eq!(
         o.status.code(),
         Some(0),
@@ -168,33 +182,39 @@ fn model2_demo_orders_and_the_packer() {
     let dir = std::env::temp_dir().join(format!("persodesk-m2-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let packed = dir.join("packed.json");
-    let o = persodesk(&[
-        "model2",
-        "pack",
-        "--dgis",
-        "assets/demo/model2/vis-1.6.3-vcps-2.2.4.dgi",
-        "--kek-index",
-        "2",
-        "--order",
-        "assets/demo/orders.json",
-        "--id",
-        "DEMO-VISA-0001",
-        "--out",
-        packed.to_str().expect("utf8"),
-    ]);
+    let o = persodesk(
+        &[
+            "model2",
+            "pack",
+            "--dgis",
+            "assets/demo/model2/vis-1.6.3-vcps-2.2.4.dgi",
+            "--kek-index",
+            "2",
+            "--order",
+            "assets/demo/orders.json",
+            "--id",
+            "DEMO-VISA-0001",
+            "--out",
+            packed.to_str().expect("utf8"),
+        ],
+        support::NO_ENV,
+    );
     assert_eq!(
         o.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let o = persodesk(&[
-        "prepare",
-        packed.to_str().expect("utf8"),
-        "--model",
-        "2",
-        "--json",
-    ]);
+    let o = persodesk(
+        &[
+            "prepare",
+            packed.to_str().expect("utf8"),
+            "--model",
+            "2",
+            "--json",
+        ],
+        support::NO_ENV,
+    );
     assert_eq!(
         o.status.code(),
         Some(0),
@@ -202,37 +222,46 @@ fn model2_demo_orders_and_the_packer() {
         String::from_utf8_lossy(&o.stdout)
     );
     // Packed for another order, the same data is rejected: its PAN/expiry do not match.
-    let o = persodesk(&[
-        "model2",
-        "pack",
-        "--dgis",
-        "assets/demo/model2/vis-1.6.3-vcps-2.2.4.dgi",
-        "--kek-index",
-        "1",
-        "--order",
-        "assets/demo/orders.json",
-        "--id",
-        "DEMO-VISA-0002",
-        "--out",
-        packed.to_str().expect("utf8"),
-    ]);
+    let o = persodesk(
+        &[
+            "model2",
+            "pack",
+            "--dgis",
+            "assets/demo/model2/vis-1.6.3-vcps-2.2.4.dgi",
+            "--kek-index",
+            "1",
+            "--order",
+            "assets/demo/orders.json",
+            "--id",
+            "DEMO-VISA-0002",
+            "--out",
+            packed.to_str().expect("utf8"),
+        ],
+        support::NO_ENV,
+    );
     assert_eq!(o.status.code(), Some(0));
-    let o = persodesk(&["prepare", packed.to_str().expect("utf8"), "--model", "2"]);
+    let o = persodesk(
+        &["prepare", packed.to_str().expect("utf8"), "--model", "2"],
+        support::NO_ENV,
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stdout).contains("does not match encryptedData"));
     // An unknown KEK index is refused by the packer.
-    let o = persodesk(&[
-        "model2",
-        "pack",
-        "--dgis",
-        "assets/demo/model2/vis-1.6.3-vcps-2.2.4.dgi",
-        "--kek-index",
-        "9",
-        "--order",
-        "assets/demo/orders.json",
-        "--id",
-        "DEMO-VISA-0001",
-    ]);
+    let o = persodesk(
+        &[
+            "model2",
+            "pack",
+            "--dgis",
+            "assets/demo/model2/vis-1.6.3-vcps-2.2.4.dgi",
+            "--kek-index",
+            "9",
+            "--order",
+            "assets/demo/orders.json",
+            "--id",
+            "DEMO-VISA-0001",
+        ],
+        support::NO_ENV,
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("kek #9"));
     let _ = std::fs::remove_dir_all(dir);
@@ -255,14 +284,17 @@ fn a_product_may_allow_only_one_model() {
     let text = std::fs::read_to_string(&p).expect("product");
     std::fs::write(&p, format!("models = [1]\n{text}")).expect("write");
     let profiles = dir.to_str().expect("utf8");
-    let o = persodesk(&[
-        "prepare",
-        "assets/demo/orders-model2.json",
-        "--order",
-        "DEMO-VISA-0001-M2",
-        "--profiles",
-        profiles,
-    ]);
+    let o = persodesk(
+        &[
+            "prepare",
+            "assets/demo/orders-model2.json",
+            "--order",
+            "DEMO-VISA-0001-M2",
+            "--profiles",
+            profiles,
+        ],
+        support::NO_ENV,
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&o.stdout)
@@ -270,16 +302,19 @@ fn a_product_may_allow_only_one_model() {
         "{}",
         String::from_utf8_lossy(&o.stdout)
     );
-    let o = persodesk(&[
-        "prepare",
-        "assets/demo/orders.json",
-        "--order",
-        "DEMO-VISA-0001",
-        "--model",
-        "1",
-        "--profiles",
-        profiles,
-    ]);
+    let o = persodesk(
+        &[
+            "prepare",
+            "assets/demo/orders.json",
+            "--order",
+            "DEMO-VISA-0001",
+            "--model",
+            "1",
+            "--profiles",
+            profiles,
+        ],
+        support::NO_ENV,
+    );
     assert_eq!(o.status.code(), Some(0));
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -5,6 +5,9 @@
 //!
 //! Every child process is stopped (SIGTERM, then SIGKILL) and every temporary file removed by
 //! guards, also when an assertion fails; every wait is bounded.
+mod support;
+
+use support::{persodesk, root};
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -28,10 +31,6 @@ const DEMO_IDS: [&str; 6] = [
     "DEMO-VISA-0003",
     "DEMO-US-0001",
 ];
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// A temporary directory removed on drop.
 struct TempDir(PathBuf);
@@ -150,49 +149,6 @@ impl Sim {
 impl Drop for Sim {
     fn drop(&mut self) {
         self.terminate();
-    }
-}
-
-/// Runs the binary with a hard time limit (killed after 60 s).
-fn persodesk(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(root())
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("persodesk runs");
-    // Drain both pipes while waiting: a child whose output outgrows the pipe buffer would block.
-    let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
-        thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let out = drain(child.stdout.take().map(|s| Box::new(s) as _));
-    let err = drain(child.stderr.take().map(|s| Box::new(s) as _));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return Output {
-                status,
-                stdout: out.join().expect("stdout"),
-                stderr: err.join().expect("stderr"),
-            };
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("persodesk {args:?} did not finish within 60 s");
-        }
-        thread::sleep(Duration::from_millis(20));
     }
 }
 

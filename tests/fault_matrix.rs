@@ -418,7 +418,7 @@ fn every_step_and_every_fault_fails_cleanly_and_a_retry_works() {
                 .as_ref()
                 .unwrap_or_else(|| panic!("{case}: reported success"));
             assert!(
-                failure.step.starts_with(expect),
+                failure.step.to_string().starts_with(expect),
                 "{case}: failed at {} ({})",
                 failure.step,
                 failure.message

@@ -6,11 +6,8 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable as _;
 use persodesk::domain::chip_model::{AllowedModels, ChipModel};
 use persodesk::domain::status::Status;
@@ -18,104 +15,14 @@ use persodesk::gui::devices::{VirtualSlot, lock_reader};
 use persodesk::gui::log::LogBuffer;
 use persodesk::gui::orders::Filter;
 use persodesk::gui::worker::OrderRow;
-use persodesk::gui::{App, AppConfig, Screen, demo_catalog, demo_chip_profiles, demo_keys};
-use persodesk::sim::encoder::SimConfig;
+use persodesk::gui::{App, AppConfig, Screen, demo_chip_profiles, demo_keys};
 use persodesk::store::Store;
 
 use support::TempDir;
-
-fn config(dir: &TempDir, load_demo: bool) -> AppConfig {
-    AppConfig {
-        catalog: demo_catalog().expect("demo products"),
-        chip_profiles: demo_chip_profiles().expect("demo chip profiles"),
-        keys: Arc::new(demo_keys().expect("demo keys")),
-        key_pool: false,
-        virtual_card: true,
-        store_path: Some(dir.db()),
-        start_sim_encoder: true,
-        sim: SimConfig {
-            swipe_delay: Duration::from_millis(5),
-            ..SimConfig::default()
-        },
-        load_demo,
-        scan_devices: false,
-        user: "alice".into(),
-        swipe_timeout: Duration::from_secs(5),
-        mode: persodesk::config::Mode::Test,
-        roles: None,
-    }
-}
-
-fn harness(app: App) -> Harness<'static, App> {
-    Harness::builder()
-        .with_size(egui::vec2(1400.0, 900.0))
-        .build_ui_state(|ui, app: &mut App| app.draw(ui), app)
-}
-
-/// Steps frames until `cond` holds; fails after 20 s (workers are threads, not frames).
-fn wait(h: &mut Harness<'_, App>, what: &str, cond: impl Fn(&App) -> bool) {
-    let start = Instant::now();
-    loop {
-        h.step();
-        if cond(h.state()) {
-            h.step();
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}; notice: {:?}; selected {:?}, preview pending {}, ready {}, errors {:?}",
-            h.state().notice,
-            h.state().selected_row().map(|(_, r)| r.id.clone()),
-            h.state().preview.pending,
-            h.state().preview.prepared.is_some(),
-            h.state().preview.errors
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Some node's label contains `text`.
-fn has(h: &Harness<'_, App>, text: &str) -> bool {
-    h.query_all_by_label_contains(text).next().is_some()
-}
-
-fn sign_in(h: &mut Harness<'_, App>, role: &str) {
-    if h.state().session.is_some() {
-        h.get_by_label("Switch role").click();
-        h.step();
-        h.step();
-    }
-    h.get_by_label(&format!("Work as {role}")).click();
-    h.step();
-    h.step();
-    assert_eq!(
-        h.state().session.as_ref().map(|s| s.role.as_str()),
-        Some(role)
-    );
-}
-
-fn loaded(h: &mut Harness<'_, App>) {
-    wait(h, "demo orders", |a| {
-        a.loading.is_none() && a.rows.len() == 9
-    });
-}
-
-fn select(h: &mut Harness<'_, App>, id: &str) -> usize {
-    // Let the layout settle (screen switches scroll the table to the selection).
-    h.step();
-    h.step();
-    h.get_by_label(id).click();
-    wait(h, "the preview", |a| {
-        a.selected_row().is_some_and(|(_, r)| r.id == id)
-            && !a.preview.pending
-            && (a.preview.prepared.is_some() || !a.preview.errors.is_empty())
-    });
-    h.state().selected.expect("selected")
-}
-
-fn status_of(h: &Harness<'_, App>, id: &str) -> Status {
-    h.state().row_by_id(id).expect("row").1.status
-}
+use support::gui::{
+    config, harness, has, last_failure, loaded, personalize_and_wait, select, show, sign_in,
+    signed_in, status_of, wait,
+};
 
 #[test]
 fn supervisor_approves_then_operator_personalizes_on_the_simulated_encoder() {
@@ -266,11 +173,7 @@ fn supervisor_approves_then_operator_personalizes_on_the_simulated_encoder() {
 #[test]
 fn operator_cannot_personalize_an_unapproved_order() {
     let dir = TempDir::new("operator");
-    let app = App::new(config(&dir, true), LogBuffer::default()).expect("app");
-    let mut h = harness(app);
-    h.step();
-    sign_in(&mut h, "operator");
-    loaded(&mut h);
+    let mut h = signed_in(&dir, "operator", true);
     let row = select(&mut h, "DEMO-VISA-0001");
     assert_eq!(status_of(&h, "DEMO-VISA-0001"), Status::DataPrepared);
     assert!(
@@ -285,15 +188,17 @@ fn operator_cannot_personalize_an_unapproved_order() {
     h.step();
     assert!(!h.state().perso.is_running());
     assert_eq!(status_of(&h, "DEMO-VISA-0001"), Status::DataPrepared);
-    // The method refuses too, and the refusal is audited.
+    // The method refuses too (the job's role rules against the store, as on the command line),
+    // and the refusal is audited as the command line audits it.
     let err = h.state_mut().personalize(row).expect_err("refused");
     assert!(err.contains("approved orders only"), "{err}");
     let store = Store::open(&dir.db()).expect("store");
     let audit = store.audit_trail(10).expect("audit");
     assert!(
-        audit
-            .iter()
-            .any(|r| r.action == "personalize" && r.outcome.starts_with("refused"))
+        audit.iter().any(|r| r.action == "perso-refused"
+            && r.order_id.as_deref() == Some("DEMO-VISA-0001")
+            && r.outcome.contains("approved orders only")),
+        "{audit:?}"
     );
     // And the operator cannot approve.
     assert!(h.query_by_label("Approve").is_none());
@@ -350,11 +255,7 @@ fn tester_reveals_on_test_keys_and_personalizes_without_approval() {
 #[test]
 fn a_failing_card_shows_the_failed_step() {
     let dir = TempDir::new("fail");
-    let app = App::new(config(&dir, true), LogBuffer::default()).expect("app");
-    let mut h = harness(app);
-    h.step();
-    sign_in(&mut h, "tester");
-    loaded(&mut h);
+    let mut h = signed_in(&dir, "tester", true);
     h.get_by_label("Devices").click();
     h.step();
     h.step();
@@ -396,11 +297,7 @@ fn a_failing_card_shows_the_failed_step() {
 #[test]
 fn model_1_and_model_2_show_their_chip_data() {
     let dir = TempDir::new("models");
-    let app = App::new(config(&dir, true), LogBuffer::default()).expect("app");
-    let mut h = harness(app);
-    h.step();
-    sign_in(&mut h, "supervisor");
-    loaded(&mut h);
+    let mut h = signed_in(&dir, "supervisor", true);
     // A Model 2 demo order: the issuer's data is the default choice.
     let row = select(&mut h, "DEMO-MC-0001-M2");
     assert_eq!(h.state().rows[row].model, Some(ChipModel::Model2));
@@ -451,26 +348,10 @@ fn model_1_and_model_2_show_their_chip_data() {
     ));
 }
 
-fn personalize_and_wait(h: &mut Harness<'_, App>) {
-    h.get_by_label("Personalize this card").click();
-    h.step();
-    wait(h, "the personalization", |a| !a.perso.is_running());
-}
-
-fn show(h: &mut Harness<'_, App>, screen: &str) {
-    h.get_by_label(screen).click();
-    h.step();
-    h.step();
-}
-
 #[test]
 fn a_personalized_virtual_card_refuses_a_second_personalization() {
     let dir = TempDir::new("second");
-    let app = App::new(config(&dir, true), LogBuffer::default()).expect("app");
-    let mut h = harness(app);
-    h.step();
-    sign_in(&mut h, "tester");
-    loaded(&mut h);
+    let mut h = signed_in(&dir, "tester", true);
     select(&mut h, "DEMO-MC-0001");
     personalize_and_wait(&mut h);
     assert_eq!(status_of(&h, "DEMO-MC-0001"), Status::Done);
@@ -489,14 +370,7 @@ fn a_personalized_virtual_card_refuses_a_second_personalization() {
         h.query_by_label("Order DEMO-MC-0002: CARD_PROD_FAILED")
             .is_some()
     );
-    let failure = h
-        .state()
-        .perso
-        .last
-        .as_ref()
-        .and_then(|f| f.result.as_ref().err())
-        .cloned()
-        .expect("failed");
+    let failure = last_failure(&h).expect("failed");
     assert!(failure.message.contains("6985"), "{failure:?}");
     assert!(has(&h, &format!("Failed step: {}", failure.step.label())));
     assert!(has(&h, "6985"));
@@ -534,11 +408,7 @@ fn a_personalized_virtual_card_refuses_a_second_personalization() {
 #[test]
 fn cancel_leaves_the_order_failed_not_done() {
     let dir = TempDir::new("cancel");
-    let app = App::new(config(&dir, true), LogBuffer::default()).expect("app");
-    let mut h = harness(app);
-    h.step();
-    sign_in(&mut h, "tester");
-    loaded(&mut h);
+    let mut h = signed_in(&dir, "tester", true);
     // Nobody swipes: the run waits at the stripe until cancelled.
     show(&mut h, "Devices");
     h.get_by_label("Nobody swipes").click();
@@ -572,14 +442,13 @@ fn cancel_leaves_the_order_failed_not_done() {
 fn the_cancel_transport_stops_before_the_next_apdu() {
     use persodesk::devices::transport::{CardTransport, TransportError, VirtualTransport};
     use persodesk::gui::devices::{CardFault, virtual_card_for};
-    use persodesk::gui::personalize::CancelTransport;
-    use std::sync::atomic::AtomicBool;
+    use persodesk::job::{CancelToken, CancelTransport};
     let profiles = demo_chip_profiles().expect("profiles");
     let keys = demo_keys().expect("keys");
     let profile = profiles.get("vis-1.6.3-vcps-2.2.4").expect("profile");
     let card = virtual_card_for(profile, &keys, CardFault::None).expect("card");
     let mut inner = VirtualTransport::new(card);
-    let flag = AtomicBool::new(false);
+    let flag = CancelToken::new();
     let select_isd = [
         0x00, 0xA4, 0x04, 0x00, 0x08, 0xA0, 0, 0, 0x01, 0x51, 0, 0, 0, 0x00,
     ];
@@ -587,7 +456,7 @@ fn the_cancel_transport_stops_before_the_next_apdu() {
         let mut t = CancelTransport::new(&mut inner, &flag);
         let r = t.transmit_raw(&select_isd).expect("answer");
         assert_eq!(r[r.len() - 2..], [0x90, 0x00]);
-        flag.store(true, Ordering::SeqCst);
+        flag.cancel();
         assert_eq!(t.transmit_raw(&select_isd), Err(TransportError::Cancelled));
     }
     // The refused command never reached the card.
@@ -597,11 +466,7 @@ fn the_cancel_transport_stops_before_the_next_apdu() {
 #[test]
 fn a_card_fault_fails_the_card_at_its_step() {
     let dir = TempDir::new("cardfault");
-    let app = App::new(config(&dir, true), LogBuffer::default()).expect("app");
-    let mut h = harness(app);
-    h.step();
-    sign_in(&mut h, "tester");
-    loaded(&mut h);
+    let mut h = signed_in(&dir, "tester", true);
     show(&mut h, "Devices");
     h.get_by_label("6A80 at the first STORE DATA").click();
     h.step();
@@ -687,10 +552,7 @@ fn bulk_row(i: usize) -> OrderRow {
 #[test]
 fn the_table_lays_out_only_visible_rows_of_100000_and_filters() {
     let dir = TempDir::new("bulk");
-    let app = App::new(config(&dir, false), LogBuffer::default()).expect("app");
-    let mut h = harness(app);
-    h.step();
-    sign_in(&mut h, "supervisor");
+    let mut h = signed_in(&dir, "supervisor", false);
     h.state_mut().rows = (0..100_000).map(bulk_row).collect();
     h.state_mut().set_filter(Filter::default());
     h.step();
@@ -868,10 +730,7 @@ fn a_tampered_model_2_envelope_is_a_data_exception_at_load() {
         serde_json::json!(format!("{flipped}{}", &mac[1..]));
     let file = dir.0.join("orders-model2.json");
     std::fs::write(&file, doc.to_string()).expect("write");
-    let app = App::new(config(&dir, false), LogBuffer::default()).expect("app");
-    let mut h = harness(app);
-    h.step();
-    sign_in(&mut h, "supervisor");
+    let mut h = signed_in(&dir, "supervisor", false);
     h.state_mut()
         .load(persodesk::gui::worker::OrderSource::File(file.clone()));
     wait(&mut h, "the file", |a| {
@@ -904,11 +763,7 @@ fn a_tampered_model_2_envelope_is_a_data_exception_at_load() {
 #[test]
 fn decisions_survive_a_reload_and_a_model_change_withdraws_the_approval() {
     let dir = TempDir::new("decisions");
-    let app = App::new(config(&dir, true), LogBuffer::default()).expect("app");
-    let mut h = harness(app);
-    h.step();
-    sign_in(&mut h, "supervisor");
-    loaded(&mut h);
+    let mut h = signed_in(&dir, "supervisor", true);
     let row = select(&mut h, "DEMO-VISA-0001");
     h.state_mut().reject(row, "name misspelt").expect("reject");
     assert_eq!(status_of(&h, "DEMO-VISA-0001"), Status::DataException);
@@ -941,5 +796,49 @@ fn decisions_survive_a_reload_and_a_model_change_withdraws_the_approval() {
         trail
             .iter()
             .any(|r| r.action == "approved" && r.outcome.contains("reviewed model=2 digest="))
+    );
+}
+
+/// The window honours the tester's secure channel override as the command line honours `--scp`
+/// and `--kmc-index`: an operator cannot set one; a tester's SCP03 override against the demo
+/// Visa card stock (SCP02 i=55) fails the card in the chip session, and the same order without
+/// the override goes through on a fresh card.
+#[test]
+fn the_channel_override_is_a_testers_and_the_job_uses_it() {
+    use persodesk::domain::gp::session::Protocol;
+    use persodesk::job::ChannelOverride;
+    let scp03 = ChannelOverride {
+        protocol: Some(Protocol::Scp03 { i: 0x70 }),
+        kmc_index: Some(2),
+    };
+    let dir = TempDir::new("override");
+    let mut h = signed_in(&dir, "operator", true);
+    let e = h
+        .state_mut()
+        .set_channel_override(scp03)
+        .expect_err("operator");
+    assert!(e.contains("testers only"), "{e}");
+    sign_in(&mut h, "tester");
+    h.state_mut().set_channel_override(scp03).expect("tester");
+    assert_eq!(h.state().channel_override(), scp03);
+    select(&mut h, "DEMO-VISA-0001");
+    personalize_and_wait(&mut h);
+    assert_eq!(status_of(&h, "DEMO-VISA-0001"), Status::Failed);
+    let failure = last_failure(&h).expect("failed");
+    assert!(failure.step.is_chip(), "{failure:?}");
+    assert!(has(&h, "What to do:"));
+
+    h.state_mut()
+        .set_channel_override(ChannelOverride::default())
+        .expect("cleared");
+    h.state_mut().insert_fresh_card().expect("fresh card");
+    show(&mut h, "Orders");
+    select(&mut h, "DEMO-VISA-0001");
+    personalize_and_wait(&mut h);
+    assert_eq!(
+        status_of(&h, "DEMO-VISA-0001"),
+        Status::Done,
+        "{:?}",
+        h.state().perso.last
     );
 }

@@ -2,9 +2,11 @@
 //! KDF), JWEs made by an independent implementation (Python jwcrypto, tests/vectors/jwe/), every
 //! refusal rule (the order's error at `encryptedData`, no PAN anywhere, the other orders of the
 //! batch still prepared), key store rules, and the `jwe seal` / `keys jwe-new` tools.
+mod support;
+
+use support::{persodesk_env, root};
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 use persodesk::domain::jwe::{self, DECRYPT_RULE, P256Point, SealRandom};
@@ -13,10 +15,6 @@ use persodesk::domain::order::{OrderEntry, OrderRules, parse_order_file, parse_o
 use persodesk::keys::SoftwareKeyStore;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// The jwcrypto vectors (tests/vectors/jwe/README.md).
 fn vectors() -> Value {
@@ -473,15 +471,6 @@ fn store_checks_the_public_point_against_the_value_and_redacts_it() {
 
 // --- The command line ---------------------------------------------------------------------
 
-fn persodesk(args: &[&str], envs: &[(&str, &std::path::Path)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_persodesk"));
-    cmd.current_dir(root()).args(args).env_remove("RUST_LOG");
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("persodesk runs")
-}
-
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -504,11 +493,11 @@ impl Drop for TempDir {
 }
 
 fn prepare_json(file: &str) -> Vec<Value> {
-    let o = persodesk(
+    let o = persodesk_env(
         &[
             "prepare", file, "--json", "--model", "none", "--date", "250115",
         ],
-        &[],
+        support::NO_ENV,
     );
     assert!(o.status.success(), "{}", text(&o.stderr));
     text(&o.stdout)
@@ -544,7 +533,10 @@ fn cli_jwe_new_then_seal_then_prepare_equals_plain() {
     let demo = std::fs::read_to_string(root().join("assets/demo/keys.toml")).expect("demo keys");
     std::fs::write(&keys, demo).expect("copy");
     let keys_s = keys.to_str().expect("utf-8");
-    let o = persodesk(&["keys", "jwe-new", "--kid", "t-1", "--keys", keys_s], &[]);
+    let o = persodesk_env(
+        &["keys", "jwe-new", "--kid", "t-1", "--keys", keys_s],
+        support::NO_ENV,
+    );
     assert!(o.status.success(), "{}", text(&o.stderr));
     let jwk: Value = serde_json::from_str(text(&o.stdout).trim()).expect("jwk");
     assert_eq!(jwk["kty"], "EC");
@@ -556,12 +548,15 @@ fn cli_jwe_new_then_seal_then_prepare_equals_plain() {
     let point = store.jwe_public("t-1").expect("kid").point;
     assert_eq!(point.jwk(Some("t-1")), jwk);
     // A second key with the same kid is refused.
-    let again = persodesk(&["keys", "jwe-new", "--kid", "t-1", "--keys", keys_s], &[]);
+    let again = persodesk_env(
+        &["keys", "jwe-new", "--kid", "t-1", "--keys", keys_s],
+        support::NO_ENV,
+    );
     assert!(!again.status.success());
     assert!(text(&again.stderr).contains("jwe kid t-1 exists already"));
 
     let out = dir.0.join("orders-jwe.json");
-    let o = persodesk(
+    let o = persodesk_env(
         &[
             "jwe",
             "seal",
@@ -573,24 +568,27 @@ fn cli_jwe_new_then_seal_then_prepare_equals_plain() {
             "--out",
             out.to_str().expect("utf-8"),
         ],
-        &[],
+        support::NO_ENV,
     );
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("sealed 6 order(s)"));
     let out_s = out.to_str().expect("utf-8");
     let args = |f: &str| {
-        let o = persodesk(
+        let o = persodesk_env(
             &[
                 "prepare", f, "--json", "--model", "none", "--date", "250115", "--keys", keys_s,
             ],
-            &[],
+            support::NO_ENV,
         );
         assert!(o.status.success(), "{}", text(&o.stderr));
         text(&o.stdout)
     };
     assert_eq!(args(out_s), args("assets/demo/orders.json"));
     // Without the key (the demo store lacks t-1): every order refused, exit 1, no PAN shown.
-    let o = persodesk(&["validate", out_s, "--keys", "assets/demo/keys.toml"], &[]);
+    let o = persodesk_env(
+        &["validate", out_s, "--keys", "assets/demo/keys.toml"],
+        support::NO_ENV,
+    );
     assert_eq!(o.status.code(), Some(1));
     let shown = text(&o.stdout) + &text(&o.stderr);
     assert!(
@@ -612,7 +610,7 @@ fn cli_jwe_seal_is_refused_in_production_mode() {
         "mode = \"production\"\nkeys = \"assets/demo/keys.toml\"\nprofiles = \"profiles\"\n[roles]\noperator = []\n",
     )
     .expect("config");
-    let o = persodesk(
+    let o = persodesk_env(
         &[
             "jwe",
             "seal",
@@ -629,9 +627,9 @@ fn cli_jwe_seal_is_refused_in_production_mode() {
 
 #[test]
 fn cli_jwe_seal_refuses_an_unknown_kid() {
-    let o = persodesk(
+    let o = persodesk_env(
         &["jwe", "seal", "assets/demo/orders.json", "--kid", "nope"],
-        &[],
+        support::NO_ENV,
     );
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o.stderr).contains("kid nope is not in the key store"));

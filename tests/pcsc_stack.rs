@@ -10,15 +10,14 @@
 
 mod support;
 
-use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use persodesk::devices::pcsc::{PcscTransport, ProtocolChoice, list_readers};
+use persodesk::devices::pcsc::{PcscTransport, ProtocolChoice};
 use persodesk::devices::transport::exchange;
 use persodesk::domain::emv_keys::{Cvn, DesKey16, MkdOption};
 use persodesk::domain::gp::kdf::Diversification;
@@ -30,47 +29,13 @@ use persodesk::sim::card::channel::{CardKeySource, CardProtocol, KmcMethod};
 use persodesk::sim::card::{CardConfig, VirtualCard};
 use zeroize::Zeroizing;
 
-const PCSCD: &str = "/usr/sbin/pcscd";
-const VPCD_DRIVER: &str = "/usr/lib/pcsc/drivers/serial/libifdvpcd.so";
-const READER0: &str = "Virtual PCD 00 00";
-const READER1: &str = "Virtual PCD 00 01";
+use support::pcsc::{
+    Cleanup, READER0, Stack, card_stock, spawn, start_encoder, start_stack, stop, wait_for,
+};
+
 /// The demo key store's KMC (kmc #1, TDES, a test key).
 const DEMO_KMC: &str = "404142434445464748494A4B4C4D4E4F";
 const AES_KMC: &str = "000102030405060708090A0B0C0D0E0F";
-
-/// Kills the processes it holds (by PID) and removes its files when dropped.
-#[derive(Default)]
-struct Cleanup {
-    children: Vec<(String, Child)>,
-    files: Vec<PathBuf>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for (name, child) in self.children.iter_mut().rev() {
-            let _ = child.kill();
-            let _ = child.wait();
-            eprintln!("stopped {name} (pid {})", child.id());
-        }
-        for f in &self.files {
-            let _ = std::fs::remove_file(f);
-        }
-    }
-}
-
-fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn terminal() -> TerminalData {
     TerminalData {
@@ -147,67 +112,6 @@ fn write_file(dir: &Path, name: &str, text: &str, cleanup: &mut Cleanup) -> Path
     std::fs::write(&p, text).expect("write temp file");
     cleanup.files.push(p.clone());
     p
-}
-
-/// pcscd with the vpcd readers, held for one test: its processes stop (and the machine-wide lock
-/// is released) when it is dropped.
-struct Stack {
-    cleanup: Cleanup,
-    _lock: File,
-    reader0: String,
-    reader1: String,
-}
-
-/// Starts pcscd, or returns `None` (with a loud message) when pcscd or vpcd is not installed.
-fn start_stack() -> Option<Stack> {
-    if !Path::new(PCSCD).exists() || !Path::new(VPCD_DRIVER).exists() {
-        eprintln!();
-        eprintln!(
-            "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
-        );
-        eprintln!(
-            "!!! SKIPPED: pcscd / vsmartcard-vpcd are not installed (run bash .ci/setup)   !!!"
-        );
-        eprintln!(
-            "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
-        );
-        return None;
-    }
-    // One pcscd per machine: serialize with any other test (binary) that starts one.
-    let lock = File::create(std::env::temp_dir().join("persodesk-pcscd.lock")).expect("lock file");
-    lock.lock().expect("lock");
-    let mut cleanup = Cleanup::default();
-    let pcscd = Command::new(PCSCD)
-        .arg("-f")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start pcscd");
-    cleanup.children.push(("pcscd".into(), pcscd));
-    wait_for(
-        "pcscd to list the vpcd readers",
-        Duration::from_secs(15),
-        || {
-            list_readers()
-                .ok()
-                .filter(|r| r.iter().any(|n| n.starts_with(READER0)))
-        },
-    );
-    let readers = list_readers().expect("readers");
-    let find = |prefix: &str| {
-        readers
-            .iter()
-            .find(|n| n.starts_with(prefix))
-            .cloned()
-            .unwrap_or_else(|| panic!("reader {prefix}"))
-    };
-    Some(Stack {
-        reader0: find(READER0),
-        reader1: find(READER1),
-        cleanup,
-        _lock: lock,
-    })
 }
 
 #[test]
@@ -331,61 +235,6 @@ fn personalize_and_read_back_through_pcscd_and_vpcd() {
 }
 
 /// A child process the test stops before the next card (and on panic, through [`Cleanup`]).
-fn spawn(cleanup: &mut Cleanup, name: &str, cmd: &mut Command) -> usize {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {name}: {e}"));
-    cleanup.children.push((name.to_string(), child));
-    cleanup.children.len() - 1
-}
-
-fn stop(cleanup: &mut Cleanup, index: usize) {
-    let (_, mut child) = cleanup.children.remove(index);
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// The virtual card stock a chip profile's cards are made of, over `scp` (`scp02` or `scp03`):
-/// `sim-card` arguments and the `personalize` override that matches them.
-fn card_stock(profile: &str, scp: &str) -> (Vec<&'static str>, Vec<&'static str>) {
-    let cvn = match profile {
-        "mchip-advance-1.2.3" => "mc-cvn20",
-        "vis-1.5.4-vcps-2.1.3" => "visa-cvn10",
-        _ => "visa-cvn18",
-    };
-    let card = |v: &[&'static str]| {
-        let mut a = v.to_vec();
-        a.extend(["--cvn", cvn]);
-        a
-    };
-    match (scp, profile) {
-        ("scp03", _) => (
-            card(&[
-                "--scp",
-                "scp03",
-                "--i",
-                "70",
-                "--kmc-index",
-                "2",
-                "--diversification",
-                "kdf3",
-            ]),
-            vec!["--scp", "scp03:70", "--kmc-index", "2"],
-        ),
-        (_, "vis-1.5.4-vcps-2.1.3") => (
-            card(&["--scp", "scp02", "--i", "15", "--diversification", "visa2"]),
-            vec!["--scp", "scp02:15", "--kmc-index", "1"],
-        ),
-        _ => (
-            card(&["--scp", "scp02", "--i", "55", "--diversification", "emv"]),
-            vec!["--scp", "scp02:55", "--kmc-index", "1"],
-        ),
-    }
-}
-
 /// The demo orders: (file, order id, chip profile of its product, a clear value that must never
 /// be printed).
 const DEMO: [(&str, &str, &str, &str); 9] = [
@@ -475,37 +324,6 @@ fn status_of(data_dir: &Path, order: &str) -> (String, Option<String>) {
         persodesk::store::Store::open(&data_dir.join(persodesk::store::DB_FILE)).expect("store");
     let s = store.state(order).expect("state").expect("order in store");
     (s.status.as_str().to_string(), s.reason)
-}
-
-/// Starts `persodesk sim-encoder` and returns its device path.
-fn start_encoder(cleanup: &mut Cleanup, fail: &str) -> String {
-    use std::io::BufRead;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_persodesk"))
-        .args(["sim-encoder", "--swipe-delay-ms", "5", "--fail", fail])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start persodesk sim-encoder");
-    let stdout = child.stdout.take().expect("stdout");
-    cleanup
-        .children
-        .push(("persodesk sim-encoder".into(), child));
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        if let Some(Ok(first)) = lines.next() {
-            let _ = tx.send(first);
-        }
-        for _ in lines {}
-    });
-    let first = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("sim-encoder prints its device path");
-    first
-        .strip_prefix("encoder device: ")
-        .expect("device line")
-        .to_string()
 }
 
 /// Every demo order, Model 1 and Model 2, over SCP02 and SCP03, through the real PC/SC stack with

@@ -24,9 +24,7 @@ use super::{
     Exit, keys_path, open_store, profiles_path, read_catalog, read_keys, read_orders,
     select_orders, unreadable,
 };
-use crate::devices::encoder::{
-    DEFAULT_BAUD, EncoderError, EncoderEvent, FailureClass, SerialConfig,
-};
+use crate::devices::encoder::{DEFAULT_BAUD, EncoderError, EncoderEvent, SerialConfig};
 use crate::domain::finding::Finding;
 use crate::domain::msr206::FlowStep;
 use crate::domain::prepare::{PersoData, prepare};
@@ -114,12 +112,7 @@ impl Failure {
 /// Maps an encoder error to its kind and exit code.
 fn classify(e: &EncoderError) -> Failure {
     let (kind, step, class) = crate::devices::encoder::classify(e);
-    let exit = match class {
-        FailureClass::Refused => Exit::Invalid,
-        FailureClass::Unavailable => Exit::DeviceUnavailable,
-        FailureClass::CardFailed => Exit::CardFailed,
-        FailureClass::Timeout => Exit::Timeout,
-    };
+    let exit = Exit::from(crate::job::FailureKind::from(class));
     Failure::new(kind, step, e.to_string(), exit)
 }
 
@@ -348,7 +341,8 @@ fn write_stripe(
     let mut config = SerialConfig::new(port.to_string());
     config.baud = baud;
     config.swipe_timeout = swipe_timeout;
-    crate::devices::encoder::write_card_stripe(config, data, show_event).map_err(|e| classify(&e))
+    crate::devices::encoder::write_card_stripe(config, data, show_event, None)
+        .map_err(|e| classify(&e))
 }
 
 /// Operator-visible progress on stderr (stdout carries the result).

@@ -93,6 +93,19 @@ pub enum Exit {
     Timeout = 5,
 }
 
+impl From<crate::job::FailureKind> for Exit {
+    /// The one mapping of a failure's class to an exit code (`personalize` and `encode`).
+    fn from(kind: crate::job::FailureKind) -> Self {
+        use crate::job::FailureKind;
+        match kind {
+            FailureKind::Refused => Exit::Invalid,
+            FailureKind::DeviceUnavailable => Exit::DeviceUnavailable,
+            FailureKind::CardFailed | FailureKind::Cancelled => Exit::CardFailed,
+            FailureKind::Timeout => Exit::Timeout,
+        }
+    }
+}
+
 impl From<Exit> for ExitCode {
     fn from(e: Exit) -> Self {
         ExitCode::from(e as u8)

@@ -23,22 +23,21 @@ use super::{
     select_orders, unreadable,
 };
 use crate::devices::encoder::{DEFAULT_BAUD, SerialConfig};
-use crate::devices::pcsc::{PcscTransport, ProtocolChoice};
-use crate::devices::transport::{CardTransport, TransportError};
 use crate::domain::chip::ChipProfile;
 use crate::domain::chip::ChipProfiles;
 use crate::domain::chip::channel::{ChannelRule, parse_protocol, protocol_name};
+use crate::domain::chip::model1::PrepDate;
 use crate::domain::chip_model::{ModelChoice, PrepInputs, prepare_card, profile_of};
 use crate::domain::envelope::EnvelopeSettings;
 use crate::domain::finding::Finding;
-use crate::domain::gp::session::{Protocol, StepName};
+use crate::domain::gp::session::StepName;
 use crate::domain::order::{Order, OrderEntry};
 use crate::domain::prepare::PersoData;
-use crate::domain::review::Role;
+use crate::domain::review::{Role, Session};
 use crate::domain::status::Status;
 use crate::job::{
-    self, CardConnector, CardJob, ChipOutcome, FailureKind, JobEvent, SerialStripe, StripeOutcome,
-    StripeWriter,
+    self, CancelToken, CardConnector, CardJob, ChannelOverride, ChipOutcome, FailureKind, JobEvent,
+    PcscReader, SerialStripe, StripeOutcome, StripeWriter,
 };
 use crate::keys::LoadedKeys;
 use crate::keys::pool::InlineKeys;
@@ -127,24 +126,7 @@ struct PersonalizeRecord {
 }
 
 fn exit_of(kind: FailureKind) -> Exit {
-    match kind {
-        FailureKind::Refused => Exit::Invalid,
-        FailureKind::DeviceUnavailable => Exit::DeviceUnavailable,
-        FailureKind::CardFailed => Exit::CardFailed,
-        FailureKind::Timeout => Exit::Timeout,
-    }
-}
-
-/// PC/SC: a new connection to the named reader per phase.
-struct PcscConnector(String);
-
-impl CardConnector for PcscConnector {
-    fn connect(&mut self) -> Result<Box<dyn CardTransport + '_>, TransportError> {
-        Ok(Box::new(PcscTransport::connect(
-            &self.0,
-            ProtocolChoice::Any,
-        )?))
-    }
+    Exit::from(kind)
 }
 
 /// Inputs loaded once per run.
@@ -171,37 +153,57 @@ fn load(args: &PersonalizeArgs) -> Result<Loaded, Exit> {
     })
 }
 
-/// Runs `personalize`.
-pub fn run(args: &PersonalizeArgs) -> Exit {
+/// What the arguments ask for, checked before anything is read.
+struct Request {
+    who: Session,
+    choice: ModelChoice,
+    date: PrepDate,
+    overrides: ChannelOverride,
+}
+
+/// Checks the role, model, date and the tester's channel overrides.
+fn request(args: &PersonalizeArgs) -> Result<Request, Exit> {
     let Some(role) = Role::parse(&args.role).filter(|r| *r != Role::Supervisor) else {
-        return unreadable(format!(
+        return Err(unreadable(format!(
             "--role: `{}` is not operator or tester (supervisors review, they do not personalize)",
             args.role
-        ));
+        )));
     };
-    let who = match super::session(role, args.user.as_deref()) {
-        Ok(w) => w,
-        Err(e) => return e,
-    };
-    let Some(choice) = ModelChoice::parse(&args.model) else {
-        return unreadable("--model must be 1, 2, auto or none");
-    };
+    let who = super::session(role, args.user.as_deref())?;
+    let choice = ModelChoice::parse(&args.model)
+        .ok_or_else(|| unreadable("--model must be 1, 2, auto or none"))?;
     let date = match &args.date {
         None => crate::job::today(),
-        Some(d) => match super::prepare::parse_date(d) {
-            Some(d) => d,
-            None => return unreadable("--date must be a valid YYMMDD date"),
-        },
+        Some(d) => super::prepare::parse_date(d)
+            .ok_or_else(|| unreadable("--date must be a valid YYMMDD date"))?,
     };
     let protocol = match args.scp.as_deref().map(parse_protocol) {
         None => None,
         Some(Ok(p)) => Some(p),
-        Some(Err(e)) => return unreadable(format!("--scp: {e}")),
+        Some(Err(e)) => return Err(unreadable(format!("--scp: {e}"))),
     };
-    if (args.scp.is_some() || args.kmc_index.is_some()) && role != Role::Tester {
+    let overrides = ChannelOverride {
+        protocol,
+        kmc_index: args.kmc_index,
+    };
+    if overrides.allowed_for(role).is_err() {
         eprintln!("error: --scp and --kmc-index are for testers only (the chip profile decides)");
-        return Exit::Invalid;
+        return Err(Exit::Invalid);
     }
+    Ok(Request {
+        who,
+        choice,
+        date,
+        overrides,
+    })
+}
+
+/// Runs `personalize`: the request, the inputs, the preparation, then the card.
+pub fn run(args: &PersonalizeArgs) -> Exit {
+    let req = match request(args) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
     let loaded = match load(args) {
         Ok(l) => l,
         Err(e) => return e,
@@ -231,76 +233,136 @@ pub fn run(args: &PersonalizeArgs) -> Exit {
         chip: None,
         stripe: None,
     };
-
-    // Preparation: the store learns DATA_PREPARED or DATA_EXCEPTION either way.
-    let inputs = PrepInputs {
-        profiles: &loaded.chip_profiles,
-        date,
-        keys: loaded.keys.port(),
-        icc_keys: &InlineKeys,
-        envelope: EnvelopeSettings::default(),
-    };
-    let prepared = prepare_entry(entry, &loaded, choice, &inputs);
-    let failure = prepared.as_ref().err().map(|f| Finding::join(f));
-    if let Err(e) = store.record_preparation_by(&[(entry.id.as_str(), failure.as_deref())], &who) {
-        return unreadable(format!("workstation store: {e}"));
-    }
-    let (order, data) = match prepared {
-        Ok(x) => x,
-        Err(findings) => {
+    let (order, data) = match prepare_recorded(&mut store, entry, &loaded, &req) {
+        Ok(Ok(x)) => x,
+        Ok(Err(findings)) => {
             record.failed_step = Some("prepare".into());
             record.error = Some(Finding::join(&findings));
             return finish(args, &records_path, &mut record, None, Exit::Invalid);
         }
+        Err(e) => return e,
     };
     print_header(args, &data);
-
-    if data.chip.is_some() && args.reader.is_none() {
-        return unreadable("--reader is needed: the order has chip data");
-    }
-    if data.chip.is_none() && args.encoder.is_none() {
-        return unreadable("nothing to personalize: the order has no chip data and no --encoder");
-    }
-    // The role rules, against the store's view of the order.
-    if let Err(f) = job::authorize(&mut store, &who, &entry.id, &data) {
-        record.failed_step = Some(f.step);
-        record.error = Some(f.message);
-        return finish(args, &records_path, &mut record, None, exit_of(f.kind));
-    }
-    let chip = match channel_of(&loaded, order, &data, protocol, args.kmc_index) {
-        Ok(c) => c,
-        Err(f) => return unreadable(f),
-    };
-    let card_job = CardJob {
+    let card = Card {
+        args,
+        loaded: &loaded,
+        who: &req.who,
         order,
         data: &data,
-        keys: loaded.keys.port(),
-        chip,
+        overrides: req.overrides,
     };
-    if let Some((_, rule)) = &card_job.chip {
-        eprintln!(
-            "card: {} on {}",
-            protocol_name(rule.protocol),
-            args.reader.as_deref().unwrap_or("-")
-        );
-    }
-    let mut connector = args.reader.clone().map(PcscConnector);
-    let mut stripe = args.encoder.as_deref().map(|port| {
-        let mut config = SerialConfig::new(port);
-        config.baud = args.baud;
-        config.swipe_timeout = args.swipe_timeout;
-        SerialStripe {
-            config,
-            observer: show_event,
+    card.personalize(&mut store, &records_path, &mut record)
+}
+
+/// Prepares the order; the store learns DATA_PREPARED or DATA_EXCEPTION either way.
+fn prepare_recorded<'a>(
+    store: &mut Store,
+    entry: &'a OrderEntry,
+    loaded: &Loaded,
+    req: &Request,
+) -> Result<Result<(&'a Order, PersoData), Vec<Finding>>, Exit> {
+    let inputs = PrepInputs {
+        profiles: &loaded.chip_profiles,
+        date: req.date,
+        keys: loaded.keys.port(),
+        icc_keys: &InlineKeys,
+        envelope: EnvelopeSettings::default(),
+    };
+    let prepared = prepare_entry(entry, loaded, req.choice, &inputs);
+    let failure = prepared.as_ref().err().map(|f| Finding::join(f));
+    store
+        .record_preparation_by(&[(entry.id.as_str(), failure.as_deref())], &req.who)
+        .map_err(|e| unreadable(format!("workstation store: {e}")))?;
+    Ok(prepared)
+}
+
+/// One prepared card and what the arguments say about its devices.
+struct Card<'a> {
+    args: &'a PersonalizeArgs,
+    loaded: &'a Loaded,
+    who: &'a Session,
+    order: &'a Order,
+    data: &'a PersoData,
+    overrides: ChannelOverride,
+}
+
+impl Card<'_> {
+    /// The role rules, the job on the reader and the encoder, the outcome in the store and the
+    /// records log.
+    fn personalize(
+        &self,
+        store: &mut Store,
+        records_path: &std::path::Path,
+        record: &mut PersonalizeRecord,
+    ) -> Exit {
+        let (args, data) = (self.args, self.data);
+        if data.chip.is_some() && args.reader.is_none() {
+            return unreadable("--reader is needed: the order has chip data");
         }
-    });
-    let report = job::run(
-        &card_job,
-        connector.as_mut().map(|c| c as &mut dyn CardConnector),
-        stripe.as_mut().map(|s| s as &mut dyn StripeWriter),
-        &mut show_progress(),
-    );
-    let stored = job::record(&mut store, &who, &entry.id, &report);
+        if data.chip.is_none() && args.encoder.is_none() {
+            return unreadable(
+                "nothing to personalize: the order has no chip data and no --encoder",
+            );
+        }
+        // The role rules, against the store's view of the order.
+        if let Err(f) = job::authorize(store, self.who, &data.order_id, data) {
+            record.failed_step = Some(f.step.to_string());
+            record.error = Some(f.message);
+            return finish(args, records_path, record, None, exit_of(f.kind));
+        }
+        let chip = match channel_of(self.loaded, self.order, data, self.overrides) {
+            Ok(c) => c,
+            Err(f) => return unreadable(f),
+        };
+        let card_job = CardJob {
+            order: self.order,
+            data,
+            keys: self.loaded.keys.port(),
+            chip,
+        };
+        let report = self.run_job(&card_job);
+        let stored = job::record(store, self.who, &data.order_id, &report);
+        let exit = outcome(record, &report, stored);
+        finish(args, records_path, record, report.transcript.as_ref(), exit)
+    }
+
+    /// Runs the job on the PC/SC reader and the serial encoder the arguments name.
+    fn run_job(&self, card_job: &CardJob<'_>) -> job::JobReport {
+        let args = self.args;
+        if let Some((_, rule)) = &card_job.chip {
+            eprintln!(
+                "card: {} on {}",
+                protocol_name(rule.protocol),
+                args.reader.as_deref().unwrap_or("-")
+            );
+        }
+        let mut connector = args.reader.clone().map(PcscReader);
+        let mut stripe = args.encoder.as_deref().map(|port| {
+            let mut config = SerialConfig::new(port);
+            config.baud = args.baud;
+            config.swipe_timeout = args.swipe_timeout;
+            SerialStripe {
+                config,
+                observer: show_event,
+            }
+        });
+        // Ctrl-C ends the process; the token is the job's, never cancelled here.
+        job::run_cancellable(
+            card_job,
+            connector.as_mut().map(|c| c as &mut dyn CardConnector),
+            stripe.as_mut().map(|s| s as &mut dyn StripeWriter),
+            &CancelToken::new(),
+            &mut show_progress(),
+        )
+    }
+}
+
+/// Fills the record from the report; the exit code, reported only as the store committed it.
+fn outcome(
+    record: &mut PersonalizeRecord,
+    report: &job::JobReport,
+    stored: Result<crate::store::OrderState, crate::store::StoreError>,
+) -> Exit {
     record.chip = report.chip.clone();
     record.stripe = report.stripe.clone();
     let exit = match &report.failure {
@@ -309,15 +371,14 @@ pub fn run(args: &PersonalizeArgs) -> Exit {
             Exit::Ok
         }
         Some(f) => {
-            record.failed_step = Some(f.step.clone());
+            record.failed_step = Some(f.step.to_string());
             record.error = Some(f.message.clone());
             exit_of(f.kind)
         }
     };
-    // The outcome is reported only as the store committed it.
-    let exit = match stored {
+    match stored {
         Ok(state) => {
-            tracing::info!(order = %entry.id, status = %state.status, "outcome stored");
+            tracing::info!(order = %record.order, status = %state.status, "outcome stored");
             exit
         }
         Err(e) => {
@@ -327,14 +388,7 @@ pub fn run(args: &PersonalizeArgs) -> Exit {
             record.outcome = "not-recorded";
             exit.max(Exit::Unreadable)
         }
-    };
-    finish(
-        args,
-        &records_path,
-        &mut record,
-        report.transcript.as_ref(),
-        exit,
-    )
+    }
 }
 
 /// The chip profile and secure channel of a chip order, with the tester's overrides.
@@ -342,8 +396,7 @@ fn channel_of<'a>(
     loaded: &'a Loaded,
     order: &Order,
     data: &PersoData,
-    protocol: Option<Protocol>,
-    kmc_index: Option<u32>,
+    overrides: ChannelOverride,
 ) -> Result<Option<(&'a ChipProfile, ChannelRule)>, String> {
     if data.chip.is_none() {
         return Ok(None);
@@ -353,14 +406,7 @@ fn channel_of<'a>(
         .get(&order.card_product_id)
         .ok_or_else(|| format!("product {} vanished", order.card_product_id))?;
     let profile = profile_of(product, &loaded.chip_profiles).map_err(|f| f.to_string())?;
-    let mut rule = profile.channel.clone();
-    if let Some(p) = protocol {
-        rule = rule.with_protocol(p);
-    }
-    if let Some(i) = kmc_index {
-        rule.kmc_index = i;
-    }
-    Ok(Some((profile, rule)))
+    Ok(Some((profile, overrides.apply(profile))))
 }
 
 /// Progress on stderr: each step once, each STORE DATA with its DGI.

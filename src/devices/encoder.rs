@@ -168,6 +168,12 @@ impl SerialConfig {
 pub struct CancelHandle(Arc<AtomicBool>);
 
 impl CancelHandle {
+    /// A handle on an existing flag (the job's cancel token): setting it cancels. The encoder
+    /// clears it when an operation starts and when it has acted on it.
+    pub fn sharing(flag: Arc<AtomicBool>) -> Self {
+        CancelHandle(flag)
+    }
+
     /// Requests cancellation of the operation in progress.
     pub fn cancel(&self) {
         self.0.store(true, Ordering::SeqCst);
@@ -220,6 +226,12 @@ impl SerialEncoder {
     /// forward to a channel and request a repaint).
     pub fn with_observer(mut self, observer: impl FnMut(&EncoderEvent) + Send + 'static) -> Self {
         self.observer = Some(Box::new(observer));
+        self
+    }
+
+    /// Cancels through `handle` instead of a handle of its own.
+    pub fn with_cancel(mut self, handle: CancelHandle) -> Self {
+        self.cancel = handle;
         self
     }
 
@@ -390,16 +402,21 @@ fn port_closed(step: FlowStep) -> EncoderError {
 
 /// Writes the stripe of prepared `data` on the encoder `config` names, reads it back and
 /// compares. The tracks are validated before the port is even opened: refused data never reaches
-/// the device. Returns the track numbers written and the bad swipes retried.
+/// the device. `cancel`, when given, stops the write (also while waiting for a swipe). Returns the
+/// track numbers written and the bad swipes retried.
 pub fn write_card_stripe(
     config: SerialConfig,
     data: &crate::domain::prepare::PersoData,
     observer: impl FnMut(&EncoderEvent) + Send + 'static,
+    cancel: Option<CancelHandle>,
 ) -> Result<(Vec<u8>, u32), EncoderError> {
     use crate::domain::track::TrackNo;
     let body = |no| data.tracks.get(no).map(|t| t.body());
     let tracks = TrackSet::new(body(TrackNo::T1), body(TrackNo::T2), body(TrackNo::T3))?;
     let mut encoder = SerialEncoder::open(config)?.with_observer(observer);
+    if let Some(handle) = cancel {
+        encoder = encoder.with_cancel(handle);
+    }
     let outcome = encoder.write_and_verify(&tracks)?;
     Ok((
         outcome.tracks.iter().map(|t| t.number()).collect(),
@@ -418,6 +435,8 @@ pub enum FailureClass {
     CardFailed,
     /// Nobody swiped in time, or the device did not answer.
     Timeout,
+    /// The operator cancelled.
+    Cancelled,
 }
 
 /// A stable kind name (`write-error`, `swipe-timeout`, ...), the flow step where known, and the
@@ -438,7 +457,7 @@ pub fn classify(e: &EncoderError) -> (&'static str, Option<FlowStep>, FailureCla
             };
             ("swipe-timeout", Some(step), FailureClass::Timeout)
         }
-        EncoderError::Cancelled { step } => ("cancelled", Some(*step), FailureClass::CardFailed),
+        EncoderError::Cancelled { step } => ("cancelled", Some(*step), FailureClass::Cancelled),
         EncoderError::Protocol { step, .. } => ("protocol", Some(*step), FailureClass::CardFailed),
         EncoderError::Flow(flow) => match flow {
             FlowError::Device { step, error } => {

@@ -10,13 +10,15 @@
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::domain::chip::ChipProfile;
+use crate::devices::transport::{CardTransport, TransportError, VirtualTransport};
+use crate::domain::chip::{ChipProfile, Interface};
 use crate::domain::gp::kdf::Diversification;
 use crate::domain::gp::session::Protocol;
 use crate::domain::review::Role;
+use crate::job::CardConnector;
 use crate::keys::LoadedKeys;
 use crate::sim::card::channel::{CardKeySource, CardProtocol, KmcMethod};
-use crate::sim::card::{CardConfig, CardCvn, Fault, VirtualCard};
+use crate::sim::card::{CardConfig, CardCvn, CardInterface, Fault, VirtualCard};
 use crate::sim::encoder::{SimEncoder, SimFault};
 
 use super::Command;
@@ -253,6 +255,121 @@ pub fn virtual_card_for(
     Ok(card)
 }
 
+/// The virtual reader as the job's [`CardConnector`]: the first connection takes the card out of
+/// the slot (a fresh one is made for `profile`), every connection resets it (a new connection
+/// after a reset, as a terminal gets) and presents the interface asked for (the virtual card is
+/// dual-interface). [`put_back`](Self::put_back) (or drop) returns the card to the slot.
+pub struct VirtualConnector {
+    reader: SharedVirtualReader,
+    profile: ChipProfile,
+    keys: Arc<LoadedKeys>,
+    held: Option<Held>,
+}
+
+struct Held {
+    transport: VirtualTransport,
+    profile: String,
+    order: Option<String>,
+}
+
+/// A connection on the held card.
+struct Link<'a>(&'a mut VirtualTransport);
+
+impl CardTransport for Link<'_> {
+    fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Vec<u8>, TransportError> {
+        self.0.transmit_raw(apdu)
+    }
+
+    fn reader_name(&self) -> &str {
+        VIRTUAL_READER
+    }
+}
+
+impl VirtualConnector {
+    /// The virtual reader, for a card of `profile`.
+    pub fn new(reader: SharedVirtualReader, profile: ChipProfile, keys: Arc<LoadedKeys>) -> Self {
+        VirtualConnector {
+            reader,
+            profile,
+            keys,
+            held: None,
+        }
+    }
+
+    fn card(&mut self) -> Result<&mut VirtualTransport, TransportError> {
+        if self.held.is_none() {
+            let mut r = lock_reader(&self.reader);
+            let fault = r.fault;
+            let held = match std::mem::replace(&mut r.slot, VirtualSlot::InUse) {
+                VirtualSlot::Card(c) => Held {
+                    transport: VirtualTransport::new(c.card),
+                    profile: c.profile,
+                    order: c.order,
+                },
+                VirtualSlot::Fresh => match virtual_card_for(&self.profile, &self.keys, fault) {
+                    Ok(card) => Held {
+                        transport: VirtualTransport::new(card),
+                        profile: self.profile.name.clone(),
+                        order: None,
+                    },
+                    Err(e) => {
+                        r.slot = VirtualSlot::Fresh;
+                        return Err(TransportError::ReaderGone(format!(
+                            "{VIRTUAL_READER}: no card of this stock ({e})"
+                        )));
+                    }
+                },
+                other => {
+                    r.slot = other;
+                    return Err(TransportError::NoCard(VIRTUAL_READER.into()));
+                }
+            };
+            self.held = Some(held);
+        }
+        self.held
+            .as_mut()
+            .map(|h| &mut h.transport)
+            .ok_or(TransportError::NoCard(VIRTUAL_READER.into()))
+    }
+
+    /// Returns the card to the slot, personalized for `order` when the session went through.
+    pub fn put_back(&mut self, personalized_for: Option<&str>) {
+        if let Some(h) = self.held.take() {
+            lock_reader(&self.reader).slot = VirtualSlot::Card(Box::new(CardInReader {
+                card: h.transport.card,
+                profile: h.profile,
+                order: personalized_for.map(str::to_string).or(h.order),
+            }));
+        }
+    }
+}
+
+impl Drop for VirtualConnector {
+    fn drop(&mut self) {
+        self.put_back(None);
+    }
+}
+
+impl CardConnector for VirtualConnector {
+    fn connect(&mut self) -> Result<Box<dyn CardTransport + '_>, TransportError> {
+        let t = self.card()?;
+        t.card.set_interface(CardInterface::Contact);
+        Ok(Box::new(Link(t)))
+    }
+
+    fn connect_on(
+        &mut self,
+        interface: Interface,
+    ) -> Result<Option<Box<dyn CardTransport + '_>>, TransportError> {
+        let t = self.card()?;
+        t.card.set_interface(match interface {
+            Interface::Contact => CardInterface::Contact,
+            Interface::Contactless => CardInterface::Contactless,
+        });
+        Ok(Some(Box::new(Link(t))))
+    }
+}
+
 /// Lists readers and ports.
 pub fn scan() -> DeviceScan {
     DeviceScan {
@@ -401,6 +518,29 @@ impl DevicesState {
             }
         });
 
+        self.readers_ui(ui, role, cmds);
+        self.encoders_ui(ui, cmds);
+        if role == Some(Role::Tester) && self.sim.is_some() {
+            ui.separator();
+            ui.strong("Simulated encoder faults (tester)");
+            ui.horizontal_wrapped(|ui| {
+                for (fault, label) in [
+                    (SimFault::None, "Healthy"),
+                    (SimFault::WriteError, "Write error"),
+                    (SimFault::BadSwipes(1), "One bad swipe"),
+                    (SimFault::CorruptReadBack(2), "Corrupt read-back"),
+                    (SimFault::NoSwipe, "Nobody swipes"),
+                ] {
+                    if ui.radio(self.sim_fault == fault, label).clicked() {
+                        cmds.push(Command::SetSimFault(fault));
+                    }
+                }
+            });
+        }
+    }
+
+    /// The chip readers: the virtual card, the PC/SC readers, none.
+    fn readers_ui(&self, ui: &mut egui::Ui, role: Option<Role>, cmds: &mut Vec<Command>) {
         ui.separator();
         ui.strong("Chip: card readers");
         if let Some(vr) = &self.virtual_reader {
@@ -441,7 +581,10 @@ impl DevicesState {
         {
             cmds.push(Command::SelectReader(None));
         }
+    }
 
+    /// The encoders: the simulated one, the serial ports, none.
+    fn encoders_ui(&self, ui: &mut egui::Ui, cmds: &mut Vec<Command>) {
         ui.separator();
         ui.strong("Magnetic stripe encoder");
         let choice = self.encoder.clone().unwrap_or(EncoderChoice::None);
@@ -489,24 +632,6 @@ impl DevicesState {
             .clicked()
         {
             cmds.push(Command::SelectEncoder(EncoderChoice::None));
-        }
-
-        if role == Some(Role::Tester) && self.sim.is_some() {
-            ui.separator();
-            ui.strong("Simulated encoder faults (tester)");
-            ui.horizontal_wrapped(|ui| {
-                for (fault, label) in [
-                    (SimFault::None, "Healthy"),
-                    (SimFault::WriteError, "Write error"),
-                    (SimFault::BadSwipes(1), "One bad swipe"),
-                    (SimFault::CorruptReadBack(2), "Corrupt read-back"),
-                    (SimFault::NoSwipe, "Nobody swipes"),
-                ] {
-                    if ui.radio(self.sim_fault == fault, label).clicked() {
-                        cmds.push(Command::SetSimFault(fault));
-                    }
-                }
-            });
         }
     }
 }

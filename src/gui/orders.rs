@@ -43,6 +43,12 @@ impl Filter {
 
 /// Draws the toolbar and the table.
 pub fn ui(app: &App, filter: &mut Filter, ui: &mut egui::Ui, cmds: &mut Vec<Command>) {
+    toolbar_ui(app, filter, ui, cmds);
+    table_ui(app, ui, cmds);
+}
+
+/// Open, demo, reopen; the filter; the load in progress and where the orders came from.
+fn toolbar_ui(app: &App, filter: &mut Filter, ui: &mut egui::Ui, cmds: &mut Vec<Command>) {
     ui.horizontal_wrapped(|ui| {
         if ui.button("Open file...").on_hover_text("Ctrl+O").clicked() {
             cmds.push(Command::OpenFileDialog);
@@ -102,7 +108,10 @@ pub fn ui(app: &App, filter: &mut Filter, ui: &mut egui::Ui, cmds: &mut Vec<Comm
         ui.label(format!("Orders from {}", title.label()));
     }
     ui.separator();
+}
 
+/// The orders table, laid out only for the visible rows.
+fn table_ui(app: &App, ui: &mut egui::Ui, cmds: &mut Vec<Command>) {
     let visible = app.visible_rows();
     let selected = app.selected;
     let row_h = ui.text_style_height(&egui::TextStyle::Body) + 6.0;

@@ -1,98 +1,83 @@
-//! The Personalize screen and its worker: one card at a time on a named thread
-//! (`persodesk-perso`), with a progress bar through the steps (prepare, secure channel, STORE DATA
-//! n of m, stripe write, read-back verification), a Cancel button and a clear result. A failure
-//! names its step and what to do.
-//!
-//! The worker calls a [`Personalizer`]. [`DeskPersonalizer`] personalizes the chip first (the
-//! GlobalPlatform + CPS session of [`perso::personalize_dgis`] over a PC/SC reader or the
-//! in-process virtual card, then a terminal-style read-back checked against the order and the
-//! prepared data by [`verify`]), and writes the stripe through an
-//! [`Encoder`](crate::devices::encoder::Encoder) only once the chip succeeded. Cancel stops
-//! between two APDUs ([`CancelTransport`]) or while the encoder waits; a cancelled card is a
-//! failed card.
+//! The Personalize screen: one card at a time through the production flow of [`crate::job`]
+//! ([`job::run_cancellable`] on a named thread, `persodesk-perso`), with a progress bar through
+//! the job's steps (secure channel, STORE DATA n of m, read-back verification, stripe write), a
+//! Cancel button (the job's [`CancelToken`]: between two APDUs and while the encoder waits) and a
+//! clear result. The job's typed failure ([`job::StepFailure`]) names the step; the screen adds
+//! what to do ([`advice`]). The window authorizes and records through the job as the command line
+//! does ([`crate::gui::App::personalize`]).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::time::Duration;
 
-use crate::devices::encoder::{
-    CancelHandle, Encoder, EncoderError, EncoderEvent, SerialConfig, SerialEncoder,
-};
-use crate::devices::pcsc::{PcscTransport, ProtocolChoice};
-use crate::devices::transport::{CardTransport, TransportError, VirtualTransport};
-use crate::domain::chip::{ChipData, ChipProfile};
-use crate::domain::gp::session::{Progress, StepName};
-use crate::domain::msr206::{FlowError, FlowStep, SwipePurpose, TrackSet};
+use crate::devices::encoder::{EncoderEvent, SerialConfig};
+use crate::domain::chip::ChipProfile;
+use crate::domain::chip::channel::ChannelRule;
+use crate::domain::gp::session::StepName;
+use crate::domain::msr206::FlowStep;
 use crate::domain::order::Order;
 use crate::domain::prepare::PersoData;
-use crate::domain::readback::{Check, Outcome};
+use crate::domain::review::Session;
+use crate::job::{
+    self, CancelToken, CardConnector, CardJob, CheckLine, FailureKind, JobEvent, JobReport,
+    PcscReader, SerialStripe, Step, StepFailure, StripeWriter,
+};
 use crate::keys::LoadedKeys;
-use crate::perso::{self, PersoError, Transcript};
-use crate::verify;
+use crate::perso::Transcript;
 
 use super::Command;
-use super::devices::{
-    CardInReader, ReaderChoice, SharedVirtualReader, VirtualSlot, lock_reader, virtual_card_for,
-};
+use super::devices::{ReaderChoice, SharedVirtualReader, VirtualConnector};
 use super::worker::Waker;
 
-/// A step of personalizing one card.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PersoStep {
-    /// Checking the prepared data.
-    Prepare,
-    /// Opening the secure channel to the chip.
-    SecureChannel,
-    /// Sending DGI `n` of `m`.
-    StoreData {
-        /// 1-based.
-        n: usize,
-        /// Total.
-        m: usize,
-    },
-    /// Reading the chip as a terminal and checking it against the order and prepared data.
-    ChipReadBack,
-    /// Writing the magnetic stripe.
-    StripeWrite,
-    /// Reading the stripe back and comparing.
-    ReadBack,
-}
-
-impl PersoStep {
-    /// A label for the progress bar.
-    pub fn label(self) -> String {
-        match self {
-            PersoStep::Prepare => "prepare".into(),
-            PersoStep::SecureChannel => "secure channel".into(),
-            PersoStep::StoreData { n, m } => format!("STORE DATA {n} of {m}"),
-            PersoStep::ChipReadBack => "read-back verification".into(),
-            PersoStep::StripeWrite => "stripe write".into(),
-            PersoStep::ReadBack => "stripe read-back".into(),
+/// What the operator should do after `f` (the only thing the window adds to the job's failure).
+pub fn advice(f: &StepFailure) -> &'static str {
+    match (f.kind, f.step) {
+        (FailureKind::Cancelled, s) if s.is_chip() => {
+            "the chip may be partly personalized: set the card aside (insert a fresh card), then retry"
         }
-    }
-
-    /// Progress fraction at the start of this step.
-    pub fn fraction(self) -> f32 {
-        match self {
-            PersoStep::Prepare => 0.0,
-            PersoStep::SecureChannel => 0.1,
-            PersoStep::StoreData { n, m } => {
-                let f = if m == 0 { 1.0 } else { n as f32 / m as f32 };
-                0.15 + 0.35 * f
-            }
-            PersoStep::ChipReadBack => 0.5,
-            PersoStep::StripeWrite => 0.65,
-            PersoStep::ReadBack => 0.85,
+        (FailureKind::Cancelled, _) => "cancelled; retry when ready",
+        (FailureKind::Refused, Step::Authorization) => {
+            "ask a supervisor to approve the order (or work as tester on test keys)"
+        }
+        (FailureKind::Refused, Step::CardKeys) => {
+            "the card keys are not in the key store: check the profile's [channel] kmc_index"
+        }
+        (FailureKind::Refused, Step::Stripe(_)) => {
+            "the prepared tracks do not fit the encoder: check the product patterns"
+        }
+        (FailureKind::Refused, _) => "check the chip profile and the prepared data, then retry",
+        (FailureKind::DeviceUnavailable, Step::Stripe(_)) => {
+            "choose a connected encoder on the Devices screen, then retry"
+        }
+        (FailureKind::DeviceUnavailable, _) => {
+            "insert a card in the reader (on the Devices screen: a fresh virtual card, or another reader), then retry"
+        }
+        (FailureKind::Timeout, Step::Stripe(_)) => {
+            "swipe the card through the encoder when asked, then retry"
+        }
+        (FailureKind::Timeout, _) => {
+            "check the card is inserted and the reader connected, then retry with a new card"
+        }
+        (FailureKind::CardFailed, Step::ReadBack) => {
+            "the chip does not hold what was prepared: destroy this card, use a new one and retry"
+        }
+        (FailureKind::CardFailed, Step::Stripe(Some(FlowStep::ReadBack))) => {
+            "the stripe did not verify: destroy this card, use a new one and retry"
+        }
+        (FailureKind::CardFailed, Step::Stripe(_)) => {
+            "the card was not written: use a new card (hi-co stripe) and retry"
+        }
+        (FailureKind::CardFailed, _) => {
+            "the card refused the session: use a new card of the product's card stock and retry"
         }
     }
 }
 
-/// Why a personalization failed: the step, what happened, and what to do.
+/// Why a personalization failed, as the screen shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PersoFailure {
-    /// The step that failed.
-    pub step: PersoStep,
+    /// The step that failed (the job's).
+    pub step: Step,
     /// What happened (names steps and rules, never data).
     pub message: String,
     /// What the operator should do.
@@ -100,19 +85,7 @@ pub struct PersoFailure {
     /// The chip session's masked transcript up to the failure (headers, lengths, status words).
     pub transcript: Option<Transcript>,
     /// The read-back checks, when the card was read.
-    pub checks: Vec<Check>,
-}
-
-impl PersoFailure {
-    fn new(step: PersoStep, message: impl Into<String>, advice: impl Into<String>) -> Self {
-        PersoFailure {
-            step,
-            message: message.into(),
-            advice: advice.into(),
-            transcript: None,
-            checks: Vec::new(),
-        }
-    }
+    pub checks: Vec<CheckLine>,
 }
 
 impl std::fmt::Display for PersoFailure {
@@ -129,13 +102,56 @@ pub struct PersoReport {
     /// The chip session's masked transcript.
     pub transcript: Option<Transcript>,
     /// The read-back checks.
-    pub checks: Vec<Check>,
+    pub checks: Vec<CheckLine>,
+}
+
+/// The screen's view of a job's report.
+pub fn view(report: &JobReport) -> Result<PersoReport, PersoFailure> {
+    let checks = report
+        .chip
+        .as_ref()
+        .map(|c| c.read_back.clone())
+        .unwrap_or_default();
+    if let Some(f) = &report.failure {
+        return Err(PersoFailure {
+            step: f.step,
+            message: f.message.clone(),
+            advice: advice(f).to_string(),
+            transcript: report.transcript.clone(),
+            checks,
+        });
+    }
+    let chip = match &report.chip {
+        Some(c) => {
+            let passed = c.read_back.iter().filter(|k| k.status == "pass").count();
+            format!(
+                "chip: {} DGIs stored ({} APDUs, {} ms), read-back passed ({passed} checks passed, {} skipped)",
+                c.dgis,
+                c.apdus,
+                c.millis,
+                c.read_back.len() - passed
+            )
+        }
+        None => "chip: none (stripe only)".into(),
+    };
+    let stripe = match &report.stripe {
+        Some(s) => {
+            let list: Vec<String> = s.tracks.iter().map(ToString::to_string).collect();
+            format!("tracks {} written and verified", list.join(", "))
+        }
+        None => "stripe: not written (no encoder chosen)".into(),
+    };
+    Ok(PersoReport {
+        summary: format!("{chip}; {stripe}"),
+        transcript: report.transcript.clone(),
+        checks,
+    })
 }
 
 /// The reader the chip goes to.
 #[derive(Clone, Default)]
 pub enum CardTarget {
-    /// No reader: a card with chip data fails at the secure channel step.
+    /// No reader.
     #[default]
     None,
     /// A PC/SC reader, by name.
@@ -170,12 +186,14 @@ impl CardTarget {
 pub struct PersoTarget {
     /// The encoder's serial port (or the simulated encoder's pty); None: no stripe write.
     pub encoder_port: Option<String>,
+    /// How long the operator has for each swipe.
+    pub swipe_timeout: Duration,
     /// The reader for the chip.
     pub card: CardTarget,
 }
 
 /// One card to personalize: the prepared data, the order it came from (read-back compares the
-/// card with it) and the chip profile (secure channel, ARQC key derivation).
+/// card with it), the chip profile and the secure channel (with a tester's overrides).
 #[derive(Debug, Clone)]
 pub struct PersoJob {
     /// Tracks and chip data (clear values inside; never logged).
@@ -184,527 +202,21 @@ pub struct PersoJob {
     pub order: Order,
     /// The chip profile of the chip data, if any.
     pub profile: Option<ChipProfile>,
-}
-
-/// Talks to the worker from inside a [`Personalizer`]: progress, cancellation.
-pub struct PersoControl {
-    tx: Sender<PersoMsg>,
-    waker: Waker,
-    cancel: Arc<AtomicBool>,
-}
-
-impl PersoControl {
-    /// Reports that `step` has started.
-    pub fn step(&self, step: PersoStep) {
-        let _ = self.tx.send(PersoMsg::Step(step));
-        self.waker.wake();
-    }
-
-    /// Hands a device's cancel handle to the UI's Cancel button.
-    pub fn cancellable(&self, handle: CancelHandle) {
-        let _ = self.tx.send(PersoMsg::Cancellable(handle));
-        self.waker.wake();
-    }
-
-    /// True once the user pressed Cancel.
-    pub fn cancelled(&self) -> bool {
-        self.cancel.load(Ordering::SeqCst)
-    }
-}
-
-/// Personalizes one card. Runs on the worker thread.
-pub trait Personalizer: Send {
-    /// Runs every step for `job` on `target`, reporting progress through `ctl`.
-    fn personalize(
-        &mut self,
-        job: &PersoJob,
-        target: &PersoTarget,
-        ctl: &PersoControl,
-    ) -> Result<PersoReport, PersoFailure>;
-}
-
-/// The workstation's personalizer: chip, read-back, then stripe.
-#[derive(Debug, Clone)]
-pub struct DeskPersonalizer {
-    /// Serial settings applied to the encoder port (timeouts).
-    pub swipe_timeout: Duration,
-    /// The key store: card keys for the secure channel, the CA key and the ARQC key (test keys)
-    /// for the read-back, the KMC of the virtual card (test keys).
+    /// The secure channel (the profile's, or a tester's override).
+    pub channel: Option<ChannelRule>,
+    /// The key store.
     pub keys: Arc<LoadedKeys>,
-}
-
-/// A transport that refuses every command once the operator cancelled, so a session stops
-/// between two APDUs with "cancelled by the operator".
-pub struct CancelTransport<'a> {
-    inner: &'a mut dyn CardTransport,
-    cancel: &'a AtomicBool,
-}
-
-impl<'a> CancelTransport<'a> {
-    /// Wraps `inner`; `cancel` is the Cancel button's flag.
-    pub fn new(inner: &'a mut dyn CardTransport, cancel: &'a AtomicBool) -> Self {
-        CancelTransport { inner, cancel }
-    }
-}
-
-impl CardTransport for CancelTransport<'_> {
-    fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Vec<u8>, TransportError> {
-        if self.cancel.load(Ordering::SeqCst) {
-            return Err(TransportError::Cancelled);
-        }
-        self.inner.transmit_raw(apdu)
-    }
-
-    fn reader_name(&self) -> &str {
-        self.inner.reader_name()
-    }
-}
-
-/// The card in the reader for one run; the virtual card goes back into its reader on drop.
-enum OpenCard {
-    Pcsc(PcscTransport),
-    Virtual {
-        transport: Box<VirtualTransport>,
-        reader: SharedVirtualReader,
-        profile: String,
-        order: Option<String>,
-    },
-}
-
-impl OpenCard {
-    fn transport(&mut self) -> &mut dyn CardTransport {
-        match self {
-            OpenCard::Pcsc(t) => t,
-            OpenCard::Virtual { transport, .. } => transport.as_mut(),
-        }
-    }
-
-    /// Power-cycles before the read-back where the transport allows it (the virtual card); a
-    /// PC/SC card is read on the same connection.
-    fn reset(&mut self) {
-        if let OpenCard::Virtual { transport, .. } = self {
-            transport.card.reset();
-        }
-    }
-
-    /// Puts the card back (virtual) or disconnects leaving the card as it is (PC/SC).
-    fn close(self, personalized_for: Option<&str>) {
-        match self {
-            OpenCard::Pcsc(t) => {
-                let _ = t.disconnect();
-            }
-            OpenCard::Virtual {
-                transport,
-                reader,
-                profile,
-                order,
-            } => {
-                let mut r = lock_reader(&reader);
-                r.slot = VirtualSlot::Card(Box::new(CardInReader {
-                    card: transport.card,
-                    profile,
-                    order: personalized_for.map(str::to_string).or(order),
-                }));
-            }
-        }
-    }
-}
-
-fn perso_step(p: &Progress) -> PersoStep {
-    match p.step {
-        StepName::StoreData => PersoStep::StoreData {
-            n: usize::from(p.store_data_sent.max(1)),
-            m: usize::from(p.store_data_total),
-        },
-        _ => PersoStep::SecureChannel,
-    }
-}
-
-fn perso_failure(e: &PersoError, last: PersoStep) -> PersoFailure {
-    let step = match e.step() {
-        None => PersoStep::Prepare,
-        Some(StepName::StoreData) => match last {
-            s @ PersoStep::StoreData { .. } => s,
-            _ => PersoStep::StoreData { n: 0, m: 0 },
-        },
-        Some(StepName::Finished) => last,
-        Some(_) => PersoStep::SecureChannel,
-    };
-    let cancelled = matches!(
-        e,
-        PersoError::Transport {
-            error: TransportError::Cancelled,
-            ..
-        }
-    );
-    let advice = if cancelled {
-        "the chip may be partly personalized: set the card aside (insert a fresh card), then retry"
-    } else {
-        match e {
-            PersoError::Plan(_) => "check the chip profile and the prepared data, then retry",
-            PersoError::Transport { .. } => {
-                "check the card is inserted and the reader connected, then retry with a new card"
-            }
-            PersoError::Session { .. } => {
-                "the card refused the session: use a new card of the product's card stock and retry"
-            }
-        }
-    };
-    let mut f = PersoFailure::new(step, e.to_string(), advice);
-    f.transcript = e.transcript().cloned();
-    f
-}
-
-fn cancelled_failure(step: PersoStep) -> PersoFailure {
-    PersoFailure::new(step, "cancelled by the operator", "retry when ready")
-}
-
-impl DeskPersonalizer {
-    /// The workstation's personalizer over `keys`.
-    pub fn new(keys: Arc<LoadedKeys>, swipe_timeout: Duration) -> Self {
-        DeskPersonalizer {
-            swipe_timeout,
-            keys,
-        }
-    }
-
-    fn open(&self, target: &CardTarget, profile: &ChipProfile) -> Result<OpenCard, PersoFailure> {
-        match target {
-            CardTarget::None => Err(PersoFailure::new(
-                PersoStep::SecureChannel,
-                "no chip reader selected",
-                "choose a reader (or the virtual card) on the Devices screen, then retry",
-            )),
-            CardTarget::Pcsc(name) => PcscTransport::connect(name, ProtocolChoice::Any)
-                .map(OpenCard::Pcsc)
-                .map_err(|e| {
-                    PersoFailure::new(
-                        PersoStep::SecureChannel,
-                        e.to_string(),
-                        "insert a card in the reader (or choose another reader), then retry",
-                    )
-                }),
-            CardTarget::Virtual(reader) => {
-                let mut r = lock_reader(reader);
-                let fault = r.fault;
-                match std::mem::replace(&mut r.slot, VirtualSlot::InUse) {
-                    VirtualSlot::Card(c) => Ok(OpenCard::Virtual {
-                        transport: Box::new(VirtualTransport::new(c.card)),
-                        reader: Arc::clone(reader),
-                        profile: c.profile,
-                        order: c.order,
-                    }),
-                    VirtualSlot::Fresh => match virtual_card_for(profile, &self.keys, fault) {
-                        Ok(card) => Ok(OpenCard::Virtual {
-                            transport: Box::new(VirtualTransport::new(card)),
-                            reader: Arc::clone(reader),
-                            profile: profile.name.clone(),
-                            order: None,
-                        }),
-                        Err(e) => {
-                            r.slot = VirtualSlot::Fresh;
-                            Err(PersoFailure::new(
-                                PersoStep::SecureChannel,
-                                e,
-                                "the virtual card cannot be made for this chip profile",
-                            ))
-                        }
-                    },
-                    other => {
-                        r.slot = other;
-                        Err(PersoFailure::new(
-                            PersoStep::SecureChannel,
-                            "no card in the virtual reader",
-                            "press \"Insert a fresh card\" on the Devices screen, then retry",
-                        ))
-                    }
-                }
-            }
-        }
-    }
-
-    /// The chip steps: secure channel, STORE DATA of each DGI, read-back verification.
-    fn chip(
-        &mut self,
-        job: &PersoJob,
-        chip: &ChipData,
-        target: &PersoTarget,
-        ctl: &PersoControl,
-    ) -> Result<(String, Transcript, Vec<Check>), PersoFailure> {
-        let profile = job.profile.as_ref().ok_or_else(|| {
-            PersoFailure::new(
-                PersoStep::Prepare,
-                format!("chip profile {} is not loaded", chip.profile),
-                "check the product's chip profile, then prepare again",
-            )
-        })?;
-        let options = perso::channel_options(&profile.channel, chip, self.keys.port()).map_err(|e| {
-            PersoFailure::new(
-                PersoStep::Prepare,
-                format!("secure channel keys: {e}"),
-                "the card keys are not in the key store: check the profile's [channel] kmc_index",
-            )
-        })?;
-        let dgis = perso::session_dgis(chip, profile.channel.protocol);
-        ctl.step(PersoStep::SecureChannel);
-        let mut card = self.open(&target.card, profile)?;
-        let mut last = PersoStep::SecureChannel;
-        let result = {
-            let mut transport = CancelTransport::new(card.transport(), &ctl.cancel);
-            perso::personalize_dgis_with(
-                &mut transport,
-                options,
-                dgis,
-                self.keys.port(),
-                &mut |p: &Progress| {
-                    if p.step == StepName::Finished {
-                        return;
-                    }
-                    let s = perso_step(p);
-                    if s != last {
-                        last = s;
-                        ctl.step(s);
-                    }
-                },
-            )
-        };
-        let report = match result {
-            Ok(r) => r,
-            Err(e) => {
-                card.close(None);
-                return Err(perso_failure(&e, last));
-            }
-        };
-        let transcript = report.transcript;
-        let fail_rb = |message: String, transcript: &Transcript, checks: Vec<Check>| {
-            let mut f = PersoFailure::new(
-                PersoStep::ChipReadBack,
-                message,
-                "the chip does not hold what was prepared: destroy this card, use a new one and retry",
-            );
-            f.transcript = Some(transcript.clone());
-            f.checks = checks;
-            f
-        };
-        if ctl.cancelled() {
-            card.close(Some(&job.data.order_id));
-            let mut f = cancelled_failure(PersoStep::ChipReadBack);
-            f.transcript = Some(transcript);
-            return Err(f);
-        }
-        ctl.step(PersoStep::ChipReadBack);
-        card.reset();
-        let read = {
-            let mut transport = CancelTransport::new(card.transport(), &ctl.cancel);
-            verify::read_card(
-                &mut transport,
-                verify::ca_for(self.keys.port(), Some(chip), &chip.aid),
-                Some(&chip.aid),
-            )
-        };
-        card.close(Some(&job.data.order_id));
-        let mut rb = match read {
-            Ok(rb) => rb,
-            Err(TransportError::Cancelled) => {
-                let mut f = cancelled_failure(PersoStep::ChipReadBack);
-                f.transcript = Some(transcript);
-                return Err(f);
-            }
-            Err(e) => {
-                return Err(fail_rb(
-                    format!("the card could not be read: {e}"),
-                    &transcript,
-                    Vec::new(),
-                ));
-            }
-        };
-        verify::check_against(
-            &mut rb,
-            &job.order,
-            Some(chip),
-            verify::arqc_key(self.keys.port(), &job.order, profile.mkd),
-        );
-        if !rb.passed() {
-            let message = format!("check failed: {}", rb.failed_checks());
-            return Err(fail_rb(message, &transcript, rb.checks));
-        }
-        let passed = rb
-            .checks
-            .iter()
-            .filter(|c| c.outcome == Outcome::Pass)
-            .count();
-        let summary = format!(
-            "chip: {} DGIs stored ({} APDUs, {} ms), read-back passed ({passed} checks passed, {} skipped)",
-            chip.dgis.len(),
-            transcript.apdu_count(),
-            report.elapsed.as_millis(),
-            rb.checks.len() - passed
-        );
-        Ok((summary, transcript, rb.checks))
-    }
-}
-
-fn encoder_failure(e: &EncoderError) -> PersoFailure {
-    let (step, advice) = match e {
-        EncoderError::InvalidTrack(_) => (
-            PersoStep::Prepare,
-            "the prepared tracks do not fit the encoder: check the product patterns",
-        ),
-        EncoderError::PortNotFound { .. } | EncoderError::PortOpen { .. } => (
-            PersoStep::StripeWrite,
-            "choose a connected encoder on the Devices screen, then retry",
-        ),
-        EncoderError::Io { step, .. } | EncoderError::DeviceTimeout { step, .. } => (
-            flow_step(*step),
-            "check that the encoder is connected and powered, then retry",
-        ),
-        EncoderError::SwipeTimeout { purpose, .. } => (
-            match purpose {
-                SwipePurpose::Write => PersoStep::StripeWrite,
-                SwipePurpose::ReadBack => PersoStep::ReadBack,
-            },
-            "swipe the card through the encoder when asked, then retry",
-        ),
-        EncoderError::Cancelled { step } => (flow_step(*step), "cancelled; retry when ready"),
-        EncoderError::Protocol { step, .. } => (
-            flow_step(*step),
-            "the encoder answered out of protocol: check the port is an MSR206-family encoder",
-        ),
-        EncoderError::Flow(FlowError::Mismatch(_)) => (
-            PersoStep::ReadBack,
-            "the stripe did not verify: destroy this card, use a new one and retry",
-        ),
-        EncoderError::Flow(FlowError::Device { step, .. })
-        | EncoderError::Flow(FlowError::TooManyBadSwipes { step, .. }) => (
-            flow_step(*step),
-            "the card was not written: use a new card (hi-co stripe) and retry",
-        ),
-        EncoderError::Flow(_) => (
-            PersoStep::StripeWrite,
-            "retry; if it persists, reset the encoder",
-        ),
-    };
-    PersoFailure::new(step, e.to_string(), advice)
-}
-
-fn flow_step(step: FlowStep) -> PersoStep {
-    match step {
-        FlowStep::ReadBack => PersoStep::ReadBack,
-        _ => PersoStep::StripeWrite,
-    }
-}
-
-impl DeskPersonalizer {
-    fn stripe(
-        &mut self,
-        data: &PersoData,
-        target: &PersoTarget,
-        ctl: &PersoControl,
-    ) -> Result<String, PersoFailure> {
-        let t = &data.tracks;
-        if t.track1.is_none() && t.track2.is_none() && t.track3.is_none() {
-            return Ok("stripe: no tracks".into());
-        }
-        let Some(port) = &target.encoder_port else {
-            return Err(PersoFailure::new(
-                PersoStep::StripeWrite,
-                "no encoder selected",
-                "choose an encoder on the Devices screen, then retry",
-            ));
-        };
-        let tracks = TrackSet::new(
-            t.track1.as_ref().map(|t| t.body()),
-            t.track2.as_ref().map(|t| t.body()),
-            t.track3.as_ref().map(|t| t.body()),
-        )
-        .map_err(|e| encoder_failure(&EncoderError::InvalidTrack(e)))?;
-        ctl.step(PersoStep::StripeWrite);
-        let mut config = SerialConfig::new(port.clone());
-        config.swipe_timeout = self.swipe_timeout;
-        let tx = ctl.tx.clone();
-        let waker = ctl.waker.clone();
-        let mut encoder = SerialEncoder::open(config)
-            .map_err(|e| encoder_failure(&e))?
-            .with_observer(move |event| {
-                let step = match event {
-                    EncoderEvent::Sending {
-                        step: FlowStep::ReadBack,
-                        ..
-                    }
-                    | EncoderEvent::WaitingForSwipe {
-                        purpose: SwipePurpose::ReadBack,
-                        ..
-                    } => PersoStep::ReadBack,
-                    _ => PersoStep::StripeWrite,
-                };
-                let _ = tx.send(PersoMsg::Step(step));
-                if let EncoderEvent::WaitingForSwipe { purpose, .. } = event {
-                    let _ = tx.send(PersoMsg::Hint(format!("{purpose}")));
-                }
-                waker.wake();
-            });
-        ctl.cancellable(encoder.cancel_handle());
-        if ctl.cancelled() {
-            return Err(encoder_failure(&EncoderError::Cancelled {
-                step: FlowStep::Reset,
-            }));
-        }
-        let outcome = encoder
-            .write_and_verify(&tracks)
-            .map_err(|e| encoder_failure(&e))?;
-        let list: Vec<String> = outcome.tracks.iter().map(ToString::to_string).collect();
-        Ok(format!("tracks {} written and verified", list.join(", ")))
-    }
-}
-
-impl Personalizer for DeskPersonalizer {
-    fn personalize(
-        &mut self,
-        job: &PersoJob,
-        target: &PersoTarget,
-        ctl: &PersoControl,
-    ) -> Result<PersoReport, PersoFailure> {
-        ctl.step(PersoStep::Prepare);
-        if ctl.cancelled() {
-            return Err(cancelled_failure(PersoStep::Prepare));
-        }
-        let mut report = PersoReport::default();
-        let chip = match &job.data.chip {
-            Some(chip) => {
-                let (summary, transcript, checks) = self.chip(job, chip, target, ctl)?;
-                report.transcript = Some(transcript);
-                report.checks = checks;
-                summary
-            }
-            None => "chip: none (stripe only)".into(),
-        };
-        if ctl.cancelled() {
-            let mut f = cancelled_failure(PersoStep::StripeWrite);
-            f.transcript = report.transcript;
-            f.checks = report.checks;
-            return Err(f);
-        }
-        let stripe = self.stripe(&job.data, target, ctl).map_err(|mut f| {
-            f.transcript = report.transcript.clone();
-            f.checks = report.checks.clone();
-            f
-        })?;
-        report.summary = format!("{chip}; {stripe}");
-        Ok(report)
-    }
 }
 
 /// News from the personalization worker.
 #[derive(Debug)]
 pub enum PersoMsg {
-    /// A step started.
-    Step(PersoStep),
+    /// Progress of the job.
+    Event(JobEvent),
     /// A hint for the operator (`swipe to write`).
     Hint(String),
-    /// The device can be cancelled through this handle.
-    Cancellable(CancelHandle),
     /// The run ended.
-    Finished(Result<PersoReport, PersoFailure>),
+    Finished(Box<JobReport>),
 }
 
 /// A running personalization.
@@ -714,9 +226,23 @@ pub struct Running {
     pub row: usize,
     /// The order id.
     pub order_id: String,
+    /// Who started it (the outcome is recorded in their name).
+    pub who: Session,
     rx: Receiver<PersoMsg>,
-    cancel: Arc<AtomicBool>,
-    device_cancel: Option<CancelHandle>,
+    cancel: CancelToken,
+}
+
+/// A run that ended, for the store: the row, who ran it, the job's report.
+#[derive(Debug)]
+pub struct Ended {
+    /// The row.
+    pub row: usize,
+    /// The order id.
+    pub order_id: String,
+    /// Who started it.
+    pub who: Session,
+    /// What the job did.
+    pub report: JobReport,
 }
 
 /// How the last run ended.
@@ -733,12 +259,91 @@ pub struct Finished {
 pub struct PersoState {
     /// The run in progress.
     pub running: Option<Running>,
-    /// The current step.
-    pub step: Option<PersoStep>,
+    /// The job's latest progress.
+    pub event: Option<JobEvent>,
     /// The latest hint.
     pub hint: Option<String>,
     /// The last result.
     pub last: Option<Finished>,
+}
+
+/// The progress bar's label and fraction for a job event.
+pub fn stage(event: Option<&JobEvent>) -> (String, f32) {
+    match event {
+        None => ("prepare".into(), 0.0),
+        Some(JobEvent::Perso(p)) if p.step == StepName::StoreData => {
+            let n = p.store_data_sent.max(1);
+            let m = p.store_data_total;
+            let f = if m == 0 {
+                1.0
+            } else {
+                f32::from(n) / f32::from(m)
+            };
+            (format!("STORE DATA {n} of {m}"), 0.15 + 0.35 * f)
+        }
+        Some(JobEvent::Perso(_)) => ("secure channel".into(), 0.1),
+        Some(JobEvent::ReadBack) => (job::READ_BACK.into(), 0.5),
+        Some(JobEvent::Stripe) => ("stripe write".into(), 0.65),
+    }
+}
+
+/// Runs the job on the worker thread and returns its report.
+fn run_job(
+    job: &PersoJob,
+    target: PersoTarget,
+    cancel: &CancelToken,
+    tx: &Sender<PersoMsg>,
+    waker: &Waker,
+) -> JobReport {
+    let card_job = CardJob {
+        order: &job.order,
+        data: &job.data,
+        keys: job.keys.port(),
+        chip: job.profile.as_ref().zip(job.channel.clone()),
+    };
+    let mut stripe = target.encoder_port.map(|port| {
+        let mut config = SerialConfig::new(port);
+        config.swipe_timeout = target.swipe_timeout;
+        let (tx, waker) = (tx.clone(), waker.clone());
+        SerialStripe {
+            config,
+            observer: move |event: &EncoderEvent| {
+                if let EncoderEvent::WaitingForSwipe { purpose, .. } = event {
+                    let _ = tx.send(PersoMsg::Hint(format!("{purpose}")));
+                    waker.wake();
+                }
+            },
+        }
+    });
+    let stripe = stripe.as_mut().map(|s| s as &mut dyn StripeWriter);
+    let mut on_event = |e: JobEvent| {
+        let _ = tx.send(PersoMsg::Event(e));
+        waker.wake();
+    };
+    match (target.card, &job.profile) {
+        (CardTarget::Pcsc(name), _) => {
+            let mut reader = PcscReader(name);
+            job::run_cancellable(&card_job, Some(&mut reader), stripe, cancel, &mut on_event)
+        }
+        (CardTarget::Virtual(vr), Some(profile)) => {
+            let mut reader = VirtualConnector::new(vr, profile.clone(), Arc::clone(&job.keys));
+            let report = job::run_cancellable(
+                &card_job,
+                Some(&mut reader as &mut dyn CardConnector),
+                stripe,
+                cancel,
+                &mut on_event,
+            );
+            // The session went through when the job got past it (read-back or stripe).
+            let personalized = report
+                .failure
+                .as_ref()
+                .is_none_or(|f| matches!(f.step, Step::ReadBack | Step::Stripe(_)));
+            reader.put_back(personalized.then_some(job.data.order_id.as_str()));
+            report
+        }
+        _ => job::run_cancellable(&card_job, None, stripe, cancel, &mut on_event),
+    }
 }
 
 impl PersoState {
@@ -751,90 +356,80 @@ impl PersoState {
     pub fn start(
         &mut self,
         row: usize,
+        who: Session,
         job: PersoJob,
         target: PersoTarget,
-        mut personalizer: Box<dyn Personalizer>,
         waker: Waker,
     ) -> std::io::Result<()> {
         let (tx, rx) = std::sync::mpsc::channel();
-        let cancel = Arc::new(AtomicBool::new(false));
-        let ctl = PersoControl {
-            tx: tx.clone(),
-            waker: waker.clone(),
-            cancel: Arc::clone(&cancel),
-        };
+        let cancel = CancelToken::new();
         let order_id = job.data.order_id.clone();
+        let token = cancel.clone();
         std::thread::Builder::new()
             .name("persodesk-perso".into())
             .spawn(move || {
-                let result = personalizer.personalize(&job, &target, &ctl);
+                let report = run_job(&job, target, &token, &tx, &waker);
                 drop(job);
-                let _ = tx.send(PersoMsg::Finished(result));
+                let _ = tx.send(PersoMsg::Finished(Box::new(report)));
                 waker.wake();
             })?;
         self.running = Some(Running {
             row,
             order_id,
+            who,
             rx,
             cancel,
-            device_cancel: None,
         });
-        self.step = Some(PersoStep::Prepare);
+        self.event = None;
         self.hint = None;
         self.last = None;
         Ok(())
     }
 
-    /// Asks the run to stop (the device stops within its poll interval).
+    /// Asks the run to stop (before the next APDU, or within the encoder's poll interval).
     pub fn cancel(&mut self) {
         if let Some(r) = &self.running {
-            r.cancel.store(true, Ordering::SeqCst);
-            if let Some(h) = &r.device_cancel {
-                h.cancel();
-            }
+            r.cancel.cancel();
         }
     }
 
-    /// Reads the worker's messages; returns the finished run (row and result) once.
-    pub fn poll(&mut self) -> Option<(usize, Finished)> {
+    /// Reads the worker's messages; returns the ended run once (the caller records it, then
+    /// shows it with [`show`](Self::show)).
+    pub fn poll(&mut self) -> Option<Ended> {
         let running = self.running.as_mut()?;
-        loop {
+        let report = loop {
             match running.rx.try_recv() {
-                Ok(PersoMsg::Step(s)) => self.step = Some(s),
+                Ok(PersoMsg::Event(e)) => self.event = Some(e),
                 Ok(PersoMsg::Hint(h)) => self.hint = Some(h),
-                Ok(PersoMsg::Cancellable(h)) => {
-                    if running.cancel.load(Ordering::SeqCst) {
-                        h.cancel();
-                    }
-                    running.device_cancel = Some(h);
-                }
-                Ok(PersoMsg::Finished(result)) => {
-                    let row = running.row;
-                    let done = Finished {
-                        order_id: running.order_id.clone(),
-                        result,
-                    };
-                    self.running = None;
-                    self.last = Some(done.clone());
-                    return Some((row, done));
-                }
+                Ok(PersoMsg::Finished(report)) => break *report,
                 Err(TryRecvError::Empty) => return None,
                 Err(TryRecvError::Disconnected) => {
-                    let row = running.row;
-                    let done = Finished {
-                        order_id: running.order_id.clone(),
-                        result: Err(PersoFailure::new(
-                            self.step.unwrap_or(PersoStep::Prepare),
+                    break JobReport {
+                        failure: Some(StepFailure::new(
+                            Step::Connect,
                             "the personalization worker stopped unexpectedly",
-                            "check the card, then retry",
+                            FailureKind::CardFailed,
                         )),
+                        ..JobReport::default()
                     };
-                    self.running = None;
-                    self.last = Some(done.clone());
-                    return Some((row, done));
                 }
             }
-        }
+        };
+        let running = self.running.take()?;
+        Some(Ended {
+            row: running.row,
+            order_id: running.order_id,
+            who: running.who,
+            report,
+        })
+    }
+
+    /// Shows an ended run as the last result.
+    pub fn show(&mut self, order_id: &str, report: &JobReport) {
+        self.last = Some(Finished {
+            order_id: order_id.to_string(),
+            result: view(report),
+        });
     }
 
     /// Draws the screen.
@@ -842,13 +437,13 @@ impl PersoState {
         ui.heading("Personalize");
         if let Some(r) = &self.running {
             ui.label(format!("Order {}", r.order_id));
-            let step = self.step.unwrap_or(PersoStep::Prepare);
+            let (label, fraction) = stage(self.event.as_ref());
             ui.add(
-                egui::ProgressBar::new(step.fraction())
+                egui::ProgressBar::new(fraction)
                     .show_percentage()
-                    .text(format!("Step: {}", step.label())),
+                    .text(format!("Step: {label}")),
             );
-            ui.label(format!("Step: {}", step.label()));
+            ui.label(format!("Step: {label}"));
             if let Some(h) = &self.hint {
                 ui.label(format!("Encoder: {h}"));
             }
@@ -891,7 +486,7 @@ impl PersoState {
 }
 
 /// The read-back checks (names and outcomes, never values) and the masked APDU transcript.
-fn details(ui: &mut egui::Ui, checks: &[Check], transcript: Option<&Transcript>) {
+fn details(ui: &mut egui::Ui, checks: &[CheckLine], transcript: Option<&Transcript>) {
     if !checks.is_empty() {
         egui::CollapsingHeader::new(format!("Read-back checks ({})", checks.len()))
             .default_open(true)

@@ -203,6 +203,28 @@ pub fn ui(app: &App, state: &mut PreviewState, ui: &mut egui::Ui, cmds: &mut Vec
         ui.label("Select an order to see its masked preview.");
         return;
     };
+    head_ui(ui, row);
+    ui.separator();
+    model_ui(ui, index, row, cmds);
+    ui.separator();
+    if let Some(session) = app.session.as_ref() {
+        actions(app, state, ui, cmds, index, row, session.role);
+        ui.separator();
+    }
+    if state.pending {
+        ui.horizontal(|ui| {
+            ui.spinner();
+            ui.label("Preparing...");
+        });
+    }
+    if let Some(p) = &state.prepared {
+        prepared_ui(ui, state, p);
+    }
+    findings_ui(ui, state, row);
+}
+
+/// The order's id, product, masked PAN, status and approval.
+fn head_ui(ui: &mut egui::Ui, row: &OrderRow) {
     ui.heading(format!("Order {}", row.id));
     egui::Grid::new("preview-head")
         .num_columns(2)
@@ -225,8 +247,10 @@ pub fn ui(app: &App, state: &mut PreviewState, ui: &mut egui::Ui, cmds: &mut Vec
             ui.label(if row.approved { "yes" } else { "no" });
             ui.end_row();
         });
+}
 
-    ui.separator();
+/// The Model 1 / Model 2 choice (only what the order and the product allow).
+fn model_ui(ui: &mut egui::Ui, index: usize, row: &OrderRow, cmds: &mut Vec<Command>) {
     ui.horizontal(|ui| {
         ui.label("Chip data model:");
         for model in [ChipModel::Model1, ChipModel::Model2] {
@@ -252,76 +276,69 @@ pub fn ui(app: &App, state: &mut PreviewState, ui: &mut egui::Ui, cmds: &mut Vec
             ui.label("(stripe only)");
         }
     });
+}
 
-    ui.separator();
-    if let Some(session) = app.session.as_ref() {
-        actions(app, state, ui, cmds, index, row, session.role);
-        ui.separator();
-    }
-    if state.pending {
-        ui.horizontal(|ui| {
-            ui.spinner();
-            ui.label("Preparing...");
+/// The prepared data: tracks (masked, or clear for a tester on test keys), sources, keys, chip.
+fn prepared_ui(ui: &mut egui::Ui, state: &PreviewState, p: &Prepared) {
+    ui.strong(if state.revealed {
+        "Magnetic stripe (CLEAR VALUES: test keys)"
+    } else {
+        "Magnetic stripe (masked)"
+    });
+    egui::Grid::new("preview-tracks")
+        .num_columns(3)
+        .striped(true)
+        .show(ui, |ui| {
+            for no in [TrackNo::T1, TrackNo::T2, TrackNo::T3] {
+                let Some(t) = p.data.tracks.get(no) else {
+                    continue;
+                };
+                ui.label(format!("Track {}", no.number()));
+                if state.revealed {
+                    ui.monospace(t.reveal());
+                } else {
+                    ui.monospace(t.masked());
+                }
+                ui.label(p.data.sources.get(no.key()).map_or("", String::as_str));
+                ui.end_row();
+            }
+            for (k, v) in p
+                .data
+                .sources
+                .iter()
+                .filter(|(k, _)| !k.starts_with("track") && k.as_str() != "chip")
+            {
+                ui.label(k);
+                ui.monospace("***");
+                ui.label(v);
+                ui.end_row();
+            }
+        });
+    if !p.data.keys_used.is_empty() {
+        ui.horizontal_wrapped(|ui| {
+            ui.label("Keys:");
+            for k in &p.data.keys_used {
+                let test = if k.test { " test" } else { "" };
+                ui.monospace(format!("{} KCV {}{test}", k.key, k.kcv));
+            }
         });
     }
+    ui.separator();
+    egui::CollapsingHeader::new("Chip data")
+        .default_open(true)
+        .show(ui, |ui| match (&state.revealed_chip, state.revealed) {
+            (Some(clear), true) => chip_ui(ui, clear),
+            _ => chip_ui(ui, &p.chip),
+        });
+}
+
+/// The errors and warnings of the order and its preparation.
+fn findings_ui(ui: &mut egui::Ui, state: &PreviewState, row: &OrderRow) {
     let findings_errors = if state.errors.is_empty() {
         &row.errors
     } else {
         &state.errors
     };
-    if let Some(p) = &state.prepared {
-        ui.strong(if state.revealed {
-            "Magnetic stripe (CLEAR VALUES: test keys)"
-        } else {
-            "Magnetic stripe (masked)"
-        });
-        egui::Grid::new("preview-tracks")
-            .num_columns(3)
-            .striped(true)
-            .show(ui, |ui| {
-                for no in [TrackNo::T1, TrackNo::T2, TrackNo::T3] {
-                    let Some(t) = p.data.tracks.get(no) else {
-                        continue;
-                    };
-                    ui.label(format!("Track {}", no.number()));
-                    if state.revealed {
-                        ui.monospace(t.reveal());
-                    } else {
-                        ui.monospace(t.masked());
-                    }
-                    ui.label(p.data.sources.get(no.key()).map_or("", String::as_str));
-                    ui.end_row();
-                }
-                for (k, v) in p
-                    .data
-                    .sources
-                    .iter()
-                    .filter(|(k, _)| !k.starts_with("track") && k.as_str() != "chip")
-                {
-                    ui.label(k);
-                    ui.monospace("***");
-                    ui.label(v);
-                    ui.end_row();
-                }
-            });
-        if !p.data.keys_used.is_empty() {
-            ui.horizontal_wrapped(|ui| {
-                ui.label("Keys:");
-                for k in &p.data.keys_used {
-                    let test = if k.test { " test" } else { "" };
-                    ui.monospace(format!("{} KCV {}{test}", k.key, k.kcv));
-                }
-            });
-        }
-        ui.separator();
-        egui::CollapsingHeader::new("Chip data")
-            .default_open(true)
-            .show(ui, |ui| match (&state.revealed_chip, state.revealed) {
-                (Some(clear), true) => chip_ui(ui, clear),
-                _ => chip_ui(ui, &p.chip),
-            });
-    }
-
     if !findings_errors.is_empty() || !row.warnings.is_empty() {
         ui.separator();
         ui.strong("Findings");

@@ -8,6 +8,9 @@
 
 #![allow(dead_code)]
 
+pub mod gui;
+pub mod pcsc;
+
 use std::sync::OnceLock;
 
 use persodesk::domain::emv_keys::{DesKey16, IccMasterKeys, MkdOption};
@@ -282,5 +285,70 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The repository root: the binary runs from it (the demo paths are relative to it).
+pub fn root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// No extra environment for [`persodesk`].
+pub const NO_ENV: &[(&str, &str)] = &[];
+
+/// Runs the `persodesk` binary from the repository root with `args` and the extra environment
+/// `envs`; see [`persodesk_env`].
+pub fn persodesk(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+    persodesk_env(args, envs)
+}
+
+/// Runs the `persodesk` binary from the repository root with `args` and the extra environment
+/// `envs` (`RUST_LOG` removed so log lines do not mix into the output; stdin empty), both outputs
+/// captured, with a hard time limit (killed after 60 s).
+pub fn persodesk_env<V: AsRef<std::ffi::OsStr>>(
+    args: &[&str],
+    envs: &[(&str, V)],
+) -> std::process::Output {
+    use std::io::Read as _;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_persodesk"));
+    cmd.current_dir(root())
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("persodesk runs");
+    // Drain both pipes while waiting: a child whose output outgrows the pipe buffer would block.
+    let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(child.stdout.take().map(|s| Box::new(s) as _));
+    let err = drain(child.stderr.take().map(|s| Box::new(s) as _));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return std::process::Output {
+                status,
+                stdout: out.join().expect("stdout"),
+                stderr: err.join().expect("stderr"),
+            };
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("persodesk {args:?} did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -1,0 +1,318 @@
+//! How the window starts: the embedded demo assets (products, chip profiles, key store), the
+//! [`AppConfig`] (embedded defaults, production from the machine's configuration) and
+//! [`App::new`], which builds the app from it (store, workers, simulated devices).
+
+use super::*;
+use crate::keys::SoftwareKeyStore;
+
+/// The demo products, embedded.
+const DEMO_PRODUCTS: [(&str, &str); 3] = [
+    (
+        "embedded:profiles/products/demo_mc_debit.toml",
+        include_str!("../../profiles/products/demo_mc_debit.toml"),
+    ),
+    (
+        "embedded:profiles/products/demo_visa_credit.toml",
+        include_str!("../../profiles/products/demo_visa_credit.toml"),
+    ),
+    (
+        "embedded:profiles/products/demo_visa_us.toml",
+        include_str!("../../profiles/products/demo_visa_us.toml"),
+    ),
+];
+/// The demo chip profiles (file stem, text), embedded.
+const DEMO_CHIP_PROFILES: [(&str, &str); 3] = [
+    (
+        "mchip-advance-1.2.3",
+        include_str!("../../profiles/chip/mchip-advance-1.2.3.toml"),
+    ),
+    (
+        "vis-1.5.4-vcps-2.1.3",
+        include_str!("../../profiles/chip/vis-1.5.4-vcps-2.1.3.toml"),
+    ),
+    (
+        "vis-1.6.3-vcps-2.2.4",
+        include_str!("../../profiles/chip/vis-1.6.3-vcps-2.2.4.toml"),
+    ),
+];
+/// The demo key store (test keys only), embedded.
+const DEMO_KEYS: &str = include_str!("../../assets/demo/keys.toml");
+
+/// Settings keys in the store.
+pub(super) const SETTING_LAST_FILE: &str = "gui.last_file";
+pub(super) const SETTING_ENCODER: &str = "gui.encoder";
+pub(super) const SETTING_READER: &str = "gui.reader";
+
+/// How the app starts.
+pub struct AppConfig {
+    /// Products.
+    pub catalog: Catalog,
+    /// Chip profiles the products name.
+    pub chip_profiles: ChipProfiles,
+    /// Keys.
+    pub keys: Arc<LoadedKeys>,
+    /// Keep a background pool of ICC key pairs for DDA/CDA profiles.
+    pub key_pool: bool,
+    /// Offer the in-process virtual card as a reader (with a fresh card in it).
+    pub virtual_card: bool,
+    /// The store database (None: statuses only in memory).
+    pub store_path: Option<PathBuf>,
+    /// Start the simulated encoder and choose it by default.
+    pub start_sim_encoder: bool,
+    /// The simulated encoder's settings.
+    pub sim: SimConfig,
+    /// Load the demo orders at start.
+    pub load_demo: bool,
+    /// Scan PC/SC readers and serial ports at start.
+    pub scan_devices: bool,
+    /// The user name for the audit trail.
+    pub user: String,
+    /// How long the operator has for each swipe.
+    pub swipe_timeout: Duration,
+    /// Test or production (production: no demo data, no simulators, no reveal).
+    pub mode: Mode,
+    /// Who may work in which role (the configuration's `[roles]`; production needs it).
+    pub roles: Option<Roles>,
+}
+
+impl std::fmt::Debug for AppConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppConfig")
+            .field("store_path", &self.store_path)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The embedded demo catalog.
+pub fn demo_catalog() -> Result<Catalog, String> {
+    let products = DEMO_PRODUCTS
+        .iter()
+        .map(|(name, text)| Product::from_toml(name, text))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    Catalog::new(products).map_err(|e| e.to_string())
+}
+
+/// The embedded demo chip profiles.
+pub fn demo_chip_profiles() -> Result<ChipProfiles, String> {
+    let profiles = DEMO_CHIP_PROFILES
+        .iter()
+        .map(|(name, text)| {
+            ChipProfile::from_toml(&format!("embedded:profiles/chip/{name}.toml"), name, text)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    ChipProfiles::new(profiles).map_err(|e| e.to_string())
+}
+
+/// The embedded demo key store (test keys only).
+pub fn demo_keys() -> Result<LoadedKeys, String> {
+    SoftwareKeyStore::from_toml("embedded:assets/demo/keys.toml", DEMO_KEYS)
+        .map(LoadedKeys::Software)
+        .map_err(|e| e.to_string())
+}
+
+impl AppConfig {
+    /// The embedded defaults: demo products, demo keys, demo orders, the simulated encoder, the
+    /// store in the user's data directory.
+    pub fn embedded() -> Result<AppConfig, String> {
+        let store_path = store::data_dir()
+            .map(|d| d.join(store::DB_FILE))
+            .map_err(|e| tracing::warn!(error = %e, "no store"))
+            .ok();
+        Ok(AppConfig {
+            catalog: demo_catalog()?,
+            chip_profiles: demo_chip_profiles()?,
+            keys: Arc::new(demo_keys()?),
+            key_pool: true,
+            virtual_card: true,
+            store_path,
+            start_sim_encoder: true,
+            sim: SimConfig {
+                swipe_delay: Duration::from_millis(400),
+                ..SimConfig::default()
+            },
+            load_demo: true,
+            scan_devices: true,
+            user: std::env::var("USER")
+                .ok()
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| "user".into()),
+            swipe_timeout: Duration::from_secs(30),
+            mode: Mode::Test,
+            roles: None,
+        })
+    }
+
+    /// Production: the key store and profiles the machine's configuration names (no test key
+    /// allowed), no demo orders, no simulated devices.
+    pub fn production(config: &crate::config::Config) -> Result<AppConfig, String> {
+        let keys_path = config
+            .keys
+            .as_deref()
+            .ok_or("production mode: the configuration names no key store (keys = \"...\")")?;
+        let profiles = config.profiles.as_deref().ok_or(
+            "production mode: the configuration names no profiles directory (profiles = \"...\")",
+        )?;
+        let roles = config.roles.clone().ok_or(
+            "production mode: the configuration names no roles ([roles] operator = [...])",
+        )?;
+        let keys = crate::keys::load(keys_path).map_err(|e| e.to_string())?;
+        keys.check_mode(Mode::Production)?;
+        let mut c = AppConfig::embedded()?;
+        c.catalog = crate::catalog::load_products(profiles).map_err(|e| e.to_string())?;
+        c.chip_profiles =
+            crate::catalog::load_chip_profiles(profiles).map_err(|e| e.to_string())?;
+        c.keys = Arc::new(keys);
+        c.virtual_card = false;
+        c.start_sim_encoder = false;
+        c.load_demo = false;
+        c.mode = Mode::Production;
+        c.user = store::os_user();
+        c.roles = Some(roles);
+        Ok(c)
+    }
+
+    /// The configuration for this machine's mode ([`crate::config`]).
+    pub fn for_machine() -> Result<AppConfig, String> {
+        let config = crate::config::load()?;
+        match config.mode {
+            Mode::Test => AppConfig::embedded().map(|mut c| {
+                c.roles = config.roles.clone();
+                c
+            }),
+            Mode::Production => AppConfig::production(&config),
+        }
+    }
+}
+
+impl App {
+    /// Starts the workers (and the simulated encoder) and, if asked, loads the demo orders.
+    pub fn new(config: AppConfig, logs: LogBuffer) -> Result<App, String> {
+        let waker = Waker::default();
+        let mut notice = None;
+        let sealer = config.keys.audit_sealer();
+        if config.mode == Mode::Production && sealer.is_none() {
+            return Err("production needs an audit key (usage audit) in the key store".into());
+        }
+        let store = match &config.store_path {
+            Some(p) => match Store::open_keyed(p, sealer) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "statuses are kept in memory only");
+                    notice = Some(Notice {
+                        text: format!("{e}; statuses are kept in memory only"),
+                        error: true,
+                    });
+                    None
+                }
+            },
+            None => None,
+        };
+        let (prep_tx, prep_jobs) = channel();
+        let (prep_out, prep_rx) = channel();
+        let keys = Arc::clone(&config.keys);
+        worker::spawn(
+            PrepContext {
+                catalog: config.catalog,
+                profiles: config.chip_profiles,
+                keys: config.keys,
+                key_pool: config.key_pool,
+                store_path: store.as_ref().map(|s| s.path().to_path_buf()),
+            },
+            prep_jobs,
+            prep_out,
+            waker.clone(),
+        )
+        .map_err(|e| format!("cannot start the preparation worker: {e}"))?;
+        let (dev_tx, dev_requests) = channel();
+        let (dev_out, dev_rx) = channel();
+        devices::spawn(dev_requests, dev_out, waker.clone())
+            .map_err(|e| format!("cannot start the devices worker: {e}"))?;
+
+        let devs = devices_at_start(
+            config.start_sim_encoder.then_some(config.sim),
+            config.virtual_card,
+            store.as_ref(),
+        );
+        let setting = |k| store.as_ref().and_then(|s| s.setting(k).ok().flatten());
+        let last_file = setting(SETTING_LAST_FILE).map(PathBuf::from);
+
+        let swipe_timeout = config.swipe_timeout;
+        let mut app = App {
+            session: None,
+            screen: Screen::Orders,
+            rows: Vec::new(),
+            source: None,
+            loading: None,
+            selected: None,
+            filter: Filter::default(),
+            preview: PreviewState::default(),
+            perso: PersoState::default(),
+            devices: devs,
+            log_screen: LogScreen::default(),
+            logs,
+            notice,
+            last_file,
+            mode: config.mode,
+            user: config.user,
+            roles: config.roles,
+            store,
+            visible: Vec::new(),
+            generation: 0,
+            preview_generation: 0,
+            swipe_timeout,
+            prep_tx,
+            prep_rx,
+            dev_tx,
+            dev_rx,
+            file_rx: None,
+            waker,
+            keys,
+            channel_override: ChannelOverride::default(),
+        };
+        if config.scan_devices {
+            app.refresh_devices();
+        }
+        if config.load_demo {
+            app.load(OrderSource::Demo);
+        }
+        tracing::info!("workstation started");
+        Ok(app)
+    }
+}
+
+/// The devices the window starts with: the simulated encoder (when asked), the virtual reader
+/// with a fresh card (when offered), and the encoder and reader chosen last time (the store's
+/// settings).
+fn devices_at_start(
+    sim: Option<SimConfig>,
+    virtual_card: bool,
+    store: Option<&Store>,
+) -> DevicesState {
+    let mut devs = DevicesState::default();
+    let setting = |k| store.and_then(|s| s.setting(k).ok().flatten());
+    if let Some(sim) = sim {
+        match SimEncoder::start(sim) {
+            Ok(sim) => devs.sim = Some(sim),
+            Err(e) => devs.sim_error = Some(e.to_string()),
+        }
+    }
+    devs.encoder = setting(SETTING_ENCODER)
+        .and_then(|s| EncoderChoice::from_setting(&s))
+        .filter(|c| *c != EncoderChoice::Simulated || devs.sim.is_some())
+        .or_else(|| devs.sim.is_some().then_some(EncoderChoice::Simulated));
+    if virtual_card {
+        devs.virtual_reader = Some(Arc::new(std::sync::Mutex::new(VirtualReader {
+            slot: VirtualSlot::Fresh,
+            fault: CardFault::None,
+        })));
+    }
+    devs.reader = match setting(SETTING_READER) {
+        Some(s) => ReaderChoice::from_setting(&s),
+        None => virtual_card.then_some(ReaderChoice::Virtual),
+    }
+    .filter(|r| *r != ReaderChoice::Virtual || virtual_card);
+    devs
+}

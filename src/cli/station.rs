@@ -1,6 +1,7 @@
 //! `persodesk station run`: a production station on the shared queue.
 //!
-//! Repeats until nothing is claimable (or `--max` orders): expire lapsed leases, claim the next
+//! Repeats until nothing is claimable and no other station's card can fail back (or `--max`
+//! orders): expire lapsed leases, claim the next
 //! order this role may work ([`crate::store::Store::claim`]: operators approved orders only, never
 //! one they approved themselves), open it (JWE or sealed), prepare it, `job::authorize` (the role
 //! rules and the approval's evidence), `job::run` (the one personalization flow) with the lease
@@ -213,6 +214,11 @@ fn work_queue(bench: &Bench, store: &mut Store, args: &RunArgs) -> Result<Summar
             })
             .map_err(store_err)?;
         let Some(claim) = claim else {
+            // Another station's card may still fail back (its lease runs out): wait for it.
+            if store.leased_ongoing().map_err(store_err)? > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                continue;
+            }
             break;
         };
         summary.claimed += 1;

@@ -616,13 +616,35 @@ impl QueueTx for PgTx<'_, '_> {
             .query(
                 "SELECT o.order_id FROM orders o JOIN queue q ON q.order_id = o.order_id
                  WHERE o.status = ANY($1) AND (o.lease_until IS NULL OR o.lease_until < $2)
-                 ORDER BY q.imported_at, q.order_id LIMIT $3
-                 FOR UPDATE OF o SKIP LOCKED",
+                 ORDER BY q.imported_at, q.order_id LIMIT $3",
                 &[&names, &at, &int(limit as u64)],
             )?
             .iter()
             .map(|r| r.get(0))
             .collect())
+    }
+
+    fn try_lock(&mut self, order: &str, at: i64) -> Result<bool, StoreError> {
+        Ok(self
+            .tx
+            .query_opt(
+                "SELECT order_id FROM orders WHERE order_id = $1
+                   AND (lease_until IS NULL OR lease_until < $2)
+                 FOR UPDATE SKIP LOCKED",
+                &[&order, &at],
+            )?
+            .is_some())
+    }
+
+    fn leased(&mut self, at: i64) -> Result<i64, StoreError> {
+        Ok(self
+            .tx
+            .query_one(
+                "SELECT COUNT(*) FROM orders WHERE lease_until >= $1
+                   OR (status = $2 AND lease_until IS NOT NULL)",
+                &[&at, &Status::Ongoing.as_str()],
+            )?
+            .get(0))
     }
 
     fn lease(&mut self, order: &str) -> Result<Option<Lease>, StoreError> {

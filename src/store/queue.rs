@@ -143,13 +143,18 @@ pub trait QueueTx {
     /// A queued order.
     fn queued(&mut self, order: &str) -> Result<Option<QueuedOrder>, StoreError>;
     /// Up to `limit` queued orders in one of `statuses` whose lease is free or expired at
-    /// `now`, oldest first, locked for this transaction (skipping rows other claims hold).
+    /// `at`, oldest first (not locked: see [`QueueTx::try_lock`]).
     fn candidates(
         &mut self,
         statuses: &[Status],
         at: i64,
         limit: usize,
     ) -> Result<Vec<String>, StoreError>;
+    /// Locks the order for this transaction when its lease is still free or expired at `at`
+    /// and no other transaction holds it (`FOR UPDATE SKIP LOCKED`); `false` otherwise.
+    fn try_lock(&mut self, order: &str, at: i64) -> Result<bool, StoreError>;
+    /// How many orders hold a lease that runs at `at`, or are CARD_PROD_ONGOING under one.
+    fn leased(&mut self, at: i64) -> Result<i64, StoreError>;
     /// An order's lease columns.
     fn lease(&mut self, order: &str) -> Result<Option<Lease>, StoreError>;
     /// Writes an order's lease columns.
@@ -225,7 +230,7 @@ impl Store {
         self.write_unchained(|tx| {
             let at = now();
             for id in tx.queue().candidates(statuses, at, 64)? {
-                if skip(&id) || approved_by(tx, &id, &who.user)? {
+                if skip(&id) || approved_by(tx, &id, &who.user)? || !tx.queue().try_lock(&id, at)? {
                     continue;
                 }
                 let Some(state) = tx.state(&id)? else {
@@ -342,6 +347,13 @@ impl Store {
             }
             Ok(expired.len())
         })
+    }
+
+    /// How many orders are under a running station lease, or CARD_PROD_ONGOING under one
+    /// (work that may still come back to the queue).
+    pub fn leased_ongoing(&self) -> Result<usize, StoreError> {
+        let n = self.read(|tx| tx.queue().leased(now()))?;
+        Ok(usize::try_from(n).unwrap_or(0))
     }
 
     /// Queued orders per status and per station.

@@ -600,6 +600,26 @@ impl QueueTx for SqliteTx<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    fn try_lock(&mut self, order: &str, at: i64) -> Result<bool, StoreError> {
+        // The IMMEDIATE transaction already excludes every other writer.
+        let free: i64 = self.0.query_row(
+            "SELECT COUNT(*) FROM orders WHERE order_id = ?1
+               AND (lease_until IS NULL OR lease_until < ?2)",
+            params![order, at],
+            |r| r.get(0),
+        )?;
+        Ok(free > 0)
+    }
+
+    fn leased(&mut self, at: i64) -> Result<i64, StoreError> {
+        Ok(self.0.query_row(
+            "SELECT COUNT(*) FROM orders WHERE lease_until >= ?1
+               OR (status = ?2 AND lease_until IS NOT NULL)",
+            params![at, Status::Ongoing.as_str()],
+            |r| r.get(0),
+        )?)
+    }
+
     fn lease(&mut self, order: &str) -> Result<Option<Lease>, StoreError> {
         Ok(self
             .0

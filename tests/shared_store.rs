@@ -578,3 +578,112 @@ BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 ";
+
+fn cli(args: &[&str], data: &std::path::Path) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_persodesk"))
+        .args(args)
+        .env("PERSODESK_DATA_DIR", data)
+        .env_remove("PERSODESK_CONFIG")
+        .env_remove("PERSODESK_STORE")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("persodesk runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// `queue import` keeps a JWE order as received, seals a plain one under the `store` key, and
+/// refuses plain orders (naming the field) when the key store cannot seal them.
+#[test]
+fn queue_import_keeps_orders_only_protected() {
+    let dir = TempDir::new("queue-import");
+    let db = dir.0.join("q.sqlite3");
+    let store = format!("sqlite:{}", db.display());
+    let (ok, out) = cli(
+        &[
+            "queue",
+            "import",
+            "assets/demo/orders-jwe.json",
+            "--store",
+            &store,
+        ],
+        &dir.0,
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("imported 6, already known 0, invalid 0"),
+        "{out}"
+    );
+    let s = Store::open(&db).expect("store");
+    let q = s.queued("DEMO-MC-0001").expect("queued").expect("present");
+    assert_eq!(q.form, Form::Jwe);
+    let jwe: serde_json::Value = serde_json::from_str(&q.protected).expect("order as received");
+    assert!(
+        jwe["encryptedData"]
+            .as_str()
+            .is_some_and(|j| j.starts_with("eyJ"))
+    );
+    drop(s);
+    // Plain orders, sealed: the file holds no PAN afterwards.
+    let plain = dir.0.join("plain.sqlite3");
+    let plain_store = format!("sqlite:{}", plain.display());
+    let (ok, out) = cli(
+        &[
+            "queue",
+            "import",
+            "assets/demo/orders.json",
+            "--store",
+            &plain_store,
+        ],
+        &dir.0,
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("imported 6, already known 0, invalid 0"),
+        "{out}"
+    );
+    let s = Store::open(&plain).expect("store");
+    assert_eq!(
+        s.queued("DEMO-MC-0001").expect("queued").map(|q| q.form),
+        Some(Form::Sealed)
+    );
+    drop(s);
+    let bytes = std::fs::read(&plain).expect("db file");
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        !text.contains("5413330089012345"),
+        "a PAN in the store file"
+    );
+    // Without a store key: refused, named, nothing queued.
+    let keys = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo/keys.toml"),
+    )
+    .expect("keys");
+    let cut = keys.find("# Demo store key").expect("store key section");
+    let no_store = dir.0.join("no-store-keys.toml");
+    std::fs::write(&no_store, &keys[..cut]).expect("keys file");
+    let third = format!("sqlite:{}", dir.0.join("third.sqlite3").display());
+    let (ok, out) = cli(
+        &[
+            "queue",
+            "import",
+            "assets/demo/orders.json",
+            "--keys",
+            no_store.to_str().expect("utf-8"),
+            "--store",
+            &third,
+        ],
+        &dir.0,
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("imported 0, already known 0, invalid 6"),
+        "{out}"
+    );
+    assert!(
+        out.contains("encryptedData: plain, and the key store cannot seal it"),
+        "{out}"
+    );
+}

@@ -265,13 +265,15 @@ fn four_stations_one_killed_finish_the_queue() {
     );
     // The trail verifies through the command line.
     let verify = Command::new(exe())
-        .args(["audit", "verify", "--store", &url])
+        .args(["audit", "verify", "--store", &url, "--keys"])
+        .arg(root().join("assets/demo/keys.toml"))
         .env_remove("PERSODESK_CONFIG")
         .output()
         .expect("verify");
     let text = String::from_utf8_lossy(&verify.stdout);
     assert!(verify.status.success(), "{text}");
     assert!(text.contains("audit trail intact"), "{text}");
+    assert!(text.contains(", sealed"), "the seals were checked: {text}");
     // Nothing sensitive in the database.
     let dump = server.dump("load").to_ascii_uppercase();
     assert!(dump.contains("LOAD-00000"), "the dump holds the orders");

@@ -247,7 +247,21 @@ fn four_stations_one_killed_finish_the_queue() {
         )
         .expect("query")
         .get(0);
-    assert_eq!(interrupted, 1, "the killed card's lease expired once");
+    // (Unless the kill landed in the instant between the poll and the signal after s0 had
+    // already recorded the card: then there was nothing to interrupt.)
+    let done_by_s0: i64 = db
+        .query_one(
+            "SELECT COUNT(*) FROM audit WHERE order_id = $1 AND action = 'perso-done'
+               AND user_name = 'tester-s0'",
+            &[&killed_order],
+        )
+        .expect("query")
+        .get(0);
+    if done_by_s0 == 0 {
+        assert_eq!(interrupted, 1, "the killed card's lease expired once");
+    } else {
+        eprintln!("s0 had finished {killed_order} before the signal: nothing interrupted");
+    }
     // No order personalized twice: the survivors' virtual cards, per order.
     let mut personalized: HashMap<String, u64> = HashMap::new();
     for name in summaries.keys() {

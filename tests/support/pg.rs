@@ -72,7 +72,14 @@ impl PgServer {
             );
         };
         let as_postgres = is_root();
-        let dir = std::env::temp_dir().join(format!(
+        // As root the server runs as `postgres`, which must reach the directory: /tmp, not a
+        // $TMPDIR that may be private to root.
+        let base = if as_postgres {
+            PathBuf::from("/tmp")
+        } else {
+            std::env::temp_dir()
+        };
+        let dir = base.join(format!(
             "persodesk-pg-{}-{}",
             std::process::id(),
             COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst)

@@ -601,3 +601,24 @@ pub(crate) fn outcome_of(to: Status, reason: Option<&str>, note: Option<String>)
 }
 
 mod port;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_unix_times_as_utc() {
+        assert_eq!(format_time(0), "1970-01-01 00:00:00");
+        // 2000-02-29 12:34:56 UTC = 951827696 (leap day of a century leap year).
+        assert_eq!(format_time(951_827_696), "2000-02-29 12:34:56");
+    }
+
+    #[test]
+    fn process_tokens_of_other_hosts_are_not_judged_here() {
+        assert!(owner_alive(&process_token()));
+        // A pid that cannot run (above pid_max) on this host is dead; on another host, unknown.
+        assert!(!owner_alive("999999999:1"));
+        assert!(!owner_alive(&format!("999999999:1@{}", host_name())));
+        assert!(owner_alive("999999999:1@another-host.invalid"));
+    }
+}

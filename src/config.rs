@@ -14,6 +14,7 @@
 //! mode = "production"                      # or "test"
 //! keys = "/etc/persodesk/keys.toml"        # the key store (production: the only one used)
 //! profiles = "/etc/persodesk/profiles"     # products/ and chip/ (production: the only ones)
+//! store = "postgresql://persodesk@db.bureau/persodesk"  # optional: the shared store
 //!
 //! [roles]                                  # operating-system accounts per role
 //! operator = ["alice", "bob"]
@@ -70,6 +71,9 @@ pub struct Config {
     pub profiles: Option<PathBuf>,
     /// Who may work in which role (`None`: no `[roles]` table, test mode only).
     pub roles: Option<Roles>,
+    /// The shared store (`postgresql://…`, `sqlite:PATH` or a path); `None`: the workstation's
+    /// SQLite file in the data directory ([`crate::store::StoreLocation`]).
+    pub store: Option<String>,
 }
 
 /// Reads the file's text: a regular file (checked before opening, and opened non-blocking so a
@@ -122,10 +126,10 @@ pub fn parse(file: &str, text: &str) -> Result<Config, String> {
     };
     if let Some(k) = table
         .keys()
-        .find(|k| !["mode", "keys", "profiles", "roles"].contains(&k.as_str()))
+        .find(|k| !["mode", "keys", "profiles", "roles", "store"].contains(&k.as_str()))
     {
         return Err(format!(
-            "{file}: {k}: unknown key (known: mode, keys, profiles, roles)"
+            "{file}: {k}: unknown key (known: mode, keys, profiles, roles, store)"
         ));
     }
     let mode = match string("mode")? {
@@ -147,6 +151,7 @@ pub fn parse(file: &str, text: &str) -> Result<Config, String> {
         keys: string("keys")?.map(PathBuf::from),
         profiles: string("profiles")?.map(PathBuf::from),
         roles,
+        store: string("store")?,
     };
     if mode == Mode::Production {
         for (key, missing) in [

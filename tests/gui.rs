@@ -696,6 +696,7 @@ fn production_needs_a_configured_key_store_without_test_keys() {
         keys: None,
         profiles: None,
         roles: Some(Default::default()),
+        store: None,
     };
     let e = AppConfig::production(&none).expect_err("no key store");
     assert!(e.contains("names no key store"), "{e}");
@@ -705,6 +706,7 @@ fn production_needs_a_configured_key_store_without_test_keys() {
         keys: Some(root.join("assets/demo/keys.toml")),
         profiles: Some(root.join("profiles")),
         roles: Some(Default::default()),
+        store: None,
     };
     let e = AppConfig::production(&demo).expect_err("demo keys");
     assert!(

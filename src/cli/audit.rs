@@ -29,8 +29,9 @@ pub struct AuditArgs {
 /// Where the store and its key are.
 #[derive(Debug, Args)]
 struct StoreArgs {
-    /// The store database (default: persodesk.sqlite3 in $PERSODESK_DATA_DIR, else
-    /// $XDG_DATA_HOME/persodesk, else ~/.local/share/persodesk).
+    /// An SQLite store file (default: `--store`, else $PERSODESK_STORE, else the configuration's
+    /// `store`, else persodesk.sqlite3 in $PERSODESK_DATA_DIR, $XDG_DATA_HOME/persodesk or
+    /// ~/.local/share/persodesk).
     #[arg(long)]
     db: Option<PathBuf>,
     /// Key store holding the `audit` key, to check the seals (test mode; production uses the
@@ -56,6 +57,9 @@ enum AuditCommand {
         /// How many records, newest first.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// One JSON array of the records (newest first) instead of lines.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the head (record count and hash) for a copy kept elsewhere.
     Export {
@@ -68,7 +72,7 @@ enum AuditCommand {
 pub fn run(args: &AuditArgs) -> Exit {
     match &args.command {
         AuditCommand::Verify { store, expect_head } => verify(store, expect_head.as_deref()),
-        AuditCommand::Show { store, limit } => show(store, *limit),
+        AuditCommand::Show { store, limit, json } => show(store, *limit, *json),
         AuditCommand::Export { store } => export(store),
     }
 }
@@ -76,11 +80,13 @@ pub fn run(args: &AuditArgs) -> Exit {
 /// Opens an existing store (never creates one: a missing database is an input error), sealed
 /// when an audit key is at hand (always in production).
 fn open(args: &StoreArgs) -> Result<Store, Exit> {
-    let path = match &args.db {
-        Some(p) => p.clone(),
-        None => store::data_dir().map_err(unreadable)?.join(store::DB_FILE),
+    let location = match &args.db {
+        Some(p) => store::StoreLocation::Sqlite(p.clone()),
+        None => super::store_location()?,
     };
-    if !path.is_file() {
+    if let store::StoreLocation::Sqlite(path) = &location
+        && !path.is_file()
+    {
         return Err(unreadable(format!(
             "{}: no persodesk store there",
             path.display()
@@ -99,7 +105,7 @@ fn open(args: &StoreArgs) -> Result<Store, Exit> {
     if keys.is_some() && sealer.is_none() {
         return Err(unreadable("the key store holds no audit key"));
     }
-    Store::open_for_verify(&path, sealer).map_err(unreadable)
+    Store::open_at_for_verify(&location, sealer).map_err(unreadable)
 }
 
 /// Parses an export line, or reads it from a file.
@@ -223,7 +229,7 @@ fn one_line(s: &str) -> String {
         .collect()
 }
 
-fn show(args: &StoreArgs, limit: usize) -> Exit {
+fn show(args: &StoreArgs, limit: usize, json: bool) -> Exit {
     let store = match open(args) {
         Ok(s) => s,
         Err(e) => return e,
@@ -232,6 +238,27 @@ fn show(args: &StoreArgs, limit: usize) -> Exit {
         Ok(c) => c,
         Err(e) => return unreadable(e),
     };
+    if json {
+        let records: Vec<serde_json::Value> = chain
+            .iter()
+            .rev()
+            .take(limit)
+            .map(|r| {
+                serde_json::json!({
+                    "seq": r.seq,
+                    "at": r.record.at,
+                    "user": r.record.user,
+                    "role": r.record.role,
+                    "action": r.record.action,
+                    "order": r.record.order_id,
+                    "outcome": r.record.outcome,
+                    "hash": r.hash,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(records));
+        return Exit::Ok;
+    }
     let seq = |s: Option<u64>| s.map_or_else(|| "?".to_string(), |s| s.to_string());
     for r in chain.iter().rev().take(limit) {
         let rec = &r.record;

@@ -11,8 +11,10 @@ mod keys;
 mod model2;
 mod personalize;
 mod prepare;
+mod queue;
 pub mod records;
 mod sim_encoder;
+mod station;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -35,7 +37,15 @@ pub const DEFAULT_KEYS: &str = "assets/demo/keys.toml";
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// The store: postgresql://… (shared), sqlite:PATH or a path [default: $PERSODESK_STORE,
+    /// else the configuration's `store`, else persodesk.sqlite3 in the data directory;
+    /// production: the configuration's, and this flag is refused].
+    #[arg(long, global = true)]
+    store: Option<String>,
 }
+
+/// `--store` as given on the command line.
+static STORE_FLAG: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -74,6 +84,12 @@ enum Command {
     Jwe(jwe::JweArgs),
     /// The store's audit trail: `audit verify` checks its hash chain, `audit show` lists it.
     Audit(audit::AuditArgs),
+    /// The order queue: `queue import FILE` adds orders, `queue status` counts them.
+    Queue(queue::QueueArgs),
+    /// Supervisor review of queued orders: `review approve ID…`, `review reject ID --reason`.
+    Review(queue::ReviewArgs),
+    /// A production station: claims queued orders and personalizes them (`station run`).
+    Station(station::StationArgs),
 }
 
 /// Outcome classes mapped to exit codes.
@@ -145,6 +161,7 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Exit {
+    let _ = STORE_FLAG.set(cli.store.clone());
     match cli.command {
         None => Exit::Ok,
         Some(Command::Validate {
@@ -166,6 +183,9 @@ fn run(cli: Cli) -> Exit {
         Some(Command::Model2(args)) => model2::run(&args),
         Some(Command::Jwe(args)) => jwe::run(&args),
         Some(Command::Audit(args)) => audit::run(&args),
+        Some(Command::Queue(args)) => queue::run_queue(&args),
+        Some(Command::Review(args)) => queue::run_review(&args),
+        Some(Command::Station(args)) => station::run(&args),
     }
 }
 
@@ -179,7 +199,7 @@ pub(crate) fn unreadable(what: impl std::fmt::Display) -> Exit {
 pub const MAX_ORDER_FILE: u64 = 16 * 1024 * 1024;
 
 /// Reads an order file's text: a regular file of at most [`MAX_ORDER_FILE`] bytes.
-fn read_order_text(file: &Path) -> Result<zeroize::Zeroizing<String>, Exit> {
+pub(crate) fn read_order_text(file: &Path) -> Result<zeroize::Zeroizing<String>, Exit> {
     use std::io::Read;
     let fail = |what: String| unreadable(format!("{}: {what}", file.display()));
     let meta =
@@ -350,22 +370,37 @@ pub(crate) fn session(
         })
 }
 
-/// Opens the workstation store, sealed with the key store's `audit` key (production refuses a
-/// key store without one, see [`read_keys`]).
-pub(crate) fn open_store(keys: &LoadedKeys) -> Result<crate::store::Store, Exit> {
-    let path = crate::store::data_dir()
-        .map_err(|e| unreadable(format!("workstation store: {e}")))?
-        .join(crate::store::DB_FILE);
-    let opened = match keys.audit_sealer() {
-        Some(sealer) => crate::store::Store::open_sealed(&path, sealer),
-        None if mode()? == crate::config::Mode::Production => {
-            return Err(unreadable(
-                "workstation store: production needs an audit key (usage audit) in the key store",
-            ));
+/// Where the store is: `--store`, `$PERSODESK_STORE`, the configuration's `store`, else the data
+/// directory's SQLite file ([`crate::store::StoreLocation::resolve`]). Production takes it from
+/// the configuration only: the flag and the variable are refused there.
+pub(crate) fn store_location() -> Result<crate::store::StoreLocation, Exit> {
+    let config = machine()?;
+    let flag = STORE_FLAG.get().cloned().flatten();
+    if config.mode == crate::config::Mode::Production {
+        let env = std::env::var_os(crate::store::STORE_ENV).is_some_and(|v| !v.is_empty());
+        if flag.is_some() || env {
+            return Err(unreadable(format!(
+                "--store and ${} are refused in production: the store comes from the machine configuration",
+                crate::store::STORE_ENV
+            )));
         }
-        None => crate::store::Store::open(&path),
-    };
-    opened.map_err(|e| unreadable(format!("workstation store: {e}")))
+    }
+    crate::store::StoreLocation::resolve(flag.as_deref(), config.store.as_deref())
+        .map_err(|e| unreadable(format!("store: {e}")))
+}
+
+/// Opens the store ([`store_location`]), sealed with the key store's `audit` key (production
+/// refuses a key store without one, see [`read_keys`]).
+pub(crate) fn open_store(keys: &LoadedKeys) -> Result<crate::store::Store, Exit> {
+    let location = store_location()?;
+    let sealer = keys.audit_sealer();
+    if sealer.is_none() && mode()? == crate::config::Mode::Production {
+        return Err(unreadable(
+            "workstation store: production needs an audit key (usage audit) in the key store",
+        ));
+    }
+    crate::store::Store::open_at(&location, sealer)
+        .map_err(|e| unreadable(format!("workstation store: {e}")))
 }
 
 /// Loads a key store (software file or PKCS#11 store file, [`crate::keys::load`]); production

@@ -23,6 +23,7 @@
 //!   open. All SQL lives in this module, so another database can replace it in one place.
 
 pub mod audit;
+pub mod key_pool;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

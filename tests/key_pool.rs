@@ -141,10 +141,14 @@ fn pairs_are_sealed_taken_once_across_processes_and_leave_no_clear_key() {
     };
     let a = command(&data, &[])
         .args(args(&fa))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn a");
     let b = command(&data, &[])
         .args(args(&fb))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn b");
     let outs = [

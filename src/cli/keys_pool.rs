@@ -95,7 +95,7 @@ fn fill(
         Ok(e) => e,
         Err(err) => return unreadable(format!("--exponent: {err}")),
     };
-    if bits % 8 != 0 || !(512..=1984).contains(&bits) {
+    if !bits.is_multiple_of(8) || !(512..=1984).contains(&bits) {
         return unreadable("--bits must be a multiple of 8 from 512 to 1984");
     }
     let keys = match keys_path(keys).and_then(|p| read_keys(&p)) {

@@ -271,7 +271,7 @@ enum Input {
     /// A JSON Lines line and its position among the non-blank lines (streamed input).
     Line(Line, usize),
     /// An order of a file read whole (one document: an order, a batch or an array).
-    Entry(OrderEntry),
+    Entry(Box<OrderEntry>),
 }
 
 /// One order's result, rendered by a worker, written by the sink in file order.
@@ -574,7 +574,7 @@ impl Batch<'_> {
                 sink.done.read_error = error.lock().unwrap_or_else(|p| p.into_inner()).take();
             }
             Source::Whole(entries) => {
-                let input = entries.into_iter().map(Input::Entry);
+                let input = entries.into_iter().map(|e| Input::Entry(Box::new(e)));
                 crate::batch::run_ordered(input, jobs, |i| work(self, i), |o| sink.take(o));
             }
         }
@@ -681,7 +681,7 @@ pub fn run(args: &PrepareArgs) -> Exit {
 fn work(batch: &Batch<'_>, input: Input) -> Outcome {
     match input {
         Input::Line(line, position) => batch.line(line, position, None),
-        Input::Entry(entry) => batch.entry(entry),
+        Input::Entry(entry) => batch.entry(*entry),
     }
 }
 

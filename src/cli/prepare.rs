@@ -274,6 +274,16 @@ enum Input {
     Entry(Box<OrderEntry>),
 }
 
+/// An order's output text; the bytes written are zeroized on drop (not the spare capacity,
+/// which holds nothing: zeroizing it cost more than the rest of a tracks-only card).
+struct OutBuf(Vec<u8>);
+
+impl Drop for OutBuf {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(self.0.as_mut_slice());
+    }
+}
+
 /// One order's result, rendered by a worker, written by the sink in file order.
 struct Outcome {
     /// 1-based position in the file.
@@ -285,7 +295,7 @@ struct Outcome {
     /// Chosen by `--order` (every order without it).
     selected: bool,
     /// Standard output text (tracks: zeroized when dropped).
-    out: zeroize::Zeroizing<Vec<u8>>,
+    out: OutBuf,
     /// Standard error text (refusals).
     err: String,
     exit: Exit,
@@ -365,7 +375,7 @@ impl Batch<'_> {
             id_key: None,
             line: None,
             selected: self.options.order.as_ref().is_none_or(|id| *id == entry.id),
-            out: zeroize::Zeroizing::new(Vec::with_capacity(1024)),
+            out: OutBuf(Vec::with_capacity(512)),
             err: String::new(),
             exit: Exit::Ok,
             record: None,
@@ -386,7 +396,7 @@ impl Batch<'_> {
         let order = match &entry.outcome {
             Ok(order) => order,
             Err(errors) => {
-                print_errors(&mut o.out, json, &entry.id, product_id, errors);
+                print_errors(&mut o.out.0, json, &entry.id, product_id, errors);
                 o.exit = Exit::Invalid;
                 return Some(Finding::join(errors));
             }
@@ -401,7 +411,7 @@ impl Batch<'_> {
                 ),
             );
             print_errors(
-                &mut o.out,
+                &mut o.out.0,
                 json,
                 &entry.id,
                 product_id,
@@ -434,11 +444,11 @@ impl Batch<'_> {
                 tracing::debug!(order = %entry.id, product = %data.card_product_id, "prepared");
                 let mut warnings = entry.warnings.clone();
                 warnings.extend(data.warnings.iter().cloned());
-                print_data(&mut o.out, json, &data, self.options.reveal, &warnings);
+                print_data(&mut o.out.0, json, &data, self.options.reveal, &warnings);
                 None
             }
             Err(errors) => {
-                print_errors(&mut o.out, json, &entry.id, product_id, &errors);
+                print_errors(&mut o.out.0, json, &entry.id, product_id, &errors);
                 o.exit = Exit::Invalid;
                 Some(Finding::join(&errors))
             }
@@ -537,7 +547,7 @@ impl Sink<'_, '_> {
         }
         self.done.any_selected = true;
         if self.done.write_error.is_none()
-            && let Err(e) = self.out.write_all(&o.out)
+            && let Err(e) = self.out.write_all(&o.out.0)
         {
             self.done.write_error = Some(e);
         }

@@ -458,8 +458,9 @@ impl Batch<'_> {
 
 /// Where the orders come from: JSON Lines streamed line by line, or a file read whole.
 pub enum Source {
-    /// JSON Lines, read line by line; the read error that ended it, if any, is kept.
-    Stream(Box<dyn Iterator<Item = Line> + Send>, ReadError),
+    /// JSON Lines, read line by line; the read error that ended it, if any, is kept; the
+    /// number of orders expected (file size / first line), to size the duplicate-id table.
+    Stream(Box<dyn Iterator<Item = Line> + Send>, ReadError, usize),
     /// A document read whole.
     Whole(Vec<OrderEntry>),
 }
@@ -472,7 +473,7 @@ impl Source {
     pub fn lines<R: std::io::BufRead + Send + 'static>(reader: R) -> Self {
         let lines = Lines::new(reader);
         let error = std::sync::Arc::clone(&lines.error);
-        Source::Stream(Box::new(lines), error)
+        Source::Stream(Box::new(lines), error, 0)
     }
 }
 
@@ -492,11 +493,23 @@ fn open_source(file: &Path, rules: &OrderRules, keys: &SoftwareKeyStore) -> Resu
     let mut lines = Lines::new(std::io::BufReader::with_capacity(256 * 1024, f));
     let error = std::sync::Arc::clone(&lines.error);
     let first = lines.next();
-    let streamed = matches!(&first, Some(Line::Text { text, .. })
-        if crate::domain::order::first_line_is_an_order_line(text));
-    if streamed && let Some(second) = lines.next() {
+    let first_len = match &first {
+        Some(Line::Text { text, .. })
+            if crate::domain::order::first_line_is_an_order_line(text) =>
+        {
+            Some(text.len() + 1)
+        }
+        _ => None,
+    };
+    if let Some(len) = first_len
+        && let Some(second) = lines.next()
+    {
+        // At most 2,000,000 ids reserved (~36 MB); beyond, the table grows as needed.
+        let expected = usize::try_from(meta.len() / len as u64)
+            .unwrap_or(usize::MAX)
+            .min(2_000_000);
         let head = first.into_iter().chain(std::iter::once(second));
-        return Ok(Source::Stream(Box::new(head.chain(lines)), error));
+        return Ok(Source::Stream(Box::new(head.chain(lines)), error, expected));
     }
     drop(lines);
     let text = super::read_order_text(file)?;
@@ -564,9 +577,13 @@ impl Batch<'_> {
     /// Prepares every order of `source` on `jobs` threads, writing the results to `out` in
     /// input order (flushed at the end).
     pub fn run(&self, source: Source, jobs: usize, out: &mut dyn std::io::Write) -> Finished {
+        let expected = match &source {
+            Source::Stream(_, _, n) => *n,
+            Source::Whole(_) => 0,
+        };
         let mut sink = Sink {
             batch: self,
-            seen: SeenIds::default(),
+            seen: SeenIds::with_capacity(expected),
             out,
             done: Finished {
                 exit: Exit::Ok,
@@ -578,7 +595,7 @@ impl Batch<'_> {
             },
         };
         match source {
-            Source::Stream(lines, error) => {
+            Source::Stream(lines, error, _) => {
                 let input = lines.enumerate().map(|(i, l)| Input::Line(l, i + 1));
                 crate::batch::run_ordered(input, jobs, |i| work(self, i), |o| sink.take(o));
                 sink.done.read_error = error.lock().unwrap_or_else(|p| p.into_inner()).take();

@@ -275,6 +275,14 @@ impl IdHasher {
 }
 
 impl SeenIds {
+    /// Room for about `n` ids up front (no table growth, whose old and new tables together were
+    /// the peak of a large batch's memory).
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            first: std::collections::HashMap::with_capacity(n),
+        }
+    }
+
     /// Notes the id with `key` at `position`; returns the earlier position when it was seen.
     pub fn check(&mut self, key: IdKey, position: usize) -> Option<usize> {
         let pos = u32::try_from(position).unwrap_or(u32::MAX);

@@ -280,11 +280,7 @@ pub trait StoreSealKeys: Send + Sync {
 
     /// Opens a blob sealed for `purpose` by one of the store's `store` keys (the blob names its
     /// index). Fails closed: unknown key, altered bytes or another purpose are errors.
-    fn store_open(
-        &self,
-        purpose: &str,
-        sealed: &[u8],
-    ) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyError>;
+    fn store_open(&self, purpose: &str, sealed: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyError>;
 }
 
 /// A JWE key operation failed. Names the `kid`, never a key value.

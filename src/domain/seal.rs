@@ -90,11 +90,7 @@ pub fn gcm_encrypt(
     let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| SealError::KeyLength)?;
     let mut buf = plaintext.to_vec();
     let tag = cipher
-        .encrypt_inout_detached(
-            &Nonce::<Aes256Gcm>::from(*nonce),
-            aad,
-            buf.as_mut_slice().into(),
-        )
+        .encrypt_inout_detached(&Nonce::<Aes256Gcm>::from(*nonce), aad, buf.as_mut_slice().into())
         .map_err(|_| SealError::Open)?;
     buf.extend_from_slice(&tag);
     Ok(buf)
@@ -165,17 +161,13 @@ mod tests {
     #[test]
     fn gcm_matches_the_published_test_case_16() {
         let key = h("feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308");
-        let p = h(
-            "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72\
-                   1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39",
-        );
+        let p = h("d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72\
+                   1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39");
         let a = h("feedfacedeadbeeffeedfacedeadbeefabaddad2");
         let mut iv = [0u8; 12];
         iv.copy_from_slice(&h("cafebabefacedbaddecaf888"));
-        let c = h(
-            "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa\
-                   8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662",
-        );
+        let c = h("522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa\
+                   8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662");
         let t = h("76fc6ece0f4e1768cddf8853bb2d551b");
         let out = gcm_encrypt(&key, &iv, &a, &p).expect("encrypt");
         assert_eq!(out, [c.clone(), t.clone()].concat());

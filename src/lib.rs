@@ -14,6 +14,7 @@
 //! - [`gui`]: the desktop workstation (eframe).
 //! - [`store`]: statuses, approvals and the audit trail (SQLite).
 
+pub mod batch;
 pub mod catalog;
 pub mod cli;
 pub mod config;

@@ -49,10 +49,15 @@ enum KeysCommand {
         #[arg(long)]
         keys: PathBuf,
     },
+    /// The persisted ICC key pool: `pool fill` pre-generates sealed ICC key pairs, `pool status`
+    /// counts the pairs left (docs/performance.md).
+    Pool(pool::PoolArgs),
 }
 
 #[path = "keys_hsm.rs"]
 mod hsm;
+#[path = "keys_pool.rs"]
+mod pool;
 
 /// Arguments of `keys demo-pki`.
 #[derive(Debug, Args)]
@@ -105,6 +110,7 @@ pub fn run(args: &KeysArgs) -> Exit {
         },
         KeysCommand::Import(a) => hsm::import(a),
         KeysCommand::List { keys } => hsm::list(keys),
+        KeysCommand::Pool(a) => pool::run(a),
         KeysCommand::JweNew { kid, keys } => match super::jwe::new_key(kid, keys) {
             Ok(()) => Exit::Ok,
             Err(e) => {

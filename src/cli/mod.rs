@@ -5,12 +5,13 @@
 
 mod audit;
 mod card;
+pub mod demo;
 mod encode;
 mod jwe;
 mod keys;
 mod model2;
 mod personalize;
-mod prepare;
+pub mod prepare;
 mod queue;
 pub mod records;
 mod sim_encoder;
@@ -90,6 +91,8 @@ enum Command {
     Review(queue::ReviewArgs),
     /// A production station: claims queued orders and personalizes them (`station run`).
     Station(station::StationArgs),
+    /// Tools for testers: `demo orders` writes a generated JSON Lines order file of any size.
+    Demo(demo::DemoArgs),
 }
 
 /// Outcome classes mapped to exit codes.
@@ -186,6 +189,7 @@ fn run(cli: Cli) -> Exit {
         Some(Command::Queue(args)) => queue::run_queue(&args),
         Some(Command::Review(args)) => queue::run_review(&args),
         Some(Command::Station(args)) => station::run(&args),
+        Some(Command::Demo(args)) => demo::run(&args),
     }
 }
 
@@ -238,28 +242,38 @@ pub(crate) fn read_orders(
     // Production refuses demo orders and test products outright.
     let mode = mode()?;
     for entry in &mut entries {
-        let test_product = entry
-            .card_product_id
-            .as_deref()
-            .and_then(|id| catalog.get(id))
-            .is_some_and(|p| p.test);
-        let mut ids = vec![entry.id.as_str()];
-        ids.extend(entry.issuer_request_id.as_deref());
-        let signs = crate::domain::mode::OrderSigns {
-            ids: &ids,
-            product_id: entry.card_product_id.as_deref(),
-            product_is_test: test_product,
-            pan: entry.outcome.as_ref().ok().map(|o| o.pan.reveal()),
-        };
-        if let Err(f) = mode.check_order_data(&signs) {
-            match &mut entry.outcome {
-                Ok(_) => entry.outcome = Err(vec![f]),
-                Err(errors) => errors.push(f),
-            }
-        }
+        check_order_mode(entry, catalog, mode);
     }
     tracing::info!(file = %file.display(), orders = entries.len(), "order file read");
     Ok(entries)
+}
+
+/// Applies the machine's mode rules to one entry: production refuses demo orders and test
+/// products outright (a finding added to the entry's errors).
+pub(crate) fn check_order_mode(
+    entry: &mut OrderEntry,
+    catalog: &Catalog,
+    mode: crate::config::Mode,
+) {
+    let test_product = entry
+        .card_product_id
+        .as_deref()
+        .and_then(|id| catalog.get(id))
+        .is_some_and(|p| p.test);
+    let mut ids = vec![entry.id.as_str()];
+    ids.extend(entry.issuer_request_id.as_deref());
+    let signs = crate::domain::mode::OrderSigns {
+        ids: &ids,
+        product_id: entry.card_product_id.as_deref(),
+        product_is_test: test_product,
+        pan: entry.outcome.as_ref().ok().map(|o| o.pan.reveal()),
+    };
+    if let Err(f) = mode.check_order_data(&signs) {
+        match &mut entry.outcome {
+            Ok(_) => entry.outcome = Err(vec![f]),
+            Err(errors) => errors.push(f),
+        }
+    }
 }
 
 /// The orders `--order ID` selects (all without it); an id the file lacks is an input error.

@@ -1,22 +1,31 @@
 //! `persodesk prepare`: tracks and sources per order, text or JSON Lines, masked unless
 //! `--reveal` (refused when any key used is not a test key).
 
-use std::path::PathBuf;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use serde_json::json;
 
 use super::{
-    Exit, keys_path, open_store, profiles_path, read_catalog, read_keys, read_orders, select_orders,
+    Exit, check_order_mode, keys_path, open_store, profiles_path, read_catalog, read_keys,
 };
+use crate::batch::{Line, Lines};
 use crate::domain::chip::ChipData;
 use crate::domain::chip::model1::PrepDate;
 use crate::domain::chip::preview::{TlvNode, preview};
 use crate::domain::chip_model::{ModelChoice, PrepInputs, prepare_card};
 use crate::domain::envelope::EnvelopeSettings;
 use crate::domain::finding::Finding;
+use crate::domain::order::{
+    IdHasher, IdKey, OrderEntry, OrderRules, SeenIds, entry_from_line, flag_duplicate, refused_line,
+};
 use crate::domain::prepare::PersoData;
+use crate::domain::product::Catalog;
 use crate::domain::track::{Track, TrackNo};
+use crate::keys::LoadedKeys;
+use crate::keys::persisted_pool::PersistedPool;
 use crate::keys::pool::KeyPools;
 
 /// Arguments of `prepare`.
@@ -53,6 +62,10 @@ pub struct PrepareArgs {
     /// operating-system account).
     #[arg(long)]
     record: bool,
+    /// Worker threads preparing orders [default: the cores available]; output order is the
+    /// file's whatever the number.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    jobs: Option<u16>,
 }
 
 pub(crate) fn parse_date(s: &str) -> Option<PrepDate> {
@@ -106,26 +119,28 @@ fn chip_json(chip: &ChipData, reveal: bool) -> serde_json::Value {
     })
 }
 
-fn print_tlv(nodes: &[TlvNode], depth: usize) {
+fn print_tlv(out: &mut Vec<u8>, nodes: &[TlvNode], depth: usize) {
     for n in nodes {
         let name = n.name.unwrap_or("?");
-        println!(
+        let _ = writeln!(
+            out,
             "  {:width$}{} {name}: {}",
             "",
             n.tag,
             n.value,
             width = 4 + depth * 2
         );
-        print_tlv(&n.children, depth + 1);
+        print_tlv(out, &n.children, depth + 1);
     }
 }
 
-fn print_chip(chip: &ChipData, reveal: bool) {
-    println!("  chip     {}", chip.title());
+fn print_chip(out: &mut Vec<u8>, chip: &ChipData, reveal: bool) {
+    let _ = writeln!(out, "  chip     {}", chip.title());
     for d in preview(chip, reveal) {
         let flag = if d.encrypted { " encrypted" } else { "" };
         let kcv = d.kcv.map(|k| format!(" KCV {k}")).unwrap_or_default();
-        println!(
+        let _ = writeln!(
+            out,
             "    DGI {} ({} bytes{flag}){kcv} {}",
             d.dgi,
             d.length,
@@ -134,9 +149,9 @@ fn print_chip(chip: &ChipData, reveal: bool) {
         if d.tlv.is_empty()
             && let Some(v) = &d.value
         {
-            println!("      {v}");
+            let _ = writeln!(out, "      {v}");
         }
-        print_tlv(&d.tlv, 0);
+        print_tlv(out, &d.tlv, 0);
     }
 }
 
@@ -150,60 +165,452 @@ fn show(t: Option<&Track>, reveal: bool) -> Option<String> {
     })
 }
 
-fn print_errors(json: bool, id: &str, product: Option<&str>, errors: &[Finding]) {
+/// A JSON output line of an order that failed; fields in the order `json!` wrote them
+/// (sorted keys).
+#[derive(serde::Serialize)]
+struct ErrorLine<'a> {
+    #[serde(rename = "cardProductId")]
+    card_product_id: Option<&'a str>,
+    errors: &'a [Finding],
+    id: &'a str,
+}
+
+/// The tracks of a JSON output line.
+#[derive(serde::Serialize)]
+struct TracksLine {
+    track1: Option<String>,
+    track2: Option<String>,
+    track3: Option<String>,
+}
+
+/// A JSON output line of a prepared order (sorted keys, as before).
+#[derive(serde::Serialize)]
+struct DataLine<'a> {
+    #[serde(rename = "cardProductId")]
+    card_product_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chip: Option<serde_json::Value>,
+    id: &'a str,
+    sources: &'a std::collections::BTreeMap<String, String>,
+    tracks: TracksLine,
+    warnings: &'a [Finding],
+}
+
+/// Writes `line` as one JSON line (serialized straight into the output buffer).
+fn json_line(out: &mut Vec<u8>, line: &impl serde::Serialize) {
+    if serde_json::to_writer(&mut *out, line).is_ok() {
+        out.push(b'\n');
+    }
+}
+
+fn print_errors(
+    out: &mut Vec<u8>,
+    json: bool,
+    id: &str,
+    product: Option<&str>,
+    errors: &[Finding],
+) {
     if json {
-        println!(
-            "{}",
-            json!({"id": id, "cardProductId": product, "errors": errors})
-        );
+        let line = ErrorLine {
+            card_product_id: product,
+            errors,
+            id,
+        };
+        json_line(out, &line);
     } else {
-        println!("{id}  {}  FAILED", product.unwrap_or("-"));
+        let _ = writeln!(out, "{id}  {}  FAILED", product.unwrap_or("-"));
         for e in errors {
-            println!("  error    {e}");
+            let _ = writeln!(out, "  error    {e}");
         }
     }
 }
 
-fn print_data(json: bool, data: &PersoData, reveal: bool, warnings: &[Finding]) {
+fn print_data(out: &mut Vec<u8>, json: bool, data: &PersoData, reveal: bool, warnings: &[Finding]) {
     let t = &data.tracks;
     if json {
-        let tracks = json!({
-            "track1": show(t.track1.as_ref(), reveal),
-            "track2": show(t.track2.as_ref(), reveal),
-            "track3": show(t.track3.as_ref(), reveal),
-        });
-        let mut v = json!({
-            "id": data.order_id,
-            "cardProductId": data.card_product_id,
-            "tracks": tracks,
-            "sources": data.sources,
-            "warnings": warnings,
-        });
-        if let Some(chip) = &data.chip {
-            v["chip"] = chip_json(chip, reveal);
-        }
-        println!("{v}");
+        let line = DataLine {
+            card_product_id: &data.card_product_id,
+            chip: data.chip.as_ref().map(|c| chip_json(c, reveal)),
+            id: &data.order_id,
+            sources: &data.sources,
+            tracks: TracksLine {
+                track1: show(t.track1.as_ref(), reveal),
+                track2: show(t.track2.as_ref(), reveal),
+                track3: show(t.track3.as_ref(), reveal),
+            },
+            warnings,
+        };
+        json_line(out, &line);
         return;
     }
     let name = data.name.as_ref().map_or("-", |n| n.as_str());
-    println!(
+    let _ = writeln!(
+        out,
         "{}  {}  {}  {name}",
         data.order_id, data.card_product_id, data.masked_pan
     );
     for no in [TrackNo::T1, TrackNo::T2, TrackNo::T3] {
         if let Some(s) = show(t.get(no), reveal) {
             let src = data.sources.get(no.key()).map_or("", String::as_str);
-            println!("  {}   {s}   ({src})", no.key());
+            let _ = writeln!(out, "  {}   {s}   ({src})", no.key());
         }
     }
     for (k, v) in data.sources.iter().filter(|(k, _)| !k.starts_with("track")) {
-        println!("  {k:<7}  {v}");
+        let _ = writeln!(out, "  {k:<7}  {v}");
     }
     if let Some(chip) = &data.chip {
-        print_chip(chip, reveal);
+        print_chip(out, chip, reveal);
     }
     for w in warnings {
-        println!("  warning  {w}");
+        let _ = writeln!(out, "  warning  {w}");
+    }
+}
+
+/// One order as it enters the pipeline.
+enum Input {
+    /// A JSON Lines line and its position among the non-blank lines (streamed input).
+    Line(Line, usize),
+    /// An order of a file read whole (one document: an order, a batch or an array).
+    Entry(Box<OrderEntry>),
+}
+
+/// An order's output text; the bytes written are zeroized on drop (not the spare capacity,
+/// which holds nothing: zeroizing it cost more than the rest of a tracks-only card).
+struct OutBuf(Vec<u8>);
+
+impl Drop for OutBuf {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(self.0.as_mut_slice());
+    }
+}
+
+/// One order's result, rendered by a worker, written by the sink in file order.
+struct Outcome {
+    /// 1-based position in the file.
+    position: usize,
+    /// The id's key for the duplicate rule (streamed input; `None` for positional ids).
+    id_key: Option<IdKey>,
+    /// The line, kept to redo the order should its id turn out to repeat an earlier one.
+    line: Option<(zeroize::Zeroizing<String>, usize)>,
+    /// Chosen by `--order` (every order without it).
+    selected: bool,
+    /// Standard output text (tracks: zeroized when dropped).
+    out: OutBuf,
+    /// Standard error text (refusals).
+    err: String,
+    exit: Exit,
+    /// The order's id and findings for `--record`.
+    record: Option<(String, Option<String>)>,
+}
+
+/// Output and selection options of a batch.
+#[derive(Debug, Clone, Default)]
+pub struct BatchOptions {
+    /// JSON Lines output (else text).
+    pub json: bool,
+    /// Clear values (refused per order unless every key it used is a test key).
+    pub reveal: bool,
+    /// Only the order with this id.
+    pub order: Option<String>,
+    /// Keep each order's outcome for the store (`--record`).
+    pub record: bool,
+}
+
+/// Everything the workers share (all `Sync`): one batch's products, keys and options.
+pub struct Batch<'a> {
+    /// Output and selection.
+    pub options: BatchOptions,
+    /// The products.
+    pub catalog: &'a Catalog,
+    /// The profiles directory (named in errors).
+    pub profiles: &'a Path,
+    /// Rules from the products applied while validating.
+    pub rules: OrderRules,
+    /// The key store.
+    pub keys: &'a LoadedKeys,
+    /// The machine's mode (production refuses demo orders and test products).
+    pub mode: crate::config::Mode,
+    /// The chip profiles.
+    pub chip_profiles: &'a crate::domain::chip::ChipProfiles,
+    /// Preparation date.
+    pub date: PrepDate,
+    /// ICC key pairs for DDA/CDA.
+    pub icc: &'a (dyn crate::domain::chip::keys::IccKeySource + Sync),
+    /// Chip data model.
+    pub model: ModelChoice,
+    /// Keys ids for the duplicate rule.
+    pub ids: IdHasher,
+}
+
+impl Batch<'_> {
+    /// Validates a streamed line (with the duplicate finding when `dup_of` names the earlier
+    /// order with the same id) and prepares it.
+    fn line(&self, line: Line, position: usize, dup_of: Option<usize>) -> Outcome {
+        let (mut entry, text) = match line {
+            Line::Text { text, line_no } => {
+                let e = entry_from_line(&text, position, line_no, &self.rules, self.keys.port());
+                (e, Some((text, line_no)))
+            }
+            Line::Refused { line_no, rule } => (refused_line(position, line_no, rule), None),
+        };
+        if let Some(at) = dup_of {
+            flag_duplicate(&mut entry, at);
+        }
+        let id_key = if dup_of.is_none() {
+            self.ids.key(&entry.id)
+        } else {
+            None
+        };
+        let mut outcome = self.entry(entry);
+        outcome.id_key = id_key;
+        outcome.line = text.filter(|_| id_key.is_some());
+        outcome
+    }
+
+    /// Applies the machine's mode rules to a validated entry and prepares it when selected.
+    fn entry(&self, mut entry: OrderEntry) -> Outcome {
+        check_order_mode(&mut entry, self.catalog, self.mode);
+        let mut o = Outcome {
+            position: entry.position,
+            id_key: None,
+            line: None,
+            selected: self.options.order.as_ref().is_none_or(|id| *id == entry.id),
+            out: OutBuf(Vec::with_capacity(512)),
+            err: String::new(),
+            exit: Exit::Ok,
+            record: None,
+        };
+        if o.selected {
+            let findings = self.prepare(&entry, &mut o);
+            if self.options.record {
+                o.record = Some((entry.id, findings));
+            }
+        }
+        o
+    }
+
+    /// Prepares one selected entry into `o`; returns the findings to record.
+    fn prepare(&self, entry: &OrderEntry, o: &mut Outcome) -> Option<String> {
+        let json = self.options.json;
+        let product_id = entry.card_product_id.as_deref();
+        let order = match &entry.outcome {
+            Ok(order) => order,
+            Err(errors) => {
+                print_errors(&mut o.out.0, json, &entry.id, product_id, errors);
+                o.exit = Exit::Invalid;
+                return Some(Finding::join(errors));
+            }
+        };
+        let Some(product) = self.catalog.get(&order.card_product_id) else {
+            let f = Finding::new(
+                "cardProductId",
+                format!(
+                    "product {} is not in {}",
+                    order.card_product_id,
+                    self.profiles.join("products").display()
+                ),
+            );
+            print_errors(
+                &mut o.out.0,
+                json,
+                &entry.id,
+                product_id,
+                std::slice::from_ref(&f),
+            );
+            o.exit = Exit::Invalid;
+            return Some(Finding::join(&[f]));
+        };
+        let inputs = PrepInputs {
+            profiles: self.chip_profiles,
+            date: self.date,
+            keys: self.keys.port(),
+            icc_keys: self.icc,
+            envelope: EnvelopeSettings::default(),
+        };
+        match prepare_card(order, product, self.model, &inputs) {
+            Ok(data) => {
+                let non_test = data.non_test_keys();
+                if self.options.reveal && !non_test.is_empty() {
+                    let names: Vec<String> = non_test.iter().map(ToString::to_string).collect();
+                    let _ = writeln!(
+                        o.err,
+                        "error: order {}: --reveal refused: key {} is not a test key",
+                        entry.id,
+                        names.join(", ")
+                    );
+                    o.exit = Exit::Invalid;
+                    return None;
+                }
+                tracing::debug!(order = %entry.id, product = %data.card_product_id, "prepared");
+                let mut warnings = entry.warnings.clone();
+                warnings.extend(data.warnings.iter().cloned());
+                print_data(&mut o.out.0, json, &data, self.options.reveal, &warnings);
+                None
+            }
+            Err(errors) => {
+                print_errors(&mut o.out.0, json, &entry.id, product_id, &errors);
+                o.exit = Exit::Invalid;
+                Some(Finding::join(&errors))
+            }
+        }
+    }
+}
+
+/// Where the orders come from: JSON Lines streamed line by line, or a file read whole.
+pub enum Source {
+    /// JSON Lines, read line by line; the read error that ended it, if any, is kept; the
+    /// number of orders expected (file size / first line), to size the duplicate-id table.
+    Stream(Box<dyn Iterator<Item = Line> + Send>, ReadError, usize),
+    /// A document read whole.
+    Whole(Vec<OrderEntry>),
+}
+
+/// Where a streamed source keeps the read error that ended it.
+pub type ReadError = std::sync::Arc<std::sync::Mutex<Option<std::io::Error>>>;
+
+impl Source {
+    /// A JSON Lines stream from any reader (benchmarks, tests).
+    pub fn lines<R: std::io::BufRead + Send + 'static>(reader: R) -> Self {
+        let lines = Lines::new(reader);
+        let error = std::sync::Arc::clone(&lines.error);
+        Source::Stream(Box::new(lines), error, 0)
+    }
+}
+
+/// Opens the order file. JSON Lines (a first non-blank line that is one JSON value, and more
+/// lines) is streamed: memory does not grow with the file, and the file size limit does not
+/// apply (each line is bounded by [`crate::batch::MAX_LINE`]). Anything else (one order, a
+/// batch or an array, possibly over several lines) is one JSON document, read whole under
+/// [`super::MAX_ORDER_FILE`] as before.
+fn open_source(file: &Path, rules: &OrderRules, keys: &LoadedKeys) -> Result<Source, Exit> {
+    let fail = |what: String| super::unreadable(format!("{}: {what}", file.display()));
+    let meta =
+        std::fs::metadata(file).map_err(|e| fail(format!("cannot be read: {}", e.kind())))?;
+    if !meta.is_file() {
+        return Err(fail("is not a regular file".into()));
+    }
+    let f = std::fs::File::open(file).map_err(|e| fail(format!("cannot be read: {}", e.kind())))?;
+    let mut lines = Lines::new(std::io::BufReader::with_capacity(256 * 1024, f));
+    let error = std::sync::Arc::clone(&lines.error);
+    let first = lines.next();
+    let first_len = match &first {
+        Some(Line::Text { text, .. })
+            if crate::domain::order::first_line_is_an_order_line(text) =>
+        {
+            Some(text.len() + 1)
+        }
+        _ => None,
+    };
+    if let Some(len) = first_len
+        && let Some(second) = lines.next()
+    {
+        // At most 2,000,000 ids reserved (~36 MB); beyond, the table grows as needed.
+        let expected = usize::try_from(meta.len() / len as u64)
+            .unwrap_or(usize::MAX)
+            .min(2_000_000);
+        let head = first.into_iter().chain(std::iter::once(second));
+        return Ok(Source::Stream(Box::new(head.chain(lines)), error, expected));
+    }
+    drop(lines);
+    let text = super::read_order_text(file)?;
+    crate::domain::order::parse_orders(&text, rules, keys.port())
+        .map(Source::Whole)
+        .map_err(|e| fail(e.to_string()))
+}
+
+/// What a batch run ends with.
+#[derive(Debug)]
+pub struct Finished {
+    /// The worst outcome of any order.
+    pub exit: Exit,
+    /// Orders read.
+    pub count: usize,
+    /// Whether any order was selected (`--order`).
+    pub any_selected: bool,
+    /// The outcomes to record (`--record`).
+    pub records: Vec<(String, Option<String>)>,
+    /// The output could not be written.
+    pub write_error: Option<std::io::Error>,
+    /// The input could not be read to its end.
+    pub read_error: Option<std::io::Error>,
+}
+
+/// Writes each outcome in file order, applies the duplicate-id rule to streamed orders, and
+/// collects the exit code and what `--record` stores.
+struct Sink<'a, 'b> {
+    batch: &'a Batch<'b>,
+    seen: SeenIds,
+    out: &'a mut dyn std::io::Write,
+    done: Finished,
+}
+
+impl Sink<'_, '_> {
+    fn take(&mut self, mut o: Outcome) {
+        self.done.count += 1;
+        if let Some(key) = o.id_key
+            && let Some(at) = self.seen.check(key, o.position)
+            && let Some((text, line_no)) = o.line.take()
+        {
+            // Rare: redone here, in order, with the duplicate finding.
+            let line = Line::Text { text, line_no };
+            o = self.batch.line(line, o.position, Some(at));
+        }
+        if !o.selected {
+            return;
+        }
+        self.done.any_selected = true;
+        if self.done.write_error.is_none()
+            && let Err(e) = self.out.write_all(&o.out.0)
+        {
+            self.done.write_error = Some(e);
+        }
+        if !o.err.is_empty() {
+            let _ = self.out.flush();
+            eprint!("{}", o.err);
+        }
+        self.done.exit = self.done.exit.max(o.exit);
+        self.done.records.extend(o.record);
+    }
+}
+
+impl Batch<'_> {
+    /// Prepares every order of `source` on `jobs` threads, writing the results to `out` in
+    /// input order (flushed at the end).
+    pub fn run(&self, source: Source, jobs: usize, out: &mut dyn std::io::Write) -> Finished {
+        let expected = match &source {
+            Source::Stream(_, _, n) => *n,
+            Source::Whole(_) => 0,
+        };
+        let mut sink = Sink {
+            batch: self,
+            seen: SeenIds::with_capacity(expected),
+            out,
+            done: Finished {
+                exit: Exit::Ok,
+                count: 0,
+                any_selected: false,
+                records: Vec::new(),
+                write_error: None,
+                read_error: None,
+            },
+        };
+        match source {
+            Source::Stream(lines, error, _) => {
+                let input = lines.enumerate().map(|(i, l)| Input::Line(l, i + 1));
+                crate::batch::run_ordered(input, jobs, |i| work(self, i), |o| sink.take(o));
+                sink.done.read_error = error.lock().unwrap_or_else(|p| p.into_inner()).take();
+            }
+            Source::Whole(entries) => {
+                let input = entries.into_iter().map(|e| Input::Entry(Box::new(e)));
+                crate::batch::run_ordered(input, jobs, |i| work(self, i), |o| sink.take(o));
+            }
+        }
+        if let Err(e) = sink.out.flush()
+            && sink.done.write_error.is_none()
+        {
+            sink.done.write_error = Some(e);
+        }
+        sink.done
     }
 }
 
@@ -242,110 +649,173 @@ pub fn run(args: &PrepareArgs) -> Exit {
             }
         }
     };
-    if args.reveal {
-        match super::mode() {
-            Ok(m) if !m.allows_reveal() => {
-                eprintln!("error: --reveal refused: this workstation runs in {m} mode");
-                return Exit::Invalid;
-            }
-            Ok(_) => {}
-            Err(e) => return e,
-        }
+    let mode = match super::mode() {
+        Ok(m) => m,
+        Err(e) => return e,
+    };
+    if args.reveal && !mode.allows_reveal() {
+        eprintln!("error: --reveal refused: this workstation runs in {mode} mode");
+        return Exit::Invalid;
     }
     let keys = match keys_path(args.keys.as_deref()).and_then(|p| read_keys(&p)) {
         Ok(k) => k,
         Err(e) => return e,
     };
-    let entries = match read_orders(&args.file, &catalog, keys.port()) {
-        Ok(e) => e,
-        Err(e) => return e,
-    };
-    let selected = match select_orders(&entries, args.order.as_deref(), &args.file) {
+    let rules = catalog.order_rules();
+    let source = match open_source(&args.file, &rules, &keys) {
         Ok(s) => s,
         Err(e) => return e,
     };
-    // ICC key pairs for DDA/CDA profiles come from a pool filled in the background.
-    let specs: Vec<_> = chip_profiles
+    // A warm persisted pool makes the in-memory pool's background generation useless.
+    let store = persisted_store(&chip_profiles, model, &keys);
+    let pools = if store.is_some() {
+        KeyPools::default()
+    } else {
+        start_pools(&chip_profiles, model, &source)
+    };
+    let persisted = store.and_then(|s| Some(PersistedPool::new(s, keys.store_seal()?, &pools)));
+    let icc: &(dyn crate::domain::chip::keys::IccKeySource + Sync) = match &persisted {
+        Some(p) => p,
+        None => &pools,
+    };
+    let batch = Batch {
+        options: BatchOptions {
+            json: args.json,
+            reveal: args.reveal,
+            order: args.order.clone(),
+            record: args.record,
+        },
+        catalog: &catalog,
+        profiles: &profiles,
+        rules,
+        keys: &keys,
+        mode,
+        chip_profiles: &chip_profiles,
+        date,
+        icc,
+        model,
+        ids: IdHasher::default(),
+    };
+    let jobs = args
+        .jobs
+        .map_or_else(crate::batch::default_jobs, usize::from);
+    let mut stdout = std::io::BufWriter::with_capacity(256 * 1024, std::io::stdout().lock());
+    let done = batch.run(source, jobs, &mut stdout);
+    drop(stdout);
+    finish(args, done, &keys)
+}
+
+fn work(batch: &Batch<'_>, input: Input) -> Outcome {
+    match input {
+        Input::Line(line, position) => batch.line(line, position, None),
+        Input::Entry(entry) => batch.entry(*entry),
+    }
+}
+
+/// ICC key pairs for DDA/CDA profiles come from pools filled in the background (and inline
+/// generation on every worker when they run dry).
+fn start_pools(
+    chip_profiles: &crate::domain::chip::ChipProfiles,
+    model: ModelChoice,
+    source: &Source,
+) -> KeyPools {
+    let specs = icc_specs(chip_profiles, model);
+    if specs.is_empty() {
+        return KeyPools::default();
+    }
+    let target = match source {
+        Source::Whole(entries) => entries.len().clamp(1, 4),
+        Source::Stream(..) => 4,
+    };
+    KeyPools::start(&specs, target).unwrap_or_default()
+}
+
+/// The ICC key pair sizes the chip profiles need (DDA/CDA), none for tracks only.
+fn icc_specs(
+    chip_profiles: &crate::domain::chip::ChipProfiles,
+    model: ModelChoice,
+) -> Vec<(usize, crate::domain::oda::RsaExponent)> {
+    if model == ModelChoice::StripeOnly {
+        return Vec::new();
+    }
+    chip_profiles
         .profiles()
         .iter()
         .filter(|p| p.oda.method.needs_icc_key())
         .map(|p| (p.oda.icc_key_bits, p.oda.icc_exponent))
-        .collect();
-    let pools = if specs.is_empty() || model == ModelChoice::StripeOnly {
-        KeyPools::default()
-    } else {
-        KeyPools::start(&specs, selected.len().clamp(1, 4)).unwrap_or_default()
-    };
-    let inputs = PrepInputs {
-        profiles: &chip_profiles,
-        date,
-        keys: keys.port(),
-        icc_keys: &pools,
-        envelope: EnvelopeSettings::default(),
-    };
-    let mut exit = Exit::Ok;
-    let mut outcomes: Vec<(&str, Option<String>)> = Vec::new();
-    let findings = |f: &[Finding]| Some(Finding::join(f));
-    for entry in selected {
-        let product_id = entry.card_product_id.as_deref();
-        let order = match &entry.outcome {
-            Ok(o) => o,
-            Err(errors) => {
-                print_errors(args.json, &entry.id, product_id, errors);
-                outcomes.push((&entry.id, findings(errors)));
-                exit = Exit::Invalid;
-                continue;
-            }
-        };
-        let Some(product) = catalog.get(&order.card_product_id) else {
-            let f = Finding::new(
-                "cardProductId",
-                format!(
-                    "product {} is not in {}",
-                    order.card_product_id,
-                    profiles.join("products").display()
-                ),
-            );
-            print_errors(args.json, &entry.id, product_id, std::slice::from_ref(&f));
-            outcomes.push((&entry.id, findings(&[f])));
-            exit = Exit::Invalid;
-            continue;
-        };
-        let result = prepare_card(order, product, model, &inputs);
-        outcomes.push((&entry.id, result.as_ref().err().and_then(|e| findings(e))));
-        match result {
-            Ok(data) => {
-                let non_test = data.non_test_keys();
-                if args.reveal && !non_test.is_empty() {
-                    let names: Vec<String> = non_test.iter().map(ToString::to_string).collect();
-                    eprintln!(
-                        "error: order {}: --reveal refused: key {} is not a test key",
-                        entry.id,
-                        names.join(", ")
-                    );
-                    exit = Exit::Invalid;
-                    continue;
-                }
-                tracing::debug!(order = %entry.id, product = %data.card_product_id, "prepared");
-                let mut warnings = entry.warnings.clone();
-                warnings.extend(data.warnings.iter().cloned());
-                print_data(args.json, &data, args.reveal, &warnings);
-            }
-            Err(errors) => {
-                print_errors(args.json, &entry.id, product_id, &errors);
-                exit = Exit::Invalid;
-            }
+        .collect()
+}
+
+/// The workstation store when its persisted ICC key pool holds pairs of a size the profiles
+/// need and the key store can open them (a `store` key); else `None` (nothing is created).
+fn persisted_store(
+    chip_profiles: &crate::domain::chip::ChipProfiles,
+    model: ModelChoice,
+    keys: &LoadedKeys,
+) -> Option<crate::store::Store> {
+    use crate::store::key_pool::IccKeyPoolStore;
+    let specs = icc_specs(chip_profiles, model);
+    if specs.is_empty() {
+        return None;
+    }
+    let path = crate::store::data_dir().ok()?.join(crate::store::DB_FILE);
+    if !path.is_file() {
+        return None;
+    }
+    if keys
+        .store_seal()
+        .is_none_or(|seal| seal.store_seal("icc-key:probe", b"").is_err())
+    {
+        tracing::info!("no store key: the persisted ICC key pool is not used");
+        return None;
+    }
+    let store = match crate::store::Store::open_keyed(&path, keys.audit_sealer()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "persisted ICC key pool unavailable");
+            return None;
         }
+    };
+    let counts = store.pool_counts().ok()?;
+    let warm = specs.iter().any(|(bits, e)| {
+        counts
+            .iter()
+            .any(|c| c.bits == *bits && c.exponent == e.value() && c.count > 0)
+    });
+    warm.then_some(store)
+}
+
+/// Reports read and write failures and the `--order` id not found, and records the outcomes
+/// (`--record`).
+fn finish(args: &PrepareArgs, done: Finished, keys: &LoadedKeys) -> Exit {
+    let file = &args.file;
+    let mut exit = done.exit;
+    if let Some(e) = done.write_error {
+        eprintln!("error: standard output: {}", e.kind());
+        exit = exit.max(Exit::Unreadable);
+    }
+    if let Some(e) = done.read_error {
+        eprintln!("error: {}: cannot be read: {}", file.display(), e.kind());
+        return exit.max(Exit::Unreadable);
+    }
+    tracing::info!(file = %file.display(), orders = done.count, "order file prepared");
+    if let Some(id) = &args.order
+        && !done.any_selected
+    {
+        eprintln!("error: no order with id {id} in {}", file.display());
+        return exit.max(Exit::Unreadable);
     }
     if args.record {
-        let mut store = match open_store(&keys) {
+        let mut store = match open_store(keys) {
             Ok(s) => s,
             Err(e) => return exit.max(e),
         };
-        let refs: Vec<(&str, Option<&str>)> =
-            outcomes.iter().map(|(id, r)| (*id, r.as_deref())).collect();
-        let recorded = store.record_preparation(&refs);
-        match recorded {
+        let refs: Vec<(&str, Option<&str>)> = done
+            .records
+            .iter()
+            .map(|(id, r)| (id.as_str(), r.as_deref()))
+            .collect();
+        match store.record_preparation(&refs) {
             Ok(states) => eprintln!(
                 "recorded {} order(s) in the workstation store",
                 states.len()

@@ -78,6 +78,60 @@ impl Tdes {
     }
 }
 
+/// A precomputed TDES key schedule (16- or 24-byte key) with the single-DES schedule of its first
+/// 8 bytes (Visa CVV's first step), for key stores that run the same key for every card. The
+/// `des` crate's schedules zeroize on drop (its `zeroize` feature, enabled in Cargo.toml).
+pub struct TdesSchedule {
+    first: Des,
+    full: Tdes,
+    len: usize,
+}
+
+impl std::fmt::Debug for TdesSchedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TdesSchedule(<{}-byte key redacted>)", self.len)
+    }
+}
+
+impl TdesSchedule {
+    /// The schedules of a 16- or 24-byte key.
+    pub fn new(key: &[u8]) -> Result<Self, CryptoError> {
+        let full = Tdes::new(key)?;
+        let first = key
+            .get(..8)
+            .and_then(|k| Des::new_from_slice(k).ok())
+            .ok_or(CryptoError::KeyLength {
+                algorithm: "TDES",
+                got: key.len(),
+            })?;
+        Ok(Self {
+            first,
+            full,
+            len: key.len(),
+        })
+    }
+
+    /// Key length in bytes (16 or 24).
+    pub fn key_len(&self) -> usize {
+        self.len
+    }
+
+    /// TDES encryption of one block.
+    pub fn encrypt(&self, block: &mut [u8; 8]) {
+        self.full.encrypt(block);
+    }
+
+    /// TDES decryption of one block.
+    pub fn decrypt(&self, block: &mut [u8; 8]) {
+        self.full.decrypt(block);
+    }
+
+    /// Single DES encryption of one block with the key's first 8 bytes.
+    pub fn encrypt_first(&self, block: &mut [u8; 8]) {
+        self.first.encrypt_block(block.into());
+    }
+}
+
 enum AesKey {
     A128(Aes128),
     A192(Aes192),

@@ -21,6 +21,22 @@ pub fn visa_cvv(cvk: &[u8], pan: &str, exp: &str, service_code: &str) -> Result<
             got: cvk.len(),
         });
     }
+    visa_cvv_scheduled(&crypto::TdesSchedule::new(cvk)?, pan, exp, service_code)
+}
+
+/// [`visa_cvv`] with the CVK's precomputed schedule (a 2-key TDES key).
+pub fn visa_cvv_scheduled(
+    cvk: &crypto::TdesSchedule,
+    pan: &str,
+    exp: &str,
+    service_code: &str,
+) -> Result<Cvv, CryptoError> {
+    if cvk.key_len() != 16 {
+        return Err(CryptoError::KeyLength {
+            algorithm: "CVK (2-key TDES)",
+            got: cvk.key_len(),
+        });
+    }
     let mut digits = [b'0'; 32];
     let input = pan.bytes().chain(exp.bytes()).chain(service_code.bytes());
     for (d, s) in digits.iter_mut().zip(input) {
@@ -31,11 +47,11 @@ pub fn visa_cvv(cvk: &[u8], pan: &str, exp: &str, service_code: &str) -> Result<
     let (b1, b2) = blocks.split_at(8);
     let mut r = [0u8; 8];
     r.copy_from_slice(b1);
-    crypto::des_encrypt_block(&cvk[..8], &mut r)?;
+    cvk.encrypt_first(&mut r);
     for (x, y) in r.iter_mut().zip(b2) {
         *x ^= y;
     }
-    crypto::tdes_ecb_encrypt(cvk, &mut r)?;
+    cvk.encrypt(&mut r);
     let cvv = Cvv::from_ascii(decimalise::<3>(&r));
     r.fill(0);
     blocks.fill(0);

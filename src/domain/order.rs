@@ -223,19 +223,116 @@ fn flag_duplicate_ids(mut entries: Vec<OrderEntry>) -> Vec<OrderEntry> {
             continue;
         }
         if let Some(at) = first.get(&e.id) {
-            let f = Finding::new(
-                "cardId",
-                format!("duplicate order id: order #{at} of this file has the same id"),
-            );
-            match &mut e.outcome {
-                Ok(_) => e.outcome = Err(vec![f]),
-                Err(errors) => errors.push(f),
-            }
+            flag_duplicate(e, *at);
         } else {
             first.insert(e.id.clone(), e.position);
         }
     }
     entries
+}
+
+/// Marks `entry` as repeating the id of the order at position `at` (an error).
+pub fn flag_duplicate(entry: &mut OrderEntry, at: usize) {
+    let f = Finding::new(
+        "cardId",
+        format!("duplicate order id: order #{at} of this file has the same id"),
+    );
+    match &mut entry.outcome {
+        Ok(_) => entry.outcome = Err(vec![f]),
+        Err(errors) => errors.push(f),
+    }
+}
+
+/// The ids seen so far in a streamed file, for the duplicate-id rule without keeping the ids:
+/// each id is kept as a 96-bit keyed hash ([`IdHasher`]) with its position, 16 bytes of table
+/// per order. Two different ids are taken for the same one with a probability of about n²/2⁹⁷
+/// (below 10⁻¹⁷ for a million orders): the later order is then refused as a duplicate (fails
+/// closed), never a duplicate let through.
+#[derive(Debug, Default)]
+pub struct SeenIds {
+    first: std::collections::HashMap<IdKey, u32>,
+}
+
+/// An order id's key in [`SeenIds`].
+pub type IdKey = [u32; 3];
+
+/// Keys ids for [`SeenIds`]: two SipHash-1-3 keys drawn per process (shared by the threads that
+/// parse orders).
+#[derive(Debug, Default, Clone)]
+pub struct IdHasher(std::hash::RandomState, std::hash::RandomState);
+
+impl IdHasher {
+    /// The key of `id`; `None` for positional ids (`#3`), which the rule does not cover.
+    pub fn key(&self, id: &str) -> Option<IdKey> {
+        use std::hash::BuildHasher;
+        if id.starts_with('#') {
+            return None;
+        }
+        let a = self.0.hash_one(id);
+        let b = self.1.hash_one(id);
+        Some([a as u32, (a >> 32) as u32, b as u32])
+    }
+}
+
+impl SeenIds {
+    /// Room for about `n` ids up front (no table growth, whose old and new tables together were
+    /// the peak of a large batch's memory).
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            first: std::collections::HashMap::with_capacity(n),
+        }
+    }
+
+    /// Notes the id with `key` at `position`; returns the earlier position when it was seen.
+    pub fn check(&mut self, key: IdKey, position: usize) -> Option<usize> {
+        let pos = u32::try_from(position).unwrap_or(u32::MAX);
+        match self.first.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => Some(*e.get() as usize),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(pos);
+                None
+            }
+        }
+    }
+}
+
+/// Whether a file whose first non-blank line is `first` and that has more non-blank lines is
+/// JSON Lines as [`parse_orders`] reads it: the first line is one JSON value on its own (else
+/// the file is read whole, and a duplicate key on that line is a file error as there).
+pub fn first_line_is_an_order_line(first: &str) -> bool {
+    strict_json(first.trim()).is_ok()
+}
+
+/// The entry of one JSON Lines line at `position` (1-based among non-blank lines), `line_no`
+/// its line number: the validated order, or the line's JSON error.
+pub fn entry_from_line(
+    line: &str,
+    position: usize,
+    line_no: usize,
+    rules: &OrderRules,
+    jwe: &dyn JweKeys,
+) -> OrderEntry {
+    match strict_json(line) {
+        Ok(v) => validate_order_with(&v, position, rules, jwe),
+        Err(e) => refused_line(
+            position,
+            line_no,
+            format!("not valid JSON: {}", json_error(&e)),
+        ),
+    }
+}
+
+/// The entry of a line that cannot be an order (`rule` says why).
+pub fn refused_line(position: usize, line_no: usize, rule: String) -> OrderEntry {
+    OrderEntry {
+        id: format!("#{position}"),
+        position,
+        card_product_id: None,
+        masked_pan: None,
+        outcome: Err(vec![Finding::new(format!("line {line_no}"), rule)]),
+        warnings: Vec::new(),
+        issuer_request_id: None,
+    }
 }
 
 /// A JSON value whose objects have no duplicate keys.
@@ -357,21 +454,7 @@ fn entries_from_lines(
     lines
         .iter()
         .enumerate()
-        .map(|(i, (line_no, line))| match strict_json(line) {
-            Ok(v) => validate_order_with(&v, i + 1, rules, jwe),
-            Err(e) => OrderEntry {
-                id: format!("#{}", i + 1),
-                position: i + 1,
-                card_product_id: None,
-                masked_pan: None,
-                outcome: Err(vec![Finding::new(
-                    format!("line {}", line_no + 1),
-                    format!("not valid JSON: {}", json_error(&e)),
-                )]),
-                warnings: Vec::new(),
-                issuer_request_id: None,
-            },
-        })
+        .map(|(i, (line_no, line))| entry_from_line(line, i + 1, line_no + 1, rules, jwe))
         .collect()
 }
 

@@ -158,6 +158,21 @@ fn iso0_decrypt_detailed(key: &[u8], encrypted: &[u8], pan: &Pan) -> Result<Pin,
     iso0_decode(&clear, pan)
 }
 
+/// [`iso0_decrypt`] with the key's precomputed schedule.
+pub fn iso0_decrypt_scheduled(
+    key: &crypto::TdesSchedule,
+    encrypted: &[u8],
+    pan: &Pan,
+) -> Result<Pin, PinBlockError> {
+    let mut clear = Zeroizing::new([0u8; 8]);
+    if encrypted.len() != 8 {
+        return Err(PinBlockError::Unrecoverable);
+    }
+    clear.copy_from_slice(encrypted);
+    key.decrypt(&mut clear);
+    iso0_decode(&clear, pan).map_err(|_| PinBlockError::Unrecoverable)
+}
+
 /// Encrypts a format 0 block under a TDES key (used by issuer-side tools and tests).
 pub fn iso0_encrypt(key: &[u8], pin: &Pin, pan: &Pan) -> Result<[u8; 8], CryptoError> {
     let mut block = *iso0_encode(pin, pan);

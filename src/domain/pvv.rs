@@ -15,6 +15,22 @@ pub fn visa_pvv(pvk: &[u8], pan: &Pan, pvki: u8, pin: &Pin) -> Result<Pvv, Crypt
             got: pvk.len(),
         });
     }
+    visa_pvv_scheduled(&crypto::TdesSchedule::new(pvk)?, pan, pvki, pin)
+}
+
+/// [`visa_pvv`] with the PVK's precomputed schedule (a 2-key TDES key).
+pub fn visa_pvv_scheduled(
+    pvk: &crypto::TdesSchedule,
+    pan: &Pan,
+    pvki: u8,
+    pin: &Pin,
+) -> Result<Pvv, CryptoError> {
+    if pvk.key_len() != 16 {
+        return Err(CryptoError::KeyLength {
+            algorithm: "PVK (2-key TDES)",
+            got: pvk.key_len(),
+        });
+    }
     let p = pan.reveal().as_bytes();
     let end = p.len() - 1;
     let mut tsp = [0u8; 16];
@@ -23,7 +39,7 @@ pub fn visa_pvv(pvk: &[u8], pan: &Pan, pvki: u8, pin: &Pin) -> Result<Pvv, Crypt
     tsp[12..].copy_from_slice(&pin.reveal().as_bytes()[..4]);
     let mut block = [0u8; 8];
     pack_bcd(&tsp, &mut block);
-    crypto::tdes_ecb_encrypt(pvk, &mut block)?;
+    pvk.encrypt(&mut block);
     let pvv = Pvv::from_ascii(decimalise::<4>(&block));
     tsp.fill(0);
     block.fill(0);

@@ -5,6 +5,7 @@
 //! [`pkcs11::Pkcs11KeyStore`] uses keys on a PKCS#11 token (docs/hsm.md). [`load`] reads either
 //! from a `--keys` file: every front end loads its key store through it.
 
+pub mod persisted_pool;
 pub mod pool;
 pub mod published;
 pub mod software;

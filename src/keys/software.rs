@@ -51,6 +51,8 @@ pub struct KeyFileError {
 pub(crate) struct Entry {
     pub(crate) info: KeyInfo,
     pub(crate) value: Zeroizing<Vec<u8>>,
+    /// The precomputed schedule of a TDES key (zeroized on drop), built once at load.
+    pub(crate) tdes: Option<Box<crypto::TdesSchedule>>,
     /// The issuer RSA key and its certificate material (`algorithm = "rsa"` entries only).
     pub(crate) rsa: Option<Box<super::software_chip::IssuerRsa>>,
 }
@@ -215,6 +217,7 @@ impl SoftwareKeyStore {
                     let entry = Entry {
                         info,
                         value: Zeroizing::new(Vec::new()),
+                        tdes: None,
                         rsa: Some(Box::new(rsa)),
                     };
                     if keys.insert(key, entry).is_some() {
@@ -279,12 +282,17 @@ impl SoftwareKeyStore {
                 kcv: kcv_hex,
                 test,
             };
+            let tdes = match algorithm {
+                KeyAlgorithm::Tdes => crypto::TdesSchedule::new(&value).ok().map(Box::new),
+                _ => None,
+            };
             if keys
                 .insert(
                     key,
                     Entry {
                         info,
                         value,
+                        tdes,
                         rsa: None,
                     },
                 )
@@ -442,8 +450,11 @@ impl KeyStore for SoftwareKeyStore {
         service_code: &str,
     ) -> Result<Cvv, KeyError> {
         let e = self.entry(cvk, KeyAlgorithm::Tdes)?;
-        cvv::visa_cvv(&e.value, pan.reveal(), exp, service_code)
-            .map_err(|source| KeyError::Crypto { key: cvk, source })
+        match &e.tdes {
+            Some(schedule) => cvv::visa_cvv_scheduled(schedule, pan.reveal(), exp, service_code),
+            None => cvv::visa_cvv(&e.value, pan.reveal(), exp, service_code),
+        }
+        .map_err(|source| KeyError::Crypto { key: cvk, source })
     }
 
     fn visa_pvv(
@@ -458,7 +469,12 @@ impl KeyStore for SoftwareKeyStore {
         let clear_pin = match pin.format {
             PinBlockFormat::Iso0 | PinBlockFormat::Iso0Tk => {
                 let e = self.entry(pin_key, KeyAlgorithm::Tdes)?;
-                pinblock::iso0_decrypt(&e.value, pin.block.bytes(), pan)
+                match &e.tdes {
+                    Some(schedule) => {
+                        pinblock::iso0_decrypt_scheduled(schedule, pin.block.bytes(), pan)
+                    }
+                    None => pinblock::iso0_decrypt(&e.value, pin.block.bytes(), pan),
+                }
             }
             PinBlockFormat::Iso4 => {
                 let e = self.entry(pin_key, KeyAlgorithm::Aes)?;
@@ -469,7 +485,28 @@ impl KeyStore for SoftwareKeyStore {
             key: pin_key,
             source,
         })?;
-        pvv::visa_pvv(&pvk_entry.value, pan, pvki, &clear_pin)
-            .map_err(|source| KeyError::Crypto { key: pvk, source })
+        match &pvk_entry.tdes {
+            Some(schedule) => pvv::visa_pvv_scheduled(schedule, pan, pvki, &clear_pin),
+            None => pvv::visa_pvv(&pvk_entry.value, pan, pvki, &clear_pin),
+        }
+        .map_err(|source| KeyError::Crypto { key: pvk, source })
+    }
+}
+
+impl SoftwareKeyStore {
+    /// An ISO 9564 format 0 PIN block of `pin` for `pan` under the PIN key `zpk`, for test order
+    /// files (`persodesk demo orders`): refused unless `zpk` is a test key.
+    pub fn test_iso0_pin_block(
+        &self,
+        zpk: KeyRef,
+        pin: &crate::domain::fields::Pin,
+        pan: &Pan,
+    ) -> Result<[u8; 8], KeyError> {
+        let e = self.entry(zpk, KeyAlgorithm::Tdes)?;
+        if !e.info.test {
+            return Err(KeyError::NotFound(zpk));
+        }
+        pinblock::iso0_encrypt(&e.value, pin, pan)
+            .map_err(|source| KeyError::Crypto { key: zpk, source })
     }
 }

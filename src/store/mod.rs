@@ -31,6 +31,7 @@
 //!   [`postgres::SCHEMA_VERSION`]).
 
 pub mod audit;
+pub mod key_pool;
 pub mod postgres;
 pub mod queue;
 pub mod sqlite;
@@ -337,6 +338,8 @@ pub trait Tx {
     fn missing_trigger(&mut self) -> Result<Option<String>, StoreError>;
     /// The queue's primitives.
     fn queue(&mut self) -> &mut dyn queue::QueueTx;
+    /// The persisted ICC key pool's primitives.
+    fn key_pool(&mut self) -> &mut dyn key_pool::KeyPoolTx;
 }
 
 /// The columns of an order's status row written together.

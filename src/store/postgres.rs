@@ -18,6 +18,7 @@ use std::sync::Mutex;
 
 use postgres::{Client, NoTls, Row};
 
+use super::key_pool::{KeyPoolTx, PoolCount, SealedPair, count_row};
 use super::queue::{Lease, QueueTx, QueuedOrder};
 use super::{Approval, AuditRecord, Engine, OrderRow, OrderState, StoreError, Tx, TxBody, audit};
 use crate::domain::status::Status;
@@ -94,8 +95,21 @@ ALTER TABLE orders ADD COLUMN fence BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX orders_status ON orders(status);
 ";
 
+/// Version 3: the persisted ICC key pool (sealed private keys only).
+const V3: &str = r"
+CREATE TABLE icc_key_pool (
+    id         BIGSERIAL PRIMARY KEY,
+    bits       BIGINT NOT NULL,
+    exponent   BIGINT NOT NULL,
+    pair_id    TEXT NOT NULL UNIQUE,
+    sealed     BYTEA NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX icc_key_pool_size ON icc_key_pool(bits, exponent, id);
+";
+
 /// The migrations in order: `MIGRATIONS[n]` brings a store at version `n` to `n + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -556,6 +570,56 @@ impl Tx for PgTx<'_, '_> {
 
     fn queue(&mut self) -> &mut dyn QueueTx {
         self
+    }
+
+    fn key_pool(&mut self) -> &mut dyn KeyPoolTx {
+        self
+    }
+}
+
+impl KeyPoolTx for PgTx<'_, '_> {
+    fn put_pair(
+        &mut self,
+        bits: i64,
+        exponent: i64,
+        pair: &SealedPair,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        self.tx.execute(
+            "INSERT INTO icc_key_pool (bits, exponent, pair_id, sealed, created_at)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[&bits, &exponent, &pair.pair_id, &pair.sealed, &at],
+        )?;
+        Ok(())
+    }
+
+    fn take_pair(&mut self, bits: i64, exponent: i64) -> Result<Option<SealedPair>, StoreError> {
+        Ok(self
+            .tx
+            .query_opt(
+                "DELETE FROM icc_key_pool WHERE id = (
+                     SELECT id FROM icc_key_pool WHERE bits = $1 AND exponent = $2
+                     ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+                 RETURNING pair_id, sealed",
+                &[&bits, &exponent],
+            )?
+            .map(|r| SealedPair {
+                pair_id: r.get(0),
+                sealed: r.get(1),
+            }))
+    }
+
+    fn pool_counts(&mut self) -> Result<Vec<PoolCount>, StoreError> {
+        Ok(self
+            .tx
+            .query(
+                "SELECT bits, exponent, COUNT(*) FROM icc_key_pool
+                 GROUP BY bits, exponent ORDER BY bits, exponent",
+                &[],
+            )?
+            .iter()
+            .map(|r| count_row(r.get(0), r.get(1), r.get(2)))
+            .collect())
     }
 }
 

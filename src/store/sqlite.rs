@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
+use super::key_pool::{KeyPoolTx, PoolCount, SealedPair, count_row};
 use super::queue::{Lease, QueueTx, QueuedOrder};
 use super::{
     Approval, AuditRecord, BUSY_TIMEOUT, Engine, OrderRow, OrderState, StoreError, Tx, TxBody,
@@ -120,6 +121,11 @@ impl SqliteEngine {
         conn.execute_batch(SCHEMA)
             .map_err(|e| fail(e.to_string()))?;
         migrate(&conn).map_err(|e| fail(format!("schema migration: {e}")))?;
+        // Deleted rows (a used ICC key pair's sealed blob) are overwritten, not only unlinked.
+        conn.pragma_update(None, "secure_delete", true)
+            .map_err(|e| fail(e.to_string()))?;
+        conn.execute_batch(super::key_pool::SQLITE_TABLE)
+            .map_err(|e| fail(e.to_string()))?;
         Ok(SqliteEngine {
             conn,
             path: path.to_path_buf(),
@@ -523,6 +529,55 @@ impl Tx for SqliteTx<'_> {
 
     fn queue(&mut self) -> &mut dyn QueueTx {
         self
+    }
+
+    fn key_pool(&mut self) -> &mut dyn KeyPoolTx {
+        self
+    }
+}
+
+impl KeyPoolTx for SqliteTx<'_> {
+    fn put_pair(
+        &mut self,
+        bits: i64,
+        exponent: i64,
+        pair: &SealedPair,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        self.0.execute(
+            "INSERT INTO icc_key_pool (bits, exponent, pair_id, sealed, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![bits, exponent, pair.pair_id, pair.sealed, at],
+        )?;
+        Ok(())
+    }
+
+    fn take_pair(&mut self, bits: i64, exponent: i64) -> Result<Option<SealedPair>, StoreError> {
+        Ok(self
+            .0
+            .query_row(
+                "DELETE FROM icc_key_pool WHERE id = (
+                     SELECT id FROM icc_key_pool WHERE bits = ?1 AND exponent = ?2
+                     ORDER BY id LIMIT 1)
+                 RETURNING pair_id, sealed",
+                params![bits, exponent],
+                |r| {
+                    Ok(SealedPair {
+                        pair_id: r.get(0)?,
+                        sealed: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    fn pool_counts(&mut self) -> Result<Vec<PoolCount>, StoreError> {
+        let mut stmt = self.0.prepare(
+            "SELECT bits, exponent, COUNT(*) FROM icc_key_pool
+             GROUP BY bits, exponent ORDER BY bits, exponent",
+        )?;
+        let rows = stmt.query_map([], |r| Ok(count_row(r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 

@@ -1,0 +1,193 @@
+//! ICC key pairs from the persisted pool ([`crate::store::key_pool`]): generated on every core
+//! ahead of time (`persodesk keys pool fill`), each private key sealed by the key store's `store`
+//! key ([`StoreSealKeys`], purpose `icc-key:<bits>:<exponent>:<pair id>`, so a blob moved to
+//! another row or size does not open), and taken once by preparation.
+//!
+//! Sealed content: the primes p and q, each preceded by its length (2 bytes, big-endian); the
+//! pair is rebuilt with [`RsaKeyPair::from_primes`]. Clear bytes exist only in zeroized buffers.
+
+use std::sync::Mutex;
+
+use zeroize::Zeroizing;
+
+use crate::domain::chip::keys::{IccKeyPair, IccKeySource};
+use crate::domain::keystore::StoreSealKeys;
+use crate::domain::oda::{OdaError, RsaExponent, RsaKeyPair};
+use crate::store::key_pool::{IccKeyPoolStore, SealedPair};
+
+/// The sealing purpose of pair `pair_id` of `bits` bits and exponent `e`.
+pub fn purpose(bits: usize, e: RsaExponent, pair_id: &str) -> String {
+    format!("icc-key:{bits}:{}:{pair_id}", e.value())
+}
+
+/// A fresh random pair id (128 bits, hex).
+fn new_pair_id() -> Result<String, OdaError> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b)
+        .map_err(|_| OdaError::Rsa("the system random number generator failed"))?;
+    Ok(hex::encode(b))
+}
+
+/// Seals `pair` for the pool.
+pub fn seal_pair(seal: &dyn StoreSealKeys, pair: &RsaKeyPair) -> Result<SealedPair, String> {
+    let crt = pair.crt_components().map_err(|e| e.to_string())?;
+    let mut clear = Zeroizing::new(Vec::with_capacity(4 + crt.p.len() + crt.q.len()));
+    for part in [&crt.p, &crt.q] {
+        let len = u16::try_from(part.len()).map_err(|_| "prime too long".to_string())?;
+        clear.extend_from_slice(&len.to_be_bytes());
+        clear.extend_from_slice(part.expose());
+    }
+    let e = pair.public_key().exponent();
+    let pair_id = new_pair_id().map_err(|e| e.to_string())?;
+    let sealed = seal
+        .store_seal(&purpose(pair.public_key().bits(), e, &pair_id), &clear)
+        .map_err(|e| e.to_string())?;
+    Ok(SealedPair { pair_id, sealed })
+}
+
+/// Opens a pair taken from the pool for `bits` and `e`; fails closed on any mismatch.
+pub fn open_pair(
+    seal: &dyn StoreSealKeys,
+    bits: usize,
+    e: RsaExponent,
+    p: &SealedPair,
+) -> Result<RsaKeyPair, OdaError> {
+    let clear = seal
+        .store_open(&purpose(bits, e, &p.pair_id), &p.sealed)
+        .map_err(|_| OdaError::Rsa("a persisted ICC key pair does not open under the store key"))?;
+    let bad = OdaError::Rsa("a persisted ICC key pair is malformed");
+    let split = |b: &[u8]| -> Option<(usize, usize)> {
+        let n = usize::from(u16::from_be_bytes([*b.first()?, *b.get(1)?]));
+        (b.len() >= 2 + n).then_some((2, 2 + n))
+    };
+    let (a, b) = split(&clear).ok_or(bad.clone())?;
+    let prime_p = &clear[a..b];
+    let rest = &clear[b..];
+    let (c, d) = split(rest).ok_or(bad.clone())?;
+    if d != rest.len() {
+        return Err(bad);
+    }
+    let pair = RsaKeyPair::from_primes(prime_p, &rest[c..d], e)?;
+    if pair.public_key().bits() != bits {
+        return Err(bad);
+    }
+    Ok(pair)
+}
+
+/// Generates `count` pairs of `bits` bits on `jobs` threads, sealing each; `each` is called on
+/// the calling thread with batches of sealed pairs (in no particular order) to keep them.
+pub fn fill(
+    seal: &dyn StoreSealKeys,
+    bits: usize,
+    e: RsaExponent,
+    count: usize,
+    jobs: usize,
+    mut each: impl FnMut(&[SealedPair]) -> Result<(), String>,
+) -> Result<usize, String> {
+    let items = (0..count).map(|_| ());
+    let mut batch: Vec<SealedPair> = Vec::new();
+    let mut first_error: Option<String> = None;
+    let mut kept = 0;
+    crate::batch::run_ordered(
+        items,
+        jobs,
+        |()| {
+            super::pool::generate(bits, e)
+                .map_err(|e| e.to_string())
+                .and_then(|pair| seal_pair(seal, &pair))
+        },
+        |r| match r {
+            Ok(p) if first_error.is_none() => {
+                batch.push(p);
+                if batch.len() >= 16 {
+                    match each(&batch) {
+                        Ok(()) => kept += batch.len(),
+                        Err(e) => first_error = Some(e),
+                    }
+                    batch.clear();
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        },
+    );
+    if first_error.is_none() && !batch.is_empty() {
+        match each(&batch) {
+            Ok(()) => kept += batch.len(),
+            Err(e) => first_error = Some(e),
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(kept),
+    }
+}
+
+/// ICC key pairs from the persisted pool first, then `fallback` (the in-memory pool or inline
+/// generation). A size the pool has run out of is not asked for again in this process.
+pub struct PersistedPool<'a, S> {
+    store: Mutex<S>,
+    seal: &'a dyn StoreSealKeys,
+    fallback: &'a (dyn IccKeySource + Sync),
+    dry: Mutex<Vec<(usize, RsaExponent)>>,
+}
+
+impl<'a, S: IccKeyPoolStore> PersistedPool<'a, S> {
+    /// Takes from `store`, opening with `seal`, else from `fallback`.
+    pub fn new(
+        store: S,
+        seal: &'a dyn StoreSealKeys,
+        fallback: &'a (dyn IccKeySource + Sync),
+    ) -> Self {
+        Self {
+            store: Mutex::new(store),
+            seal,
+            fallback,
+            dry: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn take(&self, bits: usize, e: RsaExponent) -> Result<Option<RsaKeyPair>, OdaError> {
+        let mut dry = self.dry.lock().unwrap_or_else(|p| p.into_inner());
+        if dry.contains(&(bits, e)) {
+            return Ok(None);
+        }
+        let taken = {
+            let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+            store.take_pair(bits, e.value())
+        };
+        match taken {
+            Ok(Some(p)) => {
+                drop(dry);
+                open_pair(self.seal, bits, e, &p).map(Some)
+            }
+            Ok(None) => {
+                dry.push((bits, e));
+                Ok(None)
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "persisted ICC key pool unavailable: generating");
+                dry.push((bits, e));
+                Ok(None)
+            }
+        }
+    }
+}
+
+impl<S: IccKeyPoolStore> IccKeySource for PersistedPool<'_, S> {
+    fn certificate_serial(&self, _pair: &IccKeyPair, _n: u8) -> Result<[u8; 3], OdaError> {
+        super::pool::random_serial()
+    }
+
+    fn icc_key_pair(&self, bits: usize, exponent: RsaExponent) -> Result<IccKeyPair, OdaError> {
+        match self.take(bits, exponent)? {
+            Some(pair) => Ok(IccKeyPair {
+                pair,
+                from_pool: true,
+            }),
+            None => self.fallback.icc_key_pair(bits, exponent),
+        }
+    }
+}

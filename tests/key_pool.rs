@@ -1,0 +1,213 @@
+//! The persisted ICC key pool through the built binary: `keys pool fill` keeps sealed pairs in the
+//! workstation store, two preparation processes running at once take each pair exactly once,
+//! the pool is empty afterwards, and the store file never holds a pair's clear primes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use persodesk::domain::oda::RsaExponent;
+use persodesk::keys::SoftwareKeyStore;
+use persodesk::keys::persisted_pool::open_pair;
+use persodesk::store::key_pool::SealedPair;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn command(data: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_persodesk"));
+    cmd.current_dir(root())
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env("PERSODESK_DATA_DIR", data);
+    cmd
+}
+
+fn run(data: &Path, args: &[&str]) -> Output {
+    command(data, args).output().expect("persodesk runs")
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("persodesk-pool-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("tempdir");
+    d
+}
+
+/// Every byte of the store's files (database, WAL).
+fn store_bytes(data: &Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for f in ["persodesk.sqlite3", "persodesk.sqlite3-wal"] {
+        if let Ok(b) = std::fs::read(data.join(f)) {
+            all.extend(b);
+        }
+    }
+    all
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The demo Visa order (DDA, 1024-bit ICC key, e = 3), renamed `id`.
+fn dda_order(id: &str) -> String {
+    let text = std::fs::read_to_string(root().join("assets/demo/orders.json")).expect("orders");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let mut order = v["cards"]
+        .as_array()
+        .expect("cards")
+        .iter()
+        .find(|c| c["cardId"] == "DEMO-VISA-0001")
+        .expect("DEMO-VISA-0001")
+        .clone();
+    order["cardId"] = serde_json::json!(id);
+    order.to_string()
+}
+
+#[test]
+fn pairs_are_sealed_taken_once_across_processes_and_leave_no_clear_key() {
+    let data = tempdir("fill");
+    let keys = "assets/demo/keys.toml";
+    let o = run(
+        &data,
+        &[
+            "keys", "pool", "fill", "--bits", "1024", "--count", "3", "--keys", keys,
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let status = run(&data, &["keys", "pool", "status"]);
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("1024 bits  e=3  3 pair(s) left"),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+
+    // The clear primes of the three pairs, opened independently of preparation: none of them
+    // appears in the store's files.
+    let store = SoftwareKeyStore::load(&root().join(keys)).expect("keys");
+    let conn = rusqlite::Connection::open(data.join("persodesk.sqlite3")).expect("sqlite");
+    let rows: Vec<SealedPair> = conn
+        .prepare("SELECT pair_id, sealed FROM icc_key_pool WHERE bits = 1024 AND exponent = 3")
+        .expect("select")
+        .query_map([], |r| {
+            Ok(SealedPair {
+                pair_id: r.get(0)?,
+                sealed: r.get(1)?,
+            })
+        })
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    drop(conn);
+    assert_eq!(rows.len(), 3);
+    let bytes = store_bytes(&data);
+    let mut moduli = Vec::new();
+    for row in &rows {
+        let pair = open_pair(&store, 1024, RsaExponent::Three, row).expect("opens");
+        let crt = pair.crt_components().expect("crt");
+        assert!(
+            !contains(&bytes, crt.p.expose()) && !contains(&bytes, crt.q.expose()),
+            "clear prime in store"
+        );
+        moduli.push(pair.modulus().to_vec());
+    }
+    // A blob bound to one pair id does not open as another.
+    let swapped = SealedPair {
+        pair_id: rows[1].pair_id.clone(),
+        sealed: rows[0].sealed.clone(),
+    };
+    assert!(open_pair(&store, 1024, RsaExponent::Three, &swapped).is_err());
+
+    // Two processes at once, two and three DDA cards: exactly three cards get a pooled pair.
+    let dir = tempdir("orders");
+    let fa = dir.join("a.jsonl");
+    let fb = dir.join("b.jsonl");
+    std::fs::write(&fa, format!("{}\n{}\n", dda_order("A-1"), dda_order("A-2"))).expect("write");
+    let b_lines = [dda_order("B-1"), dda_order("B-2"), dda_order("B-3")];
+    std::fs::write(&fb, b_lines.join("\n")).expect("write");
+    let args = |f: &Path| -> Vec<String> {
+        [
+            "prepare",
+            f.to_str().expect("utf8"),
+            "--json",
+            "--model",
+            "1",
+            "--keys",
+            keys,
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+    };
+    let a = command(&data, &[])
+        .args(args(&fa))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn a");
+    let b = command(&data, &[])
+        .args(args(&fb))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn b");
+    let outs = [
+        a.wait_with_output().expect("a"),
+        b.wait_with_output().expect("b"),
+    ];
+    let mut from_pool = 0;
+    let mut cards = 0;
+    for o in &outs {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        for line in String::from_utf8_lossy(&o.stdout).lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("json line");
+            cards += 1;
+            if v["chip"]["oda"]["iccKeyFromPool"] == true {
+                from_pool += 1;
+            }
+        }
+    }
+    assert_eq!(cards, 5);
+    assert_eq!(from_pool, 3, "each of the three pairs used exactly once");
+    let status = run(&data, &["keys", "pool", "status"]);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("ICC key pool: empty"));
+    moduli.sort();
+    moduli.dedup();
+    assert_eq!(moduli.len(), 3, "three different pairs were filled");
+}
+
+#[test]
+fn a_key_store_without_a_store_key_is_refused() {
+    let data = tempdir("refuse");
+    let dir = tempdir("refuse-keys");
+    let text = std::fs::read_to_string(root().join("assets/demo/keys.toml")).expect("keys");
+    // The same store without its `store` entry.
+    let without: Vec<&str> = text
+        .split("[[key]]")
+        .filter(|k| !k.contains("usage = \"store\""))
+        .collect();
+    let f = dir.join("keys.toml");
+    std::fs::write(&f, without.join("[[key]]")).expect("write");
+    let o = run(
+        &data,
+        &[
+            "keys",
+            "pool",
+            "fill",
+            "--bits",
+            "1024",
+            "--count",
+            "1",
+            "--keys",
+            f.to_str().expect("utf8"),
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("sealed only"));
+    assert!(!data.join("persodesk.sqlite3").exists(), "nothing kept");
+}

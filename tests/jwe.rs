@@ -646,7 +646,7 @@ fn window_load(file: &str) -> Vec<persodesk::gui::worker::OrderRow> {
         profiles: persodesk::gui::demo_chip_profiles().expect("profiles"),
         keys: std::sync::Arc::new(persodesk::gui::demo_keys().expect("demo keys")),
         key_pool: false,
-        store_path: None,
+        store: None,
     };
     let (jobs_tx, jobs_rx) = std::sync::mpsc::channel();
     let (out_tx, out_rx) = std::sync::mpsc::channel();

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::keys::SoftwareKeyStore;
+use crate::store::StoreLocation;
 
 /// The demo products, embedded.
 const DEMO_PRODUCTS: [(&str, &str); 3] = [
@@ -56,7 +57,9 @@ pub struct AppConfig {
     /// Offer the in-process virtual card as a reader (with a fresh card in it).
     pub virtual_card: bool,
     /// The store database (None: statuses only in memory).
-    pub store_path: Option<PathBuf>,
+    pub store: Option<StoreLocation>,
+    /// How often a shared store's statuses are read for the live view.
+    pub live_every: Duration,
     /// Start the simulated encoder and choose it by default.
     pub start_sim_encoder: bool,
     /// The simulated encoder's settings.
@@ -78,7 +81,7 @@ pub struct AppConfig {
 impl std::fmt::Debug for AppConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppConfig")
-            .field("store_path", &self.store_path)
+            .field("store", &self.store)
             .field("user", &self.user)
             .finish_non_exhaustive()
     }
@@ -113,12 +116,28 @@ pub fn demo_keys() -> Result<LoadedKeys, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Production's store: the configuration's `store`, else the data directory's SQLite file; the
+/// environment variable is refused there, as on the command line.
+fn production_store(config: &crate::config::Config) -> Result<StoreLocation, String> {
+    if std::env::var_os(store::STORE_ENV).is_some_and(|v| !v.is_empty()) {
+        return Err(format!(
+            "${} is refused in production: the store comes from the machine configuration",
+            store::STORE_ENV
+        ));
+    }
+    let location = match config.store.as_deref() {
+        Some(text) => StoreLocation::parse(text),
+        None => StoreLocation::resolve(None, None),
+    };
+    location.map_err(|e| format!("production mode: store: {e}"))
+}
+
 impl AppConfig {
     /// The embedded defaults: demo products, demo keys, demo orders, the simulated encoder, the
     /// store in the user's data directory.
     pub fn embedded() -> Result<AppConfig, String> {
-        let store_path = store::data_dir()
-            .map(|d| d.join(store::DB_FILE))
+        // `$PERSODESK_STORE` (a shared PostgreSQL store) or the data directory's SQLite file.
+        let store = StoreLocation::resolve(None, None)
             .map_err(|e| tracing::warn!(error = %e, "no store"))
             .ok();
         Ok(AppConfig {
@@ -127,7 +146,8 @@ impl AppConfig {
             keys: Arc::new(demo_keys()?),
             key_pool: true,
             virtual_card: true,
-            store_path,
+            store,
+            live_every: super::live::LIVE_EVERY,
             start_sim_encoder: true,
             sim: SimConfig {
                 swipe_delay: Duration::from_millis(400),
@@ -165,6 +185,7 @@ impl AppConfig {
         c.chip_profiles =
             crate::catalog::load_chip_profiles(profiles).map_err(|e| e.to_string())?;
         c.keys = Arc::new(keys);
+        c.store = Some(production_store(config)?);
         c.virtual_card = false;
         c.start_sim_encoder = false;
         c.load_demo = false;
@@ -180,6 +201,13 @@ impl AppConfig {
         match config.mode {
             Mode::Test => AppConfig::embedded().map(|mut c| {
                 c.roles = config.roles.clone();
+                if let Some(configured) = config.store.as_deref()
+                    && std::env::var_os(store::STORE_ENV).is_none()
+                {
+                    c.store = StoreLocation::parse(configured)
+                        .map_err(|e| tracing::warn!(error = %e, "configured store"))
+                        .ok();
+                }
                 c
             }),
             Mode::Production => AppConfig::production(&config),
@@ -196,8 +224,8 @@ impl App {
         if config.mode == Mode::Production && sealer.is_none() {
             return Err("production needs an audit key (usage audit) in the key store".into());
         }
-        let store = match &config.store_path {
-            Some(p) => match Store::open_keyed(p, sealer) {
+        let store = match &config.store {
+            Some(location) => match Store::open_at(location, sealer) {
                 Ok(s) => Some(s),
                 Err(e) => {
                     tracing::warn!(error = %e, "statuses are kept in memory only");
@@ -219,7 +247,7 @@ impl App {
                 profiles: config.chip_profiles,
                 keys: config.keys,
                 key_pool: config.key_pool,
-                store_path: store.as_ref().map(|s| s.path().to_path_buf()),
+                store: store.as_ref().map(|s| s.location().clone()),
             },
             prep_jobs,
             prep_out,
@@ -240,6 +268,10 @@ impl App {
         let last_file = setting(SETTING_LAST_FILE).map(PathBuf::from);
 
         let swipe_timeout = config.swipe_timeout;
+        let live = store.as_ref().and_then(|s| {
+            let sealer = keys.audit_sealer();
+            super::live::LiveStates::start(s.location(), sealer, config.live_every, waker.clone())
+        });
         let mut app = App {
             session: None,
             screen: Screen::Orders,
@@ -271,6 +303,7 @@ impl App {
             waker,
             keys,
             channel_override: ChannelOverride::default(),
+            live,
         };
         if config.scan_devices {
             app.refresh_devices();

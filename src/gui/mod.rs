@@ -17,6 +17,7 @@ pub mod commands;
 pub mod config;
 pub mod devices;
 pub mod frame;
+pub mod live;
 pub mod log;
 pub mod orders;
 pub mod personalize;
@@ -150,6 +151,7 @@ pub struct App {
     waker: Waker,
     keys: Arc<LoadedKeys>,
     channel_override: ChannelOverride,
+    live: Option<live::LiveStates>,
 }
 
 impl std::fmt::Debug for App {

@@ -37,6 +37,9 @@ impl App {
                 Err(TryRecvError::Disconnected) => self.file_rx = None,
             }
         }
+        if let Some(states) = self.live.as_ref().and_then(|l| l.latest()) {
+            self.apply_live(&states);
+        }
         if let Some(ended) = self.perso.poll() {
             let recorded = self.record_run(ended.row, &ended.order_id, &ended.who, &ended.report);
             self.perso.show(&ended.order_id, &ended.report);
@@ -59,6 +62,24 @@ impl App {
                 Ok(text) => self.info(text),
                 Err(text) => self.error(text),
             }
+        }
+    }
+
+    /// Takes the statuses other stations wrote into the shared store.
+    fn apply_live(&mut self, states: &std::collections::HashMap<String, crate::store::OrderState>) {
+        let mut changed = false;
+        for r in &mut self.rows {
+            if let Some(st) = states.get(&r.id)
+                && (r.status != st.status || r.reason != st.reason || r.approved != st.approved)
+            {
+                r.status = st.status;
+                r.reason = st.reason.clone();
+                r.approved = st.approved;
+                changed = true;
+            }
+        }
+        if changed {
+            self.refilter();
         }
     }
 

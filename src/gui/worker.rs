@@ -189,7 +189,7 @@ pub struct PrepContext {
     /// on this worker).
     pub key_pool: bool,
     /// The store database, if any.
-    pub store_path: Option<PathBuf>,
+    pub store: Option<crate::store::StoreLocation>,
 }
 
 /// Starts ICC key pools for the profiles that need ICC keys (background threads).
@@ -415,12 +415,12 @@ impl Worker {
     }
 
     fn record(&mut self, rows: &mut [OrderRow]) -> Result<(), String> {
-        let Some(path) = &self.ctx.store_path else {
+        let Some(location) = &self.ctx.store else {
             return Ok(());
         };
         if self.store.is_none() {
             let sealer = self.ctx.keys.audit_sealer();
-            self.store = Some(Store::open_keyed(path, sealer).map_err(|e| e.to_string())?);
+            self.store = Some(Store::open_at(location, sealer).map_err(|e| e.to_string())?);
         }
         let Some(store) = self.store.as_mut() else {
             return Ok(());

@@ -37,7 +37,8 @@ pub fn config(dir: &TempDir, load_demo: bool) -> AppConfig {
         keys: Arc::new(demo_keys().expect("demo keys")),
         key_pool: false,
         virtual_card: true,
-        store_path: Some(dir.db()),
+        store: Some(persodesk::store::StoreLocation::Sqlite(dir.db())),
+        live_every: Duration::from_millis(100),
         start_sim_encoder: true,
         sim: SimConfig {
             swipe_delay: Duration::from_millis(5),

@@ -1,0 +1,81 @@
+//! Live statuses from a shared store: a background thread reads every order's state from the
+//! store (its own connection) every [`LIVE_EVERY`] and sends it to the window, which updates the
+//! rows other stations changed. Only a shared store (PostgreSQL) is watched: an SQLite store
+//! belongs to this workstation.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, TryRecvError, sync_channel};
+use std::time::Duration;
+
+use super::worker::Waker;
+use crate::store::{OrderState, Sealer, Store, StoreLocation};
+
+/// How often the shared store is read.
+pub const LIVE_EVERY: Duration = Duration::from_secs(2);
+
+/// The watcher of a shared store; stops its thread when dropped.
+pub struct LiveStates {
+    rx: Receiver<HashMap<String, OrderState>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl LiveStates {
+    /// Starts watching `location` (a shared store only: `None` otherwise).
+    pub fn start(
+        location: &StoreLocation,
+        sealer: Option<Arc<dyn Sealer>>,
+        every: Duration,
+        waker: Waker,
+    ) -> Option<LiveStates> {
+        if !location.is_shared() {
+            return None;
+        }
+        let (tx, rx) = sync_channel(1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (location, flag) = (location.clone(), Arc::clone(&stop));
+        let spawned = std::thread::Builder::new()
+            .name("live-states".into())
+            .spawn(move || {
+                let store = match Store::open_at(&location, sealer) {
+                    Ok(s) => s,
+                    Err(e) => return tracing::warn!(error = %e, "live statuses unavailable"),
+                };
+                while !flag.load(Ordering::Relaxed) {
+                    match store.states() {
+                        // A full channel means the window has not read the last one yet.
+                        Ok(states) => match tx.try_send(states) {
+                            Ok(()) => waker.wake(),
+                            Err(std::sync::mpsc::TrySendError::Full(_)) => {}
+                            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => break,
+                        },
+                        Err(e) => tracing::warn!(error = %e, "live statuses: read failed"),
+                    }
+                    std::thread::sleep(every);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "live statuses: cannot start the thread");
+            return None;
+        }
+        Some(LiveStates { rx, stop })
+    }
+
+    /// The newest states read, if a new read arrived.
+    pub fn latest(&self) -> Option<HashMap<String, OrderState>> {
+        let mut newest = None;
+        loop {
+            match self.rx.try_recv() {
+                Ok(states) => newest = Some(states),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return newest,
+            }
+        }
+    }
+}
+
+impl Drop for LiveStates {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

@@ -18,7 +18,7 @@ use persodesk::domain::oda::{
 };
 use rsa::rand_core::{TryCryptoRng, TryRng};
 use rsa::traits::PublicKeyParts;
-use rsa::{BoxedUint, RsaPublicKey};
+use rsa::{BoxedUint, PublicKey};
 use sha1::{Digest, Sha1};
 
 fn h(s: &str) -> Vec<u8> {
@@ -1260,8 +1260,8 @@ fn wide(bytes: &[u8]) -> BoxedUint {
 }
 
 /// An odd number wrapped as an RSA modulus, to borrow its `NonZero` / `Odd` forms.
-fn as_modulus(bytes: &[u8]) -> RsaPublicKey {
-    RsaPublicKey::new_unchecked(uint(bytes), BoxedUint::from(3u32))
+fn as_modulus(bytes: &[u8]) -> PublicKey {
+    PublicKey::new_unchecked(uint(bytes), BoxedUint::from(3u32))
 }
 
 fn trimmed(x: &BoxedUint) -> Vec<u8> {

@@ -17,7 +17,7 @@ use core::fmt;
 use rsa::hazmat::{rsa_decrypt_and_check, rsa_encrypt};
 use rsa::rand_core::{CryptoRng, TryCryptoRng};
 use rsa::traits::{PrivateKeyParts, PublicKeyParts};
-use rsa::{BoxedUint, RsaPrivateKey, RsaPublicKey};
+use rsa::{BoxedUint, PrivateKey, PublicKey};
 use sha1::{Digest, Sha1};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
@@ -342,10 +342,10 @@ impl EmvPublicKey {
         self.modulus.len() * 8
     }
 
-    fn to_rsa(&self) -> Result<RsaPublicKey, OdaError> {
+    fn to_rsa(&self) -> Result<PublicKey, OdaError> {
         let n = BoxedUint::from_be_slice(&self.modulus, bits_u32(self.modulus.len()))
             .map_err(|_| OdaError::Rsa("public key import"))?;
-        RsaPublicKey::new_with_size_limits(
+        PublicKey::new_with_size_limits(
             n,
             self.exponent.to_uint(),
             MIN_MODULUS_BYTES * 8 - 7..=MAX_MODULUS_BYTES * 8,
@@ -395,7 +395,7 @@ pub trait RecoverySigner {
 /// the public size and exponent.
 #[derive(Clone)]
 pub struct RsaKeyPair {
-    private: RsaPrivateKey,
+    private: PrivateKey,
     public: EmvPublicKey,
 }
 
@@ -478,7 +478,7 @@ impl RsaKeyPair {
             return Err(OdaError::ModulusSize { what: WHAT, bits });
         }
         check_modulus_len(WHAT, bits / 8)?;
-        let private = RsaPrivateKey::new_with_exp_unchecked(rng, bits, exponent.to_uint())
+        let private = PrivateKey::new_with_exp_unchecked(rng, bits, exponent.to_uint())
             .map_err(|_| OdaError::Rsa("key generation"))?;
         Self::from_private(private, exponent)
     }
@@ -486,7 +486,7 @@ impl RsaKeyPair {
     /// Rebuilds a key pair from its primes (big-endian), e.g. from a key pool store. The
     /// private exponent is recomputed; `p` must be the prime the CRT coefficient reduces by.
     pub fn from_primes(p: &[u8], q: &[u8], exponent: RsaExponent) -> Result<Self, OdaError> {
-        let private = RsaPrivateKey::from_p_q(
+        let private = PrivateKey::from_p_q(
             BoxedUint::from_be_slice_vartime(p),
             BoxedUint::from_be_slice_vartime(q),
             exponent.to_uint(),
@@ -495,7 +495,7 @@ impl RsaKeyPair {
         Self::from_private(private, exponent)
     }
 
-    fn from_private(private: RsaPrivateKey, exponent: RsaExponent) -> Result<Self, OdaError> {
+    fn from_private(private: PrivateKey, exponent: RsaExponent) -> Result<Self, OdaError> {
         let modulus = public_fixed(private.n().as_ref(), private.size());
         let public = EmvPublicKey::new(&modulus, exponent)?;
         Ok(Self { private, public })

@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 
 use rsa::traits::PrivateKeyParts;
-use rsa::{BoxedUint, RsaPrivateKey};
+use rsa::{BoxedUint, PrivateKey};
 use sha1::{Digest, Sha1};
 use zeroize::Zeroizing;
 
@@ -419,12 +419,12 @@ fn generate_ac(
 
 /// The ICC private key from the CRT DGIs; the public exponent (3 or 65537) is the one that
 /// reproduces `d mod (p-1)`.
-fn icc_key(app: &Application) -> Option<RsaPrivateKey> {
+fn icc_key(app: &Application) -> Option<PrivateKey> {
     let get = |id| app.dgis.get(&id).map(|v| v.as_slice());
     let (p, q, dp) = (get(0x8205)?, get(0x8204)?, get(0x8203)?);
     let dp = BoxedUint::from_be_slice_vartime(dp);
     [3u32, 65537].into_iter().find_map(|e| {
-        let key = RsaPrivateKey::from_p_q(
+        let key = PrivateKey::from_p_q(
             BoxedUint::from_be_slice_vartime(p),
             BoxedUint::from_be_slice_vartime(q),
             BoxedUint::from(e),

@@ -287,6 +287,16 @@ pub trait StoreSealKeys: Send + Sync {
     ) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyError>;
 }
 
+/// The `store` key a sealed blob names, and the blob's parts: the first step of every
+/// [`StoreSealKeys::store_open`]. A malformed blob is a rule error on `store #0`.
+pub fn sealed_by(sealed: &[u8]) -> Result<(KeyRef, super::seal::Sealed<'_>), KeyError> {
+    let parsed = super::seal::parse(sealed).map_err(|e| KeyError::Rule {
+        key: KeyRef::new(KeyUsage::Store, 0),
+        rule: e.to_string(),
+    })?;
+    Ok((KeyRef::new(KeyUsage::Store, parsed.key_index), parsed))
+}
+
 /// A JWE key operation failed. Names the `kid`, never a key value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JweKeyError {

@@ -3,7 +3,9 @@
 use zeroize::Zeroizing;
 
 use super::SoftwareKeyStore;
-use crate::domain::keystore::{KeyAlgorithm, KeyError, KeyRef, KeyStore, KeyUsage, StoreSealKeys};
+use crate::domain::keystore::{
+    KeyAlgorithm, KeyError, KeyRef, KeyStore, KeyUsage, StoreSealKeys, sealed_by,
+};
 use crate::domain::seal::{self, NONCE_LEN};
 
 impl SoftwareKeyStore {
@@ -49,11 +51,7 @@ impl StoreSealKeys for SoftwareKeyStore {
     }
 
     fn store_open(&self, purpose: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-        let parsed = seal::parse(sealed).map_err(|e| KeyError::Rule {
-            key: KeyRef::new(KeyUsage::Store, 0),
-            rule: e.to_string(),
-        })?;
-        let key = KeyRef::new(KeyUsage::Store, parsed.key_index);
+        let (key, parsed) = sealed_by(sealed)?;
         self.info(key)?;
         let value = self.store_key_value(key)?;
         seal::open_with(value, &parsed, purpose).map_err(|e| KeyError::Rule {

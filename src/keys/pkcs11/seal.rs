@@ -8,7 +8,7 @@ use cryptoki::mechanism::aead::GcmParams;
 use zeroize::Zeroizing;
 
 use super::{ObjectKind, Pkcs11KeyStore, label};
-use crate::domain::keystore::{KeyError, KeyRef, KeyUsage, StoreSealKeys};
+use crate::domain::keystore::{KeyError, KeyRef, KeyUsage, StoreSealKeys, sealed_by};
 use crate::domain::seal::{self, NONCE_LEN, TAG_LEN};
 
 impl Pkcs11KeyStore {
@@ -87,11 +87,7 @@ impl StoreSealKeys for Pkcs11KeyStore {
     }
 
     fn store_open(&self, purpose: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-        let parsed = seal::parse(sealed).map_err(|e| KeyError::Rule {
-            key: KeyRef::new(KeyUsage::Store, 0),
-            rule: e.to_string(),
-        })?;
-        let key = KeyRef::new(KeyUsage::Store, parsed.key_index);
+        let (key, parsed) = sealed_by(sealed)?;
         let aad = seal::aad(key.index, purpose);
         self.gcm(key, &parsed.nonce, &aad, parsed.ciphertext_and_tag, false)
     }

@@ -35,19 +35,12 @@ enum PoolCommand {
         /// production: the configuration's, and this flag is refused].
         #[arg(long)]
         keys: Option<PathBuf>,
-        /// Store database [default: the workstation store; refused in production].
-        #[arg(long)]
-        store: Option<PathBuf>,
         /// Generating threads [default: the cores available].
         #[arg(long)]
         jobs: Option<usize>,
     },
     /// Pairs left per size and exponent.
-    Status {
-        /// Store database [default: the workstation store; refused in production].
-        #[arg(long)]
-        store: Option<PathBuf>,
-    },
+    Status,
 }
 
 /// Runs `keys pool`.
@@ -58,29 +51,10 @@ pub fn run(args: &PoolArgs) -> Exit {
             count,
             exponent,
             keys,
-            store,
             jobs,
-        } => fill(
-            *bits,
-            *count,
-            *exponent,
-            keys.as_deref(),
-            store.as_deref(),
-            *jobs,
-        ),
-        PoolCommand::Status { store } => status(store.as_deref()),
+        } => fill(*bits, *count, *exponent, keys.as_deref(), *jobs),
+        PoolCommand::Status => status(),
     }
-}
-
-/// The store database: `--store` in test mode, else the workstation store.
-pub(crate) fn store_path(flag: Option<&Path>) -> Result<PathBuf, Exit> {
-    if let Some(p) = flag {
-        super::super::refuse_in_production("--store")?;
-        return Ok(p.to_path_buf());
-    }
-    crate::store::data_dir()
-        .map(|d| d.join(crate::store::DB_FILE))
-        .map_err(|e| unreadable(format!("workstation store: {e}")))
 }
 
 fn fill(
@@ -88,7 +62,6 @@ fn fill(
     count: usize,
     exponent: u32,
     keys: Option<&Path>,
-    store: Option<&Path>,
     jobs: Option<usize>,
 ) -> Exit {
     let e = match RsaExponent::from_value(exponent) {
@@ -115,11 +88,12 @@ fn fill(
             keys.source()
         ));
     }
-    let path = match store_path(store) {
-        Ok(p) => p,
+    // The store the global `--store` / `$PERSODESK_STORE` / the configuration names.
+    let location = match super::super::store_location() {
+        Ok(l) => l,
         Err(x) => return x,
     };
-    let mut db = match crate::store::Store::open_keyed(&path, keys.audit_sealer()) {
+    let mut db = match crate::store::Store::open_at(&location, keys.audit_sealer()) {
         Ok(s) => s,
         Err(err) => return unreadable(format!("workstation store: {err}")),
     };
@@ -162,12 +136,12 @@ fn print_counts(db: &crate::store::Store) -> Exit {
     }
 }
 
-fn status(store: Option<&Path>) -> Exit {
-    let path = match store_path(store) {
-        Ok(p) => p,
+fn status() -> Exit {
+    let location = match super::super::store_location() {
+        Ok(l) => l,
         Err(x) => return x,
     };
-    match crate::store::Store::open_for_verify(&path, None) {
+    match crate::store::Store::open_at_for_verify(&location, None) {
         Ok(db) => print_counts(&db),
         Err(e) => unreadable(format!("workstation store: {e}")),
     }

@@ -758,8 +758,12 @@ fn persisted_store(
     if specs.is_empty() {
         return None;
     }
-    let path = crate::store::data_dir().ok()?.join(crate::store::DB_FILE);
-    if !path.is_file() {
+    // The store `--store` / `$PERSODESK_STORE` / the configuration names; an SQLite file that
+    // does not exist yet is not created for this.
+    let location = super::store_location().ok()?;
+    if let crate::store::StoreLocation::Sqlite(path) = &location
+        && !path.is_file()
+    {
         return None;
     }
     if keys
@@ -769,7 +773,7 @@ fn persisted_store(
         tracing::info!("no store key: the persisted ICC key pool is not used");
         return None;
     }
-    let store = match crate::store::Store::open_keyed(&path, keys.audit_sealer()) {
+    let store = match crate::store::Store::open_at(&location, keys.audit_sealer()) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "persisted ICC key pool unavailable");

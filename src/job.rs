@@ -23,7 +23,7 @@ use crate::devices::encoder::{
     CancelHandle, EncoderError, EncoderEvent, FailureClass, SerialConfig, classify,
     write_card_stripe,
 };
-use crate::devices::pcsc::{PcscTransport, ProtocolChoice};
+pub use crate::devices::connector::{CardConnector, PcscReader, VirtualCardReader};
 use crate::devices::transport::{CardTransport, TransportError};
 use crate::domain::approval::{self, Evidence, review_message};
 use crate::domain::chip::ChipProfile;
@@ -51,24 +51,6 @@ pub fn today() -> crate::domain::chip::model1::PrepDate {
 
 /// The step name of a failed read-back.
 pub const READ_BACK: &str = "read-back verification";
-
-/// Opens connections to the card in the reader.
-pub trait CardConnector {
-    /// A new connection (the card is reset between personalization and read-back).
-    fn connect(&mut self) -> Result<Box<dyn CardTransport + '_>, TransportError>;
-
-    /// A new connection over `interface`, or `None` when this reader cannot present it (a
-    /// contact reader and the contactless interface). By default: contact only.
-    fn connect_on(
-        &mut self,
-        interface: Interface,
-    ) -> Result<Option<Box<dyn CardTransport + '_>>, TransportError> {
-        match interface {
-            Interface::Contact => self.connect().map(Some),
-            Interface::Contactless => Ok(None),
-        }
-    }
-}
 
 /// Writes and verifies a card's stripe.
 pub trait StripeWriter {
@@ -277,18 +259,6 @@ impl CardTransport for CancelTransport<'_> {
 
     fn reader_name(&self) -> &str {
         self.inner.reader_name()
-    }
-}
-
-/// A PC/SC reader by name: a new connection per phase (contact only).
-pub struct PcscReader(pub String);
-
-impl CardConnector for PcscReader {
-    fn connect(&mut self) -> Result<Box<dyn CardTransport + '_>, TransportError> {
-        Ok(Box::new(PcscTransport::connect(
-            &self.0,
-            ProtocolChoice::Any,
-        )?))
     }
 }
 

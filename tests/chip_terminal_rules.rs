@@ -9,52 +9,21 @@
 //! Visa 9104 (contact), 9115/9117 (qVSDC); Mastercard A005 (contact), B005 (contactless), both
 //! fixed-position AIP || AFL.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use persodesk::domain::chip::ChipData;
-use persodesk::domain::chip::ChipProfiles;
-use persodesk::domain::chip::model1::{self, PrepDate};
+use persodesk::domain::chip::model1;
 use persodesk::domain::chip::profile::ChipProfile;
 use persodesk::domain::oda::{self, CaPublicKey};
-use persodesk::domain::order::{Order, parse_order_file};
-use persodesk::domain::product::Catalog;
+use persodesk::domain::order::Order;
 use persodesk::domain::tlv::{self, Tag};
 use persodesk::keys::SoftwareKeyStore;
 use persodesk::keys::pool::InlineKeys;
 use sha1::{Digest, Sha1};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-const DATE: PrepDate = PrepDate {
-    yy: 25,
-    mm: 1,
-    dd: 15,
-};
-
-struct Demo {
-    catalog: Catalog,
-    profiles: ChipProfiles,
-    orders: Vec<Order>,
-}
-
-fn demo() -> Demo {
-    let catalog = persodesk::catalog::load_products(&root().join("profiles")).expect("products");
-    let profiles =
-        persodesk::catalog::load_chip_profiles(&root().join("profiles")).expect("chip profiles");
-    let text = std::fs::read_to_string(root().join("assets/demo/orders.json")).expect("orders");
-    let orders = parse_order_file(&text, &catalog.order_rules())
-        .expect("order file")
-        .into_iter()
-        .map(|e| e.outcome.expect("demo orders are valid"))
-        .collect();
-    Demo {
-        catalog,
-        profiles,
-        orders,
-    }
-}
+#[path = "support/demo.rs"]
+mod demo;
+use demo::{DATE, Demo, demo, root};
 
 fn store(file: &Path) -> SoftwareKeyStore {
     SoftwareKeyStore::load(file).expect("key store")
@@ -242,7 +211,7 @@ fn terminal_oda(
 #[test]
 fn every_interface_verifies_its_own_static_data() {
     let d = demo();
-    let keys = store(&root().join("assets/demo/keys.toml"));
+    let keys = demo::keys();
     let cas = keys.ca_public_keys();
     let mut contactless_verified = 0;
     for order in &d.orders {
@@ -284,7 +253,7 @@ fn every_interface_verifies_its_own_static_data() {
 #[test]
 fn icc_certificate_serials_differ_per_certificate() {
     let d = demo();
-    let keys = store(&root().join("assets/demo/keys.toml"));
+    let keys = demo::keys();
     let order = d
         .orders
         .iter()
@@ -316,7 +285,7 @@ fn icc_certificate_serials_differ_per_certificate() {
 #[test]
 fn a_shared_certificate_with_different_aips_is_refused() {
     let d = demo();
-    let keys = store(&root().join("assets/demo/keys.toml"));
+    let keys = demo::keys();
     let text = std::fs::read_to_string(root().join("profiles/chip/vis-1.6.3-vcps-2.2.4.toml"))
         .expect("profile");
     // One 9F46 record for both interfaces, as before the fix.
@@ -426,10 +395,6 @@ fn a_record_over_256_bytes_is_refused() {
     assert!(e.contains("DGI 0301") && e.contains("256"), "{e}");
 }
 
-fn demo_store() -> SoftwareKeyStore {
-    store(&root().join("assets/demo/keys.toml"))
-}
-
 fn order_of(d: &Demo, id: &str) -> Order {
     d.orders.iter().find(|o| o.id == id).expect("order").clone()
 }
@@ -445,7 +410,7 @@ fn refused(d: &Demo, order: &Order, profile: &ChipProfile, keys: &SoftwareKeySto
 #[test]
 fn issuer_certificate_must_fit_the_card() {
     let d = demo();
-    let keys = demo_store();
+    let keys = demo::keys();
     // The Mastercard order with the Visa issuer key (issuer id 476173): named as an order error.
     let mut o = order_of(&d, "DEMO-MC-0001");
     o.payment_application.oda_key_index = Some(2);
@@ -535,7 +500,7 @@ fn iad_carries_the_orders_dki_and_the_profiles_cvn() {
 #[test]
 fn cdol1_carries_the_cvn_elements() {
     let d = demo();
-    let keys = demo_store();
+    let keys = demo::keys();
     let o = order_of(&d, "DEMO-VISA-0001");
     let visa = d
         .profiles
@@ -562,7 +527,7 @@ fn cdol1_carries_the_cvn_elements() {
 #[test]
 fn reference_pin_and_cvm_list_agree() {
     let d = demo();
-    let keys = demo_store();
+    let keys = demo::keys();
     let o = order_of(&d, "DEMO-VISA-0001");
     let visa = d.profiles.get("vis-1.6.3-vcps-2.2.4").expect("visa");
     let product = d.catalog.get(&o.card_product_id).expect("product");
@@ -600,7 +565,7 @@ fn reference_pin_and_cvm_list_agree() {
 #[test]
 fn track_service_code_matches_the_chip_product() {
     let d = demo();
-    let keys = demo_store();
+    let keys = demo::keys();
     let us = d.profiles.get("vis-1.5.4-vcps-2.1.3").expect("us");
     let text = std::fs::read_to_string(root().join("assets/demo/orders.json")).expect("orders");
     let text = text.replace("=28052010000987000000?", "=28051010000987000000?");
@@ -624,7 +589,7 @@ fn track_service_code_matches_the_chip_product() {
 #[test]
 fn icvv_offset_per_track() {
     let d = demo();
-    let keys = demo_store();
+    let keys = demo::keys();
     let text = std::fs::read_to_string(root().join("profiles/chip/vis-1.6.3-vcps-2.2.4.toml"))
         .expect("profile");
     let per_track = ChipProfile::from_toml(
@@ -662,7 +627,7 @@ fn icvv_offset_per_track() {
 #[test]
 fn cardholder_name_over_contactless_is_a_profile_setting() {
     let d = demo();
-    let keys = demo_store();
+    let keys = demo::keys();
     let text = std::fs::read_to_string(root().join("profiles/chip/vis-1.6.3-vcps-2.2.4.toml"))
         .expect("profile");
     let no_name = ChipProfile::from_toml(

@@ -7,12 +7,11 @@
 //! guards, also when an assertion fails; every wait is bounded.
 mod support;
 
-use support::{persodesk, root};
+use support::{TempDir, persodesk, persodesk_command, root};
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
+use std::process::{Child, Output};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -21,7 +20,6 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_persodesk");
 const DEMO_ORDERS: &str = "assets/demo/orders.json";
 const DEMO_IDS: [&str; 6] = [
     "DEMO-MC-0001",
@@ -31,32 +29,6 @@ const DEMO_IDS: [&str; 6] = [
     "DEMO-VISA-0003",
     "DEMO-US-0001",
 ];
-
-/// A temporary directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "persodesk-encode-{tag}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// `persodesk sim-encoder` running as a child process.
 struct Sim {
@@ -68,17 +40,10 @@ struct Sim {
 
 impl Sim {
     fn start(fail: &str, envs: &[(&str, &str)]) -> Sim {
-        let mut cmd = Command::new(BIN);
-        cmd.current_dir(root())
-            .args(["sim-encoder", "--fail", fail, "--swipe-delay-ms", "5"])
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("start persodesk sim-encoder");
+        let args = ["sim-encoder", "--fail", fail, "--swipe-delay-ms", "5"];
+        let mut child = persodesk_command(&args, envs)
+            .spawn()
+            .expect("start persodesk sim-encoder");
         let stdout = child.stdout.take().expect("stdout");
         let mut stderr = child.stderr.take().expect("stderr");
         let (tx, lines) = mpsc::channel();
@@ -229,7 +194,7 @@ fn clear_tracks() -> Vec<(String, Vec<(String, String)>)> {
 
 #[test]
 fn every_demo_order_is_written_and_read_back_without_leaking() {
-    let tmp = TempDir::new("demo");
+    let tmp = TempDir::new("encode-demo");
     let records = tmp.path("records.jsonl");
     let trace = [("RUST_LOG", "trace")];
     let sim = Sim::start("none", &trace);
@@ -316,7 +281,7 @@ fn every_demo_order_is_written_and_read_back_without_leaking() {
 /// Runs one encode of DEMO-MC-0001 against a simulator with `fail`; returns the encode output,
 /// its record and the simulator's stop summary.
 fn encode_with_fault(fail: &str, extra: &[&str]) -> (Output, Value, String) {
-    let tmp = TempDir::new(&fail.replace(':', "-"));
+    let tmp = TempDir::new(&format!("encode-{}", fail.replace(':', "-")));
     let records = tmp.path("records.jsonl");
     let sim = Sim::start(fail, &[]);
     let o = encode(DEMO_ORDERS, "DEMO-MC-0001", &sim.path, &records, extra, &[]);
@@ -392,7 +357,7 @@ fn read_back_mismatch_names_the_track_with_exit_4() {
 
 #[test]
 fn missing_port_is_named_with_exit_3() {
-    let tmp = TempDir::new("noport");
+    let tmp = TempDir::new("encode-noport");
     let records = tmp.path("records.jsonl");
     let o = encode(
         DEMO_ORDERS,
@@ -408,7 +373,7 @@ fn missing_port_is_named_with_exit_3() {
 
 #[test]
 fn unknown_order_id_is_exit_2_without_record() {
-    let tmp = TempDir::new("noorder");
+    let tmp = TempDir::new("encode-noorder");
     let records = tmp.path("records.jsonl");
     let o = encode(DEMO_ORDERS, "NOPE", "/dev/null", &records, &[], &[]);
     assert_eq!(o.status.code(), Some(2));
@@ -418,7 +383,7 @@ fn unknown_order_id_is_exit_2_without_record() {
 
 #[test]
 fn refused_tracks_never_reach_the_device() {
-    let tmp = TempDir::new("refused");
+    let tmp = TempDir::new("encode-refused");
     let records = tmp.path("records.jsonl");
     let orders = std::fs::read_to_string(root().join(DEMO_ORDERS)).expect("orders");
     let demo: Value = serde_json::from_str(&orders).expect("json");

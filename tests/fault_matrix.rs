@@ -11,7 +11,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use persodesk::devices::encoder::SerialConfig;
@@ -30,6 +30,7 @@ use persodesk::sim::card::channel::{CardKeySource, CardProtocol, KmcMethod};
 use persodesk::sim::card::{CardConfig, CardCvn, VirtualCard};
 use persodesk::sim::encoder::{SimConfig, SimEncoder, SimFault};
 use persodesk::store::Store;
+use support::demo;
 
 const ORDER: &str = "DEMO-VISA-0001";
 
@@ -180,21 +181,15 @@ struct Demo {
     kmc: Vec<u8>,
 }
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn demo() -> Demo {
     demo_of(ORDER)
 }
 
 fn demo_of(id: &str) -> Demo {
-    let keys = SoftwareKeyStore::load(&root().join("assets/demo/keys.toml")).expect("keys");
-    let catalog = persodesk::catalog::load_products(&root().join("profiles")).expect("products");
-    let profiles =
-        persodesk::catalog::load_chip_profiles(&root().join("profiles")).expect("chip profiles");
-    let text = std::fs::read_to_string(root().join("assets/demo/orders.json")).expect("orders");
-    let order = parse_order_file(&text, &catalog.order_rules())
+    let keys = demo::keys();
+    let catalog = demo::catalog();
+    let profiles = demo::chip_profiles();
+    let order = parse_order_file(&demo::read(demo::ORDERS), &catalog.order_rules())
         .expect("order file")
         .into_iter()
         .find(|e| e.id == id)

@@ -3,59 +3,26 @@
 //! agreeing with the tracks, the PIN DGI holding the order's PIN, DGI 8000 against published
 //! derivation vectors, and clear errors for bad input.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use persodesk::domain::chip::keys::ChipKeys;
-use persodesk::domain::chip::model1::{self, PrepDate};
+use persodesk::domain::chip::model1;
 use persodesk::domain::chip::profile::{ChipProfile, DgiContent, OdaMethod};
-use persodesk::domain::chip::{ChipData, ChipProfiles};
+use persodesk::domain::chip::ChipData;
 use persodesk::domain::emv_keys::MkdOption;
 use persodesk::domain::fields::{Pan, Psn};
 use persodesk::domain::oda::{
     self, CaPublicKey, EmvPublicKey, IssuerCertFields, RsaExponent, RsaKeyPair,
 };
-use persodesk::domain::order::{Order, parse_order_file};
-use persodesk::domain::product::Catalog;
+use persodesk::domain::order::Order;
 use persodesk::domain::tlv::{self, Tag};
 use persodesk::keys::SoftwareKeyStore;
 use persodesk::keys::pool::{InlineKeys, KeyPool};
 use persodesk::keys::software_chip::rsa_kcv;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-const DATE: PrepDate = PrepDate {
-    yy: 25,
-    mm: 1,
-    dd: 15,
-};
-
-struct Demo {
-    catalog: Catalog,
-    profiles: ChipProfiles,
-    keys: SoftwareKeyStore,
-    orders: Vec<Order>,
-}
-
-fn demo() -> Demo {
-    let catalog = persodesk::catalog::load_products(&root().join("profiles")).expect("products");
-    let profiles =
-        persodesk::catalog::load_chip_profiles(&root().join("profiles")).expect("chip profiles");
-    let keys = SoftwareKeyStore::load(&root().join("assets/demo/keys.toml")).expect("demo keys");
-    let text = std::fs::read_to_string(root().join("assets/demo/orders.json")).expect("orders");
-    let orders = parse_order_file(&text, &catalog.order_rules())
-        .expect("order file")
-        .into_iter()
-        .map(|e| e.outcome.expect("demo orders are valid"))
-        .collect();
-    Demo {
-        catalog,
-        profiles,
-        keys,
-        orders,
-    }
-}
+#[path = "support/demo.rs"]
+mod demo;
+use demo::{DATE, demo, root};
 
 fn find(tlvs: &[tlv::Tlv], raw: u32) -> Option<Vec<u8>> {
     let tag = Tag::new(raw)?;

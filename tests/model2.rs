@@ -6,9 +6,7 @@
 //! (`EnvelopeKeys::seal_envelope`, whose own vectors come from an independent implementation in
 //! tests/envelope.rs), so Model 1 and Model 2 are checked against each other.
 
-use std::path::PathBuf;
-
-use persodesk::domain::chip::model1::{self, PrepDate};
+use persodesk::domain::chip::model1;
 use persodesk::domain::chip::model2::{self, Model2Error};
 use persodesk::domain::chip::{ChipData, ChipProfiles};
 use persodesk::domain::crypto;
@@ -21,15 +19,10 @@ use persodesk::keys::SoftwareKeyStore;
 use persodesk::keys::pool::InlineKeys;
 use serde_json::{Value, json};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+#[path = "support/demo.rs"]
+mod demo;
+use demo::{DATE, root};
 
-const DATE: PrepDate = PrepDate {
-    yy: 25,
-    mm: 1,
-    dd: 15,
-};
 const MAC_KEY: [u8; 16] = [0x5A; 16];
 /// The demo AES KEK (kek #1) as the issuer holds it, for the hand-made bad-padding case.
 const AES_KEK_1: &str = "000102030405060708090A0B0C0D0E0F";
@@ -42,17 +35,11 @@ struct Demo {
 }
 
 fn demo() -> Demo {
-    let catalog = persodesk::catalog::load_products(&root().join("profiles")).expect("products");
-    let profiles =
-        persodesk::catalog::load_chip_profiles(&root().join("profiles")).expect("chip profiles");
-    let keys = SoftwareKeyStore::load(&root().join("assets/demo/keys.toml")).expect("demo keys");
-    let text = std::fs::read_to_string(root().join("assets/demo/orders.json")).expect("orders");
-    let orders: Value = serde_json::from_str(&text).expect("json");
     Demo {
-        catalog,
-        profiles,
-        keys,
-        orders,
+        catalog: demo::catalog(),
+        profiles: demo::chip_profiles(),
+        keys: demo::keys(),
+        orders: serde_json::from_str(&demo::read(demo::ORDERS)).expect("json"),
     }
 }
 

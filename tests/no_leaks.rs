@@ -11,7 +11,6 @@
 mod support;
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,10 +23,10 @@ use persodesk::domain::order::parse_order_file;
 use persodesk::domain::review::{Role, Session};
 use persodesk::domain::track::TrackNo;
 use persodesk::job::{self, CardConnector, CardJob, SerialStripe, StripeWriter};
-use persodesk::keys::SoftwareKeyStore;
 use persodesk::keys::pool::InlineKeys;
 use persodesk::sim::encoder::{SimConfig, SimEncoder};
 use persodesk::store::Store;
+use support::{demo, root};
 
 /// A tracing writer into a shared buffer.
 #[derive(Clone, Default)]
@@ -66,10 +65,6 @@ impl CardTransport for Reborrow<'_> {
     }
 }
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// Hex values (keys, RSA parts) of the key store file: every quoted hex string of 16+ digits.
 fn key_values(text: &str) -> Vec<String> {
     text.lines()
@@ -95,10 +90,9 @@ fn no_flow_leaks_card_data_or_keys() {
         .init();
 
     let keys_text = std::fs::read_to_string(root().join("assets/demo/keys.toml")).expect("keys");
-    let keys = SoftwareKeyStore::load(&root().join("assets/demo/keys.toml")).expect("keys");
-    let catalog = persodesk::catalog::load_products(&root().join("profiles")).expect("products");
-    let profiles =
-        persodesk::catalog::load_chip_profiles(&root().join("profiles")).expect("chip profiles");
+    let keys = demo::keys();
+    let catalog = demo::catalog();
+    let profiles = demo::chip_profiles();
     let dir = std::env::temp_dir().join(format!("persodesk-leaks-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -127,9 +121,8 @@ fn no_flow_leaks_card_data_or_keys() {
         .collect();
     let mut outputs: Vec<(&str, String)> = Vec::new();
     let mut cards = 0;
-    for file in ["assets/demo/orders.json", "assets/demo/orders-model2.json"] {
-        let text = std::fs::read_to_string(root().join(file)).expect("orders");
-        let entries = parse_order_file(&text, &catalog.order_rules()).expect("order file");
+    for file in [demo::ORDERS, demo::ORDERS_MODEL2] {
+        let entries = parse_order_file(&demo::read(file), &catalog.order_rules()).expect("order file");
         for entry in &entries {
             outputs.push(("OrderEntry Debug", format!("{entry:?}")));
             let order = entry.outcome.as_ref().expect("valid demo order");

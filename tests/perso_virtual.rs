@@ -67,13 +67,6 @@ fn options(protocol: Protocol, level: SecurityLevel, gp_style: bool) -> ChannelO
     }
 }
 
-fn card_protocol(p: Protocol) -> CardProtocol {
-    match p {
-        Protocol::Scp02 { i } => CardProtocol::Scp02 { i },
-        Protocol::Scp03 { i } => CardProtocol::Scp03 { i },
-    }
-}
-
 fn terminal() -> TerminalData {
     TerminalData {
         un: [0xDE, 0xAD, 0xBE, 0xEF],
@@ -149,7 +142,7 @@ fn every_protocol_and_level_personalizes_and_reads_back() {
     let imk = DesKey16::from_slice(&h(support::IMK_AC)).expect("imk");
     for (n, (protocol, level)) in cases.into_iter().enumerate() {
         let gp_style = n % 2 == 1;
-        let mut t = VirtualTransport::new(card(card_protocol(protocol)));
+        let mut t = VirtualTransport::new(card(CardProtocol::from(protocol)));
         let started = Instant::now();
         let report = personalize(&mut t, protocol, level, gp_style)
             .unwrap_or_else(|e| panic!("{protocol} {level} gp={gp_style}: {e}"));
@@ -266,7 +259,7 @@ fn expect_failure(
     already: bool,
 ) -> (PersoError, VirtualTransport) {
     let protocol = Protocol::Scp02 { i: 0x55 };
-    let mut c = card(card_protocol(protocol));
+    let mut c = card(CardProtocol::from(protocol));
     if let Some(f) = fault {
         c.inject(f);
     }
@@ -400,12 +393,9 @@ fn sw_of(r: &[u8]) -> u16 {
     u16::from_be_bytes([r[r.len() - 2], r[r.len() - 1]])
 }
 
-/// V: gp-scp02 "SCP02 mutual auth + C-MAC wrap (i=55 style, ICV encryption)" (pysim, real
-/// sysmoISIM trace): the card's INITIALIZE UPDATE answer, acceptance of the host's EXTERNAL
-/// AUTHENTICATE and of the C-MAC'd commands. The card challenge of this trace is random, so the
-/// card runs as i=15 with the trace's challenge.
-#[test]
-fn virtual_card_matches_scp02_real_card_trace() {
+/// The card of the pysim SCP02 trace (gp-scp02, a real sysmoISIM): its static keys, sequence
+/// counter 0001 and the trace's card challenge; i=15 (the trace's challenge is random).
+fn pysim_trace_card() -> VirtualCard {
     let mut c = static_card(
         CardProtocol::Scp02 { i: 0x15 },
         "100102030405060708090a0b0c0d0e0f",
@@ -416,6 +406,16 @@ fn virtual_card_matches_scp02_real_card_trace() {
     );
     c.set_sequence_counter(0x0001);
     c.set_fixed_random([0x6B, 0x45, 0x24, 0xAB, 0xEE, 0x7C, 0, 0]);
+    c
+}
+
+/// V: gp-scp02 "SCP02 mutual auth + C-MAC wrap (i=55 style, ICV encryption)" (pysim, real
+/// sysmoISIM trace): the card's INITIALIZE UPDATE answer, acceptance of the host's EXTERNAL
+/// AUTHENTICATE and of the C-MAC'd commands. The card challenge of this trace is random, so the
+/// card runs as i=15 with the trace's challenge.
+#[test]
+fn virtual_card_matches_scp02_real_card_trace() {
+    let mut c = pysim_trace_card();
     assert_eq!(sw_of(&c.process(&h("00A4040000"))), 0x9000);
     let r = c.process(&h("8050000008 40A62C37FA6304F8 00"
         .replace(' ', "")
@@ -452,16 +452,7 @@ fn virtual_card_matches_scp02_real_card_trace() {
 /// GP 2.2 Annex E (S-MAC = TDES-CBC(K-MAC)[0101 || seq || 00..], retail MAC, zero ICV).
 #[test]
 fn external_authenticate_at_level_00_is_accepted() {
-    let mut c = static_card(
-        CardProtocol::Scp02 { i: 0x15 },
-        "100102030405060708090a0b0c0d0e0f",
-        "101102030405060708090a0b0c0d0e0f",
-        "102102030405060708090a0b0c0d0e0f",
-        "00000000000000000000",
-        0x70,
-    );
-    c.set_sequence_counter(0x0001);
-    c.set_fixed_random([0x6B, 0x45, 0x24, 0xAB, 0xEE, 0x7C, 0, 0]);
+    let mut c = pysim_trace_card();
     assert_eq!(sw_of(&c.process(&h("00A4040000"))), 0x9000);
     c.process(&h("805000000840A62C37FA6304F800"));
     let mut s_mac = [0u8; 16];
@@ -491,16 +482,7 @@ fn external_authenticate_at_level_00_is_accepted() {
 /// is refused: the next wrapped command finds no session (6982), never a half-advanced chain.
 #[test]
 fn a_plain_command_inside_a_cmac_session_closes_it() {
-    let mut c = static_card(
-        CardProtocol::Scp02 { i: 0x15 },
-        "100102030405060708090a0b0c0d0e0f",
-        "101102030405060708090a0b0c0d0e0f",
-        "102102030405060708090a0b0c0d0e0f",
-        "00000000000000000000",
-        0x70,
-    );
-    c.set_sequence_counter(0x0001);
-    c.set_fixed_random([0x6B, 0x45, 0x24, 0xAB, 0xEE, 0x7C, 0, 0]);
+    let mut c = pysim_trace_card();
     c.process(&h("00A4040000"));
     c.process(&h("805000000840A62C37FA6304F800"));
     assert_eq!(
@@ -630,12 +612,12 @@ fn the_session_takes_the_card_keys_from_the_key_store() {
             method,
         };
         let dgis = || support::dgis(matches!(protocol, Protocol::Scp03 { .. }));
-        let mut t = VirtualTransport::new(card(card_protocol(protocol)));
+        let mut t = VirtualTransport::new(card(CardProtocol::from(protocol)));
         let report = personalize_dgis_with(&mut t, opts.clone(), dgis(), &store, &mut |_| {})
             .expect("personalized with the store's card keys");
         assert!(report.summary.store_data_commands > 0, "{protocol}");
 
-        let mut t = VirtualTransport::new(card(card_protocol(protocol)));
+        let mut t = VirtualTransport::new(card(CardProtocol::from(protocol)));
         let err =
             personalize_dgis(&mut t, opts.clone(), dgis(), &mut |_| {}).expect_err("no store");
         assert_eq!(err.step(), Some(StepName::InitializeUpdate));
@@ -647,7 +629,7 @@ fn the_session_takes_the_card_keys_from_the_key_store() {
         assert!(err.to_string().contains("no key store was given"), "{err}");
 
         let empty = SoftwareKeyStore::default();
-        let mut t = VirtualTransport::new(card(card_protocol(protocol)));
+        let mut t = VirtualTransport::new(card(CardProtocol::from(protocol)));
         let err =
             personalize_dgis_with(&mut t, opts, dgis(), &empty, &mut |_| {}).expect_err("no kmc");
         assert!(

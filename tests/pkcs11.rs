@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-use persodesk::domain::chip::ChipProfiles;
 use persodesk::domain::chip::keys::{IccKeyPair, IccKeySource};
 use persodesk::domain::chip::model1::PrepDate;
 use persodesk::domain::chip_model::{CardKeys, ModelChoice, PrepInputs, prepare_card};
@@ -24,64 +23,46 @@ use persodesk::domain::fields::{Pan, Psn};
 use persodesk::domain::gp::kdf::Diversification;
 use persodesk::domain::keystore::{CardKeyStore, KeyRef, KeyStore, KeyUsage};
 use persodesk::domain::oda::{OdaError, RsaExponent, RsaKeyPair};
-use persodesk::domain::order::{Order, parse_order_file};
-use persodesk::domain::product::Catalog;
 use persodesk::keys::pkcs11::{Pkcs11KeyStore, ceremony};
-use persodesk::keys::{LoadedKeys, SoftwareKeyStore};
+use persodesk::keys::LoadedKeys;
 
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+#[path = "support/softhsm.rs"]
+mod softhsm;
+use softhsm::{MODULE, TokenDir};
+
+#[path = "support/demo.rs"]
+mod demo;
+use demo::{Demo, root};
+
 const PIN: &str = "246810";
 const SO_PIN: &str = "13579111";
 const TOKEN: &str = "persodesk-demo";
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// Whether SoftHSM2 is installed; says so loudly when it is not.
 fn softhsm_present(test: &str) -> bool {
-    let util = Command::new("softhsm2-util").arg("--version").output();
-    if Path::new(MODULE).exists() && util.is_ok_and(|o| o.status.success()) {
-        return true;
-    }
-    eprintln!(
-        "\n*** SKIPPED {test}: SoftHSM2 is not installed ({MODULE} or softhsm2-util missing; \
-         `bash .ci/setup` installs the Debian package softhsm2) ***\n"
-    );
-    false
+    softhsm::present(test, "")
 }
 
-/// A token directory with its own SoftHSM2 configuration.
-struct Hsm {
-    dir: PathBuf,
-    conf: PathBuf,
+/// A token directory with its own SoftHSM2 configuration, removed when dropped.
+struct Hsm(TokenDir);
+
+impl std::ops::Deref for Hsm {
+    type Target = TokenDir;
+
+    fn deref(&self) -> &TokenDir {
+        &self.0
+    }
 }
 
 impl Hsm {
     fn new(name: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("persodesk-p11-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("tokens")).expect("token dir");
-        let conf = dir.join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                dir.join("tokens").display()
-            ),
-        )
-        .expect("conf");
-        Self { dir, conf }
+        Hsm(TokenDir::new(dir))
     }
 
-    fn init_token(&self, label: &str) {
-        let out = Command::new("softhsm2-util")
-            .env("SOFTHSM2_CONF", &self.conf)
-            .args(["--init-token", "--free", "--label", label, "--pin", PIN])
-            .args(["--so-pin", SO_PIN])
-            .output()
-            .expect("softhsm2-util runs");
-        assert!(out.status.success(), "init-token: {out:?}");
+    /// Initialises token `label` with this file's PINs.
+    fn init(&self, label: &str) {
+        self.0.init_token(label, PIN, SO_PIN);
     }
 
     /// Runs the ignored test `child` of this binary with SOFTHSM2_CONF set to this directory.
@@ -110,18 +91,11 @@ impl Hsm {
         assert!(text.contains("1 passed"), "{child} did not run:\n{text}");
     }
 
-    /// Writes the store file for token `token` into the directory.
-    fn store_file(&self, token: &str, test: bool, extra: &str) -> PathBuf {
-        let f = self.dir.join(format!("{token}.toml"));
-        std::fs::write(
-            &f,
-            format!(
-                "[pkcs11]\nmodule = \"{MODULE}\"\ntoken = \"{token}\"\n\
-                 pin_env = \"PERSODESK_TEST_HSM_PIN\"\ntest = {test}\n{extra}"
-            ),
-        )
-        .expect("store file");
-        f
+    /// Writes the store file `<token>.toml` for token `token` into the directory.
+    fn store(&self, token: &str, test: bool, extra: &str) -> PathBuf {
+        let file = format!("{token}.toml");
+        self.0
+            .store_file(&file, token, "PERSODESK_TEST_HSM_PIN", test, extra)
     }
 }
 
@@ -165,31 +139,12 @@ impl IccKeySource for FixedIccKeys {
     }
 }
 
-struct Demo {
-    catalog: Catalog,
-    profiles: ChipProfiles,
-    orders: Vec<Order>,
-}
-
+/// The demo assets with the orders of both demo files (Model 1 and Model 2).
 fn demo() -> Demo {
-    let catalog = persodesk::catalog::load_products(&root().join("profiles")).expect("products");
-    let profiles =
-        persodesk::catalog::load_chip_profiles(&root().join("profiles")).expect("chip profiles");
-    let mut orders = Vec::new();
-    for f in ["assets/demo/orders.json", "assets/demo/orders-model2.json"] {
-        let text = std::fs::read_to_string(root().join(f)).expect("orders");
-        orders.extend(
-            parse_order_file(&text, &catalog.order_rules())
-                .expect("order file")
-                .into_iter()
-                .map(|e| e.outcome.expect("demo orders are valid")),
-        );
-    }
-    Demo {
-        catalog,
-        profiles,
-        orders,
-    }
+    let mut d = demo::demo();
+    d.orders
+        .extend(demo::orders(&d.catalog, demo::ORDERS_MODEL2));
+    d
 }
 
 /// Everything a preparation yields that must not depend on the store: tracks, DGIs (id and
@@ -247,14 +202,10 @@ fn prepared(
     out
 }
 
-fn software() -> SoftwareKeyStore {
-    SoftwareKeyStore::load(&root().join("assets/demo/keys.toml")).expect("demo keys")
-}
-
 /// Same preparation results from both stores for every demo order and model choice.
 fn assert_same_preparation(p11: &Pkcs11KeyStore) {
     let demo = demo();
-    let soft = software();
+    let soft = demo::keys();
     let icc = FixedIccKeys::default();
     let mut chip_lines = 0;
     for choice in [
@@ -298,8 +249,8 @@ fn demo_keys_imported_into_softhsm_prepare_like_the_software_store() {
         return;
     }
     let hsm = Hsm::new("import");
-    hsm.init_token(TOKEN);
-    hsm.store_file(TOKEN, true, "");
+    hsm.init(TOKEN);
+    hsm.store(TOKEN, true, "");
     hsm.run_child("child_import_and_prepare");
 }
 
@@ -311,12 +262,12 @@ fn child_import_and_prepare() {
     let text = std::fs::read_to_string(&path).expect("store file");
     let file = persodesk::keys::pkcs11::StoreFile::parse_text("store", &text).expect("parses");
     let mut rw = Pkcs11KeyStore::open("store", file, true).expect("token opens");
-    let (done, issuers) = ceremony::import_software(&mut rw, &software()).expect("import");
+    let (done, issuers) = ceremony::import_software(&mut rw, &demo::keys()).expect("import");
     // Every software KCV was recomputed by the token and compared inside import_software; the
     // demo file's own declared KCVs are the published-convention values.
     // JWE keys stay in the software store (docs/hsm.md).
     // Every key, the JWE key (P-256, ECDH in the token) included.
-    assert_eq!(done.len(), software().list().len());
+    assert_eq!(done.len(), demo::keys().list().len());
     assert!(!issuers.is_empty(), "the demo issuer keys");
     drop(rw);
     let mut f = std::fs::OpenOptions::new()
@@ -326,7 +277,7 @@ fn child_import_and_prepare() {
     std::io::Write::write_all(&mut f, ceremony::issuer_toml(&issuers).as_bytes()).expect("write");
 
     let p11 = open(&path);
-    for info in software()
+    for info in demo::keys()
         .list()
         .into_iter()
         .filter(|i| i.key.usage != KeyUsage::Jwe && i.key.usage != KeyUsage::Audit)
@@ -382,7 +333,7 @@ impl persodesk::job::CardConnector for OneCard {
 fn assert_job_runs_on_the_token(p11: &Pkcs11KeyStore) {
     use persodesk::job::{CardJob, run};
     let demo = demo();
-    let soft = software();
+    let soft = demo::keys();
     let mut cards = 0;
     for order in &demo.orders {
         let product = demo.catalog.get(&order.card_product_id).expect("product");
@@ -447,7 +398,7 @@ fn assert_job_runs_on_the_token(p11: &Pkcs11KeyStore) {
 /// unknown kid is refused by name.
 fn assert_jwe_matches(p11: &Pkcs11KeyStore) {
     use persodesk::domain::keystore::JweKeys;
-    let soft = software();
+    let soft = demo::keys();
     let text = std::fs::read_to_string(root().join("assets/demo/orders-jwe.json")).expect("jwe");
     let v: serde_json::Value = serde_json::from_str(&text).expect("json");
     let mut opened = 0;
@@ -473,7 +424,7 @@ fn assert_jwe_matches(p11: &Pkcs11KeyStore) {
 /// equal to the software store's (the `hmac` crate, an independent implementation).
 fn assert_sealing_matches(p11: &Pkcs11KeyStore, path: &Path) {
     use persodesk::domain::keystore::StoreSealKeys;
-    let soft = software();
+    let soft = demo::keys();
     let purpose = "queue-order:C-1";
     let data = b"4000000000000002 3012 DOE/JOHN";
     let from_soft = soft.store_seal(purpose, data).expect("software seal");
@@ -530,7 +481,7 @@ fn assert_sealing_matches(p11: &Pkcs11KeyStore, path: &Path) {
 
 /// The card-side port: KMC diversification (SCP02 and SCP03 methods), CA keys, MK-AC.
 fn assert_card_side_matches(p11: &Pkcs11KeyStore) {
-    let soft = software();
+    let soft = demo::keys();
     let kdd = [0x00, 0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88];
     for info in soft.list().iter().filter(|i| i.key.usage == KeyUsage::Kmc) {
         let methods: &[Diversification] = match info.algorithm {
@@ -643,7 +594,7 @@ fn a_token_provisioned_by_pkcs11_tool_works_like_the_software_store() {
         return;
     }
     let hsm = Hsm::new("provisioned");
-    hsm.init_token("provisioned");
+    hsm.init("provisioned");
     for (label, alg, v) in demo_values() {
         match (alg.as_str(), v.len()) {
             ("aes", n) => write_secret(&hsm, "provisioned", &label, &format!("AES:{n}"), &v),
@@ -667,7 +618,7 @@ fn a_token_provisioned_by_pkcs11_tool_works_like_the_software_store() {
             other => panic!("{label}: {other:?}"),
         }
     }
-    hsm.store_file("provisioned", true, "");
+    hsm.store("provisioned", true, "");
     hsm.run_child("child_provisioned");
 }
 
@@ -676,7 +627,7 @@ fn a_token_provisioned_by_pkcs11_tool_works_like_the_software_store() {
 fn child_provisioned() {
     let dir = child_dir().expect("PERSODESK_TEST_HSM_DIR");
     let p11 = open(&dir.join("provisioned.toml"));
-    for info in software()
+    for info in demo::keys()
         .list()
         .into_iter()
         .filter(|i| i.key.usage != KeyUsage::Jwe)
@@ -694,7 +645,7 @@ fn child_provisioned() {
     // No issuer RSA key on this token: tracks and Model 2 must match; Model 1 needs ODA keys.
     let demo = demo();
     let icc = FixedIccKeys::default();
-    let soft = software();
+    let soft = demo::keys();
     let a = prepared(&demo, &soft, &icc, ModelChoice::StripeOnly);
     let b = prepared(&demo, &p11, &icc, ModelChoice::StripeOnly);
     assert_eq!(a, b);
@@ -734,8 +685,8 @@ fn store_errors_name_the_module_the_token_the_pin_and_the_label() {
         return;
     }
     let hsm = Hsm::new("errors");
-    hsm.init_token(TOKEN);
-    hsm.init_token("leaky");
+    hsm.init(TOKEN);
+    hsm.init("leaky");
     write_secret(&hsm, "leaky", "kek/1", "AES:16", &[7u8; 16]);
     let f = hsm.dir.join("value.bin");
     std::fs::write(&f, [9u8; 16]).expect("value");
@@ -755,9 +706,9 @@ fn store_errors_name_the_module_the_token_the_pin_and_the_label() {
             "--extractable",
         ],
     );
-    hsm.store_file(TOKEN, true, "");
-    hsm.store_file("leaky", true, "");
-    hsm.store_file("absent", true, "");
+    hsm.store(TOKEN, true, "");
+    hsm.store("leaky", true, "");
+    hsm.store("absent", true, "");
     std::fs::write(
         hsm.dir.join("nomodule.toml"),
         format!(
@@ -836,8 +787,8 @@ fn keys_import_and_list_on_the_command_line_with_an_audit_record() {
         return;
     }
     let hsm = Hsm::new("cli");
-    hsm.init_token(TOKEN);
-    let store = hsm.store_file(TOKEN, true, "");
+    hsm.init(TOKEN);
+    let store = hsm.store(TOKEN, true, "");
     let store_s = store.display().to_string();
     let demo = root().join("assets/demo/keys.toml").display().to_string();
     let out = persodesk(

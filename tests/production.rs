@@ -3,28 +3,25 @@
 //! test keys, demo orders and test products entirely, and never reveals. Since issue 13 the key
 //! store and profiles come from the configuration only (tests/production_probe.rs has the rest).
 
+mod support;
+
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 #[path = "support/live_token.rs"]
 mod live_token;
 
 use live_token::LiveToken;
+use support::root;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
+/// Runs persodesk in production mode (`config`), on `token` when given.
 fn persodesk_on(args: &[&str], config: &Path, token: Option<&LiveToken>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_persodesk"));
-    cmd.current_dir(root())
-        .args(args)
-        .env("PERSODESK_CONFIG", config)
-        .env_remove("RUST_LOG");
+    let mut envs: Vec<(&str, OsString)> = vec![("PERSODESK_CONFIG", config.into())];
     if let Some(t) = token {
-        t.env(&mut cmd);
+        envs.extend(t.envs());
     }
-    cmd.output().expect("run persodesk")
+    support::persodesk_env(args, &envs)
 }
 
 fn persodesk(args: &[&str], config: &Path) -> Output {

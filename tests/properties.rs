@@ -12,12 +12,11 @@
 //! reference PAN (the background: static hex such as `000000...` in DGIs may contain any digit
 //! string by chance, and would show for every PAN).
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use persodesk::devices::transport::VirtualTransport;
 use persodesk::domain::chip::keys::{IccKeyPair, IccKeySource};
-use persodesk::domain::chip::model1::{self, PrepDate};
+use persodesk::domain::chip::model1;
 use persodesk::domain::chip::{ChipProfiles, preview};
 use persodesk::domain::dgi::{self, Dgi};
 use persodesk::domain::fields::{Cvv, EncodedName, Pan, Pvv, ServiceCode, Yymm};
@@ -40,6 +39,10 @@ use persodesk::sim::card::{CardConfig, VirtualCard};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
+
+#[path = "support/demo.rs"]
+mod demo;
+use demo::DATE;
 
 // ------------------------------------------------------------------------------------------------
 // TLV and DGI round trips
@@ -308,16 +311,6 @@ fn leak(text: &str, pan: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-const DATE: PrepDate = PrepDate {
-    yy: 25,
-    mm: 1,
-    dd: 15,
-};
-
 /// One ICC key pair for every case (generation is the slow part; persodesk never reuses a pair,
 /// this source does so for the test only).
 struct FixedIccKey(RsaKeyPair);
@@ -350,14 +343,10 @@ struct Demo {
 fn demo() -> &'static Demo {
     static DEMO: OnceLock<Demo> = OnceLock::new();
     DEMO.get_or_init(|| {
-        let catalog =
-            persodesk::catalog::load_products(&root().join("profiles")).expect("products");
-        let profiles =
-            persodesk::catalog::load_chip_profiles(&root().join("profiles")).expect("profiles");
-        let keys =
-            SoftwareKeyStore::load(&root().join("assets/demo/keys.toml")).expect("demo keys");
-        let text = std::fs::read_to_string(root().join("assets/demo/orders.json")).expect("orders");
-        let orders: Value = serde_json::from_str(&text).expect("json");
+        let catalog = demo::catalog();
+        let profiles = demo::chip_profiles();
+        let keys = demo::keys();
+        let orders: Value = serde_json::from_str(&demo::read(demo::ORDERS)).expect("json");
         let mut rng = rsa::rand_core::UnwrapErr(getrandom::SysRng);
         let icc =
             FixedIccKey(RsaKeyPair::generate(&mut rng, 1024, RsaExponent::Three).expect("rsa"));

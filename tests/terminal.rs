@@ -6,23 +6,20 @@
 //! Also the GlobalPlatform card side: GET STATUS and GET DATA under secure messaging keep the
 //! MAC chain in step, EXTERNAL AUTHENTICATE at security level 00 is accepted.
 
-use std::path::PathBuf;
-
-use persodesk::devices::transport::{CardTransport, TransportError};
 use persodesk::domain::chip::{ChipProfile, ChipProfiles, Interface};
 use persodesk::domain::chip_model::{ChipModel, ModelChoice, PrepInputs, prepare_card};
 use persodesk::domain::envelope::EnvelopeSettings;
-use persodesk::domain::order::{Order, parse_order_file};
+use persodesk::domain::order::Order;
 use persodesk::domain::product::Catalog;
 use persodesk::domain::readback::Outcome;
-use persodesk::job::{self, CardConnector, CardJob, CheckLine};
+use persodesk::job::{self, CardConnector, CardJob, CheckLine, VirtualCardReader};
 use persodesk::keys::SoftwareKeyStore;
 use persodesk::keys::pool::InlineKeys;
 use persodesk::sim::card::{CardInterface, VirtualCard, stock};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+#[path = "support/demo.rs"]
+mod demo;
+use demo::root;
 
 struct Demo {
     keys: SoftwareKeyStore,
@@ -33,25 +30,13 @@ struct Demo {
     model: ChipModel,
 }
 
-fn orders_of(catalog: &Catalog, file: &str) -> Vec<Order> {
-    let text = std::fs::read_to_string(root().join(file)).expect("orders");
-    parse_order_file(&text, &catalog.order_rules())
-        .expect("order file")
-        .into_iter()
-        .filter_map(|e| e.outcome.ok())
-        .collect()
-}
-
 fn demo() -> Demo {
-    let keys = SoftwareKeyStore::load(&root().join("assets/demo/keys.toml")).expect("keys");
-    let catalog = persodesk::catalog::load_products(&root().join("profiles")).expect("products");
-    let profiles =
-        persodesk::catalog::load_chip_profiles(&root().join("profiles")).expect("chip profiles");
-    let orders = orders_of(&catalog, "assets/demo/orders.json");
+    let catalog = demo::catalog();
+    let orders = demo::orders(&catalog, demo::ORDERS);
     Demo {
-        keys,
+        keys: demo::keys(),
         catalog,
-        profiles,
+        profiles: demo::chip_profiles(),
         orders,
         model: ChipModel::Model1,
     }
@@ -61,7 +46,7 @@ fn demo() -> Demo {
 /// assets/demo/model2/), one per chip profile.
 fn demo_model2() -> Demo {
     let mut d = demo();
-    d.orders = orders_of(&d.catalog, "assets/demo/orders-model2.json");
+    d.orders = demo::orders(&d.catalog, demo::ORDERS_MODEL2);
     d.model = ChipModel::Model2;
     d
 }
@@ -87,43 +72,9 @@ fn demo_production(profile: &str) -> Demo {
     d
 }
 
-/// The same virtual card presented on either interface (a dual-interface reader).
-struct DualReader {
-    card: VirtualCard,
-}
-
-struct Link<'a>(&'a mut VirtualCard);
-
-impl CardTransport for Link<'_> {
-    fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Vec<u8>, TransportError> {
-        Ok(self.0.process(apdu))
-    }
-    fn reader_name(&self) -> &str {
-        "dual-interface virtual reader"
-    }
-}
-
-impl CardConnector for DualReader {
-    fn connect(&mut self) -> Result<Box<dyn CardTransport + '_>, TransportError> {
-        self.card.set_interface(CardInterface::Contact);
-        Ok(Box::new(Link(&mut self.card)))
-    }
-
-    fn connect_on(
-        &mut self,
-        interface: Interface,
-    ) -> Result<Option<Box<dyn CardTransport + '_>>, TransportError> {
-        self.card.set_interface(match interface {
-            Interface::Contact => CardInterface::Contact,
-            Interface::Contactless => CardInterface::Contactless,
-        });
-        Ok(Some(Box::new(Link(&mut self.card))))
-    }
-}
-
 /// Personalizes `order` on a fresh card of its profile's stock and reads it back on every
 /// interface; returns the read-back lines and the failure, if any.
-fn run(d: &Demo, order: &Order) -> (Vec<CheckLine>, Option<String>, DualReader) {
+fn run(d: &Demo, order: &Order) -> (Vec<CheckLine>, Option<String>, VirtualCardReader) {
     let product = d.catalog.get(&order.card_product_id).expect("product");
     let name = product.chip_profile.as_deref().expect("chip product");
     let profile = d.profiles.get(name).expect("profile");
@@ -138,9 +89,8 @@ fn run(d: &Demo, order: &Order) -> (Vec<CheckLine>, Option<String>, DualReader) 
         .unwrap_or_else(|e| panic!("{}: {e:?}", order.id));
     let (kmc, _) = d.keys.test_kmc(profile.channel.kmc_index).expect("kmc");
     let config = stock::config_for(profile, kmc, [0, 0, 0, 7]).expect("card stock");
-    let mut reader = DualReader {
-        card: VirtualCard::new(config).expect("card"),
-    };
+    // The same virtual card presented on either interface (a dual-interface reader).
+    let mut reader = VirtualCardReader::new(VirtualCard::new(config).expect("card"));
     let job = CardJob {
         order,
         data: &data,
@@ -178,7 +128,7 @@ fn the_ppse_instance_is_personalized_and_answers_over_contactless_only() {
     for order in chip_orders(&d) {
         let (lines, _, reader) = run(&d, order);
         let id = &order.id;
-        assert!(reader.card.ppse().is_some(), "{id}: PPSE personalized");
+        assert!(reader.card().ppse().is_some(), "{id}: PPSE personalized");
         assert_eq!(
             status(&lines, "contactless: SELECT PPSE"),
             Some("pass"),
@@ -420,13 +370,12 @@ fn mchip_claims_no_mag_stripe_mode() {
     // The personalized card does not answer COMPUTE CRYPTOGRAPHIC CHECKSUM.
     let (_, failure, mut reader) = run(&d, order);
     assert!(failure.is_none(), "{failure:?}");
-    reader.card.set_interface(CardInterface::Contactless);
+    let card = reader.card_mut();
+    card.set_interface(CardInterface::Contactless);
     let select = [&[0x00, 0xA4, 0x04, 0x00, 0x07][..], &profile.aid, &[0x00]].concat();
-    let r = reader.card.process(&select);
+    let r = card.process(&select);
     assert_eq!(r[r.len() - 2..], [0x90, 0x00]);
-    let r = reader
-        .card
-        .process(&[0x80, 0x2A, 0x8E, 0x80, 0x04, 1, 2, 3, 4, 0x00]);
+    let r = card.process(&[0x80, 0x2A, 0x8E, 0x80, 0x04, 1, 2, 3, 4, 0x00]);
     assert_eq!(r, [0x6D, 0x00], "COMPUTE CRYPTOGRAPHIC CHECKSUM");
 }
 
@@ -444,13 +393,14 @@ fn contact_read_without_a_directory_skips_unpersonalized_instances() {
         .expect("order");
     let (_, failure, mut reader) = run(&d, order);
     assert!(failure.is_none(), "{failure:?}");
-    reader.card.set_interface(CardInterface::Contact);
     let ca = d
         .keys
         .ca_public_keys()
         .into_iter()
         .find(|k| k.rid == [0xA0, 0, 0, 0, 0x04]);
-    let rb = persodesk::verify::read_card(&mut Link(&mut reader.card), ca, None).expect("read");
+    let mut contact = reader.connect().expect("contact");
+    let rb = persodesk::verify::read_card(contact.as_mut(), ca, None).expect("read");
+    drop(contact);
     for c in &rb.checks {
         assert!(!matches!(c.outcome, Outcome::Fail(_)), "{c}");
     }
@@ -460,12 +410,11 @@ fn contact_read_without_a_directory_skips_unpersonalized_instances() {
             .starts_with("SELECT AID A0000000031010: not a candidate")
     }));
     // The unpersonalized instance, selected, answers no payment command.
-    let r = reader.card.process(&[
+    let card = reader.card_mut();
+    let r = card.process(&[
         0x00, 0xA4, 0x04, 0x00, 0x07, 0xA0, 0, 0, 0, 0x03, 0x10, 0x10, 0x00,
     ]);
     assert_eq!(r[r.len() - 2..], [0x90, 0x00]);
-    let r = reader
-        .card
-        .process(&[0x80, 0xA8, 0x00, 0x00, 0x02, 0x83, 0x00, 0x00]);
+    let r = card.process(&[0x80, 0xA8, 0x00, 0x00, 0x02, 0x83, 0x00, 0x00]);
     assert_eq!(r, [0x6D, 0x00], "GPO on an unpersonalized instance");
 }

@@ -20,17 +20,15 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use super::{Exit, keys_path, profiles_path, read_catalog, read_keys, unreadable};
+use crate::devices::connector::{PcscReader, VirtualCardReader, blank_virtual_card};
 use crate::devices::encoder::SerialConfig;
-use crate::devices::pcsc::{PcscTransport, ProtocolChoice};
-use crate::devices::transport::{CardTransport, TransportError};
-use crate::domain::chip::{ChipProfile, ChipProfiles, Interface};
+use crate::domain::chip::{ChipProfile, ChipProfiles};
 use crate::domain::chip_model::profile_of;
 use crate::domain::finding::Finding;
 use crate::domain::product::Catalog;
 use crate::domain::review::{Role, Session};
 use crate::job::{self, CardConnector, CardJob, JobEvent, SerialStripe, StripeWriter};
 use crate::keys::LoadedKeys;
-use crate::sim::card::{CardInterface, VirtualCard};
 use crate::store::{Claim, Store};
 
 /// `persodesk station ...`
@@ -321,12 +319,12 @@ fn work_one(bench: &Bench, store: &mut Store, claim: &Claim) -> Worked {
     let mut virtual_reader = None;
     let mut pcsc = None;
     if bench.reader == "virtual" {
-        match profile.map(|p| virtual_card(p, &bench.keys)).transpose() {
-            Ok(card) => virtual_reader = Some(VirtualReader { card }),
+        match profile.map(|p| blank_virtual_card(p, &bench.keys)).transpose() {
+            Ok(card) => virtual_reader = card.map(VirtualCardReader::new),
             Err(e) => return finish(store, bench, claim, Some(format!("connect: {e}")), None),
         }
     } else {
-        pcsc = Some(Pcsc(bench.reader.clone()));
+        pcsc = Some(PcscReader(bench.reader.clone()));
     }
     let connector: Option<&mut dyn CardConnector> = match (&mut virtual_reader, &mut pcsc) {
         (Some(v), _) => Some(v),
@@ -345,9 +343,13 @@ fn work_one(bench: &Bench, store: &mut Store, claim: &Claim) -> Worked {
         &mut |event| renewals.on(event),
     );
     // The virtual card counts its personalization: 1 once its application holds data.
-    let count = virtual_reader
-        .as_ref()
-        .map(|v| u32::from(v.card.as_ref().is_some_and(|c| c.application().is_some())));
+    let count = (bench.reader == "virtual").then(|| {
+        u32::from(
+            virtual_reader
+                .as_ref()
+                .is_some_and(|v| v.card().application().is_some()),
+        )
+    });
     finish(
         store,
         bench,
@@ -424,71 +426,4 @@ fn chip_profile<'a>(
     profile_of(product, &bench.chip_profiles)
         .map(Some)
         .map_err(|f| format!("prepare: {f}"))
-}
-
-/// A fresh blank virtual card for `profile`.
-fn virtual_card(profile: &ChipProfile, keys: &LoadedKeys) -> Result<VirtualCard, String> {
-    let (kmc, _) = keys
-        .software()?
-        .test_kmc(profile.channel.kmc_index)
-        .map_err(|e| format!("virtual card: {e}"))?;
-    let mut csn = [0u8; 4];
-    if getrandom::fill(&mut csn).is_err() {
-        csn = [0, 0, 0, 1];
-    }
-    let config = crate::sim::card::stock::config_for(profile, kmc, csn)?;
-    VirtualCard::new(config).map_err(|e| format!("virtual card: {e}"))
-}
-
-/// The in-process virtual card (contact and contactless).
-struct VirtualReader {
-    card: Option<VirtualCard>,
-}
-
-impl CardConnector for VirtualReader {
-    fn connect(&mut self) -> Result<Box<dyn CardTransport + '_>, TransportError> {
-        self.connect_on(Interface::Contact)?
-            .ok_or_else(|| TransportError::NoCard("virtual".into()))
-    }
-
-    fn connect_on(
-        &mut self,
-        interface: Interface,
-    ) -> Result<Option<Box<dyn CardTransport + '_>>, TransportError> {
-        let Some(card) = self.card.as_mut() else {
-            return Err(TransportError::NoCard("virtual".into()));
-        };
-        card.set_interface(match interface {
-            Interface::Contact => CardInterface::Contact,
-            Interface::Contactless => CardInterface::Contactless,
-        });
-        Ok(Some(Box::new(CardLink(card))))
-    }
-}
-
-struct CardLink<'a>(&'a mut VirtualCard);
-
-impl CardTransport for CardLink<'_> {
-    fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Vec<u8>, TransportError> {
-        if !self.0.is_present() {
-            return Err(TransportError::CardRemoved);
-        }
-        Ok(self.0.process(apdu))
-    }
-
-    fn reader_name(&self) -> &str {
-        "in-process virtual card"
-    }
-}
-
-/// PC/SC: a new connection to the named reader per phase.
-struct Pcsc(String);
-
-impl CardConnector for Pcsc {
-    fn connect(&mut self) -> Result<Box<dyn CardTransport + '_>, TransportError> {
-        Ok(Box::new(PcscTransport::connect(
-            &self.0,
-            ProtocolChoice::Any,
-        )?))
-    }
 }

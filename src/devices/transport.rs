@@ -144,9 +144,14 @@ impl fmt::Debug for VirtualTransport {
 impl VirtualTransport {
     /// Wraps a virtual card.
     pub fn new(card: VirtualCard) -> Self {
+        Self::named(card, "in-process virtual card")
+    }
+
+    /// Wraps a virtual card shown in messages as reader `name`.
+    pub fn named(card: VirtualCard, name: &str) -> Self {
         Self {
             card,
-            name: "in-process virtual card".into(),
+            name: name.into(),
         }
     }
 }

@@ -10,15 +10,12 @@
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::devices::transport::{CardTransport, TransportError, VirtualTransport};
+use crate::devices::connector::{CardConnector, VirtualCardReader, blank_virtual_card};
+use crate::devices::transport::{CardTransport, TransportError};
 use crate::domain::chip::{ChipProfile, Interface};
-use crate::domain::gp::kdf::Diversification;
-use crate::domain::gp::session::Protocol;
 use crate::domain::review::Role;
-use crate::job::CardConnector;
 use crate::keys::LoadedKeys;
-use crate::sim::card::channel::{CardKeySource, CardProtocol, KmcMethod};
-use crate::sim::card::{CardConfig, CardCvn, CardInterface, Fault, VirtualCard};
+use crate::sim::card::{Fault, VirtualCard};
 use crate::sim::encoder::{SimEncoder, SimFault};
 
 use super::Command;
@@ -205,50 +202,14 @@ pub fn lock_reader(reader: &SharedVirtualReader) -> MutexGuard<'_, VirtualReader
     reader.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Makes a blank virtual card for cards of `profile`: its secure channel protocol, card keys
-/// diversified from the profile's **test** KMC with the profile's method, the profile's CVN, the
-/// default issuer security domain (or the profile's), and `fault`.
+/// Makes a blank virtual card for cards of `profile` ([`blank_virtual_card`]: the profile's card
+/// stock, card keys diversified from its **test** KMC) that makes `fault`.
 pub fn virtual_card_for(
     profile: &ChipProfile,
     keys: &LoadedKeys,
     fault: CardFault,
 ) -> Result<VirtualCard, String> {
-    let keys = keys.software().map_err(|e| format!("virtual card: {e}"))?;
-    let channel = &profile.channel;
-    let protocol = match channel.protocol {
-        Protocol::Scp02 { i } => CardProtocol::Scp02 { i },
-        Protocol::Scp03 { i } => CardProtocol::Scp03 { i },
-    };
-    let (kmc, _) = keys
-        .test_kmc(channel.kmc_index)
-        .map_err(|e| format!("virtual card: {e}"))?;
-    let method = match channel.diversification {
-        Diversification::EmvCps11 => KmcMethod::EmvCps11,
-        Diversification::Visa2 => KmcMethod::Visa2,
-        Diversification::Kdf3 => KmcMethod::Kdf3,
-    };
-    let cvn = CardCvn::parse(&profile.cvn.to_string()).ok_or_else(|| {
-        format!(
-            "virtual card: chip profile {}: CVN {} is not one the virtual card computes",
-            profile.name, profile.cvn
-        )
-    })?;
-    let mut csn = [0u8; 4];
-    if getrandom::fill(&mut csn).is_err() {
-        csn = [0, 0, 0, 1];
-    }
-    let mut config = CardConfig::new(protocol, CardKeySource::Kmc { kmc, method }, csn);
-    config.cvn = cvn;
-    if channel.key_version != 0 {
-        config.key_version = channel.key_version;
-    }
-    if let Some(sd) = &channel.security_domain {
-        config.isd_aid.clone_from(sd);
-    }
-    if !config.applications.contains(&profile.aid) {
-        config.applications.push(profile.aid.clone());
-    }
-    let mut card = VirtualCard::new(config).map_err(|e| e.to_string())?;
+    let mut card = blank_virtual_card(profile, keys)?;
     if let Some(f) = fault.fault() {
         card.inject(f);
     }
@@ -267,22 +228,9 @@ pub struct VirtualConnector {
 }
 
 struct Held {
-    transport: VirtualTransport,
+    reader: VirtualCardReader,
     profile: String,
     order: Option<String>,
-}
-
-/// A connection on the held card.
-struct Link<'a>(&'a mut VirtualTransport);
-
-impl CardTransport for Link<'_> {
-    fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Vec<u8>, TransportError> {
-        self.0.transmit_raw(apdu)
-    }
-
-    fn reader_name(&self) -> &str {
-        VIRTUAL_READER
-    }
 }
 
 impl VirtualConnector {
@@ -296,19 +244,19 @@ impl VirtualConnector {
         }
     }
 
-    fn card(&mut self) -> Result<&mut VirtualTransport, TransportError> {
+    fn held(&mut self) -> Result<&mut VirtualCardReader, TransportError> {
         if self.held.is_none() {
             let mut r = lock_reader(&self.reader);
             let fault = r.fault;
             let held = match std::mem::replace(&mut r.slot, VirtualSlot::InUse) {
                 VirtualSlot::Card(c) => Held {
-                    transport: VirtualTransport::new(c.card),
+                    reader: VirtualCardReader::named(c.card, VIRTUAL_READER),
                     profile: c.profile,
                     order: c.order,
                 },
                 VirtualSlot::Fresh => match virtual_card_for(&self.profile, &self.keys, fault) {
                     Ok(card) => Held {
-                        transport: VirtualTransport::new(card),
+                        reader: VirtualCardReader::named(card, VIRTUAL_READER),
                         profile: self.profile.name.clone(),
                         order: None,
                     },
@@ -328,7 +276,7 @@ impl VirtualConnector {
         }
         self.held
             .as_mut()
-            .map(|h| &mut h.transport)
+            .map(|h| &mut h.reader)
             .ok_or(TransportError::NoCard(VIRTUAL_READER.into()))
     }
 
@@ -336,7 +284,7 @@ impl VirtualConnector {
     pub fn put_back(&mut self, personalized_for: Option<&str>) {
         if let Some(h) = self.held.take() {
             lock_reader(&self.reader).slot = VirtualSlot::Card(Box::new(CardInReader {
-                card: h.transport.card,
+                card: h.reader.into_card(),
                 profile: h.profile,
                 order: personalized_for.map(str::to_string).or(h.order),
             }));
@@ -352,21 +300,14 @@ impl Drop for VirtualConnector {
 
 impl CardConnector for VirtualConnector {
     fn connect(&mut self) -> Result<Box<dyn CardTransport + '_>, TransportError> {
-        let t = self.card()?;
-        t.card.set_interface(CardInterface::Contact);
-        Ok(Box::new(Link(t)))
+        self.held()?.connect()
     }
 
     fn connect_on(
         &mut self,
         interface: Interface,
     ) -> Result<Option<Box<dyn CardTransport + '_>>, TransportError> {
-        let t = self.card()?;
-        t.card.set_interface(match interface {
-            Interface::Contact => CardInterface::Contact,
-            Interface::Contactless => CardInterface::Contactless,
-        });
-        Ok(Some(Box::new(Link(t))))
+        self.held()?.connect_on(interface)
     }
 }
 

@@ -443,6 +443,52 @@ pub(crate) fn append_audit(
     set_head(tx, seq, &hash, head_seal.as_deref())
 }
 
+/// Who wrote an audit record: the user and the role they worked as.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Actor<'a> {
+    /// The user name.
+    pub user: &'a str,
+    /// The role (or [`SYSTEM_ROLE`]).
+    pub role: &'a str,
+}
+
+/// Ends an abandoned run inside a write transaction: order `id` becomes CARD_PROD_FAILED for
+/// `reason` (its approval kept, no owner) and the trail gets a `perso-failed` record by `by`.
+/// The one write both a dead process's run ([`Store::recover_interrupted`]) and a lapsed station
+/// lease ([`Store::expire_leases`]) end with.
+pub(crate) fn fail_abandoned(
+    tx: &mut dyn Tx,
+    sealer: Option<&dyn Sealer>,
+    id: &str,
+    reason: &str,
+    by: Actor<'_>,
+    at: i64,
+) -> Result<(), StoreError> {
+    let approved = tx.state(id)?.is_some_and(|s| s.approved);
+    tx.update_order(
+        id,
+        &OrderRow {
+            status: Status::Failed,
+            reason: Some(reason),
+            approved,
+            at,
+            owner: None,
+        },
+    )?;
+    append_audit(
+        tx,
+        sealer,
+        &AuditRecord {
+            at,
+            user: by.user.to_string(),
+            role: by.role.to_string(),
+            action: "perso-failed".into(),
+            order_id: Some(id.to_string()),
+            outcome: outcome_of(Status::Failed, Some(reason), None),
+        },
+    )
+}
+
 /// Orders (id, stored status) whose status is not the one the trail's last status record for
 /// them states.
 pub(crate) fn unexplained_orders(tx: &mut dyn Tx) -> Result<Vec<(String, String)>, StoreError> {

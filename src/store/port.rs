@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{
-    Approval, AuditRecord, Engine, INTERRUPTED, OrderRow, OrderState, SYSTEM_ROLE, Sealer, Store,
+    Actor, Approval, AuditRecord, Engine, INTERRUPTED, OrderRow, OrderState, SYSTEM_ROLE, Sealer, Store,
     StoreError, StoreLocation, Tx, append_audit, audit, data_dir, decision_name, event_note, now,
-    os_user, outcome_of, owner_alive, process_token, read_head, store_problem,
+    fail_abandoned, os_user, outcome_of, owner_alive, process_token, read_head, store_problem,
 };
 use crate::domain::approval::{self, Decision};
 use crate::domain::mask::scrub_digit_runs;
@@ -475,28 +475,13 @@ impl Store {
                 if !still || leased {
                     return Ok(0);
                 }
-                let approved = tx.state(&id)?.is_some_and(|s| s.approved);
-                tx.update_order(
-                    &id,
-                    &OrderRow {
-                        status: Status::Failed,
-                        reason: Some(INTERRUPTED),
-                        approved,
-                        at: now(),
-                        owner: None,
-                    },
-                )?;
-                append_audit(
+                fail_abandoned(
                     tx,
                     self.seal(),
-                    &AuditRecord {
-                        at: now(),
-                        user: user.to_string(),
-                        role: role.to_string(),
-                        action: "perso-failed".into(),
-                        order_id: Some(id.clone()),
-                        outcome: outcome_of(Status::Failed, Some(INTERRUPTED), None),
-                    },
+                    &id,
+                    INTERRUPTED,
+                    Actor { user, role },
+                    now(),
                 )?;
                 Ok(1)
             })?;

@@ -18,7 +18,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{AuditRecord, OrderRow, OrderState, Store, StoreError, append_audit, now, outcome_of};
+use super::{
+    Actor, AuditRecord, OrderRow, OrderState, Store, StoreError, append_audit, fail_abandoned, now,
+    outcome_of,
+};
 use crate::domain::approval::{self, Decision};
 use crate::domain::review::{Role, Session};
 use crate::domain::status::{Event, Status};
@@ -318,29 +321,11 @@ impl Store {
                     lease.station.as_deref().unwrap_or("?"),
                     lease.step.as_deref().unwrap_or("?")
                 );
-                let approved = tx.state(id)?.is_some_and(|s| s.approved);
-                tx.update_order(
-                    id,
-                    &OrderRow {
-                        status: Status::Failed,
-                        reason: Some(&reason),
-                        approved,
-                        at,
-                        owner: None,
-                    },
-                )?;
-                append_audit(
-                    tx,
-                    self.seal(),
-                    &AuditRecord {
-                        at,
-                        user: who.user.clone(),
-                        role: who.role.as_str().into(),
-                        action: "perso-failed".into(),
-                        order_id: Some(id.clone()),
-                        outcome: outcome_of(Status::Failed, Some(&reason), None),
-                    },
-                )?;
+                let by = Actor {
+                    user: &who.user,
+                    role: who.role.as_str(),
+                };
+                fail_abandoned(tx, self.seal(), id, &reason, by, at)?;
                 lease.until = None;
                 lease.owner = None;
                 tx.queue().set_lease(id, &lease)?;

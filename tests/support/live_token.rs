@@ -3,12 +3,15 @@
 //! `test = false`. The keys are entered as the key ceremony does (`persodesk keys import`, two
 //! components each with its KCV), so the objects are sensitive and non-extractable.
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// SoftHSM2's PKCS#11 module (Debian softhsm2, installed by `.ci/setup`).
-pub const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+#[path = "softhsm.rs"]
+mod softhsm;
+use softhsm::TokenDir;
+
 /// The user PIN of the token (a test fixture, handed over in `PIN_ENV`).
 pub const PIN: &str = "271828";
 /// The variable the store file names for the PIN.
@@ -18,15 +21,7 @@ const LABEL: &str = "persodesk-live";
 
 /// Whether SoftHSM2 is installed; says so loudly when it is not.
 pub fn present(test: &str) -> bool {
-    let util = Command::new("softhsm2-util").arg("--version").output();
-    if Path::new(MODULE).exists() && util.is_ok_and(|o| o.status.success()) {
-        return true;
-    }
-    eprintln!(
-        "\n*** SKIPPED {test}: production needs a PKCS#11 store and SoftHSM2 is not installed \
-         ({MODULE} or softhsm2-util missing; `bash .ci/setup` installs softhsm2) ***\n"
-    );
-    false
+    softhsm::present(test, "production needs a PKCS#11 store and ")
 }
 
 /// A token directory: its SoftHSM2 configuration and the store file of its token.
@@ -40,34 +35,10 @@ pub struct LiveToken {
 impl LiveToken {
     /// Makes a token in `dir` holding `keys` (label, algorithm, value), entered as components.
     pub fn make(dir: &Path, keys: &[(&str, &str, Vec<u8>)]) -> LiveToken {
-        let hsm = dir.join("hsm");
-        let _ = std::fs::remove_dir_all(&hsm);
-        std::fs::create_dir_all(hsm.join("tokens")).expect("token dir");
-        let conf = hsm.join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                hsm.join("tokens").display()
-            ),
-        )
-        .expect("conf");
-        let out = Command::new("softhsm2-util")
-            .env("SOFTHSM2_CONF", &conf)
-            .args(["--init-token", "--free", "--label", LABEL, "--pin", PIN])
-            .args(["--so-pin", SO_PIN])
-            .output()
-            .expect("softhsm2-util runs");
-        assert!(out.status.success(), "init-token: {out:?}");
-        let store_file = hsm.join("store.toml");
-        std::fs::write(
-            &store_file,
-            format!(
-                "[pkcs11]\nmodule = \"{MODULE}\"\ntoken = \"{LABEL}\"\npin_env = \"{PIN_ENV}\"\n\
-                 test = false\n"
-            ),
-        )
-        .expect("store file");
+        let hsm = TokenDir::new(dir.join("hsm"));
+        hsm.init_token(LABEL, PIN, SO_PIN);
+        let store_file = hsm.store_file("store.toml", LABEL, PIN_ENV, false, "");
+        let (hsm, conf) = (hsm.dir, hsm.conf);
         let token = LiveToken { conf, store_file };
         for (label, algorithm, value) in keys {
             token.import(&hsm, label, algorithm, value);
@@ -102,8 +73,7 @@ impl LiveToken {
             .args(["keys", "import", "--keys"])
             .arg(&self.store_file)
             .args(["--label", label, "--algorithm", algorithm])
-            .env("SOFTHSM2_CONF", &self.conf)
-            .env(PIN_ENV, PIN)
+            .envs(self.envs())
             .env("PERSODESK_DATA_DIR", hsm.join("ceremony-data"))
             .env("PERSODESK_CONFIG", &config)
             .env_remove("RUST_LOG")
@@ -122,8 +92,16 @@ impl LiveToken {
         assert!(out.status.success(), "keys import {label}: {out:?}");
     }
 
+    /// The environment a persodesk run on this token needs.
+    pub fn envs(&self) -> [(&'static str, OsString); 2] {
+        [
+            ("SOFTHSM2_CONF", self.conf.clone().into()),
+            (PIN_ENV, PIN.into()),
+        ]
+    }
+
     /// Sets the environment a persodesk run on this token needs.
     pub fn env<'c>(&self, cmd: &'c mut Command) -> &'c mut Command {
-        cmd.env("SOFTHSM2_CONF", &self.conf).env(PIN_ENV, PIN)
+        cmd.envs(self.envs())
     }
 }

@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod demo;
 pub mod gui;
 pub mod pcsc;
 
@@ -238,21 +239,12 @@ pub fn card_for(
     profile: &persodesk::domain::chip::ChipProfile,
     keys: &persodesk::keys::SoftwareKeyStore,
 ) -> persodesk::sim::card::VirtualCard {
-    use persodesk::domain::gp::kdf::Diversification;
-    use persodesk::domain::gp::session::Protocol;
-    use persodesk::sim::card::channel::{CardKeySource, CardProtocol, KmcMethod};
+    use persodesk::sim::card::channel::CardKeySource;
     use persodesk::sim::card::{CardConfig, CardCvn, VirtualCard};
     let rule = &profile.channel;
     let (kmc, _) = keys.test_kmc(rule.kmc_index).expect("test kmc");
-    let method = match rule.diversification {
-        Diversification::EmvCps11 => KmcMethod::EmvCps11,
-        Diversification::Visa2 => KmcMethod::Visa2,
-        Diversification::Kdf3 => KmcMethod::Kdf3,
-    };
-    let protocol = match rule.protocol {
-        Protocol::Scp02 { i } => CardProtocol::Scp02 { i },
-        Protocol::Scp03 { i } => CardProtocol::Scp03 { i },
-    };
+    let method = rule.diversification.into();
+    let protocol = rule.protocol.into();
     let mut config = CardConfig::new(protocol, CardKeySource::Kmc { kmc, method }, [5, 6, 7, 8]);
     config.cvn = CardCvn::parse(&profile.cvn.to_string()).expect("card CVN");
     VirtualCard::new(config).expect("virtual card")
@@ -276,6 +268,11 @@ impl TempDir {
         TempDir(p)
     }
 
+    /// The path of `name` inside it.
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+
     /// The store database path inside it.
     pub fn db(&self) -> std::path::PathBuf {
         self.0.join(persodesk::store::DB_FILE)
@@ -289,9 +286,7 @@ impl Drop for TempDir {
 }
 
 /// The repository root: the binary runs from it (the demo paths are relative to it).
-pub fn root() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+pub use demo::root;
 
 /// No extra environment for [`persodesk`].
 pub const NO_ENV: &[(&str, &str)] = &[];
@@ -302,16 +297,14 @@ pub fn persodesk(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
     persodesk_env(args, envs)
 }
 
-/// Runs the `persodesk` binary from the repository root with `args` and the extra environment
-/// `envs` (`RUST_LOG` removed so log lines do not mix into the output; stdin empty), both outputs
-/// captured, with a hard time limit (killed after 60 s).
-pub fn persodesk_env<V: AsRef<std::ffi::OsStr>>(
+/// The `persodesk` binary as a command from the repository root with `args` and the extra
+/// environment `envs`: `RUST_LOG` removed so log lines do not mix into the output, stdin empty,
+/// both outputs piped.
+pub fn persodesk_command<V: AsRef<std::ffi::OsStr>>(
     args: &[&str],
     envs: &[(&str, V)],
-) -> std::process::Output {
-    use std::io::Read as _;
+) -> std::process::Command {
     use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_persodesk"));
     cmd.current_dir(root())
         .args(args)
@@ -322,7 +315,21 @@ pub fn persodesk_env<V: AsRef<std::ffi::OsStr>>(
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().expect("persodesk runs");
+    cmd
+}
+
+/// Runs the `persodesk` binary from the repository root with `args` and the extra environment
+/// `envs` ([`persodesk_command`]: `RUST_LOG` removed so log lines do not mix into the output; stdin empty), both outputs
+/// captured, with a hard time limit (killed after 60 s).
+pub fn persodesk_env<V: AsRef<std::ffi::OsStr>>(
+    args: &[&str],
+    envs: &[(&str, V)],
+) -> std::process::Output {
+    use std::io::Read as _;
+    use std::time::{Duration, Instant};
+    let mut child = persodesk_command(args, envs)
+        .spawn()
+        .expect("persodesk runs");
     // Drain both pipes while waiting: a child whose output outgrows the pipe buffer would block.
     let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
         std::thread::spawn(move || {

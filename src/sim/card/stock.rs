@@ -18,15 +18,8 @@ pub fn config_for(
     csn: [u8; 4],
 ) -> Result<CardConfig, String> {
     let channel = &profile.channel;
-    let protocol = match channel.protocol {
-        Protocol::Scp02 { i } => CardProtocol::Scp02 { i },
-        Protocol::Scp03 { i } => CardProtocol::Scp03 { i },
-    };
-    let method = match channel.diversification {
-        Diversification::EmvCps11 => KmcMethod::EmvCps11,
-        Diversification::Visa2 => KmcMethod::Visa2,
-        Diversification::Kdf3 => KmcMethod::Kdf3,
-    };
+    let protocol = CardProtocol::from(channel.protocol);
+    let method = KmcMethod::from(channel.diversification);
     let cvn = CardCvn::parse(&profile.cvn.to_string()).ok_or_else(|| {
         format!(
             "chip profile {}: CVN {} is not one the virtual card computes",
@@ -45,4 +38,25 @@ pub fn config_for(
         config.applications.push(profile.aid.clone());
     }
     Ok(config)
+}
+
+/// The card's side of the host's secure channel protocol (same SCP, same "i").
+impl From<Protocol> for CardProtocol {
+    fn from(p: Protocol) -> Self {
+        match p {
+            Protocol::Scp02 { i } => CardProtocol::Scp02 { i },
+            Protocol::Scp03 { i } => CardProtocol::Scp03 { i },
+        }
+    }
+}
+
+/// The card's side of the host's card key diversification.
+impl From<Diversification> for KmcMethod {
+    fn from(d: Diversification) -> Self {
+        match d {
+            Diversification::EmvCps11 => KmcMethod::EmvCps11,
+            Diversification::Visa2 => KmcMethod::Visa2,
+            Diversification::Kdf3 => KmcMethod::Kdf3,
+        }
+    }
 }

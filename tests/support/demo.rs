@@ -1,0 +1,85 @@
+//! The demo assets the tests start from: the repository root, the products and chip profiles of
+//! `profiles/`, the demo key store (`assets/demo/keys.toml`, test keys) and the demo order files.
+//!
+//! Part of `support` (`support::demo`); a test binary that needs only this declares it alone:
+//! `#[path = "support/demo.rs"] mod demo;`.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use persodesk::domain::chip::ChipProfiles;
+use persodesk::domain::chip::model1::PrepDate;
+use persodesk::domain::order::{Order, parse_order_file};
+use persodesk::domain::product::Catalog;
+use persodesk::keys::SoftwareKeyStore;
+
+/// The demo order file (Model 1).
+pub const ORDERS: &str = "assets/demo/orders.json";
+/// The Model 2 demo order file (the issuer's sealed DGIs of `assets/demo/model2/`).
+pub const ORDERS_MODEL2: &str = "assets/demo/orders-model2.json";
+
+/// The preparation date the preparation tests use (2025-01-15).
+pub const DATE: PrepDate = PrepDate {
+    yy: 25,
+    mm: 1,
+    dd: 15,
+};
+
+/// The repository root: the demo paths are relative to it.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The text of `file` (relative to the repository root).
+pub fn read(file: &str) -> String {
+    std::fs::read_to_string(root().join(file)).unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+/// The products of `profiles/products/`.
+pub fn catalog() -> Catalog {
+    persodesk::catalog::load_products(&root().join("profiles")).expect("products")
+}
+
+/// The chip profiles of `profiles/chip/`.
+pub fn chip_profiles() -> ChipProfiles {
+    persodesk::catalog::load_chip_profiles(&root().join("profiles")).expect("chip profiles")
+}
+
+/// The demo key store.
+pub fn keys() -> SoftwareKeyStore {
+    SoftwareKeyStore::load(&root().join("assets/demo/keys.toml")).expect("demo keys")
+}
+
+/// The orders of `file`, every one of them valid.
+pub fn orders(catalog: &Catalog, file: &str) -> Vec<Order> {
+    parse_order_file(&read(file), &catalog.order_rules())
+        .expect("order file")
+        .into_iter()
+        .map(|e| e.outcome.expect("demo orders are valid"))
+        .collect()
+}
+
+/// The demo products, chip profiles, key store and the orders of [`ORDERS`].
+pub struct Demo {
+    /// The products.
+    pub catalog: Catalog,
+    /// The chip profiles.
+    pub profiles: ChipProfiles,
+    /// The demo key store.
+    pub keys: SoftwareKeyStore,
+    /// The demo orders.
+    pub orders: Vec<Order>,
+}
+
+/// The demo assets with the orders of [`ORDERS`].
+pub fn demo() -> Demo {
+    let catalog = catalog();
+    let orders = orders(&catalog, ORDERS);
+    Demo {
+        catalog,
+        profiles: chip_profiles(),
+        keys: keys(),
+        orders,
+    }
+}

@@ -15,7 +15,7 @@ use persodesk::domain::chip::ChipData;
 use persodesk::domain::chip::model1;
 use persodesk::domain::chip::profile::ChipProfile;
 use persodesk::domain::oda::{self, CaPublicKey};
-use persodesk::domain::order::Order;
+use persodesk::domain::order::{Order, parse_order_file};
 use persodesk::domain::tlv::{self, Tag};
 use persodesk::keys::SoftwareKeyStore;
 use persodesk::keys::pool::InlineKeys;
@@ -421,14 +421,9 @@ fn issuer_certificate_must_fit_the_card() {
         "{e}"
     );
     // The Visa order under a profile whose AID has the Mastercard RID.
-    let text = std::fs::read_to_string(root().join("profiles/chip/vis-1.6.3-vcps-2.2.4.toml"))
-        .expect("profile");
-    let other_rid = ChipProfile::from_toml(
-        "rid.toml",
-        "vis-1.6.3-vcps-2.2.4",
-        &text.replace("aid = \"A0000000031010\"", "aid = \"A0000000041010\""),
-    )
-    .expect("profile");
+    let other_rid = demo::edited_profile("vis-1.6.3-vcps-2.2.4", "rid.toml", |text| {
+        text.replace("aid = \"A0000000031010\"", "aid = \"A0000000041010\"")
+    });
     let o = order_of(&d, "DEMO-VISA-0001");
     let e = refused(&d, &o, &other_rid, &keys);
     assert!(
@@ -478,16 +473,11 @@ fn iad_carries_the_orders_dki_and_the_profiles_cvn() {
         assert_eq!(iad.len(), 7);
     }
     // CVN 22 is coded 0x22 with IAD format 2 (32 bytes, 1F CVN DKI).
-    let text = std::fs::read_to_string(root().join("profiles/chip/vis-1.6.3-vcps-2.2.4.toml"))
-        .expect("profile");
-    let cvn22 = ChipProfile::from_toml(
-        "cvn22.toml",
-        "vis-1.6.3-vcps-2.2.4",
-        &text
-            .replace("cvn = \"visa-cvn18\"", "cvn = \"visa-cvn22\"")
-            .replace("cvr = \"03A00000\"", "cvr = \"0000000000\""),
-    )
-    .expect("cvn 22 profile");
+    let cvn22 = demo::edited_profile("vis-1.6.3-vcps-2.2.4", "cvn22.toml", |text| {
+        text
+                .replace("cvn = \"visa-cvn18\"", "cvn = \"visa-cvn22\"")
+                .replace("cvr = \"03A00000\"", "cvr = \"0000000000\"")
+    });
     let data = model1::prepare(&o, product, &cvn22, DATE, &keys, &InlineKeys).expect("cvn22");
     let chip = data.chip.expect("chip");
     let t = tlv::parse_all(chip.dgi(0x9200).expect("9200").dgi.value()).expect("tlv");
@@ -548,14 +538,9 @@ fn reference_pin_and_cvm_list_agree() {
         w.contains("config.default.8E") && w.contains("reference PIN"),
         "{w}"
     );
-    let text = std::fs::read_to_string(root().join("profiles/chip/vis-1.6.3-vcps-2.2.4.toml"))
-        .expect("profile");
-    let strict = ChipProfile::from_toml(
-        "strict.toml",
-        "vis-1.6.3-vcps-2.2.4",
-        &text.replace("try_limit = 3", "try_limit = 3\ncvm_check = \"refuse\""),
-    )
-    .expect("profile");
+    let strict = demo::edited_profile("vis-1.6.3-vcps-2.2.4", "strict.toml", |text| {
+        text.replace("try_limit = 3", "try_limit = 3\ncvm_check = \"refuse\"")
+    });
     let e =
         model1::prepare(&o, &online_only, &strict, DATE, &keys, &InlineKeys).expect_err("refused");
     assert!(persodesk::domain::finding::Finding::join(&e).contains("reference PIN"));
@@ -590,14 +575,9 @@ fn track_service_code_matches_the_chip_product() {
 fn icvv_offset_per_track() {
     let d = demo();
     let keys = demo::keys();
-    let text = std::fs::read_to_string(root().join("profiles/chip/vis-1.6.3-vcps-2.2.4.toml"))
-        .expect("profile");
-    let per_track = ChipProfile::from_toml(
-        "icvv.toml",
-        "vis-1.6.3-vcps-2.2.4",
-        &text.replace("icvv = \"cvv\"", "icvv = { track2 = 0, track1 = 2 }"),
-    )
-    .expect("profile");
+    let per_track = demo::edited_profile("vis-1.6.3-vcps-2.2.4", "icvv.toml", |text| {
+        text.replace("icvv = \"cvv\"", "icvv = { track2 = 0, track1 = 2 }")
+    });
     let o = order_of(&d, "DEMO-VISA-0001");
     let product = d.catalog.get(&o.card_product_id).expect("product");
     let with = |p: &ChipProfile| {
@@ -628,17 +608,12 @@ fn icvv_offset_per_track() {
 fn cardholder_name_over_contactless_is_a_profile_setting() {
     let d = demo();
     let keys = demo::keys();
-    let text = std::fs::read_to_string(root().join("profiles/chip/vis-1.6.3-vcps-2.2.4.toml"))
-        .expect("profile");
-    let no_name = ChipProfile::from_toml(
-        "noname.toml",
-        "vis-1.6.3-vcps-2.2.4",
-        &text.replace(
-            "scheme = \"visa\"",
-            "scheme = \"visa\"\ncontactless_name = false",
-        ),
-    )
-    .expect("profile");
+    let no_name = demo::edited_profile("vis-1.6.3-vcps-2.2.4", "noname.toml", |text| {
+        text.replace(
+                "scheme = \"visa\"",
+                "scheme = \"visa\"\ncontactless_name = false",
+            )
+    });
     let o = order_of(&d, "DEMO-VISA-0001");
     let product = d.catalog.get(&o.card_product_id).expect("product");
     let name_in = |p: &ChipProfile, id: u16| {

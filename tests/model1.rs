@@ -364,10 +364,9 @@ fn store_with_pki(ca_bits: usize, issuer_bits: usize) -> (SoftwareKeyStore, CaPu
 }
 
 fn visa_profile_with_icc_bits(bits: usize) -> ChipProfile {
-    let path = root().join("profiles/chip/vis-1.6.3-vcps-2.2.4.toml");
-    let text = std::fs::read_to_string(&path).expect("profile");
-    let text = text.replace("icc_key_bits = 1024", &format!("icc_key_bits = {bits}"));
-    ChipProfile::from_toml("vis.toml", "vis-1.6.3-vcps-2.2.4", &text).expect("profile")
+    demo::edited_profile("vis-1.6.3-vcps-2.2.4", "vis.toml", |text| {
+        text.replace("icc_key_bits = 1024", &format!("icc_key_bits = {bits}"))
+    })
 }
 
 #[test]
@@ -381,11 +380,7 @@ fn certificate_chains_for_1024_1152_1408_1984_bit_cas() {
     let mut order = order.clone();
     order.payment_application.oda_key_index = Some(1);
     let product = d.catalog.get(&order.card_product_id).expect("product");
-    let sda_profile = {
-        let path = root().join("profiles/chip/vis-1.5.4-vcps-2.1.3.toml");
-        let text = std::fs::read_to_string(&path).expect("profile");
-        ChipProfile::from_toml("us.toml", "vis-1.5.4-vcps-2.1.3", &text).expect("profile")
-    };
+    let sda_profile = demo::edited_profile("vis-1.5.4-vcps-2.1.3", "us.toml", |text| text);
     for (ca_bits, issuer_bits, icc_bits) in [
         (1024, 960, 768),
         (1152, 1024, 768),
@@ -488,11 +483,9 @@ fn bad_input_gives_clear_errors() {
     assert!(e.contains("too large for its certificate"), "{e}");
     // A required tag the order cannot yield: no name and no track 1 given... the track needs it
     // first; a profile that requires PAR (9F24 without ?) and an order without one.
-    let strict = std::fs::read_to_string(root().join("profiles/chip/vis-1.6.3-vcps-2.2.4.toml"))
-        .expect("profile")
-        .replace("\"9F24?\"", "\"9F24\"");
-    let strict =
-        ChipProfile::from_toml("strict.toml", "vis-1.6.3-vcps-2.2.4", &strict).expect("strict");
+    let strict = demo::edited_profile("vis-1.6.3-vcps-2.2.4", "strict.toml", |text| {
+        text.replace("\"9F24?\"", "\"9F24\"")
+    });
     let mut o = base.clone();
     o.par = None;
     let e = run(&o, &strict, &d.keys);

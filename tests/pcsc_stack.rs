@@ -30,7 +30,8 @@ use persodesk::sim::card::{CardConfig, VirtualCard};
 use zeroize::Zeroizing;
 
 use support::pcsc::{
-    Cleanup, READER0, Stack, card_stock, spawn, start_encoder, start_stack, stop, wait_for,
+    Cleanup, READER0, Stack, card_stock, insert_card, pull_card, start_encoder, start_stack,
+    wait_for,
 };
 
 /// The demo key store's KMC (kmc #1, TDES, a test key).
@@ -346,26 +347,13 @@ fn every_demo_order_personalizes_through_the_cli() {
     std::fs::create_dir_all(&root).expect("temp dir");
     let encoder = start_encoder(&mut cleanup, "none");
     // A card is pulled out: wait until the reader is empty before the next one goes in.
-    let stop = |cleanup: &mut Cleanup, index: usize| {
-        stop(cleanup, index);
-        wait_for("the reader to be empty", Duration::from_secs(20), || {
-            PcscTransport::connect(&reader0, ProtocolChoice::Any)
-                .is_err()
-                .then_some(())
-        });
-    };
+    let stop = |cleanup: &mut Cleanup, index: usize| pull_card(cleanup, &reader0, index);
     let sim = |cleanup: &mut Cleanup, args: &[&str], faults: &[&str]| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_persodesk"));
-        cmd.args(["sim-card", "--vpcd", "127.0.0.1:35963"])
-            .args(args);
+        let mut args = args.to_vec();
         for f in faults {
-            cmd.args(["--fault", f]);
+            args.extend(["--fault", f]);
         }
-        let i = spawn(cleanup, "persodesk sim-card", &mut cmd);
-        wait_for("the virtual card", Duration::from_secs(20), || {
-            PcscTransport::connect(&reader0, ProtocolChoice::Any).ok()
-        });
-        i
+        insert_card(cleanup, &reader0, &args)
     };
 
     println!("card                   model channel   perso APDUs  read-back APDUs  wall ms");
@@ -612,30 +600,11 @@ fn every_profile_reads_on_both_interfaces_through_pcscd() {
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).expect("temp dir");
     let sim = |cleanup: &mut Cleanup, profile: &str, state: &Path, interface: &str| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_persodesk"));
-        cmd.args([
-            "sim-card",
-            "--vpcd",
-            "127.0.0.1:35963",
-            "--profile",
-            profile,
-        ])
-        .args(["--interface", interface, "--state"])
-        .arg(state);
-        let i = spawn(cleanup, "persodesk sim-card", &mut cmd);
-        wait_for("the virtual card", Duration::from_secs(20), || {
-            PcscTransport::connect(&reader0, ProtocolChoice::Any).ok()
-        });
-        i
+        let state = state.to_str().expect("utf-8 temp path");
+        let args = ["--profile", profile, "--interface", interface, "--state", state];
+        insert_card(cleanup, &reader0, &args)
     };
-    let pull = |cleanup: &mut Cleanup, index: usize| {
-        stop(cleanup, index);
-        wait_for("the reader to be empty", Duration::from_secs(20), || {
-            PcscTransport::connect(&reader0, ProtocolChoice::Any)
-                .is_err()
-                .then_some(())
-        });
-    };
+    let pull = |cleanup: &mut Cleanup, index: usize| pull_card(cleanup, &reader0, index);
     let cards = [DEMO[0], DEMO[2], DEMO[5], DEMO[6], DEMO[7], DEMO[8]];
     for (n, (file, order, profile, pan)) in cards.into_iter().enumerate() {
         let state = root.join(format!("card-{n}.json"));

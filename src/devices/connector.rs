@@ -77,21 +77,27 @@ impl VirtualCardReader {
     }
 }
 
+impl VirtualCardReader {
+    /// A new connection over `interface` (resets the card).
+    fn link(&mut self, interface: Interface) -> Box<dyn CardTransport + '_> {
+        self.transport.card.set_interface(match interface {
+            Interface::Contact => CardInterface::Contact,
+            Interface::Contactless => CardInterface::Contactless,
+        });
+        Box::new(Link(&mut self.transport))
+    }
+}
+
 impl CardConnector for VirtualCardReader {
     fn connect(&mut self) -> Result<Box<dyn CardTransport + '_>, TransportError> {
-        self.connect_on(Interface::Contact)?
-            .ok_or_else(|| TransportError::NoCard(self.transport.reader_name().into()))
+        Ok(self.link(Interface::Contact))
     }
 
     fn connect_on(
         &mut self,
         interface: Interface,
     ) -> Result<Option<Box<dyn CardTransport + '_>>, TransportError> {
-        self.transport.card.set_interface(match interface {
-            Interface::Contact => CardInterface::Contact,
-            Interface::Contactless => CardInterface::Contactless,
-        });
-        Ok(Some(Box::new(Link(&mut self.transport))))
+        Ok(Some(self.link(interface)))
     }
 }
 

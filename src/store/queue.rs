@@ -19,8 +19,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{
-    Actor, AuditRecord, OrderRow, OrderState, Store, StoreError, append_audit, fail_abandoned, now,
-    outcome_of,
+    Actor, AuditRecord, OrderState, Store, StoreError, append_audit, fail_abandoned, now,
 };
 use crate::domain::approval::{self, Decision};
 use crate::domain::review::{Role, Session};

@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use persodesk::domain::chip::ChipProfiles;
+use persodesk::domain::chip::{ChipProfile, ChipProfiles};
 use persodesk::domain::chip::model1::PrepDate;
 use persodesk::domain::order::{Order, parse_order_file};
 use persodesk::domain::product::Catalog;
@@ -44,6 +44,13 @@ pub fn catalog() -> Catalog {
 /// The chip profiles of `profiles/chip/`.
 pub fn chip_profiles() -> ChipProfiles {
     persodesk::catalog::load_chip_profiles(&root().join("profiles")).expect("chip profiles")
+}
+
+/// A test's variant of the shipped chip profile `name` (`profiles/chip/<name>.toml`): its TOML
+/// text through `edit`, loaded as if from file `file` (the name its errors carry).
+pub fn edited_profile(name: &str, file: &str, edit: impl FnOnce(String) -> String) -> ChipProfile {
+    let text = read(&format!("profiles/chip/{name}.toml"));
+    ChipProfile::from_toml(file, name, &edit(text)).expect("edited chip profile")
 }
 
 /// The demo key store.

@@ -3,6 +3,8 @@
 //! `test = false`. The keys are entered as the key ceremony does (`persodesk keys import`, two
 //! components each with its KCV), so the objects are sensitive and non-extractable.
 
+#![allow(dead_code)]
+
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};

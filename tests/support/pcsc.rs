@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use persodesk::devices::pcsc::list_readers;
+use persodesk::devices::pcsc::{PcscTransport, ProtocolChoice, list_readers};
 
 pub const PCSCD: &str = "/usr/sbin/pcscd";
 pub const VPCD_DRIVER: &str = "/usr/lib/pcsc/drivers/serial/libifdvpcd.so";
@@ -131,6 +131,29 @@ pub fn stop(cleanup: &mut Cleanup, index: usize) {
     let (_, mut child) = cleanup.children.remove(index);
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Inserts a card: starts `persodesk sim-card --vpcd 127.0.0.1:35963 <args>` and waits until
+/// `reader` sees it. Returns its index in `cleanup` (for [`pull_card`]).
+pub fn insert_card(cleanup: &mut Cleanup, reader: &str, args: &[&str]) -> usize {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_persodesk"));
+    cmd.args(["sim-card", "--vpcd", "127.0.0.1:35963"]).args(args);
+    let i = spawn(cleanup, "persodesk sim-card", &mut cmd);
+    wait_for("the virtual card", Duration::from_secs(20), || {
+        PcscTransport::connect(reader, ProtocolChoice::Any).ok()
+    });
+    i
+}
+
+/// Pulls the card out (stops the `sim-card` at `index`) and waits until `reader` is empty, so
+/// that the next card goes into an empty reader.
+pub fn pull_card(cleanup: &mut Cleanup, reader: &str, index: usize) {
+    stop(cleanup, index);
+    wait_for("the reader to be empty", Duration::from_secs(20), || {
+        PcscTransport::connect(reader, ProtocolChoice::Any)
+            .is_err()
+            .then_some(())
+    });
 }
 
 /// The virtual card stock a chip profile's cards are made of, over `scp` (`scp02` or `scp03`):

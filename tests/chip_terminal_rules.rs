@@ -254,11 +254,7 @@ fn every_interface_verifies_its_own_static_data() {
 fn icc_certificate_serials_differ_per_certificate() {
     let d = demo();
     let keys = demo::keys();
-    let order = d
-        .orders
-        .iter()
-        .find(|o| o.id == "DEMO-MC-0001")
-        .expect("order");
+    let order = d.order("DEMO-MC-0001");
     let product = d.catalog.get(&order.card_product_id).expect("product");
     let profile = d.profiles.get("mchip-advance-1.2.3").expect("profile");
     let serials = |_: u8| {
@@ -308,11 +304,7 @@ fn a_shared_certificate_with_different_aips_is_refused() {
         );
     let profile = ChipProfile::from_toml("shared.toml", "vis-1.6.3-vcps-2.2.4", &text)
         .expect("the layout itself loads");
-    let order = d
-        .orders
-        .iter()
-        .find(|o| o.id == "DEMO-VISA-0001")
-        .expect("order");
+    let order = d.order("DEMO-VISA-0001");
     let product = d.catalog.get(&order.card_product_id).expect("product");
     let e =
         model1::prepare(order, product, &profile, DATE, &keys, &InlineKeys).expect_err("refused");
@@ -383,11 +375,7 @@ fn a_record_over_256_bytes_is_refused() {
             "tags = [\"57\", \"5F20\"]",
         );
     let profile = ChipProfile::from_toml("big.toml", "mchip-advance-1.2.3", &text).expect("loads");
-    let order = d
-        .orders
-        .iter()
-        .find(|o| o.id == "DEMO-MC-0001")
-        .expect("order");
+    let order = d.order("DEMO-MC-0001");
     let product = d.catalog.get(&order.card_product_id).expect("product");
     let e =
         model1::prepare(order, product, &profile, DATE, &keys, &InlineKeys).expect_err("refused");
@@ -396,7 +384,7 @@ fn a_record_over_256_bytes_is_refused() {
 }
 
 fn order_of(d: &Demo, id: &str) -> Order {
-    d.orders.iter().find(|o| o.id == id).expect("order").clone()
+    d.order(id).clone()
 }
 
 fn refused(d: &Demo, order: &Order, profile: &ChipProfile, keys: &SoftwareKeyStore) -> String {
@@ -559,10 +547,7 @@ fn track_service_code_matches_the_chip_product() {
         .into_iter()
         .map(|e| e.outcome.expect("valid"))
         .collect();
-    let o = orders
-        .iter()
-        .find(|o| o.id == "DEMO-US-0001")
-        .expect("order");
+    let o = demo::order(&orders, "DEMO-US-0001");
     let e = refused(&d, o, us, &keys);
     assert!(
         e.contains("trackData.track2") && e.contains("service code 101"),

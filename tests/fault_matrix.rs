@@ -17,15 +17,13 @@ use std::time::{Duration, Instant};
 use persodesk::devices::encoder::SerialConfig;
 use persodesk::devices::transport::{CardTransport, TransportError};
 use persodesk::domain::chip::ChipProfiles;
-use persodesk::domain::chip_model::{ChipModel, ModelChoice, PrepInputs, prepare_card};
-use persodesk::domain::envelope::EnvelopeSettings;
+use persodesk::domain::chip_model::{ChipModel, ModelChoice, prepare_card};
 use persodesk::domain::order::{Order, parse_order_file};
 use persodesk::domain::prepare::PersoData;
 use persodesk::domain::product::Catalog;
 use persodesk::domain::review::{Role, Session};
 use persodesk::job::{self, CardConnector, CardJob, SerialStripe, StripeWriter};
 use persodesk::keys::SoftwareKeyStore;
-use persodesk::keys::pool::InlineKeys;
 use persodesk::sim::card::channel::{CardKeySource, CardProtocol, KmcMethod};
 use persodesk::sim::card::{CardConfig, CardCvn, VirtualCard};
 use persodesk::sim::encoder::{SimConfig, SimEncoder, SimFault};
@@ -197,13 +195,7 @@ fn demo_of(id: &str) -> Demo {
         .outcome
         .expect("valid order");
     let product = catalog.get(&order.card_product_id).expect("product");
-    let inputs = PrepInputs {
-        profiles: &profiles,
-        date: persodesk::domain::chip::model1::PrepDate::new(26, 11, 22).expect("date"),
-        keys: &keys,
-        icc_keys: &InlineKeys,
-        envelope: EnvelopeSettings::default(),
-    };
+    let inputs = demo::prep_inputs(&profiles, &keys);
     let data = prepare_card(
         &order,
         product,

@@ -372,11 +372,7 @@ fn visa_profile_with_icc_bits(bits: usize) -> ChipProfile {
 #[test]
 fn certificate_chains_for_1024_1152_1408_1984_bit_cas() {
     let d = demo();
-    let order = d
-        .orders
-        .iter()
-        .find(|o| o.id == "DEMO-VISA-0001")
-        .expect("order");
+    let order = d.order("DEMO-VISA-0001");
     let mut order = order.clone();
     order.payment_application.oda_key_index = Some(1);
     let product = d.catalog.get(&order.card_product_id).expect("product");
@@ -426,11 +422,7 @@ fn certificate_chains_for_1024_1152_1408_1984_bit_cas() {
 #[test]
 fn bad_input_gives_clear_errors() {
     let d = demo();
-    let base = d
-        .orders
-        .iter()
-        .find(|o| o.id == "DEMO-VISA-0001")
-        .expect("order")
+    let base = d.order("DEMO-VISA-0001")
         .clone();
     let product = d.catalog.get(&base.card_product_id).expect("product");
     let profile = d.profiles.get("vis-1.6.3-vcps-2.2.4").expect("profile");
@@ -519,11 +511,7 @@ fn bad_input_gives_clear_errors() {
 #[test]
 fn chip_debug_and_masked_preview_hide_values() {
     let d = demo();
-    let o = d
-        .orders
-        .iter()
-        .find(|o| o.id == "DEMO-VISA-0001")
-        .expect("order");
+    let o = d.order("DEMO-VISA-0001");
     let product = d.catalog.get(&o.card_product_id).expect("product");
     let profile = d
         .profiles

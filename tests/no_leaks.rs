@@ -17,13 +17,11 @@ use std::time::Duration;
 use persodesk::devices::encoder::SerialConfig;
 use persodesk::devices::transport::{CardTransport, TransportError, VirtualTransport};
 use persodesk::domain::chip::preview::preview;
-use persodesk::domain::chip_model::{ModelChoice, PrepInputs, prepare_card};
-use persodesk::domain::envelope::EnvelopeSettings;
+use persodesk::domain::chip_model::{ModelChoice, prepare_card};
 use persodesk::domain::order::parse_order_file;
 use persodesk::domain::review::{Role, Session};
 use persodesk::domain::track::TrackNo;
 use persodesk::job::{self, CardConnector, CardJob, SerialStripe, StripeWriter};
-use persodesk::keys::pool::InlineKeys;
 use persodesk::sim::encoder::{SimConfig, SimEncoder};
 use persodesk::store::Store;
 use support::{demo, root};
@@ -107,13 +105,7 @@ fn no_flow_leaks_card_data_or_keys() {
         user: "leaks".into(),
         role: Role::Tester,
     };
-    let inputs = PrepInputs {
-        profiles: &profiles,
-        date: persodesk::domain::chip::model1::PrepDate::new(26, 11, 22).expect("date"),
-        keys: &keys,
-        icc_keys: &InlineKeys,
-        envelope: EnvelopeSettings::default(),
-    };
+    let inputs = demo::prep_inputs(&profiles, &keys);
 
     let mut secrets: Vec<(&str, String)> = key_values(&keys_text)
         .into_iter()

@@ -344,13 +344,7 @@ fn assert_job_runs_on_the_token(p11: &Pkcs11KeyStore) {
         else {
             continue;
         };
-        let inputs = PrepInputs {
-            profiles: &demo.profiles,
-            date: PrepDate::new(26, 11, 22).expect("date"),
-            keys: p11,
-            icc_keys: &persodesk::keys::pool::InlineKeys,
-            envelope: EnvelopeSettings::default(),
-        };
+        let inputs = demo::prep_inputs(&demo.profiles, p11);
         let data = prepare_card(order, product, ModelChoice::Auto, &inputs).expect("prepared");
         let (kmc, _) = soft.test_kmc(profile.channel.kmc_index).expect("test kmc");
         let config =

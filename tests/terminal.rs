@@ -7,14 +7,12 @@
 //! MAC chain in step, EXTERNAL AUTHENTICATE at security level 00 is accepted.
 
 use persodesk::domain::chip::{ChipProfile, ChipProfiles, Interface};
-use persodesk::domain::chip_model::{ChipModel, ModelChoice, PrepInputs, prepare_card};
-use persodesk::domain::envelope::EnvelopeSettings;
+use persodesk::domain::chip_model::{ChipModel, ModelChoice, prepare_card};
 use persodesk::domain::order::Order;
 use persodesk::domain::product::Catalog;
 use persodesk::domain::readback::Outcome;
 use persodesk::job::{self, CardConnector, CardJob, CheckLine, VirtualCardReader};
 use persodesk::keys::SoftwareKeyStore;
-use persodesk::keys::pool::InlineKeys;
 use persodesk::sim::card::{CardInterface, VirtualCard, stock};
 
 #[path = "support/demo.rs"]
@@ -78,13 +76,7 @@ fn run(d: &Demo, order: &Order) -> (Vec<CheckLine>, Option<String>, VirtualCardR
     let product = d.catalog.get(&order.card_product_id).expect("product");
     let name = product.chip_profile.as_deref().expect("chip product");
     let profile = d.profiles.get(name).expect("profile");
-    let inputs = PrepInputs {
-        profiles: &d.profiles,
-        date: persodesk::domain::chip::model1::PrepDate::new(26, 11, 22).expect("date"),
-        keys: &d.keys,
-        icc_keys: &InlineKeys,
-        envelope: EnvelopeSettings::default(),
-    };
+    let inputs = demo::prep_inputs(&d.profiles, &d.keys);
     let data = prepare_card(order, product, ModelChoice::Only(d.model), &inputs)
         .unwrap_or_else(|e| panic!("{}: {e:?}", order.id));
     let (kmc, _) = d.keys.test_kmc(profile.channel.kmc_index).expect("kmc");
@@ -319,19 +311,9 @@ fn a_record_over_256_bytes_fails_the_read_back() {
 #[test]
 fn mchip_claims_no_mag_stripe_mode() {
     let d = demo();
-    let order = d
-        .orders
-        .iter()
-        .find(|o| o.id == "DEMO-MC-0001")
-        .expect("order");
+    let order = demo::order(&d.orders, "DEMO-MC-0001");
     let product = d.catalog.get(&order.card_product_id).expect("product");
-    let inputs = PrepInputs {
-        profiles: &d.profiles,
-        date: persodesk::domain::chip::model1::PrepDate::new(26, 11, 22).expect("date"),
-        keys: &d.keys,
-        icc_keys: &InlineKeys,
-        envelope: EnvelopeSettings::default(),
-    };
+    let inputs = demo::prep_inputs(&d.profiles, &d.keys);
     let data = prepare_card(
         order,
         product,
@@ -386,11 +368,7 @@ fn mchip_claims_no_mag_stripe_mode() {
 #[test]
 fn contact_read_without_a_directory_skips_unpersonalized_instances() {
     let d = demo();
-    let order = d
-        .orders
-        .iter()
-        .find(|o| o.id == "DEMO-MC-0001")
-        .expect("order");
+    let order = demo::order(&d.orders, "DEMO-MC-0001");
     let (_, failure, mut reader) = run(&d, order);
     assert!(failure.is_none(), "{failure:?}");
     let ca = d

@@ -10,9 +10,12 @@ use std::path::PathBuf;
 
 use persodesk::domain::chip::{ChipProfile, ChipProfiles};
 use persodesk::domain::chip::model1::PrepDate;
+use persodesk::domain::chip_model::{CardKeys, PrepInputs};
+use persodesk::domain::envelope::EnvelopeSettings;
 use persodesk::domain::order::{Order, parse_order_file};
 use persodesk::domain::product::Catalog;
 use persodesk::keys::SoftwareKeyStore;
+use persodesk::keys::pool::InlineKeys;
 
 /// The demo order file (Model 1).
 pub const ORDERS: &str = "assets/demo/orders.json";
@@ -53,6 +56,23 @@ pub fn edited_profile(name: &str, file: &str, edit: impl FnOnce(String) -> Strin
     ChipProfile::from_toml(file, name, &edit(text)).expect("edited chip profile")
 }
 
+/// The date the personalization tests prepare on (2026-11-22).
+pub fn perso_date() -> PrepDate {
+    PrepDate::new(26, 11, 22).expect("date")
+}
+
+/// What a preparation of the demo orders runs with: `profiles`, `keys`, [`perso_date`], ICC key
+/// pairs generated inline and the default Model 2 envelope conventions.
+pub fn prep_inputs<'a>(profiles: &'a ChipProfiles, keys: &'a dyn CardKeys) -> PrepInputs<'a> {
+    PrepInputs {
+        profiles,
+        date: perso_date(),
+        keys,
+        icc_keys: &InlineKeys,
+        envelope: EnvelopeSettings::default(),
+    }
+}
+
 /// The demo key store.
 pub fn keys() -> SoftwareKeyStore {
     SoftwareKeyStore::load(&root().join("assets/demo/keys.toml")).expect("demo keys")
@@ -77,6 +97,21 @@ pub struct Demo {
     pub keys: SoftwareKeyStore,
     /// The demo orders.
     pub orders: Vec<Order>,
+}
+
+/// The order `id` of `orders`.
+pub fn order<'a>(orders: &'a [Order], id: &str) -> &'a Order {
+    orders
+        .iter()
+        .find(|o| o.id == id)
+        .unwrap_or_else(|| panic!("no order {id}"))
+}
+
+impl Demo {
+    /// The demo order `id`.
+    pub fn order(&self, id: &str) -> &Order {
+        order(&self.orders, id)
+    }
 }
 
 /// The demo assets with the orders of [`ORDERS`].

@@ -26,13 +26,10 @@ use persodesk::domain::oda::{OdaError, RsaExponent, RsaKeyPair};
 use persodesk::keys::pkcs11::{Pkcs11KeyStore, ceremony};
 use persodesk::keys::LoadedKeys;
 
-#[path = "support/softhsm.rs"]
-mod softhsm;
-use softhsm::{MODULE, TokenDir};
 
-#[path = "support/demo.rs"]
-mod demo;
-use demo::{Demo, root};
+mod support;
+use support::demo::{self, Demo, root};
+use support::softhsm::{self, MODULE, TokenDir};
 
 const PIN: &str = "246810";
 const SO_PIN: &str = "13579111";
@@ -754,25 +751,14 @@ fn child_errors() {
 
 /// Runs the persodesk binary against the scenario's token with `stdin` as its input.
 fn persodesk(hsm: &Hsm, args: &[&str], stdin: &str) -> std::process::Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_persodesk"))
-        .args(args)
-        .env("SOFTHSM2_CONF", &hsm.conf)
-        .env("PERSODESK_TEST_HSM_PIN", PIN)
-        .env("PERSODESK_DATA_DIR", hsm.dir.join("data"))
-        .env("USER", "key-officer")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("persodesk runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write");
-    child.wait_with_output().expect("output")
+    let data = hsm.dir.join("data");
+    let envs: [(&str, &std::ffi::OsStr); 4] = [
+        ("SOFTHSM2_CONF", hsm.conf.as_os_str()),
+        ("PERSODESK_TEST_HSM_PIN", PIN.as_ref()),
+        ("PERSODESK_DATA_DIR", data.as_os_str()),
+        ("USER", "key-officer".as_ref()),
+    ];
+    support::persodesk_input(args, &envs, stdin)
 }
 
 #[test]

@@ -6,10 +6,11 @@
 #![allow(dead_code)]
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
+#[path = "run.rs"]
+mod run;
 #[path = "softhsm.rs"]
 mod softhsm;
 use softhsm::TokenDir;
@@ -71,26 +72,13 @@ impl LiveToken {
         );
         let config = hsm.join("ceremony.toml");
         std::fs::write(&config, "mode = \"test\"\n").expect("ceremony config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_persodesk"))
-            .args(["keys", "import", "--keys"])
-            .arg(&self.store_file)
-            .args(["--label", label, "--algorithm", algorithm])
-            .envs(self.envs())
-            .env("PERSODESK_DATA_DIR", hsm.join("ceremony-data"))
-            .env("PERSODESK_CONFIG", &config)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("persodesk runs");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write");
-        let out = child.wait_with_output().expect("output");
+        let store_file = self.store_file.to_str().expect("utf-8 temp path");
+        let args = ["keys", "import", "--keys", store_file];
+        let args = [&args[..], &["--label", label, "--algorithm", algorithm]].concat();
+        let mut envs = self.envs().to_vec();
+        envs.push(("PERSODESK_DATA_DIR", hsm.join("ceremony-data").into()));
+        envs.push(("PERSODESK_CONFIG", config.into()));
+        let out = run::persodesk_input(&args, &envs, &input);
         assert!(out.status.success(), "keys import {label}: {out:?}");
     }
 

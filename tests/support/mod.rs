@@ -6,11 +6,15 @@
 //! expects with an independent path (domain::emv_keys / domain::oda on the host side, the virtual
 //! card's own code on the card side).
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod demo;
 pub mod gui;
 pub mod pcsc;
+pub mod run;
+pub mod softhsm;
+
+pub use run::{persodesk_command, persodesk_input};
 
 use std::sync::OnceLock;
 
@@ -295,27 +299,6 @@ pub const NO_ENV: &[(&str, &str)] = &[];
 /// `envs`; see [`persodesk_env`].
 pub fn persodesk(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
     persodesk_env(args, envs)
-}
-
-/// The `persodesk` binary as a command from the repository root with `args` and the extra
-/// environment `envs`: `RUST_LOG` removed so log lines do not mix into the output, stdin empty,
-/// both outputs piped.
-pub fn persodesk_command<V: AsRef<std::ffi::OsStr>>(
-    args: &[&str],
-    envs: &[(&str, V)],
-) -> std::process::Command {
-    use std::process::{Command, Stdio};
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_persodesk"));
-    cmd.current_dir(root())
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    cmd
 }
 
 /// Runs the `persodesk` binary from the repository root with `args` and the extra environment

@@ -1,8 +1,7 @@
 //! A SoftHSM2 token directory for the PKCS#11 tests: its own SoftHSM2 configuration (pointed at
 //! by `SOFTHSM2_CONF`), tokens initialised with `softhsm2-util`, and `[pkcs11]` store files.
 //!
-//! Declared by `tests/pkcs11.rs` and `support/live_token.rs` as
-//! `#[path = "…/softhsm.rs"] mod softhsm;`.
+//! Part of `support` (`support::softhsm`); `support/live_token.rs` declares it alone.
 
 #![allow(dead_code)]
 

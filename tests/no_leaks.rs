@@ -48,18 +48,7 @@ struct OneCard(VirtualTransport);
 impl CardConnector for OneCard {
     fn connect(&mut self) -> Result<Box<dyn CardTransport + '_>, TransportError> {
         self.0.card.reset();
-        Ok(Box::new(Reborrow(&mut self.0)))
-    }
-}
-
-struct Reborrow<'a>(&'a mut VirtualTransport);
-
-impl CardTransport for Reborrow<'_> {
-    fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Vec<u8>, TransportError> {
-        self.0.transmit_raw(apdu)
-    }
-    fn reader_name(&self) -> &str {
-        self.0.reader_name()
+        Ok(Box::new(&mut self.0))
     }
 }
 

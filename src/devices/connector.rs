@@ -84,7 +84,7 @@ impl VirtualCardReader {
             Interface::Contact => CardInterface::Contact,
             Interface::Contactless => CardInterface::Contactless,
         });
-        Box::new(Link(&mut self.transport))
+        Box::new(&mut self.transport)
     }
 }
 
@@ -98,19 +98,6 @@ impl CardConnector for VirtualCardReader {
         interface: Interface,
     ) -> Result<Option<Box<dyn CardTransport + '_>>, TransportError> {
         Ok(Some(self.link(interface)))
-    }
-}
-
-/// A connection on the reader's card.
-struct Link<'a>(&'a mut VirtualTransport);
-
-impl CardTransport for Link<'_> {
-    fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Vec<u8>, TransportError> {
-        self.0.transmit_raw(apdu)
-    }
-
-    fn reader_name(&self) -> &str {
-        self.0.reader_name()
     }
 }
 

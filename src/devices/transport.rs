@@ -47,6 +47,18 @@ pub trait CardTransport {
     fn reader_name(&self) -> &str;
 }
 
+/// A borrowed transport is a transport (a connector hands out connections on a transport it
+/// keeps).
+impl<T: CardTransport + ?Sized> CardTransport for &mut T {
+    fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Vec<u8>, TransportError> {
+        (**self).transmit_raw(apdu)
+    }
+
+    fn reader_name(&self) -> &str {
+        (**self).reader_name()
+    }
+}
+
 /// The result of one logical command: the final response and the number of raw exchanges it took.
 pub struct Exchanged {
     /// Data and SW of the final response.

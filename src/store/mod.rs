@@ -452,6 +452,36 @@ pub(crate) struct Actor<'a> {
     pub role: &'a str,
 }
 
+impl<'a> Actor<'a> {
+    /// A signed-in user in their role.
+    pub(crate) fn of(who: &'a crate::domain::review::Session) -> Self {
+        Actor {
+            user: &who.user,
+            role: who.role.as_str(),
+        }
+    }
+}
+
+impl AuditRecord {
+    /// A record of `action` by `by` at `at`, on `order_id` when given, with its `outcome`.
+    pub(crate) fn by(
+        by: Actor<'_>,
+        at: i64,
+        action: &str,
+        order_id: Option<&str>,
+        outcome: String,
+    ) -> Self {
+        AuditRecord {
+            at,
+            user: by.user.to_string(),
+            role: by.role.to_string(),
+            action: action.to_string(),
+            order_id: order_id.map(str::to_string),
+            outcome,
+        }
+    }
+}
+
 /// Ends an abandoned run inside a write transaction: order `id` becomes CARD_PROD_FAILED for
 /// `reason` (its approval kept, no owner) and the trail gets a `perso-failed` record by `by`.
 /// The one write both a dead process's run ([`Store::recover_interrupted`]) and a lapsed station
@@ -478,14 +508,13 @@ pub(crate) fn fail_abandoned(
     append_audit(
         tx,
         sealer,
-        &AuditRecord {
+        &AuditRecord::by(
+            by,
             at,
-            user: by.user.to_string(),
-            role: by.role.to_string(),
-            action: "perso-failed".into(),
-            order_id: Some(id.to_string()),
-            outcome: outcome_of(Status::Failed, Some(reason), None),
-        },
+            "perso-failed",
+            Some(id),
+            outcome_of(Status::Failed, Some(reason), None),
+        ),
     )
 }
 
@@ -520,19 +549,20 @@ fn stated_status(outcome: &str) -> Option<&str> {
 /// Versions before 2 did not audit preparation: each order whose status the trail does not
 /// explain gets one `adopted` record stating it as found at the upgrade.
 pub(crate) fn adopt_unexplained(tx: &mut dyn Tx) -> Result<(), StoreError> {
+    let me = os_user();
     for (order, status) in unexplained_orders(tx)? {
-        append_audit(
-            tx,
-            None,
-            &AuditRecord {
-                at: now(),
-                user: os_user(),
-                role: SYSTEM_ROLE.into(),
-                action: "adopted".into(),
-                order_id: Some(order),
-                outcome: format!("{status}: found at the schema upgrade to version 2"),
+        let outcome = format!("{status}: found at the schema upgrade to version 2");
+        let record = AuditRecord::by(
+            Actor {
+                user: &me,
+                role: SYSTEM_ROLE,
             },
-        )?;
+            now(),
+            "adopted",
+            Some(&order),
+            outcome,
+        );
+        append_audit(tx, None, &record)?;
     }
     Ok(())
 }

@@ -168,17 +168,19 @@ impl Store {
             append_audit(
                 tx,
                 Some(sealer.as_ref()),
-                &AuditRecord {
-                    at: now(),
-                    user: os_user(),
-                    role: SYSTEM_ROLE.into(),
-                    action: audit::ADOPTION.into(),
-                    order_id: None,
-                    outcome: format!(
+                &AuditRecord::by(
+                    Actor {
+                        user: &os_user(),
+                        role: SYSTEM_ROLE,
+                    },
+                    now(),
+                    audit::ADOPTION,
+                    None,
+                    format!(
                         "sealing starts with key {}; {count} earlier record(s) sealed as found",
                         sealer.key_name()
                     ),
-                },
+                ),
             )
         })
     }
@@ -345,14 +347,13 @@ impl Store {
         append_audit(
             tx,
             self.seal(),
-            &AuditRecord {
+            &AuditRecord::by(
+                Actor::of(who),
                 at,
-                user: who.user.clone(),
-                role: who.role.as_str().to_string(),
-                action: event.name().to_string(),
-                order_id: Some(order_id.to_string()),
-                outcome: outcome_of(to, reason.as_deref(), event_note(event, evidence)),
-            },
+                event.name(),
+                Some(order_id),
+                outcome_of(to, reason.as_deref(), event_note(event, evidence)),
+            ),
         )?;
         Ok(Ok(OrderState {
             status: to,
@@ -370,14 +371,8 @@ impl Store {
         order_id: Option<&str>,
         outcome: &str,
     ) -> Result<(), StoreError> {
-        let record = AuditRecord {
-            at: now(),
-            user: who.user.clone(),
-            role: who.role.as_str().to_string(),
-            action: action.to_string(),
-            order_id: order_id.map(str::to_string),
-            outcome: scrub_digit_runs(outcome),
-        };
+        let outcome = scrub_digit_runs(outcome);
+        let record = AuditRecord::by(Actor::of(who), now(), action, order_id, outcome);
         self.write(|tx| append_audit(tx, self.seal(), &record))
     }
 
@@ -541,14 +536,13 @@ fn prepare_one(
     append_audit(
         tx,
         sealer,
-        &AuditRecord {
+        &AuditRecord::by(
+            Actor { user, role },
             at,
-            user: user.to_string(),
-            role: role.to_string(),
-            action: event.name().to_string(),
-            order_id: Some(id.to_string()),
-            outcome: outcome_of(to, reason, None),
-        },
+            event.name(),
+            Some(id),
+            outcome_of(to, reason, None),
+        ),
     )?;
     Ok(OrderState {
         status: to,

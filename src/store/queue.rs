@@ -194,18 +194,13 @@ impl Store {
                     append_audit(
                         tx,
                         self.seal(),
-                        &AuditRecord {
+                        &AuditRecord::by(
+                            Actor::of(who),
                             at,
-                            user: who.user.clone(),
-                            role: who.role.as_str().into(),
-                            action: "queued".into(),
-                            order_id: Some(item.order_id.clone()),
-                            outcome: format!(
-                                "{}; {}",
-                                Status::Requested.as_str(),
-                                item.form.as_str()
-                            ),
-                        },
+                            "queued",
+                            Some(&item.order_id),
+                            format!("{}; {}", Status::Requested.as_str(), item.form.as_str()),
+                        ),
                     )?;
                 }
                 added.push(new);
@@ -320,11 +315,7 @@ impl Store {
                     lease.station.as_deref().unwrap_or("?"),
                     lease.step.as_deref().unwrap_or("?")
                 );
-                let by = Actor {
-                    user: &who.user,
-                    role: who.role.as_str(),
-                };
-                fail_abandoned(tx, self.seal(), id, &reason, by, at)?;
+                fail_abandoned(tx, self.seal(), id, &reason, Actor::of(who), at)?;
                 lease.until = None;
                 lease.owner = None;
                 tx.queue().set_lease(id, &lease)?;

@@ -19,11 +19,11 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+pub use crate::devices::connector::{CardConnector, PcscReader, VirtualCardReader};
 use crate::devices::encoder::{
     CancelHandle, EncoderError, EncoderEvent, FailureClass, SerialConfig, classify,
     write_card_stripe,
 };
-pub use crate::devices::connector::{CardConnector, PcscReader, VirtualCardReader};
 use crate::devices::transport::{CardTransport, TransportError};
 use crate::domain::approval::{self, Evidence, review_message};
 use crate::domain::chip::ChipProfile;

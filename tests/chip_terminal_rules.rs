@@ -462,9 +462,8 @@ fn iad_carries_the_orders_dki_and_the_profiles_cvn() {
     }
     // CVN 22 is coded 0x22 with IAD format 2 (32 bytes, 1F CVN DKI).
     let cvn22 = demo::edited_profile("vis-1.6.3-vcps-2.2.4", "cvn22.toml", |text| {
-        text
-                .replace("cvn = \"visa-cvn18\"", "cvn = \"visa-cvn22\"")
-                .replace("cvr = \"03A00000\"", "cvr = \"0000000000\"")
+        text.replace("cvn = \"visa-cvn18\"", "cvn = \"visa-cvn22\"")
+            .replace("cvr = \"03A00000\"", "cvr = \"0000000000\"")
     });
     let data = model1::prepare(&o, product, &cvn22, DATE, &keys, &InlineKeys).expect("cvn22");
     let chip = data.chip.expect("chip");
@@ -595,9 +594,9 @@ fn cardholder_name_over_contactless_is_a_profile_setting() {
     let keys = demo::keys();
     let no_name = demo::edited_profile("vis-1.6.3-vcps-2.2.4", "noname.toml", |text| {
         text.replace(
-                "scheme = \"visa\"",
-                "scheme = \"visa\"\ncontactless_name = false",
-            )
+            "scheme = \"visa\"",
+            "scheme = \"visa\"\ncontactless_name = false",
+        )
     });
     let o = order_of(&d, "DEMO-VISA-0001");
     let product = d.catalog.get(&o.card_product_id).expect("product");

@@ -5,10 +5,10 @@
 
 use std::path::Path;
 
+use persodesk::domain::chip::ChipData;
 use persodesk::domain::chip::keys::ChipKeys;
 use persodesk::domain::chip::model1;
 use persodesk::domain::chip::profile::{ChipProfile, DgiContent, OdaMethod};
-use persodesk::domain::chip::ChipData;
 use persodesk::domain::emv_keys::MkdOption;
 use persodesk::domain::fields::{Pan, Psn};
 use persodesk::domain::oda::{
@@ -422,8 +422,7 @@ fn certificate_chains_for_1024_1152_1408_1984_bit_cas() {
 #[test]
 fn bad_input_gives_clear_errors() {
     let d = demo();
-    let base = d.order("DEMO-VISA-0001")
-        .clone();
+    let base = d.order("DEMO-VISA-0001").clone();
     let product = d.catalog.get(&base.card_product_id).expect("product");
     let profile = d.profiles.get("vis-1.6.3-vcps-2.2.4").expect("profile");
     let run = |o: &Order, p: &ChipProfile, k: &SoftwareKeyStore| -> String {

@@ -103,7 +103,8 @@ fn no_flow_leaks_card_data_or_keys() {
     let mut outputs: Vec<(&str, String)> = Vec::new();
     let mut cards = 0;
     for file in [demo::ORDERS, demo::ORDERS_MODEL2] {
-        let entries = parse_order_file(&demo::read(file), &catalog.order_rules()).expect("order file");
+        let entries =
+            parse_order_file(&demo::read(file), &catalog.order_rules()).expect("order file");
         for entry in &entries {
             outputs.push(("OrderEntry Debug", format!("{entry:?}")));
             let order = entry.outcome.as_ref().expect("valid demo order");

@@ -601,7 +601,14 @@ fn every_profile_reads_on_both_interfaces_through_pcscd() {
     std::fs::create_dir_all(&root).expect("temp dir");
     let sim = |cleanup: &mut Cleanup, profile: &str, state: &Path, interface: &str| {
         let state = state.to_str().expect("utf-8 temp path");
-        let args = ["--profile", profile, "--interface", interface, "--state", state];
+        let args = [
+            "--profile",
+            profile,
+            "--interface",
+            interface,
+            "--state",
+            state,
+        ];
         insert_card(cleanup, &reader0, &args)
     };
     let pull = |cleanup: &mut Cleanup, index: usize| pull_card(cleanup, &reader0, index);

@@ -23,9 +23,8 @@ use persodesk::domain::fields::{Pan, Psn};
 use persodesk::domain::gp::kdf::Diversification;
 use persodesk::domain::keystore::{CardKeyStore, KeyRef, KeyStore, KeyUsage};
 use persodesk::domain::oda::{OdaError, RsaExponent, RsaKeyPair};
-use persodesk::keys::pkcs11::{Pkcs11KeyStore, ceremony};
 use persodesk::keys::LoadedKeys;
-
+use persodesk::keys::pkcs11::{Pkcs11KeyStore, ceremony};
 
 mod support;
 use support::demo::{self, Demo, root};

@@ -319,7 +319,10 @@ fn work_one(bench: &Bench, store: &mut Store, claim: &Claim) -> Worked {
     let mut virtual_reader = None;
     let mut pcsc = None;
     if bench.reader == "virtual" {
-        match profile.map(|p| blank_virtual_card(p, &bench.keys)).transpose() {
+        match profile
+            .map(|p| blank_virtual_card(p, &bench.keys))
+            .transpose()
+        {
             Ok(card) => virtual_reader = card.map(VirtualCardReader::new),
             Err(e) => return finish(store, bench, claim, Some(format!("connect: {e}")), None),
         }

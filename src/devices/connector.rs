@@ -104,10 +104,7 @@ impl CardConnector for VirtualCardReader {
 /// A fresh blank virtual card of the stock `profile` names (see
 /// [`crate::sim::card::stock::config_for`]), its card keys diversified from the profile's
 /// **test** KMC in `keys`, with a random serial number.
-pub fn blank_virtual_card(
-    profile: &ChipProfile,
-    keys: &LoadedKeys,
-) -> Result<VirtualCard, String> {
+pub fn blank_virtual_card(profile: &ChipProfile, keys: &LoadedKeys) -> Result<VirtualCard, String> {
     let (kmc, _) = keys
         .software()
         .map_err(|e| format!("virtual card: {e}"))?

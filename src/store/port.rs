@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{
-    Actor, Approval, AuditRecord, Engine, INTERRUPTED, OrderRow, OrderState, SYSTEM_ROLE, Sealer, Store,
-    StoreError, StoreLocation, Tx, append_audit, audit, data_dir, decision_name, event_note, now,
-    fail_abandoned, os_user, outcome_of, owner_alive, process_token, read_head, store_problem,
+    Actor, Approval, AuditRecord, Engine, INTERRUPTED, OrderRow, OrderState, SYSTEM_ROLE, Sealer,
+    Store, StoreError, StoreLocation, Tx, append_audit, audit, data_dir, decision_name, event_note,
+    fail_abandoned, now, os_user, outcome_of, owner_alive, process_token, read_head, store_problem,
 };
 use crate::domain::approval::{self, Decision};
 use crate::domain::mask::scrub_digit_runs;

@@ -18,9 +18,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{
-    Actor, AuditRecord, OrderState, Store, StoreError, append_audit, fail_abandoned, now,
-};
+use super::{Actor, AuditRecord, OrderState, Store, StoreError, append_audit, fail_abandoned, now};
 use crate::domain::approval::{self, Decision};
 use crate::domain::review::{Role, Session};
 use crate::domain::status::{Event, Status};

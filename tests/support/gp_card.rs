@@ -6,7 +6,6 @@
 
 use super::*;
 
-
 fn card_scp02_session_key(static_key: &[u8], constant: [u8; 2], seq: [u8; 2]) -> Vec<u8> {
     let mut b = vec![0u8; 16];
     b[..2].copy_from_slice(&constant);

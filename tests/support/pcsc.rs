@@ -137,7 +137,8 @@ pub fn stop(cleanup: &mut Cleanup, index: usize) {
 /// `reader` sees it. Returns its index in `cleanup` (for [`pull_card`]).
 pub fn insert_card(cleanup: &mut Cleanup, reader: &str, args: &[&str]) -> usize {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_persodesk"));
-    cmd.args(["sim-card", "--vpcd", "127.0.0.1:35963"]).args(args);
+    cmd.args(["sim-card", "--vpcd", "127.0.0.1:35963"])
+        .args(args);
     let i = spawn(cleanup, "persodesk sim-card", &mut cmd);
     wait_for("the virtual card", Duration::from_secs(20), || {
         PcscTransport::connect(reader, ProtocolChoice::Any).ok()

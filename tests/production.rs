@@ -3,8 +3,6 @@
 //! test keys, demo orders and test products entirely, and never reveals. Since issue 13 the key
 //! store and profiles come from the configuration only (tests/production_probe.rs has the rest).
 
-mod support;
-
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -13,7 +11,10 @@ use std::process::Output;
 mod live_token;
 
 use live_token::LiveToken;
-use support::root;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
 
 /// Runs persodesk in production mode (`config`), on `token` when given.
 fn persodesk_on(args: &[&str], config: &Path, token: Option<&LiveToken>) -> Output {
@@ -21,7 +22,9 @@ fn persodesk_on(args: &[&str], config: &Path, token: Option<&LiveToken>) -> Outp
     if let Some(t) = token {
         envs.extend(t.envs());
     }
-    support::persodesk_env(args, &envs)
+    live_token::run::persodesk_command(args, &envs)
+        .output()
+        .expect("run persodesk")
 }
 
 fn persodesk(args: &[&str], config: &Path) -> Output {

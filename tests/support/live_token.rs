@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 #[path = "run.rs"]
-mod run;
+pub mod run;
 #[path = "softhsm.rs"]
 mod softhsm;
 use softhsm::TokenDir;

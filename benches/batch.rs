@@ -16,7 +16,7 @@ use persodesk::cli::prepare::{Batch, BatchOptions, Source};
 use persodesk::domain::chip::ChipProfiles;
 use persodesk::domain::chip::keys::IccKeySource;
 use persodesk::domain::chip::model1::PrepDate;
-use persodesk::domain::chip_model::ModelChoice;
+use persodesk::domain::prepare::ModelChoice;
 use persodesk::domain::oda::RsaExponent;
 use persodesk::domain::order::IdHasher;
 use persodesk::domain::product::Catalog;

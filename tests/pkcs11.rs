@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use persodesk::domain::chip::ChipProfiles;
 use persodesk::domain::chip::keys::{IccKeyPair, IccKeySource};
 use persodesk::domain::chip::model1::PrepDate;
-use persodesk::domain::chip_model::{CardKeys, ModelChoice, PrepInputs, prepare_card};
+use persodesk::domain::prepare::{CardKeys, ModelChoice, PrepInputs, prepare_card};
 use persodesk::domain::emv_keys::MkdOption;
 use persodesk::domain::envelope::EnvelopeSettings;
 use persodesk::domain::fields::{Pan, Psn};
@@ -260,7 +260,7 @@ fn assert_same_preparation(p11: &Pkcs11KeyStore) {
     for choice in [
         ModelChoice::StripeOnly,
         ModelChoice::Auto,
-        ModelChoice::Only(persodesk::domain::chip_model::ChipModel::Model1),
+        ModelChoice::Only(persodesk::domain::chip::ChipModel::Model1),
     ] {
         let a = prepared(&demo, &soft, &icc, choice);
         let b = prepared(&demo, p11, &icc, choice);
@@ -698,7 +698,7 @@ fn child_provisioned() {
     let a = prepared(&demo, &soft, &icc, ModelChoice::StripeOnly);
     let b = prepared(&demo, &p11, &icc, ModelChoice::StripeOnly);
     assert_eq!(a, b);
-    let model2 = persodesk::domain::chip_model::ChipModel::Model2;
+    let model2 = persodesk::domain::chip::ChipModel::Model2;
     let a = prepared(&demo, &soft, &icc, ModelChoice::Only(model2));
     let b = prepared(&demo, &p11, &icc, ModelChoice::Only(model2));
     assert!(

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 
 use persodesk::devices::transport::{CardTransport, TransportError};
 use persodesk::domain::chip::{ChipProfile, ChipProfiles, Interface};
-use persodesk::domain::chip_model::{ChipModel, ModelChoice, PrepInputs, prepare_card};
+use persodesk::domain::prepare::{ModelChoice, PrepInputs, prepare_card};
+use persodesk::domain::chip::ChipModel;
 use persodesk::domain::envelope::EnvelopeSettings;
 use persodesk::domain::order::{Order, parse_order_file};
 use persodesk::domain::product::Catalog;

@@ -8,10 +8,10 @@
 
 use std::sync::OnceLock;
 
-use super::domain::dgi;
+use super::domain::dgi::{self, PersoDgi};
 use super::domain::fields::{Pan, Yymm};
 use super::domain::gp::session::{
-    Aid, CardKeys, Dgi as GpDgi, PersoPlan, PersoSession, Protocol, Step,
+    Aid, CardKeys, PersoPlan, PersoSession, Protocol, Step,
 };
 use super::domain::gp::{SecretKey, SecurityLevel, StaticKeys, scp02};
 use super::domain::msr206::{
@@ -19,7 +19,7 @@ use super::domain::msr206::{
     TrackNumber, TrackSet, WriteSession,
 };
 use super::domain::order::{OrderRules, parse_order_file};
-use super::domain::prepare::prepare;
+use super::domain::prepare::prepare_tracks;
 use super::domain::product::{Catalog, Product};
 use super::domain::tlv;
 use super::domain::track::{Track, TrackNo};
@@ -313,12 +313,15 @@ pub fn gp_session(data: &[u8]) {
         keys: CardKeys::Static(keys.clone()),
         host_challenge,
         verify_card_challenge: false,
-        dgis: vec![
-            GpDgi::new(0x0101, vec![0x70, 0x03, 0x5F, 0x20, 0x00], false, false),
-            GpDgi::new(0x8000, vec![0x42; 16], true, false),
-            GpDgi::new(0x9000, vec![0x01, 0x02, 0x03], false, false),
-            GpDgi::new(0x8010, vec![0x24, 0x12, 0x34, 0xFF], true, true),
-        ],
+        dgis: [
+            (0x0101, vec![0x70, 0x03, 0x5F, 0x20, 0x00], false, false),
+            (0x8000, vec![0x42; 16], true, false),
+            (0x9000, vec![0x01, 0x02, 0x03], false, false),
+            (0x8010, vec![0x24, 0x12, 0x34, 0xFF], true, true),
+        ]
+        .into_iter()
+        .filter_map(|(id, value, encrypt, pad)| PersoDgi::new(id, value, encrypt, pad).ok())
+        .collect(),
     };
     let Ok((mut session, _select)) = PersoSession::start(plan) else {
         panic!("the fixed plan is valid");
@@ -598,7 +601,7 @@ fn personalize(
     protocol: Protocol,
     security_level: SecurityLevel,
     gp_style: bool,
-    dgis: Vec<GpDgi>,
+    dgis: Vec<PersoDgi>,
 ) -> Option<bool> {
     let app = Aid::from_hex("A0000000031010").ok()?;
     let plan = PersoPlan {
@@ -632,7 +635,7 @@ fn personalize(
 
 /// The demo Visa card's DGIs (assets/demo/model2, Model 1 output of a demo order) with the
 /// profile's flags.
-fn demo_card_dgis() -> Vec<GpDgi> {
+fn demo_card_dgis() -> Vec<PersoDgi> {
     let Some(profile) = chip_profiles().and_then(|p| p.get("vis-1.6.3-vcps-2.2.4")) else {
         return Vec::new();
     };
@@ -645,7 +648,11 @@ fn demo_card_dgis() -> Vec<GpDgi> {
             let (encrypt, pad) = profile
                 .dgi_rule(d.id())
                 .map_or((false, false), |r| (r.encrypt, r.pad));
-            GpDgi::new(d.id(), d.value().to_vec(), encrypt, pad)
+            PersoDgi {
+                dgi: d.clone(),
+                encrypt,
+                pad,
+            }
         })
         .collect()
 }
@@ -715,7 +722,11 @@ pub fn vcard(data: &[u8]) {
                     let high = d.id() >> 8;
                     let (encrypt, pad) =
                         ((0x80..=0x83).contains(&high), (0x81..=0x83).contains(&high));
-                    GpDgi::new(d.id(), d.value().to_vec(), encrypt, pad)
+                    PersoDgi {
+                dgi: d.clone(),
+                encrypt,
+                pad,
+            }
                 })
                 .collect();
             let _ = personalize(&mut card, keys, protocol, level, mode == 3, dgis);

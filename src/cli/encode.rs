@@ -27,7 +27,7 @@ use super::{
 use crate::devices::encoder::{DEFAULT_BAUD, EncoderError, EncoderEvent, SerialConfig};
 use crate::domain::finding::Finding;
 use crate::domain::msr206::FlowStep;
-use crate::domain::prepare::{PersoData, prepare};
+use crate::domain::prepare::{PersoData, prepare_tracks};
 use crate::domain::review::{Role, Session};
 use crate::domain::status::Event;
 use crate::domain::track::TrackNo;

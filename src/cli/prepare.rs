@@ -15,7 +15,7 @@ use crate::batch::{Line, Lines};
 use crate::domain::chip::ChipData;
 use crate::domain::chip::model1::PrepDate;
 use crate::domain::chip::preview::{TlvNode, preview};
-use crate::domain::chip_model::{ModelChoice, PrepInputs, prepare_card};
+use crate::domain::prepare::{ModelChoice, PrepInputs, prepare_card};
 use crate::domain::envelope::EnvelopeSettings;
 use crate::domain::finding::Finding;
 use crate::domain::order::{

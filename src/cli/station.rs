@@ -24,7 +24,7 @@ use crate::devices::encoder::SerialConfig;
 use crate::devices::pcsc::{PcscTransport, ProtocolChoice};
 use crate::devices::transport::{CardTransport, TransportError};
 use crate::domain::chip::{ChipProfile, ChipProfiles, Interface};
-use crate::domain::chip_model::profile_of;
+use crate::domain::prepare::profile_of;
 use crate::domain::finding::Finding;
 use crate::domain::product::Catalog;
 use crate::domain::review::{Role, Session};

@@ -23,7 +23,7 @@ pub use software::{KeyFileError, SoftwareKeyStore};
 
 use std::sync::Arc;
 
-use crate::domain::chip_model::CardKeys;
+use crate::domain::prepare::CardKeys;
 use crate::domain::keystore::{CardKeyStore, JweKeys, KeyInfo, StoreSealKeys};
 
 /// Every key store port in one trait object: preparation ([`CardKeys`]: chip keys and Model 2

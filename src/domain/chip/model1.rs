@@ -16,9 +16,9 @@ use super::profile::{
     ChipProfile, DgiContent, GpoAnswer, IcvvPosition, Interface, OdaMethod, TagSlot,
     aip_asks_for_oda, signature_tag,
 };
-use super::{ChipData, ChipKcvs, ChipModel, OdaSummary, PersoDgi};
+use super::{ChipData, ChipKcvs, ChipModel, OdaSummary};
 use crate::domain::cvv::ICVV_SERVICE_CODE;
-use crate::domain::dgi::Dgi;
+use crate::domain::dgi::{Dgi, PersoDgi};
 use crate::domain::fields::{Cvv, Yymm};
 use crate::domain::finding::Finding;
 use crate::domain::keystore::{KeyInfo, KeyRef, KeyUsage, PinBlockRef};
@@ -1029,7 +1029,7 @@ fn pin_block(w: &mut Work<'_>) -> Result<PinOutcome, Finding> {
     Ok((None, false))
 }
 
-/// Prepares tracks and Model 1 chip data for one order: [`crate::domain::prepare::prepare`],
+/// Prepares tracks and Model 1 chip data for one order: [`crate::domain::prepare::prepare_tracks`],
 /// then [`compute`] under the product's chip profile.
 pub fn prepare(
     order: &Order,
@@ -1039,7 +1039,7 @@ pub fn prepare(
     keys: &dyn ChipKeys,
     icc_keys: &dyn IccKeySource,
 ) -> Result<PersoData, Vec<Finding>> {
-    let mut data = crate::domain::prepare::prepare(order, product, keys)?;
+    let mut data = crate::domain::prepare::prepare_tracks(order, product, keys)?;
     let (chip, used, sources) =
         compute(order, product, profile, &data.tracks, date, keys, icc_keys)
             .map_err(|f| vec![f])?;

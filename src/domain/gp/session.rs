@@ -37,6 +37,7 @@ use super::scp02::{self, Scp02Variant};
 use super::scp03;
 use super::{GpError, SecretKey, SecurityLevel, StaticKeys};
 use crate::domain::crypto::{AES_BLOCK, DES_BLOCK, ct_eq, pad_iso7816};
+use crate::domain::dgi::PersoDgi;
 use crate::domain::keystore::{CardKeyStore, KeyError};
 
 /// An application or security domain identifier (5 to 16 bytes).
@@ -124,49 +125,6 @@ pub enum CardKeys {
     },
 }
 
-/// One DGI to store: its identifier, value and the profile's flags. The value is zeroized on drop
-/// and never shown by `Debug`.
-#[derive(Clone)]
-pub struct Dgi {
-    /// The DGI identifier, e.g. `0x8000`.
-    pub id: u16,
-    value: Zeroizing<Vec<u8>>,
-    /// Encrypt the value with the DEK (P1 = 60).
-    pub encrypt: bool,
-    /// Pad the value with ISO/IEC 9797-1 method 2 (`80 00..`) to the DEK block before encryption.
-    pub pad: bool,
-}
-
-impl Dgi {
-    /// A DGI with explicit flags.
-    pub fn new(id: u16, value: Vec<u8>, encrypt: bool, pad: bool) -> Self {
-        Self {
-            id,
-            value: Zeroizing::new(value),
-            encrypt,
-            pad,
-        }
-    }
-
-    /// The value as given (before padding and encryption).
-    pub fn value(&self) -> &[u8] {
-        &self.value
-    }
-}
-
-impl fmt::Debug for Dgi {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Dgi({:04X}, <{} bytes>, encrypt={}, pad={})",
-            self.id,
-            self.value.len(),
-            self.encrypt,
-            self.pad
-        )
-    }
-}
-
 /// Everything a personalization session needs; the host challenge comes from the caller (the
 /// domain draws no random numbers).
 #[derive(Debug, Clone)]
@@ -191,7 +149,7 @@ pub struct PersoPlan {
     /// `KDF(K-ENC, 02, seq || target AID)`. Not available for SCP02.
     pub verify_card_challenge: bool,
     /// The DGIs in send order.
-    pub dgis: Vec<Dgi>,
+    pub dgis: Vec<PersoDgi>,
 }
 
 /// A plan that cannot be run; found before any command is sent.
@@ -539,13 +497,13 @@ fn validate(plan: &PersoPlan) -> Result<Layout, PlanError> {
     };
     let mut count = 0usize;
     for dgi in &plan.dgis {
-        let len = dgi.value.len();
+        let len = dgi.value().len();
         if dgi.pad && !dgi.encrypt {
-            return Err(PlanError::PadWithoutEncryption { id: dgi.id });
+            return Err(PlanError::PadWithoutEncryption { id: dgi.id() });
         }
         if dgi.encrypt && !dgi.pad && len % block != 0 {
             return Err(PlanError::NotBlockAligned {
-                id: dgi.id,
+                id: dgi.id(),
                 len,
                 block,
             });
@@ -553,7 +511,7 @@ fn validate(plan: &PersoPlan) -> Result<Layout, PlanError> {
         let sent_len = sent_value_len(dgi, block);
         if sent_len > 0xFFFE {
             return Err(PlanError::DgiTooLong {
-                id: dgi.id,
+                id: dgi.id(),
                 len: sent_len,
             });
         }
@@ -571,8 +529,8 @@ fn validate(plan: &PersoPlan) -> Result<Layout, PlanError> {
 }
 
 /// The length of the value as sent (after padding).
-fn sent_value_len(dgi: &Dgi, block: usize) -> usize {
-    let len = dgi.value.len();
+fn sent_value_len(dgi: &PersoDgi, block: usize) -> usize {
+    let len = dgi.value().len();
     if dgi.pad {
         (len / block + 1) * block
     } else {
@@ -596,7 +554,8 @@ fn commands_for(len: usize, max_chunk: usize) -> usize {
 // ---------------------------------------------------------------------------------------------
 // Secure channel of the session
 
-enum Channel {
+/// The open secure channel of a session, whichever protocol the plan names.
+enum SecureChannel {
     Scp02(scp02::Channel),
     Scp03 {
         channel: scp03::Channel,
@@ -604,7 +563,7 @@ enum Channel {
     },
 }
 
-impl Channel {
+impl SecureChannel {
     fn external_authenticate(&mut self, host_cryptogram: &[u8; 8]) -> Result<CommandApdu, GpError> {
         match self {
             Self::Scp02(c) => c.external_authenticate(host_cryptogram),
@@ -661,19 +620,19 @@ struct CardInfo {
 
 struct AwaitExtAuth {
     ctx: Context,
-    channel: Channel,
+    channel: SecureChannel,
     card: CardInfo,
 }
 
 struct AwaitInstall {
     ctx: Context,
-    channel: Channel,
+    channel: SecureChannel,
     card: CardInfo,
 }
 
 struct AwaitStoreData {
     ctx: Context,
-    channel: Channel,
+    channel: SecureChannel,
     card: CardInfo,
     feed: StoreDataFeed,
 }
@@ -798,7 +757,7 @@ impl AwaitInitUpdate {
                     key_version: r.key_version,
                     sequence_counter: r.sequence_counter.to_vec(),
                 };
-                (Channel::Scp02(channel), card, host_cryptogram)
+                (SecureChannel::Scp02(channel), card, host_cryptogram)
             }
             Protocol::Scp03 { i } => {
                 let r = scp03::InitUpdateResponse::parse(data).map_err(malformed)?;
@@ -843,7 +802,7 @@ impl AwaitInitUpdate {
                     key_version: r.key_version,
                     sequence_counter: r.sequence_counter.map(|s| s.to_vec()).unwrap_or_default(),
                 };
-                let channel = Channel::Scp03 {
+                let channel = SecureChannel::Scp03 {
                     channel: scp03::Channel::new(session, plan.security_level),
                     static_dek: keys.dek.clone(),
                 };
@@ -909,7 +868,7 @@ impl AwaitInstall {
 }
 
 fn check_rmac(
-    channel: &Channel,
+    channel: &SecureChannel,
     response: &ResponseApdu,
     step: StepName,
     dgi: Option<u16>,
@@ -922,7 +881,7 @@ fn check_rmac(
 
 fn first_store_data(
     mut ctx: Context,
-    mut channel: Channel,
+    mut channel: SecureChannel,
     card: CardInfo,
 ) -> Result<Next, SessionError> {
     let dgis = std::mem::take(&mut ctx.plan.dgis);
@@ -980,7 +939,7 @@ struct CurrentDgi {
 
 /// Cuts the DGIs into STORE DATA commands, one DGI (or fragment) per command.
 struct StoreDataFeed {
-    pending: std::vec::IntoIter<Dgi>,
+    pending: std::vec::IntoIter<PersoDgi>,
     current: Option<CurrentDgi>,
     /// STORE DATA commands issued so far (the next P2).
     sequence: u16,
@@ -1003,7 +962,7 @@ impl StoreDataFeed {
     fn next_command(
         &mut self,
         layout: &Layout,
-        channel: &mut Channel,
+        channel: &mut SecureChannel,
     ) -> Result<CommandApdu, SessionError> {
         const STEP: StepName = StepName::StoreData;
         let needs_next = self
@@ -1016,9 +975,9 @@ impl StoreDataFeed {
             };
             let encoded = encode_dgi(&dgi, layout, channel)
                 .map_err(|source| SessionError::Crypto { step: STEP, source })?;
-            self.stored.push(dgi.id);
+            self.stored.push(dgi.id());
             self.current = Some(CurrentDgi {
-                id: dgi.id,
+                id: dgi.id(),
                 encrypt: dgi.encrypt,
                 encoded,
                 offset: 0,
@@ -1056,11 +1015,11 @@ impl StoreDataFeed {
 
 /// `id || L || value-as-sent`, with the 3-byte length form when the DGI is split.
 fn encode_dgi(
-    dgi: &Dgi,
+    dgi: &PersoDgi,
     layout: &Layout,
-    channel: &Channel,
+    channel: &SecureChannel,
 ) -> Result<Zeroizing<Vec<u8>>, GpError> {
-    let mut value = Zeroizing::new(dgi.value.to_vec());
+    let mut value = Zeroizing::new(dgi.value().to_vec());
     if dgi.pad {
         pad_iso7816(&mut value, layout.block);
     }
@@ -1069,7 +1028,7 @@ fn encode_dgi(
     }
     let len = value.len();
     let mut out = Zeroizing::new(Vec::with_capacity(len + 5));
-    out.extend_from_slice(&dgi.id.to_be_bytes());
+    out.extend_from_slice(&dgi.id().to_be_bytes());
     let len16 = u16::try_from(len).map_err(|_| GpError::TooLong { len, max: 0xFFFE })?;
     if is_split(len, layout.max_chunk) {
         out.push(0xFF);

@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 
 use persodesk::devices::encoder::SerialConfig;
 use persodesk::devices::transport::{CardTransport, TransportError};
-use persodesk::domain::chip::ChipProfiles;
-use persodesk::domain::prepare::{ModelChoice, PrepInputs, prepare_card};
 use persodesk::domain::chip::ChipModel;
+use persodesk::domain::chip::ChipProfiles;
 use persodesk::domain::envelope::EnvelopeSettings;
 use persodesk::domain::order::{Order, parse_order_file};
 use persodesk::domain::prepare::PersoData;
+use persodesk::domain::prepare::{ModelChoice, PrepInputs, prepare_card};
 use persodesk::domain::product::Catalog;
 use persodesk::domain::review::{Role, Session};
 use persodesk::job::{self, CardConnector, CardJob, SerialStripe, StripeWriter};

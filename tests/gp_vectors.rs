@@ -18,6 +18,7 @@ use persodesk::domain::crypto::{
     retail_mac, tdes_cbc_decrypt, tdes_cbc_encrypt, tdes_ecb_decrypt, tdes_ecb_encrypt,
     unpad_iso7816_len,
 };
+use persodesk::domain::dgi::PersoDgi as Dgi;
 use persodesk::domain::gp::apdu::{CommandApdu, ResponseApdu, StatusWord};
 use persodesk::domain::gp::kdf::{Diversification, diversify, diversify_key};
 use persodesk::domain::gp::scp02::{self, Scp02Variant};
@@ -26,7 +27,6 @@ use persodesk::domain::gp::session::{
     Aid, CardKeys, PersoPlan, PersoSession, PlanError, Protocol, SessionError, Step, StepName,
     Summary,
 };
-use persodesk::domain::dgi::PersoDgi as Dgi;
 use persodesk::domain::gp::{GpError, KeyPurpose, SecretKey, SecurityLevel, StaticKeys};
 
 // ---------------------------------------------------------------------------------------------
@@ -1171,7 +1171,7 @@ fn assert_card_got_perso_dgis(card: &TestCard, block: usize) {
     let want = perso_dgis();
     assert_eq!(
         got.iter().map(|(id, _, _)| *id).collect::<Vec<_>>(),
-        want.iter().map(|d| d.id).collect::<Vec<_>>()
+        want.iter().map(|d| d.id()).collect::<Vec<_>>()
     );
     for ((id, value, p1), dgi) in got.iter().zip(&want) {
         assert_eq!(

@@ -517,7 +517,8 @@ fn outputs(d: &Demo, pan: &str) -> Vec<(&'static str, String)> {
             }
             Ok(order) => {
                 let product = d.catalog.get(&order.card_product_id).expect("product");
-                if let Err(findings) = persodesk::domain::prepare::prepare_tracks(order, product, &d.keys)
+                if let Err(findings) =
+                    persodesk::domain::prepare::prepare_tracks(order, product, &d.keys)
                 {
                     for f in findings {
                         out.push(("prepare finding", f.to_string()));

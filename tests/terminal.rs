@@ -9,11 +9,11 @@
 use std::path::PathBuf;
 
 use persodesk::devices::transport::{CardTransport, TransportError};
-use persodesk::domain::chip::{ChipProfile, ChipProfiles, Interface};
-use persodesk::domain::prepare::{ModelChoice, PrepInputs, prepare_card};
 use persodesk::domain::chip::ChipModel;
+use persodesk::domain::chip::{ChipProfile, ChipProfiles, Interface};
 use persodesk::domain::envelope::EnvelopeSettings;
 use persodesk::domain::order::{Order, parse_order_file};
+use persodesk::domain::prepare::{ModelChoice, PrepInputs, prepare_card};
 use persodesk::domain::product::Catalog;
 use persodesk::domain::readback::Outcome;
 use persodesk::job::{self, CardConnector, CardJob, CheckLine};

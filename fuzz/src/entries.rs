@@ -10,9 +10,7 @@ use std::sync::OnceLock;
 
 use super::domain::dgi::{self, PersoDgi};
 use super::domain::fields::{Pan, Yymm};
-use super::domain::gp::session::{
-    Aid, CardKeys, PersoPlan, PersoSession, Protocol, Step,
-};
+use super::domain::gp::session::{Aid, CardKeys, PersoPlan, PersoSession, Protocol, Step};
 use super::domain::gp::{SecretKey, SecurityLevel, StaticKeys, scp02};
 use super::domain::msr206::{
     Action, Expect, Feed, FlowConfig, Response, ResponseKind, ResponseParser, TrackBody,
@@ -723,10 +721,10 @@ pub fn vcard(data: &[u8]) {
                     let (encrypt, pad) =
                         ((0x80..=0x83).contains(&high), (0x81..=0x83).contains(&high));
                     PersoDgi {
-                dgi: d.clone(),
-                encrypt,
-                pad,
-            }
+                        dgi: d.clone(),
+                        encrypt,
+                        pad,
+                    }
                 })
                 .collect();
             let _ = personalize(&mut card, keys, protocol, level, mode == 3, dgis);
@@ -886,7 +884,7 @@ pub fn demo_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     };
     let (mut session, first) = ReadBackSession::start(terminal, None, Vec::new());
     let (mut commands, mut responses) = (Vec::new(), vec![0x01]);
-    let mut command = first;
+    let mut command = first.to_bytes();
     for _ in 0..100 {
         let response = card.process(&command);
         if let Ok(len) = u8::try_from(command.len()) {
@@ -898,7 +896,7 @@ pub fn demo_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             responses.extend_from_slice(&response);
         }
         match session.handle(&response) {
-            ReadStep::Transmit(next) => command = next,
+            ReadStep::Transmit(next) => command = next.to_bytes(),
             ReadStep::Done(_) => break,
         }
     }

@@ -301,7 +301,7 @@ impl Run<'_> {
             );
             Failure::findings("invalid-order", &[f])
         })?;
-        let data = prepare(order, product, self.keys)
+        let data = prepare_tracks(order, product, self.keys)
             .map_err(|e| Failure::findings("prepare-failed", &e))?;
         Ok((data, product.chip_profile.clone()))
     }

@@ -399,7 +399,7 @@ impl Worker {
                 &inputs,
             )
         } else {
-            prepare(order, product, self.ctx.keys.port())
+            prepare_tracks(order, product, self.ctx.keys.port())
         };
         match prepared {
             Ok(data) => {

@@ -253,7 +253,7 @@ pub struct VirtualCard {
     commands: u32,
     faults: Vec<Fault>,
     selected: Selected,
-    channel: Option<Channel>,
+    channel: Option<CardChannel>,
     sequence: u32,
     fixed_random: Option<[u8; 8]>,
     staging: Staging,

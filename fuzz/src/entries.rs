@@ -81,7 +81,7 @@ pub fn order(data: &[u8]) {
         let Some(product) = demo.catalog.get(&order.card_product_id) else {
             continue;
         };
-        let Ok(data) = prepare(order, product, &demo.keys) else {
+        let Ok(data) = prepare_tracks(order, product, &demo.keys) else {
             continue;
         };
         let pan = order.pan.reveal();
@@ -460,7 +460,7 @@ fn model2_demo() -> &'static [Model2Demo] {
                 let order = entry.outcome.ok()?;
                 let product = demo.catalog.get(&order.card_product_id)?;
                 let profile = profiles.get(product.chip_profile.as_deref()?)?;
-                let data = prepare(&order, product, &demo.keys).ok()?;
+                let data = prepare_tracks(&order, product, &demo.keys).ok()?;
                 Some(Model2Demo {
                     order,
                     data,

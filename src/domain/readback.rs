@@ -36,6 +36,22 @@ use crate::domain::oda::{self, CaPublicKey, EmvPublicKey};
 use crate::domain::terminal::cvn::{self as terminal_cvn, IadInfo};
 use crate::domain::tlv::{self, Tag, Tlv};
 
+/// The check of the issuer certificate.
+const ISSUER: &str = "ODA: issuer certificate (90) with the CA key";
+/// The check of the ICC certificate.
+const ICC: &str = "ODA: ICC certificate (9F46) over the static data";
+
+/// The PAN read from 5A, empty when none was.
+fn pan_of(result: &ReadBack) -> Zeroizing<String> {
+    Zeroizing::new(
+        result
+            .pan
+            .as_ref()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+    )
+}
+
 /// "2PAY.SYS.DDF01".
 const PPSE: [u8; 14] = *b"2PAY.SYS.DDF01";
 
@@ -1073,8 +1089,6 @@ impl Reading {
     /// The ODA chain: issuer certificate (90, 92, 9F32) with the CA key, ICC certificate (9F46,
     /// 9F48, 9F47) over the static data, or SSAD (93) for SDA.
     fn oda(&mut self) {
-        const ISSUER: &str = "ODA: issuer certificate (90) with the CA key";
-        const ICC: &str = "ODA: ICC certificate (9F46) over the static data";
         // Book 3 §10.3: the terminal performs the ODA the AIP of this GPO announces (SDA 40,
         // DDA 20, CDA 01), and none when it announces none.
         if self.aip[0] & 0x61 == 0 {
@@ -1088,6 +1102,16 @@ impl Reading {
             self.check(ISSUER, Outcome::Skipped("no CA public key given".into()));
             return;
         };
+        let Some(issuer) = self.issuer_certificate(&ca) else {
+            return;
+        };
+        self.check(ISSUER, Outcome::Pass);
+        self.icc_certificate(&issuer, &pan_of(&self.result));
+    }
+
+    /// The issuer certificate (90, 92, 9F32) recovered with the CA key named by 8F, its issuer
+    /// identifier matching the PAN; `None` after a failed check.
+    fn issuer_certificate(&mut self, ca: &CaPublicKey) -> Option<oda::RecoveredIssuerCertificate> {
         let data = self.data.clone();
         let v = |tag| find_value(&data, tag).map(<[u8]>::to_vec);
         match v(0x8F) {
@@ -1101,19 +1125,19 @@ impl Reading {
                         ca.index
                     )),
                 );
-                return;
+                return None;
             }
             None => {
                 self.check(
                     ISSUER,
                     Outcome::Fail("no CA index (8F) in the records".into()),
                 );
-                return;
+                return None;
             }
         }
         let (Some(cert), Some(exp)) = (v(0x90), v(0x9F32)) else {
             self.check(ISSUER, Outcome::Fail("90 or 9F32 missing".into()));
-            return;
+            return None;
         };
         let issuer = match oda::recover_issuer_certificate(
             &ca.key,
@@ -1124,23 +1148,24 @@ impl Reading {
             Ok(i) => i,
             Err(e) => {
                 self.check(ISSUER, Outcome::Fail(e.to_string()));
-                return;
+                return None;
             }
         };
-        let pan = self
-            .result
-            .pan
-            .as_ref()
-            .map(|p| p.to_string())
-            .unwrap_or_default();
-        if !issuer.issuer_id_matches_pan(&pan) {
+        if !issuer.issuer_id_matches_pan(&pan_of(&self.result)) {
             self.check(
                 ISSUER,
                 Outcome::Fail("issuer identifier does not match the PAN".into()),
             );
-            return;
+            return None;
         }
-        self.check(ISSUER, Outcome::Pass);
+        Some(issuer)
+    }
+
+    /// The ICC certificate (9F46, 9F48, 9F47) over the static data, or SSAD (93) for SDA, with
+    /// the issuer key.
+    fn icc_certificate(&mut self, issuer: &oda::RecoveredIssuerCertificate, pan: &str) {
+        let data = self.data.clone();
+        let v = |tag| find_value(&data, tag).map(<[u8]>::to_vec);
         let records = &self.records;
         let static_data = oda::static_data_to_authenticate(
             &self.afl,
@@ -1168,7 +1193,7 @@ impl Reading {
                 &exp,
                 &static_data,
             ) {
-                Ok(icc) if icc.pan_matches(&pan) => {
+                Ok(icc) if icc.pan_matches(pan) => {
                     self.check(ICC, Outcome::Pass);
                     self.icc_key = Some(icc.icc_key);
                 }

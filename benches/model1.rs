@@ -5,12 +5,13 @@
 use std::path::PathBuf;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use persodesk::domain::chip::ChipModel;
 use persodesk::domain::chip::keys::{IccKeyPair, IccKeySource};
 use persodesk::domain::chip::model1::{self, PrepDate};
-use persodesk::domain::chip_model::{ChipModel, ModelChoice, PrepInputs, prepare_card};
 use persodesk::domain::envelope::EnvelopeSettings;
 use persodesk::domain::oda::{OdaError, RsaExponent, RsaKeyPair};
 use persodesk::domain::order::parse_order_file;
+use persodesk::domain::prepare::{ModelChoice, PrepInputs, prepare_card};
 use persodesk::keys::SoftwareKeyStore;
 use persodesk::keys::pool::{InlineKeys, generate};
 
@@ -59,7 +60,9 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("per card");
     g.sample_size(20);
     g.bench_function("tracks only", |b| {
-        b.iter(|| persodesk::domain::prepare::prepare(&order, product, &keys).expect("tracks"))
+        b.iter(|| {
+            persodesk::domain::prepare::prepare_tracks(&order, product, &keys).expect("tracks")
+        })
     });
     g.bench_function("model 1, key pool warm", |b| {
         b.iter(|| model1::prepare(&order, product, profile, date, &keys, &warm).expect("chip"))

@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use criterion::{Criterion, criterion_group};
+use persodesk::domain::chip::ChipModel;
 use persodesk::domain::chip::keys::{IccKeyPair, IccKeySource};
 use persodesk::domain::chip::model1::PrepDate;
-use persodesk::domain::chip_model::{CardKeys, ChipModel, ModelChoice, PrepInputs, prepare_card};
 use persodesk::domain::envelope::EnvelopeSettings;
 use persodesk::domain::oda::{OdaError, RsaExponent, RsaKeyPair};
 use persodesk::domain::order::{Order, parse_order_file};
+use persodesk::domain::prepare::{CardKeys, ModelChoice, PrepInputs, prepare_card};
 use persodesk::keys::SoftwareKeyStore;
 use persodesk::keys::pkcs11::{Pkcs11KeyStore, StoreFile, ceremony};
 use persodesk::keys::pool::generate;

@@ -7,9 +7,9 @@
 //! - [`config`]: the machine's configuration (test or production mode).
 //! - [`devices`]: adapters to real devices (magnetic stripe encoder, ...).
 //! - [`sim`]: simulated devices for tests and demos.
-//! - [`perso`]: personalizing a card over a transport, with a masked transcript.
-//! - [`verify`]: read-back verification of a personalized card.
-//! - [`job`]: one card's production run over any reader and encoder, recorded in the store.
+//! - [`run`]: the run of a card: [`job`] (one card's production run over any reader and encoder,
+//!   recorded in the store), [`perso`] (personalizing over a transport, with a masked
+//!   transcript) and [`verify`] (read-back verification), re-exported here.
 //! - [`cli`]: the command line.
 //! - [`gui`]: the desktop workstation (eframe).
 //! - [`store`]: statuses, approvals and the audit trail (SQLite).
@@ -22,9 +22,9 @@ pub mod devices;
 pub mod domain;
 pub mod files;
 pub mod gui;
-pub mod job;
 pub mod keys;
-pub mod perso;
+pub mod run;
 pub mod sim;
 pub mod store;
-pub mod verify;
+
+pub use run::{job, perso, verify};

@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use persodesk::devices::encoder::SerialConfig;
 use persodesk::devices::transport::{CardTransport, TransportError};
+use persodesk::domain::chip::ChipModel;
 use persodesk::domain::chip::ChipProfiles;
-use persodesk::domain::chip_model::{ChipModel, ModelChoice, prepare_card};
+use persodesk::domain::prepare::{ModelChoice, prepare_card};
 use persodesk::domain::order::{Order, parse_order_file};
 use persodesk::domain::prepare::PersoData;
 use persodesk::domain::product::Catalog;

@@ -19,12 +19,13 @@ use persodesk::domain::crypto::{
     retail_mac, tdes_cbc_decrypt, tdes_cbc_encrypt, tdes_ecb_decrypt, tdes_ecb_encrypt,
     unpad_iso7816_len,
 };
+use persodesk::domain::dgi::PersoDgi as Dgi;
 use persodesk::domain::gp::apdu::{CommandApdu, ResponseApdu, StatusWord};
 use persodesk::domain::gp::kdf::{Diversification, diversify, diversify_key};
 use persodesk::domain::gp::scp02::{self, Scp02Variant};
 use persodesk::domain::gp::scp03;
 use persodesk::domain::gp::session::{
-    Aid, CardKeys, Dgi, PersoPlan, PersoSession, PlanError, Protocol, SessionError, Step, StepName,
+    Aid, CardKeys, PersoPlan, PersoSession, PlanError, Protocol, SessionError, Step, StepName,
     Summary,
 };
 use persodesk::domain::gp::{GpError, KeyPurpose, SecretKey, SecurityLevel, StaticKeys};
@@ -809,12 +810,12 @@ const OP_ISD_AID: &str = "A000000003000000";
 
 fn perso_dgis() -> Vec<Dgi> {
     vec![
-        Dgi::new(0x0101, pattern(1, 30), false, false),
-        Dgi::new(0x0201, pattern(2, 300), false, false),
-        Dgi::new(0x8000, pattern(3, 48), true, false),
-        Dgi::new(0x8201, pattern(4, 64), true, true),
-        Dgi::new(0x9000, pattern(5, 9), false, false),
-        Dgi::new(0x9010, vec![0x03, 0x03], false, false),
+        Dgi::new(0x0101, pattern(1, 30), false, false).expect("dgi"),
+        Dgi::new(0x0201, pattern(2, 300), false, false).expect("dgi"),
+        Dgi::new(0x8000, pattern(3, 48), true, false).expect("dgi"),
+        Dgi::new(0x8201, pattern(4, 64), true, true).expect("dgi"),
+        Dgi::new(0x9000, pattern(5, 9), false, false).expect("dgi"),
+        Dgi::new(0x9010, vec![0x03, 0x03], false, false).expect("dgi"),
     ]
 }
 
@@ -855,7 +856,7 @@ fn assert_card_got_perso_dgis(card: &TestCard, block: usize) {
     let want = perso_dgis();
     assert_eq!(
         got.iter().map(|(id, _, _)| *id).collect::<Vec<_>>(),
-        want.iter().map(|d| d.id).collect::<Vec<_>>()
+        want.iter().map(|d| d.id()).collect::<Vec<_>>()
     );
     for ((id, value, p1), dgi) in got.iter().zip(&want) {
         assert_eq!(
@@ -1167,8 +1168,8 @@ fn session_scp03_kdf3_rmac() {
 fn session_split_boundary() {
     let mut plan = pysim_scp02_plan(SecurityLevel::CMac);
     plan.dgis = vec![
-        Dgi::new(0x0101, pattern(7, 244), false, false),
-        Dgi::new(0x0102, pattern(8, 245), false, false),
+        Dgi::new(0x0101, pattern(7, 244), false, false).expect("dgi"),
+        Dgi::new(0x0102, pattern(8, 245), false, false).expect("dgi"),
     ];
     let mut card = pysim_scp02_card();
     run(plan, &mut card).result.expect("session succeeds");
@@ -1576,7 +1577,7 @@ fn plan_errors_are_found_before_any_command() {
     assert_eq!(start(p), PlanError::NoDgis);
 
     let mut p = base();
-    p.dgis = vec![Dgi::new(0x8000, vec![0; 47], true, false)];
+    p.dgis = vec![Dgi::new(0x8000, vec![0; 47], true, false).expect("dgi")];
     assert_eq!(
         start(p),
         PlanError::NotBlockAligned {
@@ -1587,7 +1588,7 @@ fn plan_errors_are_found_before_any_command() {
     );
 
     let mut p = pysim_scp03_plan();
-    p.dgis = vec![Dgi::new(0x8000, vec![0; 24], true, false)];
+    p.dgis = vec![Dgi::new(0x8000, vec![0; 24], true, false).expect("dgi")];
     assert_eq!(
         start(p),
         PlanError::NotBlockAligned {
@@ -1598,21 +1599,30 @@ fn plan_errors_are_found_before_any_command() {
     );
 
     let mut p = base();
-    p.dgis = vec![Dgi::new(0x0101, vec![0; 10], false, true)];
+    p.dgis = vec![Dgi::new(0x0101, vec![0; 10], false, true).expect("dgi")];
     assert_eq!(start(p), PlanError::PadWithoutEncryption { id: 0x0101 });
 
+    // A value the DGI length field cannot carry is refused when the DGI is made; padding can
+    // still take a valid value past it, which the plan refuses.
+    assert!(Dgi::new(0x0101, vec![0; 0xFFFF], false, false).is_err());
     let mut p = base();
-    p.dgis = vec![Dgi::new(0x0101, vec![0; 0xFFFF], false, false)];
-    assert!(matches!(start(p), PlanError::DgiTooLong { id: 0x0101, .. }));
+    p.dgis = vec![Dgi::new(0x0101, vec![0; 0xFFFE], true, true).expect("dgi")];
+    assert!(matches!(
+        start(p),
+        PlanError::DgiTooLong {
+            id: 0x0101,
+            len: 0x1_0000
+        }
+    ));
 
     let mut p = base();
     p.dgis = (0..257)
-        .map(|i| Dgi::new(0x0101 + i, vec![1], false, false))
+        .map(|i| Dgi::new(0x0101 + i, vec![1], false, false).expect("dgi"))
         .collect();
     assert_eq!(start(p), PlanError::TooManyCommands { count: 257 });
     let mut p = base();
     p.dgis = (0..256)
-        .map(|i| Dgi::new(0x0101 + i, vec![1], false, false))
+        .map(|i| Dgi::new(0x0101 + i, vec![1], false, false).expect("dgi"))
         .collect();
     assert!(
         PersoSession::start(p).is_ok(),

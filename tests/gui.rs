@@ -9,7 +9,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use egui_kittest::kittest::Queryable as _;
-use persodesk::domain::chip_model::{AllowedModels, ChipModel};
+use persodesk::domain::chip::ChipModel;
+use persodesk::domain::prepare::AllowedModels;
 use persodesk::domain::status::Status;
 use persodesk::gui::devices::{VirtualSlot, lock_reader};
 use persodesk::gui::log::LogBuffer;

@@ -112,7 +112,7 @@ impl Demo {
     fn import(&self, order_json: &Value) -> Result<ChipData, Model2Error> {
         let order = self.parse(order_json);
         let product = self.catalog.get(&order.card_product_id).expect("product");
-        let tracks = persodesk::domain::prepare::prepare(&order, product, &self.keys)
+        let tracks = persodesk::domain::prepare::prepare_tracks(&order, product, &self.keys)
             .expect("tracks")
             .tracks;
         model2::import(

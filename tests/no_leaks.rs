@@ -17,7 +17,7 @@ use std::time::Duration;
 use persodesk::devices::encoder::SerialConfig;
 use persodesk::devices::transport::{CardTransport, TransportError, VirtualTransport};
 use persodesk::domain::chip::preview::preview;
-use persodesk::domain::chip_model::{ModelChoice, prepare_card};
+use persodesk::domain::prepare::{ModelChoice, prepare_card};
 use persodesk::domain::order::parse_order_file;
 use persodesk::domain::review::{Role, Session};
 use persodesk::domain::track::TrackNo;

@@ -81,7 +81,7 @@ fn perso_and_verify(reader: &str, protocol: Protocol, level: SecurityLevel, keys
     );
     let mut read_apdus = 0;
     let rb = loop {
-        let x = exchange(&mut transport, &command).expect("read-back exchange");
+        let x = exchange(&mut transport, &command.to_bytes()).expect("read-back exchange");
         read_apdus += x.raw_exchanges;
         match session.handle(&x.response) {
             ReadStep::Transmit(next) => command = next,

@@ -84,7 +84,7 @@ fn read_back(t: &mut dyn CardTransport) -> persodesk::domain::readback::ReadBack
         vec![support::AID.to_vec()],
     );
     loop {
-        let r = exchange(t, &command).expect("read-back exchange");
+        let r = exchange(t, &command.to_bytes()).expect("read-back exchange");
         match session.handle(&r.response) {
             ReadStep::Transmit(next) => command = next,
             ReadStep::Done(result) => return *result,

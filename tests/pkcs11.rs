@@ -16,13 +16,13 @@ use std::sync::Mutex;
 
 use persodesk::domain::chip::keys::{IccKeyPair, IccKeySource};
 use persodesk::domain::chip::model1::PrepDate;
-use persodesk::domain::chip_model::{CardKeys, ModelChoice, PrepInputs, prepare_card};
 use persodesk::domain::emv_keys::MkdOption;
 use persodesk::domain::envelope::EnvelopeSettings;
 use persodesk::domain::fields::{Pan, Psn};
 use persodesk::domain::gp::kdf::Diversification;
 use persodesk::domain::keystore::{CardKeyStore, KeyRef, KeyStore, KeyUsage};
 use persodesk::domain::oda::{OdaError, RsaExponent, RsaKeyPair};
+use persodesk::domain::prepare::{CardKeys, ModelChoice, PrepInputs, prepare_card};
 use persodesk::keys::LoadedKeys;
 use persodesk::keys::pkcs11::{Pkcs11KeyStore, ceremony};
 
@@ -207,7 +207,7 @@ fn assert_same_preparation(p11: &Pkcs11KeyStore) {
     for choice in [
         ModelChoice::StripeOnly,
         ModelChoice::Auto,
-        ModelChoice::Only(persodesk::domain::chip_model::ChipModel::Model1),
+        ModelChoice::Only(persodesk::domain::chip::ChipModel::Model1),
     ] {
         let a = prepared(&demo, &soft, &icc, choice);
         let b = prepared(&demo, p11, &icc, choice);
@@ -639,7 +639,7 @@ fn child_provisioned() {
     let a = prepared(&demo, &soft, &icc, ModelChoice::StripeOnly);
     let b = prepared(&demo, &p11, &icc, ModelChoice::StripeOnly);
     assert_eq!(a, b);
-    let model2 = persodesk::domain::chip_model::ChipModel::Model2;
+    let model2 = persodesk::domain::chip::ChipModel::Model2;
     let a = prepared(&demo, &soft, &icc, ModelChoice::Only(model2));
     let b = prepared(&demo, &p11, &icc, ModelChoice::Only(model2));
     assert!(

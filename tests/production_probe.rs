@@ -195,7 +195,8 @@ impl Desk {
         let entries = parse_order_file(&text, &catalog.order_rules()).expect("parse");
         let order = entries[0].outcome.as_ref().expect("valid order");
         let product = catalog.get("STRICT").expect("STRICT");
-        let data = persodesk::domain::prepare::prepare(order, product, &keys).expect("prepare");
+        let data =
+            persodesk::domain::prepare::prepare_tracks(order, product, &keys).expect("prepare");
         let mut store = self.store();
         store.record_preparation(&[(id, None)]).expect("prepared");
         let digest = store.review_digest(&review_message(&data));

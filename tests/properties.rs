@@ -23,7 +23,7 @@ use persodesk::domain::fields::{Cvv, EncodedName, Pan, Pvv, ServiceCode, Yymm};
 use persodesk::domain::gp::SecretKey;
 use persodesk::domain::gp::SecurityLevel;
 use persodesk::domain::gp::kdf::Diversification;
-use persodesk::domain::gp::session::{Aid, CardKeys, Dgi as GpDgi, Protocol};
+use persodesk::domain::gp::session::{Aid, CardKeys, Protocol};
 use persodesk::domain::mask;
 use persodesk::domain::oda::{OdaError, RsaExponent, RsaKeyPair};
 use persodesk::domain::order::parse_order_file;
@@ -440,11 +440,7 @@ fn outputs(d: &Demo, pan: &str) -> Vec<(&'static str, String)> {
     out.push(("chip preview (Debug)", format!("{shown:?}")));
 
     // Its personalization on the virtual card: the transcript.
-    let dgis: Vec<GpDgi> = chip
-        .dgis
-        .iter()
-        .map(|p| GpDgi::new(p.dgi.id(), p.dgi.value().to_vec(), p.encrypt, p.pad))
-        .collect();
+    let dgis = chip.dgis.clone();
     let kmc = "404142434445464748494A4B4C4D4E4F";
     let card = VirtualCard::new(CardConfig::new(
         CardProtocol::Scp02 { i: 0x55 },
@@ -510,7 +506,8 @@ fn outputs(d: &Demo, pan: &str) -> Vec<(&'static str, String)> {
             }
             Ok(order) => {
                 let product = d.catalog.get(&order.card_product_id).expect("product");
-                if let Err(findings) = persodesk::domain::prepare::prepare(order, product, &d.keys)
+                if let Err(findings) =
+                    persodesk::domain::prepare::prepare_tracks(order, product, &d.keys)
                 {
                     for f in findings {
                         out.push(("prepare finding", f.to_string()));

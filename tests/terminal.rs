@@ -6,8 +6,8 @@
 //! Also the GlobalPlatform card side: GET STATUS and GET DATA under secure messaging keep the
 //! MAC chain in step, EXTERNAL AUTHENTICATE at security level 00 is accepted.
 
-use persodesk::domain::chip::{ChipProfile, ChipProfiles, Interface};
-use persodesk::domain::chip_model::{ChipModel, ModelChoice, prepare_card};
+use persodesk::domain::chip::{ChipModel, ChipProfile, ChipProfiles, Interface};
+use persodesk::domain::prepare::{ModelChoice, prepare_card};
 use persodesk::domain::order::Order;
 use persodesk::domain::product::Catalog;
 use persodesk::domain::readback::Outcome;

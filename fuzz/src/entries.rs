@@ -8,18 +8,16 @@
 
 use std::sync::OnceLock;
 
-use super::domain::dgi;
+use super::domain::dgi::{self, PersoDgi};
 use super::domain::fields::{Pan, Yymm};
-use super::domain::gp::session::{
-    Aid, CardKeys, Dgi as GpDgi, PersoPlan, PersoSession, Protocol, Step,
-};
+use super::domain::gp::session::{Aid, CardKeys, PersoPlan, PersoSession, Protocol, Step};
 use super::domain::gp::{SecretKey, SecurityLevel, StaticKeys, scp02};
 use super::domain::msr206::{
     Action, Expect, Feed, FlowConfig, Response, ResponseKind, ResponseParser, TrackBody,
     TrackNumber, TrackSet, WriteSession,
 };
 use super::domain::order::{OrderRules, parse_order_file};
-use super::domain::prepare::prepare;
+use super::domain::prepare::prepare_tracks;
 use super::domain::product::{Catalog, Product};
 use super::domain::tlv;
 use super::domain::track::{Track, TrackNo};
@@ -83,7 +81,7 @@ pub fn order(data: &[u8]) {
         let Some(product) = demo.catalog.get(&order.card_product_id) else {
             continue;
         };
-        let Ok(data) = prepare(order, product, &demo.keys) else {
+        let Ok(data) = prepare_tracks(order, product, &demo.keys) else {
             continue;
         };
         let pan = order.pan.reveal();
@@ -313,12 +311,15 @@ pub fn gp_session(data: &[u8]) {
         keys: CardKeys::Static(keys.clone()),
         host_challenge,
         verify_card_challenge: false,
-        dgis: vec![
-            GpDgi::new(0x0101, vec![0x70, 0x03, 0x5F, 0x20, 0x00], false, false),
-            GpDgi::new(0x8000, vec![0x42; 16], true, false),
-            GpDgi::new(0x9000, vec![0x01, 0x02, 0x03], false, false),
-            GpDgi::new(0x8010, vec![0x24, 0x12, 0x34, 0xFF], true, true),
-        ],
+        dgis: [
+            (0x0101, vec![0x70, 0x03, 0x5F, 0x20, 0x00], false, false),
+            (0x8000, vec![0x42; 16], true, false),
+            (0x9000, vec![0x01, 0x02, 0x03], false, false),
+            (0x8010, vec![0x24, 0x12, 0x34, 0xFF], true, true),
+        ]
+        .into_iter()
+        .filter_map(|(id, value, encrypt, pad)| PersoDgi::new(id, value, encrypt, pad).ok())
+        .collect(),
     };
     let Ok((mut session, _select)) = PersoSession::start(plan) else {
         panic!("the fixed plan is valid");
@@ -459,7 +460,7 @@ fn model2_demo() -> &'static [Model2Demo] {
                 let order = entry.outcome.ok()?;
                 let product = demo.catalog.get(&order.card_product_id)?;
                 let profile = profiles.get(product.chip_profile.as_deref()?)?;
-                let data = prepare(&order, product, &demo.keys).ok()?;
+                let data = prepare_tracks(&order, product, &demo.keys).ok()?;
                 Some(Model2Demo {
                     order,
                     data,
@@ -598,7 +599,7 @@ fn personalize(
     protocol: Protocol,
     security_level: SecurityLevel,
     gp_style: bool,
-    dgis: Vec<GpDgi>,
+    dgis: Vec<PersoDgi>,
 ) -> Option<bool> {
     let app = Aid::from_hex("A0000000031010").ok()?;
     let plan = PersoPlan {
@@ -632,7 +633,7 @@ fn personalize(
 
 /// The demo Visa card's DGIs (assets/demo/model2, Model 1 output of a demo order) with the
 /// profile's flags.
-fn demo_card_dgis() -> Vec<GpDgi> {
+fn demo_card_dgis() -> Vec<PersoDgi> {
     let Some(profile) = chip_profiles().and_then(|p| p.get("vis-1.6.3-vcps-2.2.4")) else {
         return Vec::new();
     };
@@ -645,7 +646,11 @@ fn demo_card_dgis() -> Vec<GpDgi> {
             let (encrypt, pad) = profile
                 .dgi_rule(d.id())
                 .map_or((false, false), |r| (r.encrypt, r.pad));
-            GpDgi::new(d.id(), d.value().to_vec(), encrypt, pad)
+            PersoDgi {
+                dgi: d.clone(),
+                encrypt,
+                pad,
+            }
         })
         .collect()
 }
@@ -715,7 +720,11 @@ pub fn vcard(data: &[u8]) {
                     let high = d.id() >> 8;
                     let (encrypt, pad) =
                         ((0x80..=0x83).contains(&high), (0x81..=0x83).contains(&high));
-                    GpDgi::new(d.id(), d.value().to_vec(), encrypt, pad)
+                    PersoDgi {
+                        dgi: d.clone(),
+                        encrypt,
+                        pad,
+                    }
                 })
                 .collect();
             let _ = personalize(&mut card, keys, protocol, level, mode == 3, dgis);
@@ -875,7 +884,7 @@ pub fn demo_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     };
     let (mut session, first) = ReadBackSession::start(terminal, None, Vec::new());
     let (mut commands, mut responses) = (Vec::new(), vec![0x01]);
-    let mut command = first;
+    let mut command = first.to_bytes();
     for _ in 0..100 {
         let response = card.process(&command);
         if let Ok(len) = u8::try_from(command.len()) {
@@ -887,7 +896,7 @@ pub fn demo_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             responses.extend_from_slice(&response);
         }
         match session.handle(&response) {
-            ReadStep::Transmit(next) => command = next,
+            ReadStep::Transmit(next) => command = next.to_bytes(),
             ReadStep::Done(_) => break,
         }
     }

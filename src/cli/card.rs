@@ -412,7 +412,8 @@ fn issuer_chip_data(
     profiles: &Path,
     store: &crate::keys::LoadedKeys,
 ) -> Option<crate::domain::chip::ChipData> {
-    use crate::domain::chip_model::{ChipModel, ModelChoice, PrepInputs, prepare_card};
+    use crate::domain::chip::ChipModel;
+    use crate::domain::prepare::{ModelChoice, PrepInputs, prepare_card};
     order.tlv_data.as_ref()?;
     let product = catalog.get(&order.card_product_id)?;
     let chip_profiles = crate::catalog::load_chip_profiles(profiles).ok()?;

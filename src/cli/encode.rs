@@ -27,7 +27,7 @@ use super::{
 use crate::devices::encoder::{DEFAULT_BAUD, EncoderError, EncoderEvent, SerialConfig};
 use crate::domain::finding::Finding;
 use crate::domain::msr206::FlowStep;
-use crate::domain::prepare::{PersoData, prepare};
+use crate::domain::prepare::{PersoData, prepare_tracks};
 use crate::domain::review::{Role, Session};
 use crate::domain::status::Event;
 use crate::domain::track::TrackNo;
@@ -301,7 +301,7 @@ impl Run<'_> {
             );
             Failure::findings("invalid-order", &[f])
         })?;
-        let data = prepare(order, product, self.keys)
+        let data = prepare_tracks(order, product, self.keys)
             .map_err(|e| Failure::findings("prepare-failed", &e))?;
         Ok((data, product.chip_profile.clone()))
     }

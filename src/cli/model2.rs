@@ -79,6 +79,46 @@ fn pick_order(v: Value, id: Option<&str>) -> Result<Value, String> {
     }
 }
 
+/// The DGI text file of `--dgis`.
+fn read_dgis(args: &PackArgs) -> Result<Vec<dgi::Dgi>, Exit> {
+    let file = args.dgis.display().to_string();
+    let text = std::fs::read_to_string(&args.dgis)
+        .map_err(|e| unreadable(format!("{file}: cannot be read: {}", e.kind())))?;
+    dgi_text::parse(&file, &text).map_err(unreadable)
+}
+
+/// The order (`--id` picks one of a file's) to pack the DGIs into.
+fn read_order(args: &PackArgs) -> Result<Value, Exit> {
+    let order_text = std::fs::read_to_string(&args.order).map_err(|e| {
+        unreadable(format!(
+            "{}: cannot be read: {}",
+            args.order.display(),
+            e.kind()
+        ))
+    })?;
+    serde_json::from_str::<Value>(&order_text)
+        .map_err(|e| format!("not valid JSON (line {})", e.line()))
+        .and_then(|v| pick_order(v, args.id.as_deref()))
+        .map_err(|e| unreadable(format!("{}: {e}", args.order.display())))
+}
+
+/// The packed order on standard output, or in `path`.
+fn write_packed(path: Option<&std::path::Path>, out: &str) -> Exit {
+    match path {
+        None => {
+            print!("{out}");
+            Exit::Ok
+        }
+        // The packed order holds the clear PAN: owner-only, never through a planted link.
+        Some(p) => match crate::files::open_private(p, crate::files::Existing::Truncate)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, out.as_bytes()))
+        {
+            Ok(()) => Exit::Ok,
+            Err(e) => unreadable(format!("{}: cannot be written: {}", p.display(), e.kind())),
+        },
+    }
+}
+
 fn pack(args: &PackArgs) -> Exit {
     if let Err(e) = super::refuse_in_production("model2 pack (a tester's tool on test keys)") {
         return e;
@@ -96,31 +136,13 @@ fn pack(args: &PackArgs) -> Exit {
         Err(e) => return e,
     };
     let keys = loaded.port();
-    let file = args.dgis.display().to_string();
-    let text = match std::fs::read_to_string(&args.dgis) {
-        Ok(t) => t,
-        Err(e) => return unreadable(format!("{file}: cannot be read: {}", e.kind())),
-    };
-    let dgis = match dgi_text::parse(&file, &text) {
+    let dgis = match read_dgis(args) {
         Ok(d) => d,
-        Err(f) => return unreadable(f),
+        Err(e) => return e,
     };
-    let order_text = match std::fs::read_to_string(&args.order) {
-        Ok(t) => t,
-        Err(e) => {
-            return unreadable(format!(
-                "{}: cannot be read: {}",
-                args.order.display(),
-                e.kind()
-            ));
-        }
-    };
-    let mut order = match serde_json::from_str::<Value>(&order_text)
-        .map_err(|e| format!("not valid JSON (line {})", e.line()))
-        .and_then(|v| pick_order(v, args.id.as_deref()))
-    {
+    let mut order = match read_order(args) {
         Ok(o) => o,
-        Err(e) => return unreadable(format!("{}: {e}", args.order.display())),
+        Err(e) => return e,
     };
     let product_id = order["cardProductId"]
         .as_str()
@@ -184,17 +206,5 @@ fn pack(args: &PackArgs) -> Exit {
         Err(_) => return unreadable("the order cannot be written as JSON"),
     };
     tracing::info!(dgis = dgis.len(), kek = %kek, "Model 2 data packed");
-    match &args.out {
-        None => {
-            print!("{out}");
-            Exit::Ok
-        }
-        // The packed order holds the clear PAN: owner-only, never through a planted link.
-        Some(p) => match crate::files::open_private(p, crate::files::Existing::Truncate)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, out.as_bytes()))
-        {
-            Ok(()) => Exit::Ok,
-            Err(e) => unreadable(format!("{}: cannot be written: {}", p.display(), e.kind())),
-        },
-    }
+    write_packed(args.out.as_deref(), &out)
 }

@@ -27,12 +27,12 @@ use crate::domain::chip::ChipProfile;
 use crate::domain::chip::ChipProfiles;
 use crate::domain::chip::channel::{ChannelRule, parse_protocol, protocol_name};
 use crate::domain::chip::model1::PrepDate;
-use crate::domain::chip_model::{ModelChoice, PrepInputs, prepare_card, profile_of};
 use crate::domain::envelope::EnvelopeSettings;
 use crate::domain::finding::Finding;
 use crate::domain::gp::session::StepName;
 use crate::domain::order::{Order, OrderEntry};
 use crate::domain::prepare::PersoData;
+use crate::domain::prepare::{ModelChoice, PrepInputs, prepare_card, profile_of};
 use crate::domain::review::{Role, Session};
 use crate::domain::status::Status;
 use crate::job::{

@@ -15,13 +15,13 @@ use crate::batch::{Line, Lines};
 use crate::domain::chip::ChipData;
 use crate::domain::chip::model1::PrepDate;
 use crate::domain::chip::preview::{TlvNode, preview};
-use crate::domain::chip_model::{ModelChoice, PrepInputs, prepare_card};
 use crate::domain::envelope::EnvelopeSettings;
 use crate::domain::finding::Finding;
 use crate::domain::order::{
     IdHasher, IdKey, OrderEntry, OrderRules, SeenIds, entry_from_line, flag_duplicate, refused_line,
 };
 use crate::domain::prepare::PersoData;
+use crate::domain::prepare::{ModelChoice, PrepInputs, prepare_card};
 use crate::domain::product::Catalog;
 use crate::domain::track::{Track, TrackNo};
 use crate::keys::LoadedKeys;

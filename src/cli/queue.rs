@@ -17,12 +17,12 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use super::{Exit, keys_path, profiles_path, read_catalog, read_keys, read_orders, unreadable};
-use crate::domain::chip_model::{ModelChoice, PrepInputs, prepare_card};
 use crate::domain::envelope::EnvelopeSettings;
 use crate::domain::finding::Finding;
 use crate::domain::keystore::{JweKeys, StoreSealKeys};
 use crate::domain::order::{Order, OrderEntry, parse_orders};
 use crate::domain::prepare::PersoData;
+use crate::domain::prepare::{ModelChoice, PrepInputs, prepare_card};
 use crate::domain::review::{OrderFacts, Role, Session, may_review};
 use crate::domain::status::Event;
 use crate::keys::LoadedKeys;

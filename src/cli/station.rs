@@ -23,8 +23,8 @@ use super::{Exit, keys_path, profiles_path, read_catalog, read_keys, unreadable}
 use crate::devices::connector::{PcscReader, VirtualCardReader, blank_virtual_card};
 use crate::devices::encoder::SerialConfig;
 use crate::domain::chip::{ChipProfile, ChipProfiles};
-use crate::domain::chip_model::profile_of;
 use crate::domain::finding::Finding;
+use crate::domain::prepare::profile_of;
 use crate::domain::product::Catalog;
 use crate::domain::review::{Role, Session};
 use crate::job::{self, CardConnector, CardJob, JobEvent, SerialStripe, StripeWriter};

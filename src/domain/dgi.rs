@@ -289,6 +289,47 @@ impl Dgi {
     }
 }
 
+/// One DGI to send with STORE DATA and the profile's flags: what chip preparation produces
+/// ([`crate::domain::chip::ChipData`]) and what the card session sends
+/// ([`crate::domain::gp::session::PersoPlan`]). The value is clear here (keys and PIN blocks
+/// included); the session pads and encrypts it with the DEK as the flags say. `Debug` shows the
+/// id, length and flags only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersoDgi {
+    /// The DGI (its `Debug` shows id and length only; zeroized on drop).
+    pub dgi: Dgi,
+    /// Send encrypted with the DEK (STORE DATA P1 = 60).
+    pub encrypt: bool,
+    /// Pad ISO/IEC 9797-1 method 2 (`80 00..`) to the DEK block before encryption.
+    pub pad: bool,
+}
+
+impl PersoDgi {
+    /// A DGI with explicit flags. Fails when the value is longer than [`MAX_VALUE_LEN`].
+    pub fn new(
+        id: u16,
+        value: impl Into<Vec<u8>>,
+        encrypt: bool,
+        pad: bool,
+    ) -> Result<Self, DgiError> {
+        Ok(Self {
+            dgi: Dgi::new(id, value)?,
+            encrypt,
+            pad,
+        })
+    }
+
+    /// The DGI identifier, e.g. `0x8000`.
+    pub fn id(&self) -> u16 {
+        self.dgi.id()
+    }
+
+    /// The value as given (before padding and encryption).
+    pub fn value(&self) -> &[u8] {
+        self.dgi.value()
+    }
+}
+
 /// Reads a DGI length field in either form.
 fn read_length(r: &mut Reader<'_>, dgi: u16) -> Result<usize, DgiError> {
     let offset = r.offset();

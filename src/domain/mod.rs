@@ -5,7 +5,6 @@
 
 pub mod approval;
 pub mod chip;
-pub mod chip_model;
 pub mod crypto;
 pub mod cvv;
 pub mod date;

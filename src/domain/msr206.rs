@@ -968,156 +968,218 @@ impl Default for FlowConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Reset sent; the device does not answer it.
+#[derive(Debug)]
+struct ResetSent;
+
+/// Hi-co selection sent; awaiting its status.
+#[derive(Debug)]
+struct HiCoSent;
+
+/// ISO write sent; awaiting the status after the swipe. `bad_swipes`: in this step so far.
+#[derive(Debug)]
+struct WriteSent {
+    bad_swipes: u32,
+}
+
+/// ISO read sent; awaiting the tracks after the swipe. `bad_swipes`: in this step so far.
+#[derive(Debug)]
+struct ReadSent {
+    bad_swipes: u32,
+}
+
+/// One state per step of the flow; each consumes its reply and names the next.
+#[derive(Debug)]
 enum SessionState {
     Init,
-    ResetSent,
-    HiCoSent,
-    WriteSent,
-    ReadSent,
+    ResetSent(ResetSent),
+    HiCoSent(HiCoSent),
+    WriteSent(WriteSent),
+    ReadSent(ReadSent),
     Finished,
 }
+
+/// What every state reads: the tracks, the settings and the bad swipes of the whole flow.
+#[derive(Debug)]
+struct Flow {
+    tracks: TrackSet,
+    config: FlowConfig,
+    bad_swipes_total: u32,
+}
+
+/// The next state and what the driver does.
+type Next = (SessionState, Action);
 
 /// The write-and-verify flow: reset, hi-co, ISO write (retried on bad swipe), ISO read, compare.
 ///
 /// Sans-I/O: call [`start`](Self::start), then for each [`Action::Send`] send the bytes and call
 /// [`sent`](Self::sent) (no reply expected) or [`handle`](Self::handle) with the parsed reply,
-/// until [`Action::Done`] or [`Action::Failed`]. Timeouts belong to the driver.
+/// until [`Action::Done`] or [`Action::Failed`]. Timeouts belong to the driver. Like
+/// `gp::session`, each step is a state of its own that consumes its reply
+/// ([`awaiting`](Self::awaiting) names the step).
 #[derive(Debug)]
 pub struct WriteSession {
-    tracks: TrackSet,
-    config: FlowConfig,
+    flow: Flow,
     state: SessionState,
-    bad_swipes_total: u32,
-    bad_swipes_step: u32,
 }
 
 impl WriteSession {
     /// A session that will write `tracks`.
     pub fn new(tracks: TrackSet, config: FlowConfig) -> Self {
         WriteSession {
-            tracks,
-            config,
+            flow: Flow {
+                tracks,
+                config,
+                bad_swipes_total: 0,
+            },
             state: SessionState::Init,
-            bad_swipes_total: 0,
-            bad_swipes_step: 0,
+        }
+    }
+
+    /// The step whose reply (or, for the reset, whose sending) the session awaits; `None` before
+    /// [`start`](Self::start) and once finished.
+    pub fn awaiting(&self) -> Option<FlowStep> {
+        match self.state {
+            SessionState::ResetSent(_) => Some(FlowStep::Reset),
+            SessionState::HiCoSent(_) => Some(FlowStep::SetHiCo),
+            SessionState::WriteSent(_) => Some(FlowStep::Write),
+            SessionState::ReadSent(_) => Some(FlowStep::ReadBack),
+            SessionState::Init | SessionState::Finished => None,
         }
     }
 
     /// The first action: reset.
     pub fn start(&mut self) -> Action {
-        if self.state != SessionState::Init {
-            return self.fail(FlowError::OutOfOrder);
-        }
-        self.state = SessionState::ResetSent;
-        send(Command::Reset, Expect::Nothing, FlowStep::Reset, 1)
+        let next = match std::mem::replace(&mut self.state, SessionState::Finished) {
+            SessionState::Init => (
+                SessionState::ResetSent(ResetSent),
+                send(Command::Reset, Expect::Nothing, FlowStep::Reset, 1),
+            ),
+            _ => fail(FlowError::OutOfOrder),
+        };
+        self.advance(next)
     }
 
     /// Call after sending a command that expects no reply.
     pub fn sent(&mut self) -> Action {
-        if self.state != SessionState::ResetSent {
-            return self.fail(FlowError::OutOfOrder);
-        }
-        self.state = SessionState::HiCoSent;
-        let expect = Expect::Reply {
-            kind: ResponseKind::Status,
-            wait: Wait::Device,
+        let next = match std::mem::replace(&mut self.state, SessionState::Finished) {
+            SessionState::ResetSent(s) => s.sent(),
+            _ => fail(FlowError::OutOfOrder),
         };
-        send(Command::HiCo, expect, FlowStep::SetHiCo, 1)
+        self.advance(next)
     }
 
     /// Call with the parsed reply to the last command.
     pub fn handle(&mut self, response: Response) -> Action {
-        match self.state {
-            SessionState::HiCoSent => self.on_hico(&response),
-            SessionState::WriteSent => self.on_write(&response),
-            SessionState::ReadSent => self.on_read(response),
-            _ => self.fail(FlowError::OutOfOrder),
+        let flow = &mut self.flow;
+        let next = match std::mem::replace(&mut self.state, SessionState::Finished) {
+            SessionState::HiCoSent(s) => s.handle(flow, &response),
+            SessionState::WriteSent(s) => s.handle(flow, &response),
+            SessionState::ReadSent(s) => s.handle(flow, response),
+            _ => fail(FlowError::OutOfOrder),
+        };
+        self.advance(next)
+    }
+
+    fn advance(&mut self, (state, action): Next) -> Action {
+        self.state = state;
+        action
+    }
+}
+
+impl ResetSent {
+    fn sent(self) -> Next {
+        let expect = Expect::Reply {
+            kind: ResponseKind::Status,
+            wait: Wait::Device,
+        };
+        (
+            SessionState::HiCoSent(HiCoSent),
+            send(Command::HiCo, expect, FlowStep::SetHiCo, 1),
+        )
+    }
+}
+
+impl HiCoSent {
+    fn handle(self, flow: &mut Flow, response: &Response) -> Next {
+        match response {
+            Response::Status(Status::Ok) => flow.send_write(0),
+            Response::Status(status) => device_error(FlowStep::SetHiCo, *status),
+            Response::Read { .. } => fail(FlowError::UnexpectedResponse(FlowStep::SetHiCo)),
         }
     }
+}
 
-    fn fail(&mut self, error: FlowError) -> Action {
-        self.state = SessionState::Finished;
-        Action::Failed(error)
-    }
-
-    fn on_hico(&mut self, response: &Response) -> Action {
+impl WriteSent {
+    fn handle(self, flow: &mut Flow, response: &Response) -> Next {
         match response {
-            Response::Status(Status::Ok) => self.send_write(),
-            Response::Status(status) => self.device_error(FlowStep::SetHiCo, *status),
-            Response::Read { .. } => self.fail(FlowError::UnexpectedResponse(FlowStep::SetHiCo)),
-        }
-    }
-
-    fn on_write(&mut self, response: &Response) -> Action {
-        match response {
-            Response::Status(Status::Ok) => {
-                self.bad_swipes_step = 0;
-                self.send_read()
+            Response::Status(Status::Ok) => flow.send_read(0),
+            Response::Status(Status::BadSwipe) => {
+                match flow.bad_swipe(FlowStep::Write, self.bad_swipes) {
+                    Ok(bad_swipes) => flow.send_write(bad_swipes),
+                    Err(gave_up) => gave_up,
+                }
             }
-            Response::Status(Status::BadSwipe) => self.bad_swipe(FlowStep::Write),
-            Response::Status(status) => self.device_error(FlowStep::Write, *status),
-            Response::Read { .. } => self.fail(FlowError::UnexpectedResponse(FlowStep::Write)),
+            Response::Status(status) => device_error(FlowStep::Write, *status),
+            Response::Read { .. } => fail(FlowError::UnexpectedResponse(FlowStep::Write)),
         }
     }
+}
 
-    fn on_read(&mut self, response: Response) -> Action {
+impl ReadSent {
+    fn handle(self, flow: &mut Flow, response: Response) -> Next {
         match response {
             Response::Read {
                 tracks,
                 status: Status::Ok,
-            } => self.verify(&tracks),
-            r if r.status() == Status::BadSwipe => self.bad_swipe(FlowStep::ReadBack),
-            r => self.device_error(FlowStep::ReadBack, r.status()),
+            } => flow.verify(&tracks),
+            r if r.status() == Status::BadSwipe => {
+                match flow.bad_swipe(FlowStep::ReadBack, self.bad_swipes) {
+                    Ok(bad_swipes) => flow.send_read(bad_swipes),
+                    Err(gave_up) => gave_up,
+                }
+            }
+            r => device_error(FlowStep::ReadBack, r.status()),
         }
     }
+}
 
-    fn device_error(&mut self, step: FlowStep, status: Status) -> Action {
-        match status.check() {
-            Err(error) => self.fail(FlowError::Device { step, error }),
-            Ok(()) => self.fail(FlowError::UnexpectedResponse(step)),
-        }
-    }
-
-    fn bad_swipe(&mut self, step: FlowStep) -> Action {
-        self.bad_swipes_step += 1;
+impl Flow {
+    /// Counts a bad swipe of `step` (`seen` before it): the retry's count, or the failure once
+    /// there were more than the configured retries.
+    fn bad_swipe(&mut self, step: FlowStep, seen: u32) -> Result<u32, Next> {
+        let count = seen + 1;
         self.bad_swipes_total += 1;
-        if self.bad_swipes_step > self.config.max_bad_swipes {
-            let count = self.bad_swipes_step;
-            return self.fail(FlowError::TooManyBadSwipes { step, count });
+        if count > self.config.max_bad_swipes {
+            return Err(fail(FlowError::TooManyBadSwipes { step, count }));
         }
-        match step {
-            FlowStep::ReadBack => self.send_read(),
-            _ => self.send_write(),
-        }
+        Ok(count)
     }
 
-    fn send_write(&mut self) -> Action {
-        self.state = SessionState::WriteSent;
+    fn send_write(&self, bad_swipes: u32) -> Next {
         let expect = Expect::Reply {
             kind: ResponseKind::Status,
             wait: Wait::Swipe(SwipePurpose::Write),
         };
-        let attempt = self.bad_swipes_step + 1;
-        send(
-            Command::IsoWrite(&self.tracks),
-            expect,
-            FlowStep::Write,
-            attempt,
+        let command = Command::IsoWrite(&self.tracks);
+        (
+            SessionState::WriteSent(WriteSent { bad_swipes }),
+            send(command, expect, FlowStep::Write, bad_swipes + 1),
         )
     }
 
-    fn send_read(&mut self) -> Action {
-        self.state = SessionState::ReadSent;
+    fn send_read(&self, bad_swipes: u32) -> Next {
         let expect = Expect::Reply {
             kind: ResponseKind::IsoRead,
             wait: Wait::Swipe(SwipePurpose::ReadBack),
         };
-        let attempt = self.bad_swipes_step + 1;
-        send(Command::IsoRead, expect, FlowStep::ReadBack, attempt)
+        (
+            SessionState::ReadSent(ReadSent { bad_swipes }),
+            send(Command::IsoRead, expect, FlowStep::ReadBack, bad_swipes + 1),
+        )
     }
 
-    fn verify(&mut self, read: &ReadTracks) -> Action {
+    fn verify(&self, read: &ReadTracks) -> Next {
         let written = self.tracks.numbers();
         let mismatched: Vec<TrackNumber> = written
             .iter()
@@ -1129,13 +1191,24 @@ impl WriteSession {
             })
             .collect();
         if !mismatched.is_empty() {
-            return self.fail(FlowError::Mismatch(TrackList(mismatched)));
+            return fail(FlowError::Mismatch(TrackList(mismatched)));
         }
-        self.state = SessionState::Finished;
-        Action::Done(Outcome {
+        let outcome = Outcome {
             tracks: written,
             bad_swipes: self.bad_swipes_total,
-        })
+        };
+        (SessionState::Finished, Action::Done(outcome))
+    }
+}
+
+fn fail(error: FlowError) -> Next {
+    (SessionState::Finished, Action::Failed(error))
+}
+
+fn device_error(step: FlowStep, status: Status) -> Next {
+    match status.check() {
+        Err(error) => fail(FlowError::Device { step, error }),
+        Ok(()) => fail(FlowError::UnexpectedResponse(step)),
     }
 }
 
@@ -1275,5 +1348,77 @@ pub fn preview(body: &TrackBody) -> TrackPreview {
         track,
         chars,
         lrc: BitChar::new(CharRole::Lrc, track, lrc_code),
+    }
+}
+
+#[cfg(test)]
+mod flow_tests {
+    use super::*;
+
+    fn sent(action: &Action) -> (Vec<u8>, FlowStep, u32) {
+        match action {
+            Action::Send {
+                bytes,
+                step,
+                attempt,
+                ..
+            } => (bytes.to_vec(), *step, *attempt),
+            other => panic!("expected a command, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_write_session_runs_its_steps_in_order() {
+        let tracks = TrackSet::new(None, Some("4111111111111111=30121010000000000000"), None)
+            .expect("track 2");
+        let written = tracks.get(TrackNumber::Two).map(TrackBody::with_sentinels);
+        let mut session = WriteSession::new(tracks, FlowConfig::default());
+        assert_eq!(session.awaiting(), None);
+        let mut steps = Vec::new();
+
+        let action = session.start();
+        steps.push((sent(&action).1, sent(&action).2, session.awaiting()));
+        // MSR206 manual: reset `ESC a`, then hi-co `ESC x`.
+        assert_eq!(sent(&action).0, [ESC, 0x61]);
+        let action = session.sent();
+        assert_eq!(sent(&action).0, [ESC, 0x78]);
+        steps.push((sent(&action).1, sent(&action).2, session.awaiting()));
+        let action = session.handle(Response::Status(Status::Ok));
+        steps.push((sent(&action).1, sent(&action).2, session.awaiting()));
+        // A bad swipe repeats the write as attempt 2.
+        let action = session.handle(Response::Status(Status::BadSwipe));
+        steps.push((sent(&action).1, sent(&action).2, session.awaiting()));
+        let action = session.handle(Response::Status(Status::Ok));
+        assert_eq!(sent(&action).0, [ESC, 0x72]);
+        steps.push((sent(&action).1, sent(&action).2, session.awaiting()));
+
+        use FlowStep::*;
+        assert_eq!(
+            steps,
+            [
+                (Reset, 1, Some(Reset)),
+                (SetHiCo, 1, Some(SetHiCo)),
+                (Write, 1, Some(Write)),
+                (Write, 2, Some(Write)),
+                (ReadBack, 1, Some(ReadBack)),
+            ]
+        );
+        let mut buffers = [Vec::new(), written.expect("track 2").to_vec(), Vec::new()];
+        let read = Response::Read {
+            tracks: ReadTracks::from_buffers(&mut buffers),
+            status: Status::Ok,
+        };
+        match session.handle(read) {
+            Action::Done(outcome) => {
+                assert_eq!(outcome.tracks, [TrackNumber::Two]);
+                assert_eq!(outcome.bad_swipes, 1);
+            }
+            other => panic!("expected Done, got {other:?}"),
+        }
+        assert_eq!(session.awaiting(), None);
+        assert!(matches!(
+            session.handle(Response::Status(Status::Ok)),
+            Action::Failed(FlowError::OutOfOrder)
+        ));
     }
 }

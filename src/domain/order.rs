@@ -767,31 +767,10 @@ pub fn validate_order_with(
         ctx.unknown_fields(d, base, &DATA_KEYS);
     }
     let required = data.is_some();
-    let pan = ctx.parsed(d, base, "pan", required, Pan::parse);
-    if let Some(p) = &pan
-        && !p.luhn_ok()
-    {
-        if rules.luhn_is_warning(card_product_id.as_deref()) {
-            ctx.warnings.push(Finding::new(
-                "encryptedData.pan",
-                format!("{LUHN_RULE} (allowed: test product)"),
-            ));
-        } else {
-            ctx.err("encryptedData.pan", LUHN_RULE);
-        }
-    }
+    let pan = validate_pan(&mut ctx, d, required, rules, card_product_id.as_deref());
     let exp = ctx.parsed(d, base, "exp", required, Yymm::parse);
     let encoded_name = ctx.parsed(d, base, "encodedName", false, EncodedName::parse);
-    let par = ctx.parsed(d, base, "paymentAccountReference", false, |s| {
-        if s.len() == 29
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
-        {
-            Ok(s.to_string())
-        } else {
-            Err("must be 29 characters 0-9 A-Z".into())
-        }
-    });
+    let par = ctx.parsed(d, base, "paymentAccountReference", false, parse_par);
     let psn = ctx
         .parsed(d, base, "panSequenceNumber", false, Psn::parse)
         .unwrap_or_default();
@@ -813,24 +792,7 @@ pub fn validate_order_with(
     let payment_application = validate_payment_application(&mut ctx, obj);
     let track_data = validate_tracks(&mut ctx, obj, pan.as_ref(), exp);
 
-    let encoded_name = encoded_name.or_else(|| {
-        let name = track_data.track1.as_ref()?.name_field()?;
-        match EncodedName::parse(name) {
-            Ok(n) => Some(n),
-            Err(rule) => {
-                ctx.err("trackData.track1", format!("name field: {rule}"));
-                None
-            }
-        }
-    });
-    if let (Some(n), Some(t1)) = (&encoded_name, &track_data.track1)
-        && t1.name_field().is_some_and(|f| f != n.as_str())
-    {
-        ctx.warnings.push(Finding::new(
-            "trackData.track1",
-            "name field differs from encryptedData.encodedName; the track is used as given",
-        ));
-    }
+    let encoded_name = cardholder_name(&mut ctx, encoded_name, &track_data);
 
     let masked_pan = pan.as_ref().map(Pan::masked);
     let outcome = match (ctx.errors.is_empty(), card_product_id.clone(), pan, exp) {
@@ -862,6 +824,71 @@ pub fn validate_order_with(
         warnings: ctx.warnings,
         issuer_request_id,
     }
+}
+
+/// `encryptedData.pan`; a Luhn failure is an error, or a warning for the products the rules
+/// allow it.
+fn validate_pan(
+    ctx: &mut Ctx,
+    d: &Map<String, Value>,
+    required: bool,
+    rules: &OrderRules,
+    card_product_id: Option<&str>,
+) -> Option<Pan> {
+    let pan = ctx.parsed(d, "encryptedData", "pan", required, Pan::parse);
+    if let Some(p) = &pan
+        && !p.luhn_ok()
+    {
+        if rules.luhn_is_warning(card_product_id) {
+            ctx.warnings.push(Finding::new(
+                "encryptedData.pan",
+                format!("{LUHN_RULE} (allowed: test product)"),
+            ));
+        } else {
+            ctx.err("encryptedData.pan", LUHN_RULE);
+        }
+    }
+    pan
+}
+
+/// A payment account reference: 29 characters 0-9 A-Z.
+fn parse_par(s: &str) -> Result<String, String> {
+    if s.len() == 29
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+    {
+        Ok(s.to_string())
+    } else {
+        Err("must be 29 characters 0-9 A-Z".into())
+    }
+}
+
+/// The cardholder name: `encodedName`, else track 1's name field; a track 1 name that differs
+/// from `encodedName` is a warning (the track is used as given).
+fn cardholder_name(
+    ctx: &mut Ctx,
+    encoded_name: Option<EncodedName>,
+    track_data: &TrackOverrides,
+) -> Option<EncodedName> {
+    let encoded_name = encoded_name.or_else(|| {
+        let name = track_data.track1.as_ref()?.name_field()?;
+        match EncodedName::parse(name) {
+            Ok(n) => Some(n),
+            Err(rule) => {
+                ctx.err("trackData.track1", format!("name field: {rule}"));
+                None
+            }
+        }
+    });
+    if let (Some(n), Some(t1)) = (&encoded_name, &track_data.track1)
+        && t1.name_field().is_some_and(|f| f != n.as_str())
+    {
+        ctx.warnings.push(Finding::new(
+            "trackData.track1",
+            "name field differs from encryptedData.encodedName; the track is used as given",
+        ));
+    }
+    encoded_name
 }
 
 fn validate_pin(ctx: &mut Ctx, d: &Map<String, Value>) -> Option<OrderPin> {

@@ -220,6 +220,101 @@ impl Fields<'_> {
     }
 }
 
+/// `track3_body`: digits and `=` separators.
+fn parse_track3_body(f: &Fields<'_>) -> Result<Option<String>, Finding> {
+    Ok(match f.string("track3_body")? {
+        None => None,
+        Some(b) if !b.is_empty() && b.bytes().all(|c| c.is_ascii_digit() || c == b'=') => {
+            Some(b.to_string())
+        }
+        Some(_) => {
+            return Err(f.err("track3_body", "must be digits and '=' separators only"));
+        }
+    })
+}
+
+/// `pvki`: the PVV key index, one digit.
+fn parse_pvki(f: &Fields<'_>) -> Result<Option<u8>, Finding> {
+    Ok(match f.table.get("pvki") {
+        None => None,
+        Some(toml::Value::String(s)) if s.len() == 1 && s.as_bytes()[0].is_ascii_digit() => {
+            Some(s.as_bytes()[0] - b'0')
+        }
+        Some(toml::Value::Integer(i)) if (0..=9).contains(i) => Some(*i as u8),
+        Some(_) => return Err(f.err("pvki", "must be one digit 0-9")),
+    })
+}
+
+/// A pattern with the pvv token needs `pvki`, and the digit before the token is the PVKI.
+fn check_pvki(
+    f: &Fields<'_>,
+    pvki: Option<u8>,
+    track1_discretionary: &Pattern,
+    track2_discretionary: &Pattern,
+) -> Result<(), Finding> {
+    if pvki.is_none() && (track1_discretionary.uses_pvv() || track2_discretionary.uses_pvv()) {
+        return Err(f.err("pvki", "is required because a pattern uses the pvv token"));
+    }
+    for (key, p) in [
+        ("track1_discretionary", track1_discretionary),
+        ("track2_discretionary", track2_discretionary),
+    ] {
+        if let (Some(k), Some(rule)) = (pvki, p.char_before_pvv()) {
+            let before = rule.map(char::from);
+            if before != Some(char::from(b'0' + k)) {
+                return Err(f.err(
+                    key,
+                    format!(
+                        "the digit before pvv is the PVV key index and must be pvki ({k}){}",
+                        before.map_or(" (nothing precedes pvv)".to_string(), |c| format!(
+                            ", not {c}"
+                        ))
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `random_pin` and `random_pin_digits` (4 to 12, default 4).
+fn parse_random_pin(f: &Fields<'_>) -> Result<(bool, u8), Finding> {
+    let random_pin = match f.table.get("random_pin") {
+        None => false,
+        Some(toml::Value::Boolean(b)) => *b,
+        Some(_) => return Err(f.err("random_pin", "must be true or false")),
+    };
+    let random_pin_digits = match f.table.get("random_pin_digits") {
+        None => 4,
+        Some(toml::Value::Integer(i)) if (4..=12).contains(i) => *i as u8,
+        Some(_) => return Err(f.err("random_pin_digits", "must be 4 to 12")),
+    };
+    Ok((random_pin, random_pin_digits))
+}
+
+/// `models`: the chip models the product allows, distinct 1 and 2 (default both).
+fn parse_models(f: &Fields<'_>) -> Result<Vec<u8>, Finding> {
+    Ok(match f.table.get("models") {
+        None => vec![1, 2],
+        Some(toml::Value::Array(a)) => {
+            let mut m = Vec::with_capacity(a.len());
+            for v in a {
+                match v {
+                    toml::Value::Integer(i @ (1 | 2)) if !m.contains(&(*i as u8)) => {
+                        m.push(*i as u8);
+                    }
+                    _ => return Err(f.err("models", "must be a list of distinct 1 and 2")),
+                }
+            }
+            if m.is_empty() {
+                return Err(f.err("models", "must allow at least one model"));
+            }
+            m
+        }
+        Some(_) => return Err(f.err("models", "must be a list such as [1, 2]")),
+    })
+}
+
 impl Product {
     /// Parses a product file's text; `file` names it in errors. Unknown keys are errors (they are
     /// usually typos that would otherwise silently change a card).
@@ -258,80 +353,17 @@ impl Product {
         };
         let track1_discretionary = pattern("track1_discretionary", PatternTrack::Track1)?;
         let track2_discretionary = pattern("track2_discretionary", PatternTrack::Track2)?;
-        let track3_body = match f.string("track3_body")? {
-            None => None,
-            Some(b) if !b.is_empty() && b.bytes().all(|c| c.is_ascii_digit() || c == b'=') => {
-                Some(b.to_string())
-            }
-            Some(_) => {
-                return Err(f.err("track3_body", "must be digits and '=' separators only"));
-            }
-        };
-        let pvki = match table.get("pvki") {
-            None => None,
-            Some(toml::Value::String(s)) if s.len() == 1 && s.as_bytes()[0].is_ascii_digit() => {
-                Some(s.as_bytes()[0] - b'0')
-            }
-            Some(toml::Value::Integer(i)) if (0..=9).contains(i) => Some(*i as u8),
-            Some(_) => return Err(f.err("pvki", "must be one digit 0-9")),
-        };
-        if pvki.is_none() && (track1_discretionary.uses_pvv() || track2_discretionary.uses_pvv()) {
-            return Err(f.err("pvki", "is required because a pattern uses the pvv token"));
-        }
-        for (key, p) in [
-            ("track1_discretionary", &track1_discretionary),
-            ("track2_discretionary", &track2_discretionary),
-        ] {
-            if let (Some(k), Some(rule)) = (pvki, p.char_before_pvv()) {
-                let before = rule.map(char::from);
-                if before != Some(char::from(b'0' + k)) {
-                    return Err(f.err(
-                        key,
-                        format!(
-                            "the digit before pvv is the PVV key index and must be pvki ({k}){}",
-                            before.map_or(" (nothing precedes pvv)".to_string(), |c| format!(
-                                ", not {c}"
-                            ))
-                        ),
-                    ));
-                }
-            }
-        }
+        let track3_body = parse_track3_body(&f)?;
+        let pvki = parse_pvki(&f)?;
+        check_pvki(&f, pvki, &track1_discretionary, &track2_discretionary)?;
         let luhn_warning_only = match f.string("pan_luhn")? {
             None | Some("error") => false,
             Some("warn") => true,
             Some(_) => return Err(f.err("pan_luhn", "must be \"error\" or \"warn\"")),
         };
         let configs = parse_configs(&f)?;
-        let random_pin = match table.get("random_pin") {
-            None => false,
-            Some(toml::Value::Boolean(b)) => *b,
-            Some(_) => return Err(f.err("random_pin", "must be true or false")),
-        };
-        let random_pin_digits = match table.get("random_pin_digits") {
-            None => 4,
-            Some(toml::Value::Integer(i)) if (4..=12).contains(i) => *i as u8,
-            Some(_) => return Err(f.err("random_pin_digits", "must be 4 to 12")),
-        };
-        let models = match table.get("models") {
-            None => vec![1, 2],
-            Some(toml::Value::Array(a)) => {
-                let mut m = Vec::with_capacity(a.len());
-                for v in a {
-                    match v {
-                        toml::Value::Integer(i @ (1 | 2)) if !m.contains(&(*i as u8)) => {
-                            m.push(*i as u8);
-                        }
-                        _ => return Err(f.err("models", "must be a list of distinct 1 and 2")),
-                    }
-                }
-                if m.is_empty() {
-                    return Err(f.err("models", "must allow at least one model"));
-                }
-                m
-            }
-            Some(_) => return Err(f.err("models", "must be a list such as [1, 2]")),
-        };
+        let (random_pin, random_pin_digits) = parse_random_pin(&f)?;
+        let models = parse_models(&f)?;
         let test = match table.get("test") {
             None => false,
             Some(toml::Value::Boolean(b)) => *b,

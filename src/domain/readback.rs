@@ -14,8 +14,9 @@
 //! ```
 //!
 //! [`ReadBackSession`] yields one command at a time; the caller transmits it and feeds the
-//! response. Checks are collected with pass / fail / skipped and a reason that names tags and
-//! rules, never card data. The ARQC is returned as [`ArqcEvidence`] and verified with
+//! response. Like `gp::session`, each phase is a state of its own that consumes the response to
+//! its command and names the next state with its [`CommandApdu`]. Checks are collected with
+//! pass / fail / skipped and a reason that names tags and rules, never card data. The ARQC is returned as [`ArqcEvidence`] and verified with
 //! [`verify_arqc`] by whoever holds the issuer master key (test keys only).
 //!
 //! The AC input is the CVN's element set (`domain::terminal::cvn`): the terminal elements
@@ -29,13 +30,30 @@ use zeroize::Zeroizing;
 
 pub use crate::domain::chip::Interface;
 use crate::domain::emv_keys::{self, Cvn, DesKey16, MkdOption};
+use crate::domain::gp::apdu::{ApduError, CommandApdu, ResponseApdu, StatusWord, select_by_aid};
 use crate::domain::mask;
 use crate::domain::oda::{self, CaPublicKey, EmvPublicKey};
 use crate::domain::terminal::cvn::{self as terminal_cvn, IadInfo};
 use crate::domain::tlv::{self, Tag, Tlv};
 
+/// The check of the issuer certificate.
+const ISSUER: &str = "ODA: issuer certificate (90) with the CA key";
+/// The check of the ICC certificate.
+const ICC: &str = "ODA: ICC certificate (9F46) over the static data";
+
+/// The PAN read from 5A, empty when none was.
+fn pan_of(result: &ReadBack) -> Zeroizing<String> {
+    Zeroizing::new(
+        result
+            .pan
+            .as_ref()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+    )
+}
+
 /// "2PAY.SYS.DDF01".
-const PPSE: &[u8] = b"2PAY.SYS.DDF01";
+const PPSE: [u8; 14] = *b"2PAY.SYS.DDF01";
 
 /// What a terminal contributes (the domain has no clock and draws no random numbers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,32 +342,106 @@ impl ReadBack {
 #[derive(Debug)]
 pub enum ReadStep {
     /// Transmit this command APDU and feed the response to [`ReadBackSession::handle`].
-    Transmit(Vec<u8>),
+    Transmit(CommandApdu),
     /// Finished.
     Done(Box<ReadBack>),
 }
 
+/// The phases of a read-back, in the order of the module's diagram: what the session awaits
+/// the answer to ([`ReadBackSession::phase`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
+pub enum ReadPhase {
+    /// SELECT PPSE.
     SelectPpse,
-    SelectAid(usize),
-    Gpo,
-    ReadRecords(usize),
+    /// SELECT of a candidate AID.
+    SelectAid,
+    /// GET PROCESSING OPTIONS.
+    GetProcessingOptions,
+    /// READ RECORD of an AFL record.
+    ReadRecord,
+    /// INTERNAL AUTHENTICATE (DDA).
     InternalAuthenticate,
+    /// GET DATA 9F36 (ATC).
     GetAtc,
-    GetPtc,
+    /// GET DATA 9F17 (PIN try counter).
+    GetPinTries,
+    /// GENERATE AC (ARQC).
     GenerateAc,
+    /// Done: nothing more to send.
+    Finished,
 }
 
-/// The read-back state machine.
-pub struct ReadBackSession {
+/// Awaiting the answer to SELECT PPSE.
+struct AwaitPpse;
+
+/// Awaiting the answer to SELECT of candidate `index`.
+struct AwaitSelectAid {
+    index: usize,
+}
+
+/// Awaiting the GET PROCESSING OPTIONS answer.
+struct AwaitGpo;
+
+/// Awaiting READ RECORD of the `index`th record the AFL lists.
+struct AwaitRecord {
+    index: usize,
+}
+
+/// Awaiting the INTERNAL AUTHENTICATE signature.
+struct AwaitInternalAuthenticate;
+
+/// Awaiting GET DATA 9F36.
+struct AwaitAtc;
+
+/// Awaiting GET DATA 9F17.
+struct AwaitPinTries;
+
+/// Awaiting the GENERATE AC answer.
+struct AwaitGenerateAc;
+
+/// One state per phase; each consumes the response to its command and names the next.
+enum State {
+    Ppse(AwaitPpse),
+    SelectAid(AwaitSelectAid),
+    Gpo(AwaitGpo),
+    Record(AwaitRecord),
+    InternalAuthenticate(AwaitInternalAuthenticate),
+    Atc(AwaitAtc),
+    PinTries(AwaitPinTries),
+    GenerateAc(AwaitGenerateAc),
+    Finished,
+}
+
+impl State {
+    fn phase(&self) -> ReadPhase {
+        match self {
+            Self::Ppse(_) => ReadPhase::SelectPpse,
+            Self::SelectAid(_) => ReadPhase::SelectAid,
+            Self::Gpo(_) => ReadPhase::GetProcessingOptions,
+            Self::Record(_) => ReadPhase::ReadRecord,
+            Self::InternalAuthenticate(_) => ReadPhase::InternalAuthenticate,
+            Self::Atc(_) => ReadPhase::GetAtc,
+            Self::PinTries(_) => ReadPhase::GetPinTries,
+            Self::GenerateAc(_) => ReadPhase::GenerateAc,
+            Self::Finished => ReadPhase::Finished,
+        }
+    }
+}
+
+/// The result of one state handling one response.
+enum Next {
+    Send(State, CommandApdu),
+    Done,
+}
+
+/// What the read-back has learnt so far and the checks it made.
+struct Reading {
     terminal: TerminalData,
     interface: Interface,
     /// The objects of a qVSDC GPO response (ARQC and fDDA arrive there), else empty.
     gpo_objects: Vec<Tlv>,
     ca: Option<CaPublicKey>,
     candidates: Vec<Vec<u8>>,
-    phase: Phase,
     aid: Vec<u8>,
     fci: Vec<Tlv>,
     aip: [u8; 2],
@@ -366,10 +458,16 @@ pub struct ReadBackSession {
     result: ReadBack,
 }
 
+/// The read-back state machine.
+pub struct ReadBackSession {
+    reading: Reading,
+    state: State,
+}
+
 impl fmt::Debug for ReadBackSession {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReadBackSession")
-            .field("phase", &self.phase)
+            .field("phase", &self.state.phase())
             .finish_non_exhaustive()
     }
 }
@@ -380,18 +478,30 @@ fn find_value(tlvs: &[Tlv], tag: u32) -> Option<&[u8]> {
         .and_then(Tlv::value)
 }
 
-fn sel(aid: &[u8]) -> Vec<u8> {
-    let mut c = vec![0x00, 0xA4, 0x04, 0x00, u8::try_from(aid.len()).unwrap_or(0)];
-    c.extend_from_slice(aid);
-    c.push(0x00);
-    c
+/// `GET PROCESSING OPTIONS` with the PDOL data in template 83.
+fn gpo_command(pdol_data: &[u8]) -> Result<CommandApdu, ApduError> {
+    let len = u8::try_from(pdol_data.len()).map_err(|_| ApduError::CommandTooLong {
+        len: pdol_data.len(),
+    })?;
+    let data = [&[0x83, len][..], pdol_data].concat();
+    CommandApdu::new(0x80, 0xA8, 0x00, 0x00, data, Some(0x00))
 }
 
-fn sw(response: &[u8]) -> (u16, &[u8]) {
-    match response {
-        [data @ .., a, b] => (u16::from_be_bytes([*a, *b]), data),
-        _ => (0, &[]),
-    }
+/// `READ RECORD` of record `record` in SFI `sfi`.
+fn read_record_command(sfi: u8, record: u8) -> CommandApdu {
+    CommandApdu::fixed(0x00, 0xB2, record, (sfi << 3) | 0x04, [], Some(0x00))
+}
+
+/// `GET DATA` of a two-byte tag.
+fn get_data_command(tag: u16) -> CommandApdu {
+    let [p1, p2] = tag.to_be_bytes();
+    CommandApdu::fixed(0x80, 0xCA, p1, p2, [], Some(0x00))
+}
+
+/// A response too short to hold a status word reads as status `0000` with no data.
+fn parse_response(response: &[u8]) -> ResponseApdu {
+    ResponseApdu::parse(response)
+        .unwrap_or_else(|_| ResponseApdu::new(Vec::new(), StatusWord::from_u16(0)))
 }
 
 /// Every directory entry (61) of a PPSE FCI carries an AID (4F) and a priority (87) (EMV Book B
@@ -456,7 +566,7 @@ impl ReadBackSession {
         terminal: TerminalData,
         ca: Option<CaPublicKey>,
         candidates: Vec<Vec<u8>>,
-    ) -> (Self, Vec<u8>) {
+    ) -> (Self, CommandApdu) {
         Self::start_on(Interface::Contact, terminal, ca, candidates)
     }
 
@@ -468,14 +578,13 @@ impl ReadBackSession {
         terminal: TerminalData,
         ca: Option<CaPublicKey>,
         candidates: Vec<Vec<u8>>,
-    ) -> (Self, Vec<u8>) {
-        let session = Self {
+    ) -> (Self, CommandApdu) {
+        let reading = Reading {
             terminal,
             interface,
             gpo_objects: Vec::new(),
             ca,
             candidates,
-            phase: Phase::SelectPpse,
             aid: Vec::new(),
             fci: Vec::new(),
             aip: [0; 2],
@@ -488,18 +597,288 @@ impl ReadBackSession {
             pdol_data: Vec::new(),
             cdol1_data: Vec::new(),
             cda: false,
-            result: ReadBack {
-                checks: Vec::new(),
-                card: CardSummary::default(),
-                arqc: None,
-                pan: None,
-                commands: 1,
-                records: Vec::new(),
-            },
+            result: ReadBack::empty(1),
         };
-        (session, sel(PPSE))
+        let select = CommandApdu::fixed(0x00, 0xA4, 0x04, 0x00, PPSE, Some(0x00));
+        let session = Self {
+            reading,
+            state: State::Ppse(AwaitPpse),
+        };
+        (session, select)
     }
 
+    /// The phase whose answer the session awaits.
+    pub fn phase(&self) -> ReadPhase {
+        self.state.phase()
+    }
+
+    /// Consumes the response (data and SW) to the last command.
+    pub fn handle(&mut self, response: &[u8]) -> ReadStep {
+        let response = parse_response(response);
+        let r = &mut self.reading;
+        let next = match std::mem::replace(&mut self.state, State::Finished) {
+            State::Ppse(s) => s.handle(r, &response),
+            State::SelectAid(s) => s.handle(r, &response),
+            State::Gpo(s) => s.handle(r, &response),
+            State::Record(s) => s.handle(r, &response),
+            State::InternalAuthenticate(s) => s.handle(r, &response),
+            State::Atc(s) => s.handle(r, &response),
+            State::PinTries(s) => s.handle(r, &response),
+            State::GenerateAc(s) => s.handle(r, &response),
+            State::Finished => Next::Done,
+        };
+        match next {
+            Next::Send(state, command) => {
+                self.state = state;
+                r.result.commands += 1;
+                ReadStep::Transmit(command)
+            }
+            Next::Done => ReadStep::Done(Box::new(r.finish())),
+        }
+    }
+}
+
+impl ReadBack {
+    fn empty(commands: u32) -> Self {
+        ReadBack {
+            checks: Vec::new(),
+            card: CardSummary::default(),
+            arqc: None,
+            pan: None,
+            commands,
+            records: Vec::new(),
+        }
+    }
+}
+
+impl AwaitPpse {
+    fn handle(self, r: &mut Reading, response: &ResponseApdu) -> Next {
+        let status = response.sw.to_u16();
+        let fci = response
+            .sw
+            .is_success()
+            .then(|| tlv::parse_all(response.data()).ok())
+            .flatten();
+        let listed = fci
+            .as_ref()
+            .and_then(|t| find_value(t, 0x4F).map(<[u8]>::to_vec));
+        let contactless = r.interface == Interface::Contactless;
+        match (listed, contactless) {
+            (Some(aid), _) => {
+                r.candidates.insert(0, aid);
+                r.check("SELECT PPSE", Outcome::Pass);
+                let outcome = fci.as_deref().map_or(Outcome::Pass, ppse_entries);
+                r.check("PPSE: directory entries 61 {4F, 87}", outcome);
+            }
+            (None, true) => r.check(
+                "SELECT PPSE",
+                Outcome::Fail(format!(
+                    "SW {status:04X}: a contactless card must list its application in the PPSE"
+                )),
+            ),
+            (None, false) => r.check(
+                "SELECT PPSE",
+                Outcome::Skipped(format!("SW {status:04X}, trying the known AIDs")),
+            ),
+        }
+        r.select_next(0)
+    }
+}
+
+impl AwaitSelectAid {
+    fn handle(self, r: &mut Reading, response: &ResponseApdu) -> Next {
+        let i = self.index;
+        if !response.sw.is_success() {
+            return r.select_next(i + 1);
+        }
+        let Ok(fci) = tlv::parse_all(response.data()) else {
+            r.check("SELECT AID", Outcome::Fail("FCI is not BER-TLV".into()));
+            return Next::Done;
+        };
+        let has = |tag| Tag::new(tag).and_then(|t| tlv::find(&fci, t)).is_some();
+        if !(has(0x84) && has(0xA5)) && i + 1 < r.candidates.len() {
+            // EMV Book 1 §12.3.3: an answer without the FCI of an application (an instance not
+            // personalized yet) is not a candidate; try the next AID.
+            let aid = hex::encode_upper(r.candidates.get(i).map_or(&[][..], |a| a));
+            r.check(
+                &format!("SELECT AID {aid}: not a candidate"),
+                Outcome::Skipped("FCI lacks 84 or A5".into()),
+            );
+            return r.select_next(i + 1);
+        }
+        r.aid = r.candidates.get(i).cloned().unwrap_or_default();
+        r.result.card.aid = hex::encode_upper(&r.aid);
+        // Free text from the card: a digit run that could be a PAN is masked.
+        r.result.card.label =
+            find_value(&fci, 0x50).map(|l| mask::scrub_digit_runs(&String::from_utf8_lossy(l)));
+        let ok = has(0x6F) && has(0x84) && has(0xA5);
+        r.check(
+            "SELECT AID: FCI 6F with 84 and A5",
+            if ok {
+                Outcome::Pass
+            } else {
+                Outcome::Fail("FCI lacks 84 or A5".into())
+            },
+        );
+        r.fci = fci;
+        r.pdol_data = find_value(&r.fci, 0x9F38)
+            .map(|d| r.dol_data(d))
+            .unwrap_or_default();
+        let command = gpo_command(&r.pdol_data);
+        r.send(State::Gpo(AwaitGpo), "GET PROCESSING OPTIONS", command)
+    }
+}
+
+/// AIP (82) and AFL (94) of a GPO answer in format 1 (`80`) or 2 (`77`).
+fn aip_and_afl(data: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let parsed = match data {
+        [0x80, len, rest @ ..] if usize::from(*len) == rest.len() && rest.len() >= 2 => Some((
+            rest.get(..2).unwrap_or_default().to_vec(),
+            rest.get(2..).unwrap_or_default().to_vec(),
+        )),
+        _ => tlv::parse_all(data).ok().and_then(|t| {
+            Some((
+                find_value(&t, 0x82)?.to_vec(),
+                find_value(&t, 0x94)?.to_vec(),
+            ))
+        }),
+    };
+    parsed.filter(|(aip, afl)| aip.len() == 2 && afl.len() % 4 == 0 && !afl.is_empty())
+}
+
+impl AwaitGpo {
+    fn handle(self, r: &mut Reading, response: &ResponseApdu) -> Next {
+        let data = response.data();
+        if !response.sw.is_success() {
+            r.check(
+                "GET PROCESSING OPTIONS",
+                Outcome::Fail(format!("SW {:04X}", response.sw.to_u16())),
+            );
+            return Next::Done;
+        }
+        let Some((aip, afl)) = aip_and_afl(data) else {
+            r.check(
+                "GET PROCESSING OPTIONS",
+                Outcome::Fail("no AIP (82) and AFL (94)".into()),
+            );
+            return Next::Done;
+        };
+        r.check("GET PROCESSING OPTIONS", Outcome::Pass);
+        if data.len() > 256 {
+            // A short response carries at most 256 data bytes (ISO/IEC 7816-4); a reader cannot
+            // receive a longer GPO answer.
+            r.check(
+                "GET PROCESSING OPTIONS: at most 256 bytes",
+                Outcome::Fail(format!("{} bytes", data.len())),
+            );
+        }
+        r.take_qvsdc_gpo(data);
+        r.aip = [
+            aip.first().copied().unwrap_or(0),
+            aip.get(1).copied().unwrap_or(0),
+        ];
+        r.result.card.aip = hex::encode_upper(r.aip);
+        for entry in afl.chunks_exact(4) {
+            if let [sfi, first, last, _] = entry {
+                for n in *first..=*last {
+                    r.record_plan.push((sfi >> 3, n));
+                }
+            }
+        }
+        r.afl = afl;
+        r.read_next(0)
+    }
+}
+
+impl AwaitRecord {
+    fn handle(self, r: &mut Reading, response: &ResponseApdu) -> Next {
+        let (sfi, n) = r.record_plan.get(self.index).copied().unwrap_or((0, 0));
+        let data = response.data();
+        if !response.sw.is_success() {
+            r.check(
+                &format!("READ RECORD SFI {sfi} record {n}"),
+                Outcome::Fail(format!("SW {:04X}", response.sw.to_u16())),
+            );
+            return Next::Done;
+        }
+        if data.len() > 256 {
+            // A short response carries at most 256 data bytes (ISO/IEC 7816-4).
+            r.check(
+                &format!("READ RECORD SFI {sfi} record {n}: at most 256 bytes"),
+                Outcome::Fail(format!("{} bytes", data.len())),
+            );
+        }
+        match Tlv::from_bytes(data) {
+            Ok(t) if t.tag().raw() == 0x70 => {
+                if let Some(children) = t.children() {
+                    r.data.extend(children.iter().cloned());
+                }
+            }
+            _ if sfi > 10 => {}
+            _ => {
+                r.check(
+                    &format!("READ RECORD SFI {sfi} record {n}"),
+                    Outcome::Fail("not a template 70".into()),
+                );
+                return Next::Done;
+            }
+        }
+        r.records.push((sfi, n, Zeroizing::new(data.to_vec())));
+        r.read_next(self.index + 1)
+    }
+}
+
+impl AwaitInternalAuthenticate {
+    fn handle(self, r: &mut Reading, response: &ResponseApdu) -> Next {
+        let outcome = r.check_sdad(response.sw.to_u16(), response.data());
+        r.check("DDA: INTERNAL AUTHENTICATE signature", outcome);
+        Next::Send(State::Atc(AwaitAtc), get_data_command(0x9F36))
+    }
+}
+
+impl AwaitAtc {
+    fn handle(self, r: &mut Reading, response: &ResponseApdu) -> Next {
+        if let (true, [0x9F, 0x36, 0x02, a, b]) = (response.sw.is_success(), response.data()) {
+            r.result.card.atc = Some(u16::from_be_bytes([*a, *b]));
+        }
+        Next::Send(State::PinTries(AwaitPinTries), get_data_command(0x9F17))
+    }
+}
+
+impl AwaitPinTries {
+    fn handle(self, r: &mut Reading, response: &ResponseApdu) -> Next {
+        if let (true, [0x9F, 0x17, 0x01, n]) = (response.sw.is_success(), response.data()) {
+            r.result.card.pin_tries = Some(*n);
+        }
+        if !r.gpo_objects.is_empty() {
+            // qVSDC: the ARQC came with the GPO response.
+            return Next::Done;
+        }
+        let Some(cdol1) = find_value(&r.data, 0x8C).map(<[u8]>::to_vec) else {
+            r.check(
+                "GENERATE AC",
+                Outcome::Fail("no CDOL1 (8C) in the records".into()),
+            );
+            return Next::Done;
+        };
+        r.cdol1_data = r.dol_data(&cdol1);
+        // An ARQC, with a CDA signature when the card announces CDA (AIP byte 1 bit 1) and its
+        // ICC key was recovered.
+        r.cda = r.aip[0] & 0x01 != 0 && r.icc_key.is_some();
+        let p1 = if r.cda { 0x90 } else { 0x80 };
+        let command = CommandApdu::new(0x80, 0xAE, p1, 0x00, r.cdol1_data.clone(), Some(0x00));
+        r.send(State::GenerateAc(AwaitGenerateAc), "GENERATE AC", command)
+    }
+}
+
+impl AwaitGenerateAc {
+    fn handle(self, r: &mut Reading, response: &ResponseApdu) -> Next {
+        r.take_arqc(response.sw.to_u16(), response.data());
+        Next::Done
+    }
+}
+
+impl Reading {
     fn check(&mut self, name: &str, outcome: Outcome) {
         self.result.checks.push(Check {
             name: name.to_string(),
@@ -507,13 +886,20 @@ impl ReadBackSession {
         });
     }
 
-    fn send(&mut self, phase: Phase, command: Vec<u8>) -> ReadStep {
-        self.phase = phase;
-        self.result.commands += 1;
-        ReadStep::Transmit(command)
+    /// Sends `command` and awaits its answer in `state`; a command that cannot be built fails
+    /// the check `name` and ends the read-back.
+    fn send(&mut self, state: State, name: &str, command: Result<CommandApdu, ApduError>) -> Next {
+        match command {
+            Ok(command) => Next::Send(state, command),
+            Err(e) => {
+                self.check(name, Outcome::Fail(e.to_string()));
+                Next::Done
+            }
+        }
     }
 
-    fn done(&mut self) -> ReadStep {
+    /// The result, with the records read; the session keeps an empty one.
+    fn finish(&mut self) -> ReadBack {
         self.result.card.records = self.records.len();
         self.result.records = self
             .records
@@ -524,17 +910,62 @@ impl ReadBackSession {
                 data: data.clone(),
             })
             .collect();
-        let empty = ReadBack {
-            checks: Vec::new(),
-            card: CardSummary::default(),
-            arqc: None,
-            pan: None,
-            commands: 0,
-            records: Vec::new(),
-        };
-        ReadStep::Done(Box::new(std::mem::replace(&mut self.result, empty)))
+        std::mem::replace(&mut self.result, ReadBack::empty(0))
     }
 
+    /// SELECT of candidate `i`, or the end when none is left.
+    fn select_next(&mut self, i: usize) -> Next {
+        match self.candidates.get(i) {
+            Some(aid) => {
+                let command = select_by_aid(aid);
+                let state = State::SelectAid(AwaitSelectAid { index: i });
+                self.send(state, "SELECT AID", command)
+            }
+            None => {
+                self.check(
+                    "SELECT AID",
+                    Outcome::Fail("no application answered SELECT".into()),
+                );
+                Next::Done
+            }
+        }
+    }
+
+    /// READ RECORD of the `i`th AFL record; after the last, the ODA checks and the next phase.
+    fn read_next(&mut self, i: usize) -> Next {
+        if let Some((sfi, n)) = self.record_plan.get(i).copied() {
+            let state = State::Record(AwaitRecord { index: i });
+            return Next::Send(state, read_record_command(sfi, n));
+        }
+        self.check("READ RECORD: every AFL record", Outcome::Pass);
+        self.summarize_records();
+        self.oda();
+        if !self.gpo_objects.is_empty() {
+            self.qvsdc_checks();
+            return Next::Send(State::Atc(AwaitAtc), get_data_command(0x9F36));
+        }
+        let dda = self.aip[0] & 0x20 != 0;
+        if dda && self.icc_key.is_some() {
+            let ddol = find_value(&self.data, 0x9F49)
+                .map(<[u8]>::to_vec)
+                .unwrap_or_else(|| vec![0x9F, 0x37, 0x04]);
+            self.ddol_data = self.dol_data(&ddol);
+            let command =
+                CommandApdu::new(0x00, 0x88, 0x00, 0x00, self.ddol_data.clone(), Some(0x00));
+            let state = State::InternalAuthenticate(AwaitInternalAuthenticate);
+            return self.send(state, "DDA: INTERNAL AUTHENTICATE signature", command);
+        }
+        let why = if dda {
+            "no ICC public key recovered"
+        } else {
+            "the AIP does not announce DDA"
+        };
+        self.check(
+            "DDA: INTERNAL AUTHENTICATE signature",
+            Outcome::Skipped(why.into()),
+        );
+        Next::Send(State::Atc(AwaitAtc), get_data_command(0x9F36))
+    }
     /// The terminal's value for a DOL entry, right-justified / truncated to `len`.
     fn dol_data(&self, dol: &[u8]) -> Vec<u8> {
         let t = &self.terminal;
@@ -559,282 +990,6 @@ impl ReadBackSession {
             out.extend_from_slice(&field);
         }
         out
-    }
-
-    /// Consumes the response (data and SW) to the last command.
-    pub fn handle(&mut self, response: &[u8]) -> ReadStep {
-        let (status, data) = sw(response);
-        match self.phase {
-            Phase::SelectPpse => {
-                let fci = (status == 0x9000)
-                    .then(|| tlv::parse_all(data).ok())
-                    .flatten();
-                let listed = fci
-                    .as_ref()
-                    .and_then(|t| find_value(t, 0x4F).map(<[u8]>::to_vec));
-                let contactless = self.interface == Interface::Contactless;
-                match (listed, contactless) {
-                    (Some(aid), _) => {
-                        self.candidates.insert(0, aid);
-                        self.check("SELECT PPSE", Outcome::Pass);
-                        let outcome = fci.as_deref().map_or(Outcome::Pass, ppse_entries);
-                        self.check("PPSE: directory entries 61 {4F, 87}", outcome);
-                    }
-                    (None, true) => self.check(
-                        "SELECT PPSE",
-                        Outcome::Fail(format!(
-                            "SW {status:04X}: a contactless card must list its application in the PPSE"
-                        )),
-                    ),
-                    (None, false) => self.check(
-                        "SELECT PPSE",
-                        Outcome::Skipped(format!("SW {status:04X}, trying the known AIDs")),
-                    ),
-                }
-                self.select_next(0)
-            }
-            Phase::SelectAid(i) => {
-                if status != 0x9000 {
-                    return self.select_next(i + 1);
-                }
-                let Ok(fci) = tlv::parse_all(data) else {
-                    self.check("SELECT AID", Outcome::Fail("FCI is not BER-TLV".into()));
-                    return self.done();
-                };
-                let has = |tag| Tag::new(tag).and_then(|t| tlv::find(&fci, t)).is_some();
-                if !(has(0x84) && has(0xA5)) && i + 1 < self.candidates.len() {
-                    // EMV Book 1 §12.3.3: an answer without the FCI of an application (an
-                    // instance not personalized yet) is not a candidate; try the next AID.
-                    let aid = hex::encode_upper(self.candidates.get(i).map_or(&[][..], |a| a));
-                    self.check(
-                        &format!("SELECT AID {aid}: not a candidate"),
-                        Outcome::Skipped("FCI lacks 84 or A5".into()),
-                    );
-                    return self.select_next(i + 1);
-                }
-                self.aid = self.candidates.get(i).cloned().unwrap_or_default();
-                self.result.card.aid = hex::encode_upper(&self.aid);
-                // Free text from the card: a digit run that could be a PAN is masked.
-                self.result.card.label = find_value(&fci, 0x50)
-                    .map(|l| mask::scrub_digit_runs(&String::from_utf8_lossy(l)));
-                let ok = has(0x6F) && has(0x84) && has(0xA5);
-                self.check(
-                    "SELECT AID: FCI 6F with 84 and A5",
-                    if ok {
-                        Outcome::Pass
-                    } else {
-                        Outcome::Fail("FCI lacks 84 or A5".into())
-                    },
-                );
-                self.fci = fci;
-                let pdol_data = find_value(&self.fci, 0x9F38)
-                    .map(|d| self.dol_data(d))
-                    .unwrap_or_default();
-                let mut c = vec![0x80, 0xA8, 0x00, 0x00];
-                let len = u8::try_from(pdol_data.len()).unwrap_or(0);
-                c.push(len.saturating_add(2));
-                c.push(0x83);
-                c.push(len);
-                c.extend_from_slice(&pdol_data);
-                c.push(0x00);
-                self.pdol_data = pdol_data;
-                self.send(Phase::Gpo, c)
-            }
-            Phase::Gpo => {
-                if status != 0x9000 {
-                    self.check(
-                        "GET PROCESSING OPTIONS",
-                        Outcome::Fail(format!("SW {status:04X}")),
-                    );
-                    return self.done();
-                }
-                let parsed = match data {
-                    [0x80, len, rest @ ..]
-                        if usize::from(*len) == rest.len() && rest.len() >= 2 =>
-                    {
-                        Some((
-                            rest.get(..2).unwrap_or_default().to_vec(),
-                            rest.get(2..).unwrap_or_default().to_vec(),
-                        ))
-                    }
-                    _ => tlv::parse_all(data).ok().and_then(|t| {
-                        Some((
-                            find_value(&t, 0x82)?.to_vec(),
-                            find_value(&t, 0x94)?.to_vec(),
-                        ))
-                    }),
-                };
-                let Some((aip, afl)) = parsed
-                    .filter(|(aip, afl)| aip.len() == 2 && afl.len() % 4 == 0 && !afl.is_empty())
-                else {
-                    self.check(
-                        "GET PROCESSING OPTIONS",
-                        Outcome::Fail("no AIP (82) and AFL (94)".into()),
-                    );
-                    return self.done();
-                };
-                self.check("GET PROCESSING OPTIONS", Outcome::Pass);
-                if data.len() > 256 {
-                    // A short response carries at most 256 data bytes (ISO/IEC 7816-4); a
-                    // reader cannot receive a longer GPO answer.
-                    self.check(
-                        "GET PROCESSING OPTIONS: at most 256 bytes",
-                        Outcome::Fail(format!("{} bytes", data.len())),
-                    );
-                }
-                self.take_qvsdc_gpo(data);
-                self.aip = [
-                    aip.first().copied().unwrap_or(0),
-                    aip.get(1).copied().unwrap_or(0),
-                ];
-                self.result.card.aip = hex::encode_upper(self.aip);
-                for entry in afl.chunks_exact(4) {
-                    if let [sfi, first, last, _] = entry {
-                        for r in *first..=*last {
-                            self.record_plan.push((sfi >> 3, r));
-                        }
-                    }
-                }
-                self.afl = afl;
-                self.read_next(0)
-            }
-            Phase::ReadRecords(i) => {
-                let (sfi, r) = self.record_plan.get(i).copied().unwrap_or((0, 0));
-                if status != 0x9000 {
-                    self.check(
-                        &format!("READ RECORD SFI {sfi} record {r}"),
-                        Outcome::Fail(format!("SW {status:04X}")),
-                    );
-                    return self.done();
-                }
-                if data.len() > 256 {
-                    // A short response carries at most 256 data bytes (ISO/IEC 7816-4).
-                    self.check(
-                        &format!("READ RECORD SFI {sfi} record {r}: at most 256 bytes"),
-                        Outcome::Fail(format!("{} bytes", data.len())),
-                    );
-                }
-                match Tlv::from_bytes(data) {
-                    Ok(t) if t.tag().raw() == 0x70 => {
-                        if let Some(children) = t.children() {
-                            self.data.extend(children.iter().cloned());
-                        }
-                    }
-                    _ if sfi > 10 => {}
-                    _ => {
-                        self.check(
-                            &format!("READ RECORD SFI {sfi} record {r}"),
-                            Outcome::Fail("not a template 70".into()),
-                        );
-                        return self.done();
-                    }
-                }
-                self.records.push((sfi, r, Zeroizing::new(data.to_vec())));
-                self.read_next(i + 1)
-            }
-            Phase::InternalAuthenticate => {
-                let outcome = self.check_sdad(status, data);
-                self.check("DDA: INTERNAL AUTHENTICATE signature", outcome);
-                self.send(Phase::GetAtc, vec![0x80, 0xCA, 0x9F, 0x36, 0x00])
-            }
-            Phase::GetAtc => {
-                if let (0x9000, [0x9F, 0x36, 0x02, a, b]) = (status, data) {
-                    self.result.card.atc = Some(u16::from_be_bytes([*a, *b]));
-                }
-                self.send(Phase::GetPtc, vec![0x80, 0xCA, 0x9F, 0x17, 0x00])
-            }
-            Phase::GetPtc => {
-                if let (0x9000, [0x9F, 0x17, 0x01, n]) = (status, data) {
-                    self.result.card.pin_tries = Some(*n);
-                }
-                if !self.gpo_objects.is_empty() {
-                    // qVSDC: the ARQC came with the GPO response.
-                    return self.done();
-                }
-                let cdol1 = find_value(&self.data, 0x8C).map(<[u8]>::to_vec);
-                let Some(cdol1) = cdol1 else {
-                    self.check(
-                        "GENERATE AC",
-                        Outcome::Fail("no CDOL1 (8C) in the records".into()),
-                    );
-                    return self.done();
-                };
-                self.cdol1_data = self.dol_data(&cdol1);
-                // An ARQC, with a CDA signature when the card announces CDA (AIP byte 1 bit 1)
-                // and its ICC key was recovered.
-                self.cda = self.aip[0] & 0x01 != 0 && self.icc_key.is_some();
-                let mut c = vec![
-                    0x80,
-                    0xAE,
-                    if self.cda { 0x90 } else { 0x80 },
-                    0x00,
-                    u8::try_from(self.cdol1_data.len()).unwrap_or(0),
-                ];
-                c.extend_from_slice(&self.cdol1_data);
-                c.push(0x00);
-                self.send(Phase::GenerateAc, c)
-            }
-            Phase::GenerateAc => {
-                self.take_arqc(status, data);
-                self.done()
-            }
-        }
-    }
-
-    fn select_next(&mut self, i: usize) -> ReadStep {
-        match self.candidates.get(i).cloned() {
-            Some(aid) => self.send(Phase::SelectAid(i), sel(&aid)),
-            None => {
-                self.check(
-                    "SELECT AID",
-                    Outcome::Fail("no application answered SELECT".into()),
-                );
-                self.done()
-            }
-        }
-    }
-
-    fn read_next(&mut self, i: usize) -> ReadStep {
-        if let Some((sfi, r)) = self.record_plan.get(i).copied() {
-            return self.send(
-                Phase::ReadRecords(i),
-                vec![0x00, 0xB2, r, (sfi << 3) | 0x04, 0x00],
-            );
-        }
-        self.check("READ RECORD: every AFL record", Outcome::Pass);
-        self.summarize_records();
-        self.oda();
-        if !self.gpo_objects.is_empty() {
-            self.qvsdc_checks();
-            return self.send(Phase::GetAtc, vec![0x80, 0xCA, 0x9F, 0x36, 0x00]);
-        }
-        let dda = self.aip[0] & 0x20 != 0;
-        if dda && self.icc_key.is_some() {
-            let ddol = find_value(&self.data, 0x9F49)
-                .map(<[u8]>::to_vec)
-                .unwrap_or_else(|| vec![0x9F, 0x37, 0x04]);
-            self.ddol_data = self.dol_data(&ddol);
-            let mut c = vec![
-                0x00,
-                0x88,
-                0x00,
-                0x00,
-                u8::try_from(self.ddol_data.len()).unwrap_or(0),
-            ];
-            c.extend_from_slice(&self.ddol_data);
-            c.push(0x00);
-            return self.send(Phase::InternalAuthenticate, c);
-        }
-        let why = if dda {
-            "no ICC public key recovered"
-        } else {
-            "the AIP does not announce DDA"
-        };
-        self.check(
-            "DDA: INTERNAL AUTHENTICATE signature",
-            Outcome::Skipped(why.into()),
-        );
-        self.send(Phase::GetAtc, vec![0x80, 0xCA, 0x9F, 0x36, 0x00])
     }
 
     /// Keeps the objects of a GPO response that carries a cryptogram (qVSDC); the card data in
@@ -934,8 +1089,6 @@ impl ReadBackSession {
     /// The ODA chain: issuer certificate (90, 92, 9F32) with the CA key, ICC certificate (9F46,
     /// 9F48, 9F47) over the static data, or SSAD (93) for SDA.
     fn oda(&mut self) {
-        const ISSUER: &str = "ODA: issuer certificate (90) with the CA key";
-        const ICC: &str = "ODA: ICC certificate (9F46) over the static data";
         // Book 3 §10.3: the terminal performs the ODA the AIP of this GPO announces (SDA 40,
         // DDA 20, CDA 01), and none when it announces none.
         if self.aip[0] & 0x61 == 0 {
@@ -949,6 +1102,16 @@ impl ReadBackSession {
             self.check(ISSUER, Outcome::Skipped("no CA public key given".into()));
             return;
         };
+        let Some(issuer) = self.issuer_certificate(&ca) else {
+            return;
+        };
+        self.check(ISSUER, Outcome::Pass);
+        self.icc_certificate(&issuer, &pan_of(&self.result));
+    }
+
+    /// The issuer certificate (90, 92, 9F32) recovered with the CA key named by 8F, its issuer
+    /// identifier matching the PAN; `None` after a failed check.
+    fn issuer_certificate(&mut self, ca: &CaPublicKey) -> Option<oda::RecoveredIssuerCertificate> {
         let data = self.data.clone();
         let v = |tag| find_value(&data, tag).map(<[u8]>::to_vec);
         match v(0x8F) {
@@ -962,19 +1125,19 @@ impl ReadBackSession {
                         ca.index
                     )),
                 );
-                return;
+                return None;
             }
             None => {
                 self.check(
                     ISSUER,
                     Outcome::Fail("no CA index (8F) in the records".into()),
                 );
-                return;
+                return None;
             }
         }
         let (Some(cert), Some(exp)) = (v(0x90), v(0x9F32)) else {
             self.check(ISSUER, Outcome::Fail("90 or 9F32 missing".into()));
-            return;
+            return None;
         };
         let issuer = match oda::recover_issuer_certificate(
             &ca.key,
@@ -985,23 +1148,24 @@ impl ReadBackSession {
             Ok(i) => i,
             Err(e) => {
                 self.check(ISSUER, Outcome::Fail(e.to_string()));
-                return;
+                return None;
             }
         };
-        let pan = self
-            .result
-            .pan
-            .as_ref()
-            .map(|p| p.to_string())
-            .unwrap_or_default();
-        if !issuer.issuer_id_matches_pan(&pan) {
+        if !issuer.issuer_id_matches_pan(&pan_of(&self.result)) {
             self.check(
                 ISSUER,
                 Outcome::Fail("issuer identifier does not match the PAN".into()),
             );
-            return;
+            return None;
         }
-        self.check(ISSUER, Outcome::Pass);
+        Some(issuer)
+    }
+
+    /// The ICC certificate (9F46, 9F48, 9F47) over the static data, or SSAD (93) for SDA, with
+    /// the issuer key.
+    fn icc_certificate(&mut self, issuer: &oda::RecoveredIssuerCertificate, pan: &str) {
+        let data = self.data.clone();
+        let v = |tag| find_value(&data, tag).map(<[u8]>::to_vec);
         let records = &self.records;
         let static_data = oda::static_data_to_authenticate(
             &self.afl,
@@ -1029,7 +1193,7 @@ impl ReadBackSession {
                 &exp,
                 &static_data,
             ) {
-                Ok(icc) if icc.pan_matches(&pan) => {
+                Ok(icc) if icc.pan_matches(pan) => {
                     self.check(ICC, Outcome::Pass);
                     self.icc_key = Some(icc.icc_key);
                 }
@@ -1177,5 +1341,134 @@ impl ReadBackSession {
             iad: iad.to_vec(),
             elements,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AID: [u8; 7] = [0xA0, 0x00, 0x00, 0x00, 0x03, 0x10, 0x10];
+    const UN: [u8; 4] = [0x11, 0x22, 0x33, 0x44];
+
+    fn terminal() -> TerminalData {
+        TerminalData {
+            un: UN,
+            date: [0x26, 0x01, 0x01],
+            amount: [0, 0, 0, 0, 0x10, 0x00],
+            country: [0x08, 0x40],
+        }
+    }
+
+    fn ok(data: &[&[u8]]) -> Vec<u8> {
+        [data.concat(), vec![0x90, 0x00]].concat()
+    }
+
+    /// A card without ODA: PPSE listing one AID, its FCI, a format 1 GPO answer (AIP 0000, AFL
+    /// SFI 1 record 1), one record with CDOL1 = 9F37 04, ATC 5, PIN tries 3 and an ARQC.
+    fn answer(command: &[u8]) -> Vec<u8> {
+        match command {
+            [0x00, 0xA4, 0x04, 0x00, 0x0E, ..] => ok(&[
+                &[0x6F, 0x21, 0x84, 0x0E],
+                &PPSE,
+                &[0xA5, 0x0F, 0xBF, 0x0C, 0x0C, 0x61, 0x0A, 0x4F, 0x05],
+                &AID[..5],
+                &[0x87, 0x01, 0x01],
+            ]),
+            [0x00, 0xA4, 0x04, 0x00, 0x07, ..] => {
+                ok(&[&[0x6F, 0x0B, 0x84, 0x07], &AID, &[0xA5, 0x00]])
+            }
+            [0x80, 0xA8, ..] => ok(&[&[0x80, 0x06, 0x00, 0x00, 0x08, 0x01, 0x01, 0x00]]),
+            [0x00, 0xB2, 0x01, 0x0C, 0x00] => ok(&[&[0x70, 0x05, 0x8C, 0x03, 0x9F, 0x37, 0x04]]),
+            [0x80, 0xCA, 0x9F, 0x36, 0x00] => ok(&[&[0x9F, 0x36, 0x02, 0x00, 0x05]]),
+            [0x80, 0xCA, 0x9F, 0x17, 0x00] => ok(&[&[0x9F, 0x17, 0x01, 0x03]]),
+            [0x80, 0xAE, 0x80, ..] => ok(&[
+                &[0x9F, 0x27, 0x01, 0x80, 0x9F, 0x36, 0x02, 0x00, 0x05],
+                &[0x9F, 0x26, 0x08, 1, 2, 3, 4, 5, 6, 7, 8],
+                &[0x9F, 0x10, 0x07, 0x06, 0x01, 0x0A, 0x03, 0xA0, 0x00, 0x00],
+            ]),
+            _ => vec![0x6D, 0x00],
+        }
+    }
+
+    #[test]
+    fn a_read_back_runs_the_terminal_phases_in_order() {
+        // The PPSE lists a 5-byte AID the card does not answer; the caller's candidate follows.
+        let (mut session, first) = ReadBackSession::start(terminal(), None, vec![AID.to_vec()]);
+        let mut phases = vec![session.phase()];
+        let mut commands = vec![first.to_bytes()];
+        let result = loop {
+            let response = answer(commands.last().map_or(&[][..], Vec::as_slice));
+            match session.handle(&response) {
+                ReadStep::Transmit(next) => {
+                    phases.push(session.phase());
+                    commands.push(next.to_bytes());
+                }
+                ReadStep::Done(r) => break r,
+            }
+        };
+        use ReadPhase::*;
+        assert_eq!(
+            phases,
+            [
+                SelectPpse,
+                SelectAid,
+                SelectAid,
+                GetProcessingOptions,
+                ReadRecord,
+                GetAtc,
+                GetPinTries,
+                GenerateAc
+            ]
+        );
+        assert_eq!(session.phase(), Finished);
+        // Command encodings of EMV Book 1 §11.3 and Book 3 §6.5: SELECT PPSE by name, GPO with
+        // an empty PDOL (83 00), READ RECORD P2 = SFI << 3 | 4, GET DATA, GENERATE AC ARQC.
+        let hex: Vec<String> = commands.iter().map(hex::encode_upper).collect();
+        assert_eq!(hex[0], "00A404000E325041592E5359532E444446303100");
+        assert_eq!(hex[1], "00A4040005A00000000300");
+        assert_eq!(hex[2], "00A4040007A000000003101000");
+        assert_eq!(hex[3], "80A8000002830000");
+        assert_eq!(hex[4], "00B2010C00");
+        assert_eq!(hex[5], "80CA9F3600");
+        assert_eq!(hex[6], "80CA9F1700");
+        assert_eq!(hex[7], "80AE8000041122334400");
+        assert_eq!(result.commands, 8);
+        assert_eq!(result.card.atc, Some(5));
+        assert_eq!(result.card.pin_tries, Some(3));
+        assert_eq!(result.records.len(), 1);
+        let arqc = result.arqc.as_ref().expect("ARQC evidence");
+        assert_eq!(arqc.ac, [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(arqc.un, UN);
+        assert!(result.passed(), "{:?}", result.checks);
+    }
+
+    #[test]
+    fn a_failed_read_record_ends_the_read_back_there() {
+        let (mut session, _) = ReadBackSession::start(terminal(), None, vec![AID.to_vec()]);
+        let mut step = session.handle(&[0x6A, 0x82]);
+        let mut phases = vec![];
+        while let ReadStep::Transmit(command) = step {
+            phases.push(session.phase());
+            let bytes = command.to_bytes();
+            let response = if bytes.starts_with(&[0x00, 0xB2]) {
+                vec![0x6A, 0x83]
+            } else {
+                answer(&bytes)
+            };
+            step = session.handle(&response);
+        }
+        let ReadStep::Done(result) = step else {
+            unreachable!("the loop ends on Done")
+        };
+        use ReadPhase::*;
+        assert_eq!(phases, [SelectAid, GetProcessingOptions, ReadRecord]);
+        assert_eq!(
+            result.checks.last().map(|c| (c.name.as_str(), &c.outcome)),
+            Some((
+                "READ RECORD SFI 1 record 1",
+                &Outcome::Fail("SW 6A83".into())
+            ))
+        );
     }
 }

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::domain::chip_model::ChipModel;
+use crate::domain::chip::ChipModel;
 use crate::domain::review::Role;
 use crate::sim::encoder::SimFault;
 

@@ -31,8 +31,8 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 use std::time::Duration;
 
+use crate::domain::chip::ChipModel;
 use crate::domain::chip::{ChipProfile, ChipProfiles};
-use crate::domain::chip_model::ChipModel;
 use crate::domain::mode::Mode;
 use crate::domain::product::{Catalog, Product};
 use crate::domain::review::{self, OrderFacts, Role, Roles, Session};

@@ -6,8 +6,8 @@
 //! data (and again, with clear values, when a tester reveals them on test keys).
 
 use crate::domain::chip::ChipData;
+use crate::domain::chip::ChipModel;
 use crate::domain::chip::preview::{DgiPreview, TlvNode, is_secret_dgi, preview};
-use crate::domain::chip_model::ChipModel;
 use crate::domain::prepare::PersoData;
 use crate::domain::review::{self, OrderFacts, Role};
 use crate::domain::track::TrackNo;

@@ -13,12 +13,13 @@ use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, OnceLock};
 
-use crate::domain::chip::{ChipProfile, ChipProfiles};
-use crate::domain::chip_model::{AllowedModels, ChipModel, ModelChoice, PrepInputs, prepare_card};
+use crate::domain::chip::{ChipModel, ChipProfile, ChipProfiles};
 use crate::domain::envelope::EnvelopeSettings;
 use crate::domain::finding::Finding;
 use crate::domain::order::{Order, OrderEntry, parse_orders};
-use crate::domain::prepare::{PersoData, prepare};
+use crate::domain::prepare::{
+    AllowedModels, ModelChoice, PersoData, PrepInputs, prepare_card, prepare_tracks,
+};
 use crate::domain::product::Catalog;
 use crate::domain::status::Status;
 use crate::keys::LoadedKeys;
@@ -398,7 +399,7 @@ impl Worker {
                 &inputs,
             )
         } else {
-            prepare(order, product, self.ctx.keys.port())
+            prepare_tracks(order, product, self.ctx.keys.port())
         };
         match prepared {
             Ok(data) => {

@@ -23,8 +23,8 @@ pub use software::{KeyFileError, SoftwareKeyStore};
 
 use std::sync::Arc;
 
-use crate::domain::chip_model::CardKeys;
 use crate::domain::keystore::{CardKeyStore, JweKeys, KeyInfo, StoreSealKeys};
+use crate::domain::prepare::CardKeys;
 
 /// Every key store port in one trait object: preparation ([`CardKeys`]: chip keys and Model 2
 /// envelopes), the card side ([`CardKeyStore`]: card keys, CA keys, ARQC check) and JWE intake

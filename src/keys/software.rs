@@ -120,11 +120,7 @@ impl SoftwareKeyStore {
     }
 
     fn from_table(file: &str, table: &toml::Table) -> Result<Self, KeyFileError> {
-        let err = |location: String, rule: String| KeyFileError {
-            file: file.to_string(),
-            location,
-            rule,
-        };
+        let err = |location: String, rule: String| key_file_error(file, location, rule);
         if let Some(k) = table.keys().find(|k| k.as_str() != "key") {
             return Err(err(
                 k.clone(),
@@ -144,160 +140,16 @@ impl SoftwareKeyStore {
         let mut keys = BTreeMap::new();
         let mut jwe = super::software_jwe::JweKeyring::default();
         for (i, e) in entries.iter().enumerate() {
-            let loc = |field: &str| format!("key[{}].{field}", i + 1);
             let toml::Value::Table(t) = e else {
                 return Err(err(format!("key[{}]", i + 1), "must be a table".into()));
             };
             if t.get("usage").and_then(|u| u.as_str()) == Some("jwe") {
-                jwe.add(t).map_err(|(field, rule)| err(loc(&field), rule))?;
+                jwe.add(t)
+                    .map_err(|(field, rule)| err(format!("key[{}].{field}", i + 1), rule))?;
                 continue;
             }
-            let is_rsa = t.get("algorithm").and_then(|a| a.as_str()) == Some("rsa");
-            let allowed = |k: &str| {
-                if is_rsa {
-                    k != "value"
-                        && (KEY_FIELDS.contains(&k)
-                            || super::software_chip::RSA_FIELDS.contains(&k))
-                } else {
-                    KEY_FIELDS.contains(&k)
-                }
-            };
-            if let Some(k) = t.keys().find(|k| !allowed(k.as_str())) {
-                return Err(err(
-                    loc(k),
-                    format!("unknown field (known: {})", KEY_FIELDS.join(", ")),
-                ));
-            }
-            let s = |field: &str| -> Result<&str, KeyFileError> {
-                match t.get(field) {
-                    Some(toml::Value::String(s)) => Ok(s),
-                    Some(_) => Err(err(loc(field), "must be a string".into())),
-                    None => Err(err(loc(field), "is required".into())),
-                }
-            };
-            let usage_s = s("usage")?;
-            let usage = KeyUsage::parse(usage_s).ok_or_else(|| {
-                let known: Vec<_> = KeyUsage::ALL.iter().map(|u| u.as_str()).collect();
-                err(
-                    loc("usage"),
-                    format!("unknown usage `{usage_s}` (known: {})", known.join(", ")),
-                )
-            })?;
-            let index = match t.get("index") {
-                Some(toml::Value::Integer(n)) => u32::try_from(*n)
-                    .map_err(|_| err(loc("index"), "must be a non-negative integer".into()))?,
-                Some(_) => return Err(err(loc("index"), "must be a non-negative integer".into())),
-                None => return Err(err(loc("index"), "is required".into())),
-            };
-            let key = KeyRef::new(usage, index);
-            let test = match t.get("test") {
-                None => false,
-                Some(toml::Value::Boolean(b)) => *b,
-                Some(_) => return Err(err(loc("test"), "must be true or false".into())),
-            };
-            let algorithm = match s("algorithm")? {
-                "tdes" => KeyAlgorithm::Tdes,
-                "aes" => KeyAlgorithm::Aes,
-                "rsa" => {
-                    let (rsa, kcv_hex) = super::software_chip::parse_issuer_rsa(key, t)
-                        .map_err(|(field, rule)| err(format!("key {key}: {field}"), rule))?;
-                    if !s("kcv")?.eq_ignore_ascii_case(&kcv_hex) {
-                        return Err(err(
-                            format!("key {key}: kcv"),
-                            "does not match the RSA modulus (first 3 bytes of SHA-1(modulus))"
-                                .into(),
-                        ));
-                    }
-                    let info = KeyInfo {
-                        key,
-                        algorithm: KeyAlgorithm::Rsa,
-                        kcv: kcv_hex,
-                        test,
-                    };
-                    let entry = Entry {
-                        info,
-                        value: Zeroizing::new(Vec::new()),
-                        tdes: None,
-                        rsa: Some(Box::new(rsa)),
-                    };
-                    if keys.insert(key, entry).is_some() {
-                        return Err(err(
-                            format!("key {key}"),
-                            "is defined twice (usage and index must be unique)".into(),
-                        ));
-                    }
-                    continue;
-                }
-                _ => {
-                    return Err(err(
-                        loc("algorithm"),
-                        "must be tdes or aes (or rsa for issuer-rsa keys)".into(),
-                    ));
-                }
-            };
-            let value_hex = Zeroizing::new(s("value")?.to_string());
-            if !value_hex.len().is_multiple_of(2)
-                || !value_hex.bytes().all(|b| b.is_ascii_hexdigit())
-            {
-                return Err(err(
-                    format!("key {key}: value"),
-                    "must be an even number of hex digits".into(),
-                ));
-            }
-            let value = Zeroizing::new(
-                hex::decode(value_hex.as_bytes())
-                    .map_err(|_| err(format!("key {key}: value"), "must be hex".into()))?,
-            );
-            let (ok_len, lengths) = match algorithm {
-                KeyAlgorithm::Tdes => (matches!(value.len(), 16 | 24), "16 or 24 bytes"),
-                KeyAlgorithm::Aes => (matches!(value.len(), 16 | 24 | 32), "16, 24 or 32 bytes"),
-                KeyAlgorithm::Rsa | KeyAlgorithm::EcP256 => (false, "n/a"),
-            };
-            if !ok_len {
-                return Err(err(
-                    format!("key {key}: value"),
-                    format!(
-                        "is {} bytes; {} keys are {lengths}",
-                        value.len(),
-                        algorithm.as_str()
-                    ),
-                ));
-            }
-            let kcv = match algorithm {
-                KeyAlgorithm::Aes => crypto::kcv_aes(&value),
-                _ => crypto::kcv_tdes(&value),
-            }
-            .map_err(|e| err(format!("key {key}: value"), e.to_string()))?;
-            let kcv_hex = hex::encode_upper(kcv);
-            let declared = s("kcv")?;
-            if !declared.eq_ignore_ascii_case(&kcv_hex) {
-                return Err(err(
-                    format!("key {key}: kcv"),
-                    "does not match the key value (check value mismatch)".into(),
-                ));
-            }
-            let info = KeyInfo {
-                key,
-                algorithm,
-                kcv: kcv_hex,
-                test,
-            };
-            let tdes = match algorithm {
-                KeyAlgorithm::Tdes => crypto::TdesSchedule::new(&value).ok().map(Box::new),
-                _ => None,
-            };
-            if keys
-                .insert(
-                    key,
-                    Entry {
-                        info,
-                        value,
-                        tdes,
-                        rsa: None,
-                    },
-                )
-                .is_some()
-            {
+            let (key, entry) = parse_entry(file, i + 1, t)?;
+            if keys.insert(key, entry).is_some() {
                 return Err(err(
                     format!("key {key}"),
                     "is defined twice (usage and index must be unique)".into(),
@@ -509,4 +361,172 @@ impl SoftwareKeyStore {
         pinblock::iso0_encrypt(&e.value, pin, pan)
             .map_err(|source| KeyError::Crypto { key: zpk, source })
     }
+}
+
+fn key_file_error(file: &str, location: String, rule: String) -> KeyFileError {
+    KeyFileError {
+        file: file.to_string(),
+        location,
+        rule,
+    }
+}
+
+/// One `[[key]]` table (the `n`th, 1-based) other than a JWE key: usage, index, test flag and
+/// algorithm, then the RSA or symmetric key it holds.
+fn parse_entry(file: &str, n: usize, t: &toml::Table) -> Result<(KeyRef, Entry), KeyFileError> {
+    let err = |location: String, rule: String| key_file_error(file, location, rule);
+    let loc = |field: &str| format!("key[{n}].{field}");
+    let is_rsa = t.get("algorithm").and_then(|a| a.as_str()) == Some("rsa");
+    let allowed = |k: &str| {
+        if is_rsa {
+            k != "value"
+                && (KEY_FIELDS.contains(&k) || super::software_chip::RSA_FIELDS.contains(&k))
+        } else {
+            KEY_FIELDS.contains(&k)
+        }
+    };
+    if let Some(k) = t.keys().find(|k| !allowed(k.as_str())) {
+        return Err(err(
+            loc(k),
+            format!("unknown field (known: {})", KEY_FIELDS.join(", ")),
+        ));
+    }
+    let s = |field: &str| -> Result<&str, KeyFileError> {
+        match t.get(field) {
+            Some(toml::Value::String(s)) => Ok(s),
+            Some(_) => Err(err(loc(field), "must be a string".into())),
+            None => Err(err(loc(field), "is required".into())),
+        }
+    };
+    let usage_s = s("usage")?;
+    let usage = KeyUsage::parse(usage_s).ok_or_else(|| {
+        let known: Vec<_> = KeyUsage::ALL.iter().map(|u| u.as_str()).collect();
+        err(
+            loc("usage"),
+            format!("unknown usage `{usage_s}` (known: {})", known.join(", ")),
+        )
+    })?;
+    let index = match t.get("index") {
+        Some(toml::Value::Integer(n)) => u32::try_from(*n)
+            .map_err(|_| err(loc("index"), "must be a non-negative integer".into()))?,
+        Some(_) => return Err(err(loc("index"), "must be a non-negative integer".into())),
+        None => return Err(err(loc("index"), "is required".into())),
+    };
+    let key = KeyRef::new(usage, index);
+    let test = match t.get("test") {
+        None => false,
+        Some(toml::Value::Boolean(b)) => *b,
+        Some(_) => return Err(err(loc("test"), "must be true or false".into())),
+    };
+    let algorithm = match s("algorithm")? {
+        "tdes" => KeyAlgorithm::Tdes,
+        "aes" => KeyAlgorithm::Aes,
+        "rsa" => return rsa_entry(file, key, test, t, || s("kcv")).map(|e| (key, e)),
+        _ => {
+            return Err(err(
+                loc("algorithm"),
+                "must be tdes or aes (or rsa for issuer-rsa keys)".into(),
+            ));
+        }
+    };
+    let value_hex = Zeroizing::new(s("value")?.to_string());
+    let entry = symmetric_entry(file, key, algorithm, test, &value_hex, || s("kcv"))?;
+    Ok((key, entry))
+}
+
+/// An issuer RSA key; the declared `kcv` (read once the key parsed) must be the modulus's
+/// check value.
+fn rsa_entry<'a>(
+    file: &str,
+    key: KeyRef,
+    test: bool,
+    t: &toml::Table,
+    declared_kcv: impl FnOnce() -> Result<&'a str, KeyFileError>,
+) -> Result<Entry, KeyFileError> {
+    let err = |location: String, rule: String| key_file_error(file, location, rule);
+    let (rsa, kcv_hex) = super::software_chip::parse_issuer_rsa(key, t)
+        .map_err(|(field, rule)| err(format!("key {key}: {field}"), rule))?;
+    if !declared_kcv()?.eq_ignore_ascii_case(&kcv_hex) {
+        return Err(err(
+            format!("key {key}: kcv"),
+            "does not match the RSA modulus (first 3 bytes of SHA-1(modulus))".into(),
+        ));
+    }
+    let info = KeyInfo {
+        key,
+        algorithm: KeyAlgorithm::Rsa,
+        kcv: kcv_hex,
+        test,
+    };
+    Ok(Entry {
+        info,
+        value: Zeroizing::new(Vec::new()),
+        tdes: None,
+        rsa: Some(Box::new(rsa)),
+    })
+}
+
+/// A TDES or AES key from its hex value, of a length the algorithm has; the declared `kcv` (read
+/// once the value checked) must be its check value.
+fn symmetric_entry<'a>(
+    file: &str,
+    key: KeyRef,
+    algorithm: KeyAlgorithm,
+    test: bool,
+    value_hex: &str,
+    declared_kcv: impl FnOnce() -> Result<&'a str, KeyFileError>,
+) -> Result<Entry, KeyFileError> {
+    let err = |location: String, rule: String| key_file_error(file, location, rule);
+    if !value_hex.len().is_multiple_of(2) || !value_hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(err(
+            format!("key {key}: value"),
+            "must be an even number of hex digits".into(),
+        ));
+    }
+    let value = Zeroizing::new(
+        hex::decode(value_hex.as_bytes())
+            .map_err(|_| err(format!("key {key}: value"), "must be hex".into()))?,
+    );
+    let (ok_len, lengths) = match algorithm {
+        KeyAlgorithm::Tdes => (matches!(value.len(), 16 | 24), "16 or 24 bytes"),
+        KeyAlgorithm::Aes => (matches!(value.len(), 16 | 24 | 32), "16, 24 or 32 bytes"),
+        KeyAlgorithm::Rsa | KeyAlgorithm::EcP256 => (false, "n/a"),
+    };
+    if !ok_len {
+        return Err(err(
+            format!("key {key}: value"),
+            format!(
+                "is {} bytes; {} keys are {lengths}",
+                value.len(),
+                algorithm.as_str()
+            ),
+        ));
+    }
+    let kcv = match algorithm {
+        KeyAlgorithm::Aes => crypto::kcv_aes(&value),
+        _ => crypto::kcv_tdes(&value),
+    }
+    .map_err(|e| err(format!("key {key}: value"), e.to_string()))?;
+    let kcv_hex = hex::encode_upper(kcv);
+    if !declared_kcv()?.eq_ignore_ascii_case(&kcv_hex) {
+        return Err(err(
+            format!("key {key}: kcv"),
+            "does not match the key value (check value mismatch)".into(),
+        ));
+    }
+    let tdes = match algorithm {
+        KeyAlgorithm::Tdes => crypto::TdesSchedule::new(&value).ok().map(Box::new),
+        _ => None,
+    };
+    Ok(Entry {
+        info: KeyInfo {
+            key,
+            algorithm,
+            kcv: kcv_hex,
+            test,
+        },
+        value,
+        tdes,
+        rsa: None,
+    })
 }

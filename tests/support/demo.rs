@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use persodesk::domain::chip::model1::PrepDate;
 use persodesk::domain::chip::{ChipProfile, ChipProfiles};
-use persodesk::domain::chip_model::{CardKeys, PrepInputs};
+use persodesk::domain::prepare::{CardKeys, PrepInputs};
 use persodesk::domain::envelope::EnvelopeSettings;
 use persodesk::domain::order::{Order, parse_order_file};
 use persodesk::domain::product::Catalog;

@@ -18,8 +18,8 @@ pub use run::{persodesk_command, persodesk_input};
 
 use std::sync::OnceLock;
 
+use persodesk::domain::dgi::PersoDgi as Dgi;
 use persodesk::domain::emv_keys::{DesKey16, IccMasterKeys, MkdOption};
-use persodesk::domain::gp::session::Dgi;
 use persodesk::domain::oda::{
     self, CaPublicKey, CertExpiry, IccCertFields, IssuerCertFields, RsaExponent, RsaKeyPair,
 };
@@ -200,7 +200,7 @@ pub fn dgis(aes: bool) -> Vec<Dgi> {
     let mk = icc_master_keys();
     let mut out: Vec<Dgi> = records(pdol)
         .into_iter()
-        .map(|(id, v)| Dgi::new(id, v, false, false))
+        .map(|(id, v)| Dgi::new(id, v, false, false).expect("dgi"))
         .collect();
     let mut a5 = vec![
         tlv(0x50, b"VISA CREDIT"),
@@ -210,29 +210,27 @@ pub fn dgis(aes: bool) -> Vec<Dgi> {
     if pdol {
         a5.push(tlv(0x9F38, &h("9F66049F0206")));
     }
-    out.push(Dgi::new(0x9102, tlv(0xA5, &a5.concat()), false, false));
-    out.push(Dgi::new(
-        0x9104,
-        [tlv(0x82, &AIP), tlv(0x94, &AFL)].concat(),
-        false,
-        false,
-    ));
+    out.push(Dgi::new(0x9102, tlv(0xA5, &a5.concat()), false, false).expect("dgi"));
+    out.push(
+        Dgi::new(
+            0x9104,
+            [tlv(0x82, &AIP), tlv(0x94, &AFL)].concat(),
+            false,
+            false,
+        )
+        .expect("dgi"),
+    );
     let mut keys = Vec::with_capacity(48);
     for k in [&mk.ac, &mk.smi, &mk.smc] {
         keys.extend_from_slice(k.as_bytes());
     }
-    out.push(Dgi::new(0x8000, keys, true, false));
-    out.push(Dgi::new(
-        0x9000,
-        mk.kcvs().expect("kcv").to_vec(),
-        false,
-        false,
-    ));
-    out.push(Dgi::new(0x8010, h("241234FFFFFFFFFF"), true, aes));
-    out.push(Dgi::new(0x9010, vec![0x03, 0x03], false, false));
+    out.push(Dgi::new(0x8000, keys, true, false).expect("dgi"));
+    out.push(Dgi::new(0x9000, mk.kcvs().expect("kcv").to_vec(), false, false).expect("dgi"));
+    out.push(Dgi::new(0x8010, h("241234FFFFFFFFFF"), true, aes).expect("dgi"));
+    out.push(Dgi::new(0x9010, vec![0x03, 0x03], false, false).expect("dgi"));
     let crt = chain().icc.crt_components().expect("crt");
     for (id, value) in crt.dgis() {
-        out.push(Dgi::new(id, value.expose().to_vec(), true, true));
+        out.push(Dgi::new(id, value.expose().to_vec(), true, true).expect("dgi"));
     }
     out
 }

@@ -30,12 +30,13 @@ pub mod profile;
 
 use std::fmt;
 
-use crate::domain::dgi::Dgi;
+use crate::domain::dgi::PersoDgi;
 
 pub use profile::{CertificateLayout, ChipProfile, ChipProfiles, DgiRule, Interface, OdaMethod};
 
-/// Which model produced the chip data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A chip data model: which one an order uses ([`crate::domain::prepare`]) and which one
+/// produced a card's [`ChipData`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ChipModel {
     /// Computed here from the order's minimal inputs and the keys it names.
     Model1,
@@ -51,18 +52,20 @@ impl ChipModel {
             Self::Model2 => 2,
         }
     }
+
+    /// `Model 1` / `Model 2`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Model1 => "Model 1",
+            Self::Model2 => "Model 2",
+        }
+    }
 }
 
-/// One DGI to send with STORE DATA, with the profile's flags. The value is clear here (keys and
-/// PIN blocks included); the card session encrypts it with the DEK when `encrypt` is set.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PersoDgi {
-    /// The DGI (its `Debug` shows id and length only; zeroized on drop).
-    pub dgi: Dgi,
-    /// Send encrypted with the DEK.
-    pub encrypt: bool,
-    /// Pad ISO/IEC 9797-1 method 2 (`80 00..`) before encryption.
-    pub pad: bool,
+impl fmt::Display for ChipModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
 }
 
 /// Key check values of the ICC master keys in DGI 8000 (3 bytes each, TDES convention).

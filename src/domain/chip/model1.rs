@@ -13,12 +13,12 @@ use zeroize::Zeroizing;
 
 use super::keys::{ChipKeys, IccKeySource, IssuerOda, IssuerSigner};
 use super::profile::{
-    ChipProfile, DgiContent, GpoAnswer, IcvvPosition, Interface, OdaMethod, TagSlot,
+    ChipProfile, DgiContent, DgiRule, GpoAnswer, IcvvPosition, Interface, OdaMethod, TagSlot,
     aip_asks_for_oda, signature_tag,
 };
-use super::{ChipData, ChipKcvs, ChipModel, OdaSummary, PersoDgi};
+use super::{ChipData, ChipKcvs, ChipModel, OdaSummary};
 use crate::domain::cvv::ICVV_SERVICE_CODE;
-use crate::domain::dgi::Dgi;
+use crate::domain::dgi::{Dgi, PersoDgi};
 use crate::domain::fields::{Cvv, Yymm};
 use crate::domain::finding::Finding;
 use crate::domain::keystore::{KeyInfo, KeyRef, KeyUsage, PinBlockRef};
@@ -243,6 +243,24 @@ impl Work<'_> {
     /// The values taken or computed from the order: 5A, 5F24, 5F25, 5F34, 5F20, 5F30, 9F24,
     /// 57, 9F1F, 56, 9F6B, and the profile's 4F/84/50/9F4A.
     fn order_values(&mut self, tracks: &crate::domain::prepare::Tracks) -> Result<(), Finding> {
+        self.card_values(tracks);
+        let profile = self.profile;
+        let uses = |t: u32| profile_uses(profile, t);
+        let track_tags = [0x57, 0x9F1F, 0x56, 0x9F6B]
+            .into_iter()
+            .any(|t| uses(t) && !(t == 0x9F6B && profile.tags.contains_key(&tag!(0x9F6B))));
+        if !track_tags {
+            return Ok(());
+        }
+        let (off1, icvv) = self.track2_values(tracks)?;
+        if uses(0x9F1F) || uses(0x56) {
+            self.track1_values(tracks, off1, icvv.as_ref())?;
+        }
+        Ok(())
+    }
+
+    /// 5A, 5F24, 5F25, 5F34, 5F30, 5F20, 9F24 from the order; 4F, 84, 50, 9F4A from the profile.
+    fn card_values(&mut self, tracks: &crate::domain::prepare::Tracks) {
         let order = self.order;
         let pan = order.pan.reveal().as_bytes();
         let mut v = Vec::with_capacity(10);
@@ -289,15 +307,16 @@ impl Work<'_> {
         if let Some(list) = &self.profile.oda.sda_tag_list {
             self.set(tag!(0x9F4A), list.clone());
         }
+    }
 
-        let profile = self.profile;
-        let uses = |t: u32| profile_uses(profile, t);
-        let track_tags = [0x57, 0x9F1F, 0x56, 0x9F6B]
-            .into_iter()
-            .any(|t| uses(t) && !(t == 0x9F6B && profile.tags.contains_key(&tag!(0x9F6B))));
-        if !track_tags {
-            return Ok(());
-        }
+    /// 57 (and 9F6B unless the profile sets it) from track 2, with the iCVV in place of the
+    /// CVV; returns the track 1 iCVV offset and the iCVV for [`Self::track1_values`].
+    fn track2_values(
+        &mut self,
+        tracks: &crate::domain::prepare::Tracks,
+    ) -> Result<(Option<usize>, Option<Cvv>), Finding> {
+        let order = self.order;
+        let pan = order.pan.reveal().as_bytes();
         let t2 = tracks.track2.as_ref().ok_or_else(|| {
             Finding::new(
                 "trackData.track2",
@@ -359,44 +378,51 @@ impl Work<'_> {
             self.set(tag!(0x9F6B), v57.clone());
         }
         self.set(tag!(0x57), v57);
+        Ok((off1, icvv))
+    }
 
-        if uses(0x9F1F) || uses(0x56) {
-            let t1 = tracks.track1.as_ref().ok_or_else(|| {
-                Finding::new(
-                    "trackData.track1",
-                    "the chip profile needs track 1 for 9F1F / 56",
-                )
-            })?;
-            // Track 1 body: B PAN ^ NAME ^ YYMM SC DD.
-            let body = t1.body();
-            let mut parts = body.splitn(3, '^');
-            let (head, name, rest) = (
-                parts.next().unwrap_or(""),
-                parts.next().unwrap_or(""),
-                parts.next().unwrap_or(""),
-            );
-            let dd1 = rest.get(7..).ok_or_else(|| {
-                Finding::new(
-                    "computed track1",
-                    "has no expiry and service code after the name",
-                )
-            })?;
-            let dd1 = match (off1, &icvv) {
-                (Some(o), Some(c)) => {
-                    put_icvv(dd1, o, c, "computed 9F1F (track 1 discretionary data)")?
-                }
-                _ => Zeroizing::new(dd1.to_string()),
-            };
-            self.set(tag!(0x9F1F), dd1.as_bytes().to_vec());
-            let mut t56 = Zeroizing::new(String::with_capacity(body.len()));
-            t56.push_str(head);
-            t56.push('^');
-            t56.push_str(name);
-            t56.push('^');
-            t56.push_str(rest.get(..7).unwrap_or(""));
-            t56.push_str(&dd1);
-            self.set(tag!(0x56), t56.as_bytes().to_vec());
-        }
+    /// 9F1F and 56 from track 1, with the iCVV at `off1`.
+    fn track1_values(
+        &mut self,
+        tracks: &crate::domain::prepare::Tracks,
+        off1: Option<usize>,
+        icvv: Option<&Cvv>,
+    ) -> Result<(), Finding> {
+        let t1 = tracks.track1.as_ref().ok_or_else(|| {
+            Finding::new(
+                "trackData.track1",
+                "the chip profile needs track 1 for 9F1F / 56",
+            )
+        })?;
+        // Track 1 body: B PAN ^ NAME ^ YYMM SC DD.
+        let body = t1.body();
+        let mut parts = body.splitn(3, '^');
+        let (head, name, rest) = (
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+        );
+        let dd1 = rest.get(7..).ok_or_else(|| {
+            Finding::new(
+                "computed track1",
+                "has no expiry and service code after the name",
+            )
+        })?;
+        let dd1 = match (off1, icvv) {
+            (Some(o), Some(c)) => {
+                put_icvv(dd1, o, c, "computed 9F1F (track 1 discretionary data)")?
+            }
+            _ => Zeroizing::new(dd1.to_string()),
+        };
+        self.set(tag!(0x9F1F), dd1.as_bytes().to_vec());
+        let mut t56 = Zeroizing::new(String::with_capacity(body.len()));
+        t56.push_str(head);
+        t56.push('^');
+        t56.push_str(name);
+        t56.push('^');
+        t56.push_str(rest.get(..7).unwrap_or(""));
+        t56.push_str(&dd1);
+        self.set(tag!(0x56), t56.as_bytes().to_vec());
         Ok(())
     }
 
@@ -546,9 +572,28 @@ struct OdaOut {
 /// What [`compute`] returns: the chip data, the keys used and where chip values came from.
 pub type Computed = (ChipData, Vec<KeyInfo>, BTreeMap<String, String>);
 
+/// The AFL and AIP of each interface, as records and GPO DGIs carry them.
+struct Gpo {
+    afl: BTreeMap<Interface, Vec<u8>>,
+    aip: BTreeMap<Interface, [u8; 2]>,
+}
+
+/// The secret DGI values one card gets: ICC master keys, their check values, the PIN block and
+/// the ICC private key (CRT) of DDA/CDA.
+struct Secrets<'a> {
+    master: Option<Zeroizing<[u8; 48]>>,
+    kcvs: Option<ChipKcvs>,
+    pin_block: Option<Zeroizing<[u8; 8]>>,
+    crt: Option<&'a oda::CrtComponents>,
+}
+
 /// Computes the chip data of one order under `profile` (Model 1). `tracks` are the order's
 /// prepared tracks (57, 9F1F and 56 follow them, with iCVV in place of the CVV). Returns the
 /// chip data, the keys used and the sources of chip values.
+///
+/// Steps: order values and IAD; the issuer certificate (ODA); the records without signatures;
+/// the ODA signatures over them; the signed records; master keys and PIN; every DGI in send
+/// order.
 pub fn compute(
     order: &Order,
     product: &Product,
@@ -571,192 +616,34 @@ pub fn compute(
     w.config()?;
     w.order_values(tracks)?;
     w.issuer_application_data()?;
-
-    let mut afl = BTreeMap::new();
-    for i in [Interface::Contact, Interface::Contactless] {
-        afl.insert(i, profile.afl(i));
-    }
-    let aip = profile.aip.clone();
-
-    // ODA certificate material of the issuer.
-    let issuer = if profile.oda.method != OdaMethod::None {
-        let index = order.payment_application.oda_key_index.ok_or_else(|| {
-            Finding::new(
-                "paymentApplication.odaKeyIndex",
-                format!(
-                    "chip profile {} uses {} and needs an odaKeyIndex",
-                    profile.name,
-                    profile.oda.method.as_str().to_uppercase()
-                ),
-            )
-        })?;
-        let key = KeyRef::new(KeyUsage::IssuerRsa, index);
-        w.use_key(key, "paymentApplication.odaKeyIndex")?;
-        let iss = keys
-            .issuer_oda(index)
-            .map_err(|e| Finding::new("paymentApplication.odaKeyIndex", e.to_string()))?;
-        check_issuer_certificate(&iss, index, order, profile)?;
-        w.set(tag!(0x8F), vec![iss.ca_index]);
-        w.set(tag!(0x90), iss.certificate.certificate.clone());
-        w.set(tag!(0x92), iss.certificate.remainder.clone());
-        w.set(tag!(0x9F32), iss.certificate.exponent.clone());
-        Some((index, iss))
-    } else {
-        None
+    let gpo = Gpo {
+        afl: [Interface::Contact, Interface::Contactless]
+            .into_iter()
+            .map(|i| (i, profile.afl(i)))
+            .collect(),
+        aip: profile.aip.clone(),
     };
-
-    // Records: first those that do not carry signatures.
-    let deferred = |tags: &[TagSlot]| {
-        tags.iter()
-            .any(|s| matches!(s.tag.raw(), 0x93 | 0x9F46 | 0x9F47 | 0x9F48))
+    let issuer = issuer_certificate(&mut w)?;
+    let mut built = build_records(&w, &gpo, false, None)?;
+    let oda_out = match &issuer {
+        Some((index, iss)) => Some(sign_oda(&mut w, profile, *index, iss, &built, icc_keys)?),
+        None => None,
     };
-    let mut built: BTreeMap<u16, Vec<u8>> = BTreeMap::new();
-    for rule in profile.records() {
-        if let DgiContent::Record {
-            tags, interfaces, ..
-        } = &rule.content
-            && !deferred(tags)
-        {
-            let i = interfaces.first().copied().unwrap_or(Interface::Contact);
-            let local = BTreeMap::new();
-            built.insert(
-                rule.id,
-                build_record(&w, rule.id, tags, i, &afl, &aip, &local)?,
-            );
-        }
-    }
-
-    // Offline data authentication.
-    let mut oda_out = None;
-    if let Some((index, iss)) = &issuer {
-        oda_out = Some(sign_oda(&mut w, profile, *index, iss, &built, icc_keys)?);
-    }
-    for rule in profile.records() {
-        if let DgiContent::Record {
-            tags, interfaces, ..
-        } = &rule.content
-            && deferred(tags)
-        {
-            let i = interfaces.first().copied().unwrap_or(Interface::Contact);
-            let mut local = BTreeMap::new();
-            if let Some((t, v)) = oda_out.as_ref().and_then(|o| o.signatures.get(&rule.id)) {
-                local.insert(*t, v.clone());
-            }
-            built.insert(
-                rule.id,
-                build_record(&w, rule.id, tags, i, &afl, &aip, &local)?,
-            );
-        }
-    }
-
-    // Keys and PIN.
-    let mut kcvs = None;
-    let mut master: Option<Zeroizing<[u8; 48]>> = None;
-    if profile.dgi_rule(0x8000).is_some() {
-        let index = order.payment_application.derivation_key_index.ok_or_else(|| {
-            Finding::new(
-                "paymentApplication.derivationKeyIndex",
-                format!("chip profile {} needs the ICC master keys (DGI 8000): give a derivationKeyIndex", profile.name),
-            )
-        })?;
-        for usage in [KeyUsage::ImkAc, KeyUsage::ImkSmi, KeyUsage::ImkSmc] {
-            w.use_key(
-                KeyRef::new(usage, index),
-                "paymentApplication.derivationKeyIndex",
-            )?;
-        }
-        let set = keys
-            .icc_master_keys(index, profile.mkd, &order.pan, order.psn)
-            .map_err(|e| Finding::new("paymentApplication.derivationKeyIndex", e.to_string()))?;
-        kcvs = Some(set.kcvs);
-        master = Some(set.value);
-    }
+    built.extend(build_records(&w, &gpo, true, oda_out.as_ref())?);
+    let (kcvs, master) = master_keys(&mut w)?;
     let (pin_block, pin_generated) = pin_block(&mut w)?;
-
+    let secrets = Secrets {
+        master,
+        kcvs,
+        pin_block,
+        crt: oda_out.as_ref().and_then(|o| o.crt.as_ref()),
+    };
     let mut dgis = Vec::with_capacity(profile.dgis().len());
-    let mut crt = oda_out.as_ref().and_then(|o| o.crt.as_ref());
     for rule in profile.dgis() {
-        let id = rule.id;
-        let value: Option<Vec<u8>> = match &rule.content {
-            DgiContent::Record { .. } => built.remove(&id),
-            DgiContent::Tags {
-                template,
-                tags,
-                interface,
-                values,
-                raw,
-            } => {
-                let mut inner = Vec::with_capacity(64);
-                for slot in tags {
-                    if let Some(v) = w.value(*slot, *interface, Some(values), &afl, &aip, id)? {
-                        if *raw {
-                            inner.extend_from_slice(v);
-                        } else {
-                            put(&mut inner, slot.tag, v, id)?;
-                        }
-                    }
-                }
-                match template {
-                    Some(t) => {
-                        let mut out = Vec::with_capacity(inner.len() + 4);
-                        put(&mut out, *t, &inner, id)?;
-                        Some(out)
-                    }
-                    None => Some(inner),
-                }
-            }
-            DgiContent::Verbatim(v) => Some(v.clone()),
-            DgiContent::MasterKeys => master.as_ref().map(|m| m.to_vec()),
-            DgiContent::KeyCheckValues => kcvs.map(|k: ChipKcvs| k.dgi_value().to_vec()),
-            DgiContent::PinBlock => pin_block.as_ref().map(|p| p.to_vec()),
-            DgiContent::PinTry => pin_block
-                .as_ref()
-                .map(|_| vec![profile.pin.try_limit, profile.pin.try_limit]),
-            DgiContent::IccCrt(n) => crt.as_mut().and_then(|c| {
-                c.dgis()
-                    .into_iter()
-                    .find(|(cid, _)| *cid == 0x8200 | u16::from(*n))
-                    .map(|(_, v)| v.expose().to_vec())
-            }),
-        };
-        let Some(value) = value else {
-            if rule.required {
-                return Err(Finding::new(
-                    w.profile_path(format!("dgi.{id:04X}")),
-                    match rule.content {
-                        DgiContent::PinBlock | DgiContent::PinTry => format!(
-                            "DGI {id:04X} is required: give encryptedData.pin, or allow a random PIN in product {}",
-                            product.card_product_id
-                        ),
-                        _ => format!(
-                            "DGI {id:04X} is required but this order yields no value for it"
-                        ),
-                    },
-                ));
-            }
-            continue;
-        };
-        if tlv_record(id) && value.len() > MAX_RECORD_LEN {
-            return Err(Finding::new(
-                w.profile_path(format!("dgi.{id:04X}")),
-                format!(
-                    "record DGI {id:04X} is {} bytes: READ RECORD returns at most {MAX_RECORD_LEN} data bytes; split its tags over more records",
-                    value.len()
-                ),
-            ));
+        let value = dgi_value(&w, rule, &mut built, &gpo, &secrets)?;
+        if let Some(dgi) = perso_dgi(&w, rule, value)? {
+            dgis.push(dgi);
         }
-        let dgi = if tlv_record(id) {
-            let [sfi, rec] = id.to_be_bytes();
-            Dgi::record(sfi, rec, value)
-        } else {
-            Dgi::new(id, value)
-        }
-        .map_err(|e| Finding::new(w.profile_path(format!("dgi.{id:04X}")), e.to_string()))?;
-        dgis.push(PersoDgi {
-            dgi,
-            encrypt: rule.encrypt,
-            pad: rule.pad,
-        });
     }
     w.sources.insert(
         "chip".into(),
@@ -772,6 +659,195 @@ pub fn compute(
         pin_generated,
     };
     Ok((chip, w.keys_used, w.sources))
+}
+
+/// The issuer's ODA certificate material (8F, 90, 92, 9F32) when the profile uses ODA.
+fn issuer_certificate(w: &mut Work<'_>) -> Result<Option<(u32, IssuerOda)>, Finding> {
+    let (order, profile) = (w.order, w.profile);
+    if profile.oda.method == OdaMethod::None {
+        return Ok(None);
+    }
+    let index = order.payment_application.oda_key_index.ok_or_else(|| {
+        Finding::new(
+            "paymentApplication.odaKeyIndex",
+            format!(
+                "chip profile {} uses {} and needs an odaKeyIndex",
+                profile.name,
+                profile.oda.method.as_str().to_uppercase()
+            ),
+        )
+    })?;
+    let key = KeyRef::new(KeyUsage::IssuerRsa, index);
+    w.use_key(key, "paymentApplication.odaKeyIndex")?;
+    let iss = w
+        .keys
+        .issuer_oda(index)
+        .map_err(|e| Finding::new("paymentApplication.odaKeyIndex", e.to_string()))?;
+    check_issuer_certificate(&iss, index, order, profile)?;
+    w.set(tag!(0x8F), vec![iss.ca_index]);
+    w.set(tag!(0x90), iss.certificate.certificate.clone());
+    w.set(tag!(0x92), iss.certificate.remainder.clone());
+    w.set(tag!(0x9F32), iss.certificate.exponent.clone());
+    Ok(Some((index, iss)))
+}
+
+/// The record DGIs that carry ODA signatures (`signed`), or those that do not. Signed records
+/// get the signature `oda` made for them.
+fn build_records(
+    w: &Work<'_>,
+    gpo: &Gpo,
+    signed: bool,
+    oda: Option<&OdaOut>,
+) -> Result<BTreeMap<u16, Vec<u8>>, Finding> {
+    let carries_signature = |tags: &[TagSlot]| {
+        tags.iter()
+            .any(|s| matches!(s.tag.raw(), 0x93 | 0x9F46 | 0x9F47 | 0x9F48))
+    };
+    let mut built = BTreeMap::new();
+    for rule in w.profile.records() {
+        if let DgiContent::Record {
+            tags, interfaces, ..
+        } = &rule.content
+            && carries_signature(tags) == signed
+        {
+            let i = interfaces.first().copied().unwrap_or(Interface::Contact);
+            let mut local = BTreeMap::new();
+            if let Some((t, v)) = oda.and_then(|o| o.signatures.get(&rule.id)) {
+                local.insert(*t, v.clone());
+            }
+            let record = build_record(w, rule.id, tags, i, &gpo.afl, &gpo.aip, &local)?;
+            built.insert(rule.id, record);
+        }
+    }
+    Ok(built)
+}
+
+/// The ICC master keys of DGI 8000 and their check values, when the profile has DGI 8000.
+type MasterKeys = (Option<ChipKcvs>, Option<Zeroizing<[u8; 48]>>);
+
+fn master_keys(w: &mut Work<'_>) -> Result<MasterKeys, Finding> {
+    let (order, profile) = (w.order, w.profile);
+    if profile.dgi_rule(0x8000).is_none() {
+        return Ok((None, None));
+    }
+    let index = order.payment_application.derivation_key_index.ok_or_else(|| {
+        Finding::new(
+            "paymentApplication.derivationKeyIndex",
+            format!("chip profile {} needs the ICC master keys (DGI 8000): give a derivationKeyIndex", profile.name),
+        )
+    })?;
+    for usage in [KeyUsage::ImkAc, KeyUsage::ImkSmi, KeyUsage::ImkSmc] {
+        w.use_key(
+            KeyRef::new(usage, index),
+            "paymentApplication.derivationKeyIndex",
+        )?;
+    }
+    let set = w
+        .keys
+        .icc_master_keys(index, profile.mkd, &order.pan, order.psn)
+        .map_err(|e| Finding::new("paymentApplication.derivationKeyIndex", e.to_string()))?;
+    Ok((Some(set.kcvs), Some(set.value)))
+}
+
+/// The value of one DGI of the profile, `None` when this order yields none.
+fn dgi_value(
+    w: &Work<'_>,
+    rule: &DgiRule,
+    built: &mut BTreeMap<u16, Vec<u8>>,
+    gpo: &Gpo,
+    secrets: &Secrets<'_>,
+) -> Result<Option<Vec<u8>>, Finding> {
+    let id = rule.id;
+    Ok(match &rule.content {
+        DgiContent::Record { .. } => built.remove(&id),
+        DgiContent::Tags {
+            template,
+            tags,
+            interface,
+            values,
+            raw,
+        } => {
+            let mut inner = Vec::with_capacity(64);
+            for slot in tags {
+                let value = w.value(*slot, *interface, Some(values), &gpo.afl, &gpo.aip, id)?;
+                if let Some(v) = value {
+                    if *raw {
+                        inner.extend_from_slice(v);
+                    } else {
+                        put(&mut inner, slot.tag, v, id)?;
+                    }
+                }
+            }
+            match template {
+                Some(t) => {
+                    let mut out = Vec::with_capacity(inner.len() + 4);
+                    put(&mut out, *t, &inner, id)?;
+                    Some(out)
+                }
+                None => Some(inner),
+            }
+        }
+        DgiContent::Verbatim(v) => Some(v.clone()),
+        DgiContent::MasterKeys => secrets.master.as_ref().map(|m| m.to_vec()),
+        DgiContent::KeyCheckValues => secrets.kcvs.map(|k| k.dgi_value().to_vec()),
+        DgiContent::PinBlock => secrets.pin_block.as_ref().map(|p| p.to_vec()),
+        DgiContent::PinTry => secrets
+            .pin_block
+            .as_ref()
+            .map(|_| vec![w.profile.pin.try_limit, w.profile.pin.try_limit]),
+        DgiContent::IccCrt(n) => secrets.crt.and_then(|c| {
+            c.dgis()
+                .into_iter()
+                .find(|(cid, _)| *cid == 0x8200 | u16::from(*n))
+                .map(|(_, v)| v.expose().to_vec())
+        }),
+    })
+}
+
+/// The DGI with the profile's flags; a required DGI without a value and a record longer than
+/// READ RECORD returns are refused.
+fn perso_dgi(
+    w: &Work<'_>,
+    rule: &DgiRule,
+    value: Option<Vec<u8>>,
+) -> Result<Option<PersoDgi>, Finding> {
+    let id = rule.id;
+    let Some(value) = value else {
+        if !rule.required {
+            return Ok(None);
+        }
+        return Err(Finding::new(
+            w.profile_path(format!("dgi.{id:04X}")),
+            match rule.content {
+                DgiContent::PinBlock | DgiContent::PinTry => format!(
+                    "DGI {id:04X} is required: give encryptedData.pin, or allow a random PIN in product {}",
+                    w.product.card_product_id
+                ),
+                _ => format!("DGI {id:04X} is required but this order yields no value for it"),
+            },
+        ));
+    };
+    if tlv_record(id) && value.len() > MAX_RECORD_LEN {
+        return Err(Finding::new(
+            w.profile_path(format!("dgi.{id:04X}")),
+            format!(
+                "record DGI {id:04X} is {} bytes: READ RECORD returns at most {MAX_RECORD_LEN} data bytes; split its tags over more records",
+                value.len()
+            ),
+        ));
+    }
+    let dgi = if tlv_record(id) {
+        let [sfi, rec] = id.to_be_bytes();
+        Dgi::record(sfi, rec, value)
+    } else {
+        Dgi::new(id, value)
+    }
+    .map_err(|e| Finding::new(w.profile_path(format!("dgi.{id:04X}")), e.to_string()))?;
+    Ok(Some(PersoDgi {
+        dgi,
+        encrypt: rule.encrypt,
+        pad: rule.pad,
+    }))
 }
 
 /// The most data a READ RECORD answer carries (short APDU, Le = 00): the whole `70 L V`.
@@ -1029,7 +1105,7 @@ fn pin_block(w: &mut Work<'_>) -> Result<PinOutcome, Finding> {
     Ok((None, false))
 }
 
-/// Prepares tracks and Model 1 chip data for one order: [`crate::domain::prepare::prepare`],
+/// Prepares tracks and Model 1 chip data for one order: [`crate::domain::prepare::prepare_tracks`],
 /// then [`compute`] under the product's chip profile.
 pub fn prepare(
     order: &Order,
@@ -1039,7 +1115,7 @@ pub fn prepare(
     keys: &dyn ChipKeys,
     icc_keys: &dyn IccKeySource,
 ) -> Result<PersoData, Vec<Finding>> {
-    let mut data = crate::domain::prepare::prepare(order, product, keys)?;
+    let mut data = crate::domain::prepare::prepare_tracks(order, product, keys)?;
     let (chip, used, sources) =
         compute(order, product, profile, &data.tracks, date, keys, icc_keys)
             .map_err(|f| vec![f])?;

@@ -18,9 +18,9 @@
 //! Errors name the rule and the DGI or tag, never clear data.
 
 use super::profile::ChipProfile;
-use super::{ChipData, ChipKcvs, ChipModel, PersoDgi};
+use super::{ChipData, ChipKcvs, ChipModel};
 use crate::domain::crypto;
-use crate::domain::dgi::{self, Dgi, DgiError};
+use crate::domain::dgi::{self, Dgi, DgiError, PersoDgi};
 use crate::domain::envelope::{EnvelopeError, EnvelopeKeyError, EnvelopeKeys, EnvelopeSettings};
 use crate::domain::finding::Finding;
 use crate::domain::keystore::{KeyError, KeyRef, KeyUsage};
@@ -438,7 +438,7 @@ pub fn prepare(
     envelope_keys: &dyn EnvelopeKeys,
     settings: EnvelopeSettings,
 ) -> Result<crate::domain::prepare::PersoData, Vec<Finding>> {
-    let mut data = crate::domain::prepare::prepare(order, product, keys)?;
+    let mut data = crate::domain::prepare::prepare_tracks(order, product, keys)?;
     let chip = import(order, profile, &data.tracks, envelope_keys, settings)
         .map_err(|e| vec![e.finding()])?;
     // 7. ODA per interface with the CA key the key store knows, before any card is touched.

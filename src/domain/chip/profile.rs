@@ -495,6 +495,167 @@ const CPS_RESERVED: [(u16, u16); 6] = [
     (0x9F60, 0x9F6F),
 ];
 
+/// `[aip]`: the AIP per interface.
+fn parse_aip(c: &Ctx<'_>, table: &toml::Table) -> Result<BTreeMap<Interface, [u8; 2]>, Finding> {
+    let mut aip = BTreeMap::new();
+    if let Some(t) = c.table(table, "aip", "aip")? {
+        for (k, v) in t {
+            let path = format!("aip.{k}");
+            let i = Interface::parse(k)
+                .ok_or_else(|| c.err(&path, "interface must be contact or contactless"))?;
+            let s = v.as_str().ok_or_else(|| c.err(&path, "must be a string"))?;
+            let b = c.hex(s, &path)?;
+            let two: [u8; 2] = b.try_into().map_err(|_| c.err(&path, "must be 2 bytes"))?;
+            aip.insert(i, two);
+        }
+    }
+    Ok(aip)
+}
+
+/// `icvv`: where the iCVV goes in the chip's track data.
+fn parse_icvv(c: &Ctx<'_>, table: &toml::Table) -> Result<IcvvPosition, Finding> {
+    Ok(match table.get("icvv") {
+        None => IcvvPosition::CvvToken,
+        Some(toml::Value::String(s)) if s == "cvv" => IcvvPosition::CvvToken,
+        Some(toml::Value::String(s)) if s == "none" => IcvvPosition::None,
+        Some(toml::Value::Integer(i)) if (0..=30).contains(i) => {
+            IcvvPosition::Offset(usize::try_from(*i).unwrap_or(0))
+        }
+        Some(toml::Value::Table(t)) => {
+            if let Some(k) = t
+                .keys()
+                .find(|k| !["track1", "track2"].contains(&k.as_str()))
+            {
+                return Err(c.err(format!("icvv.{k}"), "unknown key (known: track1, track2)"));
+            }
+            let offset = |k: &str, max: i64| -> Result<Option<usize>, Finding> {
+                match t.get(k) {
+                    None => Ok(None),
+                    Some(toml::Value::Integer(i)) if (0..=max).contains(i) => {
+                        Ok(usize::try_from(*i).ok())
+                    }
+                    Some(_) => Err(c.err(
+                        format!("icvv.{k}"),
+                        format!("must be a digit offset 0-{max}"),
+                    )),
+                }
+            };
+            IcvvPosition::PerTrack {
+                track2: offset("track2", 30)?,
+                track1: offset("track1", 76)?,
+            }
+        }
+        Some(_) => {
+            return Err(c.err(
+                "icvv",
+                "must be \"cvv\", \"none\", a digit offset 0-30 or { track2 = N, track1 = M }",
+            ));
+        }
+    })
+}
+
+/// `[tags]`: fixed tag values; computed tags and 9F10 are refused.
+fn parse_fixed_tags(c: &Ctx<'_>, table: &toml::Table) -> Result<BTreeMap<Tag, Vec<u8>>, Finding> {
+    let mut fixed = BTreeMap::new();
+    if let Some(t) = c.table(table, "tags", "tags")? {
+        for (k, v) in t {
+            let path = format!("tags.{k}");
+            let tag =
+                parse_tag(k).ok_or_else(|| c.err(&path, "is not a valid BER-TLV tag in hex"))?;
+            if tag.raw() == 0x9F10 {
+                return Err(c.err(
+                    &path,
+                    "is built by Model 1 from the CVN and the order's derivationKeyIndex; give its CVR and IDD in [iad] instead",
+                ));
+            }
+            if is_computed(tag) && tag.raw() != 0x9F6B {
+                return Err(c.err(&path, "is computed by Model 1; remove it from [tags]"));
+            }
+            let s = v
+                .as_str()
+                .ok_or_else(|| c.err(&path, "must be a hex string"))?;
+            fixed.insert(tag, c.hex(s, &path)?);
+        }
+    }
+    Ok(fixed)
+}
+
+/// `config_tags`: the tags an order's `config` may set; computed tags are refused.
+fn parse_config_tags(c: &Ctx<'_>, table: &toml::Table) -> Result<Vec<Tag>, Finding> {
+    let mut config_tags = Vec::new();
+    for s in c
+        .strings(table, "config_tags", "config_tags")?
+        .unwrap_or_default()
+    {
+        let tag = parse_tag(s)
+            .ok_or_else(|| c.err("config_tags", format!("`{s}` is not a valid tag")))?;
+        if is_computed(tag) {
+            return Err(c.err("config_tags", format!("{tag} is computed by Model 1")));
+        }
+        config_tags.push(tag);
+    }
+    Ok(config_tags)
+}
+
+/// `reserved_dgis`: DGI ids and ranges no DGI may use (CPS 2.0's by default).
+fn parse_reserved(c: &Ctx<'_>, table: &toml::Table) -> Result<Vec<(u16, u16)>, Finding> {
+    Ok(match c.strings(table, "reserved_dgis", "reserved_dgis")? {
+        None => CPS_RESERVED.to_vec(),
+        Some(list) => list
+            .iter()
+            .map(|s| {
+                parse_range(s).ok_or_else(|| {
+                    c.err(
+                        "reserved_dgis",
+                        format!("`{s}` is not a DGI id or XXXX-YYYY range"),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// `send_order` and the `[dgi.XXXX]` tables: every listed DGI has a table, every table is listed.
+fn parse_dgis(c: &Ctx<'_>, table: &toml::Table) -> Result<Vec<DgiRule>, Finding> {
+    let dgi_tables = c
+        .table(table, "dgi", "dgi")?
+        .ok_or_else(|| c.err("dgi", "is required ([dgi.XXXX] tables)"))?;
+    let order = c
+        .strings(table, "send_order", "send_order")?
+        .ok_or_else(|| c.err("send_order", "is required"))?;
+    let mut dgis = Vec::with_capacity(order.len());
+    for s in &order {
+        let id = parse_dgi_id(s)
+            .ok_or_else(|| c.err("send_order", format!("`{s}` is not a 4-hex-digit DGI id")))?;
+        if dgis.iter().any(|d: &DgiRule| d.id == id) {
+            return Err(c.err("send_order", format!("DGI {id:04X} is listed twice")));
+        }
+        let t = dgi_tables
+            .iter()
+            .find(|(k, _)| parse_dgi_id(k) == Some(id))
+            .map(|(_, v)| v)
+            .ok_or_else(|| {
+                c.err(
+                    "send_order",
+                    format!("DGI {id:04X} has no [dgi.{id:04X}] table"),
+                )
+            })?;
+        let t = t
+            .as_table()
+            .ok_or_else(|| c.err(format!("dgi.{id:04X}"), "must be a table"))?;
+        dgis.push(parse_dgi(c, id, t)?);
+    }
+    for k in dgi_tables.keys() {
+        let Some(id) = parse_dgi_id(k) else {
+            return Err(c.err(format!("dgi.{k}"), "is not a 4-hex-digit DGI id"));
+        };
+        if !dgis.iter().any(|d| d.id == id) {
+            return Err(c.err(format!("dgi.{k}"), "is not in send_order"));
+        }
+    }
+    Ok(dgis)
+}
+
 impl ChipProfile {
     /// Parses a profile's text; `file` names it in errors, `name` is the profile name (the file
     /// stem). The `name` key, when present, must agree.
@@ -532,19 +693,7 @@ impl ChipProfile {
             .parse()
             .map_err(|e: crate::domain::emv_keys::EmvKeyError| c.err("mkd", e.to_string()))?;
 
-        let mut aip = BTreeMap::new();
-        if let Some(t) = c.table(&table, "aip", "aip")? {
-            for (k, v) in t {
-                let path = format!("aip.{k}");
-                let i = Interface::parse(k)
-                    .ok_or_else(|| c.err(&path, "interface must be contact or contactless"))?;
-                let s = v.as_str().ok_or_else(|| c.err(&path, "must be a string"))?;
-                let b = c.hex(s, &path)?;
-                let two: [u8; 2] = b.try_into().map_err(|_| c.err(&path, "must be 2 bytes"))?;
-                aip.insert(i, two);
-            }
-        }
-
+        let aip = parse_aip(&c, &table)?;
         let oda = parse_oda(&c, &table)?;
         let pin = parse_pin(&c, &table)?;
         let channel = match c.table(&table, "channel", "channel")? {
@@ -555,131 +704,13 @@ impl ChipProfile {
             Some(t) => Some(super::ppse::PpseRule::from_table(file, t)?),
             None => None,
         };
-        let icvv = match table.get("icvv") {
-            None => IcvvPosition::CvvToken,
-            Some(toml::Value::String(s)) if s == "cvv" => IcvvPosition::CvvToken,
-            Some(toml::Value::String(s)) if s == "none" => IcvvPosition::None,
-            Some(toml::Value::Integer(i)) if (0..=30).contains(i) => {
-                IcvvPosition::Offset(usize::try_from(*i).unwrap_or(0))
-            }
-            Some(toml::Value::Table(t)) => {
-                if let Some(k) = t
-                    .keys()
-                    .find(|k| !["track1", "track2"].contains(&k.as_str()))
-                {
-                    return Err(c.err(format!("icvv.{k}"), "unknown key (known: track1, track2)"));
-                }
-                let offset = |k: &str, max: i64| -> Result<Option<usize>, Finding> {
-                    match t.get(k) {
-                        None => Ok(None),
-                        Some(toml::Value::Integer(i)) if (0..=max).contains(i) => {
-                            Ok(usize::try_from(*i).ok())
-                        }
-                        Some(_) => Err(c.err(
-                            format!("icvv.{k}"),
-                            format!("must be a digit offset 0-{max}"),
-                        )),
-                    }
-                };
-                IcvvPosition::PerTrack {
-                    track2: offset("track2", 30)?,
-                    track1: offset("track1", 76)?,
-                }
-            }
-            Some(_) => {
-                return Err(c.err(
-                    "icvv",
-                    "must be \"cvv\", \"none\", a digit offset 0-30 or { track2 = N, track1 = M }",
-                ));
-            }
-        };
+        let icvv = parse_icvv(&c, &table)?;
 
-        let mut fixed = BTreeMap::new();
-        if let Some(t) = c.table(&table, "tags", "tags")? {
-            for (k, v) in t {
-                let path = format!("tags.{k}");
-                let tag = parse_tag(k)
-                    .ok_or_else(|| c.err(&path, "is not a valid BER-TLV tag in hex"))?;
-                if tag.raw() == 0x9F10 {
-                    return Err(c.err(
-                        &path,
-                        "is built by Model 1 from the CVN and the order's derivationKeyIndex; give its CVR and IDD in [iad] instead",
-                    ));
-                }
-                if is_computed(tag) && tag.raw() != 0x9F6B {
-                    return Err(c.err(&path, "is computed by Model 1; remove it from [tags]"));
-                }
-                let s = v
-                    .as_str()
-                    .ok_or_else(|| c.err(&path, "must be a hex string"))?;
-                fixed.insert(tag, c.hex(s, &path)?);
-            }
-        }
+        let fixed = parse_fixed_tags(&c, &table)?;
         let iad = IadRule::from_table(file, c.table(&table, "iad", "iad")?, cvn)?;
-        let mut config_tags = Vec::new();
-        for s in c
-            .strings(&table, "config_tags", "config_tags")?
-            .unwrap_or_default()
-        {
-            let tag = parse_tag(s)
-                .ok_or_else(|| c.err("config_tags", format!("`{s}` is not a valid tag")))?;
-            if is_computed(tag) {
-                return Err(c.err("config_tags", format!("{tag} is computed by Model 1")));
-            }
-            config_tags.push(tag);
-        }
-
-        let reserved = match c.strings(&table, "reserved_dgis", "reserved_dgis")? {
-            None => CPS_RESERVED.to_vec(),
-            Some(list) => list
-                .iter()
-                .map(|s| {
-                    parse_range(s).ok_or_else(|| {
-                        c.err(
-                            "reserved_dgis",
-                            format!("`{s}` is not a DGI id or XXXX-YYYY range"),
-                        )
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-        };
-
-        let dgi_tables = c
-            .table(&table, "dgi", "dgi")?
-            .ok_or_else(|| c.err("dgi", "is required ([dgi.XXXX] tables)"))?;
-        let order = c
-            .strings(&table, "send_order", "send_order")?
-            .ok_or_else(|| c.err("send_order", "is required"))?;
-        let mut dgis = Vec::with_capacity(order.len());
-        for s in &order {
-            let id = parse_dgi_id(s)
-                .ok_or_else(|| c.err("send_order", format!("`{s}` is not a 4-hex-digit DGI id")))?;
-            if dgis.iter().any(|d: &DgiRule| d.id == id) {
-                return Err(c.err("send_order", format!("DGI {id:04X} is listed twice")));
-            }
-            let t = dgi_tables
-                .iter()
-                .find(|(k, _)| parse_dgi_id(k) == Some(id))
-                .map(|(_, v)| v)
-                .ok_or_else(|| {
-                    c.err(
-                        "send_order",
-                        format!("DGI {id:04X} has no [dgi.{id:04X}] table"),
-                    )
-                })?;
-            let t = t
-                .as_table()
-                .ok_or_else(|| c.err(format!("dgi.{id:04X}"), "must be a table"))?;
-            dgis.push(parse_dgi(&c, id, t)?);
-        }
-        for k in dgi_tables.keys() {
-            let Some(id) = parse_dgi_id(k) else {
-                return Err(c.err(format!("dgi.{k}"), "is not a 4-hex-digit DGI id"));
-            };
-            if !dgis.iter().any(|d| d.id == id) {
-                return Err(c.err(format!("dgi.{k}"), "is not in send_order"));
-            }
-        }
+        let config_tags = parse_config_tags(&c, &table)?;
+        let reserved = parse_reserved(&c, &table)?;
+        let dgis = parse_dgis(&c, &table)?;
         let profile = Self {
             name: name.to_string(),
             source: file.to_string(),
@@ -1189,69 +1220,9 @@ fn parse_dgi(c: &Ctx<'_>, id: u16, t: &toml::Table) -> Result<DgiRule, Finding> 
     let slots = parse_slots(c, t, &p("tags"))?;
     let value = c.string(t, "value", &p("value"))?;
     let content = if tags::is_record_id(id) {
-        let tags = slots.ok_or_else(|| c.err(p("tags"), "a record DGI needs its tags"))?;
-        if value.is_some() {
-            return Err(c.err(p("value"), "a record DGI is built from its tags"));
-        }
-        let interfaces = match c.strings(t, "interfaces", &p("interfaces"))? {
-            None => vec![Interface::Contact, Interface::Contactless],
-            Some(l) => l
-                .iter()
-                .map(|s| {
-                    Interface::parse(s).ok_or_else(|| {
-                        c.err(p("interfaces"), "must list contact and/or contactless")
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-        };
-        let [sfi, _] = id.to_be_bytes();
-        if sfi > dgi::MAX_TEMPLATE_SFI {
-            return Err(c.err(
-                &base,
-                "records of SFI 11-30 are not built by profiles (template 70 records only)",
-            ));
-        }
-        DgiContent::Record {
-            tags,
-            oda: c.bool(t, "oda", &p("oda"), false)?,
-            interfaces,
-        }
+        record_content(c, id, t, slots, value.is_some())?
     } else if let Some(tags) = slots {
-        let template = match c.string(t, "template", &p("template"))? {
-            None => None,
-            Some(s) => Some(
-                parse_tag(s)
-                    .filter(|t| t.is_constructed())
-                    .ok_or_else(|| c.err(p("template"), "must be a constructed tag in hex"))?,
-            ),
-        };
-        let interface = match c.string(t, "interface", &p("interface"))? {
-            None => Interface::Contact,
-            Some(s) => Interface::parse(s)
-                .ok_or_else(|| c.err(p("interface"), "must be contact or contactless"))?,
-        };
-        let mut values = BTreeMap::new();
-        if let Some(v) = c.table(t, "values", &p("values"))? {
-            for (k, v) in v {
-                let path = p(&format!("values.{k}"));
-                let tag = parse_tag(k).ok_or_else(|| c.err(&path, "is not a valid tag"))?;
-                let s = v
-                    .as_str()
-                    .ok_or_else(|| c.err(&path, "must be a hex string"))?;
-                values.insert(tag, c.hex(s, &path)?);
-            }
-        }
-        let raw = c.bool(t, "raw", &p("raw"), false)?;
-        if raw && template.is_some() {
-            return Err(c.err(p("raw"), "a raw DGI has no template"));
-        }
-        DgiContent::Tags {
-            template,
-            tags,
-            interface,
-            values,
-            raw,
-        }
+        tags_content(c, id, t, tags)?
     } else if let Some(v) = value {
         DgiContent::Verbatim(c.hex(v, &p("value"))?)
     } else {
@@ -1275,6 +1246,89 @@ fn parse_dgi(c: &Ctx<'_>, id: u16, t: &toml::Table) -> Result<DgiRule, Finding> 
         pad,
         required,
         content,
+    })
+}
+
+/// A record DGI's content: its tags (no value) and interfaces; SFI 1 to 10 only.
+fn record_content(
+    c: &Ctx<'_>,
+    id: u16,
+    t: &toml::Table,
+    slots: Option<Vec<TagSlot>>,
+    has_value: bool,
+) -> Result<DgiContent, Finding> {
+    let base = format!("dgi.{id:04X}");
+    let p = |k: &str| format!("{base}.{k}");
+    let tags = slots.ok_or_else(|| c.err(p("tags"), "a record DGI needs its tags"))?;
+    if has_value {
+        return Err(c.err(p("value"), "a record DGI is built from its tags"));
+    }
+    let interfaces = match c.strings(t, "interfaces", &p("interfaces"))? {
+        None => vec![Interface::Contact, Interface::Contactless],
+        Some(l) => l
+            .iter()
+            .map(|s| {
+                Interface::parse(s)
+                    .ok_or_else(|| c.err(p("interfaces"), "must list contact and/or contactless"))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let [sfi, _] = id.to_be_bytes();
+    if sfi > dgi::MAX_TEMPLATE_SFI {
+        return Err(c.err(
+            &base,
+            "records of SFI 11-30 are not built by profiles (template 70 records only)",
+        ));
+    }
+    Ok(DgiContent::Record {
+        tags,
+        oda: c.bool(t, "oda", &p("oda"), false)?,
+        interfaces,
+    })
+}
+
+/// A DGI built from tags: optional template, interface, per-DGI values, raw concatenation.
+fn tags_content(
+    c: &Ctx<'_>,
+    id: u16,
+    t: &toml::Table,
+    tags: Vec<TagSlot>,
+) -> Result<DgiContent, Finding> {
+    let p = |k: &str| format!("dgi.{id:04X}.{k}");
+    let template = match c.string(t, "template", &p("template"))? {
+        None => None,
+        Some(s) => Some(
+            parse_tag(s)
+                .filter(|t| t.is_constructed())
+                .ok_or_else(|| c.err(p("template"), "must be a constructed tag in hex"))?,
+        ),
+    };
+    let interface = match c.string(t, "interface", &p("interface"))? {
+        None => Interface::Contact,
+        Some(s) => Interface::parse(s)
+            .ok_or_else(|| c.err(p("interface"), "must be contact or contactless"))?,
+    };
+    let mut values = BTreeMap::new();
+    if let Some(v) = c.table(t, "values", &p("values"))? {
+        for (k, v) in v {
+            let path = p(&format!("values.{k}"));
+            let tag = parse_tag(k).ok_or_else(|| c.err(&path, "is not a valid tag"))?;
+            let s = v
+                .as_str()
+                .ok_or_else(|| c.err(&path, "must be a hex string"))?;
+            values.insert(tag, c.hex(s, &path)?);
+        }
+    }
+    let raw = c.bool(t, "raw", &p("raw"), false)?;
+    if raw && template.is_some() {
+        return Err(c.err(p("raw"), "a raw DGI has no template"));
+    }
+    Ok(DgiContent::Tags {
+        template,
+        tags,
+        interface,
+        values,
+        raw,
     })
 }
 

@@ -70,6 +70,33 @@ impl CommandApdu {
         })
     }
 
+    /// A command whose data field is a fixed array (possibly empty) of at most 255 bytes, checked
+    /// when compiling: it needs no error path.
+    pub fn fixed<const N: usize>(
+        cla: u8,
+        ins: u8,
+        p1: u8,
+        p2: u8,
+        data: [u8; N],
+        le: Option<u8>,
+    ) -> Self {
+        const {
+            assert!(
+                N <= 255,
+                "a short command APDU carries at most 255 data bytes"
+            )
+        };
+        Self {
+            cla,
+            ins,
+            p1,
+            p2,
+            data: data.to_vec(),
+            le,
+            redacted: false,
+        }
+    }
+
     /// Marks the command as carrying card data (DGIs): its `Debug` then shows the header and the
     /// data length, never the data.
     #[must_use]

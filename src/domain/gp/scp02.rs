@@ -231,7 +231,12 @@ pub fn max_plain_data(level: SecurityLevel) -> usize {
     }
 }
 
-/// An open SCP02 secure channel: wraps commands with C-MAC (and C-DEC).
+/// An open SCP02 secure channel, host side: wraps commands with C-MAC (and C-DEC).
+///
+/// A type of its own beside [`super::scp03::Channel`]: the two protocols share no cryptography
+/// (TDES retail MAC with an ICV vs AES-CMAC with a chaining value and a counter) and SCP02 has no
+/// R-MAC/R-ENC. The session holds either one behind its private `SecureChannel` enum; the virtual
+/// card's side is `sim::card::channel::CardChannel`, written independently.
 #[derive(Zeroize, ZeroizeOnDrop)]
 pub struct Channel {
     #[zeroize(skip)]

@@ -226,7 +226,8 @@ pub fn max_plain_data(level: SecurityLevel) -> usize {
     }
 }
 
-/// An open SCP03 secure channel: C-MAC chaining, C-DEC counter, R-MAC/R-ENC.
+/// An open SCP03 secure channel, host side: C-MAC chaining, C-DEC counter, R-MAC/R-ENC. See
+/// [`super::scp02::Channel`] for why the two protocols keep a type each.
 #[derive(Zeroize, ZeroizeOnDrop)]
 pub struct Channel {
     #[zeroize(skip)]

@@ -37,6 +37,7 @@ use super::scp02::{self, Scp02Variant};
 use super::scp03;
 use super::{GpError, SecretKey, SecurityLevel, StaticKeys};
 use crate::domain::crypto::{AES_BLOCK, DES_BLOCK, ct_eq, pad_iso7816};
+use crate::domain::dgi::PersoDgi;
 use crate::domain::keystore::{CardKeyStore, KeyError};
 
 /// An application or security domain identifier (5 to 16 bytes).
@@ -124,49 +125,6 @@ pub enum CardKeys {
     },
 }
 
-/// One DGI to store: its identifier, value and the profile's flags. The value is zeroized on drop
-/// and never shown by `Debug`.
-#[derive(Clone)]
-pub struct Dgi {
-    /// The DGI identifier, e.g. `0x8000`.
-    pub id: u16,
-    value: Zeroizing<Vec<u8>>,
-    /// Encrypt the value with the DEK (P1 = 60).
-    pub encrypt: bool,
-    /// Pad the value with ISO/IEC 9797-1 method 2 (`80 00..`) to the DEK block before encryption.
-    pub pad: bool,
-}
-
-impl Dgi {
-    /// A DGI with explicit flags.
-    pub fn new(id: u16, value: Vec<u8>, encrypt: bool, pad: bool) -> Self {
-        Self {
-            id,
-            value: Zeroizing::new(value),
-            encrypt,
-            pad,
-        }
-    }
-
-    /// The value as given (before padding and encryption).
-    pub fn value(&self) -> &[u8] {
-        &self.value
-    }
-}
-
-impl fmt::Debug for Dgi {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Dgi({:04X}, <{} bytes>, encrypt={}, pad={})",
-            self.id,
-            self.value.len(),
-            self.encrypt,
-            self.pad
-        )
-    }
-}
-
 /// Everything a personalization session needs; the host challenge comes from the caller (the
 /// domain draws no random numbers).
 #[derive(Debug, Clone)]
@@ -191,7 +149,7 @@ pub struct PersoPlan {
     /// `KDF(K-ENC, 02, seq || target AID)`. Not available for SCP02.
     pub verify_card_challenge: bool,
     /// The DGIs in send order.
-    pub dgis: Vec<Dgi>,
+    pub dgis: Vec<PersoDgi>,
 }
 
 /// A plan that cannot be run; found before any command is sent.
@@ -448,104 +406,114 @@ struct Layout {
     store_data_total: u16,
 }
 
+/// The DEK block and the largest plain STORE DATA field of an SCP02 plan; refuses what SCP02
+/// cannot do (R-MAC/R-ENC, a card challenge check, AES keys or diversification).
+fn scp02_layout(plan: &PersoPlan, i: u8) -> Result<(usize, usize), PlanError> {
+    let unsupported = PlanError::Unsupported;
+    let level = plan.security_level;
+    Scp02Variant::new(i).map_err(unsupported)?;
+    if level.r_mac() || level.r_enc() {
+        return Err(unsupported(GpError::Unsupported(
+            "SCP02 R-MAC / R-ENC security levels",
+        )));
+    }
+    if plan.verify_card_challenge {
+        return Err(unsupported(GpError::Unsupported(
+            "pseudo-random card challenge check for SCP02",
+        )));
+    }
+    match &plan.keys {
+        CardKeys::Static(k) => {
+            for key in [&k.enc, &k.mac, &k.dek] {
+                if key.len() != 16 {
+                    return Err(unsupported(GpError::KeyLength {
+                        what: "an SCP02 static key",
+                        expected: "16 bytes (2-key TDES)",
+                        got: key.len(),
+                    }));
+                }
+            }
+        }
+        CardKeys::Store { method, .. } => {
+            if method.is_aes() {
+                return Err(unsupported(GpError::Unsupported(
+                    "kdf3 (AES) diversification with SCP02",
+                )));
+            }
+        }
+        CardKeys::Master { kmc, method } => {
+            if method.is_aes() {
+                return Err(unsupported(GpError::Unsupported(
+                    "kdf3 (AES) diversification with SCP02",
+                )));
+            }
+            if kmc.len() != 16 {
+                return Err(unsupported(GpError::KeyLength {
+                    what: "a TDES KMC",
+                    expected: "16 bytes",
+                    got: kmc.len(),
+                }));
+            }
+        }
+    }
+    Ok((DES_BLOCK, scp02::max_plain_data(level)))
+}
+
+/// The DEK block and the largest plain STORE DATA field of an SCP03 plan; refuses S16 mode,
+/// levels the "i" does not support and TDES diversification.
+fn scp03_layout(plan: &PersoPlan, i: u8) -> Result<(usize, usize), PlanError> {
+    let unsupported = PlanError::Unsupported;
+    let level = plan.security_level;
+    if i & 0x01 != 0 {
+        return Err(unsupported(GpError::Unsupported(
+            "SCP03 S16 mode (i bit 01)",
+        )));
+    }
+    if level.r_mac() && i & 0x20 == 0 {
+        return Err(unsupported(GpError::Unsupported(
+            "an R-MAC level with an SCP03 i without R-MAC support (bit 20)",
+        )));
+    }
+    if level.r_enc() && i & 0x40 == 0 {
+        return Err(unsupported(GpError::Unsupported(
+            "an R-ENC level with an SCP03 i without R-ENC support (bit 40)",
+        )));
+    }
+    if plan.verify_card_challenge && i & 0x10 == 0 {
+        return Err(unsupported(GpError::Unsupported(
+            "a card challenge check with a random card challenge (i bit 10 clear)",
+        )));
+    }
+    match &plan.keys {
+        CardKeys::Static(_) => {} // SecretKey guarantees 16/24/32 bytes
+        CardKeys::Master { method, .. } | CardKeys::Store { method, .. } => {
+            if !method.is_aes() {
+                return Err(unsupported(GpError::Unsupported(
+                    "TDES (EMV CPS / VISA2) diversification with SCP03",
+                )));
+            }
+        }
+    }
+    Ok((AES_BLOCK, scp03::max_plain_data(level)))
+}
+
 fn validate(plan: &PersoPlan) -> Result<Layout, PlanError> {
     if plan.dgis.is_empty() {
         return Err(PlanError::NoDgis);
     }
-    let unsupported = PlanError::Unsupported;
-    let level = plan.security_level;
     let (block, max_chunk) = match plan.protocol {
-        Protocol::Scp02 { i } => {
-            Scp02Variant::new(i).map_err(unsupported)?;
-            if level.r_mac() || level.r_enc() {
-                return Err(unsupported(GpError::Unsupported(
-                    "SCP02 R-MAC / R-ENC security levels",
-                )));
-            }
-            if plan.verify_card_challenge {
-                return Err(unsupported(GpError::Unsupported(
-                    "pseudo-random card challenge check for SCP02",
-                )));
-            }
-            match &plan.keys {
-                CardKeys::Static(k) => {
-                    for key in [&k.enc, &k.mac, &k.dek] {
-                        if key.len() != 16 {
-                            return Err(unsupported(GpError::KeyLength {
-                                what: "an SCP02 static key",
-                                expected: "16 bytes (2-key TDES)",
-                                got: key.len(),
-                            }));
-                        }
-                    }
-                }
-                CardKeys::Store { method, .. } => {
-                    if method.is_aes() {
-                        return Err(unsupported(GpError::Unsupported(
-                            "kdf3 (AES) diversification with SCP02",
-                        )));
-                    }
-                }
-                CardKeys::Master { kmc, method } => {
-                    if method.is_aes() {
-                        return Err(unsupported(GpError::Unsupported(
-                            "kdf3 (AES) diversification with SCP02",
-                        )));
-                    }
-                    if kmc.len() != 16 {
-                        return Err(unsupported(GpError::KeyLength {
-                            what: "a TDES KMC",
-                            expected: "16 bytes",
-                            got: kmc.len(),
-                        }));
-                    }
-                }
-            }
-            (DES_BLOCK, scp02::max_plain_data(level))
-        }
-        Protocol::Scp03 { i } => {
-            if i & 0x01 != 0 {
-                return Err(unsupported(GpError::Unsupported(
-                    "SCP03 S16 mode (i bit 01)",
-                )));
-            }
-            if level.r_mac() && i & 0x20 == 0 {
-                return Err(unsupported(GpError::Unsupported(
-                    "an R-MAC level with an SCP03 i without R-MAC support (bit 20)",
-                )));
-            }
-            if level.r_enc() && i & 0x40 == 0 {
-                return Err(unsupported(GpError::Unsupported(
-                    "an R-ENC level with an SCP03 i without R-ENC support (bit 40)",
-                )));
-            }
-            if plan.verify_card_challenge && i & 0x10 == 0 {
-                return Err(unsupported(GpError::Unsupported(
-                    "a card challenge check with a random card challenge (i bit 10 clear)",
-                )));
-            }
-            match &plan.keys {
-                CardKeys::Static(_) => {} // SecretKey guarantees 16/24/32 bytes
-                CardKeys::Master { method, .. } | CardKeys::Store { method, .. } => {
-                    if !method.is_aes() {
-                        return Err(unsupported(GpError::Unsupported(
-                            "TDES (EMV CPS / VISA2) diversification with SCP03",
-                        )));
-                    }
-                }
-            }
-            (AES_BLOCK, scp03::max_plain_data(level))
-        }
+        Protocol::Scp02 { i } => scp02_layout(plan, i)?,
+        Protocol::Scp03 { i } => scp03_layout(plan, i)?,
     };
     let mut count = 0usize;
     for dgi in &plan.dgis {
-        let len = dgi.value.len();
+        let len = dgi.value().len();
         if dgi.pad && !dgi.encrypt {
-            return Err(PlanError::PadWithoutEncryption { id: dgi.id });
+            return Err(PlanError::PadWithoutEncryption { id: dgi.id() });
         }
         if dgi.encrypt && !dgi.pad && len % block != 0 {
             return Err(PlanError::NotBlockAligned {
-                id: dgi.id,
+                id: dgi.id(),
                 len,
                 block,
             });
@@ -553,7 +521,7 @@ fn validate(plan: &PersoPlan) -> Result<Layout, PlanError> {
         let sent_len = sent_value_len(dgi, block);
         if sent_len > 0xFFFE {
             return Err(PlanError::DgiTooLong {
-                id: dgi.id,
+                id: dgi.id(),
                 len: sent_len,
             });
         }
@@ -571,8 +539,8 @@ fn validate(plan: &PersoPlan) -> Result<Layout, PlanError> {
 }
 
 /// The length of the value as sent (after padding).
-fn sent_value_len(dgi: &Dgi, block: usize) -> usize {
-    let len = dgi.value.len();
+fn sent_value_len(dgi: &PersoDgi, block: usize) -> usize {
+    let len = dgi.value().len();
     if dgi.pad {
         (len / block + 1) * block
     } else {
@@ -596,7 +564,8 @@ fn commands_for(len: usize, max_chunk: usize) -> usize {
 // ---------------------------------------------------------------------------------------------
 // Secure channel of the session
 
-enum Channel {
+/// The open secure channel of a session, whichever protocol the plan names.
+enum SecureChannel {
     Scp02(scp02::Channel),
     Scp03 {
         channel: scp03::Channel,
@@ -604,7 +573,7 @@ enum Channel {
     },
 }
 
-impl Channel {
+impl SecureChannel {
     fn external_authenticate(&mut self, host_cryptogram: &[u8; 8]) -> Result<CommandApdu, GpError> {
         match self {
             Self::Scp02(c) => c.external_authenticate(host_cryptogram),
@@ -661,19 +630,19 @@ struct CardInfo {
 
 struct AwaitExtAuth {
     ctx: Context,
-    channel: Channel,
+    channel: SecureChannel,
     card: CardInfo,
 }
 
 struct AwaitInstall {
     ctx: Context,
-    channel: Channel,
+    channel: SecureChannel,
     card: CardInfo,
 }
 
 struct AwaitStoreData {
     ctx: Context,
-    channel: Channel,
+    channel: SecureChannel,
     card: CardInfo,
     feed: StoreDataFeed,
 }
@@ -738,12 +707,9 @@ impl AwaitInitUpdate {
         response: &ResponseApdu,
         store: Option<&dyn CardKeyStore>,
     ) -> Result<Next, SessionError> {
-        const STEP: StepName = StepName::InitializeUpdate;
-        expect_success(response, STEP, None)?;
+        expect_success(response, StepName::InitializeUpdate, None)?;
         let plan = &self.ctx.plan;
         let data = response.data();
-        let malformed = |source| SessionError::Malformed { step: STEP, source };
-        let crypto = |source| SessionError::Crypto { step: STEP, source };
         if let Some(&scp) = data.get(11) {
             let expected_scp = match plan.protocol {
                 Protocol::Scp02 { .. } => 0x02,
@@ -756,99 +722,9 @@ impl AwaitInitUpdate {
                 });
             }
         }
-        let static_keys = |kdd: &Kdd| -> Result<StaticKeys, SessionError> {
-            match &plan.keys {
-                CardKeys::Static(keys) => Ok(keys.clone()),
-                CardKeys::Master { kmc, method } => diversify(kmc, kdd, *method).map_err(crypto),
-                CardKeys::Store { kmc_index, method } => match store {
-                    Some(s) => s
-                        .card_static_keys(*kmc_index, *method, kdd)
-                        .map_err(SessionError::CardKeys),
-                    None => Err(SessionError::CardKeys(KeyError::Rule {
-                        key: crate::domain::keystore::KeyRef::new(
-                            crate::domain::keystore::KeyUsage::Kmc,
-                            *kmc_index,
-                        ),
-                        rule: "no key store was given to the session".into(),
-                    })),
-                },
-            }
-        };
-        let host = &plan.host_challenge;
         let (mut channel, card, host_cryptogram) = match plan.protocol {
-            Protocol::Scp02 { i } => {
-                let r = scp02::InitUpdateResponse::parse(data).map_err(malformed)?;
-                let keys = static_keys(&r.kdd)?;
-                let session =
-                    scp02::SessionKeys::derive(&keys, r.sequence_counter).map_err(crypto)?;
-                let expected = session
-                    .card_cryptogram(host, &r.sequence_counter, &r.card_challenge)
-                    .map_err(crypto)?;
-                if !ct_eq(&expected, &r.card_cryptogram) {
-                    return Err(SessionError::CardCryptogramMismatch);
-                }
-                let host_cryptogram = session
-                    .host_cryptogram(host, &r.sequence_counter, &r.card_challenge)
-                    .map_err(crypto)?;
-                let variant = Scp02Variant::new(i).map_err(crypto)?;
-                let channel =
-                    scp02::Channel::new(session, variant, plan.security_level).map_err(crypto)?;
-                let card = CardInfo {
-                    kdd: r.kdd,
-                    key_version: r.key_version,
-                    sequence_counter: r.sequence_counter.to_vec(),
-                };
-                (Channel::Scp02(channel), card, host_cryptogram)
-            }
-            Protocol::Scp03 { i } => {
-                let r = scp03::InitUpdateResponse::parse(data).map_err(malformed)?;
-                if r.i != i {
-                    return Err(SessionError::ProtocolMismatch {
-                        expected: plan.protocol,
-                        got: format!("SCP03 i={:02X}", r.i),
-                    });
-                }
-                let keys = static_keys(&r.kdd)?;
-                let session =
-                    scp03::SessionKeys::derive(&keys, host, &r.card_challenge).map_err(crypto)?;
-                let expected = session
-                    .card_cryptogram(host, &r.card_challenge)
-                    .map_err(crypto)?;
-                if !ct_eq(&expected, &r.card_cryptogram) {
-                    return Err(SessionError::CardCryptogramMismatch);
-                }
-                if plan.verify_card_challenge {
-                    let seq = r.sequence_counter.ok_or(SessionError::Malformed {
-                        step: STEP,
-                        source: GpError::Malformed {
-                            what: "SCP03 INITIALIZE UPDATE response",
-                            reason: "no sequence counter for a pseudo-random card challenge",
-                        },
-                    })?;
-                    let challenge = scp03::pseudo_random_card_challenge(
-                        &keys.enc,
-                        &seq,
-                        plan.target_aid.as_bytes(),
-                    )
-                    .map_err(crypto)?;
-                    if !ct_eq(&challenge, &r.card_challenge) {
-                        return Err(SessionError::CardChallengeMismatch);
-                    }
-                }
-                let host_cryptogram = session
-                    .host_cryptogram(host, &r.card_challenge)
-                    .map_err(crypto)?;
-                let card = CardInfo {
-                    kdd: r.kdd,
-                    key_version: r.key_version,
-                    sequence_counter: r.sequence_counter.map(|s| s.to_vec()).unwrap_or_default(),
-                };
-                let channel = Channel::Scp03 {
-                    channel: scp03::Channel::new(session, plan.security_level),
-                    static_dek: keys.dek.clone(),
-                };
-                (channel, card, host_cryptogram)
-            }
+            Protocol::Scp02 { i } => open_scp02(plan, i, data, store)?,
+            Protocol::Scp03 { i } => open_scp03(plan, i, data, store)?,
         };
         let command = channel
             .external_authenticate(&host_cryptogram)
@@ -865,6 +741,130 @@ impl AwaitInitUpdate {
             command,
         ))
     }
+}
+
+/// A secure channel opened from the INITIALIZE UPDATE answer, what the card told, and the host
+/// cryptogram for EXTERNAL AUTHENTICATE.
+type Opened = (SecureChannel, CardInfo, [u8; 8]);
+
+fn malformed(source: GpError) -> SessionError {
+    SessionError::Malformed {
+        step: StepName::InitializeUpdate,
+        source,
+    }
+}
+
+fn crypto(source: GpError) -> SessionError {
+    SessionError::Crypto {
+        step: StepName::InitializeUpdate,
+        source,
+    }
+}
+
+/// The card's static keys: the plan's, diversified from its KMC with the card's KDD, or
+/// diversified inside the key store.
+fn static_keys(
+    plan: &PersoPlan,
+    store: Option<&dyn CardKeyStore>,
+    kdd: &Kdd,
+) -> Result<StaticKeys, SessionError> {
+    match &plan.keys {
+        CardKeys::Static(keys) => Ok(keys.clone()),
+        CardKeys::Master { kmc, method } => diversify(kmc, kdd, *method).map_err(crypto),
+        CardKeys::Store { kmc_index, method } => match store {
+            Some(s) => s
+                .card_static_keys(*kmc_index, *method, kdd)
+                .map_err(SessionError::CardKeys),
+            None => Err(SessionError::CardKeys(KeyError::Rule {
+                key: crate::domain::keystore::KeyRef::new(
+                    crate::domain::keystore::KeyUsage::Kmc,
+                    *kmc_index,
+                ),
+                rule: "no key store was given to the session".into(),
+            })),
+        },
+    }
+}
+
+/// SCP02: session keys from the sequence counter, the card cryptogram checked.
+fn open_scp02(
+    plan: &PersoPlan,
+    i: u8,
+    data: &[u8],
+    store: Option<&dyn CardKeyStore>,
+) -> Result<Opened, SessionError> {
+    let host = &plan.host_challenge;
+    let r = scp02::InitUpdateResponse::parse(data).map_err(malformed)?;
+    let keys = static_keys(plan, store, &r.kdd)?;
+    let session = scp02::SessionKeys::derive(&keys, r.sequence_counter).map_err(crypto)?;
+    let expected = session
+        .card_cryptogram(host, &r.sequence_counter, &r.card_challenge)
+        .map_err(crypto)?;
+    if !ct_eq(&expected, &r.card_cryptogram) {
+        return Err(SessionError::CardCryptogramMismatch);
+    }
+    let host_cryptogram = session
+        .host_cryptogram(host, &r.sequence_counter, &r.card_challenge)
+        .map_err(crypto)?;
+    let variant = Scp02Variant::new(i).map_err(crypto)?;
+    let channel = scp02::Channel::new(session, variant, plan.security_level).map_err(crypto)?;
+    let card = CardInfo {
+        kdd: r.kdd,
+        key_version: r.key_version,
+        sequence_counter: r.sequence_counter.to_vec(),
+    };
+    Ok((SecureChannel::Scp02(channel), card, host_cryptogram))
+}
+
+/// SCP03: the card's "i" checked, session keys from both challenges, the card cryptogram (and,
+/// when the plan asks, the pseudo-random card challenge) checked.
+fn open_scp03(
+    plan: &PersoPlan,
+    i: u8,
+    data: &[u8],
+    store: Option<&dyn CardKeyStore>,
+) -> Result<Opened, SessionError> {
+    let host = &plan.host_challenge;
+    let r = scp03::InitUpdateResponse::parse(data).map_err(malformed)?;
+    if r.i != i {
+        return Err(SessionError::ProtocolMismatch {
+            expected: plan.protocol,
+            got: format!("SCP03 i={:02X}", r.i),
+        });
+    }
+    let keys = static_keys(plan, store, &r.kdd)?;
+    let session = scp03::SessionKeys::derive(&keys, host, &r.card_challenge).map_err(crypto)?;
+    let expected = session
+        .card_cryptogram(host, &r.card_challenge)
+        .map_err(crypto)?;
+    if !ct_eq(&expected, &r.card_cryptogram) {
+        return Err(SessionError::CardCryptogramMismatch);
+    }
+    if plan.verify_card_challenge {
+        let seq = r.sequence_counter.ok_or(malformed(GpError::Malformed {
+            what: "SCP03 INITIALIZE UPDATE response",
+            reason: "no sequence counter for a pseudo-random card challenge",
+        }))?;
+        let challenge =
+            scp03::pseudo_random_card_challenge(&keys.enc, &seq, plan.target_aid.as_bytes())
+                .map_err(crypto)?;
+        if !ct_eq(&challenge, &r.card_challenge) {
+            return Err(SessionError::CardChallengeMismatch);
+        }
+    }
+    let host_cryptogram = session
+        .host_cryptogram(host, &r.card_challenge)
+        .map_err(crypto)?;
+    let card = CardInfo {
+        kdd: r.kdd,
+        key_version: r.key_version,
+        sequence_counter: r.sequence_counter.map(|s| s.to_vec()).unwrap_or_default(),
+    };
+    let channel = SecureChannel::Scp03 {
+        channel: scp03::Channel::new(session, plan.security_level),
+        static_dek: keys.dek.clone(),
+    };
+    Ok((channel, card, host_cryptogram))
 }
 
 impl AwaitExtAuth {
@@ -909,7 +909,7 @@ impl AwaitInstall {
 }
 
 fn check_rmac(
-    channel: &Channel,
+    channel: &SecureChannel,
     response: &ResponseApdu,
     step: StepName,
     dgi: Option<u16>,
@@ -922,7 +922,7 @@ fn check_rmac(
 
 fn first_store_data(
     mut ctx: Context,
-    mut channel: Channel,
+    mut channel: SecureChannel,
     card: CardInfo,
 ) -> Result<Next, SessionError> {
     let dgis = std::mem::take(&mut ctx.plan.dgis);
@@ -980,7 +980,7 @@ struct CurrentDgi {
 
 /// Cuts the DGIs into STORE DATA commands, one DGI (or fragment) per command.
 struct StoreDataFeed {
-    pending: std::vec::IntoIter<Dgi>,
+    pending: std::vec::IntoIter<PersoDgi>,
     current: Option<CurrentDgi>,
     /// STORE DATA commands issued so far (the next P2).
     sequence: u16,
@@ -1003,7 +1003,7 @@ impl StoreDataFeed {
     fn next_command(
         &mut self,
         layout: &Layout,
-        channel: &mut Channel,
+        channel: &mut SecureChannel,
     ) -> Result<CommandApdu, SessionError> {
         const STEP: StepName = StepName::StoreData;
         let needs_next = self
@@ -1016,9 +1016,9 @@ impl StoreDataFeed {
             };
             let encoded = encode_dgi(&dgi, layout, channel)
                 .map_err(|source| SessionError::Crypto { step: STEP, source })?;
-            self.stored.push(dgi.id);
+            self.stored.push(dgi.id());
             self.current = Some(CurrentDgi {
-                id: dgi.id,
+                id: dgi.id(),
                 encrypt: dgi.encrypt,
                 encoded,
                 offset: 0,
@@ -1056,11 +1056,11 @@ impl StoreDataFeed {
 
 /// `id || L || value-as-sent`, with the 3-byte length form when the DGI is split.
 fn encode_dgi(
-    dgi: &Dgi,
+    dgi: &PersoDgi,
     layout: &Layout,
-    channel: &Channel,
+    channel: &SecureChannel,
 ) -> Result<Zeroizing<Vec<u8>>, GpError> {
-    let mut value = Zeroizing::new(dgi.value.to_vec());
+    let mut value = Zeroizing::new(dgi.value().to_vec());
     if dgi.pad {
         pad_iso7816(&mut value, layout.block);
     }
@@ -1069,7 +1069,7 @@ fn encode_dgi(
     }
     let len = value.len();
     let mut out = Zeroizing::new(Vec::with_capacity(len + 5));
-    out.extend_from_slice(&dgi.id.to_be_bytes());
+    out.extend_from_slice(&dgi.id().to_be_bytes());
     let len16 = u16::try_from(len).map_err(|_| GpError::TooLong { len, max: 0xFFFE })?;
     if is_split(len, layout.max_chunk) {
         out.push(0xFF);

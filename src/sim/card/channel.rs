@@ -199,9 +199,11 @@ pub enum CardProtocol {
     },
 }
 
-/// A secure channel in progress: after INITIALIZE UPDATE (awaiting EXTERNAL AUTHENTICATE) or
-/// open.
-pub struct Channel {
+/// The card's half of a secure channel in progress: after INITIALIZE UPDATE (awaiting EXTERNAL
+/// AUTHENTICATE) or open. One type for both protocols, and deliberately not the host's
+/// `gp::scp02::Channel` / `gp::scp03::Channel`: the virtual card checks the host's session
+/// against an independent implementation, never against its own code.
+pub struct CardChannel {
     protocol: CardProtocol,
     s_enc: Zeroizing<Vec<u8>>,
     s_mac: Zeroizing<Vec<u8>>,
@@ -218,7 +220,7 @@ pub struct Channel {
     counter: u128,
 }
 
-impl Drop for Channel {
+impl Drop for CardChannel {
     fn drop(&mut self) {
         self.chain.zeroize();
     }
@@ -229,7 +231,7 @@ pub struct Opened {
     /// The response data (without SW).
     pub response: Vec<u8>,
     /// The channel.
-    pub channel: Channel,
+    pub channel: CardChannel,
 }
 
 /// Inputs of INITIALIZE UPDATE on the card side.
@@ -274,7 +276,7 @@ fn scp02_session_key(
     Ok(block)
 }
 
-impl Channel {
+impl CardChannel {
     /// INITIALIZE UPDATE on the card side.
     pub fn initialize(input: &InitInput<'_>) -> Result<Opened, u16> {
         let mut response = Vec::with_capacity(32);
@@ -310,7 +312,7 @@ impl Channel {
                 response.extend_from_slice(&card_cryptogram);
                 Ok(Opened {
                     response,
-                    channel: Channel {
+                    channel: CardChannel {
                         protocol: input.protocol,
                         s_enc,
                         s_mac,
@@ -355,7 +357,7 @@ impl Channel {
                 }
                 Ok(Opened {
                     response,
-                    channel: Channel {
+                    channel: CardChannel {
                         protocol: input.protocol,
                         s_enc,
                         s_mac,

@@ -49,7 +49,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::domain::crypto::{self, unpad_iso7816_len};
-use channel::{CardKeySource, CardProtocol, Channel, InitInput, Keys, sw};
+use channel::{CardChannel, CardKeySource, CardProtocol, InitInput, Keys, sw};
 
 /// The default issuer security domain AID (GlobalPlatform).
 pub const ISD_AID: [u8; 8] = [0xA0, 0x00, 0x00, 0x01, 0x51, 0x00, 0x00, 0x00];
@@ -253,7 +253,7 @@ pub struct VirtualCard {
     commands: u32,
     faults: Vec<Fault>,
     selected: Selected,
-    channel: Option<Channel>,
+    channel: Option<CardChannel>,
     sequence: u32,
     fixed_random: Option<[u8; 8]>,
     staging: Staging,
@@ -543,7 +543,7 @@ impl VirtualCard {
         // Inside a secure channel session every command goes through secure messaging (its
         // C-MAC checked and the MAC chain advanced, GP 2.3 §10.2); a command that is not wrapped
         // while the level asks for a C-MAC ends the session before it is answered.
-        if let Some(level) = self.channel.as_ref().and_then(Channel::level) {
+        if let Some(level) = self.channel.as_ref().and_then(CardChannel::level) {
             let gp = cla & 0xF0 == 0x80 && matches!(ins, 0xE6 | 0xE2 | 0xF2 | 0xCA);
             if cla & 0x04 != 0 || (level == 0x00 && gp) {
                 return self.secured(apdu, cla, |card, plain| {
@@ -705,7 +705,7 @@ impl VirtualCard {
             random: self.random(),
             selected_aid: &aid,
         };
-        match Channel::initialize(&input) {
+        match CardChannel::initialize(&input) {
             Ok(opened) => {
                 self.sequence = self.sequence.wrapping_add(1) & 0x00FF_FFFF;
                 self.channel = Some(opened.channel);

@@ -66,7 +66,7 @@ pub fn read_card_on(
     let (mut session, mut command) =
         ReadBackSession::start_on(interface, terminal(), ca, candidates);
     loop {
-        let response = exchange(transport, &command)?.response;
+        let response = exchange(transport, &command.to_bytes())?.response;
         match session.handle(&response) {
             ReadStep::Transmit(next) => command = next,
             ReadStep::Done(r) => return Ok(*r),

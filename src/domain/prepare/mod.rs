@@ -1,45 +1,63 @@
-//! Which chip data model an order can use.
+//! Data preparation, the one entry point: a validated order, its product and the key store in;
+//! [`PersoData`] out ([`prepare_card`]). Everything downstream (previews, encoder, card) reads
+//! `PersoData` only.
 //!
-//! - Model 1: the bureau computes the chip data from the product's chip profile and the key store.
-//! - Model 2: the issuer sends the chip data encrypted (`encryptedData.tlvData`); the bureau
-//!   decrypts and verifies it.
+//! - [`tracks`]: the magnetic stripe tracks, the first step of every card.
+//! - Chip data by model ([`ChipModel`]), after the tracks:
+//!   - Model 1: the bureau computes the chip data from the product's chip profile and the key store.
+//!   - Model 2: the issuer sends the chip data encrypted (`encryptedData.tlvData`); the bureau
+//!     decrypts and verifies it.
 //!
 //! An order may use Model 1 when its product names a chip profile, Model 2 when it carries a
 //! `tlvData` envelope; with neither it is a magnetic-stripe-only card.
 
-use std::fmt;
+pub mod tracks;
+
+use std::collections::BTreeMap;
 
 use super::chip::keys::{ChipKeys, IccKeySource};
 use super::chip::model1::PrepDate;
-use super::chip::{ChipProfile, ChipProfiles};
+use super::chip::{ChipData, ChipModel, ChipProfile, ChipProfiles};
 use super::envelope::{EnvelopeKeys, EnvelopeSettings};
+use super::fields::EncodedName;
 use super::finding::Finding;
+use super::keystore::{KeyInfo, KeyRef};
 use super::order::Order;
-use super::prepare::PersoData;
 use super::product::Product;
+pub use super::track::Tracks;
+pub use tracks::prepare_tracks;
 
-/// A chip data model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ChipModel {
-    /// Computed from the chip profile.
-    Model1,
-    /// Issuer-prepared and encrypted.
-    Model2,
+/// Everything prepared for one card.
+#[derive(Debug, Clone)]
+pub struct PersoData {
+    /// Order id.
+    pub order_id: String,
+    /// Product id.
+    pub card_product_id: String,
+    /// Masked PAN, for listings.
+    pub masked_pan: String,
+    /// Cardholder name (visible).
+    pub name: Option<EncodedName>,
+    /// Magnetic stripe tracks.
+    pub tracks: Tracks,
+    /// Where each track and injected value came from (`cvv1` → `computed with cvk #1`).
+    pub sources: BTreeMap<String, String>,
+    /// Every key the preparation used, with its test flag.
+    pub keys_used: Vec<KeyInfo>,
+    /// Warnings from the order and the preparation.
+    pub warnings: Vec<Finding>,
+    /// Chip data (Model 1 or Model 2), when the card has a chip and it was prepared.
+    pub chip: Option<ChipData>,
 }
 
-impl ChipModel {
-    /// `Model 1` / `Model 2`.
-    pub fn label(self) -> &'static str {
-        match self {
-            ChipModel::Model1 => "Model 1",
-            ChipModel::Model2 => "Model 2",
-        }
-    }
-}
-
-impl fmt::Display for ChipModel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.label())
+impl PersoData {
+    /// Keys used that are not test keys; clear values may be revealed only when this is empty.
+    pub fn non_test_keys(&self) -> Vec<KeyRef> {
+        self.keys_used
+            .iter()
+            .filter(|k| !k.test)
+            .map(|k| k.key)
+            .collect()
     }
 }
 
@@ -174,11 +192,7 @@ pub fn prepare_card(
     let model = match choice.resolve(auto) {
         None => None,
         Some(m) => {
-            let n = match m {
-                ChipModel::Model1 => 1,
-                ChipModel::Model2 => 2,
-            };
-            if !product.allows_model(n) {
+            if !product.allows_model(m.number()) {
                 return Err(vec![Finding::new(
                     format!("{}: models", product.source),
                     format!(
@@ -191,7 +205,7 @@ pub fn prepare_card(
         }
     };
     let Some(model) = model else {
-        return super::prepare::prepare(order, product, inputs.keys);
+        return prepare_tracks(order, product, inputs.keys);
     };
     let profile = profile_of(product, inputs.profiles).map_err(|f| vec![f])?;
     match model {

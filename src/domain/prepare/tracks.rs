@@ -1,52 +1,17 @@
-//! Data preparation: a validated order, its product and the key store in; [`PersoData`] out.
+//! The magnetic stripe step of every card's preparation (and the whole of a stripe-only card).
 //!
-//! Everything downstream (previews, encoder, card) reads `PersoData` only. Values are taken from
-//! the order when given and computed with the keys it names otherwise; each injected value records
-//! where it came from.
+//! Values are taken from the order when given and computed with the keys it names otherwise; each
+//! injected value records where it came from.
 
 use std::collections::BTreeMap;
 
-use super::fields::{Cvv, EncodedName, Pvv};
-use super::finding::Finding;
-use super::keystore::{KeyInfo, KeyRef, KeyStore, KeyUsage, PinBlockRef};
-use super::order::Order;
-use super::product::Product;
-pub use super::track::Tracks;
-use super::track::{self, BuildError, Injected, Track, TrackNo};
-
-/// Everything prepared for one card.
-#[derive(Debug, Clone)]
-pub struct PersoData {
-    /// Order id.
-    pub order_id: String,
-    /// Product id.
-    pub card_product_id: String,
-    /// Masked PAN, for listings.
-    pub masked_pan: String,
-    /// Cardholder name (visible).
-    pub name: Option<EncodedName>,
-    /// Magnetic stripe tracks.
-    pub tracks: Tracks,
-    /// Where each track and injected value came from (`cvv1` → `computed with cvk #1`).
-    pub sources: BTreeMap<String, String>,
-    /// Every key the preparation used, with its test flag.
-    pub keys_used: Vec<KeyInfo>,
-    /// Warnings from the order and the preparation.
-    pub warnings: Vec<Finding>,
-    /// Chip data (Model 1 or Model 2), when the card has a chip and it was prepared.
-    pub chip: Option<super::chip::ChipData>,
-}
-
-impl PersoData {
-    /// Keys used that are not test keys; clear values may be revealed only when this is empty.
-    pub fn non_test_keys(&self) -> Vec<KeyRef> {
-        self.keys_used
-            .iter()
-            .filter(|k| !k.test)
-            .map(|k| k.key)
-            .collect()
-    }
-}
+use super::PersoData;
+use crate::domain::fields::{Cvv, Pvv};
+use crate::domain::finding::Finding;
+use crate::domain::keystore::{self, KeyInfo, KeyRef, KeyStore, KeyUsage, PinBlockRef};
+use crate::domain::order::Order;
+use crate::domain::product::Product;
+use crate::domain::track::{self, BuildError, Injected, Track, TrackNo, Tracks};
 
 /// Lazily obtained values and the bookkeeping of where they came from.
 struct Work<'a> {
@@ -61,7 +26,7 @@ struct Work<'a> {
 
 impl Work<'_> {
     fn use_key(&mut self, key: KeyRef, path: &str) -> Result<(), Finding> {
-        super::keystore::note_key_use(self.keys, &mut self.keys_used, key, path)
+        keystore::note_key_use(self.keys, &mut self.keys_used, key, path)
     }
 
     fn cvv(&mut self) -> Result<&Cvv, Finding> {
@@ -178,8 +143,9 @@ fn build_error(no: TrackNo, e: BuildError) -> Finding {
     Finding::new(format!("computed {}", no.key()), e.to_string())
 }
 
-/// Prepares the magnetic stripe data of one order. Errors name the fields involved.
-pub fn prepare(
+/// Prepares the magnetic stripe data of one order. Errors name the fields involved. The first
+/// step of [`super::prepare_card`]; Model 1 and Model 2 add chip data to what it returns.
+pub fn prepare_tracks(
     order: &Order,
     product: &Product,
     keys: &dyn KeyStore,

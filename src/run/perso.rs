@@ -14,9 +14,10 @@ use crate::devices::transport::{CardTransport, TransportError, exchange};
 use crate::domain::chip::channel::ChannelRule;
 use crate::domain::chip::ppse::{PPSE_AID, PPSE_FCI_DGI};
 use crate::domain::chip::{ChipData, ChipProfile};
+use crate::domain::dgi::PersoDgi;
 use crate::domain::gp::SecurityLevel;
 use crate::domain::gp::session::{
-    Aid, CardKeys, Dgi, PersoPlan, PersoSession, PlanError, Progress, Protocol, SessionError, Step,
+    Aid, CardKeys, PersoPlan, PersoSession, PlanError, Progress, Protocol, SessionError, Step,
     StepName, Summary,
 };
 use crate::domain::keystore::{CardKeyStore, KeyAlgorithm, KeyError, KeyRef, KeyUsage};
@@ -275,14 +276,13 @@ pub fn channel_options(
 /// The session's DGIs for `chip`, in send order with the profile's flags. Over SCP03 the DEK is
 /// AES: a sensitive DGI that is not whole 16-byte blocks (the 8-byte PIN block of 8010) is padded
 /// ISO/IEC 9797-1 method 2, which the card removes, as EMV CPS does for AES DEKs.
-pub fn session_dgis(chip: &ChipData, protocol: Protocol) -> Vec<Dgi> {
+pub fn session_dgis(chip: &ChipData, protocol: Protocol) -> Vec<PersoDgi> {
     let aes = matches!(protocol, Protocol::Scp03 { .. });
     chip.dgis
         .iter()
         .map(|p| {
-            let value = p.dgi.value();
-            let pad = p.pad || (p.encrypt && aes && value.len() % 16 != 0);
-            Dgi::new(p.dgi.id(), value.to_vec(), p.encrypt, pad)
+            let pad = p.pad || (p.encrypt && aes && p.value().len() % 16 != 0);
+            PersoDgi { pad, ..p.clone() }
         })
         .collect()
 }
@@ -295,7 +295,7 @@ pub fn session_dgis(chip: &ChipData, protocol: Protocol) -> Vec<Dgi> {
 pub fn ppse_session(
     profile: &ChipProfile,
     app: &ChannelOptions,
-) -> Result<Option<(ChannelOptions, Vec<Dgi>)>, crate::domain::finding::Finding> {
+) -> Result<Option<(ChannelOptions, Vec<PersoDgi>)>, crate::domain::finding::Finding> {
     let Some(rule) = &profile.ppse else {
         return Ok(None);
     };
@@ -308,10 +308,9 @@ pub fn ppse_session(
     } else {
         options.target_aid = ppse;
     }
-    Ok(Some((
-        options,
-        vec![Dgi::new(PPSE_FCI_DGI, fci, false, false)],
-    )))
+    let dgi = PersoDgi::new(PPSE_FCI_DGI, fci, false, false)
+        .map_err(|e| crate::domain::finding::Finding::new("ppse", e.to_string()))?;
+    Ok(Some((options, vec![dgi])))
 }
 
 /// Personalizes the card behind `transport` with `dgis` (in send order), with static keys or a
@@ -319,7 +318,7 @@ pub fn ppse_session(
 pub fn personalize_dgis(
     transport: &mut dyn CardTransport,
     options: ChannelOptions,
-    dgis: Vec<Dgi>,
+    dgis: Vec<PersoDgi>,
     on_progress: &mut dyn FnMut(&Progress),
 ) -> Result<PersoReport, PersoError> {
     run_session(transport, options, dgis, None, on_progress)
@@ -330,7 +329,7 @@ pub fn personalize_dgis(
 pub fn personalize_dgis_with(
     transport: &mut dyn CardTransport,
     options: ChannelOptions,
-    dgis: Vec<Dgi>,
+    dgis: Vec<PersoDgi>,
     keys: &dyn CardKeyStore,
     on_progress: &mut dyn FnMut(&Progress),
 ) -> Result<PersoReport, PersoError> {
@@ -340,7 +339,7 @@ pub fn personalize_dgis_with(
 fn run_session(
     transport: &mut dyn CardTransport,
     options: ChannelOptions,
-    dgis: Vec<Dgi>,
+    dgis: Vec<PersoDgi>,
     keys: Option<&dyn CardKeyStore>,
     on_progress: &mut dyn FnMut(&Progress),
 ) -> Result<PersoReport, PersoError> {

@@ -16,6 +16,7 @@ pub mod envelope;
 pub mod fields;
 pub mod finding;
 pub mod gp;
+pub mod json;
 pub mod jwe;
 pub mod keystore;
 pub mod mask;

@@ -12,7 +12,11 @@
 //! not carry a card number, newlines or terminal escapes); an order with a bad id is listed as
 //! `#<position>`.
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+use serde_json::Value;
+
+use super::json::{self, Json, Obj};
 
 use super::fields::{
     Cvv, EncodedName, EncryptedPinBlock, LUHN_RULE, Pan, PinBlockFormat, Psn, Pvv, Yymm,
@@ -194,7 +198,7 @@ pub fn parse_orders(
     if trimmed.is_empty() {
         return Err(FileError::Empty);
     }
-    let entries = match strict_json(trimmed) {
+    let entries = match json::parse(trimmed) {
         Ok(v) => entries_from_document(&v, rules, jwe)?,
         Err(whole) if whole.is_data() => return Err(FileError::Json(json_error(&whole))),
         Err(whole) => {
@@ -300,7 +304,7 @@ impl SeenIds {
 /// JSON Lines as [`parse_orders`] reads it: the first line is one JSON value on its own (else
 /// the file is read whole, and a duplicate key on that line is a file error as there).
 pub fn first_line_is_an_order_line(first: &str) -> bool {
-    strict_json(first.trim()).is_ok()
+    json::parse(first.trim()).is_ok()
 }
 
 /// The entry of one JSON Lines line at `position` (1-based among non-blank lines), `line_no`
@@ -312,8 +316,8 @@ pub fn entry_from_line(
     rules: &OrderRules,
     jwe: &dyn JweKeys,
 ) -> OrderEntry {
-    match strict_json(line) {
-        Ok(v) => validate_order_with(&v, position, rules, jwe),
+    match json::parse(line) {
+        Ok(v) => validate_order_json(&v, position, rules, jwe),
         Err(e) => refused_line(
             position,
             line_no,
@@ -335,110 +339,41 @@ pub fn refused_line(position: usize, line_no: usize, rule: String) -> OrderEntry
     }
 }
 
-/// A JSON value whose objects have no duplicate keys.
-struct Strict(Value);
-
-impl<'de> serde::Deserialize<'de> for Strict {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(StrictVisitor).map(Strict)
-    }
-}
-
-struct StrictVisitor;
-
-impl<'de> serde::de::Visitor<'de> for StrictVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_string()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut out = Vec::new();
-        while let Some(Strict(v)) = seq.next_element()? {
-            out.push(v);
-        }
-        Ok(Value::Array(out))
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let Strict(v) = map.next_value()?;
-            if out.contains_key(&key) {
-                // The key is named only when it is one of ours: keys are input too.
-                let known = [
-                    &ORDER_KEYS[..],
-                    &DATA_KEYS,
-                    &PIN_KEYS,
-                    &TLV_KEYS,
-                    &APP_KEYS,
-                    &TRACK_KEYS,
-                ]
-                .iter()
-                .any(|set| set.contains(&key.as_str()))
-                    || key == "cards";
-                return Err(serde::de::Error::custom(if known {
-                    format!("duplicate key `{key}`")
-                } else {
-                    "duplicate key".to_string()
-                }));
-            }
-            out.insert(key, v);
-        }
-        Ok(Value::Object(out))
-    }
-}
-
-/// Parses JSON refusing duplicate keys.
-fn strict_json(text: &str) -> Result<Value, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let Strict(v) = serde::Deserialize::deserialize(&mut de)?;
-    de.end()?;
-    Ok(v)
+/// Whether `key` is one of the order format's keys (named in a duplicate-key error; other keys
+/// are input and are not repeated).
+pub fn is_known_key(key: &str) -> bool {
+    [
+        &ORDER_KEYS[..],
+        &DATA_KEYS,
+        &PIN_KEYS,
+        &TLV_KEYS,
+        &APP_KEYS,
+        &TRACK_KEYS,
+    ]
+    .iter()
+    .any(|set| set.contains(&key))
+        || key == "cards"
 }
 
 fn entries_from_document(
-    v: &Value,
+    v: &Json<'_>,
     rules: &OrderRules,
     jwe: &dyn JweKeys,
 ) -> Result<Vec<OrderEntry>, FileError> {
     match v {
-        Value::Object(m) if m.contains_key("cards") => match m.get("cards") {
-            Some(Value::Array(cards)) => Ok(cards
+        Json::Object(m) if m.contains_key("cards") => match m.get("cards") {
+            Some(Json::Array(cards)) => Ok(cards
                 .iter()
                 .enumerate()
-                .map(|(i, c)| validate_order_with(c, i + 1, rules, jwe))
+                .map(|(i, c)| validate_order_json(c, i + 1, rules, jwe))
                 .collect()),
             _ => Err(FileError::Shape("cards: must be an array of orders".into())),
         },
-        Value::Object(_) => Ok(vec![validate_order_with(v, 1, rules, jwe)]),
-        Value::Array(cards) => Ok(cards
+        Json::Object(_) => Ok(vec![validate_order_json(v, 1, rules, jwe)]),
+        Json::Array(cards) => Ok(cards
             .iter()
             .enumerate()
-            .map(|(i, c)| validate_order_with(c, i + 1, rules, jwe))
+            .map(|(i, c)| validate_order_json(c, i + 1, rules, jwe))
             .collect()),
         _ => Err(FileError::Shape(
             "expected an order object, {\"cards\": [...]}, or JSON Lines".into(),
@@ -478,8 +413,8 @@ impl Ctx {
         self.errors.push(Finding::new(path, rule));
     }
 
-    fn unknown_fields(&mut self, obj: &Map<String, Value>, base: &str, known: &[&str]) {
-        for k in obj.keys().filter(|k| !known.contains(&k.as_str())) {
+    fn unknown_fields(&mut self, obj: &Obj<'_>, base: &str, known: &[&str]) {
+        for k in obj.keys().into_iter().filter(|k| !known.contains(k)) {
             self.warnings
                 .push(Finding::new(join(base, k), "unknown field, ignored"));
         }
@@ -488,19 +423,19 @@ impl Ctx {
     /// A string field; `null` counts as absent.
     fn string<'v>(
         &mut self,
-        obj: &'v Map<String, Value>,
+        obj: &'v Obj<'_>,
         base: &str,
         key: &str,
         required: bool,
     ) -> Option<&'v str> {
         match obj.get(key) {
-            None | Some(Value::Null) => {
+            None | Some(Json::Null) => {
                 if required {
                     self.err(join(base, key), "is required");
                 }
                 None
             }
-            Some(Value::String(s)) => Some(s),
+            Some(Json::String(s)) => Some(s.as_str()),
             Some(_) => {
                 self.err(join(base, key), "must be a string");
                 None
@@ -511,7 +446,7 @@ impl Ctx {
     /// A string field checked by `parse`, whose error is the rule.
     fn parsed<T>(
         &mut self,
-        obj: &Map<String, Value>,
+        obj: &Obj<'_>,
         base: &str,
         key: &str,
         required: bool,
@@ -530,27 +465,27 @@ impl Ctx {
     /// A key index: a non-negative integer (a JSON number, or a string of digits).
     fn index(
         &mut self,
-        obj: &Map<String, Value>,
+        obj: &Obj<'_>,
         base: &str,
         key: &str,
         required: bool,
     ) -> Option<u32> {
         let rule = "must be a non-negative integer (0-4294967295)";
         match obj.get(key) {
-            None | Some(Value::Null) => {
+            None | Some(Json::Null) => {
                 if required {
                     self.err(join(base, key), "is required");
                 }
                 None
             }
-            Some(Value::Number(n)) => match n.as_u64().and_then(|v| u32::try_from(v).ok()) {
+            Some(Json::Number(n)) => match n.as_u64().and_then(|v| u32::try_from(v).ok()) {
                 Some(v) => Some(v),
                 None => {
                     self.err(join(base, key), rule);
                     None
                 }
             },
-            Some(Value::String(s)) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(Json::String(s)) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
                 match s.parse::<u32>() {
                     Ok(v) => Some(v),
                     Err(_) => {
@@ -566,21 +501,21 @@ impl Ctx {
         }
     }
 
-    fn object<'v>(
+    fn object<'v, 'a>(
         &mut self,
-        obj: &'v Map<String, Value>,
+        obj: &'v Obj<'a>,
         base: &str,
         key: &str,
         required: bool,
-    ) -> Option<&'v Map<String, Value>> {
+    ) -> Option<&'v Obj<'a>> {
         match obj.get(key) {
-            None | Some(Value::Null) => {
+            None | Some(Json::Null) => {
                 if required {
                     self.err(join(base, key), "is required");
                 }
                 None
             }
-            Some(Value::Object(m)) => Some(m),
+            Some(Json::Object(m)) => Some(m),
             Some(_) => {
                 self.err(join(base, key), "must be an object");
                 None
@@ -681,15 +616,15 @@ pub fn check_order_id(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn order_id(obj: &Map<String, Value>, position: usize) -> String {
+fn order_id(obj: &Obj<'_>, position: usize) -> String {
     ["cardId", "issuerRequestId"]
         .iter()
-        .find_map(|k| match obj.get(*k) {
-            Some(Value::String(s)) if !s.trim().is_empty() => Some(s),
+        .find_map(|k| match obj.get(k) {
+            Some(Json::String(s)) if !s.trim().is_empty() => Some(s.as_str()),
             _ => None,
         })
         .filter(|s| check_order_id(s).is_ok())
-        .cloned()
+        .map(str::to_string)
         .unwrap_or_else(|| format!("#{position}"))
 }
 
@@ -697,19 +632,19 @@ fn order_id(obj: &Map<String, Value>, position: usize) -> String {
 /// (see [`jwe::open_object`]); a JWE that cannot be opened is the order's error.
 fn encrypted_data<'v>(
     ctx: &mut Ctx,
-    obj: &'v Map<String, Value>,
+    obj: &'v Obj<'v>,
     jwe: &dyn JweKeys,
     opened: &'v mut Option<ClearObject>,
-) -> Option<&'v Map<String, Value>> {
+) -> Option<Cow<'v, Obj<'v>>> {
     match obj.get("encryptedData") {
-        Some(Value::String(compact)) => match jwe::open_object(compact, jwe) {
-            Ok(clear) => Some(Option::insert(opened, clear).map()),
+        Some(Json::String(compact)) => match jwe::open_object(compact, jwe) {
+            Ok(clear) => Some(Cow::Owned(Obj::from_map(Option::insert(opened, clear).map()))),
             Err(e) => {
                 ctx.err("encryptedData", e.to_string());
                 None
             }
         },
-        _ => ctx.object(obj, "", "encryptedData", true),
+        _ => ctx.object(obj, "", "encryptedData", true).map(Cow::Borrowed),
     }
 }
 
@@ -726,8 +661,18 @@ pub fn validate_order_with(
     rules: &OrderRules,
     jwe: &dyn JweKeys,
 ) -> OrderEntry {
+    validate_order_json(&Json::from_value(value), position, rules, jwe)
+}
+
+/// [`validate_order_with`] on a parsed [`Json`] value (strings borrowed from the input).
+pub fn validate_order_json(
+    value: &Json<'_>,
+    position: usize,
+    rules: &OrderRules,
+    jwe: &dyn JweKeys,
+) -> OrderEntry {
     let mut ctx = Ctx::default();
-    let Value::Object(obj) = value else {
+    let Json::Object(obj) = value else {
         return OrderEntry {
             id: format!("#{position}"),
             position,
@@ -747,7 +692,7 @@ pub fn validate_order_with(
         ctx.parsed(obj, "", k, false, check_order_id);
     }
     let issuer_request_id = match obj.get("issuerRequestId") {
-        Some(Value::String(s)) if check_order_id(s).is_ok() => Some(s.clone()),
+        Some(Json::String(s)) if check_order_id(s).is_ok() => Some(s.to_string()),
         _ => None,
     };
     let card_product_id = ctx.parsed(obj, "", "cardProductId", true, |s| {
@@ -760,8 +705,8 @@ pub fn validate_order_with(
 
     let mut opened = None;
     let data = encrypted_data(&mut ctx, obj, jwe, &mut opened);
-    let empty = Map::new();
-    let d = data.unwrap_or(&empty);
+    let empty = Obj::default();
+    let d: &Obj<'_> = data.as_deref().unwrap_or(&empty);
     let base = "encryptedData";
     if data.is_some() {
         ctx.unknown_fields(d, base, &DATA_KEYS);
@@ -830,7 +775,7 @@ pub fn validate_order_with(
 /// allow it.
 fn validate_pan(
     ctx: &mut Ctx,
-    d: &Map<String, Value>,
+    d: &Obj<'_>,
     required: bool,
     rules: &OrderRules,
     card_product_id: Option<&str>,
@@ -891,7 +836,7 @@ fn cardholder_name(
     encoded_name
 }
 
-fn validate_pin(ctx: &mut Ctx, d: &Map<String, Value>) -> Option<OrderPin> {
+fn validate_pin(ctx: &mut Ctx, d: &Obj<'_>) -> Option<OrderPin> {
     let base = "encryptedData.pin";
     let p = ctx.object(d, "encryptedData", "pin", false)?;
     ctx.unknown_fields(p, base, &PIN_KEYS);
@@ -913,7 +858,7 @@ fn validate_pin(ctx: &mut Ctx, d: &Map<String, Value>) -> Option<OrderPin> {
     })
 }
 
-fn validate_tlv(ctx: &mut Ctx, d: &Map<String, Value>) -> Option<TlvEnvelope> {
+fn validate_tlv(ctx: &mut Ctx, d: &Obj<'_>) -> Option<TlvEnvelope> {
     let base = "encryptedData.tlvData";
     let t = ctx.object(d, "encryptedData", "tlvData", false)?;
     ctx.unknown_fields(t, base, &TLV_KEYS);
@@ -939,7 +884,7 @@ fn validate_tlv(ctx: &mut Ctx, d: &Map<String, Value>) -> Option<TlvEnvelope> {
     })
 }
 
-fn validate_payment_application(ctx: &mut Ctx, obj: &Map<String, Value>) -> PaymentApplication {
+fn validate_payment_application(ctx: &mut Ctx, obj: &Obj<'_>) -> PaymentApplication {
     let base = "paymentApplication";
     let Some(a) = ctx.object(obj, "", base, false) else {
         return PaymentApplication::default();
@@ -956,7 +901,7 @@ fn validate_payment_application(ctx: &mut Ctx, obj: &Map<String, Value>) -> Paym
 
 fn validate_tracks(
     ctx: &mut Ctx,
-    obj: &Map<String, Value>,
+    obj: &Obj<'_>,
     pan: Option<&Pan>,
     exp: Option<Yymm>,
 ) -> TrackOverrides {

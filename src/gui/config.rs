@@ -238,6 +238,7 @@ impl App {
             },
             None => None,
         };
+        let pool_sizes = pool::FillPlan::sizes_for(&config.chip_profiles);
         let (prep_tx, prep_jobs) = channel();
         let (prep_out, prep_rx) = channel();
         let keys = Arc::clone(&config.keys);
@@ -272,6 +273,10 @@ impl App {
             let sealer = keys.audit_sealer();
             super::live::LiveStates::start(s.location(), sealer, config.live_every, waker.clone())
         });
+        let pool = store
+            .as_ref()
+            .filter(|_| config.key_pool)
+            .and_then(|s| pool::start_for(s.location(), pool_sizes, &keys, &waker));
         let mut app = App {
             session: None,
             screen: Screen::Orders,
@@ -304,6 +309,7 @@ impl App {
             keys,
             channel_override: ChannelOverride::default(),
             live,
+            pool,
         };
         if config.scan_devices {
             app.refresh_devices();

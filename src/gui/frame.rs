@@ -66,6 +66,9 @@ impl App {
         let ctx = ui.ctx().clone();
         self.waker.set(&ctx);
         self.poll();
+        if let Some(p) = &self.pool {
+            p.set_idle(!self.busy());
+        }
         let mut cmds = Vec::new();
         if self.session.is_some() {
             self.shortcuts(&ctx, &mut cmds);
@@ -141,6 +144,11 @@ impl App {
                     };
                     ui.label(encoder);
                     ui.separator();
+                    if let Some(p) = &self.pool {
+                        ui.label(p.status())
+                            .on_hover_text("ICC key pairs left in the store's pool (DDA/CDA)");
+                        ui.separator();
+                    }
                     ui.label(match &self.store {
                         Some(s) => format!("store: {}", s.path().display()),
                         None => "store: memory only".into(),

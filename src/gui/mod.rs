@@ -22,6 +22,7 @@ pub mod log;
 pub mod orders;
 pub mod personalize;
 pub mod poll;
+pub mod pool;
 pub mod preview;
 pub mod worker;
 
@@ -152,6 +153,7 @@ pub struct App {
     keys: Arc<LoadedKeys>,
     channel_override: ChannelOverride,
     live: Option<live::LiveStates>,
+    pool: Option<pool::PoolFiller>,
 }
 
 impl std::fmt::Debug for App {

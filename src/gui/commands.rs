@@ -44,6 +44,8 @@ pub enum Command {
     Personalize(usize),
     /// Cancel the running personalization.
     CancelPerso,
+    /// The answer to "cancel after the chip was written?": `true` cancels (the card is spoiled).
+    ConfirmCancel(bool),
     /// Scan readers and ports again.
     RefreshDevices,
     /// Choose the encoder.

@@ -23,6 +23,7 @@ pub mod orders;
 pub mod personalize;
 pub mod poll;
 pub mod preview;
+pub mod progress;
 pub mod worker;
 
 use std::path::PathBuf;

@@ -42,6 +42,12 @@ impl App {
         }
         if let Some(ended) = self.perso.poll() {
             let recorded = self.record_run(ended.row, &ended.order_id, &ended.who, &ended.report);
+            if let Some(stripe) = &ended.report.stripe {
+                self.devices.last_tracks = std::mem::take(&mut self.perso.masked_tracks)
+                    .into_iter()
+                    .filter(|(no, _)| stripe.tracks.contains(no))
+                    .collect();
+            }
             self.perso.show(&ended.order_id, &ended.report);
             let id = &ended.order_id;
             let outcome = match (&recorded, &ended.report.failure) {

@@ -579,6 +579,7 @@ impl App {
                 self.cancel_personalization();
                 Ok(())
             }
+            Command::SetChannelOverride(o) => self.set_channel_override(o),
             Command::ConfirmCancel(cancel) => {
                 self.perso.confirm_cancel(cancel);
                 Ok(())

@@ -304,6 +304,7 @@ impl App {
             keys,
             channel_override: ChannelOverride::default(),
             live,
+            counter: None,
         };
         if config.scan_devices {
             app.refresh_devices();

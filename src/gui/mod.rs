@@ -13,8 +13,10 @@
 //! its in-process reader.
 
 pub mod actions;
+pub mod channel;
 pub mod commands;
 pub mod config;
+pub mod counter;
 pub mod devices;
 pub mod frame;
 pub mod live;
@@ -153,6 +155,8 @@ pub struct App {
     keys: Arc<LoadedKeys>,
     channel_override: ChannelOverride,
     live: Option<live::LiveStates>,
+    /// Today's production, from the store's last live read.
+    pub counter: Option<counter::Counter>,
 }
 
 impl std::fmt::Debug for App {

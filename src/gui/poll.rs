@@ -37,8 +37,14 @@ impl App {
                 Err(TryRecvError::Disconnected) => self.file_rx = None,
             }
         }
-        if let Some(states) = self.live.as_ref().and_then(|l| l.latest()) {
-            self.apply_live(&states);
+        if let Some(live) = &self.live
+            && let Some(states) = live.latest()
+        {
+            let shared = live.is_shared();
+            self.counter = Some(counter::Counter::of(states.values(), store::now()));
+            if shared {
+                self.apply_live(&states);
+            }
         }
         if let Some(ended) = self.perso.poll() {
             let recorded = self.record_run(ended.row, &ended.order_id, &ended.who, &ended.report);

@@ -528,8 +528,15 @@ impl PersoState {
         });
     }
 
-    /// Draws the screen.
+    /// Draws the screen (scrolled: the DGI list, checks and transcript can be long).
     pub fn ui(&self, ui: &mut egui::Ui, cmds: &mut Vec<Command>) {
+        egui::ScrollArea::vertical()
+            .id_salt("perso-scroll")
+            .auto_shrink([false, false])
+            .show(ui, |ui| self.body(ui, cmds));
+    }
+
+    fn body(&self, ui: &mut egui::Ui, cmds: &mut Vec<Command>) {
         ui.heading("Personalize");
         if let Some(r) = &self.running {
             ui.label(format!("Order {}", r.order_id));
@@ -567,6 +574,7 @@ impl PersoState {
                 ui.add(egui::ProgressBar::new(1.0).text("done"));
                 ui.strong(format!("Order {order_id}: CARD_PROD_DONE"));
                 ui.label(&report.summary);
+                self.progress.swipe_ui(ui);
                 progress::dgi_list_ui(ui, &self.progress.dgis);
                 details(ui, &report.checks, report.transcript.as_ref());
             }
@@ -615,23 +623,24 @@ fn confirm_cancel_ui(ui: &mut egui::Ui, cmds: &mut Vec<Command>) {
 
 /// The read-back checks (names and outcomes, never values) and the masked APDU transcript.
 fn details(ui: &mut egui::Ui, checks: &[CheckLine], transcript: Option<&Transcript>) {
+    if let Some(t) = transcript
+        && ui
+            .button("Copy transcript")
+            .on_hover_text("masked: headers, lengths, status words and timings only")
+            .clicked()
+    {
+        ui.ctx().copy_text(t.to_string());
+    }
     if !checks.is_empty() {
         egui::CollapsingHeader::new(format!("Read-back checks ({})", checks.len()))
             .default_open(true)
             .show(ui, |ui| {
                 for c in checks {
-                    ui.horizontal(|ui| {
-                        match c.status {
-                            "pass" => progress::verdict(ui, Some(true)),
-                            "fail" => progress::verdict(ui, Some(false)),
-                            _ => {
-                                ui.label("SKIP");
-                            }
-                        }
-                        match &c.reason {
-                            Some(why) => ui.monospace(format!("{}: {why}", c.check)),
-                            None => ui.monospace(&c.check),
-                        };
+                    let text = egui::RichText::new(c.to_string()).monospace();
+                    ui.label(match c.status {
+                        "pass" => text.color(progress::PASS_GREEN),
+                        "fail" => text.color(ui.visuals().error_fg_color),
+                        _ => text,
                     });
                 }
             });
@@ -644,13 +653,6 @@ fn details(ui: &mut egui::Ui, checks: &[CheckLine], transcript: Option<&Transcri
         ))
         .default_open(false)
         .show(ui, |ui| {
-            if ui
-                .button("Copy transcript")
-                .on_hover_text("masked: headers, lengths, status words and timings only")
-                .clicked()
-            {
-                ui.ctx().copy_text(t.to_string());
-            }
             egui::Grid::new("transcript").striped(true).show(ui, |ui| {
                 for h in ["step", "DGI", "header", "Lc", "SW", "Le", "µs"] {
                     ui.strong(h);

@@ -147,10 +147,13 @@ pub fn dgi_lines(transcript: &Transcript) -> Vec<DgiLine> {
     out
 }
 
+/// The colour of PASS (readable on the light and the dark theme).
+pub const PASS_GREEN: egui::Color32 = egui::Color32::from_rgb(0, 150, 70);
+
 /// PASS in green, FAIL in red, `...` while in flight.
 pub fn verdict(ui: &mut egui::Ui, passed: Option<bool>) {
     match passed {
-        Some(true) => ui.colored_label(egui::Color32::from_rgb(0, 140, 60), "PASS"),
+        Some(true) => ui.colored_label(PASS_GREEN, "PASS"),
         Some(false) => ui.colored_label(ui.visuals().error_fg_color, "FAIL"),
         None => ui.label("..."),
     };

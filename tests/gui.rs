@@ -429,6 +429,7 @@ fn cancel_leaves_the_order_failed_not_done() {
     h.get_by_label("Cancel").click();
     h.step();
     h.step();
+    h.step();
     h.get_by_label("Cancel the run: this card is spoiled")
         .click();
     h.step();

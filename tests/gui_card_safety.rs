@@ -133,6 +133,8 @@ fn cancel_after_store_data_asks_first_and_says_the_card_is_spoiled() {
     assert!(h.state().perso.progress.chip_written);
     // Esc asks, it does not cancel.
     h.key_press(egui::Key::Escape);
+    // The modal's first frame only measures it.
+    h.step();
     h.step();
     h.step();
     assert!(h.state().perso.confirm_cancel);
@@ -146,6 +148,7 @@ fn cancel_after_store_data_asks_first_and_says_the_card_is_spoiled() {
     assert!(!has(&h, "Cancel this personalization?"));
     // The Cancel button asks too; confirming cancels.
     h.get_by_label("Cancel").click();
+    h.step();
     h.step();
     h.step();
     h.get_by_label("Cancel the run: this card is spoiled")

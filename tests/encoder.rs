@@ -750,7 +750,7 @@ fn swipe_waits(events: &mpsc::Receiver<EncoderEvent>) -> Vec<(SwipePurpose, u32)
             EncoderEvent::WaitingForSwipe {
                 purpose, attempt, ..
             } => Some((purpose, attempt)),
-            EncoderEvent::Sending { .. } => None,
+            EncoderEvent::Sending { .. } | EncoderEvent::BadSwipe { .. } => None,
         })
         .collect()
 }

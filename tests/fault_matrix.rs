@@ -543,3 +543,176 @@ fn a_tampered_cda_signature_fails_the_read_back() {
     );
     assert!(rb.arqc.is_none(), "no ARQC taken from a bad signature");
 }
+
+fn rig_with(card: VirtualCard) -> Rig {
+    Rig {
+        card,
+        connections: 0,
+        plan: None,
+        count: 0,
+        fired: false,
+    }
+}
+
+/// The order's audit actions, oldest first.
+fn actions(store: &Store) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = store
+        .audit_trail(200)
+        .expect("audit trail")
+        .into_iter()
+        .filter(|r| r.order_id.as_deref() == Some(ORDER))
+        .map(|r| (r.action, r.outcome))
+        .collect();
+    v.reverse();
+    v
+}
+
+/// Issue #18 item 1: a card that is already personalized (the virtual card answers 6985 to the
+/// first STORE DATA, GlobalPlatform's "conditions of use not satisfied") or whose secure channel
+/// differs from the plan (SCP03 planned, the card reports SCP02 in its INITIALIZE UPDATE answer)
+/// is refused at the card check before anything is written: the approved order goes back to
+/// CARD_PROD_READY (not FAILED), audited as `perso-refused`; a fresh card then goes through.
+#[test]
+fn a_card_that_is_not_fresh_is_refused_before_the_order_is_touched() {
+    use persodesk::domain::gp::session::Protocol;
+    use persodesk::domain::status::Status;
+    let d = demo();
+    let dir = std::env::temp_dir().join(format!("persodesk-cardcheck-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let supervisor = Session {
+        user: "sam".into(),
+        role: Role::Supervisor,
+    };
+    let approved_store = |case| {
+        let mut s = store(&dir, case);
+        let evidence = job::evidence(&s, &d.data);
+        s.approve(ORDER, &supervisor, &evidence).expect("approved");
+        s
+    };
+    let run = |store: &mut Store, rig: &mut Rig, chip: CardJob<'_>| {
+        job::authorize(store, &tester(), ORDER, &d.data).expect("authorized");
+        let report = job::run(
+            &chip,
+            Some(rig as &mut dyn CardConnector),
+            None,
+            &mut |_| {},
+        );
+        job::record(store, &tester(), ORDER, &report).expect("recorded");
+        report
+    };
+
+    // A first card, personalized for the order.
+    let mut rig = rig_with(fresh_card(&d));
+    let mut first = approved_store(100);
+    assert!(run(&mut first, &mut rig, job(&d)).succeeded());
+
+    // The same card again (another store: the order is ready there).
+    let mut second = approved_store(101);
+    let report = run(&mut second, &mut rig, job(&d));
+    let f = report.failure.as_ref().expect("refused");
+    assert_eq!(f.kind, job::FailureKind::CardNotFresh, "{f:?}");
+    assert_eq!(f.step, job::Step::CardCheck);
+    assert!(f.message.contains("already personalized"), "{}", f.message);
+    assert!(f.message.contains("6985"), "{}", f.message);
+    assert!(f.message.contains("insert a fresh card"), "{}", f.message);
+    assert!(!f.chip_written, "the refused STORE DATA wrote nothing");
+    let state = second.state(ORDER).expect("state").expect("order");
+    assert_eq!(state.status, Status::Ready, "{state:?}");
+    assert!(state.approved, "the approval stands");
+    let trail = actions(&second);
+    let (last, outcome) = trail.last().expect("audited");
+    assert_eq!(last, "perso-refused", "{trail:?}");
+    assert!(
+        outcome.starts_with("CARD_PROD_READY: card check: "),
+        "{outcome}"
+    );
+    assert!(!trail.iter().any(|(a, _)| a == "perso-failed"), "{trail:?}");
+
+    // A fresh card of another secure channel than the plan's.
+    let product = d.catalog.get(&d.order.card_product_id).expect("product");
+    let profile = d
+        .profiles
+        .get(product.chip_profile.as_deref().expect("chip"))
+        .expect("profile");
+    let scp03 = job::ChannelOverride {
+        protocol: Some(Protocol::Scp03 { i: 0x70 }),
+        // The demo key store's AES KMC.
+        kmc_index: Some(2),
+    };
+    let other = CardJob {
+        chip: Some((profile, scp03.apply(profile))),
+        ..job(&d)
+    };
+    let mut fresh = rig_with(fresh_card(&d));
+    let report = run(&mut second, &mut fresh, other);
+    let f = report.failure.as_ref().expect("refused");
+    assert_eq!(f.kind, job::FailureKind::CardNotFresh, "{f:?}");
+    assert!(
+        f.message.contains("secure channel differs"),
+        "{}",
+        f.message
+    );
+    assert_eq!(
+        second.state(ORDER).expect("state").expect("order").status,
+        Status::Ready
+    );
+
+    // The same fresh card with the profile's channel: done.
+    assert!(run(&mut second, &mut fresh, job(&d)).succeeded());
+    assert_eq!(
+        second.state(ORDER).expect("state").expect("order").status,
+        Status::Done
+    );
+}
+
+/// Issue #18 item 2: a run cancelled after its first STORE DATA was sent knows the chip is
+/// written; the stored reason says the card is spoiled. One cancelled before any STORE DATA
+/// does not.
+#[test]
+fn a_cancel_after_store_data_stores_that_the_chip_is_partly_written() {
+    use persodesk::domain::gp::session::StepName;
+    let d = demo();
+    let dir = std::env::temp_dir().join(format!("persodesk-cancel-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let cancel_at = |store_data: u16| {
+        let mut s = store(&dir, usize::from(store_data) + 200);
+        job::authorize(&mut s, &tester(), ORDER, &d.data).expect("authorized");
+        let token = job::CancelToken::new();
+        let mut rig = rig_with(fresh_card(&d));
+        let report = job::run_cancellable(
+            &job(&d),
+            Some(&mut rig as &mut dyn CardConnector),
+            None,
+            &token,
+            &mut |e| match e {
+                job::JobEvent::Perso(p)
+                    if p.step == StepName::StoreData && p.store_data_sent >= store_data =>
+                {
+                    token.cancel()
+                }
+                job::JobEvent::Perso(p)
+                    if store_data == 0 && p.step == StepName::ExternalAuthenticate =>
+                {
+                    token.cancel()
+                }
+                _ => {}
+            },
+        );
+        job::record(&mut s, &tester(), ORDER, &report).expect("recorded");
+        let reason = s.state(ORDER).expect("state").expect("order").reason;
+        (report.failure.expect("cancelled"), reason.expect("reason"))
+    };
+    // Cancelled while the third STORE DATA is about to go: two were sent and answered.
+    let (f, reason) = cancel_at(3);
+    assert_eq!(f.kind, job::FailureKind::Cancelled);
+    assert!(f.chip_written);
+    assert!(reason.contains(job::CHIP_PARTLY_WRITTEN), "{reason}");
+    assert!(reason.contains("destroy this card"), "{reason}");
+    // Cancelled at EXTERNAL AUTHENTICATE: nothing written.
+    let (f, reason) = cancel_at(0);
+    assert_eq!(f.kind, job::FailureKind::Cancelled);
+    assert!(!f.chip_written, "{f:?}");
+    assert!(!reason.contains(job::CHIP_PARTLY_WRITTEN), "{reason}");
+}

@@ -362,26 +362,29 @@ fn a_personalized_virtual_card_refuses_a_second_personalization() {
         "card present (personalized: order DEMO-MC-0001, mchip-advance-1.2.3)"
     ));
 
-    // The same card again, for another order: the card answers 6985.
+    // The same card again, for another order: the card answers 6985 to the first STORE DATA,
+    // the card check refuses it and the order is left as it was (a tester's unapproved order:
+    // DATA_PREPARED), not FAILED.
     show(&mut h, "Orders");
     select(&mut h, "DEMO-MC-0002");
     personalize_and_wait(&mut h);
-    assert_eq!(status_of(&h, "DEMO-MC-0002"), Status::Failed);
+    assert_eq!(status_of(&h, "DEMO-MC-0002"), Status::DataPrepared);
     assert!(
-        h.query_by_label("Order DEMO-MC-0002: CARD_PROD_FAILED")
+        h.query_by_label("Order DEMO-MC-0002: not started, the card was refused")
             .is_some()
     );
     let failure = last_failure(&h).expect("failed");
     assert!(failure.message.contains("6985"), "{failure:?}");
-    assert!(has(&h, &format!("Failed step: {}", failure.step.label())));
+    assert_eq!(failure.step, persodesk::job::Step::CardCheck);
+    assert!(has(&h, "Failed step: card check"));
     assert!(has(&h, "6985"));
-    assert!(has(&h, "What to do:"));
+    assert!(has(&h, "What to do: insert a fresh card"));
     let reason = h
         .state()
         .row_by_id("DEMO-MC-0002")
         .and_then(|(_, r)| r.reason.clone())
         .expect("reason");
-    assert!(reason.contains("6985"), "{reason}");
+    assert!(reason.starts_with("card check: "), "{reason}");
     // The stripe was not written for the failed chip.
     let sim = h.state().devices.sim.as_ref().expect("sim").card();
     assert_ne!(
@@ -423,7 +426,13 @@ fn cancel_leaves_the_order_failed_not_done() {
         a.perso.is_running() && a.perso.hint.is_some()
     });
     assert_eq!(status_of(&h, "DEMO-VISA-0001"), Status::Ongoing);
+    // The chip is written by now: Cancel asks first.
     h.get_by_label("Cancel").click();
+    h.step();
+    h.step();
+    h.step();
+    h.get_by_label("Cancel the run: this card is spoiled")
+        .click();
     h.step();
     wait(&mut h, "the cancelled run", |a| !a.perso.is_running());
     assert_eq!(status_of(&h, "DEMO-VISA-0001"), Status::Failed);
@@ -826,9 +835,14 @@ fn the_channel_override_is_a_testers_and_the_job_uses_it() {
     assert_eq!(h.state().channel_override(), scp03);
     select(&mut h, "DEMO-VISA-0001");
     personalize_and_wait(&mut h);
-    assert_eq!(status_of(&h, "DEMO-VISA-0001"), Status::Failed);
+    // The card reports SCP02: the card check refuses it before anything is written.
+    assert_eq!(status_of(&h, "DEMO-VISA-0001"), Status::DataPrepared);
     let failure = last_failure(&h).expect("failed");
-    assert!(failure.step.is_chip(), "{failure:?}");
+    assert_eq!(failure.step, persodesk::job::Step::CardCheck, "{failure:?}");
+    assert!(
+        failure.message.contains("secure channel differs"),
+        "{failure:?}"
+    );
     assert!(has(&h, "What to do:"));
 
     h.state_mut()

@@ -495,8 +495,10 @@ fn every_demo_order_personalizes_through_the_cli() {
     assert_eq!(run.code, Some(0), "{}", run.stdout);
     println!("stripe write error after the chip -> failed at {step}; retry: done");
 
-    // An already personalized card refuses a second personalization (6985), and an operator may
-    // not personalize an order nobody approved.
+    // An already personalized card refuses a second personalization (6985 to the first STORE
+    // DATA): the card check stops before anything is written, exit 4, and the order is left as
+    // it was (a tester's unapproved order: DATA_PREPARED, not FAILED). An operator may not
+    // personalize an order nobody approved.
     let data_dir = root.join("second");
     std::fs::create_dir_all(&data_dir).expect("data dir");
     let card = sim(&mut cleanup, &card_args, &[]);
@@ -506,12 +508,15 @@ fn every_demo_order_personalizes_through_the_cli() {
     let second = personalize(&data_dir, &reader0, file, other, &override_args);
     stop(&mut cleanup, card);
     assert_eq!(second.code, Some(4));
-    assert_eq!(second.json["failedStep"], "STORE DATA");
+    assert_eq!(second.json["failedStep"], "card check");
+    let error = second.json["error"].as_str().expect("error");
+    assert!(error.contains("6985"), "{error}");
+    assert!(error.contains("insert a fresh card"), "{error}");
+    let (status, reason) = status_of(&data_dir, other);
+    assert_eq!(status, "DATA_PREPARED", "{reason:?}");
     assert!(
-        second.json["error"]
-            .as_str()
-            .expect("error")
-            .contains("6985")
+        reason.as_deref().is_some_and(|r| r.starts_with("card check: ")),
+        "{reason:?}"
     );
     let out = Command::new(env!("CARGO_BIN_EXE_persodesk"))
         .args([

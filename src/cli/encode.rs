@@ -359,6 +359,13 @@ pub(super) fn show_event(event: &EncoderEvent) {
             timeout.as_secs_f64()
         );
     }
+    if let EncoderEvent::BadSwipe {
+        step,
+        failed_attempt,
+    } = event
+    {
+        eprintln!("encoder: bad swipe at {step} (attempt {failed_attempt}); retrying");
+    }
 }
 
 fn print_outcome(record: &EncodeRecord) {

@@ -119,7 +119,11 @@ impl From<crate::job::FailureKind> for Exit {
         match kind {
             FailureKind::Refused => Exit::Invalid,
             FailureKind::DeviceUnavailable => Exit::DeviceUnavailable,
-            FailureKind::CardFailed | FailureKind::Cancelled => Exit::CardFailed,
+            // A card that is not fresh is the card's problem, not the order's: 4, as a card
+            // that fails; the order is left as it was.
+            FailureKind::CardFailed | FailureKind::Cancelled | FailureKind::CardNotFresh => {
+                Exit::CardFailed
+            }
             FailureKind::Timeout => Exit::Timeout,
         }
     }

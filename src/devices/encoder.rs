@@ -108,6 +108,13 @@ pub enum EncoderEvent {
         /// How long the operator has.
         timeout: Duration,
     },
+    /// The device reported a bad swipe and the flow asks for another one (never silent).
+    BadSwipe {
+        /// The flow step that is retried.
+        step: FlowStep,
+        /// The attempt that failed (1-based).
+        failed_attempt: u32,
+    },
 }
 
 /// Anything that can write and verify a card's magnetic stripe.
@@ -268,6 +275,13 @@ impl SerialEncoder {
                     step,
                     attempt,
                 } => {
+                    if attempt > 1 {
+                        // The session retries a step only after a bad swipe.
+                        self.emit(EncoderEvent::BadSwipe {
+                            step,
+                            failed_attempt: attempt - 1,
+                        });
+                    }
                     self.emit(EncoderEvent::Sending { step, attempt });
                     self.send(step, &bytes)?;
                     match expect {

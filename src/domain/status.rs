@@ -11,6 +11,9 @@
 //! - A tester may start a DATA_PREPARED order without approval when every key is a test key
 //!   ([`Event::Started`] with `approval_bypass`); who may do what is [`super::review`]'s business.
 //! - A failed run (CARD_PROD_FAILED) may be started again; CARD_PROD_DONE is final.
+//! - A run whose card check refused the card ([`Event::NotStarted`]: nothing was written) goes
+//!   back from CARD_PROD_ONGOING to CARD_PROD_READY (or DATA_PREPARED for a tester's unapproved
+//!   order), never to CARD_PROD_FAILED.
 //! - An approval is withdrawn (CARD_PROD_READY back to DATA_PREPARED, audited) when what would be
 //!   personalized changes, e.g. the chip model: the new data needs a new review.
 //!
@@ -114,6 +117,14 @@ pub enum Event {
         /// The step and what went wrong.
         reason: String,
     },
+    /// The card check refused the card before anything was written (already personalized,
+    /// another secure channel): the order goes back to where it was before it started.
+    NotStarted {
+        /// READY for an approved order, DATA_PREPARED for a tester's unapproved one.
+        back_to: Status,
+        /// The card check's finding.
+        reason: String,
+    },
 }
 
 impl Event {
@@ -128,6 +139,7 @@ impl Event {
             Event::Started { .. } => "perso-started",
             Event::Completed => "perso-done",
             Event::Failed { .. } => "perso-failed",
+            Event::NotStarted { .. } => "perso-refused",
         }
     }
 
@@ -137,7 +149,8 @@ impl Event {
             Event::PrepareFailed { reason }
             | Event::Rejected { reason }
             | Event::ApprovalWithdrawn { reason }
-            | Event::Failed { reason } => Some(reason),
+            | Event::Failed { reason }
+            | Event::NotStarted { reason, .. } => Some(reason),
             _ => None,
         }
     }
@@ -193,6 +206,13 @@ pub fn next(from: Status, event: &Event) -> Result<Status, TransitionError> {
         (S::Ongoing, Event::Completed) => Ok(S::Done),
         (S::Ongoing, Event::Failed { .. }) => Ok(S::Failed),
         (
+            S::Ongoing,
+            Event::NotStarted {
+                back_to: to @ (S::Ready | S::DataPrepared),
+                ..
+            },
+        ) => Ok(*to),
+        (
             S::Ready | S::Ongoing | S::Done | S::Failed,
             Event::Prepared | Event::PrepareFailed { .. },
         ) => Err(refuse(" (its data was already reviewed)")),
@@ -213,6 +233,27 @@ mod tests {
         assert_eq!(next(Status::Ready, &w), Ok(Status::DataPrepared));
         assert!(next(Status::DataPrepared, &w).is_err());
         assert!(next(Status::Ongoing, &w).is_err());
+    }
+
+    #[test]
+    fn a_refused_card_puts_the_order_back_but_nowhere_else() {
+        let back = |to| Event::NotStarted {
+            back_to: to,
+            reason: "card check: already personalized".into(),
+        };
+        assert_eq!(
+            next(Status::Ongoing, &back(Status::Ready)),
+            Ok(Status::Ready)
+        );
+        assert_eq!(
+            next(Status::Ongoing, &back(Status::DataPrepared)),
+            Ok(Status::DataPrepared)
+        );
+        // Only from a started run, and never to a produced or failed state.
+        assert!(next(Status::Ongoing, &back(Status::Done)).is_err());
+        assert!(next(Status::Ongoing, &back(Status::Failed)).is_err());
+        assert!(next(Status::Ready, &back(Status::Ready)).is_err());
+        assert_eq!(back(Status::Ready).name(), "perso-refused");
     }
 
     #[test]

@@ -437,7 +437,8 @@ impl App {
         Ok(())
     }
 
-    /// Cancels the running personalization.
+    /// Cancels the running personalization; once a STORE DATA was sent this asks for
+    /// confirmation first ([`Command::ConfirmCancel`]: the card is spoiled).
     pub fn cancel_personalization(&mut self) {
         self.perso.cancel();
     }
@@ -576,6 +577,11 @@ impl App {
             Command::Personalize(i) => self.personalize(i),
             Command::CancelPerso => {
                 self.cancel_personalization();
+                Ok(())
+            }
+            Command::SetChannelOverride(o) => self.set_channel_override(o),
+            Command::ConfirmCancel(cancel) => {
+                self.perso.confirm_cancel(cancel);
                 Ok(())
             }
             Command::RefreshDevices => {

@@ -44,6 +44,10 @@ pub enum Command {
     Personalize(usize),
     /// Cancel the running personalization.
     CancelPerso,
+    /// The answer to "cancel after the chip was written?": `true` cancels (the card is spoiled).
+    ConfirmCancel(bool),
+    /// A tester's secure channel override (refused for other roles).
+    SetChannelOverride(crate::job::ChannelOverride),
     /// Scan readers and ports again.
     RefreshDevices,
     /// Choose the encoder.

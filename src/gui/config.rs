@@ -310,6 +310,7 @@ impl App {
             channel_override: ChannelOverride::default(),
             live,
             pool,
+            counter: None,
         };
         if config.scan_devices {
             app.refresh_devices();

@@ -383,6 +383,8 @@ pub struct DevicesState {
     pub reader: Option<ReaderChoice>,
     /// The in-process virtual card's reader (None: not offered).
     pub virtual_reader: Option<SharedVirtualReader>,
+    /// The tracks of the last card written and verified, masked (track number, layout).
+    pub last_tracks: Vec<(u8, String)>,
 }
 
 impl std::fmt::Debug for DevicesState {
@@ -573,6 +575,16 @@ impl DevicesState {
             .clicked()
         {
             cmds.push(Command::SelectEncoder(EncoderChoice::None));
+        }
+        if !self.last_tracks.is_empty() {
+            ui.label("Last tracks written and verified (masked):");
+            egui::Grid::new("last-tracks").striped(true).show(ui, |ui| {
+                for (no, masked) in &self.last_tracks {
+                    ui.label(format!("Track {no}"));
+                    ui.monospace(masked);
+                    ui.end_row();
+                }
+            });
         }
     }
 }

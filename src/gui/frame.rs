@@ -137,6 +137,7 @@ impl App {
                     }
                 }
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    counter::ui(ui, self.counter.as_ref());
                     let encoder = match &self.devices.encoder {
                         Some(EncoderChoice::Simulated) => "encoder: simulated".to_string(),
                         Some(EncoderChoice::Port(p)) => format!("encoder: {p}"),
@@ -186,7 +187,11 @@ impl App {
             }
             (Some(s), Screen::Devices) => {
                 let role = Some(s.role);
-                egui::CentralPanel::default().show(ui, |ui| self.devices.ui(ui, role, cmds));
+                let current = self.channel_override;
+                egui::CentralPanel::default().show(ui, |ui| {
+                    self.devices.ui(ui, role, cmds);
+                    channel::ui(ui, role, current, cmds);
+                });
             }
             (Some(_), Screen::Personalize) => {
                 egui::CentralPanel::default().show(ui, |ui| self.perso.ui(ui, cmds));

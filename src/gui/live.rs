@@ -1,7 +1,7 @@
 //! Live statuses from a shared store: a background thread reads every order's state from the
 //! store (its own connection) every [`LIVE_EVERY`] and sends it to the window, which updates the
-//! rows other stations changed. Only a shared store (PostgreSQL) is watched: an SQLite store
-//! belongs to this workstation.
+//! rows other stations changed (only a shared store, PostgreSQL: an SQLite store belongs to this
+//! workstation). Both are read for the production counter ([`super::counter`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,26 +19,31 @@ pub const LIVE_EVERY: Duration = Duration::from_secs(2);
 pub struct LiveStates {
     rx: Receiver<HashMap<String, OrderState>>,
     stop: Arc<AtomicBool>,
+    shared: bool,
 }
 
 impl LiveStates {
-    /// Starts watching `location` (a shared store only: `None` otherwise).
+    /// Starts reading `location` every `every` (`None` when the thread cannot start).
     pub fn start(
         location: &StoreLocation,
         sealer: Option<Arc<dyn Sealer>>,
         every: Duration,
         waker: Waker,
     ) -> Option<LiveStates> {
-        if !location.is_shared() {
-            return None;
-        }
+        let shared = location.is_shared();
         let (tx, rx) = sync_channel(1);
         let stop = Arc::new(AtomicBool::new(false));
         let (location, flag) = (location.clone(), Arc::clone(&stop));
         let spawned = std::thread::Builder::new()
             .name("live-states".into())
             .spawn(move || {
-                let store = match Store::open_at(&location, sealer) {
+                // This workstation's own SQLite store is only read here (nothing written).
+                let opened = if shared {
+                    Store::open_at(&location, sealer)
+                } else {
+                    Store::open_at_for_verify(&location, sealer)
+                };
+                let store = match opened {
                     Ok(s) => s,
                     Err(e) => return tracing::warn!(error = %e, "live statuses unavailable"),
                 };
@@ -59,7 +64,12 @@ impl LiveStates {
             tracing::warn!(error = %e, "live statuses: cannot start the thread");
             return None;
         }
-        Some(LiveStates { rx, stop })
+        Some(LiveStates { rx, stop, shared })
+    }
+
+    /// A shared store (other stations change its rows); else only counted.
+    pub fn is_shared(&self) -> bool {
+        self.shared
     }
 
     /// The newest states read, if a new read arrived.

@@ -137,6 +137,27 @@ impl Visit for Fields {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.add(field, format_args!("{value:?}"));
     }
+
+    /// DGI ids in hex (`dgi=0101`), as every DGI is written elsewhere.
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if is_dgi(field.name()) {
+            self.add(field, format_args!("{value:04X}"));
+        } else {
+            self.add(field, format_args!("{value}"));
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        match u64::try_from(value) {
+            Ok(v) => self.record_u64(field, v),
+            Err(_) => self.add(field, format_args!("{value}")),
+        }
+    }
+}
+
+/// A field naming a DGI id.
+fn is_dgi(name: &str) -> bool {
+    name == "dgi" || name.ends_with("_dgi")
 }
 
 impl<S: Subscriber> Layer<S> for LogLayer {
@@ -168,6 +189,26 @@ pub struct LogScreen {
     pub audit: Vec<AuditRecord>,
 }
 
+/// One event in separate columns: time, level (coloured), target, text.
+fn event_row(ui: &mut egui::Ui, line: &LogLine) {
+    ui.horizontal(|ui| {
+        let cell = |ui: &mut egui::Ui, width: f32, text: egui::RichText| {
+            ui.add_sized([width, 0.0], egui::Label::new(text.monospace()).truncate());
+        };
+        cell(ui, 150.0, egui::RichText::new(format_time(line.at)));
+        let level = egui::RichText::new(line.level.as_str());
+        let level = match line.level {
+            Level::ERROR => level.color(ui.visuals().error_fg_color),
+            Level::WARN => level.color(ui.visuals().warn_fg_color),
+            _ => level,
+        };
+        cell(ui, 50.0, level);
+        cell(ui, 220.0, egui::RichText::new(&line.target));
+        ui.separator();
+        ui.monospace(&line.text);
+    });
+}
+
 impl LogScreen {
     /// Draws the screen.
     pub fn ui(&mut self, ui: &mut egui::Ui, buffer: &LogBuffer, cmds: &mut Vec<Command>) {
@@ -193,13 +234,7 @@ impl LogScreen {
             .auto_shrink([false, false])
             .show_rows(ui, row_h, lines.len(), |ui, range| {
                 for line in lines.get(range).unwrap_or_default() {
-                    ui.monospace(format!(
-                        "{}  {:<5}  {}  {}",
-                        format_time(line.at),
-                        line.level,
-                        line.target,
-                        line.text
-                    ));
+                    event_row(ui, line);
                 }
             });
         ui.separator();

@@ -13,8 +13,10 @@
 //! its in-process reader.
 
 pub mod actions;
+pub mod channel;
 pub mod commands;
 pub mod config;
+pub mod counter;
 pub mod devices;
 pub mod frame;
 pub mod live;
@@ -24,6 +26,7 @@ pub mod personalize;
 pub mod poll;
 pub mod pool;
 pub mod preview;
+pub mod progress;
 pub mod worker;
 
 use std::path::PathBuf;
@@ -154,6 +157,8 @@ pub struct App {
     channel_override: ChannelOverride,
     live: Option<live::LiveStates>,
     pool: Option<pool::PoolFiller>,
+    /// Today's production, from the store's last live read.
+    pub counter: Option<counter::Counter>,
 }
 
 impl std::fmt::Debug for App {

@@ -27,11 +27,19 @@ use crate::perso::Transcript;
 
 use super::Command;
 use super::devices::{ReaderChoice, SharedVirtualReader, VirtualConnector};
+use super::progress::{self, RunProgress};
 use super::worker::Waker;
+use crate::domain::track::TrackNo;
 
 /// What the operator should do after `f` (the only thing the window adds to the job's failure).
 pub fn advice(f: &StepFailure) -> &'static str {
+    if f.spoiled_by_cancel() {
+        return job::CHIP_PARTLY_WRITTEN;
+    }
     match (f.kind, f.step) {
+        (FailureKind::CardNotFresh, _) => {
+            "insert a fresh card of the product's card stock (the order is still ready), then retry"
+        }
         (FailureKind::Cancelled, s) if s.is_chip() => {
             "the chip may be partly personalized: set the card aside (insert a fresh card), then retry"
         }
@@ -86,6 +94,8 @@ pub struct PersoFailure {
     pub transcript: Option<Transcript>,
     /// The read-back checks, when the card was read.
     pub checks: Vec<CheckLine>,
+    /// The card check refused the card: nothing was written, the order was not started.
+    pub not_started: bool,
 }
 
 impl std::fmt::Display for PersoFailure {
@@ -119,6 +129,7 @@ pub fn view(report: &JobReport) -> Result<PersoReport, PersoFailure> {
             advice: advice(f).to_string(),
             transcript: report.transcript.clone(),
             checks,
+            not_started: f.kind == FailureKind::CardNotFresh,
         });
     }
     let chip = match &report.chip {
@@ -215,6 +226,22 @@ pub enum PersoMsg {
     Event(JobEvent),
     /// A hint for the operator (`swipe to write`).
     Hint(String),
+    /// The encoder waits for a swipe.
+    Swipe {
+        /// `swipe to write`, `swipe to read back`.
+        purpose: String,
+        /// 1, or more after bad swipes.
+        attempt: u32,
+        /// How long the operator has.
+        timeout: Duration,
+    },
+    /// The encoder reported a bad swipe and retries.
+    BadSwipe {
+        /// The flow step retried.
+        step: String,
+        /// The attempt that failed.
+        failed_attempt: u32,
+    },
     /// The run ended.
     Finished(Box<JobReport>),
 }
@@ -265,6 +292,12 @@ pub struct PersoState {
     pub hint: Option<String>,
     /// The last result.
     pub last: Option<Finished>,
+    /// The run's DGIs, swipe prompt and bad swipes (kept after the run ends).
+    pub progress: RunProgress,
+    /// Cancel was asked after the chip was written: the confirmation is showing.
+    pub confirm_cancel: bool,
+    /// The masked tracks of the run in flight (what the encoder panel shows once written).
+    pub masked_tracks: Vec<(u8, String)>,
 }
 
 /// The progress bar's label and fraction for a job event.
@@ -308,10 +341,31 @@ fn run_job(
         SerialStripe {
             config,
             observer: move |event: &EncoderEvent| {
-                if let EncoderEvent::WaitingForSwipe { purpose, .. } = event {
-                    let _ = tx.send(PersoMsg::Hint(format!("{purpose}")));
-                    waker.wake();
+                match event {
+                    EncoderEvent::WaitingForSwipe {
+                        purpose,
+                        attempt,
+                        timeout,
+                    } => {
+                        let _ = tx.send(PersoMsg::Hint(format!("{purpose}")));
+                        let _ = tx.send(PersoMsg::Swipe {
+                            purpose: purpose.to_string(),
+                            attempt: *attempt,
+                            timeout: *timeout,
+                        });
+                    }
+                    EncoderEvent::BadSwipe {
+                        step,
+                        failed_attempt,
+                    } => {
+                        let _ = tx.send(PersoMsg::BadSwipe {
+                            step: step.to_string(),
+                            failed_attempt: *failed_attempt,
+                        });
+                    }
+                    EncoderEvent::Sending { .. } => return,
                 }
+                waker.wake();
             },
         }
     });
@@ -364,6 +418,10 @@ impl PersoState {
         let (tx, rx) = std::sync::mpsc::channel();
         let cancel = CancelToken::new();
         let order_id = job.data.order_id.clone();
+        let masked_tracks = [TrackNo::T1, TrackNo::T2, TrackNo::T3]
+            .into_iter()
+            .filter_map(|no| job.data.tracks.get(no).map(|t| (no.number(), t.masked())))
+            .collect();
         let token = cancel.clone();
         std::thread::Builder::new()
             .name("persodesk-perso".into())
@@ -383,14 +441,35 @@ impl PersoState {
         self.event = None;
         self.hint = None;
         self.last = None;
+        self.progress = RunProgress::default();
+        self.confirm_cancel = false;
+        self.masked_tracks = masked_tracks;
         Ok(())
     }
 
     /// Asks the run to stop (before the next APDU, or within the encoder's poll interval).
+    /// Once a STORE DATA was sent the card is spoiled by a cancel: this only opens the
+    /// confirmation ([`confirm_cancel`](Self::confirm_cancel)); a second request while it shows
+    /// changes nothing.
     pub fn cancel(&mut self) {
-        if let Some(r) = &self.running {
+        let Some(r) = &self.running else { return };
+        if self.progress.chip_written {
+            self.confirm_cancel = true;
+        } else {
             r.cancel.cancel();
         }
+    }
+
+    /// The operator's answer to the confirmation: `true` cancels (the card is spoiled),
+    /// `false` keeps the run going.
+    pub fn confirm_cancel(&mut self, cancel: bool) {
+        if self.confirm_cancel
+            && cancel
+            && let Some(r) = &self.running
+        {
+            r.cancel.cancel();
+        }
+        self.confirm_cancel = false;
     }
 
     /// Reads the worker's messages; returns the ended run once (the caller records it, then
@@ -399,8 +478,20 @@ impl PersoState {
         let running = self.running.as_mut()?;
         let report = loop {
             match running.rx.try_recv() {
-                Ok(PersoMsg::Event(e)) => self.event = Some(e),
+                Ok(PersoMsg::Event(e)) => {
+                    self.progress.on_event(&e);
+                    self.event = Some(e);
+                }
                 Ok(PersoMsg::Hint(h)) => self.hint = Some(h),
+                Ok(PersoMsg::Swipe {
+                    purpose,
+                    attempt,
+                    timeout,
+                }) => self.progress.waiting(purpose, attempt, timeout),
+                Ok(PersoMsg::BadSwipe {
+                    step,
+                    failed_attempt,
+                }) => self.progress.bad_swipe(step, failed_attempt),
                 Ok(PersoMsg::Finished(report)) => break *report,
                 Err(TryRecvError::Empty) => return None,
                 Err(TryRecvError::Disconnected) => {
@@ -416,6 +507,11 @@ impl PersoState {
             }
         };
         let running = self.running.take()?;
+        self.progress.swipe = None;
+        self.confirm_cancel = false;
+        if let Some(t) = &report.transcript {
+            self.progress.dgis = progress::dgi_lines(t);
+        }
         Some(Ended {
             row: running.row,
             order_id: running.order_id,
@@ -432,8 +528,15 @@ impl PersoState {
         });
     }
 
-    /// Draws the screen.
+    /// Draws the screen (scrolled: the DGI list, checks and transcript can be long).
     pub fn ui(&self, ui: &mut egui::Ui, cmds: &mut Vec<Command>) {
+        egui::ScrollArea::vertical()
+            .id_salt("perso-scroll")
+            .auto_shrink([false, false])
+            .show(ui, |ui| self.body(ui, cmds));
+    }
+
+    fn body(&self, ui: &mut egui::Ui, cmds: &mut Vec<Command>) {
         ui.heading("Personalize");
         if let Some(r) = &self.running {
             ui.label(format!("Order {}", r.order_id));
@@ -447,8 +550,13 @@ impl PersoState {
             if let Some(h) = &self.hint {
                 ui.label(format!("Encoder: {h}"));
             }
+            self.progress.swipe_ui(ui);
             if ui.button("Cancel").on_hover_text("Esc").clicked() {
                 cmds.push(Command::CancelPerso);
+            }
+            progress::dgi_list_ui(ui, &self.progress.dgis);
+            if self.confirm_cancel {
+                confirm_cancel_ui(ui, cmds);
             }
             return;
         }
@@ -466,33 +574,74 @@ impl PersoState {
                 ui.add(egui::ProgressBar::new(1.0).text("done"));
                 ui.strong(format!("Order {order_id}: CARD_PROD_DONE"));
                 ui.label(&report.summary);
+                self.progress.swipe_ui(ui);
+                progress::dgi_list_ui(ui, &self.progress.dgis);
                 details(ui, &report.checks, report.transcript.as_ref());
             }
             Some(Finished {
                 order_id,
                 result: Err(f),
             }) => {
-                ui.colored_label(
-                    ui.visuals().error_fg_color,
-                    format!("Order {order_id}: CARD_PROD_FAILED"),
-                );
+                let heading = if f.not_started {
+                    format!("Order {order_id}: not started, the card was refused")
+                } else {
+                    format!("Order {order_id}: CARD_PROD_FAILED")
+                };
+                ui.colored_label(ui.visuals().error_fg_color, heading);
                 ui.label(format!("Failed step: {}", f.step.label()));
                 ui.label(&f.message);
                 ui.label(format!("What to do: {}", f.advice));
+                self.progress.swipe_ui(ui);
+                progress::dgi_list_ui(ui, &self.progress.dgis);
                 details(ui, &f.checks, f.transcript.as_ref());
             }
         }
     }
 }
 
+/// The confirmation a cancel needs once the chip was written.
+fn confirm_cancel_ui(ui: &mut egui::Ui, cmds: &mut Vec<Command>) {
+    let modal = egui::Modal::new(egui::Id::unique("confirm-cancel")).show(ui.ctx(), |ui| {
+        ui.heading("Cancel this personalization?");
+        ui.label(format!(
+            "STORE DATA was already sent to this card: {}.",
+            job::CHIP_PARTLY_WRITTEN
+        ));
+        ui.horizontal(|ui| {
+            if ui.button("Cancel the run: this card is spoiled").clicked() {
+                cmds.push(Command::ConfirmCancel(true));
+            }
+            if ui.button("Keep running").clicked() {
+                cmds.push(Command::ConfirmCancel(false));
+            }
+        });
+    });
+    if modal.should_close() && !cmds.iter().any(|c| matches!(c, Command::ConfirmCancel(_))) {
+        cmds.push(Command::ConfirmCancel(false));
+    }
+}
+
 /// The read-back checks (names and outcomes, never values) and the masked APDU transcript.
 fn details(ui: &mut egui::Ui, checks: &[CheckLine], transcript: Option<&Transcript>) {
+    if let Some(t) = transcript
+        && ui
+            .button("Copy transcript")
+            .on_hover_text("masked: headers, lengths, status words and timings only")
+            .clicked()
+    {
+        ui.ctx().copy_text(t.to_string());
+    }
     if !checks.is_empty() {
         egui::CollapsingHeader::new(format!("Read-back checks ({})", checks.len()))
             .default_open(true)
             .show(ui, |ui| {
                 for c in checks {
-                    ui.monospace(c.to_string());
+                    let text = egui::RichText::new(c.to_string()).monospace();
+                    ui.label(match c.status {
+                        "pass" => text.color(progress::PASS_GREEN),
+                        "fail" => text.color(ui.visuals().error_fg_color),
+                        _ => text,
+                    });
                 }
             });
     }

@@ -37,11 +37,23 @@ impl App {
                 Err(TryRecvError::Disconnected) => self.file_rx = None,
             }
         }
-        if let Some(states) = self.live.as_ref().and_then(|l| l.latest()) {
-            self.apply_live(&states);
+        if let Some(live) = &self.live
+            && let Some(states) = live.latest()
+        {
+            let shared = live.is_shared();
+            self.counter = Some(counter::Counter::of(states.values(), store::now()));
+            if shared {
+                self.apply_live(&states);
+            }
         }
         if let Some(ended) = self.perso.poll() {
             let recorded = self.record_run(ended.row, &ended.order_id, &ended.who, &ended.report);
+            if let Some(stripe) = &ended.report.stripe {
+                self.devices.last_tracks = std::mem::take(&mut self.perso.masked_tracks)
+                    .into_iter()
+                    .filter(|(no, _)| stripe.tracks.contains(no))
+                    .collect();
+            }
             self.perso.show(&ended.order_id, &ended.report);
             let id = &ended.order_id;
             let outcome = match (&recorded, &ended.report.failure) {

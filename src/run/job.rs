@@ -36,7 +36,7 @@ use crate::domain::order::Order;
 use crate::domain::prepare::PersoData;
 use crate::domain::readback::{Outcome, ReadBack};
 use crate::domain::review::{OrderFacts, PersoGrant, Role, Session, may_personalize};
-use crate::domain::status::Event;
+use crate::domain::status::{Event, Status};
 use crate::keys::KeyStorePort;
 use crate::perso::{PersoError, Transcript, channel_options, personalize_dgis_with, session_dgis};
 use crate::store::{OrderState, Store, StoreError};
@@ -72,6 +72,9 @@ pub trait StripeWriter {
 pub enum Step {
     /// The role rules against the store.
     Authorization,
+    /// The card in the reader before anything is written: fresh, and of the plan's secure
+    /// channel (a refusal here leaves the order as it was, [`FailureKind::CardNotFresh`]).
+    CardCheck,
     /// The prepared data cannot be run (no chip profile for chip data).
     Prepare,
     /// The card keys of the secure channel (key store).
@@ -128,6 +131,7 @@ impl std::fmt::Display for Step {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Step::Authorization => f.write_str("authorization"),
+            Step::CardCheck => f.write_str("card check"),
             Step::Prepare => f.write_str("prepare"),
             Step::CardKeys => f.write_str("card keys"),
             Step::Connect => f.write_str("connect"),
@@ -156,6 +160,9 @@ pub enum FailureKind {
     Timeout,
     /// The operator cancelled the run (the card may be partly personalized).
     Cancelled,
+    /// The card in the reader is not a fresh card of the plan's stock (already personalized,
+    /// another secure channel); nothing was written and the order is left as it was.
+    CardNotFresh,
 }
 
 impl From<FailureClass> for FailureKind {
@@ -180,7 +187,13 @@ pub struct StepFailure {
     pub message: String,
     /// Its class.
     pub kind: FailureKind,
+    /// At least one STORE DATA had been sent to the card: its chip is (partly) written.
+    pub chip_written: bool,
 }
+
+/// What a cancelled run whose chip was (partly) written tells the operator and the store.
+pub const CHIP_PARTLY_WRITTEN: &str =
+    "chip partly written: destroy this card and retry with a fresh one";
 
 impl StepFailure {
     /// A failure at `step`.
@@ -189,12 +202,23 @@ impl StepFailure {
             step,
             message: message.into(),
             kind,
+            chip_written: false,
         }
     }
 
-    /// `step: message`, as stored as the order's failure reason.
+    /// `step: message`, as stored as the order's failure reason; a cancelled run whose chip
+    /// was written adds [`CHIP_PARTLY_WRITTEN`].
     pub fn reason(&self) -> String {
-        format!("{}: {}", self.step, self.message)
+        if self.spoiled_by_cancel() {
+            format!("{}: {}; {CHIP_PARTLY_WRITTEN}", self.step, self.message)
+        } else {
+            format!("{}: {}", self.step, self.message)
+        }
+    }
+
+    /// Cancelled after a STORE DATA was sent: the card is spoiled.
+    pub fn spoiled_by_cancel(&self) -> bool {
+        self.kind == FailureKind::Cancelled && self.chip_written
     }
 }
 
@@ -518,7 +542,10 @@ pub fn authorize_in(
     Ok(grant)
 }
 
-/// Records the outcome of a run: CARD_PROD_DONE, or CARD_PROD_FAILED with `step: message`.
+/// Records the outcome of a run: CARD_PROD_DONE, or CARD_PROD_FAILED with `step: message`; a
+/// card the card check refused ([`FailureKind::CardNotFresh`]) puts the order back where it was
+/// (CARD_PROD_READY, or DATA_PREPARED for a tester's unapproved order), audited as
+/// `perso-refused` with the reason.
 pub fn record(
     store: &mut Store,
     who: &Session,
@@ -527,6 +554,17 @@ pub fn record(
 ) -> Result<OrderState, StoreError> {
     let event = match &report.failure {
         None => Event::Completed,
+        Some(f) if f.kind == FailureKind::CardNotFresh => {
+            let approved = store.state(order_id)?.is_some_and(|s| s.approved);
+            Event::NotStarted {
+                back_to: if approved {
+                    Status::Ready
+                } else {
+                    Status::DataPrepared
+                },
+                reason: f.reason(),
+            }
+        }
         Some(f) => Event::Failed { reason: f.reason() },
     };
     store.apply(order_id, &event, who)
@@ -590,18 +628,25 @@ pub fn run_cancellable(
         }
     }
     if let Some(writer) = stripe {
+        // The chip phase went through: the chip is written whatever the stripe does.
+        let chip_written = report.chip.is_some();
         if cancel.is_cancelled() {
-            report.failure = Some(StepFailure::new(
+            let mut f = StepFailure::new(
                 Step::Stripe(None),
                 TransportError::Cancelled.to_string(),
                 FailureKind::Cancelled,
-            ));
+            );
+            f.chip_written = chip_written;
+            report.failure = Some(f);
             return report;
         }
         on_event(JobEvent::Stripe);
         match writer.write_stripe(job.data, cancel) {
             Ok(s) => report.stripe = Some(s),
-            Err(f) => report.failure = Some(f),
+            Err(mut f) => {
+                f.chip_written = chip_written;
+                report.failure = Some(f);
+            }
         }
     }
     report
@@ -628,6 +673,8 @@ impl ChipPhase<'_> {
             .map_err(|e| StepFailure::new(Step::CardKeys, e.to_string(), FailureKind::Refused))?;
         let started = Instant::now();
         let mut last: Option<Progress> = None;
+        // STORE DATA commands sent (both sessions): after the first, the chip is written.
+        let mut store_data_sent = 0u32;
         let result = {
             let mut inner = connector
                 .connect()
@@ -637,6 +684,7 @@ impl ChipPhase<'_> {
             let ppse = crate::perso::ppse_session(self.profile, &options)
                 .map_err(|e| StepFailure::new(Step::Ppse, e.to_string(), FailureKind::Refused))?;
             let app = personalize_dgis_with(&mut transport, options, dgis, job.keys, &mut |p| {
+                store_data_sent += u32::from(p.step == StepName::StoreData);
                 last = Some(*p);
                 on_event(JobEvent::Perso(*p));
             });
@@ -644,6 +692,7 @@ impl ChipPhase<'_> {
                 (Ok(mut r), Some((options, dgis))) => {
                     // The PPSE instance, after the payment application.
                     personalize_dgis_with(&mut transport, options, dgis, job.keys, &mut |p| {
+                        store_data_sent += u32::from(p.step == StepName::StoreData);
                         last = Some(*p)
                     })
                     .map(|p| {
@@ -668,10 +717,19 @@ impl ChipPhase<'_> {
                 };
                 outcome.apdus = e.transcript().map_or(0, Transcript::apdu_count);
                 *transcript = e.transcript().cloned();
+                if let Some(why) = not_fresh(&e, store_data_sent) {
+                    return Err(StepFailure::new(
+                        Step::CardCheck,
+                        format!("{why} ({e}); nothing was written: insert a fresh card"),
+                        FailureKind::CardNotFresh,
+                    ));
+                }
                 let step = e
                     .step()
                     .map_or(Step::ChannelPlan, |s| Step::of_session(s, last.as_ref()));
-                return Err(StepFailure::new(step, e.to_string(), kind));
+                let mut failure = StepFailure::new(step, e.to_string(), kind);
+                failure.chip_written = store_data_sent > 0;
+                return Err(failure);
             }
         }
         on_event(JobEvent::ReadBack);
@@ -745,6 +803,43 @@ impl ChipPhase<'_> {
         let key = crate::verify::arqc_key(job.keys, job.order, self.profile.mkd);
         crate::verify::check_against(&mut rb, job.order, Some(chip), key);
         Ok(Some(rb))
+    }
+}
+
+/// Why the card in the reader is not a fresh card of the plan (`None`: another failure). Only
+/// before the card accepted any STORE DATA: `6985` (conditions of use not satisfied) to SELECT,
+/// INITIALIZE UPDATE, INSTALL [for personalization] or the first STORE DATA is a card already
+/// personalized (GlobalPlatform card life cycle past SELECTABLE/PERSONALIZED for this instance);
+/// a protocol other than the plan's in the INITIALIZE UPDATE answer, or `6A88` (the plan's key
+/// version not found) to INITIALIZE UPDATE, is another secure channel than the plan's.
+pub fn not_fresh(e: &PersoError, store_data_sent: u32) -> Option<&'static str> {
+    use crate::domain::gp::apdu::StatusWord;
+    use crate::domain::gp::session::SessionError;
+    let PersoError::Session { error, .. } = e else {
+        return None;
+    };
+    match error {
+        SessionError::ProtocolMismatch { .. } if store_data_sent == 0 => {
+            Some("the card's secure channel differs from the plan")
+        }
+        SessionError::Status {
+            step: StepName::InitializeUpdate,
+            sw: StatusWord::ReferencedDataNotFound,
+            ..
+        } if store_data_sent == 0 => Some("the card does not hold the plan's key version"),
+        SessionError::Status {
+            step,
+            sw: StatusWord::ConditionsNotSatisfied,
+            ..
+        } => {
+            let first = match step {
+                StepName::StoreData => store_data_sent <= 1,
+                StepName::Finished => false,
+                _ => store_data_sent == 0,
+            };
+            first.then_some("the card is already personalized")
+        }
+        _ => None,
     }
 }
 

@@ -328,7 +328,10 @@ impl Store {
         let reason = event.reason().map(scrub_digit_runs);
         let approved = match event {
             Event::Approved => true,
-            Event::Started { .. } | Event::Completed | Event::Failed { .. } => current.approved,
+            Event::Started { .. }
+            | Event::Completed
+            | Event::Failed { .. }
+            | Event::NotStarted { .. } => current.approved,
             _ => false,
         };
         tx.update_order(

@@ -35,6 +35,10 @@ pub struct PersoData {
     pub warnings: Vec<Finding>,
     /// Chip data (Model 1 or Model 2), when the card has a chip and it was prepared.
     pub chip: Option<super::chip::ChipData>,
+    /// The CVV1 injected into the tracks, if any (kept for a tester's reveal; masked in Debug).
+    pub cvv1: Option<Cvv>,
+    /// The PVV injected into the tracks, if any (kept for a tester's reveal; masked in Debug).
+    pub pvv: Option<Pvv>,
 }
 
 impl PersoData {
@@ -220,6 +224,8 @@ pub fn prepare(
         keys_used: w.keys_used,
         warnings: Vec::new(),
         chip: None,
+        cvv1: w.cvv,
+        pvv: w.pvv,
     })
 }
 

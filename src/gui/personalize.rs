@@ -447,7 +447,11 @@ impl PersoState {
             if let Some(h) = &self.hint {
                 ui.label(format!("Encoder: {h}"));
             }
-            if ui.button("Cancel").on_hover_text("Esc").clicked() {
+            if ui
+                .button("Cancel")
+                .on_hover_text(super::Shortcut::Cancel.hover())
+                .clicked()
+            {
                 cmds.push(Command::CancelPerso);
             }
             return;

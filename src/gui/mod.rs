@@ -207,9 +207,10 @@ impl App {
         self.reveal_timeout
     }
 
-    /// Whole seconds left before the clear values are masked again (None: not revealed).
-    pub fn reveal_left(&self, ctx: &egui::Context) -> Option<u64> {
-        let at = self.preview.revealed_at?;
+    /// Whole seconds left before clear values shown since `revealed_at` (egui time) are masked
+    /// again (None: not stamped yet).
+    pub fn reveal_left(&self, ctx: &egui::Context, revealed_at: Option<f64>) -> Option<u64> {
+        let at = revealed_at?;
         let left = self.reveal_timeout.as_secs_f64() - (ctx.input(|i| i.time) - at);
         Some(left.max(0.0).ceil() as u64)
     }

@@ -208,7 +208,7 @@ pub fn ui(app: &App, state: &mut PreviewState, ui: &mut egui::Ui, cmds: &mut Vec
         return;
     };
     if state.revealed {
-        reveal_banner(ui, app.reveal_left(ui.ctx()));
+        reveal_banner(ui, app.reveal_left(ui.ctx(), state.revealed_at));
     }
     head_ui(ui, row);
     findings_ui(ui, state, row);

@@ -91,13 +91,15 @@ pub fn embossed(track_name: &str) -> String {
 
 /// Draws the front and the back of the card.
 pub fn ui(ui: &mut egui::Ui, card: &CardPicture) {
-    let width = ui.available_width().clamp(260.0, 400.0);
+    // The frame's margins count in the width, so that the panel never grows to fit the card.
+    const MARGIN: f32 = 14.0;
+    let width = (ui.available_width() - 2.0 * MARGIN).clamp(200.0, 380.0);
     let height = width * ID1_RATIO;
     let white = egui::Color32::WHITE;
     egui::Frame::new()
         .fill(egui::Color32::from_rgb(22, 52, 96))
-        .corner_radius(width / 24.0)
-        .inner_margin(width / 24.0)
+        .corner_radius(MARGIN)
+        .inner_margin(MARGIN)
         .show(ui, |ui| {
             ui.set_width(width);
             ui.set_height(height);
@@ -135,10 +137,10 @@ pub fn ui(ui: &mut egui::Ui, card: &CardPicture) {
     ui.add_space(4.0);
     egui::Frame::new()
         .fill(egui::Color32::from_gray(225))
-        .corner_radius(width / 24.0)
+        .corner_radius(MARGIN)
         .inner_margin(egui::Margin::symmetric(0, 10))
         .show(ui, |ui| {
-            ui.set_width(width + 2.0 * width / 24.0);
+            ui.set_width(width + 2.0 * MARGIN);
             egui::Frame::new()
                 .fill(egui::Color32::from_gray(25))
                 .inner_margin(6.0)

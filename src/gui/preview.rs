@@ -321,39 +321,27 @@ fn prepared_ui(ui: &mut egui::Ui, state: &PreviewState, p: &Prepared) {
     } else {
         "Magnetic stripe (masked)"
     });
-    egui::Grid::new("preview-tracks")
-        .num_columns(3)
-        .striped(true)
-        .show(ui, |ui| {
-            for no in [TrackNo::T1, TrackNo::T2, TrackNo::T3] {
-                let Some(t) = p.data.tracks.get(no) else {
-                    continue;
-                };
-                ui.label(format!("Track {}", no.number()));
-                let text = if state.revealed {
-                    t.reveal().to_string()
-                } else {
-                    t.masked()
-                };
-                ui.add(egui::Label::new(egui::RichText::new(text).monospace()).wrap());
-                ui.add(
-                    egui::Label::new(p.data.sources.get(no.key()).map_or("", String::as_str))
-                        .wrap(),
-                );
-                ui.end_row();
-            }
-            for (k, v) in p
-                .data
-                .sources
-                .iter()
-                .filter(|(k, _)| !k.starts_with("track") && k.as_str() != "chip")
-            {
-                ui.label(k);
-                ui.monospace(value_text(&p.data, k, state.revealed));
-                ui.add(egui::Label::new(v).wrap());
-                ui.end_row();
-            }
-        });
+    // Rows that wrap to the panel's width (a grid would widen the panel instead).
+    for no in [TrackNo::T1, TrackNo::T2, TrackNo::T3] {
+        let Some(t) = p.data.tracks.get(no) else {
+            continue;
+        };
+        let text = if state.revealed {
+            t.reveal().to_string()
+        } else {
+            t.masked()
+        };
+        let source = p.data.sources.get(no.key()).map_or("", String::as_str);
+        value_row(ui, &format!("Track {}", no.number()), text, source);
+    }
+    for (k, v) in p
+        .data
+        .sources
+        .iter()
+        .filter(|(k, _)| !k.starts_with("track") && k.as_str() != "chip")
+    {
+        value_row(ui, k, value_text(&p.data, k, state.revealed), v);
+    }
     if !p.data.keys_used.is_empty() {
         ui.horizontal_wrapped(|ui| {
             ui.label("Keys:");
@@ -375,6 +363,15 @@ fn prepared_ui(ui: &mut egui::Ui, state: &PreviewState, p: &Prepared) {
             (Some(clear), true) => chip_ui(ui, clear),
             _ => chip_ui(ui, &p.chip),
         });
+}
+
+/// One value of the preview: its name, the value (monospace) and where it came from, wrapped.
+fn value_row(ui: &mut egui::Ui, name: &str, value: String, source: &str) {
+    ui.horizontal_wrapped(|ui| {
+        ui.label(name);
+        ui.add(egui::Label::new(egui::RichText::new(value).monospace()).wrap());
+        ui.add(egui::Label::new(egui::RichText::new(source).weak()).wrap());
+    });
 }
 
 /// Findings with identical field path and rule merged, in first-seen order, each with how many

@@ -53,3 +53,41 @@ impl<'a> AesCbcDeriveParams<'a> {
         unsafe { slice::from_raw_parts(self.inner.pData, self.inner.length as _) }
     }
 }
+
+/// DES3 CBC derivation parameters (persodesk patch).
+///
+/// The mechanism encrypts the data with the base key in CBC mode from `iv`; the cipher text is
+/// the value of the new key.
+///
+/// This structure wraps a `CK_DES_CBC_ENCRYPT_DATA_PARAMS` structure.
+#[derive(Debug, Clone, Copy)]
+#[repr(transparent)]
+pub struct DesCbcDeriveParams<'a> {
+    inner: cryptoki_sys::CK_DES_CBC_ENCRYPT_DATA_PARAMS,
+
+    /// Marker type to ensure we don't outlive the data
+    _marker: PhantomData<&'a [u8]>,
+}
+
+impl<'a> DesCbcDeriveParams<'a> {
+    /// Construct parameters for key derivation via DES3-CBC encryption.
+    ///
+    /// # Arguments
+    ///
+    /// * `iv` - The initialization vector
+    ///
+    /// * `data` - Data that will be encrypted with the base key to obtain the new key.
+    pub fn new(iv: [u8; 8], data: &'a [u8]) -> Self {
+        Self {
+            inner: cryptoki_sys::CK_DES_CBC_ENCRYPT_DATA_PARAMS {
+                iv,
+                pData: data.as_ptr() as *mut _,
+                length: data
+                    .len()
+                    .try_into()
+                    .expect("data length does not fit in CK_ULONG"),
+            },
+            _marker: PhantomData,
+        }
+    }
+}

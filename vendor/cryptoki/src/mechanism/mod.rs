@@ -82,6 +82,18 @@ impl MechanismType {
     pub const AES_CBC_ENCRYPT_DATA: MechanismType = MechanismType {
         val: CKM_AES_CBC_ENCRYPT_DATA,
     };
+    /// Derivation via AES-ECB encryption (persodesk patch)
+    pub const AES_ECB_ENCRYPT_DATA: MechanismType = MechanismType {
+        val: CKM_AES_ECB_ENCRYPT_DATA,
+    };
+    /// Derivation via DES3-ECB encryption (persodesk patch)
+    pub const DES3_ECB_ENCRYPT_DATA: MechanismType = MechanismType {
+        val: CKM_DES3_ECB_ENCRYPT_DATA,
+    };
+    /// Derivation via DES3-CBC encryption (persodesk patch)
+    pub const DES3_CBC_ENCRYPT_DATA: MechanismType = MechanismType {
+        val: CKM_DES3_CBC_ENCRYPT_DATA,
+    };
 
     /// AES-CMAC mechanism (See RFC 4493)
     pub const AES_CMAC: MechanismType = MechanismType { val: CKM_AES_CMAC };
@@ -940,6 +952,9 @@ impl TryFrom<CK_MECHANISM_TYPE> for MechanismType {
             CKM_AES_CTR => Ok(MechanismType::AES_CTR),
             CKM_AES_GCM => Ok(MechanismType::AES_GCM),
             CKM_AES_CBC_ENCRYPT_DATA => Ok(MechanismType::AES_CBC_ENCRYPT_DATA),
+            CKM_AES_ECB_ENCRYPT_DATA => Ok(MechanismType::AES_ECB_ENCRYPT_DATA),
+            CKM_DES3_ECB_ENCRYPT_DATA => Ok(MechanismType::DES3_ECB_ENCRYPT_DATA),
+            CKM_DES3_CBC_ENCRYPT_DATA => Ok(MechanismType::DES3_CBC_ENCRYPT_DATA),
             CKM_AES_CMAC => Ok(MechanismType::AES_CMAC),
             CKM_AES_CFB128 => Ok(MechanismType::AES_CFB128),
             CKM_RSA_PKCS_KEY_PAIR_GEN => Ok(MechanismType::RSA_PKCS_KEY_PAIR_GEN),
@@ -1071,6 +1086,15 @@ pub enum Mechanism<'a> {
     /// For derivation, the message length must be a multiple of the block
     /// size. See <https://www.cryptsoft.com/pkcs11doc/v220/>.
     AesCbcEncryptData(ekdf::AesCbcDeriveParams<'a>),
+    /// AES-ECB-ENCRYPT-DATA mechanism (persodesk patch): derivation of a key whose value is
+    /// the AES-ECB encryption of the data (a multiple of 16 bytes) under the base key.
+    AesEcbEncryptData(KeyDerivationStringData<'a>),
+    /// DES3-ECB-ENCRYPT-DATA mechanism (persodesk patch): derivation of a key whose value is
+    /// the TDES-ECB encryption of the data (a multiple of 8 bytes) under the base key.
+    Des3EcbEncryptData(KeyDerivationStringData<'a>),
+    /// DES3-CBC-ENCRYPT-DATA mechanism (persodesk patch): derivation of a key whose value is
+    /// the TDES-CBC encryption of the data under the base key with the given IV.
+    Des3CbcEncryptData(ekdf::DesCbcDeriveParams<'a>),
     /// AES CMAC (RFC 4493)
     AesCMac,
 
@@ -1340,6 +1364,9 @@ impl Mechanism<'_> {
             Mechanism::AesGcm(_) => MechanismType::AES_GCM,
             Mechanism::AesGcmMessage(_) => MechanismType::AES_GCM,
             Mechanism::AesCbcEncryptData(_) => MechanismType::AES_CBC_ENCRYPT_DATA,
+            Mechanism::AesEcbEncryptData(_) => MechanismType::AES_ECB_ENCRYPT_DATA,
+            Mechanism::Des3EcbEncryptData(_) => MechanismType::DES3_ECB_ENCRYPT_DATA,
+            Mechanism::Des3CbcEncryptData(_) => MechanismType::DES3_CBC_ENCRYPT_DATA,
             Mechanism::AesCMac => MechanismType::AES_CMAC,
             Mechanism::RsaPkcsKeyPairGen => MechanismType::RSA_PKCS_KEY_PAIR_GEN,
             Mechanism::RsaPkcs => MechanismType::RSA_PKCS,
@@ -1461,6 +1488,10 @@ impl From<&Mechanism<'_>> for CK_MECHANISM {
                 make_mechanism(mechanism, params)
             }
             Mechanism::AesCbcEncryptData(params) => make_mechanism(mechanism, params),
+            Mechanism::AesEcbEncryptData(params) | Mechanism::Des3EcbEncryptData(params) => {
+                make_mechanism(mechanism, params)
+            }
+            Mechanism::Des3CbcEncryptData(params) => make_mechanism(mechanism, params),
             Mechanism::DesCbc(params)
             | Mechanism::Des3Cbc(params)
             | Mechanism::DesCbcPad(params)

@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use persodesk::domain::chip::model1::PrepDate;
-use persodesk::domain::prepare::{ModelChoice, PrepInputs, prepare_card, profile_of};
 use persodesk::domain::envelope::EnvelopeSettings;
 use persodesk::domain::order::parse_order_file;
+use persodesk::domain::prepare::{ModelChoice, PrepInputs, prepare_card, profile_of};
 use persodesk::gui::devices::{CardFault, VirtualConnector, VirtualReader, VirtualSlot};
 use persodesk::job::{CardJob, ChannelOverride};
 use persodesk::keys::pool::InlineKeys;

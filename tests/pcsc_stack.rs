@@ -515,7 +515,9 @@ fn every_demo_order_personalizes_through_the_cli() {
     let (status, reason) = status_of(&data_dir, other);
     assert_eq!(status, "DATA_PREPARED", "{reason:?}");
     assert!(
-        reason.as_deref().is_some_and(|r| r.starts_with("card check: ")),
+        reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("card check: ")),
         "{reason:?}"
     );
     let out = Command::new(env!("CARGO_BIN_EXE_persodesk"))

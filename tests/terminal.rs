@@ -7,8 +7,8 @@
 //! MAC chain in step, EXTERNAL AUTHENTICATE at security level 00 is accepted.
 
 use persodesk::domain::chip::{ChipModel, ChipProfile, ChipProfiles, Interface};
-use persodesk::domain::prepare::{ModelChoice, prepare_card};
 use persodesk::domain::order::Order;
+use persodesk::domain::prepare::{ModelChoice, prepare_card};
 use persodesk::domain::product::Catalog;
 use persodesk::domain::readback::Outcome;
 use persodesk::job::{self, CardConnector, CardJob, CheckLine, VirtualCardReader};

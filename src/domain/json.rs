@@ -62,7 +62,10 @@ pub struct Obj<'a>(Vec<(Text<'a>, Json<'a>)>);
 impl<'a> Obj<'a> {
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&Json<'a>> {
-        self.0.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
+        self.0
+            .iter()
+            .find(|(k, _)| k.as_str() == key)
+            .map(|(_, v)| v)
     }
 
     /// Whether `key` is present.

@@ -463,13 +463,7 @@ impl Ctx {
     }
 
     /// A key index: a non-negative integer (a JSON number, or a string of digits).
-    fn index(
-        &mut self,
-        obj: &Obj<'_>,
-        base: &str,
-        key: &str,
-        required: bool,
-    ) -> Option<u32> {
+    fn index(&mut self, obj: &Obj<'_>, base: &str, key: &str, required: bool) -> Option<u32> {
         let rule = "must be a non-negative integer (0-4294967295)";
         match obj.get(key) {
             None | Some(Json::Null) => {
@@ -638,13 +632,17 @@ fn encrypted_data<'v>(
 ) -> Option<Cow<'v, Obj<'v>>> {
     match obj.get("encryptedData") {
         Some(Json::String(compact)) => match jwe::open_object(compact, jwe) {
-            Ok(clear) => Some(Cow::Owned(Obj::from_map(Option::insert(opened, clear).map()))),
+            Ok(clear) => Some(Cow::Owned(Obj::from_map(
+                Option::insert(opened, clear).map(),
+            ))),
             Err(e) => {
                 ctx.err("encryptedData", e.to_string());
                 None
             }
         },
-        _ => ctx.object(obj, "", "encryptedData", true).map(Cow::Borrowed),
+        _ => ctx
+            .object(obj, "", "encryptedData", true)
+            .map(Cow::Borrowed),
     }
 }
 

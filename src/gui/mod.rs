@@ -13,8 +13,8 @@
 //! its in-process reader.
 
 pub mod actions;
-pub mod channel;
 pub mod card_picture;
+pub mod channel;
 pub mod commands;
 pub mod config;
 pub mod counter;

@@ -208,7 +208,11 @@ impl Filler {
             if self.left.swap(left, Ordering::Relaxed) != left {
                 changed();
             }
-            let short = plan.sizes.iter().zip(&counts).find(|(_, n)| **n < plan.target);
+            let short = plan
+                .sizes
+                .iter()
+                .zip(&counts)
+                .find(|(_, n)| **n < plan.target);
             let Some((&(bits, e), &n)) = short.filter(|_| self.idle.load(Ordering::Relaxed)) else {
                 if self.stopping(RECHECK) {
                     return Ok(());
@@ -295,7 +299,10 @@ mod tests {
         let mut store = Store::open_at(&location, keys.audit_sealer()).expect("store");
         let counts = store.pool_counts().expect("counts");
         assert_eq!(counts.len(), 1);
-        assert_eq!((counts[0].bits, counts[0].exponent, counts[0].count), (512, 3, 3));
+        assert_eq!(
+            (counts[0].bits, counts[0].exponent, counts[0].count),
+            (512, 3, 3)
+        );
         let seal = keys.store_seal().expect("seal");
         for _ in 0..3 {
             let p = store.take_pair(512, 3).expect("take").expect("a pair");
@@ -322,7 +329,13 @@ mod tests {
         assert_eq!(filler.left(), Some(0));
         drop(filler);
         let store = Store::open_at(&location, keys.audit_sealer()).expect("store");
-        assert!(store.pool_counts().expect("counts").iter().all(|c| c.count == 0));
+        assert!(
+            store
+                .pool_counts()
+                .expect("counts")
+                .iter()
+                .all(|c| c.count == 0)
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -336,7 +349,10 @@ mod tests {
             .split("[[key]]")
             .filter(|block| !block.contains("usage = \"store\""))
             .collect();
-        assert!(kept.len() < text.split("[[key]]").count(), "a store key was removed");
+        assert!(
+            kept.len() < text.split("[[key]]").count(),
+            "a store key was removed"
+        );
         let keys = crate::keys::SoftwareKeyStore::from_toml("no store key", &kept.join("[[key]]"))
             .expect("keys");
         LoadedKeys::Software(keys)

@@ -10,9 +10,9 @@ use std::path::PathBuf;
 
 use persodesk::domain::chip::model1::PrepDate;
 use persodesk::domain::chip::{ChipProfile, ChipProfiles};
-use persodesk::domain::prepare::{CardKeys, PrepInputs};
 use persodesk::domain::envelope::EnvelopeSettings;
 use persodesk::domain::order::{Order, parse_order_file};
+use persodesk::domain::prepare::{CardKeys, PrepInputs};
 use persodesk::domain::product::Catalog;
 use persodesk::keys::SoftwareKeyStore;
 use persodesk::keys::pool::InlineKeys;

@@ -124,7 +124,7 @@ fn row(i: usize) -> OrderRow {
             model2: false,
         },
         model: Some(ChipModel::Model1),
-        status: if i % 3 == 0 {
+        status: if i.is_multiple_of(3) {
             Status::DataException
         } else {
             Status::DataPrepared

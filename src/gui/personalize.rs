@@ -551,11 +551,7 @@ impl PersoState {
                 ui.label(format!("Encoder: {h}"));
             }
             self.progress.swipe_ui(ui);
-            if ui
-                .button("Cancel")
-                .on_hover_text(super::Shortcut::Cancel.hover())
-                .clicked()
-            {
+            if ui.button("Cancel").on_hover_text("Esc").clicked() {
                 cmds.push(Command::CancelPerso);
             }
             progress::dgi_list_ui(ui, &self.progress.dgis);

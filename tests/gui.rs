@@ -22,7 +22,7 @@ use persodesk::store::Store;
 use support::TempDir;
 use support::gui::{
     config, harness, has, last_failure, loaded, personalize_and_wait, select, show, sign_in,
-    signed_in, status_of, wait,
+    signed_in, start_with_nobody_swiping, status_of, wait,
 };
 
 #[test]
@@ -413,15 +413,7 @@ fn a_personalized_virtual_card_refuses_a_second_personalization() {
 fn cancel_leaves_the_order_failed_not_done() {
     let dir = TempDir::new("cancel");
     let mut h = signed_in(&dir, "tester", true);
-    // Nobody swipes: the run waits at the stripe until cancelled.
-    show(&mut h, "Devices");
-    h.get_by_label("Nobody swipes").click();
-    h.step();
-    h.step();
-    show(&mut h, "Orders");
-    select(&mut h, "DEMO-VISA-0001");
-    h.get_by_label("Personalize this card").click();
-    h.step();
+    start_with_nobody_swiping(&mut h, "DEMO-VISA-0001");
     wait(&mut h, "the stripe step", |a| {
         a.perso.is_running() && a.perso.hint.is_some()
     });

@@ -14,7 +14,8 @@ use persodesk::job::{CHIP_PARTLY_WRITTEN, Step};
 
 use support::TempDir;
 use support::gui::{
-    has, last_failure, personalize_and_wait, select, show, sign_in, signed_in, status_of, wait,
+    has, last_failure, personalize_and_wait, select, show, sign_in, signed_in,
+    start_with_nobody_swiping, status_of, wait,
 };
 
 fn approve(h: &mut egui_kittest::Harness<'_, persodesk::gui::App>, id: &str) {
@@ -117,14 +118,7 @@ fn a_personalized_card_is_refused_and_the_approved_order_stays_ready() {
 fn cancel_after_store_data_asks_first_and_says_the_card_is_spoiled() {
     let dir = TempDir::new("cancelconfirm");
     let mut h = signed_in(&dir, "tester", true);
-    show(&mut h, "Devices");
-    h.get_by_label("Nobody swipes").click();
-    h.step();
-    h.step();
-    show(&mut h, "Orders");
-    select(&mut h, "DEMO-VISA-0001");
-    h.get_by_label("Personalize this card").click();
-    h.step();
+    start_with_nobody_swiping(&mut h, "DEMO-VISA-0001");
     wait(&mut h, "the swipe", |a| {
         a.perso.is_running() && a.perso.progress.swipe.is_some()
     });

@@ -130,6 +130,19 @@ pub fn personalize_and_wait(h: &mut Harness<'_, App>) {
     wait(h, "the personalization", |a| !a.perso.is_running());
 }
 
+/// Sets the simulated encoder to "Nobody swipes" and starts personalizing `id`: the run then
+/// waits at the stripe until it is cancelled.
+pub fn start_with_nobody_swiping(h: &mut Harness<'_, App>, id: &str) {
+    show(h, "Devices");
+    h.get_by_label("Nobody swipes").click();
+    h.step();
+    h.step();
+    show(h, "Orders");
+    select(h, id);
+    h.get_by_label("Personalize this card").click();
+    h.step();
+}
+
 pub fn show(h: &mut Harness<'_, App>, screen: &str) {
     h.get_by_label(screen).click();
     h.step();

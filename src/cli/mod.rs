@@ -34,10 +34,18 @@ pub const DEFAULT_KEYS: &str = "assets/demo/keys.toml";
 
 /// persodesk: card personalization workstation. Without a command it opens the window.
 #[derive(Debug, Parser)]
-#[command(name = "persodesk", version, about)]
+#[command(
+    name = "persodesk",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// An order file to open the window on (instead of the demo orders).
+    #[arg(value_name = "FILE")]
+    file: Option<PathBuf>,
     /// The store: postgresql://… (shared), sqlite:PATH or a path [default: $PERSODESK_STORE,
     /// else the configuration's `store`, else persodesk.sqlite3 in the data directory;
     /// production: the configuration's, and this flag is refused].
@@ -161,7 +169,7 @@ pub fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     if cli.command.is_none() {
-        return crate::gui::run();
+        return crate::gui::run(cli.file);
     }
     init_logging();
     run(cli).into()

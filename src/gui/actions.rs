@@ -56,18 +56,20 @@ impl App {
         }
     }
 
-    /// Opens the file dialog on a thread; the chosen file is loaded when it returns.
+    /// Opens the file dialog on a thread, in the last file's folder; the chosen file is loaded
+    /// when it returns. When no dialog can open (no desktop portal, no zenity) or it fails at once,
+    /// the window says so and offers the path field ([`dialog_failed`](Self::dialog_failed)).
     pub fn open_file_dialog(&mut self) {
         if self.file_rx.is_some() {
             return;
         }
+        if let Err(why) = dialog_available() {
+            self.dialog_failed(why);
+            return;
+        }
         let (tx, rx) = channel();
         let waker = self.waker.clone();
-        let start = self
-            .last_file
-            .as_ref()
-            .and_then(|p| p.parent())
-            .map(PathBuf::from);
+        let start = self.start_folder();
         let spawned = std::thread::Builder::new()
             .name("persodesk-file-dialog".into())
             .spawn(move || {
@@ -77,12 +79,55 @@ impl App {
                 if let Some(dir) = start {
                     d = d.set_directory(dir);
                 }
-                let _ = tx.send(d.pick_file());
+                let opened = std::time::Instant::now();
+                let picked = d.pick_file();
+                // rfd reports "no dialog" as a cancel; nobody cancels within a quarter second.
+                let answer = match picked {
+                    None if opened.elapsed() < Duration::from_millis(250) => {
+                        Err("the system file dialog could not open".to_string())
+                    }
+                    other => Ok(other),
+                };
+                let _ = tx.send(answer);
                 waker.wake();
             });
         match spawned {
             Ok(_) => self.file_rx = Some(rx),
-            Err(e) => self.error(format!("cannot open the file dialog: {e}")),
+            Err(e) => self.dialog_failed(format!("cannot open the file dialog: {e}")),
+        }
+    }
+
+    /// The folder the file dialog and the path field start in: the last file's.
+    pub fn start_folder(&self) -> Option<PathBuf> {
+        self.last_file
+            .as_ref()
+            .and_then(|p| p.parent())
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(PathBuf::from)
+    }
+
+    /// The file dialog could not open: says why, and offers the path field, filled with the last
+    /// folder.
+    pub fn dialog_failed(&mut self, why: impl Into<String>) {
+        let why = format!("{}: type the file's path below", why.into());
+        self.error(why.clone());
+        self.dialog_error = Some(why);
+        self.show_path_field(true);
+    }
+
+    /// Shows (filled with the last folder) or closes the typed path field.
+    pub fn show_path_field(&mut self, on: bool) {
+        if !on {
+            self.path_field = None;
+            self.dialog_error = None;
+            return;
+        }
+        if self.path_field.is_none() {
+            let folder = self
+                .start_folder()
+                .map(|p| format!("{}{}", p.display(), std::path::MAIN_SEPARATOR))
+                .unwrap_or_default();
+            self.path_field = Some(folder);
         }
     }
 
@@ -93,7 +138,7 @@ impl App {
     }
 
     pub(super) fn refilter(&mut self) {
-        self.visible = self.filter.apply(&self.rows);
+        self.visible = self.filter.apply_tagged(&self.rows, &self.pan_tags);
     }
 
     /// Selects a row and prepares its preview in the background.
@@ -108,20 +153,64 @@ impl App {
         self.request_preview();
     }
 
-    pub(super) fn move_selection(&mut self, delta: i32) {
+    /// Moves the selection `delta` visible rows (clamped to the first and last), scrolling the
+    /// table to it.
+    pub fn move_selection(&mut self, delta: i32) {
         if self.visible.is_empty() {
             return;
         }
         let pos = self
             .selected
             .and_then(|s| self.visible.iter().position(|&v| v == s));
+        let last = self.visible.len() - 1;
+        let step = delta.unsigned_abs() as usize;
         let next = match pos {
+            None if delta < 0 => last,
             None => 0,
-            Some(p) if delta < 0 => p.saturating_sub(1),
-            Some(p) => (p + 1).min(self.visible.len() - 1),
+            Some(p) if delta < 0 => p.saturating_sub(step),
+            Some(p) => p.saturating_add(step).min(last),
         };
-        if let Some(&row) = self.visible.get(next) {
+        self.select_visible(next);
+    }
+
+    /// Moves the selection one page (the rows the table showed last frame) down or up.
+    pub fn move_page(&mut self, direction: i32) {
+        let page = i32::try_from(self.page_rows.max(1)).unwrap_or(i32::MAX);
+        self.move_selection(direction.signum().saturating_mul(page));
+    }
+
+    /// Selects the first or the last visible row.
+    pub fn move_to_end(&mut self, last: bool) {
+        if !self.visible.is_empty() {
+            self.select_visible(if last { self.visible.len() - 1 } else { 0 });
+        }
+    }
+
+    /// Selects the next visible order ready to personalize (CARD_PROD_READY), after the
+    /// selected one and wrapping around.
+    pub fn next_ready(&mut self) -> Result<(), String> {
+        let n = self.visible.len();
+        let pos = self
+            .selected
+            .and_then(|s| self.visible.iter().position(|&v| v == s));
+        let start = pos.map_or(0, |p| p + 1);
+        let found = (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&p| {
+                self.visible
+                    .get(p)
+                    .and_then(|&i| self.rows.get(i))
+                    .is_some_and(|r| r.status == Status::Ready)
+            })
+            .ok_or_else(|| "no order shown is CARD_PROD_READY".to_string())?;
+        self.select_visible(found);
+        Ok(())
+    }
+
+    fn select_visible(&mut self, pos: usize) {
+        if let Some(&row) = self.visible.get(pos) {
             self.select(row);
+            self.scroll_to_selected = true;
         }
     }
 
@@ -297,8 +386,7 @@ impl App {
     /// Shows or hides clear values of the previewed order (tester, test keys only).
     pub fn set_reveal(&mut self, on: bool) -> Result<(), String> {
         if !on {
-            self.preview.revealed = false;
-            self.preview.revealed_chip = None;
+            self.mask_again();
             return Ok(());
         }
         let who = self.session()?;
@@ -319,7 +407,17 @@ impl App {
         }
         self.preview.revealed_chip = Some(preview::ChipSection::of(&prepared.data, true));
         self.preview.revealed = true;
+        // Stamped with egui's clock by the next frame (`frame.rs`), which masks again after
+        // the timeout.
+        self.preview.revealed_at = None;
         Ok(())
+    }
+
+    /// Hides the clear values again.
+    pub fn mask_again(&mut self) {
+        self.preview.revealed = false;
+        self.preview.revealed_chip = None;
+        self.preview.revealed_at = None;
     }
 
     /// Starts personalizing a row on the worker (its preview must be ready): the role rules
@@ -570,6 +668,29 @@ impl App {
                 self.move_selection(d);
                 Ok(())
             }
+            Command::MovePage(d) => {
+                self.move_page(d);
+                Ok(())
+            }
+            Command::MoveToEnd(last) => {
+                self.move_to_end(last);
+                Ok(())
+            }
+            Command::NextReady => self.next_ready(),
+            Command::ToggleHelp => {
+                self.help_open = !self.help_open;
+                Ok(())
+            }
+            Command::ShowPathField(on) => {
+                self.show_path_field(on);
+                Ok(())
+            }
+            Command::PathTyped(text) => {
+                if self.path_field.is_some() {
+                    self.path_field = Some(text);
+                }
+                Ok(())
+            }
             Command::SetModel(i, m) => self.set_model(i, m),
             Command::Approve(i) => self.approve(i),
             Command::Reject(i, reason) => self.reject(i, &reason),
@@ -607,5 +728,21 @@ impl App {
         if let Err(e) = result {
             self.error(e);
         }
+    }
+}
+
+/// Can a system file dialog open here? On Linux rfd needs the desktop portal (a D-Bus session
+/// bus) or `zenity`; without both it returns "cancelled" and the user would see nothing.
+fn dialog_available() -> Result<(), String> {
+    if !cfg!(target_os = "linux") {
+        return Ok(());
+    }
+    let bus = std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some_and(|v| !v.is_empty());
+    let zenity = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("zenity").is_file()));
+    if bus || zenity {
+        Ok(())
+    } else {
+        Err("no system file dialog: no desktop portal (D-Bus session) and no zenity".into())
     }
 }

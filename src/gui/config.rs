@@ -44,6 +44,9 @@ pub(super) const SETTING_LAST_FILE: &str = "gui.last_file";
 pub(super) const SETTING_ENCODER: &str = "gui.encoder";
 pub(super) const SETTING_READER: &str = "gui.reader";
 
+/// How long revealed clear values stay on screen unless configured otherwise.
+pub const DEFAULT_REVEAL_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How the app starts.
 pub struct AppConfig {
     /// Products.
@@ -72,6 +75,10 @@ pub struct AppConfig {
     pub user: String,
     /// How long the operator has for each swipe.
     pub swipe_timeout: Duration,
+    /// How long a tester's revealed clear values stay on screen (default 60 s).
+    pub reveal_timeout: Duration,
+    /// An order file to open at start (`persodesk FILE`), instead of the demo orders.
+    pub open: Option<PathBuf>,
     /// Test or production (production: no demo data, no simulators, no reveal).
     pub mode: Mode,
     /// Who may work in which role (the configuration's `[roles]`; production needs it).
@@ -160,6 +167,8 @@ impl AppConfig {
                 .filter(|u| !u.is_empty())
                 .unwrap_or_else(|| "user".into()),
             swipe_timeout: Duration::from_secs(30),
+            reveal_timeout: DEFAULT_REVEAL_TIMEOUT,
+            open: None,
             mode: Mode::Test,
             roles: None,
         })
@@ -293,7 +302,14 @@ impl App {
             notice,
             last_file,
             mode: config.mode,
+            help_open: false,
+            path_field: None,
+            dialog_error: None,
             user: config.user,
+            scroll_to_selected: false,
+            page_rows: 20,
+            pan_tags: Vec::new(),
+            reveal_timeout: config.reveal_timeout,
             roles: config.roles,
             store,
             visible: Vec::new(),
@@ -315,8 +331,10 @@ impl App {
         if config.scan_devices {
             app.refresh_devices();
         }
-        if config.load_demo {
-            app.load(OrderSource::Demo);
+        match config.open {
+            Some(path) => app.load(OrderSource::File(path)),
+            None if config.load_demo => app.load(OrderSource::Demo),
+            None => {}
         }
         tracing::info!("workstation started");
         Ok(app)

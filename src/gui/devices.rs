@@ -453,7 +453,11 @@ impl DevicesState {
     pub fn ui(&self, ui: &mut egui::Ui, role: Option<Role>, cmds: &mut Vec<Command>) {
         ui.horizontal(|ui| {
             ui.heading("Devices");
-            if ui.button("Refresh").on_hover_text("F5").clicked() {
+            if ui
+                .button("Refresh")
+                .on_hover_text(super::Shortcut::RefreshDevices.hover())
+                .clicked()
+            {
                 cmds.push(Command::RefreshDevices);
             }
             if self.scanning {

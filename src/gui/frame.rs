@@ -6,20 +6,16 @@ use super::*;
 impl App {
     fn shortcuts(&self, ctx: &egui::Context, cmds: &mut Vec<Command>) {
         let no_focus = ctx.memory(|m| m.focused().is_none());
+        let table_keys = no_focus && self.screen == Screen::Orders;
         ctx.input_mut(|i| {
             for s in Shortcut::ALL {
+                if s.in_table() && !table_keys {
+                    continue;
+                }
                 if i.consume_shortcut(&s.keys())
                     && let Some(cmd) = s.command(self.selected)
                 {
                     cmds.push(cmd);
-                }
-            }
-            if no_focus && self.screen == Screen::Orders {
-                if i.consume_key(egui::Modifiers::NONE, egui::Key::ArrowDown) {
-                    cmds.push(Command::MoveSelection(1));
-                }
-                if i.consume_key(egui::Modifiers::NONE, egui::Key::ArrowUp) {
-                    cmds.push(Command::MoveSelection(-1));
                 }
             }
             for f in &i.raw.dropped_files {
@@ -29,6 +25,45 @@ impl App {
                 }
             }
         });
+    }
+
+    /// The F1 sheet: every shortcut, read from [`Shortcut::ALL`].
+    fn help_window(&mut self, ctx: &egui::Context) {
+        let mut open = self.help_open;
+        egui::Window::new("Keyboard shortcuts")
+            .open(&mut open)
+            .collapsible(false)
+            .resizable(false)
+            .show(ctx, |ui| {
+                egui::Grid::new("shortcut-sheet")
+                    .num_columns(2)
+                    .striped(true)
+                    .show(ui, |ui| {
+                        for s in Shortcut::ALL {
+                            ui.monospace(s.text());
+                            ui.label(s.label());
+                            ui.end_row();
+                        }
+                    });
+            });
+        self.help_open = open && self.help_open;
+    }
+
+    /// Masks revealed clear values again once the configured time has passed (egui's clock),
+    /// and keeps the banner's countdown ticking.
+    fn reveal_timer(&mut self, ctx: &egui::Context) {
+        if !self.preview.revealed {
+            return;
+        }
+        let now = ctx.input(|i| i.time);
+        let at = *self.preview.revealed_at.get_or_insert(now);
+        let left = self.reveal_timeout.as_secs_f64() - (now - at);
+        if left <= 0.0 {
+            self.mask_again();
+            self.info("Clear values masked again (time out)");
+        } else {
+            ctx.request_repaint_after(Duration::from_secs_f64(left.min(1.0)));
+        }
     }
 
     fn role_choice(ui: &mut egui::Ui, user: &str, cmds: &mut Vec<Command>) {
@@ -69,6 +104,7 @@ impl App {
         if let Some(p) = &self.pool {
             p.set_idle(!self.busy());
         }
+        self.reveal_timer(&ctx);
         let mut cmds = Vec::new();
         if self.session.is_some() {
             self.shortcuts(&ctx, &mut cmds);
@@ -77,6 +113,10 @@ impl App {
         self.top_bar(ui, &mut cmds);
         self.status_bar(ui);
         self.screen_ui(ui, &mut cmds);
+        if self.help_open {
+            self.help_window(&ctx);
+        }
+        self.scroll_to_selected = false;
 
         for cmd in cmds {
             self.apply(cmd);
@@ -121,39 +161,44 @@ impl App {
         });
     }
 
-    /// The status bar: the notice, the encoder, the store.
+    /// The status bar: the encoder and the store on the right, laid out first so that the
+    /// notice, on the left, gets only the room that is left and is cut with `…` there (the full
+    /// text on hover) instead of overprinting them.
     fn status_bar(&self, ui: &mut egui::Ui) {
         egui::Panel::bottom("status-bar").show(ui, |ui| {
-            ui.horizontal(|ui| {
-                match &self.notice {
-                    Some(n) if n.error => {
-                        ui.colored_label(ui.visuals().error_fg_color, &n.text);
-                    }
-                    Some(n) => {
-                        ui.label(&n.text);
-                    }
-                    None => {
-                        ui.label("Ready");
-                    }
-                }
-                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                    counter::ui(ui, self.counter.as_ref());
-                    let encoder = match &self.devices.encoder {
-                        Some(EncoderChoice::Simulated) => "encoder: simulated".to_string(),
-                        Some(EncoderChoice::Port(p)) => format!("encoder: {p}"),
-                        _ => "encoder: none".to_string(),
-                    };
-                    ui.label(encoder);
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                let encoder = match &self.devices.encoder {
+                    Some(EncoderChoice::Simulated) => "encoder: simulated".to_string(),
+                    Some(EncoderChoice::Port(p)) => format!("encoder: {p}"),
+                    _ => "encoder: none".to_string(),
+                };
+                let store = match &self.store {
+                    Some(s) => format!("store: {}", s.path().display()),
+                    None => "store: memory only".into(),
+                };
+                ui.add(egui::Label::new(&store).truncate())
+                    .on_hover_text(&store);
+                ui.separator();
+                if let Some(p) = &self.pool {
+                    ui.label(p.status())
+                        .on_hover_text("ICC key pairs left in the store's pool (DDA/CDA)");
                     ui.separator();
-                    if let Some(p) = &self.pool {
-                        ui.label(p.status())
-                            .on_hover_text("ICC key pairs left in the store's pool (DDA/CDA)");
-                        ui.separator();
+                }
+                ui.label(encoder);
+                ui.separator();
+                counter::ui(ui, self.counter.as_ref());
+                ui.with_layout(egui::Layout::left_to_right(egui::Align::Center), |ui| {
+                    let (text, colour) = match &self.notice {
+                        Some(n) if n.error => (n.text.as_str(), Some(ui.visuals().error_fg_color)),
+                        Some(n) => (n.text.as_str(), None),
+                        None => ("Ready", None),
+                    };
+                    let mut rich = egui::RichText::new(text);
+                    if let Some(c) = colour {
+                        rich = rich.color(c);
                     }
-                    ui.label(match &self.store {
-                        Some(s) => format!("store: {}", s.path().display()),
-                        None => "store: memory only".into(),
-                    });
+                    ui.add(egui::Label::new(rich).truncate())
+                        .on_hover_text(text);
                 });
             });
         });
@@ -174,16 +219,17 @@ impl App {
                     .min_size(380.0)
                     .max_size(780.0)
                     .show(ui, |ui| {
-                        ui.set_min_width(600.0);
-                        egui::ScrollArea::both()
+                        egui::ScrollArea::vertical()
                             .id_salt("preview-scroll")
                             .show(ui, |ui| preview::ui(self, &mut preview, ui, cmds));
                     });
                 self.preview = preview;
                 let mut filter = self.filter.clone();
-                egui::CentralPanel::default()
-                    .show(ui, |ui| orders::ui(self, &mut filter, ui, cmds));
+                let page = egui::CentralPanel::default()
+                    .show(ui, |ui| orders::ui(self, &mut filter, ui, cmds))
+                    .inner;
                 self.filter = filter;
+                self.page_rows = page;
             }
             (Some(s), Screen::Devices) => {
                 let role = Some(s.role);

@@ -13,6 +13,7 @@
 //! its in-process reader.
 
 pub mod actions;
+pub mod card_picture;
 pub mod channel;
 pub mod commands;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod frame;
 pub mod live;
 pub mod log;
 pub mod orders;
+pub mod pan_search;
 pub mod personalize;
 pub mod poll;
 pub mod pool;
@@ -140,7 +142,17 @@ pub struct App {
     pub last_file: Option<PathBuf>,
     /// Test or production.
     pub mode: Mode,
+    /// The F1 shortcut sheet is shown.
+    pub help_open: bool,
+    /// The typed order file path, while its field is shown.
+    pub path_field: Option<String>,
+    /// Why the system file dialog could not open (shown above the path field).
+    pub dialog_error: Option<String>,
     user: String,
+    scroll_to_selected: bool,
+    page_rows: usize,
+    pan_tags: Vec<Option<pan_search::PanTag>>,
+    reveal_timeout: Duration,
     roles: Option<Roles>,
     store: Option<Store>,
     visible: Vec<usize>,
@@ -151,7 +163,7 @@ pub struct App {
     prep_rx: Receiver<PrepMsg>,
     dev_tx: Sender<()>,
     dev_rx: Receiver<DeviceScan>,
-    file_rx: Option<Receiver<Option<PathBuf>>>,
+    file_rx: Option<Receiver<Result<Option<PathBuf>, String>>>,
     waker: Waker,
     keys: Arc<LoadedKeys>,
     channel_override: ChannelOverride,
@@ -195,6 +207,19 @@ impl App {
     /// The store, if open.
     pub fn store(&self) -> Option<&Store> {
         self.store.as_ref()
+    }
+
+    /// How long clear values stay on screen before they are masked again.
+    pub fn reveal_timeout(&self) -> Duration {
+        self.reveal_timeout
+    }
+
+    /// Whole seconds left before clear values shown since `revealed_at` (egui time) are masked
+    /// again (None: not stamped yet).
+    pub fn reveal_left(&self, ctx: &egui::Context, revealed_at: Option<f64>) -> Option<u64> {
+        let at = revealed_at?;
+        let left = self.reveal_timeout.as_secs_f64() - (ctx.input(|i| i.time) - at);
+        Some(left.max(0.0).ceil() as u64)
     }
 
     /// Indices of the rows the filter lets through.
@@ -282,12 +307,13 @@ fn style(ctx: &egui::Context) {
     });
 }
 
-/// Opens the window on the embedded defaults. Returns the process exit code.
-pub fn run() -> ExitCode {
+/// Opens the window on the embedded defaults, on the order file `open` when given (`persodesk
+/// FILE`). Returns the process exit code.
+pub fn run(open: Option<PathBuf>) -> ExitCode {
     let logs = LogBuffer::default();
     init_tracing(&logs);
     let config = match AppConfig::for_machine() {
-        Ok(c) => c,
+        Ok(c) => AppConfig { open, ..c },
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);

@@ -551,7 +551,11 @@ impl PersoState {
                 ui.label(format!("Encoder: {h}"));
             }
             self.progress.swipe_ui(ui);
-            if ui.button("Cancel").on_hover_text("Esc").clicked() {
+            if ui
+                .button("Cancel")
+                .on_hover_text(super::Shortcut::Cancel.hover())
+                .clicked()
+            {
                 cmds.push(Command::CancelPerso);
             }
             progress::dgi_list_ui(ui, &self.progress.dgis);

@@ -25,18 +25,7 @@ impl App {
             self.devices.scanning = false;
             self.devices.scan = Some(scan);
         }
-        if let Some(rx) = &self.file_rx {
-            match rx.try_recv() {
-                Ok(choice) => {
-                    self.file_rx = None;
-                    if let Some(path) = choice {
-                        self.load(OrderSource::File(path));
-                    }
-                }
-                Err(TryRecvError::Empty) => {}
-                Err(TryRecvError::Disconnected) => self.file_rx = None,
-            }
-        }
+        self.poll_file_dialog();
         if let Some(live) = &self.live
             && let Some(states) = live.latest()
         {
@@ -77,6 +66,27 @@ impl App {
         }
     }
 
+    /// The file dialog's answer: a file to load, nothing (closed), or why it could not open, in
+    /// which case the path field is offered.
+    fn poll_file_dialog(&mut self) {
+        let Some(rx) = &self.file_rx else {
+            return;
+        };
+        let answer = match rx.try_recv() {
+            Ok(a) => a,
+            Err(TryRecvError::Empty) => return,
+            Err(TryRecvError::Disconnected) => {
+                Err("the file dialog stopped without an answer".to_string())
+            }
+        };
+        self.file_rx = None;
+        match answer {
+            Ok(Some(path)) => self.load(OrderSource::File(path)),
+            Ok(None) => {}
+            Err(why) => self.dialog_failed(why),
+        }
+    }
+
     /// Takes the statuses other stations wrote into the shared store.
     fn apply_live(&mut self, states: &std::collections::HashMap<String, crate::store::OrderState>) {
         let mut changed = false;
@@ -110,12 +120,14 @@ impl App {
                 generation,
                 source,
                 rows,
+                pan_tags,
                 store_error,
             } if generation == self.generation => {
                 self.loading = None;
                 let n = rows.len();
                 let exceptions = rows.iter().filter(|r| !r.errors.is_empty()).count();
                 self.rows = rows;
+                self.pan_tags = pan_tags;
                 self.selected = None;
                 self.preview = PreviewState::default();
                 self.refilter();

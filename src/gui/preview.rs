@@ -8,6 +8,7 @@
 use crate::domain::chip::ChipData;
 use crate::domain::chip::ChipModel;
 use crate::domain::chip::preview::{DgiPreview, TlvNode, is_secret_dgi, preview};
+use crate::domain::finding::Finding;
 use crate::domain::prepare::PersoData;
 use crate::domain::review::{self, OrderFacts, Role};
 use crate::domain::track::TrackNo;
@@ -103,13 +104,16 @@ pub struct PreviewState {
     /// The prepared data (None while preparing or on error).
     pub prepared: Option<Box<Prepared>>,
     /// Preparation errors of the shown row.
-    pub errors: Vec<crate::domain::finding::Finding>,
+    pub errors: Vec<Finding>,
     /// A preview job is out.
     pub pending: bool,
     /// Clear values are shown (tester, test keys only).
     pub revealed: bool,
     /// The chip section with clear values, while revealed.
     pub revealed_chip: Option<ChipSection>,
+    /// When the clear values were shown (egui time, seconds); they are masked again after the
+    /// configured timeout.
+    pub revealed_at: Option<f64>,
     /// The supervisor's rejection reason being typed.
     pub reject_reason: String,
 }
@@ -203,7 +207,11 @@ pub fn ui(app: &App, state: &mut PreviewState, ui: &mut egui::Ui, cmds: &mut Vec
         ui.label("Select an order to see its masked preview.");
         return;
     };
+    if state.revealed {
+        reveal_banner(ui, app.reveal_left(ui.ctx(), state.revealed_at));
+    }
     head_ui(ui, row);
+    findings_ui(ui, state, row);
     ui.separator();
     model_ui(ui, index, row, cmds);
     ui.separator();
@@ -218,9 +226,37 @@ pub fn ui(app: &App, state: &mut PreviewState, ui: &mut egui::Ui, cmds: &mut Vec
         });
     }
     if let Some(p) = &state.prepared {
+        egui::CollapsingHeader::new("Card picture")
+            .default_open(true)
+            .show(ui, |ui| {
+                super::card_picture::ui(ui, &super::card_picture::CardPicture::of(row, p));
+            });
         prepared_ui(ui, state, p);
     }
-    findings_ui(ui, state, row);
+}
+
+/// The red banner shown while clear values are on screen, with the seconds left.
+fn reveal_banner(ui: &mut egui::Ui, left: Option<u64>) {
+    let text = match left {
+        Some(s) => format!(
+            "CLEAR VALUES SHOWN (test keys): masked again in {s} s or when the selection changes"
+        ),
+        None => "CLEAR VALUES SHOWN (test keys): masked again when the selection changes".into(),
+    };
+    egui::Frame::new()
+        .fill(egui::Color32::from_rgb(170, 20, 20))
+        .inner_margin(6.0)
+        .show(ui, |ui| {
+            ui.set_width(ui.available_width());
+            ui.add(
+                egui::Label::new(
+                    egui::RichText::new(text)
+                        .strong()
+                        .color(egui::Color32::WHITE),
+                )
+                .wrap(),
+            );
+        });
 }
 
 /// The order's id, product, masked PAN, status and approval.
@@ -285,41 +321,38 @@ fn prepared_ui(ui: &mut egui::Ui, state: &PreviewState, p: &Prepared) {
     } else {
         "Magnetic stripe (masked)"
     });
-    egui::Grid::new("preview-tracks")
-        .num_columns(3)
-        .striped(true)
-        .show(ui, |ui| {
-            for no in [TrackNo::T1, TrackNo::T2, TrackNo::T3] {
-                let Some(t) = p.data.tracks.get(no) else {
-                    continue;
-                };
-                ui.label(format!("Track {}", no.number()));
-                if state.revealed {
-                    ui.monospace(t.reveal());
-                } else {
-                    ui.monospace(t.masked());
-                }
-                ui.label(p.data.sources.get(no.key()).map_or("", String::as_str));
-                ui.end_row();
-            }
-            for (k, v) in p
-                .data
-                .sources
-                .iter()
-                .filter(|(k, _)| !k.starts_with("track") && k.as_str() != "chip")
-            {
-                ui.label(k);
-                ui.monospace("***");
-                ui.label(v);
-                ui.end_row();
-            }
-        });
+    // Rows that wrap to the panel's width (a grid would widen the panel instead).
+    for no in [TrackNo::T1, TrackNo::T2, TrackNo::T3] {
+        let Some(t) = p.data.tracks.get(no) else {
+            continue;
+        };
+        let text = if state.revealed {
+            t.reveal().to_string()
+        } else {
+            t.masked()
+        };
+        let source = p.data.sources.get(no.key()).map_or("", String::as_str);
+        value_row(ui, &format!("Track {}", no.number()), text, source);
+    }
+    for (k, v) in p
+        .data
+        .sources
+        .iter()
+        .filter(|(k, _)| !k.starts_with("track") && k.as_str() != "chip")
+    {
+        value_row(ui, k, value_text(&p.data, k, state.revealed), v);
+    }
     if !p.data.keys_used.is_empty() {
         ui.horizontal_wrapped(|ui| {
             ui.label("Keys:");
             for k in &p.data.keys_used {
                 let test = if k.test { " test" } else { "" };
-                ui.monospace(format!("{} KCV {}{test}", k.key, k.kcv));
+                ui.add(
+                    egui::Label::new(
+                        egui::RichText::new(format!("{} KCV {}{test}", k.key, k.kcv)).monospace(),
+                    )
+                    .wrap(),
+                );
             }
         });
     }
@@ -332,26 +365,91 @@ fn prepared_ui(ui: &mut egui::Ui, state: &PreviewState, p: &Prepared) {
         });
 }
 
-/// The errors and warnings of the order and its preparation.
-fn findings_ui(ui: &mut egui::Ui, state: &PreviewState, row: &OrderRow) {
-    let findings_errors = if state.errors.is_empty() {
+/// One value of the preview: its name, the value (monospace) and where it came from, wrapped.
+fn value_row(ui: &mut egui::Ui, name: &str, value: String, source: &str) {
+    ui.horizontal_wrapped(|ui| {
+        ui.label(name);
+        ui.add(egui::Label::new(egui::RichText::new(value).monospace()).wrap());
+        ui.add(egui::Label::new(egui::RichText::new(source).weak()).wrap());
+    });
+}
+
+/// Findings with identical field path and rule merged, in first-seen order, each with how many
+/// times it was reported.
+pub fn merged(findings: &[Finding]) -> Vec<(&Finding, usize)> {
+    let mut out: Vec<(&Finding, usize)> = Vec::new();
+    for f in findings {
+        match out.iter_mut().find(|(g, _)| *g == f) {
+            Some((_, n)) => *n += 1,
+            None => out.push((f, 1)),
+        }
+    }
+    out
+}
+
+/// The errors and the warnings shown for `row`: the preview's when it was prepared, else the load's.
+pub fn findings_of<'a>(
+    state: &'a PreviewState,
+    row: &'a OrderRow,
+) -> (&'a [Finding], &'a [Finding]) {
+    let errors = if state.errors.is_empty() {
         &row.errors
     } else {
         &state.errors
     };
-    if !findings_errors.is_empty() || !row.warnings.is_empty() {
-        ui.separator();
-        ui.strong("Findings");
-        for f in findings_errors {
-            ui.colored_label(ui.visuals().error_fg_color, format!("error  {f}"));
-        }
-        let warnings = state
-            .prepared
-            .as_ref()
-            .map_or(&row.warnings, |p| &p.warnings);
-        for f in warnings {
-            ui.colored_label(ui.visuals().warn_fg_color, format!("warning  {f}"));
-        }
+    let warnings = state
+        .prepared
+        .as_ref()
+        .map_or(&row.warnings, |p| &p.warnings);
+    (errors, warnings)
+}
+
+/// The errors and warnings of the order and its preparation, at the top, counted and merged.
+fn findings_ui(ui: &mut egui::Ui, state: &PreviewState, row: &OrderRow) {
+    let (errors, warnings) = findings_of(state, row);
+    let (errors, warnings) = (merged(errors), merged(warnings));
+    if errors.is_empty() && warnings.is_empty() {
+        return;
+    }
+    ui.separator();
+    ui.strong(format!(
+        "Findings: {} error{}, {} warning{}",
+        errors.len(),
+        if errors.len() == 1 { "" } else { "s" },
+        warnings.len(),
+        if warnings.len() == 1 { "" } else { "s" }
+    ));
+    let (red, amber) = (ui.visuals().error_fg_color, ui.visuals().warn_fg_color);
+    let lines = errors
+        .iter()
+        .map(|e| ("error", red, e))
+        .chain(warnings.iter().map(|w| ("warning", amber, w)));
+    for (kind, colour, (f, n)) in lines {
+        let times = if *n > 1 {
+            format!(" (reported {n} times)")
+        } else {
+            String::new()
+        };
+        ui.add(
+            egui::Label::new(egui::RichText::new(format!("{kind}  {f}{times}")).color(colour))
+                .wrap(),
+        );
+    }
+}
+
+/// What a value row shows: the clear value while revealed (CVV1 and PVV; the iCVV is in the
+/// chip data), `***` otherwise; a PIN block never.
+fn value_text(data: &PersoData, key: &str, revealed: bool) -> String {
+    let clear = match key {
+        "pin" => return "PIN block: never shown".into(),
+        "cvv1" => data.cvv1.as_ref().map(|c| c.reveal().to_string()),
+        "pvv" => data.pvv.as_ref().map(|c| c.reveal().to_string()),
+        _ if revealed => return "clear in the chip data below".into(),
+        _ => None,
+    };
+    match clear {
+        Some(c) if revealed => c,
+        _ => "***".into(),
     }
 }
 
@@ -373,7 +471,7 @@ fn actions(
                     allowed.is_ok() && row.status == crate::domain::status::Status::DataPrepared,
                     egui::Button::new("Approve"),
                 )
-                .on_hover_text("Ctrl+Shift+A");
+                .on_hover_text(super::Shortcut::Approve.hover());
             if approve.clicked() {
                 cmds.push(Command::Approve(index));
             }
@@ -406,7 +504,7 @@ fn actions(
                     allowed.is_ok() && !busy && ready,
                     egui::Button::new("Personalize this card"),
                 )
-                .on_hover_text("Ctrl+P");
+                .on_hover_text(super::Shortcut::Personalize.hover());
             if b.clicked() {
                 cmds.push(Command::Personalize(index));
             }

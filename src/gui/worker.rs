@@ -26,6 +26,7 @@ use crate::keys::LoadedKeys;
 use crate::keys::pool::KeyPools;
 use crate::store::Store;
 
+use super::pan_search::PanTag;
 use super::preview::ChipSection;
 
 /// The demo orders, embedded so that the app starts from any directory.
@@ -153,6 +154,8 @@ pub enum PrepMsg {
         source: OrderSource,
         /// Every order.
         rows: Vec<OrderRow>,
+        /// Each order's PAN tag, for the full-PAN search (`pan_tags[i]` for `rows[i]`).
+        pan_tags: Vec<Option<PanTag>>,
         /// The store could not record the statuses (they are shown, not kept).
         store_error: Option<String>,
     },
@@ -274,6 +277,7 @@ impl Worker {
                         generation,
                         source,
                         rows,
+                        pan_tags: self.pan_tags(),
                         store_error,
                     },
                     Err(error) => {
@@ -347,6 +351,19 @@ impl Worker {
             "orders loaded"
         );
         Ok((rows, store_error))
+    }
+
+    /// The PAN tag of every loaded order (None where the order did not parse).
+    fn pan_tags(&self) -> Vec<Option<PanTag>> {
+        self.entries
+            .iter()
+            .map(|e| {
+                e.outcome
+                    .as_ref()
+                    .ok()
+                    .and_then(|o| PanTag::of(o.pan.reveal()))
+            })
+            .collect()
     }
 
     fn row(&self, entry: &OrderEntry) -> OrderRow {

@@ -48,6 +48,8 @@ pub fn config(dir: &TempDir, load_demo: bool) -> AppConfig {
         scan_devices: false,
         user: "alice".into(),
         swipe_timeout: Duration::from_secs(5),
+        reveal_timeout: persodesk::gui::config::DEFAULT_REVEAL_TIMEOUT,
+        open: None,
         mode: persodesk::config::Mode::Test,
         roles: None,
     }

@@ -19,7 +19,7 @@ use super::chip::keys::{ChipKeys, IccKeySource};
 use super::chip::model1::PrepDate;
 use super::chip::{ChipData, ChipModel, ChipProfile, ChipProfiles};
 use super::envelope::{EnvelopeKeys, EnvelopeSettings};
-use super::fields::EncodedName;
+use super::fields::{Cvv, EncodedName, Pvv};
 use super::finding::Finding;
 use super::keystore::{KeyInfo, KeyRef};
 use super::order::Order;
@@ -48,6 +48,10 @@ pub struct PersoData {
     pub warnings: Vec<Finding>,
     /// Chip data (Model 1 or Model 2), when the card has a chip and it was prepared.
     pub chip: Option<ChipData>,
+    /// The CVV1 injected into the tracks, if any (kept for a tester's reveal; masked in Debug).
+    pub cvv1: Option<Cvv>,
+    /// The PVV injected into the tracks, if any (kept for a tester's reveal; masked in Debug).
+    pub pvv: Option<Pvv>,
 }
 
 impl PersoData {

@@ -186,6 +186,8 @@ pub fn prepare_tracks(
         keys_used: w.keys_used,
         warnings: Vec::new(),
         chip: None,
+        cvv1: w.cvv,
+        pvv: w.pvv,
     })
 }
 

@@ -221,12 +221,24 @@ impl App {
                     .show(ui, |ui| {
                         egui::ScrollArea::vertical()
                             .id_salt("preview-scroll")
-                            .show(ui, |ui| preview::ui(self, &mut preview, ui, cmds));
+                            .auto_shrink([false, true])
+                            .show(ui, |ui| {
+                                // Every text wraps at the panel's width: a long line (a card
+                                // check's reason, a DGI's value) must not widen the panel.
+                                ui.style_mut().wrap_mode = Some(egui::TextWrapMode::Wrap);
+                                preview::ui(self, &mut preview, ui, cmds)
+                            });
                     });
                 self.preview = preview;
                 let mut filter = self.filter.clone();
                 let page = egui::CentralPanel::default()
-                    .show(ui, |ui| orders::ui(self, &mut filter, ui, cmds))
+                    .show(ui, |ui| {
+                        // The table never reaches into the preview: what does not fit is cut
+                        // here, so it can neither cover nor take the clicks of the preview's
+                        // buttons (its first columns, order, PAN and status, stay visible).
+                        ui.set_clip_rect(ui.max_rect().intersect(ui.clip_rect()));
+                        orders::ui(self, &mut filter, ui, cmds)
+                    })
                     .inner;
                 self.filter = filter;
                 self.page_rows = page;

@@ -399,3 +399,37 @@ fn the_card_picture_shows_the_embossing_the_stripe_and_the_chip_masked() {
     assert!(has(&h, "T1 %B541333******2345^DOE/ALICE^2906"));
     assert!(!has(&h, "5413330089012345"));
 }
+
+#[test]
+fn a_long_reason_wraps_in_the_preview_and_the_table_never_takes_its_clicks() {
+    // What made a second Personalize click after a card check refusal vanish: the refusal's
+    // long reason widened the preview, the table overflowed under it and took the click.
+    let dir = TempDir::new("long-reason");
+    let mut h = signed_in(&dir, "tester", true);
+    let long = format!(
+        "card check: {}insert a fresh card",
+        "the card is already personalized, nothing was written; ".repeat(8)
+    );
+    let i = h.state().row_by_id("DEMO-MC-0001").expect("row").0;
+    h.state_mut().rows[i].reason = Some(long.clone());
+    select(&mut h, "DEMO-MC-0001");
+    h.step();
+    h.step();
+    let reason = h.get_by_label(&long).rect();
+    assert!(reason.right() <= 1400.0, "the reason runs off: {reason:?}");
+    let heading = h.get_by_label("Order DEMO-MC-0001").rect();
+    let button = h.get_by_label("Personalize this card").rect();
+    assert!(
+        heading.left() > 1400.0 - 780.0 && button.left() >= heading.left(),
+        "the preview grew: heading {heading:?}, button {button:?}"
+    );
+    h.get_by_label("Personalize this card").click();
+    h.step();
+    assert!(
+        h.state().perso.is_running() || h.state().perso.last.is_some(),
+        "the click did not start a run; notice {:?}",
+        h.state().notice.as_ref().map(|n| n.text.clone())
+    );
+    wait(&mut h, "the personalization", |a| !a.perso.is_running());
+    assert_eq!(status_of(&h, "DEMO-MC-0001"), Status::Done);
+}

@@ -15,6 +15,7 @@
 //! keys = "/etc/persodesk/keys.toml"        # the key store (production: the only one used)
 //! profiles = "/etc/persodesk/profiles"     # products/ and chip/ (production: the only ones)
 //! store = "postgresql://persodesk@db.bureau/persodesk"  # optional: the shared store
+//! reveal_timeout = 60                      # optional: seconds a tester's clear values stay shown
 //!
 //! [roles]                                  # operating-system accounts per role
 //! operator = ["alice", "bob"]
@@ -74,7 +75,13 @@ pub struct Config {
     /// The shared store (`postgresql://…`, `sqlite:PATH` or a path); `None`: the workstation's
     /// SQLite file in the data directory ([`crate::store::StoreLocation`]).
     pub store: Option<String>,
+    /// How long a tester's revealed clear values stay on the window before they are masked
+    /// again (`reveal_timeout`, whole seconds, 5 to 600); `None`: the window's default (60 s).
+    pub reveal_timeout: Option<std::time::Duration>,
 }
+
+/// The shortest and longest `reveal_timeout` accepted, in seconds.
+pub const REVEAL_TIMEOUT_RANGE: std::ops::RangeInclusive<i64> = 5..=600;
 
 /// Reads the file's text: a regular file (checked before opening, and opened non-blocking so a
 /// FIFO swapped in cannot hang the process), at most 64 KiB.
@@ -124,12 +131,10 @@ pub fn parse(file: &str, text: &str) -> Result<Config, String> {
         Some(toml::Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
         Some(_) => Err(format!("{file}: {key}: must be a non-empty string")),
     };
-    if let Some(k) = table
-        .keys()
-        .find(|k| !["mode", "keys", "profiles", "roles", "store"].contains(&k.as_str()))
-    {
+    if let Some(k) = table.keys().find(|k| !KNOWN_KEYS.contains(&k.as_str())) {
         return Err(format!(
-            "{file}: {k}: unknown key (known: mode, keys, profiles, roles, store)"
+            "{file}: {k}: unknown key (known: {})",
+            KNOWN_KEYS.join(", ")
         ));
     }
     let mode = match string("mode")? {
@@ -152,6 +157,7 @@ pub fn parse(file: &str, text: &str) -> Result<Config, String> {
         profiles: string("profiles")?.map(PathBuf::from),
         roles,
         store: string("store")?,
+        reveal_timeout: reveal_timeout(file, table.get("reveal_timeout"))?,
     };
     if mode == Mode::Production {
         for (key, missing) in [
@@ -167,6 +173,33 @@ pub fn parse(file: &str, text: &str) -> Result<Config, String> {
         }
     }
     Ok(config)
+}
+
+/// The keys a configuration file may have.
+const KNOWN_KEYS: [&str; 6] = [
+    "mode",
+    "keys",
+    "profiles",
+    "roles",
+    "store",
+    "reveal_timeout",
+];
+
+/// `reveal_timeout`: whole seconds in [`REVEAL_TIMEOUT_RANGE`].
+fn reveal_timeout(
+    file: &str,
+    value: Option<&toml::Value>,
+) -> Result<Option<std::time::Duration>, String> {
+    let (lo, hi) = (REVEAL_TIMEOUT_RANGE.start(), REVEAL_TIMEOUT_RANGE.end());
+    match value {
+        None => Ok(None),
+        Some(toml::Value::Integer(s)) if REVEAL_TIMEOUT_RANGE.contains(s) => {
+            Ok(Some(std::time::Duration::from_secs(s.unsigned_abs())))
+        }
+        Some(_) => Err(format!(
+            "{file}: reveal_timeout: must be whole seconds from {lo} to {hi}"
+        )),
+    }
 }
 
 fn parse_roles(file: &str, t: &toml::Table) -> Result<Roles, String> {
@@ -253,6 +286,20 @@ mod tests {
                 .contains("mood: unknown key")
         );
         assert!(read_mode(&dir.join("missing.toml")).is_err());
+        std::fs::write(&f, "mode = \"test\"\nreveal_timeout = 15\n").expect("write");
+        assert_eq!(
+            read(&f).expect("config").reveal_timeout,
+            Some(std::time::Duration::from_secs(15))
+        );
+        for bad in ["0", "4", "601", "\"60\"", "1.5"] {
+            std::fs::write(&f, format!("mode = \"test\"\nreveal_timeout = {bad}\n"))
+                .expect("write");
+            let e = read(&f).expect_err(bad);
+            assert!(
+                e.contains("reveal_timeout: must be whole seconds from 5 to 600"),
+                "{bad}: {e}"
+            );
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 

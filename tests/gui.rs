@@ -699,6 +699,7 @@ fn production_needs_a_configured_key_store_without_test_keys() {
         profiles: None,
         roles: Some(Default::default()),
         store: None,
+        reveal_timeout: None,
     };
     let e = AppConfig::production(&none).expect_err("no key store");
     assert!(e.contains("names no key store"), "{e}");
@@ -709,6 +710,7 @@ fn production_needs_a_configured_key_store_without_test_keys() {
         profiles: Some(root.join("profiles")),
         roles: Some(Default::default()),
         store: None,
+        reveal_timeout: None,
     };
     let e = AppConfig::production(&demo).expect_err("demo keys");
     assert!(

@@ -207,7 +207,7 @@ impl AppConfig {
     /// The configuration for this machine's mode ([`crate::config`]).
     pub fn for_machine() -> Result<AppConfig, String> {
         let config = crate::config::load()?;
-        match config.mode {
+        let configured = match config.mode {
             Mode::Test => AppConfig::embedded().map(|mut c| {
                 c.roles = config.roles.clone();
                 if let Some(configured) = config.store.as_deref()
@@ -220,7 +220,11 @@ impl AppConfig {
                 c
             }),
             Mode::Production => AppConfig::production(&config),
-        }
+        };
+        configured.map(|c| AppConfig {
+            reveal_timeout: config.reveal_timeout.unwrap_or(c.reveal_timeout),
+            ..c
+        })
     }
 }
 

@@ -499,3 +499,26 @@ fn validate(file: &Path, profiles: &Path, keys: Option<&Path>) -> Exit {
         Exit::Invalid
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `persodesk FILE` opens the window on FILE; a command is still a command, and a file
+    /// given with a command is refused rather than ignored.
+    #[test]
+    fn a_file_without_a_command_opens_the_window_on_it() {
+        let cli = Cli::try_parse_from(["persodesk", "orders.jsonl"]).expect("parse");
+        assert!(cli.command.is_none());
+        assert_eq!(
+            cli.file.as_deref(),
+            Some(std::path::Path::new("orders.jsonl"))
+        );
+        let cli = Cli::try_parse_from(["persodesk", "readers"]).expect("parse");
+        assert!(matches!(cli.command, Some(Command::Readers)));
+        assert!(cli.file.is_none());
+        let cli = Cli::try_parse_from(["persodesk"]).expect("parse");
+        assert!(cli.command.is_none() && cli.file.is_none());
+        assert!(Cli::try_parse_from(["persodesk", "orders.jsonl", "readers"]).is_err());
+    }
+}

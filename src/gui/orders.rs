@@ -279,3 +279,26 @@ fn table_ui(app: &App, ui: &mut egui::Ui, cmds: &mut Vec<Command>) -> usize {
         });
     page
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Statuses in colour: failures in the theme's error colour, the waiting ones in its warning
+    /// colour, ready, running and done each in a colour of their own.
+    #[test]
+    fn statuses_are_coloured_by_what_they_ask_of_the_operator() {
+        for v in [egui::Visuals::dark(), egui::Visuals::light()] {
+            let c = |s| status_colour(s, &v);
+            assert_eq!(c(Status::Failed), v.error_fg_color);
+            assert_eq!(c(Status::DataException), v.error_fg_color);
+            assert_eq!(c(Status::Requested), v.warn_fg_color);
+            assert_eq!(c(Status::DataPrepared), v.warn_fg_color);
+            let own = [c(Status::Ready), c(Status::Ongoing), c(Status::Done)];
+            for (i, a) in own.iter().enumerate() {
+                assert!(*a != v.error_fg_color && *a != v.warn_fg_color, "{a:?}");
+                assert!(own[i + 1..].iter().all(|b| b != a), "{own:?}");
+            }
+        }
+    }
+}

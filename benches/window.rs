@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable as _;
 use persodesk::domain::chip::ChipModel;
 use persodesk::domain::prepare::AllowedModels;
 use persodesk::domain::review::Role;
@@ -168,7 +169,57 @@ fn scroll_frame(h: &mut Harness<'static, App>) {
     h.step();
 }
 
+/// How many of the table's rows a frame lays out (each row's id is a label).
+fn laid_out_rows(h: &Harness<'static, App>) -> usize {
+    h.query_all_by_label_contains("BULK-").count()
+}
+
+/// The mean of `frames` scrolling frames, after a few to warm up.
+fn mean_frame(h: &mut Harness<'static, App>, frames: u32) -> Duration {
+    for _ in 0..5 {
+        scroll_frame(h);
+    }
+    let start = Instant::now();
+    for _ in 0..frames {
+        scroll_frame(h);
+    }
+    start.elapsed() / frames
+}
+
+/// What makes a frame's cost independent of the number of orders, checked before timing: a
+/// frame lays out the same rows with 1,000 and with 100,000 orders (the visible page, not the
+/// table); and the two means side by side, the ratio printed.
+fn check_same_work_per_frame() {
+    let frames = 20;
+    let mut seen = Vec::new();
+    for n in [1_000usize, 100_000] {
+        let dir = temp_dir("same-work");
+        let mut h = harness(&dir, n);
+        scroll_frame(&mut h);
+        let rows = laid_out_rows(&h);
+        assert!(rows > 5 && rows < 100, "{n} orders: {rows} rows laid out");
+        let mean = mean_frame(&mut h, frames);
+        seen.push((n, rows, mean));
+        drop(h);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let (small, large) = (seen[0], seen[1]);
+    assert_eq!(
+        small.1, large.1,
+        "rows laid out per frame: {} with 1,000 orders, {} with 100,000",
+        small.1, large.1
+    );
+    println!(
+        "window frame (mean of {frames}): 1,000 orders {:?}, 100,000 orders {:?} (ratio {:.2}); {} rows laid out per frame with both",
+        small.2,
+        large.2,
+        large.2.as_secs_f64() / small.2.as_secs_f64(),
+        small.1
+    );
+}
+
 fn bench_frames(c: &mut Criterion) {
+    check_same_work_per_frame();
     let mut g = c.benchmark_group("window_frame_scrolling");
     g.sample_size(30);
     for n in [1_000usize, 100_000] {

@@ -159,9 +159,7 @@ impl App {
         if self.visible.is_empty() {
             return;
         }
-        let pos = self
-            .selected
-            .and_then(|s| self.visible.iter().position(|&v| v == s));
+        let pos = self.selected_position();
         let last = self.visible.len() - 1;
         let step = delta.unsigned_abs() as usize;
         let next = match pos {
@@ -190,9 +188,7 @@ impl App {
     /// selected one and wrapping around.
     pub fn next_ready(&mut self) -> Result<(), String> {
         let n = self.visible.len();
-        let pos = self
-            .selected
-            .and_then(|s| self.visible.iter().position(|&v| v == s));
+        let pos = self.selected_position();
         let start = pos.map_or(0, |p| p + 1);
         let found = (0..n)
             .map(|k| (start + k) % n)

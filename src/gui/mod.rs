@@ -227,6 +227,13 @@ impl App {
         &self.visible
     }
 
+    /// Where the selected row is among the visible ones (a binary search: they are in file
+    /// order, so a frame does not scan 100,000 rows).
+    pub fn selected_position(&self) -> Option<usize> {
+        self.selected
+            .and_then(|s| self.visible.binary_search(&s).ok())
+    }
+
     /// The selected row.
     pub fn selected_row(&self) -> Option<(usize, &OrderRow)> {
         let i = self.selected?;

@@ -232,7 +232,7 @@ fn table_ui(app: &App, ui: &mut egui::Ui, cmds: &mut Vec<Command>) -> usize {
         .column(Column::auto().at_least(60.0).clip(true))
         .column(Column::remainder().at_least(40.0).clip(true));
     if app.scroll_to_selected
-        && let Some(pos) = selected.and_then(|s| visible.iter().position(|&v| v == s))
+        && let Some(pos) = app.selected_position()
     {
         table = table.scroll_to_row(pos, None);
     }

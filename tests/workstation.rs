@@ -418,6 +418,23 @@ fn a_long_reason_wraps_in_the_preview_and_the_table_never_takes_its_clicks() {
     let reason = h.get_by_label(&long).rect();
     assert!(reason.right() <= 1400.0, "the reason runs off: {reason:?}");
     let heading = h.get_by_label("Order DEMO-MC-0001").rect();
+    // The names beside the values stay on one line (a wrapping grid squeezed them to letters).
+    let pan_value = h
+        .query_all_by_label("541333******2345")
+        .map(|n| n.rect())
+        .find(|r| r.left() > heading.left())
+        .expect("the preview's PAN");
+    for name in ["Product", "Status", "Reason", "Approved"] {
+        let r = h
+            .query_all_by_label(name)
+            .map(|n| n.rect())
+            .find(|r| r.left() >= heading.left() && r.top() > heading.top())
+            .expect(name);
+        assert!(
+            r.height() <= pan_value.height() + 2.0,
+            "{name} wraps: {r:?}"
+        );
+    }
     let button = h.get_by_label("Personalize this card").rect();
     assert!(
         heading.left() > 1400.0 - 780.0 && button.left() >= heading.left(),

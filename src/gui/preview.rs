@@ -259,27 +259,31 @@ fn reveal_banner(ui: &mut egui::Ui, left: Option<u64>) {
         });
 }
 
-/// The order's id, product, masked PAN, status and approval.
+/// The order's id, product, masked PAN, status and approval. The names never wrap (the grid
+/// would squeeze their column to a letter); the values wrap in what is left.
 fn head_ui(ui: &mut egui::Ui, row: &OrderRow) {
     ui.heading(format!("Order {}", row.id));
+    let key = |ui: &mut egui::Ui, name: &str| {
+        ui.add(egui::Label::new(name).extend());
+    };
     egui::Grid::new("preview-head")
         .num_columns(2)
         .show(ui, |ui| {
-            ui.label("Product");
+            key(ui, "Product");
             ui.label(&row.product);
             ui.end_row();
-            ui.label("PAN");
+            key(ui, "PAN");
             ui.monospace(&row.masked_pan);
             ui.end_row();
-            ui.label("Status");
+            key(ui, "Status");
             ui.strong(row.status.as_str());
             ui.end_row();
             if let Some(reason) = &row.reason {
-                ui.label("Reason");
+                key(ui, "Reason");
                 ui.label(reason);
                 ui.end_row();
             }
-            ui.label("Approved");
+            key(ui, "Approved");
             ui.label(if row.approved { "yes" } else { "no" });
             ui.end_row();
         });
@@ -368,7 +372,7 @@ fn prepared_ui(ui: &mut egui::Ui, state: &PreviewState, p: &Prepared) {
 /// One value of the preview: its name, the value (monospace) and where it came from, wrapped.
 fn value_row(ui: &mut egui::Ui, name: &str, value: String, source: &str) {
     ui.horizontal_wrapped(|ui| {
-        ui.label(name);
+        ui.add(egui::Label::new(name).extend());
         ui.add(egui::Label::new(egui::RichText::new(value).monospace()).wrap());
         ui.add(egui::Label::new(egui::RichText::new(source).weak()).wrap());
     });

@@ -372,7 +372,7 @@ fn prepared_ui(ui: &mut egui::Ui, state: &PreviewState, p: &Prepared) {
 /// One value of the preview: its name, the value (monospace) and where it came from, wrapped.
 fn value_row(ui: &mut egui::Ui, name: &str, value: String, source: &str) {
     ui.horizontal_wrapped(|ui| {
-        ui.add(egui::Label::new(name).extend());
+        ui.label(name);
         ui.add(egui::Label::new(egui::RichText::new(value).monospace()).wrap());
         ui.add(egui::Label::new(egui::RichText::new(source).weak()).wrap());
     });

@@ -450,3 +450,34 @@ fn a_long_reason_wraps_in_the_preview_and_the_table_never_takes_its_clicks() {
     wait(&mut h, "the personalization", |a| !a.perso.is_running());
     assert_eq!(status_of(&h, "DEMO-MC-0001"), Status::Done);
 }
+
+#[test]
+fn the_documented_shortcuts_are_the_commands_shortcuts() {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/workstation.md"),
+    )
+    .expect("docs/workstation.md");
+    let rows: Vec<&str> = doc
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| keys"))
+        .collect();
+    for s in Shortcut::ALL {
+        let row = format!("| {} | {} |", s.text(), s.label());
+        assert!(
+            rows.contains(&row.as_str()),
+            "{row} missing from docs/workstation.md"
+        );
+    }
+    let keyboard = rows.iter().filter(|r| {
+        r.ends_with("|") && {
+            let text = r.trim_start_matches("| ").split(" | ").next().unwrap_or("");
+            Shortcut::ALL.iter().any(|s| s.text() == text)
+        }
+    });
+    assert_eq!(
+        keyboard.count(),
+        Shortcut::ALL.len(),
+        "a key documented twice"
+    );
+}

@@ -162,6 +162,19 @@ fn reveal_is_refused_when_a_key_is_not_a_test_key() {
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
+/// `persodesk FILE` opens the window on an order file; a name that is neither a file nor a
+/// command is an error before any window opens (a mistyped command must not start the GUI).
+#[test]
+fn a_missing_file_or_mistyped_command_is_said_without_opening_the_window() {
+    let o = persodesk(&["readerz"], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stderr(&o).contains("FILE: readerz: no such order file (nor a command"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn validate_exit_codes() {
     let o = persodesk(&["validate", "assets/demo/orders.json"], &[]);

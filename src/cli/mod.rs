@@ -169,6 +169,15 @@ pub fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     if cli.command.is_none() {
+        // `persodesk FILE`: a mistyped command or a missing file is said here, before a window
+        // opens on nothing.
+        if let Some(file) = cli.file.as_deref().filter(|f| !f.is_file()) {
+            eprintln!(
+                "error: FILE: {}: no such order file (nor a command; `persodesk --help` lists them)",
+                file.display()
+            );
+            return Exit::Unreadable.into();
+        }
         return crate::gui::run(cli.file);
     }
     init_logging();

@@ -186,19 +186,28 @@ impl RoundKeys {
         Self(out)
     }
 
-    /// Sixteen rounds on the permuted halves; returns them swapped (the pre-output).
-    fn rounds(&self, (mut l, mut r): (u32, u32), decrypt: bool) -> (u32, u32) {
-        for n in 0..16 {
-            let k = &self.0[if decrypt { 15 - n } else { n }];
-            let mut f = 0;
-            for (i, (sp, &g)) in SP.iter().zip(k).enumerate() {
-                let e = r.rotate_right((27 + 32 - 4 * i as u32) % 32);
-                f |= sp[((e ^ g) & 0x3F) as usize];
+    /// Sixteen rounds on the permuted halves (round keys in reverse order to decrypt);
+    /// returns them swapped (the pre-output).
+    fn rounds<const DECRYPT: bool>(&self, (mut l, mut r): (u32, u32)) -> (u32, u32) {
+        if DECRYPT {
+            for k in self.0.iter().rev() {
+                (l, r) = (r, l ^ feistel(r, k));
             }
-            (l, r) = (r, l ^ f);
+        } else {
+            for k in &self.0 {
+                (l, r) = (r, l ^ feistel(r, k));
+            }
         }
         (r, l)
     }
+}
+
+/// The round function: expansion (the eight 6-bit groups of `r`, taken by rotation), round
+/// key, S-boxes and P (one lookup per S-box).
+#[inline(always)]
+fn feistel(r: u32, k: &[u32; 8]) -> u32 {
+    let sp = |i: usize, rot: u32| SP[i][((r.rotate_right(rot) ^ k[i]) & 0x3F) as usize];
+    sp(0, 27) | sp(1, 23) | sp(2, 19) | sp(3, 15) | sp(4, 11) | sp(5, 7) | sp(6, 3) | sp(7, 31)
 }
 
 fn split(x: u64) -> (u32, u32) {
@@ -222,13 +231,13 @@ impl Des {
     /// Encrypts one block.
     pub fn encrypt(&self, block: &mut [u8; 8]) {
         let x = split(permute(&IP_T, u64::from_be_bytes(*block)));
-        *block = permute(&FP_T, join(self.0.rounds(x, false))).to_be_bytes();
+        *block = permute(&FP_T, join(self.0.rounds::<false>(x))).to_be_bytes();
     }
 
     /// Decrypts one block.
     pub fn decrypt(&self, block: &mut [u8; 8]) {
         let x = split(permute(&IP_T, u64::from_be_bytes(*block)));
-        *block = permute(&FP_T, join(self.0.rounds(x, true))).to_be_bytes();
+        *block = permute(&FP_T, join(self.0.rounds::<true>(x))).to_be_bytes();
     }
 }
 
@@ -265,18 +274,18 @@ impl Tdes {
     /// `E_K3(D_K2(E_K1(block)))`.
     pub fn encrypt(&self, block: &mut [u8; 8]) {
         let x = split(permute(&IP_T, u64::from_be_bytes(*block)));
-        let x = self.k1.rounds(x, false);
-        let x = self.k2.rounds(x, true);
-        let x = self.k3.rounds(x, false);
+        let x = self.k1.rounds::<false>(x);
+        let x = self.k2.rounds::<true>(x);
+        let x = self.k3.rounds::<false>(x);
         *block = permute(&FP_T, join(x)).to_be_bytes();
     }
 
     /// `D_K1(E_K2(D_K3(block)))`.
     pub fn decrypt(&self, block: &mut [u8; 8]) {
         let x = split(permute(&IP_T, u64::from_be_bytes(*block)));
-        let x = self.k3.rounds(x, true);
-        let x = self.k2.rounds(x, false);
-        let x = self.k1.rounds(x, true);
+        let x = self.k3.rounds::<true>(x);
+        let x = self.k2.rounds::<false>(x);
+        let x = self.k1.rounds::<true>(x);
         *block = permute(&FP_T, join(x)).to_be_bytes();
     }
 }

@@ -16,15 +16,29 @@ pub const MIN_HIDDEN: usize = 6;
 /// Masks a PAN: the first `min(6, n - 10)` and the last 4 of `n` digits stay (see the module
 /// documentation); fewer than 12 characters are masked entirely.
 pub fn mask_pan(pan: &str) -> String {
+    let mut out = String::with_capacity(pan.len());
+    push_masked_pan(&mut out, pan);
+    out
+}
+
+/// [`mask_pan`] appended to `out` (no allocation of its own: the per-card output path).
+pub fn push_masked_pan(out: &mut String, pan: &str) {
     let n = pan.chars().count();
     if n < 12 {
-        return "*".repeat(n);
+        push_stars(out, n);
+        return;
     }
     let first = (n - 4 - MIN_HIDDEN).min(6);
-    pan.chars()
-        .enumerate()
-        .map(|(i, c)| if i < first || i >= n - 4 { c } else { '*' })
-        .collect()
+    out.extend(
+        pan.chars()
+            .enumerate()
+            .map(|(i, c)| if i < first || i >= n - 4 { c } else { '*' }),
+    );
+}
+
+/// `n` asterisks appended to `out`.
+pub fn push_stars(out: &mut String, n: usize) {
+    out.extend(std::iter::repeat_n('*', n));
 }
 
 /// A run of `n` asterisks, the masked form of a secret value of that length.

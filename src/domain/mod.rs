@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod cvv;
 pub mod date;
 pub mod decimal;
+pub mod des_tables;
 pub mod dgi;
 pub mod dgi_text;
 pub mod emv_keys;

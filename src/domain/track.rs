@@ -166,8 +166,8 @@ impl Track {
             out.push_str(&self.text[pos..range.start]);
             let part = &self.text[range.clone()];
             match kind {
-                SpanKind::Pan => out.push_str(&mask::mask_pan(part)),
-                SpanKind::Secret => out.push_str(&mask::stars(part.len())),
+                SpanKind::Pan => mask::push_masked_pan(&mut out, part),
+                SpanKind::Secret => mask::push_stars(&mut out, part.len()),
             }
             pos = range.end;
         }

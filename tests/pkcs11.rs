@@ -14,15 +14,18 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
+use persodesk::domain::chip::keys::{ChipKeys, IccMasterKeyValue};
 use persodesk::domain::chip::keys::{IccKeyPair, IccKeySource};
 use persodesk::domain::chip::model1::PrepDate;
 use persodesk::domain::emv_keys::MkdOption;
 use persodesk::domain::envelope::EnvelopeSettings;
 use persodesk::domain::fields::{Pan, Psn};
+use persodesk::domain::gp::SecretKey;
 use persodesk::domain::gp::kdf::Diversification;
-use persodesk::domain::keystore::{CardKeyStore, KeyRef, KeyStore, KeyUsage};
+use persodesk::domain::keystore::{CardDek, CardKeyStore, HeldSecret, KeyRef, KeyStore, KeyUsage};
 use persodesk::domain::oda::{OdaError, RsaExponent, RsaKeyPair};
 use persodesk::domain::prepare::{CardKeys, ModelChoice, PrepInputs, prepare_card};
+use persodesk::keys::KeyStorePort;
 use persodesk::keys::LoadedKeys;
 use persodesk::keys::pkcs11::{Pkcs11KeyStore, ceremony};
 
@@ -147,10 +150,12 @@ fn demo() -> Demo {
 /// value, hex), KCVs, ODA summary. One line per item.
 fn prepared(
     demo: &Demo,
-    keys: &dyn CardKeys,
+    keys: &dyn KeyStorePort,
     icc: &FixedIccKeys,
     choice: ModelChoice,
 ) -> Vec<String> {
+    let keys_port = keys;
+    let keys: &dyn CardKeys = keys;
     let date = PrepDate {
         yy: 25,
         mm: 1,
@@ -189,6 +194,9 @@ fn prepared(
                             // A PIN drawn at random: only its control and length nibbles compare.
                             v = format!("{}.. (random PIN)", &v[..2]);
                         }
+                        if d.dgi.id() == 0x8000 {
+                            v = dgi_8000_as_sent(keys_port, d);
+                        }
                         out.push(format!("{id}: dgi {:04X} {v}", d.dgi.id()));
                     }
                 }
@@ -198,8 +206,34 @@ fn prepared(
     out
 }
 
-/// Same preparation results from both stores for every demo order and model choice.
+/// A fixed SCP03 static DEK (AES-128) and SCP02 session DEK (TDES) for comparing DGI 8000 as
+/// the card receives it.
+fn test_deks() -> (SecretKey, SecretKey) {
+    let aes = SecretKey::new(&hex::decode("404142434445464748494A4B4C4D4E4F").unwrap()).unwrap();
+    let des = SecretKey::new(&hex::decode("0123456789ABCDEFFEDCBA9876543210").unwrap()).unwrap();
+    (aes, des)
+}
+
+/// DGI 8000 as the card would receive it under the test DEKs (SCP03, SCP02): a held value is
+/// encrypted by the store (the token wraps it), a clear one as the GP session encrypts it.
+fn dgi_8000_as_sent(keys: &dyn KeyStorePort, d: &persodesk::domain::dgi::PersoDgi) -> String {
+    let (aes, des) = test_deks();
+    let deks = [CardDek::Scp03Static(&aes), CardDek::Scp02Session(&des)];
+    let sent: Vec<String> = deks
+        .into_iter()
+        .map(|dek| match &d.held {
+            Some(h) => hex::encode_upper(keys.held_secret_for_card(h, dek).expect("held DGI 8000")),
+            None => hex::encode_upper(dek.encrypt_on_host(d.dgi.value()).expect("encrypts")),
+        })
+        .collect();
+    format!("sent {}", sent.join(" / "))
+}
+
+/// Same preparation results from both stores for every demo order and model choice; DGI 8000
+/// compares as the card receives it, wrapped in the token for SCP03, on the host for SCP02 on
+/// this test token (SoftHSM2 has no DES3 wrapping), and the token leaves no session object.
 fn assert_same_preparation(p11: &Pkcs11KeyStore) {
+    let (wraps0, host0) = p11.held_counts();
     let demo = demo();
     let soft = demo::keys();
     let icc = FixedIccKeys::default();
@@ -222,6 +256,79 @@ fn assert_same_preparation(p11: &Pkcs11KeyStore) {
         chip_lines += a.iter().filter(|l| l.contains(": dgi 8000")).count();
     }
     assert!(chip_lines > 0, "no DGI 8000 was prepared");
+    let (wraps, host) = p11.held_counts();
+    assert!(wraps > wraps0, "SCP03 DGI 8000 must come from C_WrapKey");
+    assert!(
+        host > host0,
+        "SCP02 on a test token without DES3 wrap falls back, counted"
+    );
+    assert_eq!(
+        p11.session_key_objects(),
+        0,
+        "session key objects left on the token"
+    );
+    let pan = Pan::parse("4761739001010010").expect("pan");
+    let set = ChipKeys::icc_master_keys(p11, 1, MkdOption::A, &pan, Psn(1)).expect("mk");
+    assert!(
+        matches!(set.value, IccMasterKeyValue::Held(_)),
+        "the token store must not return clear ICC master keys"
+    );
+    assert_eq!(
+        set.kcvs,
+        ChipKeys::icc_master_keys(&soft_keys(), 1, MkdOption::A, &pan, Psn(1))
+            .expect("mk")
+            .kcvs
+    );
+    assert_eq!(
+        p11.session_key_objects(),
+        0,
+        "session key objects left on the token"
+    );
+}
+
+fn soft_keys() -> persodesk::keys::SoftwareKeyStore {
+    demo::keys()
+}
+
+/// A live token (`test = false`) refuses SCP02 DGI 8000 by mechanism name, since it cannot wrap
+/// under a TDES DEK; SCP03 still wraps in the token, with the same bytes as the test token.
+fn assert_live_token_refuses_scp02_fallback(test_path: &Path, test: &Pkcs11KeyStore) {
+    let text = std::fs::read_to_string(test_path).expect("store file");
+    assert!(text.contains("test = true"), "{text}");
+    let live_path = test_path.with_file_name("live.toml");
+    std::fs::write(&live_path, text.replace("test = true", "test = false")).expect("write");
+    let live = open(&live_path);
+    let held = HeldSecret::IccMasterKeys {
+        derivation_index: 1,
+        option: MkdOption::A,
+        pan: Pan::parse("4761739001010010").expect("pan"),
+        psn: Psn(1),
+    };
+    let (aes, des) = test_deks();
+    let err = live
+        .held_secret_for_card(&held, CardDek::Scp02Session(&des))
+        .expect_err("a live token without DES3 wrapping must refuse")
+        .to_string();
+    assert!(
+        err.contains("CKM_DES3_ECB") && err.contains("refused on a live token"),
+        "{err}"
+    );
+    let a = live
+        .held_secret_for_card(&held, CardDek::Scp03Static(&aes))
+        .expect("wraps");
+    let b = test
+        .held_secret_for_card(&held, CardDek::Scp03Static(&aes))
+        .expect("wraps");
+    let c = soft_keys()
+        .held_secret_for_card(&held, CardDek::Scp03Static(&aes))
+        .expect("soft");
+    assert_eq!(a, b);
+    assert_eq!(
+        a, c,
+        "the token's C_WrapKey must equal the software AES-CBC"
+    );
+    assert_eq!(live.held_counts(), (1, 0));
+    assert_eq!(live.session_key_objects(), 0);
 }
 
 fn assert_all_locked(p11: &Pkcs11KeyStore) {
@@ -290,6 +397,12 @@ fn child_import_and_prepare() {
     assert_sealing_matches(&p11, &path);
     assert_jwe_matches(&p11);
     assert_job_runs_on_the_token(&p11);
+    assert_live_token_refuses_scp02_fallback(&path, &p11);
+    assert_eq!(
+        p11.session_key_objects(),
+        0,
+        "session key objects left on the token"
+    );
     assert_all_locked(&p11);
 }
 
@@ -530,25 +643,66 @@ fn write_secret(hsm: &Hsm, token: &str, label: &str, key_type: &str, value: &[u8
     let f = hsm.dir.join("value.bin");
     std::fs::write(&f, value).expect("value");
     let f = f.display().to_string();
-    pkcs11_tool(
-        hsm,
-        token,
-        &[
-            "--write-object",
-            &f,
-            "--type",
-            "secrkey",
-            "--key-type",
-            key_type,
-            "--label",
-            label,
-            "--sensitive",
-            "--usage-decrypt",
-            "--usage-sign",
-            "--usage-wrap",
-        ],
-    );
+    // The IMKs derive the ICC master keys in the token (CKA_DERIVE).
+    let derive = label.starts_with("imk-");
+    let mut args = vec![
+        "--write-object",
+        &f,
+        "--type",
+        "secrkey",
+        "--key-type",
+        key_type,
+        "--label",
+        label,
+        "--sensitive",
+        "--usage-decrypt",
+        "--usage-sign",
+        "--usage-wrap",
+    ];
+    if derive {
+        args.push("--usage-derive");
+    }
+    pkcs11_tool(hsm, token, &args);
     let _ = std::fs::remove_file(hsm.dir.join("value.bin"));
+}
+
+/// Sets `CKA_DERIVE` on the `imk-*` objects with `C_SetAttributeValue` (CKA_DERIVE is
+/// modifiable, PKCS#11 2.40 §4.7): `pkcs11-tool` 0.23 sets it on EC keys only (`--usage-derive`),
+/// and the IMKs derive the ICC master keys in the token. Done before the store opens the module.
+fn allow_imk_derivation(token: &str) {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    use cryptoki::object::Attribute;
+    use cryptoki::session::UserType;
+    let ctx = Pkcs11::new(MODULE).expect("module");
+    ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .expect("C_Initialize");
+    let slot = ctx
+        .get_slots_with_token()
+        .expect("slots")
+        .into_iter()
+        .find(|s| {
+            ctx.get_token_info(*s)
+                .is_ok_and(|i| i.label().trim_end() == token)
+        })
+        .expect("token slot");
+    let session = ctx.open_rw_session(slot).expect("rw session");
+    let pin = cryptoki::types::AuthPin::new(PIN.to_string().into());
+    session.login(UserType::User, Some(&pin)).expect("login");
+    let mut set = 0;
+    for label in ["imk-ac/1", "imk-smi/1", "imk-smc/1"] {
+        for h in session
+            .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
+            .expect("find")
+        {
+            session
+                .update_attributes(h, &[Attribute::Derive(true)])
+                .expect("CKA_DERIVE");
+            set += 1;
+        }
+    }
+    assert!(set >= 3, "imk objects: {set}");
+    drop(session);
+    ctx.finalize().expect("C_Finalize");
 }
 
 /// The demo key values, read from the demo file (the test's inputs, not results).
@@ -616,6 +770,7 @@ fn a_token_provisioned_by_pkcs11_tool_works_like_the_software_store() {
 #[ignore = "run by its parent test in a process with SOFTHSM2_CONF set"]
 fn child_provisioned() {
     let dir = child_dir().expect("PERSODESK_TEST_HSM_DIR");
+    allow_imk_derivation("provisioned");
     let p11 = open(&dir.join("provisioned.toml"));
     for info in demo::keys()
         .list()

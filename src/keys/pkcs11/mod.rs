@@ -10,6 +10,7 @@
 //! - What comes out in clear into host memory, per card, and why: docs/hsm.md.
 
 mod file;
+mod held;
 mod jwe;
 mod ops;
 mod seal;
@@ -19,6 +20,7 @@ pub mod ceremony;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::ObjectHandle;
@@ -43,6 +45,12 @@ pub struct Pkcs11KeyStore {
     issuers: BTreeMap<u32, (IssuerOda, CaPublicKey)>,
     /// The `jwe/<kid>` P-256 keys by kid: handle of the private key object and public point.
     jwe: BTreeMap<String, jwe::JweObject>,
+    /// DGI 8000 values wrapped in the token (`C_WrapKey`).
+    wraps: AtomicU64,
+    /// DGI 8000 values encrypted on the host (SCP02 on a test token without DES3 wrapping).
+    host_fallbacks: AtomicU64,
+    /// The host fallback was logged once.
+    fallback_noted: AtomicBool,
 }
 
 /// What the KCV of an HMAC key (the `audit` key as a generic secret on the token) is computed
@@ -126,6 +134,9 @@ impl Pkcs11KeyStore {
             infos: BTreeMap::new(),
             issuers: BTreeMap::new(),
             jwe: BTreeMap::new(),
+            wraps: AtomicU64::new(0),
+            host_fallbacks: AtomicU64::new(0),
+            fallback_noted: AtomicBool::new(false),
         };
         store.index()?;
         Ok(store)
@@ -160,6 +171,12 @@ impl Pkcs11KeyStore {
                     ),
                 ));
             }
+            if matches!(
+                key.usage,
+                KeyUsage::ImkAc | KeyUsage::ImkSmi | KeyUsage::ImkSmc
+            ) {
+                self.check_derives(label, obj)?;
+            }
             for (m, name) in needed_mechanisms(obj.kind) {
                 if !self.token.has(*m) {
                     return Err(err(
@@ -188,6 +205,23 @@ impl Pkcs11KeyStore {
             self.issuers.insert(issuer.index, (oda, ca));
         }
         Ok(())
+    }
+
+    /// An IMK derives the ICC master keys in the token: it needs `CKA_DERIVE` and the token
+    /// `CKM_DES3_ECB_ENCRYPT_DATA` (docs/hsm.md).
+    fn check_derives(&self, label: &str, obj: &TokenObject) -> Result<(), KeyFileError> {
+        let rule = if !obj.derive {
+            "has CKA_DERIVE false: the ICC master keys are derived in the token with C_DeriveKey"
+        } else if !self.token.has(MechanismType::DES3_ECB_ENCRYPT_DATA) {
+            "needs the mechanism CKM_DES3_ECB_ENCRYPT_DATA (C_DeriveKey) the token lacks"
+        } else {
+            return Ok(());
+        };
+        Err(err(
+            &self.source,
+            label,
+            format!("{rule} (token {})", self.token.label),
+        ))
     }
 
     fn key_info(&self, key: KeyRef) -> Result<KeyInfo, KeyError> {

@@ -209,8 +209,9 @@ fn prepared(
 /// A fixed SCP03 static DEK (AES-128) and SCP02 session DEK (TDES) for comparing DGI 8000 as
 /// the card receives it.
 fn test_deks() -> (SecretKey, SecretKey) {
-    let aes = SecretKey::new(&hex::decode("404142434445464748494A4B4C4D4E4F").unwrap()).unwrap();
-    let des = SecretKey::new(&hex::decode("0123456789ABCDEFFEDCBA9876543210").unwrap()).unwrap();
+    let key = |h: &str| SecretKey::new(&hex::decode(h).expect("hex")).expect("test DEK");
+    let aes = key("404142434445464748494A4B4C4D4E4F");
+    let des = key("0123456789ABCDEFFEDCBA9876543210");
     (aes, des)
 }
 

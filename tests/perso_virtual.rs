@@ -680,6 +680,11 @@ fn a_held_dgi_8000_is_encrypted_by_the_key_store_at_store_data() {
         pan: Pan::parse(support::PAN).expect("pan"),
         psn: Psn::parse(support::PSN).expect("psn"),
     };
+    let shown = format!("{held:?}");
+    assert!(
+        !shown.contains(support::PAN),
+        "Debug shows the PAN: {shown}"
+    );
     let held_dgis = |aes: bool, encrypt: bool| {
         let mut dgis = support::dgis(aes);
         let d = dgis.iter_mut().find(|d| d.id() == 0x8000).expect("8000");

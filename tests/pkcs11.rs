@@ -671,6 +671,12 @@ fn write_secret(hsm: &Hsm, token: &str, label: &str, key_type: &str, value: &[u8
 /// modifiable, PKCS#11 2.40 §4.7): `pkcs11-tool` 0.23 sets it on EC keys only (`--usage-derive`),
 /// and the IMKs derive the ICC master keys in the token. Done before the store opens the module.
 fn allow_imk_derivation(token: &str) {
+    set_imk_derive(token, true);
+}
+
+/// Sets `CKA_DERIVE` of the `imk-*/1` objects to `derive` (`C_SetAttributeValue`), with the
+/// module opened and finalized here: done while no store has it open.
+fn set_imk_derive(token: &str, derive: bool) {
     use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
     use cryptoki::object::Attribute;
     use cryptoki::session::UserType;
@@ -696,7 +702,7 @@ fn allow_imk_derivation(token: &str) {
             .expect("find")
         {
             session
-                .update_attributes(h, &[Attribute::Derive(true)])
+                .update_attributes(h, &[Attribute::Derive(derive)])
                 .expect("CKA_DERIVE");
             set += 1;
         }
@@ -764,7 +770,153 @@ fn a_token_provisioned_by_pkcs11_tool_works_like_the_software_store() {
         }
     }
     hsm.store("provisioned", true, "");
+    // As pkcs11-tool wrote them (CKA_DERIVE false), then with CKA_DERIVE set.
+    hsm.run_child("child_provisioned_without_derive");
     hsm.run_child("child_provisioned");
+}
+
+/// The IMK objects' `CKA_DERIVE` as the store sees them.
+fn imk_derive_flags(p11: &Pkcs11KeyStore) -> Vec<(String, bool)> {
+    let flags: Vec<_> = p11
+        .objects()
+        .into_iter()
+        .filter(|(l, _)| l.starts_with("imk-"))
+        .map(|(l, o)| (l, o.derive))
+        .collect();
+    assert!(flags.len() >= 3, "imk objects: {flags:?}");
+    flags
+}
+
+/// The same objects on a live token (`test = false`) are refused at load, naming an IMK label
+/// and CKA_DERIVE (fail closed).
+fn assert_live_token_refuses_imks_without_derive(test_path: &Path) {
+    let text = std::fs::read_to_string(test_path).expect("store file");
+    assert!(text.contains("test = true"), "{text}");
+    let live_path = test_path.with_file_name("live-no-derive.toml");
+    std::fs::write(&live_path, text.replace("test = true", "test = false")).expect("write");
+    let e = load_err(&live_path);
+    assert!(
+        e.contains("CKA_DERIVE")
+            && ["imk-ac/1", "imk-smi/1", "imk-smc/1"]
+                .iter()
+                .any(|l| e.contains(l)),
+        "{e}"
+    );
+}
+
+/// ICC master keys from IMKs without CKA_DERIVE on a test token: clear (computed with
+/// C_Encrypt), byte for byte and KCV for KCV the software store's, for both options.
+fn assert_clear_icc_master_keys_match(p11: &Pkcs11KeyStore) {
+    let soft = soft_keys();
+    for (pan, psn) in [("5413330089012345", 1), ("4761739001010010", 0)] {
+        let pan = Pan::parse(pan).expect("pan");
+        for option in [MkdOption::A, MkdOption::B] {
+            let a = ChipKeys::icc_master_keys(&soft, 1, option, &pan, Psn(psn)).expect("soft");
+            let b = ChipKeys::icc_master_keys(p11, 1, option, &pan, Psn(psn)).expect("token");
+            assert_eq!(a.kcvs, b.kcvs, "{option:?}");
+            match (a.value, b.value) {
+                (IccMasterKeyValue::Clear(x), IccMasterKeyValue::Clear(y)) => {
+                    assert_eq!(
+                        hex::encode_upper(&x[..]),
+                        hex::encode_upper(&y[..]),
+                        "{option:?}"
+                    )
+                }
+                _ => panic!("without CKA_DERIVE the test token gives the value in clear"),
+            }
+        }
+    }
+    assert_eq!(p11.held_counts(), (0, 0), "nothing held without CKA_DERIVE");
+    assert_eq!(p11.session_key_objects(), 0);
+}
+
+#[test]
+#[ignore = "run by its parent test in a process with SOFTHSM2_CONF set"]
+fn child_provisioned_without_derive() {
+    let dir = child_dir().expect("PERSODESK_TEST_HSM_DIR");
+    let path = dir.join("provisioned.toml");
+    let p11 = open(&path);
+    for (label, derive) in imk_derive_flags(&p11) {
+        assert!(
+            !derive,
+            "{label}: pkcs11-tool 0.23 sets no CKA_DERIVE on secret keys"
+        );
+    }
+    assert_clear_icc_master_keys_match(&p11);
+    assert_all_locked(&p11);
+    drop(p11);
+    assert_live_token_refuses_imks_without_derive(&path);
+}
+
+#[test]
+fn demo_keys_on_a_test_token_without_cka_derive_personalize_like_the_software_store() {
+    let name = "demo_keys_on_a_test_token_without_cka_derive_personalize_like_the_software_store";
+    if !softhsm_present(name) {
+        return;
+    }
+    let hsm = Hsm::new("noderive");
+    hsm.init(TOKEN);
+    hsm.store(TOKEN, true, "");
+    hsm.run_child("child_import_only");
+    hsm.run_child("child_without_derive");
+}
+
+/// Imports the demo keys with `keys import` (the IMKs get CKA_DERIVE) and appends the issuer
+/// tables; a later child clears CKA_DERIVE (the module is initialised once per process).
+#[test]
+#[ignore = "run by its parent test in a process with SOFTHSM2_CONF set"]
+fn child_import_only() {
+    let dir = child_dir().expect("PERSODESK_TEST_HSM_DIR");
+    let path = dir.join(format!("{TOKEN}.toml"));
+    let text = std::fs::read_to_string(&path).expect("store file");
+    let file = persodesk::keys::pkcs11::StoreFile::parse_text("store", &text).expect("parses");
+    let mut rw = Pkcs11KeyStore::open("store", file, true).expect("token opens");
+    let (_, issuers) = ceremony::import_software(&mut rw, &demo::keys()).expect("import");
+    assert!(!issuers.is_empty(), "the demo issuer keys");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .expect("append");
+    std::io::Write::write_all(&mut f, ceremony::issuer_toml(&issuers).as_bytes()).expect("write");
+}
+
+/// The demo keys imported, then CKA_DERIVE cleared on the IMKs (as a tool that cannot set it
+/// leaves them): the test token loads, Model 1 preparation gives the same KCVs and DGI 8000
+/// bytes (clear, encrypted on the host as the GP session does) as the software store, `job::run`
+/// personalizes and reads back; the token's objects are unchanged by the store.
+#[test]
+#[ignore = "run by its parent test in a process with SOFTHSM2_CONF set"]
+fn child_without_derive() {
+    let dir = child_dir().expect("PERSODESK_TEST_HSM_DIR");
+    let path = dir.join(format!("{TOKEN}.toml"));
+    set_imk_derive(TOKEN, false);
+    let p11 = open(&path);
+    assert!(imk_derive_flags(&p11).iter().all(|(_, d)| !d));
+    let demo = demo();
+    let soft = demo::keys();
+    let icc = FixedIccKeys::default();
+    let model1 = ModelChoice::Only(persodesk::domain::chip::ChipModel::Model1);
+    let a = prepared(&demo, &soft, &icc, model1);
+    let b = prepared(&demo, &p11, &icc, model1);
+    assert_eq!(a, b);
+    assert!(
+        a.iter().any(|l| l.contains(": dgi 8000 sent ")),
+        "no DGI 8000 prepared: {a:?}"
+    );
+    assert!(
+        a.iter().any(|l| l.contains(": model Model1 kcvs ")),
+        "{a:?}"
+    );
+    assert_clear_icc_master_keys_match(&p11);
+    assert_job_runs_on_the_token(&p11);
+    assert_eq!(p11.session_key_objects(), 0);
+    assert!(
+        imk_derive_flags(&p11).iter().all(|(_, d)| !d),
+        "objects unchanged"
+    );
+    assert_all_locked(&p11);
+    drop(p11);
+    assert_live_token_refuses_imks_without_derive(&path);
 }
 
 #[test]

@@ -84,6 +84,12 @@ impl Pkcs11KeyStore {
         ];
         for imk in imks(index) {
             let base = self.tdes(imk)?;
+            if !self.object(imk)?.derive {
+                return Err(rule(
+                    imk,
+                    "has CKA_DERIVE false: the ICC master keys cannot be derived in the token",
+                ));
+            }
             let m = Mechanism::Des3EcbEncryptData(KeyDerivationStringData::new(data.as_ref()));
             let h = objects
                 .session

@@ -146,6 +146,7 @@ impl Pkcs11KeyStore {
     fn index(&mut self) -> Result<(), KeyFileError> {
         let src = self.source.clone();
         let mut refs = std::collections::BTreeSet::new();
+        let mut no_derive = Vec::new();
         for (label, obj) in self.token.objects() {
             let key = if label.starts_with("jwe/") {
                 KeyRef::new(KeyUsage::Jwe, 0)
@@ -175,7 +176,9 @@ impl Pkcs11KeyStore {
                 key.usage,
                 KeyUsage::ImkAc | KeyUsage::ImkSmi | KeyUsage::ImkSmc
             ) {
-                self.check_derives(label, obj)?;
+                if !self.check_derives(label, obj)? {
+                    no_derive.push(label.clone());
+                }
             }
             for (m, name) in needed_mechanisms(obj.kind) {
                 if !self.token.has(*m) {
@@ -190,6 +193,7 @@ impl Pkcs11KeyStore {
                 refs.insert(key);
             }
         }
+        self.note_no_derive(&no_derive);
         self.infos.clear();
         self.index_jwe()?;
         for key in refs {
@@ -208,20 +212,50 @@ impl Pkcs11KeyStore {
     }
 
     /// An IMK derives the ICC master keys in the token: it needs `CKA_DERIVE` and the token
-    /// `CKM_DES3_ECB_ENCRYPT_DATA` (docs/hsm.md).
-    fn check_derives(&self, label: &str, obj: &TokenObject) -> Result<(), KeyFileError> {
+    /// `CKM_DES3_ECB_ENCRYPT_DATA` (docs/hsm.md). Without `CKA_DERIVE`, a test token
+    /// (`test = true`) is accepted (`Ok(false)`: the keys are then computed with `C_Encrypt`
+    /// and pass through host memory); a live token is refused, naming the label.
+    fn check_derives(&self, label: &str, obj: &TokenObject) -> Result<bool, KeyFileError> {
         let rule = if !obj.derive {
-            "has CKA_DERIVE false: the ICC master keys are derived in the token with C_DeriveKey"
+            if self.file.test {
+                return Ok(false);
+            }
+            "has CKA_DERIVE false: the ICC master keys are derived in the token with C_DeriveKey \
+             (only a test token, test = true, may derive them with C_Encrypt through host memory)"
         } else if !self.token.has(MechanismType::DES3_ECB_ENCRYPT_DATA) {
             "needs the mechanism CKM_DES3_ECB_ENCRYPT_DATA (C_DeriveKey) the token lacks"
         } else {
-            return Ok(());
+            return Ok(true);
         };
         Err(err(
             &self.source,
             label,
             format!("{rule} (token {})", self.token.label),
         ))
+    }
+
+    /// One warning at load for the IMKs of a test token that lack `CKA_DERIVE`.
+    fn note_no_derive(&self, labels: &[String]) {
+        if labels.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            token = %self.token.label,
+            "{} on test token {}: CKA_DERIVE is missing, so the ICC master keys are derived with \
+             C_Encrypt and pass through host memory (zeroized); DGI 8000 is encrypted on the host \
+             (docs/hsm.md). The token's objects are not changed.",
+            labels.join(", "),
+            self.token.label
+        );
+    }
+
+    /// Whether the three IMKs of `index` can derive in the token (`CKA_DERIVE`).
+    pub(super) fn imks_derive(&self, index: u32) -> Result<bool, KeyError> {
+        let mut all = true;
+        for u in [KeyUsage::ImkAc, KeyUsage::ImkSmi, KeyUsage::ImkSmc] {
+            all &= self.object(KeyRef::new(u, index))?.derive;
+        }
+        Ok(all)
     }
 
     fn key_info(&self, key: KeyRef) -> Result<KeyInfo, KeyError> {

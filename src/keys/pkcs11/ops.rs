@@ -7,6 +7,7 @@ use cryptoki::object::ObjectHandle;
 use zeroize::Zeroizing;
 
 use super::{ObjectKind, Pkcs11KeyStore, label};
+use crate::domain::chip::ChipKcvs;
 use crate::domain::chip::keys::{ChipKeys, IccMasterKeySet, IccMasterKeyValue, IssuerOda};
 use crate::domain::crypto::{self, MacPadding};
 use crate::domain::decimal::{decimalise, pack_bcd};
@@ -101,6 +102,47 @@ impl Pkcs11KeyStore {
                     self.source
                 ),
             )
+        })
+    }
+
+    /// IMKs without `CKA_DERIVE` on a test token (warned at load; a live token is refused
+    /// there): the ICC master keys are computed with `C_Encrypt` in the token and come to host
+    /// memory (zeroizing), DGI 8000 in clear as the software store gives it.
+    fn clear_icc_master_keys(
+        &self,
+        derivation_index: u32,
+        option: MkdOption,
+        pan: &Pan,
+        psn: Psn,
+    ) -> Result<IccMasterKeySet, KeyError> {
+        let ac = KeyRef::new(KeyUsage::ImkAc, derivation_index);
+        if !self.file.test {
+            return Err(rule(
+                ac,
+                "has CKA_DERIVE false: refused on a live token (test = false)",
+            ));
+        }
+        let data = Zeroizing::new(
+            emv_keys::icc_derivation_data(option, pan.reveal(), &psn.to_string())
+                .map_err(|e| rule(ac, format!("ICC master key derivation: {e}")))?,
+        );
+        let mks = [KeyUsage::ImkAc, KeyUsage::ImkSmi, KeyUsage::ImkSmc]
+            .map(|u| self.icc_mk(KeyRef::new(u, derivation_index), &data));
+        let [mk_ac, mk_smi, mk_smc] = mks;
+        let (mk_ac, mk_smi, mk_smc) = (mk_ac?, mk_smi?, mk_smc?);
+        let kcv = |k: &DesKey16| k.kcv().map_err(|e| rule(ac, e.to_string()));
+        let kcvs = ChipKcvs {
+            ac: kcv(&mk_ac)?,
+            smi: kcv(&mk_smi)?,
+            smc: kcv(&mk_smc)?,
+        };
+        let mut value = Zeroizing::new([0u8; 48]);
+        value[..16].copy_from_slice(mk_ac.as_bytes());
+        value[16..32].copy_from_slice(mk_smi.as_bytes());
+        value[32..].copy_from_slice(mk_smc.as_bytes());
+        Ok(IccMasterKeySet {
+            value: IccMasterKeyValue::Clear(value),
+            kcvs,
         })
     }
 
@@ -216,6 +258,9 @@ impl ChipKeys for Pkcs11KeyStore {
         pan: &Pan,
         psn: Psn,
     ) -> Result<IccMasterKeySet, KeyError> {
+        if !self.imks_derive(derivation_index)? {
+            return self.clear_icc_master_keys(derivation_index, option, pan, psn);
+        }
         let kcvs = self.held_icc_master_kcvs(derivation_index, option, pan, psn)?;
         Ok(IccMasterKeySet {
             value: IccMasterKeyValue::Held(HeldSecret::IccMasterKeys {

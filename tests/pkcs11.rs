@@ -64,8 +64,9 @@ impl Hsm {
         self.0.init_token(label, PIN, SO_PIN);
     }
 
-    /// Runs the ignored test `child` of this binary with SOFTHSM2_CONF set to this directory.
-    fn run_child(&self, child: &str) {
+    /// Runs the ignored test `child` of this binary with SOFTHSM2_CONF set to this directory;
+    /// returns its output (stdout and stderr).
+    fn run_child(&self, child: &str) -> String {
         let exe = std::env::current_exe().expect("test binary");
         let out = Command::new(exe)
             .args([
@@ -88,6 +89,7 @@ impl Hsm {
         );
         assert!(out.status.success(), "{child} failed:\n{text}");
         assert!(text.contains("1 passed"), "{child} did not run:\n{text}");
+        text
     }
 
     /// Writes the store file `<token>.toml` for token `token` into the directory.
@@ -771,8 +773,10 @@ fn a_token_provisioned_by_pkcs11_tool_works_like_the_software_store() {
     }
     hsm.store("provisioned", true, "");
     // As pkcs11-tool wrote them (CKA_DERIVE false), then with CKA_DERIVE set.
-    hsm.run_child("child_provisioned_without_derive");
-    hsm.run_child("child_provisioned");
+    let log = hsm.run_child("child_provisioned_without_derive");
+    assert_one_no_derive_warning(&log);
+    let log = hsm.run_child("child_provisioned");
+    assert!(!log.contains("CKA_DERIVE is missing"), "{log}");
 }
 
 /// The IMK objects' `CKA_DERIVE` as the store sees them.
@@ -835,6 +839,7 @@ fn assert_clear_icc_master_keys_match(p11: &Pkcs11KeyStore) {
 fn child_provisioned_without_derive() {
     let dir = child_dir().expect("PERSODESK_TEST_HSM_DIR");
     let path = dir.join("provisioned.toml");
+    log_to_stderr();
     let p11 = open(&path);
     for (label, derive) in imk_derive_flags(&p11) {
         assert!(
@@ -858,7 +863,34 @@ fn demo_keys_on_a_test_token_without_cka_derive_personalize_like_the_software_st
     hsm.init(TOKEN);
     hsm.store(TOKEN, true, "");
     hsm.run_child("child_import_only");
-    hsm.run_child("child_without_derive");
+    let log = hsm.run_child("child_without_derive");
+    assert_one_no_derive_warning(&log);
+}
+
+/// The child's log holds exactly one warning about the IMKs without CKA_DERIVE, naming each
+/// label and saying the master keys pass through host memory.
+fn assert_one_no_derive_warning(log: &str) {
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("CKA_DERIVE is missing"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    let line = lines[0];
+    assert!(
+        line.contains("WARN") && line.contains("host memory"),
+        "{line}"
+    );
+    for label in ["imk-ac/1", "imk-smi/1", "imk-smc/1"] {
+        assert!(line.contains(label), "{line}");
+    }
+}
+
+/// In a child: the log to stderr, which the parent reads.
+fn log_to_stderr() {
+    tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// Imports the demo keys with `keys import` (the IMKs get CKA_DERIVE) and appends the issuer
@@ -890,6 +922,7 @@ fn child_without_derive() {
     let dir = child_dir().expect("PERSODESK_TEST_HSM_DIR");
     let path = dir.join(format!("{TOKEN}.toml"));
     set_imk_derive(TOKEN, false);
+    log_to_stderr();
     let p11 = open(&path);
     assert!(imk_derive_flags(&p11).iter().all(|(_, d)| !d));
     let demo = demo();
@@ -924,6 +957,7 @@ fn child_without_derive() {
 fn child_provisioned() {
     let dir = child_dir().expect("PERSODESK_TEST_HSM_DIR");
     allow_imk_derivation("provisioned");
+    log_to_stderr();
     let p11 = open(&dir.join("provisioned.toml"));
     for info in demo::keys()
         .list()

@@ -11,6 +11,8 @@
 //!   wrapping (`CKF_WRAP`); ECB over the 48 bytes is the three wraps side by side. A token
 //!   without it (SoftHSM2 2.6.1) is refused unless it is a test token (`test = true`), where the
 //!   keys are computed with `C_Encrypt` and encrypted on the host, said once in the log.
+//! - IMKs without `CKA_DERIVE` (accepted on a test token only, warned at load) never come here:
+//!   their DGI 8000 is prepared in clear (`ops.rs`, `clear_icc_master_keys`).
 
 use std::sync::atomic::Ordering;
 

@@ -6,6 +6,7 @@
 //!   (the Visa CVV's first step is single DES with the left half, a step no PKCS#11 mechanism
 //!   offers on a 2-key object).
 //! - A long-lived key object that is extractable or not sensitive is refused at load, by label.
+//!   An IMK without `CKA_DERIVE` is refused on a live token and warned about on a test token.
 //!   `CKA_VALUE` is never read; every operation runs in the token.
 //! - What comes out in clear into host memory, per card, and why: docs/hsm.md.
 
@@ -172,13 +173,12 @@ impl Pkcs11KeyStore {
                     ),
                 ));
             }
-            if matches!(
+            let imk = matches!(
                 key.usage,
                 KeyUsage::ImkAc | KeyUsage::ImkSmi | KeyUsage::ImkSmc
-            ) {
-                if !self.check_derives(label, obj)? {
-                    no_derive.push(label.clone());
-                }
+            );
+            if imk && !self.check_derives(label, obj)? {
+                no_derive.push(label.clone());
             }
             for (m, name) in needed_mechanisms(obj.kind) {
                 if !self.token.has(*m) {

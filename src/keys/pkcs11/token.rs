@@ -59,7 +59,8 @@ pub struct TokenObject {
     pub sensitive: bool,
     /// `CKA_EXTRACTABLE`.
     pub extractable: bool,
-    /// `CKA_DERIVE` (the IMKs need it: ICC master keys are derived in the token).
+    /// `CKA_DERIVE` (the IMKs: ICC master keys are derived in the token; without it, only on a
+    /// test token, with `C_Encrypt` through host memory).
     pub derive: bool,
     /// RSA modulus (public), RSA objects only.
     pub modulus: Vec<u8>,

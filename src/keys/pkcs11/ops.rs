@@ -250,7 +250,8 @@ impl KeyStore for Pkcs11KeyStore {
 impl ChipKeys for Pkcs11KeyStore {
     /// Derives the keys in the token (session objects) for their KCVs only: the value stays
     /// held until STORE DATA, where the token derives them again and wraps them under the card's
-    /// DEK ([`CardKeyStore::held_secret_for_card`]). The keys never reach host memory here.
+    /// DEK ([`CardKeyStore::held_secret_for_card`]). The keys never reach host memory here,
+    /// except for IMKs without `CKA_DERIVE` on a test token (`clear_icc_master_keys`).
     fn icc_master_keys(
         &self,
         derivation_index: u32,

@@ -639,3 +639,103 @@ fn the_session_takes_the_card_keys_from_the_key_store() {
         );
     }
 }
+
+/// A DGI 8000 held in the key store (`PersoDgi::held`, as a PKCS#11 store prepares it): the
+/// session asks the store for the value encrypted under the card's DEK at STORE DATA, SCP02 and
+/// SCP03. The virtual card checks DGI 9000 (the KCVs of the independently derived keys of
+/// `support::icc_master_keys`) against the keys it decrypted from DGI 8000, so a wrong value is
+/// refused by the card. Without a store, or with a held DGI the profile would send in clear, the
+/// session stops at STORE DATA (DGI 8000) before sending it.
+#[test]
+fn a_held_dgi_8000_is_encrypted_by_the_key_store_at_store_data() {
+    use persodesk::domain::fields::{Pan, Psn};
+    use persodesk::domain::keystore::HeldSecret;
+    use persodesk::keys::SoftwareKeyStore;
+    use persodesk::perso::personalize_dgis_with;
+    let entry = |usage: &str, index: u32, alg: &str, value: &str| {
+        let v = h(value);
+        let kcv = match alg {
+            "aes" => persodesk::domain::crypto::kcv_aes(&v),
+            _ => persodesk::domain::crypto::kcv_tdes(&v),
+        }
+        .expect("kcv");
+        format!(
+            "[[key]]\nusage = \"{usage}\"\nindex = {index}\nalgorithm = \"{alg}\"\n\
+             value = \"{value}\"\nkcv = \"{}\"\ntest = true\n",
+            hex::encode_upper(kcv)
+        )
+    };
+    let toml = [
+        entry("kmc", 1, "tdes", KMC_TDES),
+        entry("kmc", 2, "aes", KMC_AES),
+        entry("imk-ac", 1, "tdes", support::IMK_AC),
+        entry("imk-smi", 1, "tdes", support::IMK_SMI),
+        entry("imk-smc", 1, "tdes", support::IMK_SMC),
+    ]
+    .concat();
+    let store = SoftwareKeyStore::from_toml("k.toml", &toml).expect("keys");
+    let held = HeldSecret::IccMasterKeys {
+        derivation_index: 1,
+        option: MkdOption::A,
+        pan: Pan::parse(support::PAN).expect("pan"),
+        psn: Psn::parse(support::PSN).expect("psn"),
+    };
+    let shown = format!("{held:?}");
+    assert!(
+        !shown.contains(support::PAN),
+        "Debug shows the PAN: {shown}"
+    );
+    let held_dgis = |aes: bool, encrypt: bool| {
+        let mut dgis = support::dgis(aes);
+        let d = dgis.iter_mut().find(|d| d.id() == 0x8000).expect("8000");
+        *d = persodesk::domain::dgi::PersoDgi::new(0x8000, vec![0; 48], encrypt, false)
+            .expect("dgi");
+        d.held = Some(held.clone());
+        dgis
+    };
+    for (protocol, index, method) in [
+        (Protocol::Scp02 { i: 0x55 }, 1, Diversification::EmvCps11),
+        (Protocol::Scp03 { i: 0x00 }, 2, Diversification::Kdf3),
+    ] {
+        let aes = matches!(protocol, Protocol::Scp03 { .. });
+        let mut opts = options(protocol, SecurityLevel::CMac, false);
+        opts.keys = CardKeys::Store {
+            kmc_index: index,
+            method,
+        };
+        let mut t = VirtualTransport::new(card(CardProtocol::from(protocol)));
+        personalize_dgis_with(
+            &mut t,
+            opts.clone(),
+            held_dgis(aes, true),
+            &store,
+            &mut |_| {},
+        )
+        .expect("the card accepts the store's DGI 8000 (its KCVs match DGI 9000)");
+
+        let mut t = VirtualTransport::new(card(CardProtocol::from(protocol)));
+        let err = personalize_dgis_with(&mut t, opts, held_dgis(aes, false), &store, &mut |_| {})
+            .expect_err("a held DGI sent in clear");
+        assert_eq!(err.step(), Some(StepName::StoreData), "{err}");
+        assert!(
+            err.to_string().contains("DGI 8000") && err.to_string().contains("sent encrypted"),
+            "{err}"
+        );
+
+        let mut t = VirtualTransport::new(card(CardProtocol::from(protocol)));
+        let opts = options(protocol, SecurityLevel::CMac, false);
+        let err = personalize_dgis(&mut t, opts, held_dgis(aes, true), &mut |_| {})
+            .expect_err("no store for a held DGI");
+        assert!(
+            matches!(
+                &err,
+                PersoError::Session {
+                    error: SessionError::HeldDgi { dgi: 0x8000, .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("no key store was given"), "{err}");
+    }
+}

@@ -14,15 +14,18 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
+use persodesk::domain::chip::keys::{ChipKeys, IccMasterKeyValue};
 use persodesk::domain::chip::keys::{IccKeyPair, IccKeySource};
 use persodesk::domain::chip::model1::PrepDate;
 use persodesk::domain::emv_keys::MkdOption;
 use persodesk::domain::envelope::EnvelopeSettings;
 use persodesk::domain::fields::{Pan, Psn};
+use persodesk::domain::gp::SecretKey;
 use persodesk::domain::gp::kdf::Diversification;
-use persodesk::domain::keystore::{CardKeyStore, KeyRef, KeyStore, KeyUsage};
+use persodesk::domain::keystore::{CardDek, CardKeyStore, HeldSecret, KeyRef, KeyStore, KeyUsage};
 use persodesk::domain::oda::{OdaError, RsaExponent, RsaKeyPair};
 use persodesk::domain::prepare::{CardKeys, ModelChoice, PrepInputs, prepare_card};
+use persodesk::keys::KeyStorePort;
 use persodesk::keys::LoadedKeys;
 use persodesk::keys::pkcs11::{Pkcs11KeyStore, ceremony};
 
@@ -61,8 +64,9 @@ impl Hsm {
         self.0.init_token(label, PIN, SO_PIN);
     }
 
-    /// Runs the ignored test `child` of this binary with SOFTHSM2_CONF set to this directory.
-    fn run_child(&self, child: &str) {
+    /// Runs the ignored test `child` of this binary with SOFTHSM2_CONF set to this directory;
+    /// returns its output (stdout and stderr).
+    fn run_child(&self, child: &str) -> String {
         let exe = std::env::current_exe().expect("test binary");
         let out = Command::new(exe)
             .args([
@@ -85,6 +89,7 @@ impl Hsm {
         );
         assert!(out.status.success(), "{child} failed:\n{text}");
         assert!(text.contains("1 passed"), "{child} did not run:\n{text}");
+        text
     }
 
     /// Writes the store file `<token>.toml` for token `token` into the directory.
@@ -147,10 +152,12 @@ fn demo() -> Demo {
 /// value, hex), KCVs, ODA summary. One line per item.
 fn prepared(
     demo: &Demo,
-    keys: &dyn CardKeys,
+    keys: &dyn KeyStorePort,
     icc: &FixedIccKeys,
     choice: ModelChoice,
 ) -> Vec<String> {
+    let keys_port = keys;
+    let keys: &dyn CardKeys = keys;
     let date = PrepDate {
         yy: 25,
         mm: 1,
@@ -189,6 +196,9 @@ fn prepared(
                             // A PIN drawn at random: only its control and length nibbles compare.
                             v = format!("{}.. (random PIN)", &v[..2]);
                         }
+                        if d.dgi.id() == 0x8000 {
+                            v = dgi_8000_as_sent(keys_port, d);
+                        }
                         out.push(format!("{id}: dgi {:04X} {v}", d.dgi.id()));
                     }
                 }
@@ -198,8 +208,35 @@ fn prepared(
     out
 }
 
-/// Same preparation results from both stores for every demo order and model choice.
+/// A fixed SCP03 static DEK (AES-128) and SCP02 session DEK (TDES) for comparing DGI 8000 as
+/// the card receives it.
+fn test_deks() -> (SecretKey, SecretKey) {
+    let key = |h: &str| SecretKey::new(&hex::decode(h).expect("hex")).expect("test DEK");
+    let aes = key("404142434445464748494A4B4C4D4E4F");
+    let des = key("0123456789ABCDEFFEDCBA9876543210");
+    (aes, des)
+}
+
+/// DGI 8000 as the card would receive it under the test DEKs (SCP03, SCP02): a held value is
+/// encrypted by the store (the token wraps it), a clear one as the GP session encrypts it.
+fn dgi_8000_as_sent(keys: &dyn KeyStorePort, d: &persodesk::domain::dgi::PersoDgi) -> String {
+    let (aes, des) = test_deks();
+    let deks = [CardDek::Scp03Static(&aes), CardDek::Scp02Session(&des)];
+    let sent: Vec<String> = deks
+        .into_iter()
+        .map(|dek| match &d.held {
+            Some(h) => hex::encode_upper(keys.held_secret_for_card(h, dek).expect("held DGI 8000")),
+            None => hex::encode_upper(dek.encrypt_on_host(d.dgi.value()).expect("encrypts")),
+        })
+        .collect();
+    format!("sent {}", sent.join(" / "))
+}
+
+/// Same preparation results from both stores for every demo order and model choice; DGI 8000
+/// compares as the card receives it, wrapped in the token for SCP03, on the host for SCP02 on
+/// this test token (SoftHSM2 has no DES3 wrapping), and the token leaves no session object.
 fn assert_same_preparation(p11: &Pkcs11KeyStore) {
+    let (wraps0, host0) = p11.held_counts();
     let demo = demo();
     let soft = demo::keys();
     let icc = FixedIccKeys::default();
@@ -222,6 +259,79 @@ fn assert_same_preparation(p11: &Pkcs11KeyStore) {
         chip_lines += a.iter().filter(|l| l.contains(": dgi 8000")).count();
     }
     assert!(chip_lines > 0, "no DGI 8000 was prepared");
+    let (wraps, host) = p11.held_counts();
+    assert!(wraps > wraps0, "SCP03 DGI 8000 must come from C_WrapKey");
+    assert!(
+        host > host0,
+        "SCP02 on a test token without DES3 wrap falls back, counted"
+    );
+    assert_eq!(
+        p11.session_key_objects(),
+        0,
+        "session key objects left on the token"
+    );
+    let pan = Pan::parse("4761739001010010").expect("pan");
+    let set = ChipKeys::icc_master_keys(p11, 1, MkdOption::A, &pan, Psn(1)).expect("mk");
+    assert!(
+        matches!(set.value, IccMasterKeyValue::Held(_)),
+        "the token store must not return clear ICC master keys"
+    );
+    assert_eq!(
+        set.kcvs,
+        ChipKeys::icc_master_keys(&soft_keys(), 1, MkdOption::A, &pan, Psn(1))
+            .expect("mk")
+            .kcvs
+    );
+    assert_eq!(
+        p11.session_key_objects(),
+        0,
+        "session key objects left on the token"
+    );
+}
+
+fn soft_keys() -> persodesk::keys::SoftwareKeyStore {
+    demo::keys()
+}
+
+/// A live token (`test = false`) refuses SCP02 DGI 8000 by mechanism name, since it cannot wrap
+/// under a TDES DEK; SCP03 still wraps in the token, with the same bytes as the test token.
+fn assert_live_token_refuses_scp02_fallback(test_path: &Path, test: &Pkcs11KeyStore) {
+    let text = std::fs::read_to_string(test_path).expect("store file");
+    assert!(text.contains("test = true"), "{text}");
+    let live_path = test_path.with_file_name("live.toml");
+    std::fs::write(&live_path, text.replace("test = true", "test = false")).expect("write");
+    let live = open(&live_path);
+    let held = HeldSecret::IccMasterKeys {
+        derivation_index: 1,
+        option: MkdOption::A,
+        pan: Pan::parse("4761739001010010").expect("pan"),
+        psn: Psn(1),
+    };
+    let (aes, des) = test_deks();
+    let err = live
+        .held_secret_for_card(&held, CardDek::Scp02Session(&des))
+        .expect_err("a live token without DES3 wrapping must refuse")
+        .to_string();
+    assert!(
+        err.contains("CKM_DES3_ECB") && err.contains("refused on a live token"),
+        "{err}"
+    );
+    let a = live
+        .held_secret_for_card(&held, CardDek::Scp03Static(&aes))
+        .expect("wraps");
+    let b = test
+        .held_secret_for_card(&held, CardDek::Scp03Static(&aes))
+        .expect("wraps");
+    let c = soft_keys()
+        .held_secret_for_card(&held, CardDek::Scp03Static(&aes))
+        .expect("soft");
+    assert_eq!(a, b);
+    assert_eq!(
+        a, c,
+        "the token's C_WrapKey must equal the software AES-CBC"
+    );
+    assert_eq!(live.held_counts(), (1, 0));
+    assert_eq!(live.session_key_objects(), 0);
 }
 
 fn assert_all_locked(p11: &Pkcs11KeyStore) {
@@ -290,6 +400,12 @@ fn child_import_and_prepare() {
     assert_sealing_matches(&p11, &path);
     assert_jwe_matches(&p11);
     assert_job_runs_on_the_token(&p11);
+    assert_live_token_refuses_scp02_fallback(&path, &p11);
+    assert_eq!(
+        p11.session_key_objects(),
+        0,
+        "session key objects left on the token"
+    );
     assert_all_locked(&p11);
 }
 
@@ -530,25 +646,72 @@ fn write_secret(hsm: &Hsm, token: &str, label: &str, key_type: &str, value: &[u8
     let f = hsm.dir.join("value.bin");
     std::fs::write(&f, value).expect("value");
     let f = f.display().to_string();
-    pkcs11_tool(
-        hsm,
-        token,
-        &[
-            "--write-object",
-            &f,
-            "--type",
-            "secrkey",
-            "--key-type",
-            key_type,
-            "--label",
-            label,
-            "--sensitive",
-            "--usage-decrypt",
-            "--usage-sign",
-            "--usage-wrap",
-        ],
-    );
+    // The IMKs derive the ICC master keys in the token (CKA_DERIVE).
+    let derive = label.starts_with("imk-");
+    let mut args = vec![
+        "--write-object",
+        &f,
+        "--type",
+        "secrkey",
+        "--key-type",
+        key_type,
+        "--label",
+        label,
+        "--sensitive",
+        "--usage-decrypt",
+        "--usage-sign",
+        "--usage-wrap",
+    ];
+    if derive {
+        args.push("--usage-derive");
+    }
+    pkcs11_tool(hsm, token, &args);
     let _ = std::fs::remove_file(hsm.dir.join("value.bin"));
+}
+
+/// Sets `CKA_DERIVE` on the `imk-*` objects with `C_SetAttributeValue` (CKA_DERIVE is
+/// modifiable, PKCS#11 2.40 §4.7): `pkcs11-tool` 0.23 sets it on EC keys only (`--usage-derive`),
+/// and the IMKs derive the ICC master keys in the token. Done before the store opens the module.
+fn allow_imk_derivation(token: &str) {
+    set_imk_derive(token, true);
+}
+
+/// Sets `CKA_DERIVE` of the `imk-*/1` objects to `derive` (`C_SetAttributeValue`), with the
+/// module opened and finalized here: done while no store has it open.
+fn set_imk_derive(token: &str, derive: bool) {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    use cryptoki::object::Attribute;
+    use cryptoki::session::UserType;
+    let ctx = Pkcs11::new(MODULE).expect("module");
+    ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .expect("C_Initialize");
+    let slot = ctx
+        .get_slots_with_token()
+        .expect("slots")
+        .into_iter()
+        .find(|s| {
+            ctx.get_token_info(*s)
+                .is_ok_and(|i| i.label().trim_end() == token)
+        })
+        .expect("token slot");
+    let session = ctx.open_rw_session(slot).expect("rw session");
+    let pin = cryptoki::types::AuthPin::new(PIN.to_string().into());
+    session.login(UserType::User, Some(&pin)).expect("login");
+    let mut set = 0;
+    for label in ["imk-ac/1", "imk-smi/1", "imk-smc/1"] {
+        for h in session
+            .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
+            .expect("find")
+        {
+            session
+                .update_attributes(h, &[Attribute::Derive(derive)])
+                .expect("CKA_DERIVE");
+            set += 1;
+        }
+    }
+    assert!(set >= 3, "imk objects: {set}");
+    drop(session);
+    ctx.finalize().expect("C_Finalize");
 }
 
 /// The demo key values, read from the demo file (the test's inputs, not results).
@@ -609,13 +772,192 @@ fn a_token_provisioned_by_pkcs11_tool_works_like_the_software_store() {
         }
     }
     hsm.store("provisioned", true, "");
-    hsm.run_child("child_provisioned");
+    // As pkcs11-tool wrote them (CKA_DERIVE false), then with CKA_DERIVE set.
+    let log = hsm.run_child("child_provisioned_without_derive");
+    assert_one_no_derive_warning(&log);
+    let log = hsm.run_child("child_provisioned");
+    assert!(!log.contains("CKA_DERIVE is missing"), "{log}");
+}
+
+/// The IMK objects' `CKA_DERIVE` as the store sees them.
+fn imk_derive_flags(p11: &Pkcs11KeyStore) -> Vec<(String, bool)> {
+    let flags: Vec<_> = p11
+        .objects()
+        .into_iter()
+        .filter(|(l, _)| l.starts_with("imk-"))
+        .map(|(l, o)| (l, o.derive))
+        .collect();
+    assert!(flags.len() >= 3, "imk objects: {flags:?}");
+    flags
+}
+
+/// The same objects on a live token (`test = false`) are refused at load, naming an IMK label
+/// and CKA_DERIVE (fail closed).
+fn assert_live_token_refuses_imks_without_derive(test_path: &Path) {
+    let text = std::fs::read_to_string(test_path).expect("store file");
+    assert!(text.contains("test = true"), "{text}");
+    let live_path = test_path.with_file_name("live-no-derive.toml");
+    std::fs::write(&live_path, text.replace("test = true", "test = false")).expect("write");
+    let e = load_err(&live_path);
+    assert!(
+        e.contains("CKA_DERIVE")
+            && ["imk-ac/1", "imk-smi/1", "imk-smc/1"]
+                .iter()
+                .any(|l| e.contains(l)),
+        "{e}"
+    );
+}
+
+/// ICC master keys from IMKs without CKA_DERIVE on a test token: clear (computed with
+/// C_Encrypt), byte for byte and KCV for KCV the software store's, for both options.
+fn assert_clear_icc_master_keys_match(p11: &Pkcs11KeyStore) {
+    let soft = soft_keys();
+    for (pan, psn) in [("5413330089012345", 1), ("4761739001010010", 0)] {
+        let pan = Pan::parse(pan).expect("pan");
+        for option in [MkdOption::A, MkdOption::B] {
+            let a = ChipKeys::icc_master_keys(&soft, 1, option, &pan, Psn(psn)).expect("soft");
+            let b = ChipKeys::icc_master_keys(p11, 1, option, &pan, Psn(psn)).expect("token");
+            assert_eq!(a.kcvs, b.kcvs, "{option:?}");
+            match (a.value, b.value) {
+                (IccMasterKeyValue::Clear(x), IccMasterKeyValue::Clear(y)) => {
+                    assert_eq!(
+                        hex::encode_upper(&x[..]),
+                        hex::encode_upper(&y[..]),
+                        "{option:?}"
+                    )
+                }
+                _ => panic!("without CKA_DERIVE the test token gives the value in clear"),
+            }
+        }
+    }
+    assert_eq!(p11.held_counts(), (0, 0), "nothing held without CKA_DERIVE");
+    assert_eq!(p11.session_key_objects(), 0);
+}
+
+#[test]
+#[ignore = "run by its parent test in a process with SOFTHSM2_CONF set"]
+fn child_provisioned_without_derive() {
+    let dir = child_dir().expect("PERSODESK_TEST_HSM_DIR");
+    let path = dir.join("provisioned.toml");
+    log_to_stderr();
+    let p11 = open(&path);
+    for (label, derive) in imk_derive_flags(&p11) {
+        assert!(
+            !derive,
+            "{label}: pkcs11-tool 0.23 sets no CKA_DERIVE on secret keys"
+        );
+    }
+    assert_clear_icc_master_keys_match(&p11);
+    assert_all_locked(&p11);
+    drop(p11);
+    assert_live_token_refuses_imks_without_derive(&path);
+}
+
+#[test]
+fn demo_keys_on_a_test_token_without_cka_derive_personalize_like_the_software_store() {
+    let name = "demo_keys_on_a_test_token_without_cka_derive_personalize_like_the_software_store";
+    if !softhsm_present(name) {
+        return;
+    }
+    let hsm = Hsm::new("noderive");
+    hsm.init(TOKEN);
+    hsm.store(TOKEN, true, "");
+    hsm.run_child("child_import_only");
+    let log = hsm.run_child("child_without_derive");
+    assert_one_no_derive_warning(&log);
+}
+
+/// The child's log holds exactly one warning about the IMKs without CKA_DERIVE, naming each
+/// label and saying the master keys pass through host memory.
+fn assert_one_no_derive_warning(log: &str) {
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("CKA_DERIVE is missing"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    let line = lines[0];
+    assert!(
+        line.contains("WARN") && line.contains("host memory"),
+        "{line}"
+    );
+    for label in ["imk-ac/1", "imk-smi/1", "imk-smc/1"] {
+        assert!(line.contains(label), "{line}");
+    }
+}
+
+/// In a child: the log to stderr, which the parent reads.
+fn log_to_stderr() {
+    tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Imports the demo keys with `keys import` (the IMKs get CKA_DERIVE) and appends the issuer
+/// tables; a later child clears CKA_DERIVE (the module is initialised once per process).
+#[test]
+#[ignore = "run by its parent test in a process with SOFTHSM2_CONF set"]
+fn child_import_only() {
+    let dir = child_dir().expect("PERSODESK_TEST_HSM_DIR");
+    let path = dir.join(format!("{TOKEN}.toml"));
+    let text = std::fs::read_to_string(&path).expect("store file");
+    let file = persodesk::keys::pkcs11::StoreFile::parse_text("store", &text).expect("parses");
+    let mut rw = Pkcs11KeyStore::open("store", file, true).expect("token opens");
+    let (_, issuers) = ceremony::import_software(&mut rw, &demo::keys()).expect("import");
+    assert!(!issuers.is_empty(), "the demo issuer keys");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .expect("append");
+    std::io::Write::write_all(&mut f, ceremony::issuer_toml(&issuers).as_bytes()).expect("write");
+}
+
+/// The demo keys imported, then CKA_DERIVE cleared on the IMKs (as a tool that cannot set it
+/// leaves them): the test token loads, Model 1 preparation gives the same KCVs and DGI 8000
+/// bytes (clear, encrypted on the host as the GP session does) as the software store, `job::run`
+/// personalizes and reads back; the token's objects are unchanged by the store.
+#[test]
+#[ignore = "run by its parent test in a process with SOFTHSM2_CONF set"]
+fn child_without_derive() {
+    let dir = child_dir().expect("PERSODESK_TEST_HSM_DIR");
+    let path = dir.join(format!("{TOKEN}.toml"));
+    set_imk_derive(TOKEN, false);
+    log_to_stderr();
+    let p11 = open(&path);
+    assert!(imk_derive_flags(&p11).iter().all(|(_, d)| !d));
+    let demo = demo();
+    let soft = demo::keys();
+    let icc = FixedIccKeys::default();
+    let model1 = ModelChoice::Only(persodesk::domain::chip::ChipModel::Model1);
+    let a = prepared(&demo, &soft, &icc, model1);
+    let b = prepared(&demo, &p11, &icc, model1);
+    assert_eq!(a, b);
+    assert!(
+        a.iter().any(|l| l.contains(": dgi 8000 sent ")),
+        "no DGI 8000 prepared: {a:?}"
+    );
+    assert!(
+        a.iter().any(|l| l.contains(": model Model1 kcvs ")),
+        "{a:?}"
+    );
+    assert_clear_icc_master_keys_match(&p11);
+    assert_job_runs_on_the_token(&p11);
+    assert_eq!(p11.session_key_objects(), 0);
+    assert!(
+        imk_derive_flags(&p11).iter().all(|(_, d)| !d),
+        "objects unchanged"
+    );
+    assert_all_locked(&p11);
+    drop(p11);
+    assert_live_token_refuses_imks_without_derive(&path);
 }
 
 #[test]
 #[ignore = "run by its parent test in a process with SOFTHSM2_CONF set"]
 fn child_provisioned() {
     let dir = child_dir().expect("PERSODESK_TEST_HSM_DIR");
+    allow_imk_derivation("provisioned");
+    log_to_stderr();
     let p11 = open(&dir.join("provisioned.toml"));
     for info in demo::keys()
         .list()

@@ -650,6 +650,7 @@ fn demo_card_dgis() -> Vec<PersoDgi> {
                 dgi: d.clone(),
                 encrypt,
                 pad,
+                held: None,
             }
         })
         .collect()
@@ -724,6 +725,7 @@ pub fn vcard(data: &[u8]) {
                         dgi: d.clone(),
                         encrypt,
                         pad,
+                        held: None,
                     }
                 })
                 .collect();

@@ -292,7 +292,8 @@ impl Dgi {
 /// One DGI to send with STORE DATA and the profile's flags: what chip preparation produces
 /// ([`crate::domain::chip::ChipData`]) and what the card session sends
 /// ([`crate::domain::gp::session::PersoPlan`]). The value is clear here (keys and PIN blocks
-/// included); the session pads and encrypts it with the DEK as the flags say. `Debug` shows the
+/// included) unless it is `held` in the key store; the session pads and encrypts it with the
+/// DEK as the flags say. `Debug` shows the
 /// id, length and flags only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PersoDgi {
@@ -302,6 +303,10 @@ pub struct PersoDgi {
     pub encrypt: bool,
     /// Pad ISO/IEC 9797-1 method 2 (`80 00..`) to the DEK block before encryption.
     pub pad: bool,
+    /// The value is held in the key store (an HSM): `dgi` then holds zeros of the length the
+    /// card receives, and the session asks the store for the value encrypted under the card's
+    /// DEK at STORE DATA ([`crate::domain::keystore::CardKeyStore::held_secret_for_card`]).
+    pub held: Option<crate::domain::keystore::HeldSecret>,
 }
 
 impl PersoDgi {
@@ -316,6 +321,7 @@ impl PersoDgi {
             dgi: Dgi::new(id, value)?,
             encrypt,
             pad,
+            held: None,
         })
     }
 

@@ -270,6 +270,16 @@ pub trait CardKeyStore: KeyStore {
         pan: &Pan,
         psn: super::fields::Psn,
     ) -> Result<super::emv_keys::DesKey16, KeyError>;
+
+    /// The value of a sensitive DGI held in the store ([`HeldSecret`]), encrypted for the card
+    /// under `dek` exactly as the GP session encrypts a clear sensitive DGI (the card receives
+    /// the same bytes). A PKCS#11 store derives the secret and wraps it inside the token
+    /// (`C_WrapKey`); it fails closed when the token cannot wrap under that DEK.
+    fn held_secret_for_card(
+        &self,
+        secret: &HeldSecret,
+        dek: CardDek<'_>,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyError>;
 }
 
 /// Sealing of data at rest with the key store's `store` key (AES-256-GCM, format in
@@ -352,5 +362,69 @@ impl JweKeys for NoJweKeys {
             kid: kid.to_string(),
             rule: "no key store was given to open JWE encryptedData".into(),
         })
+    }
+}
+
+/// A sensitive DGI value that stays inside the key store until STORE DATA: the prepared DGI
+/// carries this reference instead of clear bytes, and the session asks the store
+/// ([`CardKeyStore::held_secret_for_card`]) for the value already encrypted under the card's
+/// DEK. A PKCS#11 store derives and wraps inside the token (docs/hsm.md). `Debug` masks the PAN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeldSecret {
+    /// MK-AC ‖ MK-SMI ‖ MK-SMC of one card (DGI 8000, 48 bytes), derived from the IMKs at
+    /// `derivation_index` with `option` (EMV Book 2 A1.4).
+    IccMasterKeys {
+        /// The IMKs' index (`imk-ac`, `imk-smi`, `imk-smc`).
+        derivation_index: u32,
+        /// Option A or B.
+        option: super::emv_keys::MkdOption,
+        /// The card's PAN.
+        pan: Pan,
+        /// The card's PAN sequence number.
+        psn: super::fields::Psn,
+    },
+}
+
+impl HeldSecret {
+    /// The length of the clear value the card receives (before encryption).
+    pub fn len(&self) -> usize {
+        match self {
+            Self::IccMasterKeys { .. } => 48,
+        }
+    }
+
+    /// Never empty (clippy's `len` rule).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The key the secret comes from, for errors.
+    pub fn key(&self) -> KeyRef {
+        match self {
+            Self::IccMasterKeys {
+                derivation_index, ..
+            } => KeyRef::new(KeyUsage::ImkAc, *derivation_index),
+        }
+    }
+}
+
+/// The card's DEK a sensitive DGI is encrypted under at STORE DATA, exactly as the GP session
+/// encrypts sensitive DGIs (`encrypt_sensitive`): SCP02 with the session DEK (TDES-ECB), SCP03
+/// with the static DEK (AES-CBC, IV 0).
+#[derive(Debug, Clone, Copy)]
+pub enum CardDek<'a> {
+    /// SCP02: the session DEK, TDES-ECB.
+    Scp02Session(&'a super::gp::SecretKey),
+    /// SCP03: the static DEK, AES-CBC with a zero IV.
+    Scp03Static(&'a super::gp::SecretKey),
+}
+
+impl CardDek<'_> {
+    /// Encrypts `data` on the host as the GP session does for sensitive DGIs.
+    pub fn encrypt_on_host(&self, data: &[u8]) -> Result<Vec<u8>, super::gp::GpError> {
+        match self {
+            Self::Scp02Session(dek) => super::gp::scp02::encrypt_with_session_dek(dek, data),
+            Self::Scp03Static(dek) => super::gp::scp03::encrypt_sensitive(dek, data),
+        }
     }
 }

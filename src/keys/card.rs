@@ -118,4 +118,34 @@ impl crate::domain::keystore::CardKeyStore for SoftwareKeyStore {
                 rule: format!("ICC master key derivation: {e}"),
             })
     }
+
+    /// Software crypto: the ICC master keys derived as for preparation, then encrypted under
+    /// the card's DEK as the GP session encrypts a clear sensitive DGI.
+    fn held_secret_for_card(
+        &self,
+        secret: &crate::domain::keystore::HeldSecret,
+        dek: crate::domain::keystore::CardDek<'_>,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyError> {
+        use crate::domain::chip::keys::ChipKeys;
+        use crate::domain::keystore::HeldSecret;
+        let HeldSecret::IccMasterKeys {
+            derivation_index,
+            option,
+            pan,
+            psn,
+        } = secret;
+        let set = self.icc_master_keys(*derivation_index, *option, pan, *psn)?;
+        let crate::domain::chip::keys::IccMasterKeyValue::Clear(value) = &set.value else {
+            return Err(KeyError::Rule {
+                key: secret.key(),
+                rule: "the software store holds ICC master keys in clear only".into(),
+            });
+        };
+        dek.encrypt_on_host(value.as_ref())
+            .map(zeroize::Zeroizing::new)
+            .map_err(|e| KeyError::Rule {
+                key: secret.key(),
+                rule: format!("DGI 8000 encryption under the card's DEK: {e}"),
+            })
+    }
 }

@@ -26,7 +26,7 @@ use zeroize::Zeroizing;
 
 use super::software::SoftwareKeyStore;
 use crate::domain::chip::ChipKcvs;
-use crate::domain::chip::keys::{ChipKeys, IccMasterKeySet, IssuerOda};
+use crate::domain::chip::keys::{ChipKeys, IccMasterKeySet, IccMasterKeyValue, IssuerOda};
 use crate::domain::emv_keys::{DesKey16, IccMasterKeys, MkdOption};
 use crate::domain::fields::{Pan, Pin, PinBlockFormat, Psn};
 use crate::domain::keystore::{KeyAlgorithm, KeyError, KeyRef, KeyUsage, PinBlockRef};
@@ -229,7 +229,10 @@ impl ChipKeys for SoftwareKeyStore {
             smi: mks.smi.kcv().map_err(rule)?,
             smc: mks.smc.kcv().map_err(rule)?,
         };
-        Ok(IccMasterKeySet { value, kcvs })
+        Ok(IccMasterKeySet {
+            value: IccMasterKeyValue::Clear(value),
+            kcvs,
+        })
     }
 
     fn reference_pin_block(

@@ -197,6 +197,7 @@ impl PersoError {
                 | SessionError::Apdu { step, .. }
                 | SessionError::RMacMismatch { step, .. }
                 | SessionError::Crypto { step, .. } => *step,
+                SessionError::HeldDgi { .. } => StepName::StoreData,
                 SessionError::CardCryptogramMismatch
                 | SessionError::CardChallengeMismatch
                 | SessionError::CardKeys(_)

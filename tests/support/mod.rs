@@ -32,8 +32,10 @@ pub const EXPIRY: &str = "3012";
 pub const PSN: &str = "01";
 /// The demo IMK-AC (assets/demo/keys.toml, imk-ac #1, a test key).
 pub const IMK_AC: &str = "0123456789ABCDEFFEDCBA9876543210";
-const IMK_SMI: &str = "1123456789ABCDEFFEDCBA9876543211";
-const IMK_SMC: &str = "2123456789ABCDEFFEDCBA9876543212";
+/// The demo IMK-SMI (imk-smi #1, a test key).
+pub const IMK_SMI: &str = "1123456789ABCDEFFEDCBA9876543211";
+/// The demo IMK-SMC (imk-smc #1, a test key).
+pub const IMK_SMC: &str = "2123456789ABCDEFFEDCBA9876543212";
 /// The reference PIN.
 pub const PIN: &str = "1234";
 /// The Visa credit AID.

@@ -2,7 +2,8 @@
 //! store (an HSM can implement the same trait).
 //!
 //! - ICC master keys (DGI 8000) from the issuer master keys at a `derivationKeyIndex` (usages
-//!   `imk-ac`, `imk-smi`, `imk-smc`): a zeroizing 48-byte value and the KCVs.
+//!   `imk-ac`, `imk-smi`, `imk-smc`): a zeroizing 48-byte value (or, from an HSM, a reference
+//!   the store resolves at STORE DATA) and the KCVs.
 //! - The reference PIN block (DGI 8010) from the order's encrypted PIN, recovered inside the
 //!   store, or from a PIN the store generates at random.
 //! - ODA: the issuer RSA key at an `odaKeyIndex` (usage `issuer-rsa`) signs; its public
@@ -13,23 +14,36 @@ use zeroize::Zeroizing;
 use super::ChipKcvs;
 use crate::domain::emv_keys::MkdOption;
 use crate::domain::fields::{Pan, Psn};
-use crate::domain::keystore::{KeyError, KeyRef, KeyStore, PinBlockRef};
+use crate::domain::keystore::{HeldSecret, KeyError, KeyRef, KeyStore, PinBlockRef};
 use crate::domain::oda::{
     CaPublicKey, EmvPublicKey, IssuerCertFields, OdaError, PublicKeyCertificate, RecoverySigner,
 };
 
-/// The clear DGI 8000 value (MK-AC || MK-SMI || MK-SMC) and its check values.
-pub struct IccMasterKeySet {
+/// The DGI 8000 value (MK-AC || MK-SMI || MK-SMC): clear bytes (the software store), or held
+/// in the key store until STORE DATA (a PKCS#11 store: the keys never reach host memory).
+pub enum IccMasterKeyValue {
     /// 48 bytes, zeroized on drop.
-    pub value: Zeroizing<[u8; 48]>,
+    Clear(Zeroizing<[u8; 48]>),
+    /// Derived again inside the store at STORE DATA and sent wrapped under the card's DEK.
+    Held(HeldSecret),
+}
+
+/// The DGI 8000 value and its check values.
+pub struct IccMasterKeySet {
+    /// The value, clear or held in the store.
+    pub value: IccMasterKeyValue,
     /// KCVs of the three keys.
     pub kcvs: ChipKcvs,
 }
 
 impl std::fmt::Debug for IccMasterKeySet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = match &self.value {
+            IccMasterKeyValue::Clear(_) => "<redacted, 48 bytes>",
+            IccMasterKeyValue::Held(_) => "<held in the key store>",
+        };
         f.debug_struct("IccMasterKeySet")
-            .field("value", &"<redacted, 48 bytes>")
+            .field("value", &value)
             .field("kcvs", &self.kcvs)
             .finish()
     }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use zeroize::Zeroizing;
 
-use super::keys::{ChipKeys, IccKeySource, IssuerOda, IssuerSigner};
+use super::keys::{ChipKeys, IccKeySource, IccMasterKeyValue, IssuerOda, IssuerSigner};
 use super::profile::{
     ChipProfile, DgiContent, DgiRule, GpoAnswer, IcvvPosition, Interface, OdaMethod, TagSlot,
     aip_asks_for_oda, signature_tag,
@@ -581,7 +581,7 @@ struct Gpo {
 /// The secret DGI values one card gets: ICC master keys, their check values, the PIN block and
 /// the ICC private key (CRT) of DDA/CDA.
 struct Secrets<'a> {
-    master: Option<Zeroizing<[u8; 48]>>,
+    master: Option<IccMasterKeyValue>,
     kcvs: Option<ChipKcvs>,
     pin_block: Option<Zeroizing<[u8; 8]>>,
     crt: Option<&'a oda::CrtComponents>,
@@ -641,7 +641,12 @@ pub fn compute(
     let mut dgis = Vec::with_capacity(profile.dgis().len());
     for rule in profile.dgis() {
         let value = dgi_value(&w, rule, &mut built, &gpo, &secrets)?;
-        if let Some(dgi) = perso_dgi(&w, rule, value)? {
+        if let Some(mut dgi) = perso_dgi(&w, rule, value)? {
+            if let (DgiContent::MasterKeys, Some(IccMasterKeyValue::Held(h))) =
+                (&rule.content, &secrets.master)
+            {
+                dgi.held = Some(h.clone());
+            }
             dgis.push(dgi);
         }
     }
@@ -723,7 +728,7 @@ fn build_records(
 }
 
 /// The ICC master keys of DGI 8000 and their check values, when the profile has DGI 8000.
-type MasterKeys = (Option<ChipKcvs>, Option<Zeroizing<[u8; 48]>>);
+type MasterKeys = (Option<ChipKcvs>, Option<IccMasterKeyValue>);
 
 fn master_keys(w: &mut Work<'_>) -> Result<MasterKeys, Finding> {
     let (order, profile) = (w.order, w.profile);
@@ -788,7 +793,12 @@ fn dgi_value(
             }
         }
         DgiContent::Verbatim(v) => Some(v.clone()),
-        DgiContent::MasterKeys => secrets.master.as_ref().map(|m| m.to_vec()),
+        // A held value is sent by the store at STORE DATA: the DGI carries zeros of the
+        // length the card receives, and the reference (`PersoDgi::held`).
+        DgiContent::MasterKeys => secrets.master.as_ref().map(|m| match m {
+            IccMasterKeyValue::Clear(v) => v.to_vec(),
+            IccMasterKeyValue::Held(h) => vec![0; h.len()],
+        }),
         DgiContent::KeyCheckValues => secrets.kcvs.map(|k| k.dgi_value().to_vec()),
         DgiContent::PinBlock => secrets.pin_block.as_ref().map(|p| p.to_vec()),
         DgiContent::PinTry => secrets
@@ -847,6 +857,7 @@ fn perso_dgi(
         dgi,
         encrypt: rule.encrypt,
         pad: rule.pad,
+        held: None,
     }))
 }
 

@@ -422,6 +422,7 @@ fn in_send_order(profile: &ChipProfile, mut dgis: Vec<Dgi>) -> Vec<PersoDgi> {
                 dgi: dgis.swap_remove(pos),
                 encrypt: rule.encrypt,
                 pad: rule.pad,
+                held: None,
             });
         }
     }

@@ -201,13 +201,19 @@ impl SessionKeys {
     /// Encrypts sensitive data (a DGI value, a key) with the session DEK in TDES-ECB; the length
     /// must already be a multiple of 8.
     pub fn encrypt_sensitive(&self, data: &[u8]) -> Result<Vec<u8>, GpError> {
-        let mut out = data.to_vec();
-        if let Err(e) = tdes_ecb_encrypt(self.dek.as_bytes(), &mut out) {
-            out.zeroize();
-            return Err(e.into());
-        }
-        Ok(out)
+        encrypt_with_session_dek(&self.dek, data)
     }
+}
+
+/// Sensitive data (keys, PIN blocks) encrypted with an SCP02 session DEK: TDES-ECB, as
+/// [`SessionKeys::encrypt_sensitive`] does (also used by key stores at STORE DATA).
+pub fn encrypt_with_session_dek(dek: &SecretKey, data: &[u8]) -> Result<Vec<u8>, GpError> {
+    let mut out = data.to_vec();
+    if let Err(e) = tdes_ecb_encrypt(dek.as_bytes(), &mut out) {
+        out.zeroize();
+        return Err(e.into());
+    }
+    Ok(out)
 }
 
 /// Full TDES CBC-MAC (IV 0, padding method 2): the last ciphertext block.

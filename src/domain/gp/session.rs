@@ -38,7 +38,7 @@ use super::scp03;
 use super::{GpError, SecretKey, SecurityLevel, StaticKeys};
 use crate::domain::crypto::{AES_BLOCK, DES_BLOCK, ct_eq, pad_iso7816};
 use crate::domain::dgi::PersoDgi;
-use crate::domain::keystore::{CardKeyStore, KeyError};
+use crate::domain::keystore::{CardDek, CardKeyStore, KeyError};
 
 /// An application or security domain identifier (5 to 16 bytes).
 #[derive(Clone, PartialEq, Eq)]
@@ -351,6 +351,14 @@ pub enum SessionError {
     },
     /// The key store could not give the card's static keys (KMC missing, refused, token error).
     CardKeys(KeyError),
+    /// The key store could not give a held sensitive DGI encrypted for the card (no store,
+    /// token error, a wrap mechanism the token lacks).
+    HeldDgi {
+        /// The DGI.
+        dgi: u16,
+        /// Why.
+        error: KeyError,
+    },
     /// A response arrived after the session ended.
     Finished,
 }
@@ -378,6 +386,9 @@ impl fmt::Display for SessionError {
             }
             Self::Crypto { step, source } => write!(f, "{step}: {source}"),
             Self::CardKeys(e) => write!(f, "INITIALIZE UPDATE: card keys: {e}"),
+            Self::HeldDgi { dgi, error } => {
+                write!(f, "STORE DATA (DGI {dgi:04X}): key store: {error}")
+            }
             Self::Finished => f.write_str("the session is already finished"),
         }
     }
@@ -600,6 +611,14 @@ impl SecureChannel {
         match self {
             Self::Scp02(c) => c.keys().encrypt_sensitive(data),
             Self::Scp03 { static_dek, .. } => scp03::encrypt_sensitive(static_dek, data),
+        }
+    }
+
+    /// The DEK `encrypt_sensitive` uses, for a key store that encrypts a held DGI itself.
+    fn card_dek(&self) -> CardDek<'_> {
+        match self {
+            Self::Scp02(c) => CardDek::Scp02Session(&c.keys().dek),
+            Self::Scp03 { static_dek, .. } => CardDek::Scp03Static(static_dek),
         }
     }
 }
@@ -868,7 +887,11 @@ fn open_scp03(
 }
 
 impl AwaitExtAuth {
-    fn handle(self, response: &ResponseApdu) -> Result<Next, SessionError> {
+    fn handle(
+        self,
+        response: &ResponseApdu,
+        store: Option<&dyn CardKeyStore>,
+    ) -> Result<Next, SessionError> {
         expect_success(response, StepName::ExternalAuthenticate, None)?;
         let Self {
             ctx,
@@ -894,17 +917,21 @@ impl AwaitExtAuth {
                     command,
                 ))
             }
-            None => first_store_data(ctx, channel, card),
+            None => first_store_data(ctx, channel, card, store),
         }
     }
 }
 
 impl AwaitInstall {
-    fn handle(self, response: &ResponseApdu) -> Result<Next, SessionError> {
+    fn handle(
+        self,
+        response: &ResponseApdu,
+        store: Option<&dyn CardKeyStore>,
+    ) -> Result<Next, SessionError> {
         const STEP: StepName = StepName::InstallForPersonalization;
         expect_success(response, STEP, None)?;
         check_rmac(&self.channel, response, STEP, None)?;
-        first_store_data(self.ctx, self.channel, self.card)
+        first_store_data(self.ctx, self.channel, self.card, store)
     }
 }
 
@@ -924,6 +951,7 @@ fn first_store_data(
     mut ctx: Context,
     mut channel: SecureChannel,
     card: CardInfo,
+    store: Option<&dyn CardKeyStore>,
 ) -> Result<Next, SessionError> {
     let dgis = std::mem::take(&mut ctx.plan.dgis);
     let mut feed = StoreDataFeed {
@@ -932,7 +960,7 @@ fn first_store_data(
         sequence: 0,
         stored: Vec::new(),
     };
-    let command = feed.next_command(&ctx.layout, &mut channel)?;
+    let command = feed.next_command(&ctx.layout, &mut channel, store)?;
     Ok(Next::Send(
         Box::new(State::AwaitStoreData(AwaitStoreData {
             ctx,
@@ -945,7 +973,11 @@ fn first_store_data(
 }
 
 impl AwaitStoreData {
-    fn handle(mut self, response: &ResponseApdu) -> Result<Next, SessionError> {
+    fn handle(
+        mut self,
+        response: &ResponseApdu,
+        store: Option<&dyn CardKeyStore>,
+    ) -> Result<Next, SessionError> {
         const STEP: StepName = StepName::StoreData;
         let dgi = self.feed.current_dgi();
         expect_success(response, STEP, dgi)?;
@@ -965,7 +997,7 @@ impl AwaitStoreData {
         }
         let command = self
             .feed
-            .next_command(&self.ctx.layout, &mut self.channel)?;
+            .next_command(&self.ctx.layout, &mut self.channel, store)?;
         Ok(Next::Send(Box::new(State::AwaitStoreData(self)), command))
     }
 }
@@ -1004,6 +1036,7 @@ impl StoreDataFeed {
         &mut self,
         layout: &Layout,
         channel: &mut SecureChannel,
+        store: Option<&dyn CardKeyStore>,
     ) -> Result<CommandApdu, SessionError> {
         const STEP: StepName = StepName::StoreData;
         let needs_next = self
@@ -1014,8 +1047,7 @@ impl StoreDataFeed {
             let Some(dgi) = self.pending.next() else {
                 return Err(SessionError::Finished);
             };
-            let encoded = encode_dgi(&dgi, layout, channel)
-                .map_err(|source| SessionError::Crypto { step: STEP, source })?;
+            let encoded = encode_dgi(&dgi, layout, channel, store)?;
             self.stored.push(dgi.id());
             self.current = Some(CurrentDgi {
                 id: dgi.id(),
@@ -1054,23 +1086,35 @@ impl StoreDataFeed {
     }
 }
 
-/// `id || L || value-as-sent`, with the 3-byte length form when the DGI is split.
+/// `id || L || value-as-sent`, with the 3-byte length form when the DGI is split. A held DGI's
+/// value comes from the key store, already encrypted under the card's DEK.
 fn encode_dgi(
     dgi: &PersoDgi,
     layout: &Layout,
     channel: &SecureChannel,
-) -> Result<Zeroizing<Vec<u8>>, GpError> {
-    let mut value = Zeroizing::new(dgi.value().to_vec());
-    if dgi.pad {
-        pad_iso7816(&mut value, layout.block);
-    }
-    if dgi.encrypt {
-        value = Zeroizing::new(channel.encrypt_sensitive(&value)?);
-    }
+    store: Option<&dyn CardKeyStore>,
+) -> Result<Zeroizing<Vec<u8>>, SessionError> {
+    let crypto = |source| SessionError::Crypto {
+        step: StepName::StoreData,
+        source,
+    };
+    let value = match &dgi.held {
+        Some(held) => held_value(dgi, held, channel, store)?,
+        None => {
+            let mut value = Zeroizing::new(dgi.value().to_vec());
+            if dgi.pad {
+                pad_iso7816(&mut value, layout.block);
+            }
+            if dgi.encrypt {
+                value = Zeroizing::new(channel.encrypt_sensitive(&value).map_err(crypto)?);
+            }
+            value
+        }
+    };
     let len = value.len();
     let mut out = Zeroizing::new(Vec::with_capacity(len + 5));
     out.extend_from_slice(&dgi.id().to_be_bytes());
-    let len16 = u16::try_from(len).map_err(|_| GpError::TooLong { len, max: 0xFFFE })?;
+    let len16 = u16::try_from(len).map_err(|_| crypto(GpError::TooLong { len, max: 0xFFFE }))?;
     if is_split(len, layout.max_chunk) {
         out.push(0xFF);
         out.extend_from_slice(&len16.to_be_bytes());
@@ -1079,6 +1123,35 @@ fn encode_dgi(
     }
     out.extend_from_slice(&value);
     Ok(out)
+}
+
+/// The value of a held DGI, encrypted for the card by the key store. Fails closed: a held DGI
+/// must be sent encrypted and unpadded (a wrapped key cannot be padded), and needs a store.
+fn held_value(
+    dgi: &PersoDgi,
+    held: &crate::domain::keystore::HeldSecret,
+    channel: &SecureChannel,
+    store: Option<&dyn CardKeyStore>,
+) -> Result<Zeroizing<Vec<u8>>, SessionError> {
+    let fail = |rule: &str| SessionError::HeldDgi {
+        dgi: dgi.id(),
+        error: KeyError::Rule {
+            key: held.key(),
+            rule: rule.into(),
+        },
+    };
+    if !dgi.encrypt || dgi.pad {
+        return Err(fail(
+            "a DGI held in the key store must be sent encrypted and unpadded (profile flags)",
+        ));
+    }
+    let store = store.ok_or_else(|| fail("no key store was given to the session"))?;
+    store
+        .held_secret_for_card(held, channel.card_dek())
+        .map_err(|error| SessionError::HeldDgi {
+            dgi: dgi.id(),
+            error,
+        })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1133,7 +1206,8 @@ impl PersoSession {
     }
 
     /// Like [`Self::handle_response`], with the key store that diversifies the KMC of a
-    /// [`CardKeys::Store`] plan inside it once INITIALIZE UPDATE has given the KDD.
+    /// [`CardKeys::Store`] plan inside it once INITIALIZE UPDATE has given the KDD, and that
+    /// encrypts held DGIs ([`PersoDgi::held`]) for the card at STORE DATA.
     pub fn handle_response_with(
         &mut self,
         response: &[u8],
@@ -1148,9 +1222,9 @@ impl PersoSession {
         let result = match state {
             State::AwaitSelect(s) => s.handle(&parsed),
             State::AwaitInitUpdate(s) => s.handle(&parsed, store),
-            State::AwaitExtAuth(s) => s.handle(&parsed),
-            State::AwaitInstall(s) => s.handle(&parsed),
-            State::AwaitStoreData(s) => s.handle(&parsed),
+            State::AwaitExtAuth(s) => s.handle(&parsed, store),
+            State::AwaitInstall(s) => s.handle(&parsed, store),
+            State::AwaitStoreData(s) => s.handle(&parsed, store),
             State::Finished => Err(SessionError::Finished),
         };
         match result {

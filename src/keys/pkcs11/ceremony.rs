@@ -26,6 +26,8 @@ fn secret_template(
     usage: KeyUsage,
 ) -> Vec<Attribute> {
     let wraps = matches!(usage, KeyUsage::Kek);
+    // The IMKs derive the ICC master keys in the token (C_DeriveKey, docs/hsm.md).
+    let derives = matches!(usage, KeyUsage::ImkAc | KeyUsage::ImkSmi | KeyUsage::ImkSmc);
     vec![
         Attribute::Class(ObjectClass::SECRET_KEY),
         Attribute::KeyType(key_type),
@@ -40,7 +42,7 @@ fn secret_template(
         Attribute::Verify(true),
         Attribute::Wrap(wraps),
         Attribute::Unwrap(wraps),
-        Attribute::Derive(false),
+        Attribute::Derive(derives),
         Attribute::Value(value.to_vec()),
     ]
 }

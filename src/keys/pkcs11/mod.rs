@@ -6,10 +6,12 @@
 //!   (the Visa CVV's first step is single DES with the left half, a step no PKCS#11 mechanism
 //!   offers on a 2-key object).
 //! - A long-lived key object that is extractable or not sensitive is refused at load, by label.
+//!   An IMK without `CKA_DERIVE` is refused on a live token and warned about on a test token.
 //!   `CKA_VALUE` is never read; every operation runs in the token.
 //! - What comes out in clear into host memory, per card, and why: docs/hsm.md.
 
 mod file;
+mod held;
 mod jwe;
 mod ops;
 mod seal;
@@ -19,6 +21,7 @@ pub mod ceremony;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::ObjectHandle;
@@ -43,6 +46,12 @@ pub struct Pkcs11KeyStore {
     issuers: BTreeMap<u32, (IssuerOda, CaPublicKey)>,
     /// The `jwe/<kid>` P-256 keys by kid: handle of the private key object and public point.
     jwe: BTreeMap<String, jwe::JweObject>,
+    /// DGI 8000 values wrapped in the token (`C_WrapKey`).
+    wraps: AtomicU64,
+    /// DGI 8000 values encrypted on the host (SCP02 on a test token without DES3 wrapping).
+    host_fallbacks: AtomicU64,
+    /// The host fallback was logged once.
+    fallback_noted: AtomicBool,
 }
 
 /// What the KCV of an HMAC key (the `audit` key as a generic secret on the token) is computed
@@ -126,6 +135,9 @@ impl Pkcs11KeyStore {
             infos: BTreeMap::new(),
             issuers: BTreeMap::new(),
             jwe: BTreeMap::new(),
+            wraps: AtomicU64::new(0),
+            host_fallbacks: AtomicU64::new(0),
+            fallback_noted: AtomicBool::new(false),
         };
         store.index()?;
         Ok(store)
@@ -135,6 +147,7 @@ impl Pkcs11KeyStore {
     fn index(&mut self) -> Result<(), KeyFileError> {
         let src = self.source.clone();
         let mut refs = std::collections::BTreeSet::new();
+        let mut no_derive = Vec::new();
         for (label, obj) in self.token.objects() {
             let key = if label.starts_with("jwe/") {
                 KeyRef::new(KeyUsage::Jwe, 0)
@@ -160,6 +173,13 @@ impl Pkcs11KeyStore {
                     ),
                 ));
             }
+            let imk = matches!(
+                key.usage,
+                KeyUsage::ImkAc | KeyUsage::ImkSmi | KeyUsage::ImkSmc
+            );
+            if imk && !self.check_derives(label, obj)? {
+                no_derive.push(label.clone());
+            }
             for (m, name) in needed_mechanisms(obj.kind) {
                 if !self.token.has(*m) {
                     return Err(err(
@@ -173,6 +193,7 @@ impl Pkcs11KeyStore {
                 refs.insert(key);
             }
         }
+        self.note_no_derive(&no_derive);
         self.infos.clear();
         self.index_jwe()?;
         for key in refs {
@@ -188,6 +209,53 @@ impl Pkcs11KeyStore {
             self.issuers.insert(issuer.index, (oda, ca));
         }
         Ok(())
+    }
+
+    /// An IMK derives the ICC master keys in the token: it needs `CKA_DERIVE` and the token
+    /// `CKM_DES3_ECB_ENCRYPT_DATA` (docs/hsm.md). Without `CKA_DERIVE`, a test token
+    /// (`test = true`) is accepted (`Ok(false)`: the keys are then computed with `C_Encrypt`
+    /// and pass through host memory); a live token is refused, naming the label.
+    fn check_derives(&self, label: &str, obj: &TokenObject) -> Result<bool, KeyFileError> {
+        let rule = if !obj.derive {
+            if self.file.test {
+                return Ok(false);
+            }
+            "has CKA_DERIVE false: the ICC master keys are derived in the token with C_DeriveKey \
+             (only a test token, test = true, may derive them with C_Encrypt through host memory)"
+        } else if !self.token.has(MechanismType::DES3_ECB_ENCRYPT_DATA) {
+            "needs the mechanism CKM_DES3_ECB_ENCRYPT_DATA (C_DeriveKey) the token lacks"
+        } else {
+            return Ok(true);
+        };
+        Err(err(
+            &self.source,
+            label,
+            format!("{rule} (token {})", self.token.label),
+        ))
+    }
+
+    /// One warning at load for the IMKs of a test token that lack `CKA_DERIVE`.
+    fn note_no_derive(&self, labels: &[String]) {
+        if labels.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            token = %self.token.label,
+            "{} on test token {}: CKA_DERIVE is missing, so the ICC master keys are derived with \
+             C_Encrypt and pass through host memory (zeroized); DGI 8000 is encrypted on the host \
+             (docs/hsm.md). The token's objects are not changed.",
+            labels.join(", "),
+            self.token.label
+        );
+    }
+
+    /// Whether the three IMKs of `index` can derive in the token (`CKA_DERIVE`).
+    pub(super) fn imks_derive(&self, index: u32) -> Result<bool, KeyError> {
+        let mut all = true;
+        for u in [KeyUsage::ImkAc, KeyUsage::ImkSmi, KeyUsage::ImkSmc] {
+            all &= self.object(KeyRef::new(u, index))?.derive;
+        }
+        Ok(all)
     }
 
     fn key_info(&self, key: KeyRef) -> Result<KeyInfo, KeyError> {

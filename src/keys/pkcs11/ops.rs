@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 
 use super::{ObjectKind, Pkcs11KeyStore, label};
 use crate::domain::chip::ChipKcvs;
-use crate::domain::chip::keys::{ChipKeys, IccMasterKeySet, IssuerOda};
+use crate::domain::chip::keys::{ChipKeys, IccMasterKeySet, IccMasterKeyValue, IssuerOda};
 use crate::domain::crypto::{self, MacPadding};
 use crate::domain::decimal::{decimalise, pack_bcd};
 use crate::domain::emv_keys::{self, DesKey16, MkdOption};
@@ -19,7 +19,7 @@ use crate::domain::fields::{Cvv, Pan, Pin, PinBlockFormat, Psn, Pvv};
 use crate::domain::gp::kdf::{Diversification, Kdd};
 use crate::domain::gp::{KeyPurpose, SecretKey, StaticKeys};
 use crate::domain::keystore::{
-    CardKeyStore, KeyError, KeyInfo, KeyRef, KeyStore, KeyUsage, PinBlockRef,
+    CardDek, CardKeyStore, HeldSecret, KeyError, KeyInfo, KeyRef, KeyStore, KeyUsage, PinBlockRef,
 };
 use crate::domain::oda::CaPublicKey;
 use crate::domain::pinblock;
@@ -33,7 +33,7 @@ fn rule(key: KeyRef, rule: impl Into<String>) -> KeyError {
 
 impl Pkcs11KeyStore {
     /// A TDES object (2- or 3-key) of `key`.
-    fn tdes(&self, key: KeyRef) -> Result<ObjectHandle, KeyError> {
+    pub(super) fn tdes(&self, key: KeyRef) -> Result<ObjectHandle, KeyError> {
         let o = self.object(key)?;
         match o.kind {
             ObjectKind::Des2 | ObjectKind::Des3 => Ok(o.handle),
@@ -105,8 +105,49 @@ impl Pkcs11KeyStore {
         })
     }
 
+    /// IMKs without `CKA_DERIVE` on a test token (warned at load; a live token is refused
+    /// there): the ICC master keys are computed with `C_Encrypt` in the token and come to host
+    /// memory (zeroizing), DGI 8000 in clear as the software store gives it.
+    fn clear_icc_master_keys(
+        &self,
+        derivation_index: u32,
+        option: MkdOption,
+        pan: &Pan,
+        psn: Psn,
+    ) -> Result<IccMasterKeySet, KeyError> {
+        let ac = KeyRef::new(KeyUsage::ImkAc, derivation_index);
+        if !self.file.test {
+            return Err(rule(
+                ac,
+                "has CKA_DERIVE false: refused on a live token (test = false)",
+            ));
+        }
+        let data = Zeroizing::new(
+            emv_keys::icc_derivation_data(option, pan.reveal(), &psn.to_string())
+                .map_err(|e| rule(ac, format!("ICC master key derivation: {e}")))?,
+        );
+        let mks = [KeyUsage::ImkAc, KeyUsage::ImkSmi, KeyUsage::ImkSmc]
+            .map(|u| self.icc_mk(KeyRef::new(u, derivation_index), &data));
+        let [mk_ac, mk_smi, mk_smc] = mks;
+        let (mk_ac, mk_smi, mk_smc) = (mk_ac?, mk_smi?, mk_smc?);
+        let kcv = |k: &DesKey16| k.kcv().map_err(|e| rule(ac, e.to_string()));
+        let kcvs = ChipKcvs {
+            ac: kcv(&mk_ac)?,
+            smi: kcv(&mk_smi)?,
+            smc: kcv(&mk_smc)?,
+        };
+        let mut value = Zeroizing::new([0u8; 48]);
+        value[..16].copy_from_slice(mk_ac.as_bytes());
+        value[16..32].copy_from_slice(mk_smi.as_bytes());
+        value[32..].copy_from_slice(mk_smc.as_bytes());
+        Ok(IccMasterKeySet {
+            value: IccMasterKeyValue::Clear(value),
+            kcvs,
+        })
+    }
+
     /// One ICC master key: TDES-ECB of the derivation data under the IMK, in the token.
-    fn icc_mk(&self, imk: KeyRef, data: &[u8; 16]) -> Result<DesKey16, KeyError> {
+    pub(super) fn icc_mk(&self, imk: KeyRef, data: &[u8; 16]) -> Result<DesKey16, KeyError> {
         let h = self.tdes(imk)?;
         let mut v = self.encrypt_with(imk, h, &Mechanism::Des3Ecb, data)?;
         crypto::adjust_odd_parity(&mut v);
@@ -207,6 +248,10 @@ impl KeyStore for Pkcs11KeyStore {
 }
 
 impl ChipKeys for Pkcs11KeyStore {
+    /// Derives the keys in the token (session objects) for their KCVs only: the value stays
+    /// held until STORE DATA, where the token derives them again and wraps them under the card's
+    /// DEK ([`CardKeyStore::held_secret_for_card`]). The keys never reach host memory here,
+    /// except for IMKs without `CKA_DERIVE` on a test token (`clear_icc_master_keys`).
     fn icc_master_keys(
         &self,
         derivation_index: u32,
@@ -214,26 +259,19 @@ impl ChipKeys for Pkcs11KeyStore {
         pan: &Pan,
         psn: Psn,
     ) -> Result<IccMasterKeySet, KeyError> {
-        let ac = KeyRef::new(KeyUsage::ImkAc, derivation_index);
-        let data = Zeroizing::new(
-            emv_keys::icc_derivation_data(option, pan.reveal(), &psn.to_string())
-                .map_err(|e| rule(ac, format!("ICC master key derivation: {e}")))?,
-        );
-        let mks = [KeyUsage::ImkAc, KeyUsage::ImkSmi, KeyUsage::ImkSmc]
-            .map(|u| self.icc_mk(KeyRef::new(u, derivation_index), &data));
-        let [mk_ac, mk_smi, mk_smc] = mks;
-        let (mk_ac, mk_smi, mk_smc) = (mk_ac?, mk_smi?, mk_smc?);
-        let kcv = |k: &DesKey16| k.kcv().map_err(|e| rule(ac, e.to_string()));
-        let kcvs = ChipKcvs {
-            ac: kcv(&mk_ac)?,
-            smi: kcv(&mk_smi)?,
-            smc: kcv(&mk_smc)?,
-        };
-        let mut value = Zeroizing::new([0u8; 48]);
-        value[..16].copy_from_slice(mk_ac.as_bytes());
-        value[16..32].copy_from_slice(mk_smi.as_bytes());
-        value[32..].copy_from_slice(mk_smc.as_bytes());
-        Ok(IccMasterKeySet { value, kcvs })
+        if !self.imks_derive(derivation_index)? {
+            return self.clear_icc_master_keys(derivation_index, option, pan, psn);
+        }
+        let kcvs = self.held_icc_master_kcvs(derivation_index, option, pan, psn)?;
+        Ok(IccMasterKeySet {
+            value: IccMasterKeyValue::Held(HeldSecret::IccMasterKeys {
+                derivation_index,
+                option,
+                pan: pan.clone(),
+                psn,
+            }),
+            kcvs,
+        })
     }
 
     fn reference_pin_block(
@@ -495,5 +533,13 @@ impl CardKeyStore for Pkcs11KeyStore {
                 .map_err(|e| rule(imk, format!("ICC master key derivation: {e}")))?,
         );
         self.icc_mk(imk, &data)
+    }
+
+    fn held_secret_for_card(
+        &self,
+        secret: &HeldSecret,
+        dek: CardDek<'_>,
+    ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        self.held_for_card(secret, dek)
     }
 }

@@ -59,6 +59,9 @@ pub struct TokenObject {
     pub sensitive: bool,
     /// `CKA_EXTRACTABLE`.
     pub extractable: bool,
+    /// `CKA_DERIVE` (the IMKs: ICC master keys are derived in the token; without it, only on a
+    /// test token, with `C_Encrypt` through host memory).
+    pub derive: bool,
     /// RSA modulus (public), RSA objects only.
     pub modulus: Vec<u8>,
     /// The public point `04 || X || Y` of an EC private key, from the public key object with
@@ -252,6 +255,13 @@ impl Token {
     pub fn has(&self, mechanism: MechanismType) -> bool {
         self.ctx.get_mechanism_info(self.slot, mechanism).is_ok()
     }
+
+    /// Whether the token offers `mechanism` for `C_WrapKey` (`CKF_WRAP`).
+    pub fn can_wrap(&self, mechanism: MechanismType) -> bool {
+        self.ctx
+            .get_mechanism_info(self.slot, mechanism)
+            .is_ok_and(|i| i.wrap())
+    }
 }
 
 fn kind_of(key_type: KeyType, len: usize) -> Option<ObjectKind> {
@@ -301,6 +311,7 @@ fn index_object(
         AttributeType::KeyType,
         AttributeType::Sensitive,
         AttributeType::Extractable,
+        AttributeType::Derive,
     ];
     let (mut label, mut key_type) = (None, None);
     let mut obj = TokenObject {
@@ -308,6 +319,7 @@ fn index_object(
         kind: ObjectKind::Des,
         sensitive: false,
         extractable: true,
+        derive: false,
         modulus: Vec::new(),
         ec_point: Vec::new(),
     };
@@ -317,6 +329,7 @@ fn index_object(
             Attribute::KeyType(k) => key_type = Some(k),
             Attribute::Sensitive(b) => obj.sensitive = b,
             Attribute::Extractable(b) => obj.extractable = b,
+            Attribute::Derive(b) => obj.derive = b,
             _ => {}
         }
     }

@@ -330,6 +330,16 @@ fn claims_lease_and_fence(f: Option<Fixture>) {
     .expect("restart");
     let done = s.finish_claim(&b, &tester, None).expect("fenced write");
     assert_eq!(done.status, Status::Done);
+    // The production counter's per-station figures: the order counts for the station that
+    // finished it (B), not for A, whose claim lapsed; nothing changed after a later time.
+    let today = s.station_production(0).expect("station production");
+    let b_tally = today.get("station-b").expect("station-b counted");
+    assert_eq!((b_tally.done, b_tally.failed), (1, 0));
+    assert!(!today.contains_key("station-a"), "{today:?}");
+    let later = s
+        .station_production(persodesk::store::now() + 3_600)
+        .expect("station production");
+    assert!(later.is_empty(), "{later:?}");
     assert!(
         s.claim(&tester, "station-b", 30, &|_| false)
             .expect("claim")

@@ -3,21 +3,30 @@
 //! rows other stations changed (only a shared store, PostgreSQL: an SQLite store belongs to this
 //! workstation). Both are read for the production counter ([`super::counter`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError, sync_channel};
 use std::time::Duration;
 
 use super::worker::Waker;
+use crate::store::queue::StationTally;
 use crate::store::{OrderState, Sealer, Store, StoreLocation};
 
 /// How often the shared store is read.
 pub const LIVE_EVERY: Duration = Duration::from_secs(2);
 
+/// One read of the store.
+pub struct LiveRead {
+    /// Every order's state.
+    pub states: HashMap<String, OrderState>,
+    /// Per station, what it finished since midnight UTC (`None` when that read failed).
+    pub stations: Option<BTreeMap<String, StationTally>>,
+}
+
 /// The watcher of a shared store; stops its thread when dropped.
 pub struct LiveStates {
-    rx: Receiver<HashMap<String, OrderState>>,
+    rx: Receiver<LiveRead>,
     stop: Arc<AtomicBool>,
     shared: bool,
 }
@@ -48,9 +57,9 @@ impl LiveStates {
                     Err(e) => return tracing::warn!(error = %e, "live statuses unavailable"),
                 };
                 while !flag.load(Ordering::Relaxed) {
-                    match store.states() {
+                    match read(&store) {
                         // A full channel means the window has not read the last one yet.
-                        Ok(states) => match tx.try_send(states) {
+                        Ok(live) => match tx.try_send(live) {
                             Ok(()) => waker.wake(),
                             Err(std::sync::mpsc::TrySendError::Full(_)) => {}
                             Err(std::sync::mpsc::TrySendError::Disconnected(_)) => break,
@@ -72,8 +81,8 @@ impl LiveStates {
         self.shared
     }
 
-    /// The newest states read, if a new read arrived.
-    pub fn latest(&self) -> Option<HashMap<String, OrderState>> {
+    /// The newest read, if a new one arrived.
+    pub fn latest(&self) -> Option<LiveRead> {
         let mut newest = None;
         loop {
             match self.rx.try_recv() {
@@ -82,6 +91,20 @@ impl LiveStates {
             }
         }
     }
+}
+
+/// Reads every state, and each station's production since midnight UTC.
+fn read(store: &Store) -> Result<LiveRead, crate::store::StoreError> {
+    let states = store.states()?;
+    let now = crate::store::now();
+    let stations = match store.station_production(now - now.rem_euclid(86_400)) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "live statuses: per-station counts unavailable");
+            None
+        }
+    };
+    Ok(LiveRead { states, stations })
 }
 
 impl Drop for LiveStates {

@@ -27,12 +27,13 @@ impl App {
         }
         self.poll_file_dialog();
         if let Some(live) = &self.live
-            && let Some(states) = live.latest()
+            && let Some(read) = live.latest()
         {
             let shared = live.is_shared();
-            self.counter = Some(counter::Counter::of(states.values(), store::now()));
+            let counter = counter::Counter::of(read.states.values(), store::now());
+            self.counter = Some(counter.with_stations(read.stations.unwrap_or_default()));
             if shared {
-                self.apply_live(&states);
+                self.apply_live(&read.states);
             }
         }
         if let Some(ended) = self.perso.poll() {

@@ -770,4 +770,21 @@ impl QueueTx for PgTx<'_, '_> {
             .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect())
     }
+    fn finished_by_station(
+        &mut self,
+        since: i64,
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let (done, failed) = (Status::Done.as_str(), Status::Failed.as_str());
+        Ok(self
+            .tx
+            .query(
+                "SELECT station, status, COUNT(*) FROM orders WHERE station IS NOT NULL
+                   AND updated_at >= $1 AND status IN ($2, $3)
+                 GROUP BY station, status ORDER BY station, status",
+                &[&since, &done, &failed],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
 }

@@ -135,6 +135,15 @@ pub struct QueueCounts {
     pub stations: BTreeMap<String, BTreeMap<String, i64>>,
 }
 
+/// What one station finished since a time: its orders now CARD_PROD_DONE or CARD_PROD_FAILED.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StationTally {
+    /// CARD_PROD_DONE.
+    pub done: usize,
+    /// CARD_PROD_FAILED.
+    pub failed: usize,
+}
+
 /// The queue's primitives inside one transaction.
 pub trait QueueTx {
     /// Adds a queued order and its CARD_PROD_REQUESTED status row; `false` when its request
@@ -163,6 +172,10 @@ pub trait QueueTx {
     fn expired(&mut self, at: i64) -> Result<Vec<String>, StoreError>;
     /// (status, station, count) over the queued orders.
     fn counts(&mut self) -> Result<Vec<(String, Option<String>, i64)>, StoreError>;
+    /// (station, status, count) of the orders a station claimed last that are CARD_PROD_DONE or
+    /// CARD_PROD_FAILED and changed at or after `since`.
+    fn finished_by_station(&mut self, since: i64)
+    -> Result<Vec<(String, String, i64)>, StoreError>;
 }
 
 /// The statuses a role may claim: operators approved work (and retries), testers anything not
@@ -345,6 +358,28 @@ impl Store {
             }
         }
         Ok(counts)
+    }
+}
+
+impl Store {
+    /// Per station (the one that claimed each order last), the orders it finished or failed
+    /// since `since` (Unix seconds): the production counter's per-station figures.
+    pub fn station_production(
+        &self,
+        since: i64,
+    ) -> Result<BTreeMap<String, StationTally>, StoreError> {
+        let rows = self.read(|tx| tx.queue().finished_by_station(since))?;
+        let mut tally: BTreeMap<String, StationTally> = BTreeMap::new();
+        for (station, status, n) in rows {
+            let n = usize::try_from(n).unwrap_or(0);
+            let entry = tally.entry(station).or_default();
+            match Status::parse(&status) {
+                Some(Status::Done) => entry.done += n,
+                Some(Status::Failed) => entry.failed += n,
+                _ => {}
+            }
+        }
+        Ok(tally)
     }
 }
 

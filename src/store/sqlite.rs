@@ -728,4 +728,20 @@ impl QueueTx for SqliteTx<'_> {
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+
+    fn finished_by_station(
+        &mut self,
+        since: i64,
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let mut stmt = self.0.prepare(
+            "SELECT station, status, COUNT(*) FROM orders WHERE station IS NOT NULL
+               AND updated_at >= ?1 AND status IN (?2, ?3)
+             GROUP BY station, status ORDER BY station, status",
+        )?;
+        let (done, failed) = (Status::Done.as_str(), Status::Failed.as_str());
+        let rows = stmt.query_map(params![since, done, failed], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
 }

@@ -317,7 +317,9 @@ fn claims_lease_and_fence(f: Option<Fixture>) {
         .expect("claimable again");
     assert_eq!(b.fence, 2);
     // A's late write is refused by the fencing token; B's counts.
-    let late = s.finish_claim(&a, &tester, None).expect_err("stale token");
+    let late = s
+        .finish_claim(&a, &tester, &Event::Completed)
+        .expect_err("stale token");
     assert!(late.to_string().contains("fencing token 1"), "{late}");
     assert!(s.renew(&a, "STORE DATA").is_err());
     s.apply(
@@ -328,7 +330,9 @@ fn claims_lease_and_fence(f: Option<Fixture>) {
         &tester,
     )
     .expect("restart");
-    let done = s.finish_claim(&b, &tester, None).expect("fenced write");
+    let done = s
+        .finish_claim(&b, &tester, &Event::Completed)
+        .expect("fenced write");
     assert_eq!(done.status, Status::Done);
     assert!(
         s.claim(&tester, "station-b", 30, &|_| false)

@@ -270,20 +270,16 @@ impl Store {
         })
     }
 
-    /// The final status write of a claim: CARD_PROD_DONE (no failure) or CARD_PROD_FAILED with
-    /// `failure`, only while the claim's fencing token is the order's.
+    /// The final status write of a claim, `event` being the run's outcome as
+    /// [`crate::job::outcome_event`] maps it (CARD_PROD_DONE, CARD_PROD_FAILED, or back to
+    /// READY / DATA_PREPARED for a card the card check refused), only while the claim's fencing
+    /// token is the order's.
     pub fn finish_claim(
         &self,
         claim: &Claim,
         who: &Session,
-        failure: Option<&str>,
+        event: &Event,
     ) -> Result<OrderState, StoreError> {
-        let event = match failure {
-            None => Event::Completed,
-            Some(reason) => Event::Failed {
-                reason: reason.to_string(),
-            },
-        };
         self.write(|tx| {
             let mut lease = fenced(tx, claim)?;
             let state = self

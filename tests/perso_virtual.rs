@@ -19,7 +19,7 @@ use persodesk::domain::gp::SecurityLevel;
 use persodesk::domain::gp::kdf::Diversification;
 use persodesk::domain::gp::session::{Aid, CardKeys, Protocol, SessionError, StepName};
 use persodesk::domain::readback::{Outcome, ReadBackSession, ReadStep, TerminalData, verify_arqc};
-use persodesk::perso::{ChannelOptions, PersoError, personalize_dgis};
+use persodesk::perso::{ChannelPlan, PersoError, personalize_dgis};
 use persodesk::sim::card::channel::{CardKeySource, CardProtocol, KmcMethod};
 use persodesk::sim::card::{CardConfig, Fault, ISD_AID, VirtualCard};
 use zeroize::Zeroizing;
@@ -43,13 +43,13 @@ fn card(protocol: CardProtocol) -> VirtualCard {
     VirtualCard::new(CardConfig::new(protocol, keys, [0x12, 0x34, 0x56, 0x78])).expect("card")
 }
 
-fn options(protocol: Protocol, level: SecurityLevel, gp_style: bool) -> ChannelOptions {
+fn options(protocol: Protocol, level: SecurityLevel, gp_style: bool) -> ChannelPlan {
     let (kmc, method) = match protocol {
         Protocol::Scp02 { .. } => (KMC_TDES, Diversification::EmvCps11),
         Protocol::Scp03 { .. } => (KMC_AES, Diversification::Kdf3),
     };
     let aid = Aid::new(&support::AID).expect("aid");
-    ChannelOptions {
+    ChannelPlan {
         target_aid: if gp_style {
             Aid::new(&ISD_AID).expect("isd")
         } else {

@@ -33,7 +33,7 @@ use persodesk::domain::track::{
     Injected, Track, TrackNo, build_track1, build_track2, build_track3,
 };
 use persodesk::keys::SoftwareKeyStore;
-use persodesk::perso::{ChannelOptions, personalize_dgis};
+use persodesk::perso::{ChannelPlan, personalize_dgis};
 use persodesk::sim::card::channel::{CardKeySource, CardProtocol, KmcMethod};
 use persodesk::sim::card::{CardConfig, VirtualCard};
 use proptest::prelude::*;
@@ -452,7 +452,7 @@ fn outputs(d: &Demo, pan: &str) -> Vec<(&'static str, String)> {
     ))
     .expect("card");
     let mut transport = VirtualTransport::new(card);
-    let options = ChannelOptions {
+    let options = ChannelPlan {
         target_aid: Aid::new(&chip.aid).expect("aid"),
         install_for_perso: None,
         protocol: Protocol::Scp02 { i: 0x55 },

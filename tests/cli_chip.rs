@@ -4,7 +4,7 @@ mod support;
 
 use support::{persodesk, root};
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn lines(o: &Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&o.stdout)
@@ -330,18 +330,18 @@ fn prepare_records_outcomes_in_the_workstation_store() {
         r#"{"cards":[{"cardId":"OK-1","cardProductId":"DEMO_VISA_CREDIT","encryptedData":{"pan":"4761739001010010","exp":"2812","encodedName":"MARTIN/BOB","pin":{"type":"ISO0","encryptedPin":"F421D9C96658A940","kid":1}},"paymentApplication":{"cvKeyIndex":1,"pvKeyIndex":1}},{"cardId":"BAD-1","cardProductId":"DEMO_VISA_CREDIT","encryptedData":{"pan":"4761739001010010","exp":"2813","encodedName":"MARTIN/BOB","pin":{"type":"ISO0","encryptedPin":"F421D9C96658A940","kid":1}},"paymentApplication":{"cvKeyIndex":1,"pvKeyIndex":1}}]}"#,
     )
     .expect("orders");
-    let o = Command::new(env!("CARGO_BIN_EXE_persodesk"))
-        .current_dir(root())
-        .args([
+    let o = support::persodesk_command(
+        &[
             "prepare",
             bad.to_str().expect("utf8"),
             "--model",
             "none",
             "--record",
-        ])
-        .env("PERSODESK_DATA_DIR", &dir)
-        .output()
-        .expect("prepare --record");
+        ],
+        &[("PERSODESK_DATA_DIR", &dir)],
+    )
+    .output()
+    .expect("prepare --record");
     assert_eq!(o.status.code(), Some(1), "one order is invalid");
     let store = persodesk::store::Store::open(&dir.join(persodesk::store::DB_FILE)).expect("store");
     let ok = store.state("OK-1").expect("state").expect("OK-1 recorded");
@@ -366,10 +366,7 @@ fn personalize_and_sim_card_name_bad_arguments() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
     let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_persodesk"))
-            .current_dir(root())
-            .args(args)
-            .env("PERSODESK_DATA_DIR", &dir)
+        support::persodesk_command(args, &[("PERSODESK_DATA_DIR", &dir)])
             .output()
             .expect("persodesk")
     };

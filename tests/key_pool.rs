@@ -2,6 +2,9 @@
 //! workstation store, two preparation processes running at once take each pair exactly once,
 //! the pool is empty afterwards, and the store file never holds a pair's clear primes.
 
+#[path = "support/run.rs"]
+mod run;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -15,12 +18,7 @@ fn root() -> PathBuf {
 }
 
 fn command(data: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_persodesk"));
-    cmd.current_dir(root())
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env("PERSODESK_DATA_DIR", data);
-    cmd
+    run::persodesk_command(args, &[("PERSODESK_DATA_DIR", data)])
 }
 
 fn run(data: &Path, args: &[&str]) -> Output {

@@ -12,7 +12,7 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,7 +24,7 @@ use persodesk::domain::gp::kdf::Diversification;
 use persodesk::domain::gp::session::{Aid, CardKeys, Protocol};
 use persodesk::domain::gp::{SecretKey, SecurityLevel};
 use persodesk::domain::readback::{Outcome, ReadBackSession, ReadStep, TerminalData, verify_arqc};
-use persodesk::perso::{ChannelOptions, personalize_dgis};
+use persodesk::perso::{ChannelPlan, personalize_dgis};
 use persodesk::sim::card::channel::{CardKeySource, CardProtocol, KmcMethod};
 use persodesk::sim::card::{CardConfig, VirtualCard};
 use zeroize::Zeroizing;
@@ -56,7 +56,7 @@ fn perso_and_verify(reader: &str, protocol: Protocol, level: SecurityLevel, keys
     let atr = transport.atr().expect("atr");
     assert_eq!(atr.first(), Some(&0x3B), "ATR");
     let aid = Aid::new(&support::AID).expect("aid");
-    let options = ChannelOptions {
+    let options = ChannelPlan {
         target_aid: aid,
         install_for_perso: None,
         protocol,
@@ -130,7 +130,7 @@ fn personalize_and_read_back_through_pcscd_and_vpcd() {
     let tag = std::process::id();
 
     // `persodesk readers` sees them.
-    let out = Command::new(env!("CARGO_BIN_EXE_persodesk"))
+    let out = support::persodesk_command::<&str>(&[], &[])
         .arg("readers")
         .output()
         .expect("persodesk readers");
@@ -139,7 +139,7 @@ fn personalize_and_read_back_through_pcscd_and_vpcd() {
     // SCP02 i=55, C-MAC + C-DEC, through `persodesk sim-card` with the demo KMC.
     let state = dir.join(format!("persodesk-sim-{tag}.json"));
     cleanup.files.push(state.clone());
-    let sim = Command::new(env!("CARGO_BIN_EXE_persodesk"))
+    let sim = support::persodesk_command::<&str>(&[], &[])
         .args([
             "sim-card",
             "--vpcd",
@@ -149,8 +149,8 @@ fn personalize_and_read_back_through_pcscd_and_vpcd() {
         ])
         .args(["--scp", "scp02", "--i", "55", "--state"])
         .arg(&state)
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
         .spawn()
         .expect("start persodesk sim-card");
     cleanup.children.push(("persodesk sim-card".into(), sim));
@@ -184,7 +184,7 @@ fn personalize_and_read_back_through_pcscd_and_vpcd() {
         ),
         &mut cleanup,
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_persodesk"))
+    let out = support::persodesk_command::<&str>(&[], &[])
         .args(["read-card", "--reader", &reader0, "--ca"])
         .arg(&ca_file)
         .output()
@@ -303,7 +303,7 @@ struct Run {
 }
 
 fn personalize(data_dir: &Path, reader: &str, file: &str, order: &str, extra: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_persodesk"))
+    let out = support::persodesk_command::<&str>(&[], &[])
         .args(["personalize", file, "--order", order, "--reader", reader])
         .args(["--role", "tester", "--user", "ci", "--json"])
         .args(extra)
@@ -520,7 +520,7 @@ fn every_demo_order_personalizes_through_the_cli() {
             .is_some_and(|r| r.starts_with("card check: ")),
         "{reason:?}"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_persodesk"))
+    let out = support::persodesk_command::<&str>(&[], &[])
         .args([
             "personalize",
             file,
@@ -636,7 +636,7 @@ fn every_profile_reads_on_both_interfaces_through_pcscd() {
         let ca = demo_ca_file(&root, rid, &mut cleanup);
         for interface in ["contactless", "contact"] {
             let card = sim(&mut cleanup, profile, &state, interface);
-            let out = Command::new(env!("CARGO_BIN_EXE_persodesk"))
+            let out = support::persodesk_command::<&str>(&[], &[])
                 .args(["read-card", "--reader", &reader0, "--interface", interface])
                 .args(["--expect", file, "--order", order, "--json", "--ca"])
                 .arg(&ca)

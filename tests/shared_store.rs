@@ -584,12 +584,9 @@ BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 ";
 
 fn cli(args: &[&str], data: &std::path::Path) -> (bool, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_persodesk"))
-        .args(args)
-        .env("PERSODESK_DATA_DIR", data)
+    let out = support::persodesk_command(args, &[("PERSODESK_DATA_DIR", data)])
         .env_remove("PERSODESK_CONFIG")
         .env_remove("PERSODESK_STORE")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("persodesk runs");
     (

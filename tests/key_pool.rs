@@ -137,18 +137,13 @@ fn pairs_are_sealed_taken_once_across_processes_and_leave_no_clear_key() {
         .map(ToString::to_string)
         .collect()
     };
-    let a = command(&data, &[])
-        .args(args(&fa))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn a");
-    let b = command(&data, &[])
-        .args(args(&fb))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn b");
+    let spawn = |file: &Path| {
+        command(&data, &[])
+            .args(args(file))
+            .spawn()
+            .expect("spawn preparation")
+    };
+    let (a, b) = (spawn(&fa), spawn(&fb));
     let outs = [
         a.wait_with_output().expect("a"),
         b.wait_with_output().expect("b"),

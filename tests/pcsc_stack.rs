@@ -12,7 +12,6 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,7 +22,7 @@ use persodesk::domain::emv_keys::{Cvn, DesKey16, MkdOption};
 use persodesk::domain::gp::kdf::Diversification;
 use persodesk::domain::gp::session::{Aid, CardKeys, Protocol};
 use persodesk::domain::gp::{SecretKey, SecurityLevel};
-use persodesk::domain::readback::{Outcome, ReadBackSession, ReadStep, TerminalData, verify_arqc};
+use persodesk::domain::readback::{Outcome, ReadBackSession, ReadStep, verify_arqc};
 use persodesk::perso::{ChannelPlan, personalize_dgis};
 use persodesk::sim::card::channel::{CardKeySource, CardProtocol, KmcMethod};
 use persodesk::sim::card::{CardConfig, VirtualCard};
@@ -37,15 +36,6 @@ use support::pcsc::{
 /// The demo key store's KMC (kmc #1, TDES, a test key).
 const DEMO_KMC: &str = "404142434445464748494A4B4C4D4E4F";
 const AES_KMC: &str = "000102030405060708090A0B0C0D0E0F";
-
-fn terminal() -> TerminalData {
-    TerminalData {
-        un: [0x01, 0x23, 0x45, 0x67],
-        date: [0x25, 0x06, 0x15],
-        amount: [0, 0, 0, 0, 0x10, 0x00],
-        country: [0x08, 0x40],
-    }
-}
 
 fn perso_and_verify(reader: &str, protocol: Protocol, level: SecurityLevel, keys: CardKeys) {
     let mut transport = wait_for(
@@ -75,7 +65,7 @@ fn perso_and_verify(reader: &str, protocol: Protocol, level: SecurityLevel, keys
     .unwrap_or_else(|e| panic!("{reader}: {e}"));
     let perso_time = started.elapsed();
     let (mut session, mut command) = ReadBackSession::start(
-        terminal(),
+        support::terminal([0x01, 0x23, 0x45, 0x67]),
         Some(support::ca_public()),
         vec![support::AID.to_vec()],
     );
@@ -139,21 +129,12 @@ fn personalize_and_read_back_through_pcscd_and_vpcd() {
     // SCP02 i=55, C-MAC + C-DEC, through `persodesk sim-card` with the demo KMC.
     let state = dir.join(format!("persodesk-sim-{tag}.json"));
     cleanup.files.push(state.clone());
-    let sim = support::persodesk_command::<&str>(&[], &[])
-        .args([
-            "sim-card",
-            "--vpcd",
-            "127.0.0.1:35963",
-            "--keys",
-            "assets/demo/keys.toml",
-        ])
+    let mut sim = support::persodesk_command::<&str>(&[], &[]);
+    sim.args(["sim-card", "--vpcd", "127.0.0.1:35963"])
+        .args(["--keys", "assets/demo/keys.toml"])
         .args(["--scp", "scp02", "--i", "55", "--state"])
-        .arg(&state)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start persodesk sim-card");
-    cleanup.children.push(("persodesk sim-card".into(), sim));
+        .arg(&state);
+    support::pcsc::spawn(&mut cleanup, "persodesk sim-card", &mut sim);
     perso_and_verify(
         &reader0,
         Protocol::Scp02 { i: 0x55 },

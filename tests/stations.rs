@@ -56,15 +56,8 @@ fn luhn_digit(body: &str) -> u32 {
 /// track data and the Visa orders' PIN blocks are bound to their PANs): card id `LOAD-<i>`, the template's BIN with `i` in the account
 /// number and a Luhn check digit.
 fn generate(n: usize) -> (String, Vec<String>) {
-    let text = std::fs::read_to_string(root().join("assets/demo/orders.json")).expect("demo");
-    let demo: Value = serde_json::from_str(&text).expect("json");
-    let templates: Vec<Value> = demo["cards"]
-        .as_array()
-        .expect("cards")
-        .iter()
-        .filter(|c| c.get("trackData").is_none() && c["encryptedData"].get("pin").is_none())
-        .cloned()
-        .collect();
+    let templates =
+        demo_cards(|c| c.get("trackData").is_none() && c["encryptedData"].get("pin").is_none());
     let mut cards = Vec::new();
     let mut pans = Vec::new();
     for i in 0..n {
@@ -86,6 +79,19 @@ fn generate(n: usize) -> (String, Vec<String>) {
         cards.push(c);
     }
     (serde_json::json!({ "cards": cards }).to_string(), pans)
+}
+
+/// The demo orders' cards that `keep`.
+fn demo_cards(keep: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let text = std::fs::read_to_string(root().join("assets/demo/orders.json")).expect("demo");
+    let demo: Value = serde_json::from_str(&text).expect("json");
+    demo["cards"]
+        .as_array()
+        .expect("cards")
+        .iter()
+        .filter(|c| keep(c))
+        .cloned()
+        .collect()
 }
 
 fn station(url: &str, name: &str, data: &Path) -> Child {
@@ -327,15 +333,7 @@ fn a_card_the_card_check_refused_goes_back_not_failed() {
         return;
     };
     let dir = TempDir::new("station-card-check");
-    let text = std::fs::read_to_string(root().join("assets/demo/orders.json")).expect("demo");
-    let demo: Value = serde_json::from_str(&text).expect("json");
-    let card: Vec<Value> = demo["cards"]
-        .as_array()
-        .expect("cards")
-        .iter()
-        .filter(|c| c["cardId"] == ORDER)
-        .cloned()
-        .collect();
+    let card = demo_cards(|c| c["cardId"] == ORDER);
     assert_eq!(card.len(), 1, "the demo holds {ORDER}");
     let file = dir.0.join("one.json");
     std::fs::write(&file, serde_json::json!({ "cards": card }).to_string()).expect("orders");

@@ -32,7 +32,7 @@ use crate::domain::finding::Finding;
 use crate::domain::gp::session::StepName;
 use crate::domain::order::{Order, OrderEntry};
 use crate::domain::prepare::PersoData;
-use crate::domain::prepare::{ModelChoice, PrepInputs, prepare_card, profile_of};
+use crate::domain::prepare::{ModelChoice, PrepInputs, prepare_card};
 use crate::domain::review::{Role, Session};
 use crate::domain::status::Status;
 use crate::job::{
@@ -398,15 +398,8 @@ fn channel_of<'a>(
     data: &PersoData,
     overrides: ChannelOverride,
 ) -> Result<Option<(&'a ChipProfile, ChannelRule)>, String> {
-    if data.chip.is_none() {
-        return Ok(None);
-    }
-    let product = loaded
-        .catalog
-        .get(&order.card_product_id)
-        .ok_or_else(|| format!("product {} vanished", order.card_product_id))?;
-    let profile = profile_of(product, &loaded.chip_profiles).map_err(|f| f.to_string())?;
-    Ok(Some((profile, overrides.apply(profile))))
+    let profile = super::chip_profile_of(&loaded.catalog, &loaded.chip_profiles, order, data)?;
+    Ok(profile.map(|p| (p, overrides.apply(p))))
 }
 
 /// Progress on stderr: each step once, each STORE DATA with its DGI.

@@ -24,9 +24,8 @@ use serde::Serialize;
 use super::{Exit, keys_path, profiles_path, read_catalog, read_keys, unreadable};
 use crate::devices::connector::{PcscReader, VirtualCardReader, blank_virtual_card};
 use crate::devices::encoder::SerialConfig;
-use crate::domain::chip::{ChipProfile, ChipProfiles};
+use crate::domain::chip::ChipProfiles;
 use crate::domain::finding::Finding;
-use crate::domain::prepare::profile_of;
 use crate::domain::product::Catalog;
 use crate::domain::review::{Role, Session};
 use crate::domain::status::Event;
@@ -340,7 +339,7 @@ fn run_card(
         },
         count: None,
     };
-    let profile = match chip_profile(bench, order, data) {
+    let profile = match super::chip_profile_of(&bench.catalog, &bench.chip_profiles, order, data) {
         Ok(p) => p,
         Err(e) => return failed(Step::Prepare, e, FailureKind::Refused),
     };
@@ -447,21 +446,4 @@ impl<'a> Renewals<'a> {
         self.step = step;
         self.last = Instant::now();
     }
-}
-
-fn chip_profile<'a>(
-    bench: &'a Bench,
-    order: &crate::domain::order::Order,
-    data: &crate::domain::prepare::PersoData,
-) -> Result<Option<&'a ChipProfile>, String> {
-    if data.chip.is_none() {
-        return Ok(None);
-    }
-    let product = bench
-        .catalog
-        .get(&order.card_product_id)
-        .ok_or_else(|| format!("product {} vanished", order.card_product_id))?;
-    profile_of(product, &bench.chip_profiles)
-        .map(Some)
-        .map_err(|f| f.to_string())
 }

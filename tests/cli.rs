@@ -70,23 +70,22 @@ fn acceptance_1_seed_example_revealed_and_masked() {
     assert!(!stdout(&o).contains("5413330089012345"));
 }
 
+/// `prepare tests/fixtures/kat_orders.json --order ID` with `flags` and the fixture keys.
+fn prepare_kat(id: &str, flags: &[&str]) -> std::process::Output {
+    let file = "tests/fixtures/kat_orders.json";
+    let args = [
+        &["prepare", file][..],
+        flags,
+        &["--order", id],
+        &FIXTURE_ARGS,
+    ]
+    .concat();
+    persodesk(&args, &[])
+}
+
 #[test]
 fn acceptance_2_cvv_and_pvv_from_keys_match_published_vectors() {
-    let o = persodesk(
-        &[
-            &[
-                "prepare",
-                "tests/fixtures/kat_orders.json",
-                "--json",
-                "--reveal",
-                "--order",
-                "CVV-KAT",
-            ][..],
-            &FIXTURE_ARGS,
-        ]
-        .concat(),
-        &[],
-    );
+    let o = prepare_kat("CVV-KAT", &["--json", "--reveal"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v = &json_lines(&o)[0];
     // Visa CVV classic example: CVK 0123..3210, PAN 4123456789012345, 8701, SC 101 -> 561.
@@ -100,21 +99,7 @@ fn acceptance_2_cvv_and_pvv_from_keys_match_published_vectors() {
 
     // The PIN block is the ISO 0 block of PIN 4524 for PAN 1122334455667788 under zpk #1
     // (made with Python's `cryptography`); psec's PVV vector: PVK 0123..3210, PVKI 1 -> 8523.
-    let o = persodesk(
-        &[
-            &[
-                "prepare",
-                "tests/fixtures/kat_orders.json",
-                "--json",
-                "--reveal",
-                "--order",
-                "PVV-KAT",
-            ][..],
-            &FIXTURE_ARGS,
-        ]
-        .concat(),
-        &[],
-    );
+    let o = prepare_kat("PVV-KAT", &["--json", "--reveal"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v = &json_lines(&o)[0];
     assert_eq!(v["tracks"]["track2"], ";1122334455667788=300120118523000?");
@@ -128,37 +113,12 @@ fn acceptance_2_cvv_and_pvv_from_keys_match_published_vectors() {
 
 #[test]
 fn reveal_is_refused_when_a_key_is_not_a_test_key() {
-    let o = persodesk(
-        &[
-            &[
-                "prepare",
-                "tests/fixtures/kat_orders.json",
-                "--reveal",
-                "--order",
-                "NON-TEST-KEY",
-            ][..],
-            &FIXTURE_ARGS,
-        ]
-        .concat(),
-        &[],
-    );
+    let o = prepare_kat("NON-TEST-KEY", &["--reveal"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("--reveal refused: key cvk #9 is not a test key"));
     assert!(!stdout(&o).contains("4123456789012345"));
     // Masked output of the same order is fine.
-    let o = persodesk(
-        &[
-            &[
-                "prepare",
-                "tests/fixtures/kat_orders.json",
-                "--order",
-                "NON-TEST-KEY",
-            ][..],
-            &FIXTURE_ARGS,
-        ]
-        .concat(),
-        &[],
-    );
+    let o = prepare_kat("NON-TEST-KEY", &[]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
 

@@ -600,23 +600,19 @@ fn cli(args: &[&str], data: &std::path::Path) -> (bool, String) {
 #[test]
 fn queue_import_keeps_orders_only_protected() {
     let dir = TempDir::new("queue-import");
-    let db = dir.0.join("q.sqlite3");
-    let store = format!("sqlite:{}", db.display());
-    let (ok, out) = cli(
-        &[
-            "queue",
-            "import",
-            "assets/demo/orders-jwe.json",
-            "--store",
-            &store,
-        ],
-        &dir.0,
-    );
-    assert!(ok, "{out}");
-    assert!(
-        out.contains("imported 6, already known 0, invalid 0"),
-        "{out}"
-    );
+    // `queue import FILE` into a new SQLite store `name` in `dir`: all six demo orders.
+    let import_all = |file: &str, name: &str| {
+        let db = dir.0.join(name);
+        let store = format!("sqlite:{}", db.display());
+        let (ok, out) = cli(&["queue", "import", file, "--store", &store], &dir.0);
+        assert!(ok, "{out}");
+        assert!(
+            out.contains("imported 6, already known 0, invalid 0"),
+            "{out}"
+        );
+        db
+    };
+    let db = import_all("assets/demo/orders-jwe.json", "q.sqlite3");
     let s = Store::open(&db).expect("store");
     let q = s.queued("DEMO-MC-0001").expect("queued").expect("present");
     assert_eq!(q.form, Form::Jwe);
@@ -628,23 +624,7 @@ fn queue_import_keeps_orders_only_protected() {
     );
     drop(s);
     // Plain orders, sealed: the file holds no PAN afterwards.
-    let plain = dir.0.join("plain.sqlite3");
-    let plain_store = format!("sqlite:{}", plain.display());
-    let (ok, out) = cli(
-        &[
-            "queue",
-            "import",
-            "assets/demo/orders.json",
-            "--store",
-            &plain_store,
-        ],
-        &dir.0,
-    );
-    assert!(ok, "{out}");
-    assert!(
-        out.contains("imported 6, already known 0, invalid 0"),
-        "{out}"
-    );
+    let plain = import_all("assets/demo/orders.json", "plain.sqlite3");
     let s = Store::open(&plain).expect("store");
     assert_eq!(
         s.queued("DEMO-MC-0001").expect("queued").map(|q| q.form),

@@ -83,14 +83,9 @@ fn generate(n: usize) -> (String, Vec<String>) {
 
 /// The demo orders' cards that `keep`.
 fn demo_cards(keep: impl Fn(&Value) -> bool) -> Vec<Value> {
-    let text = std::fs::read_to_string(root().join("assets/demo/orders.json")).expect("demo");
-    let demo: Value = serde_json::from_str(&text).expect("json");
-    demo["cards"]
-        .as_array()
-        .expect("cards")
-        .iter()
+    support::demo::order_cards()
+        .into_iter()
         .filter(|c| keep(c))
-        .cloned()
         .collect()
 }
 

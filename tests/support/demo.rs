@@ -125,3 +125,10 @@ pub fn demo() -> Demo {
         orders,
     }
 }
+
+/// The cards of the demo order file ([`ORDERS`]), as JSON.
+pub fn order_cards() -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(root().join(ORDERS)).expect("demo orders");
+    let demo: serde_json::Value = serde_json::from_str(&text).expect("demo orders are JSON");
+    demo["cards"].as_array().expect("cards").clone()
+}

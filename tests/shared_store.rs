@@ -424,14 +424,7 @@ fn sqlite_upgrades_from_version_2() {
     {
         let c = rusqlite::Connection::open(&path).expect("create");
         c.execute_batch(V2_SQLITE).expect("v2 schema");
-        let rec = AuditRecord {
-            at: 1_700_000_000,
-            user: "carol".into(),
-            role: "supervisor".into(),
-            action: "prepared".into(),
-            order_id: Some("OLD-1".into()),
-            outcome: "DATA_PREPARED".into(),
-        };
+        let rec = old_record();
         let hash = audit::record_hash(audit::GENESIS, 1, &rec);
         c.execute(
             "INSERT INTO audit (at, user, role, action, order_id, outcome, seq, prev_hash, hash)
@@ -497,14 +490,7 @@ fn postgres_upgrades_from_version_1() {
         .expect("query")
         .get(0);
     assert!(!has_queue, "version 1 has no queue");
-    let rec = AuditRecord {
-        at: 1_700_000_000,
-        user: "carol".into(),
-        role: "supervisor".into(),
-        action: "prepared".into(),
-        order_id: Some("OLD-1".into()),
-        outcome: "DATA_PREPARED".into(),
-    };
+    let rec = old_record();
     let hash = audit::record_hash(audit::GENESIS, 1, &rec);
     c.execute(
         "INSERT INTO audit (at, user_name, role, action, order_id, outcome, seq, prev_hash, hash)
@@ -582,6 +568,18 @@ BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 ";
+
+/// The one audit record of the old-version stores the upgrade tests start from.
+fn old_record() -> AuditRecord {
+    AuditRecord {
+        at: 1_700_000_000,
+        user: "carol".into(),
+        role: "supervisor".into(),
+        action: "prepared".into(),
+        order_id: Some("OLD-1".into()),
+        outcome: "DATA_PREPARED".into(),
+    }
+}
 
 fn cli(args: &[&str], data: &std::path::Path) -> (bool, String) {
     let out = support::persodesk_command(args, &[("PERSODESK_DATA_DIR", data)])

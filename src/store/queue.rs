@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{Actor, AuditRecord, OrderState, Store, StoreError, append_audit, fail_abandoned, now};
+use super::{Actor, OrderState, Store, StoreError, append_audit_by, fail_abandoned, now};
 use crate::domain::approval::{self, Decision};
 use crate::domain::review::{Role, Session};
 use crate::domain::status::{Event, Status};
@@ -189,16 +189,14 @@ impl Store {
             for item in items {
                 let new = tx.queue().enqueue(item, at)?;
                 if new {
-                    append_audit(
+                    append_audit_by(
                         tx,
                         self.seal(),
-                        &AuditRecord::by(
-                            Actor::of(who),
-                            at,
-                            "queued",
-                            Some(&item.order_id),
-                            format!("{}; {}", Status::Requested.as_str(), item.form.as_str()),
-                        ),
+                        Actor::of(who),
+                        at,
+                        "queued",
+                        Some(&item.order_id),
+                        format!("{}; {}", Status::Requested.as_str(), item.form.as_str()),
                     )?;
                 }
                 added.push(new);

@@ -371,13 +371,7 @@ const REFERENCE_PAN: &str = "5413339876543217";
 
 impl Demo {
     fn order(&self, id: &str) -> Value {
-        self.orders["cards"]
-            .as_array()
-            .expect("cards")
-            .iter()
-            .find(|o| o["cardId"] == id)
-            .expect("demo order")
-            .clone()
+        demo::card_by_id(&self.orders, id)
     }
 }
 

@@ -281,7 +281,7 @@ impl Store {
         self.write(|tx| {
             let mut lease = fenced(tx, claim)?;
             let state = self
-                .apply_in(tx, &claim.order_id, &event, who, None, None)?
+                .apply_in(tx, &claim.order_id, event, who, None, None)?
                 .map_err(|source| StoreError::Transition {
                     order: claim.order_id.clone(),
                     source,

@@ -215,22 +215,17 @@ fn name_text() -> impl Strategy<Value = String> {
 }
 
 fn pattern_text(track: PatternTrack) -> impl Strategy<Value = String> {
-    let segment = match track {
-        PatternTrack::Track1 => prop_oneof![
-            Just("cvv".to_string()),
-            Just("pvv".to_string()),
-            "[0-9]{0,20}",
-            "[ -~]{0,12}",
-        ]
-        .boxed(),
-        PatternTrack::Track2 => prop_oneof![
-            Just("cvv".to_string()),
-            Just("pvv".to_string()),
-            "[0-9]{0,20}",
-            "[0-9=:<>A-F]{0,8}",
-        ]
-        .boxed(),
+    // Free text: any printable character on track 1, the track 2 character set on track 2.
+    let free = match track {
+        PatternTrack::Track1 => "[ -~]{0,12}",
+        PatternTrack::Track2 => "[0-9=:<>A-F]{0,8}",
     };
+    let segment = prop_oneof![
+        Just("cvv".to_string()),
+        Just("pvv".to_string()),
+        "[0-9]{0,20}",
+        free,
+    ];
     prop::collection::vec(segment, 1..5).prop_map(|s| s.join("|"))
 }
 

@@ -138,14 +138,12 @@ fn validate_exit_codes() {
     .expect("write");
     let o = persodesk(&["validate", bad.to_str().expect("utf8")], &[]);
     assert_eq!(o.status.code(), Some(1));
-    let out = stdout(&o);
-    assert!(
-        out.contains("encryptedData.exp: month 13 is not 01-12"),
-        "{out}"
-    );
-    assert!(
-        out.contains("cardProductId: product NOPE is not in"),
-        "{out}"
+    assert_says(
+        &stdout(&o),
+        &[
+            "encryptedData.exp: month 13 is not 01-12",
+            "cardProductId: product NOPE is not in",
+        ],
     );
 
     let garbage = dir.join("garbage.json");
@@ -180,16 +178,21 @@ fn prepare_failures_name_the_fields() {
     .expect("write");
     let o = persodesk(&["prepare", f.to_str().expect("utf8")], &[]);
     assert_eq!(o.status.code(), Some(1));
-    let out = stdout(&o);
-    assert!(
-        out.contains("encryptedData.cvv1, paymentApplication.cvKeyIndex"),
-        "{out}"
+    assert_says(
+        &stdout(&o),
+        &[
+            "encryptedData.cvv1, paymentApplication.cvKeyIndex",
+            "encryptedData.encodedName, trackData.track1",
+            "key cvk #7 is not in the key store",
+        ],
     );
-    assert!(
-        out.contains("encryptedData.encodedName, trackData.track1"),
-        "{out}"
-    );
-    assert!(out.contains("key cvk #7 is not in the key store"), "{out}");
+}
+
+/// `out` says every one of `needles`.
+fn assert_says(out: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(out.contains(needle), "{needle:?} not in: {out}");
+    }
 }
 
 #[test]

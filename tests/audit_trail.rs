@@ -7,7 +7,7 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use persodesk::domain::review::{Role, Session};
 use persodesk::domain::status::Event;
@@ -56,9 +56,7 @@ fn tamperer(db: &Path) -> Connection {
 }
 
 fn cli(args: &[&str], data_dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_persodesk"))
-        .args(args)
-        .env("PERSODESK_DATA_DIR", data_dir)
+    support::persodesk_command(args, &[("PERSODESK_DATA_DIR", data_dir)])
         .env_remove("XDG_DATA_HOME")
         .output()
         .expect("run persodesk")

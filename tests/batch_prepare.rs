@@ -3,18 +3,14 @@
 //! valid and invalid orders, and JSON Lines gives the same output as the same orders in one
 //! `{"cards": [...]}` document (read whole, the path that existed before streaming).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+#[path = "support/run.rs"]
+mod run;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use std::path::{Path, PathBuf};
+use std::process::Output;
 
 fn persodesk(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_persodesk"))
-        .current_dir(root())
-        .args(args)
-        .env_remove("RUST_LOG")
+    run::persodesk_command::<&str>(args, &[])
         .output()
         .expect("persodesk runs")
 }

@@ -70,23 +70,22 @@ fn acceptance_1_seed_example_revealed_and_masked() {
     assert!(!stdout(&o).contains("5413330089012345"));
 }
 
+/// `prepare tests/fixtures/kat_orders.json --order ID` with `flags` and the fixture keys.
+fn prepare_kat(id: &str, flags: &[&str]) -> std::process::Output {
+    let file = "tests/fixtures/kat_orders.json";
+    let args = [
+        &["prepare", file][..],
+        flags,
+        &["--order", id],
+        &FIXTURE_ARGS,
+    ]
+    .concat();
+    persodesk(&args, &[])
+}
+
 #[test]
 fn acceptance_2_cvv_and_pvv_from_keys_match_published_vectors() {
-    let o = persodesk(
-        &[
-            &[
-                "prepare",
-                "tests/fixtures/kat_orders.json",
-                "--json",
-                "--reveal",
-                "--order",
-                "CVV-KAT",
-            ][..],
-            &FIXTURE_ARGS,
-        ]
-        .concat(),
-        &[],
-    );
+    let o = prepare_kat("CVV-KAT", &["--json", "--reveal"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v = &json_lines(&o)[0];
     // Visa CVV classic example: CVK 0123..3210, PAN 4123456789012345, 8701, SC 101 -> 561.
@@ -100,21 +99,7 @@ fn acceptance_2_cvv_and_pvv_from_keys_match_published_vectors() {
 
     // The PIN block is the ISO 0 block of PIN 4524 for PAN 1122334455667788 under zpk #1
     // (made with Python's `cryptography`); psec's PVV vector: PVK 0123..3210, PVKI 1 -> 8523.
-    let o = persodesk(
-        &[
-            &[
-                "prepare",
-                "tests/fixtures/kat_orders.json",
-                "--json",
-                "--reveal",
-                "--order",
-                "PVV-KAT",
-            ][..],
-            &FIXTURE_ARGS,
-        ]
-        .concat(),
-        &[],
-    );
+    let o = prepare_kat("PVV-KAT", &["--json", "--reveal"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v = &json_lines(&o)[0];
     assert_eq!(v["tracks"]["track2"], ";1122334455667788=300120118523000?");
@@ -128,37 +113,12 @@ fn acceptance_2_cvv_and_pvv_from_keys_match_published_vectors() {
 
 #[test]
 fn reveal_is_refused_when_a_key_is_not_a_test_key() {
-    let o = persodesk(
-        &[
-            &[
-                "prepare",
-                "tests/fixtures/kat_orders.json",
-                "--reveal",
-                "--order",
-                "NON-TEST-KEY",
-            ][..],
-            &FIXTURE_ARGS,
-        ]
-        .concat(),
-        &[],
-    );
+    let o = prepare_kat("NON-TEST-KEY", &["--reveal"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("--reveal refused: key cvk #9 is not a test key"));
     assert!(!stdout(&o).contains("4123456789012345"));
     // Masked output of the same order is fine.
-    let o = persodesk(
-        &[
-            &[
-                "prepare",
-                "tests/fixtures/kat_orders.json",
-                "--order",
-                "NON-TEST-KEY",
-            ][..],
-            &FIXTURE_ARGS,
-        ]
-        .concat(),
-        &[],
-    );
+    let o = prepare_kat("NON-TEST-KEY", &[]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
@@ -191,14 +151,12 @@ fn validate_exit_codes() {
     .expect("write");
     let o = persodesk(&["validate", bad.to_str().expect("utf8")], &[]);
     assert_eq!(o.status.code(), Some(1));
-    let out = stdout(&o);
-    assert!(
-        out.contains("encryptedData.exp: month 13 is not 01-12"),
-        "{out}"
-    );
-    assert!(
-        out.contains("cardProductId: product NOPE is not in"),
-        "{out}"
+    assert_says(
+        &stdout(&o),
+        &[
+            "encryptedData.exp: month 13 is not 01-12",
+            "cardProductId: product NOPE is not in",
+        ],
     );
 
     let garbage = dir.join("garbage.json");
@@ -233,16 +191,21 @@ fn prepare_failures_name_the_fields() {
     .expect("write");
     let o = persodesk(&["prepare", f.to_str().expect("utf8")], &[]);
     assert_eq!(o.status.code(), Some(1));
-    let out = stdout(&o);
-    assert!(
-        out.contains("encryptedData.cvv1, paymentApplication.cvKeyIndex"),
-        "{out}"
+    assert_says(
+        &stdout(&o),
+        &[
+            "encryptedData.cvv1, paymentApplication.cvKeyIndex",
+            "encryptedData.encodedName, trackData.track1",
+            "key cvk #7 is not in the key store",
+        ],
     );
-    assert!(
-        out.contains("encryptedData.encodedName, trackData.track1"),
-        "{out}"
-    );
-    assert!(out.contains("key cvk #7 is not in the key store"), "{out}");
+}
+
+/// `out` says every one of `needles`.
+fn assert_says(out: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(out.contains(needle), "{needle:?} not in: {out}");
+    }
 }
 
 #[test]

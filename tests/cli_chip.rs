@@ -4,7 +4,7 @@ mod support;
 
 use support::{persodesk, root};
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn lines(o: &Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&o.stdout)
@@ -182,23 +182,28 @@ fn model2_demo_orders_and_the_packer() {
     let dir = std::env::temp_dir().join(format!("persodesk-m2-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let packed = dir.join("packed.json");
-    let o = persodesk(
-        &[
+    let packed_arg = packed.to_str().expect("utf8");
+    // `model2 pack` of the demo Visa DGI file for order `id` under `kek #kek`, into `packed`.
+    let pack = |kek: &str, id: &str| {
+        let dgis = "assets/demo/model2/vis-1.6.3-vcps-2.2.4.dgi";
+        let orders = "assets/demo/orders.json";
+        let args = [
             "model2",
             "pack",
             "--dgis",
-            "assets/demo/model2/vis-1.6.3-vcps-2.2.4.dgi",
+            dgis,
             "--kek-index",
-            "2",
+            kek,
             "--order",
-            "assets/demo/orders.json",
+            orders,
             "--id",
-            "DEMO-VISA-0001",
+            id,
             "--out",
-            packed.to_str().expect("utf8"),
-        ],
-        support::NO_ENV,
-    );
+            packed_arg,
+        ];
+        persodesk(&args, support::NO_ENV)
+    };
+    let o = pack("2", "DEMO-VISA-0001");
     assert_eq!(
         o.status.code(),
         Some(0),
@@ -206,13 +211,7 @@ fn model2_demo_orders_and_the_packer() {
         String::from_utf8_lossy(&o.stderr)
     );
     let o = persodesk(
-        &[
-            "prepare",
-            packed.to_str().expect("utf8"),
-            "--model",
-            "2",
-            "--json",
-        ],
+        &["prepare", packed_arg, "--model", "2", "--json"],
         support::NO_ENV,
     );
     assert_eq!(
@@ -222,46 +221,13 @@ fn model2_demo_orders_and_the_packer() {
         String::from_utf8_lossy(&o.stdout)
     );
     // Packed for another order, the same data is rejected: its PAN/expiry do not match.
-    let o = persodesk(
-        &[
-            "model2",
-            "pack",
-            "--dgis",
-            "assets/demo/model2/vis-1.6.3-vcps-2.2.4.dgi",
-            "--kek-index",
-            "1",
-            "--order",
-            "assets/demo/orders.json",
-            "--id",
-            "DEMO-VISA-0002",
-            "--out",
-            packed.to_str().expect("utf8"),
-        ],
-        support::NO_ENV,
-    );
+    let o = pack("1", "DEMO-VISA-0002");
     assert_eq!(o.status.code(), Some(0));
-    let o = persodesk(
-        &["prepare", packed.to_str().expect("utf8"), "--model", "2"],
-        support::NO_ENV,
-    );
+    let o = persodesk(&["prepare", packed_arg, "--model", "2"], support::NO_ENV);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stdout).contains("does not match encryptedData"));
     // An unknown KEK index is refused by the packer.
-    let o = persodesk(
-        &[
-            "model2",
-            "pack",
-            "--dgis",
-            "assets/demo/model2/vis-1.6.3-vcps-2.2.4.dgi",
-            "--kek-index",
-            "9",
-            "--order",
-            "assets/demo/orders.json",
-            "--id",
-            "DEMO-VISA-0001",
-        ],
-        support::NO_ENV,
-    );
+    let o = pack("9", "DEMO-VISA-0001");
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("kek #9"));
     let _ = std::fs::remove_dir_all(dir);
@@ -330,18 +296,18 @@ fn prepare_records_outcomes_in_the_workstation_store() {
         r#"{"cards":[{"cardId":"OK-1","cardProductId":"DEMO_VISA_CREDIT","encryptedData":{"pan":"4761739001010010","exp":"2812","encodedName":"MARTIN/BOB","pin":{"type":"ISO0","encryptedPin":"F421D9C96658A940","kid":1}},"paymentApplication":{"cvKeyIndex":1,"pvKeyIndex":1}},{"cardId":"BAD-1","cardProductId":"DEMO_VISA_CREDIT","encryptedData":{"pan":"4761739001010010","exp":"2813","encodedName":"MARTIN/BOB","pin":{"type":"ISO0","encryptedPin":"F421D9C96658A940","kid":1}},"paymentApplication":{"cvKeyIndex":1,"pvKeyIndex":1}}]}"#,
     )
     .expect("orders");
-    let o = Command::new(env!("CARGO_BIN_EXE_persodesk"))
-        .current_dir(root())
-        .args([
+    let o = support::persodesk_command(
+        &[
             "prepare",
             bad.to_str().expect("utf8"),
             "--model",
             "none",
             "--record",
-        ])
-        .env("PERSODESK_DATA_DIR", &dir)
-        .output()
-        .expect("prepare --record");
+        ],
+        &[("PERSODESK_DATA_DIR", &dir)],
+    )
+    .output()
+    .expect("prepare --record");
     assert_eq!(o.status.code(), Some(1), "one order is invalid");
     let store = persodesk::store::Store::open(&dir.join(persodesk::store::DB_FILE)).expect("store");
     let ok = store.state("OK-1").expect("state").expect("OK-1 recorded");
@@ -366,10 +332,7 @@ fn personalize_and_sim_card_name_bad_arguments() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
     let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_persodesk"))
-            .current_dir(root())
-            .args(args)
-            .env("PERSODESK_DATA_DIR", &dir)
+        support::persodesk_command(args, &[("PERSODESK_DATA_DIR", &dir)])
             .output()
             .expect("persodesk")
     };

@@ -39,8 +39,9 @@ fn replay(target: &str, entry: fn(&[u8])) -> usize {
     count
 }
 
-macro_rules! corpus_test {
-    ($name:ident, $min:expr) => {
+/// One test per fuzz target: `name: at least this many corpus files`.
+macro_rules! corpus_tests {
+    ($($name:ident: $min:expr),* $(,)?) => {$(
         #[test]
         fn $name() {
             let n = replay(stringify!($name), entries::$name);
@@ -51,21 +52,13 @@ macro_rules! corpus_test {
                 $min
             );
         }
-    };
+    )*};
 }
 
-corpus_test!(order, 5);
-corpus_test!(product, 3);
-corpus_test!(keystore, 2);
-corpus_test!(tlv, 5);
-corpus_test!(dgi, 5);
-corpus_test!(track, 5);
-corpus_test!(msr206, 5);
-corpus_test!(gp_session, 3);
-corpus_test!(chip_profile, 3);
-corpus_test!(model2, 3);
-corpus_test!(vcard, 3);
-corpus_test!(readback, 2);
+corpus_tests! {
+    order: 5, product: 3, keystore: 2, tlv: 5, dgi: 5, track: 5, msr206: 5, gp_session: 3,
+    chip_profile: 3, model2: 3, vcard: 3, readback: 2,
+}
 
 /// Writes the seed inputs made from the demo data into `fuzz/corpus/<target>/` (run by hand when
 /// the demo data or an input layout changes; the files are committed).

@@ -25,8 +25,8 @@ use persodesk::domain::gp::kdf::{Diversification, diversify, diversify_key};
 use persodesk::domain::gp::scp02::{self, Scp02Variant};
 use persodesk::domain::gp::scp03;
 use persodesk::domain::gp::session::{
-    Aid, CardKeys, PersoPlan, PersoSession, PlanError, Protocol, SessionError, Step, StepName,
-    Summary,
+    Aid, CardKeys, ChannelPlan, PersoPlan, PersoSession, PlanError, Protocol, SessionError, Step,
+    StepName, Summary,
 };
 use persodesk::domain::gp::{GpError, KeyPurpose, SecretKey, SecurityLevel, StaticKeys};
 
@@ -837,14 +837,16 @@ fn pysim_scp02_card() -> TestCard {
 
 fn pysim_scp02_plan(level: SecurityLevel) -> PersoPlan {
     PersoPlan {
-        target_aid: Aid::from_hex(VISA_AID).expect("aid"),
-        install_for_perso: None,
-        protocol: Protocol::Scp02 { i: 0x55 },
-        security_level: level,
-        key_version: 0x20,
-        keys: CardKeys::Static(pysim_scp02_keys()),
+        channel: ChannelPlan {
+            target_aid: Aid::from_hex(VISA_AID).expect("aid"),
+            install_for_perso: None,
+            protocol: Protocol::Scp02 { i: 0x55 },
+            security_level: level,
+            key_version: 0x20,
+            keys: CardKeys::Static(pysim_scp02_keys()),
+            verify_card_challenge: false,
+        },
         host_challenge: arr("40A62C37FA6304F8"),
-        verify_card_challenge: false,
         dgis: perso_dgis(),
     }
 }
@@ -972,17 +974,19 @@ fn session_scp02_cdec_kmc_install() {
         0x01,
     );
     let plan = PersoPlan {
-        target_aid: Aid::from_hex(OP_ISD_AID).expect("aid"),
-        install_for_perso: Some(Aid::from_hex(VISA_AID).expect("aid")),
-        protocol: Protocol::Scp02 { i: 0x15 },
-        security_level: SecurityLevel::CMacCDec,
-        key_version: 0x00,
-        keys: CardKeys::Master {
-            kmc: key(kmc),
-            method: Diversification::EmvCps11,
+        channel: ChannelPlan {
+            target_aid: Aid::from_hex(OP_ISD_AID).expect("aid"),
+            install_for_perso: Some(Aid::from_hex(VISA_AID).expect("aid")),
+            protocol: Protocol::Scp02 { i: 0x15 },
+            security_level: SecurityLevel::CMacCDec,
+            key_version: 0x00,
+            keys: CardKeys::Master {
+                kmc: key(kmc),
+                method: Diversification::EmvCps11,
+            },
+            verify_card_challenge: false,
         },
         host_challenge: arr("1122334455667788"),
-        verify_card_challenge: false,
         dgis: perso_dgis(),
     };
     let r = run(plan, &mut card);
@@ -1041,14 +1045,16 @@ fn pysim_scp03_card(challenge: &str, seq: &str) -> TestCard {
 
 fn pysim_scp03_plan() -> PersoPlan {
     PersoPlan {
-        target_aid: Aid::from_hex(ISD_R_AID).expect("aid"),
-        install_for_perso: None,
-        protocol: Protocol::Scp03 { i: 0x70 },
-        security_level: SecurityLevel::CMacCDec,
-        key_version: 0x30,
-        keys: CardKeys::Static(keys(PYSIM_ENC_128, PYSIM_MAC_128, PYSIM_DEK_128)),
+        channel: ChannelPlan {
+            target_aid: Aid::from_hex(ISD_R_AID).expect("aid"),
+            install_for_perso: None,
+            protocol: Protocol::Scp03 { i: 0x70 },
+            security_level: SecurityLevel::CMacCDec,
+            key_version: 0x30,
+            keys: CardKeys::Static(keys(PYSIM_ENC_128, PYSIM_MAC_128, PYSIM_DEK_128)),
+            verify_card_challenge: true,
+        },
         host_challenge: arr("8e1552d0513c60f3"),
-        verify_card_challenge: true,
         dgis: perso_dgis(),
     }
 }
@@ -1130,17 +1136,19 @@ fn session_scp03_kdf3_rmac() {
         )
     };
     let plan = PersoPlan {
-        target_aid: Aid::from_hex("A000000151000000").expect("aid"),
-        install_for_perso: Some(Aid::from_hex(VISA_AID).expect("aid")),
-        protocol: Protocol::Scp03 { i: 0x70 },
-        security_level: SecurityLevel::CMacCDecRMac,
-        key_version: 0x31,
-        keys: CardKeys::Master {
-            kmc: key(kmc),
-            method: Diversification::Kdf3,
+        channel: ChannelPlan {
+            target_aid: Aid::from_hex("A000000151000000").expect("aid"),
+            install_for_perso: Some(Aid::from_hex(VISA_AID).expect("aid")),
+            protocol: Protocol::Scp03 { i: 0x70 },
+            security_level: SecurityLevel::CMacCDecRMac,
+            key_version: 0x31,
+            keys: CardKeys::Master {
+                kmc: key(kmc),
+                method: Diversification::Kdf3,
+            },
+            verify_card_challenge: false,
         },
         host_challenge: arr("A1A2A3A4A5A6A7A8"),
-        verify_card_challenge: false,
         dgis: perso_dgis(),
     };
     let mut card = new_card();
@@ -1398,7 +1406,7 @@ fn session_status_word_errors_name_step_dgi_and_sw() {
         card.fail = Some((ins, nth, sw));
         let mut plan = pysim_scp02_plan(SecurityLevel::CMacCDec);
         if ins == 0xE6 {
-            plan.install_for_perso = Some(Aid::from_hex(VISA_AID).expect("aid"));
+            plan.channel.install_for_perso = Some(Aid::from_hex(VISA_AID).expect("aid"));
         }
         let r = run(plan, &mut card);
         let err = r.result.expect_err("must fail");
@@ -1467,7 +1475,7 @@ fn session_card_challenge_and_protocol_mismatches() {
     // the pseudo-random challenge was made for the ISD-R, the plan selects another AID
     let mut card = pysim_scp03_card("30760cd2c47c1dd3", "000001");
     let mut plan = pysim_scp03_plan();
-    plan.target_aid = Aid::from_hex("A000000151000000").expect("aid");
+    plan.channel.target_aid = Aid::from_hex("A000000151000000").expect("aid");
     assert_eq!(
         run(plan, &mut card).result,
         Err(SessionError::CardChallengeMismatch)
@@ -1493,7 +1501,7 @@ fn session_card_challenge_and_protocol_mismatches() {
     // plan says i=10, card reports i=70
     let mut card = pysim_scp03_card("30760cd2c47c1dd3", "000001");
     let mut plan = pysim_scp03_plan();
-    plan.protocol = Protocol::Scp03 { i: 0x10 };
+    plan.channel.protocol = Protocol::Scp03 { i: 0x10 };
     let err = run(plan, &mut card).result.expect_err("must fail");
     assert!(err.to_string().contains("i=70"), "{err}");
 }
@@ -1630,42 +1638,42 @@ fn plan_errors_are_found_before_any_command() {
     );
 
     let mut p = base();
-    p.keys = CardKeys::Master {
+    p.channel.keys = CardKeys::Master {
         kmc: key("404142434445464748494A4B4C4D4E4F"),
         method: Diversification::Kdf3,
     };
     assert!(matches!(start(p), PlanError::Unsupported(_)));
 
     let mut p = pysim_scp03_plan();
-    p.keys = CardKeys::Master {
+    p.channel.keys = CardKeys::Master {
         kmc: key("404142434445464748494A4B4C4D4E4F"),
         method: Diversification::Visa2,
     };
     assert!(matches!(start(p), PlanError::Unsupported(_)));
 
     let mut p = base();
-    p.keys = CardKeys::Static(keys(PYSIM_ENC_256, PYSIM_ENC_256, PYSIM_ENC_256));
+    p.channel.keys = CardKeys::Static(keys(PYSIM_ENC_256, PYSIM_ENC_256, PYSIM_ENC_256));
     assert!(matches!(
         start(p),
         PlanError::Unsupported(GpError::KeyLength { .. })
     ));
 
     let mut p = base();
-    p.protocol = Protocol::Scp02 { i: 0x1A };
+    p.channel.protocol = Protocol::Scp02 { i: 0x1A };
     assert!(matches!(start(p), PlanError::Unsupported(_)));
 
     let mut p = base();
-    p.security_level = SecurityLevel::CMacRMac;
+    p.channel.security_level = SecurityLevel::CMacRMac;
     assert!(matches!(start(p), PlanError::Unsupported(_)));
 
     let mut p = base();
-    p.verify_card_challenge = true;
+    p.channel.verify_card_challenge = true;
     assert!(matches!(start(p), PlanError::Unsupported(_)));
 
     let mut p = pysim_scp03_plan();
-    p.protocol = Protocol::Scp03 { i: 0x00 };
-    p.security_level = SecurityLevel::CMacRMac;
-    p.verify_card_challenge = false;
+    p.channel.protocol = Protocol::Scp03 { i: 0x00 };
+    p.channel.security_level = SecurityLevel::CMacRMac;
+    p.channel.verify_card_challenge = false;
     assert!(matches!(start(p), PlanError::Unsupported(_)));
 
     assert!(Aid::new(&[0xA0; 4]).is_err());
@@ -1687,7 +1695,7 @@ fn secrets_stay_out_of_debug_and_errors() {
         }
     }
     let plan = pysim_scp02_plan(SecurityLevel::CMac);
-    let mut texts = vec![format!("{plan:?}"), format!("{:?}", plan.keys)];
+    let mut texts = vec![format!("{plan:?}"), format!("{:?}", plan.channel.keys)];
     let mut card = pysim_scp02_card();
     texts.extend(run(plan.clone(), &mut card).debug);
     let mut card = pysim_scp02_card();

@@ -46,24 +46,14 @@ fn case(i: usize) -> (String, String, String) {
 
 /// The PANs of the vectors' plaintexts and the demo orders: none may show in any output.
 fn pans() -> Vec<String> {
-    let text = std::fs::read_to_string(root().join("assets/demo/orders.json")).expect("demo");
-    let demo: Value = serde_json::from_str(&text).expect("json");
-    demo["cards"]
-        .as_array()
-        .expect("cards")
+    support::demo::order_cards()
         .iter()
         .map(|c| c["encryptedData"]["pan"].as_str().expect("pan").to_string())
         .collect()
 }
 
-fn demo_orders() -> Vec<Value> {
-    let text = std::fs::read_to_string(root().join("assets/demo/orders.json")).expect("demo");
-    let demo: Value = serde_json::from_str(&text).expect("json");
-    demo["cards"].as_array().expect("cards").clone()
-}
-
 fn demo_order(id: &str) -> Value {
-    demo_orders()
+    support::demo::order_cards()
         .into_iter()
         .find(|o| o["cardId"] == id)
         .expect("demo order")

@@ -2,6 +2,9 @@
 //! workstation store, two preparation processes running at once take each pair exactly once,
 //! the pool is empty afterwards, and the store file never holds a pair's clear primes.
 
+#[path = "support/run.rs"]
+mod run;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -15,12 +18,7 @@ fn root() -> PathBuf {
 }
 
 fn command(data: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_persodesk"));
-    cmd.current_dir(root())
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env("PERSODESK_DATA_DIR", data);
-    cmd
+    run::persodesk_command(args, &[("PERSODESK_DATA_DIR", data)])
 }
 
 fn run(data: &Path, args: &[&str]) -> Output {
@@ -139,18 +137,13 @@ fn pairs_are_sealed_taken_once_across_processes_and_leave_no_clear_key() {
         .map(ToString::to_string)
         .collect()
     };
-    let a = command(&data, &[])
-        .args(args(&fa))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn a");
-    let b = command(&data, &[])
-        .args(args(&fb))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn b");
+    let spawn = |file: &Path| {
+        command(&data, &[])
+            .args(args(file))
+            .spawn()
+            .expect("spawn preparation")
+    };
+    let (a, b) = (spawn(&fa), spawn(&fb));
     let outs = [
         a.wait_with_output().expect("a"),
         b.wait_with_output().expect("b"),

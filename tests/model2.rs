@@ -45,13 +45,7 @@ fn demo() -> Demo {
 
 impl Demo {
     fn order_json(&self, id: &str) -> Value {
-        self.orders["cards"]
-            .as_array()
-            .expect("cards")
-            .iter()
-            .find(|o| o["cardId"] == id)
-            .expect("demo order")
-            .clone()
+        demo::card_by_id(&self.orders, id)
     }
 
     fn parse(&self, v: &Value) -> Order {

@@ -12,7 +12,6 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,8 +22,8 @@ use persodesk::domain::emv_keys::{Cvn, DesKey16, MkdOption};
 use persodesk::domain::gp::kdf::Diversification;
 use persodesk::domain::gp::session::{Aid, CardKeys, Protocol};
 use persodesk::domain::gp::{SecretKey, SecurityLevel};
-use persodesk::domain::readback::{Outcome, ReadBackSession, ReadStep, TerminalData, verify_arqc};
-use persodesk::perso::{ChannelOptions, personalize_dgis};
+use persodesk::domain::readback::{Outcome, ReadBackSession, ReadStep, verify_arqc};
+use persodesk::perso::{ChannelPlan, personalize_dgis};
 use persodesk::sim::card::channel::{CardKeySource, CardProtocol, KmcMethod};
 use persodesk::sim::card::{CardConfig, VirtualCard};
 use zeroize::Zeroizing;
@@ -38,15 +37,6 @@ use support::pcsc::{
 const DEMO_KMC: &str = "404142434445464748494A4B4C4D4E4F";
 const AES_KMC: &str = "000102030405060708090A0B0C0D0E0F";
 
-fn terminal() -> TerminalData {
-    TerminalData {
-        un: [0x01, 0x23, 0x45, 0x67],
-        date: [0x25, 0x06, 0x15],
-        amount: [0, 0, 0, 0, 0x10, 0x00],
-        country: [0x08, 0x40],
-    }
-}
-
 fn perso_and_verify(reader: &str, protocol: Protocol, level: SecurityLevel, keys: CardKeys) {
     let mut transport = wait_for(
         &format!("a card in {reader}"),
@@ -56,7 +46,7 @@ fn perso_and_verify(reader: &str, protocol: Protocol, level: SecurityLevel, keys
     let atr = transport.atr().expect("atr");
     assert_eq!(atr.first(), Some(&0x3B), "ATR");
     let aid = Aid::new(&support::AID).expect("aid");
-    let options = ChannelOptions {
+    let options = ChannelPlan {
         target_aid: aid,
         install_for_perso: None,
         protocol,
@@ -75,7 +65,7 @@ fn perso_and_verify(reader: &str, protocol: Protocol, level: SecurityLevel, keys
     .unwrap_or_else(|e| panic!("{reader}: {e}"));
     let perso_time = started.elapsed();
     let (mut session, mut command) = ReadBackSession::start(
-        terminal(),
+        support::terminal([0x01, 0x23, 0x45, 0x67]),
         Some(support::ca_public()),
         vec![support::AID.to_vec()],
     );
@@ -130,7 +120,7 @@ fn personalize_and_read_back_through_pcscd_and_vpcd() {
     let tag = std::process::id();
 
     // `persodesk readers` sees them.
-    let out = Command::new(env!("CARGO_BIN_EXE_persodesk"))
+    let out = support::persodesk_command::<&str>(&[], &[])
         .arg("readers")
         .output()
         .expect("persodesk readers");
@@ -139,21 +129,12 @@ fn personalize_and_read_back_through_pcscd_and_vpcd() {
     // SCP02 i=55, C-MAC + C-DEC, through `persodesk sim-card` with the demo KMC.
     let state = dir.join(format!("persodesk-sim-{tag}.json"));
     cleanup.files.push(state.clone());
-    let sim = Command::new(env!("CARGO_BIN_EXE_persodesk"))
-        .args([
-            "sim-card",
-            "--vpcd",
-            "127.0.0.1:35963",
-            "--keys",
-            "assets/demo/keys.toml",
-        ])
+    let mut sim = support::persodesk_command::<&str>(&[], &[]);
+    sim.args(["sim-card", "--vpcd", "127.0.0.1:35963"])
+        .args(["--keys", "assets/demo/keys.toml"])
         .args(["--scp", "scp02", "--i", "55", "--state"])
-        .arg(&state)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start persodesk sim-card");
-    cleanup.children.push(("persodesk sim-card".into(), sim));
+        .arg(&state);
+    support::pcsc::spawn(&mut cleanup, "persodesk sim-card", &mut sim);
     perso_and_verify(
         &reader0,
         Protocol::Scp02 { i: 0x55 },
@@ -184,7 +165,7 @@ fn personalize_and_read_back_through_pcscd_and_vpcd() {
         ),
         &mut cleanup,
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_persodesk"))
+    let out = support::persodesk_command::<&str>(&[], &[])
         .args(["read-card", "--reader", &reader0, "--ca"])
         .arg(&ca_file)
         .output()
@@ -303,7 +284,7 @@ struct Run {
 }
 
 fn personalize(data_dir: &Path, reader: &str, file: &str, order: &str, extra: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_persodesk"))
+    let out = support::persodesk_command::<&str>(&[], &[])
         .args(["personalize", file, "--order", order, "--reader", reader])
         .args(["--role", "tester", "--user", "ci", "--json"])
         .args(extra)
@@ -520,7 +501,7 @@ fn every_demo_order_personalizes_through_the_cli() {
             .is_some_and(|r| r.starts_with("card check: ")),
         "{reason:?}"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_persodesk"))
+    let out = support::persodesk_command::<&str>(&[], &[])
         .args([
             "personalize",
             file,
@@ -636,7 +617,7 @@ fn every_profile_reads_on_both_interfaces_through_pcscd() {
         let ca = demo_ca_file(&root, rid, &mut cleanup);
         for interface in ["contactless", "contact"] {
             let card = sim(&mut cleanup, profile, &state, interface);
-            let out = Command::new(env!("CARGO_BIN_EXE_persodesk"))
+            let out = support::persodesk_command::<&str>(&[], &[])
                 .args(["read-card", "--reader", &reader0, "--interface", interface])
                 .args(["--expect", file, "--order", order, "--json", "--ca"])
                 .arg(&ca)

@@ -18,8 +18,8 @@ use persodesk::domain::gp::SecretKey;
 use persodesk::domain::gp::SecurityLevel;
 use persodesk::domain::gp::kdf::Diversification;
 use persodesk::domain::gp::session::{Aid, CardKeys, Protocol, SessionError, StepName};
-use persodesk::domain::readback::{Outcome, ReadBackSession, ReadStep, TerminalData, verify_arqc};
-use persodesk::perso::{ChannelOptions, PersoError, personalize_dgis};
+use persodesk::domain::readback::{Outcome, ReadBackSession, ReadStep, verify_arqc};
+use persodesk::perso::{ChannelPlan, PersoError, personalize_dgis};
 use persodesk::sim::card::channel::{CardKeySource, CardProtocol, KmcMethod};
 use persodesk::sim::card::{CardConfig, Fault, ISD_AID, VirtualCard};
 use zeroize::Zeroizing;
@@ -43,13 +43,13 @@ fn card(protocol: CardProtocol) -> VirtualCard {
     VirtualCard::new(CardConfig::new(protocol, keys, [0x12, 0x34, 0x56, 0x78])).expect("card")
 }
 
-fn options(protocol: Protocol, level: SecurityLevel, gp_style: bool) -> ChannelOptions {
+fn options(protocol: Protocol, level: SecurityLevel, gp_style: bool) -> ChannelPlan {
     let (kmc, method) = match protocol {
         Protocol::Scp02 { .. } => (KMC_TDES, Diversification::EmvCps11),
         Protocol::Scp03 { .. } => (KMC_AES, Diversification::Kdf3),
     };
     let aid = Aid::new(&support::AID).expect("aid");
-    ChannelOptions {
+    ChannelPlan {
         target_aid: if gp_style {
             Aid::new(&ISD_AID).expect("isd")
         } else {
@@ -67,19 +67,10 @@ fn options(protocol: Protocol, level: SecurityLevel, gp_style: bool) -> ChannelO
     }
 }
 
-fn terminal() -> TerminalData {
-    TerminalData {
-        un: [0xDE, 0xAD, 0xBE, 0xEF],
-        date: [0x25, 0x06, 0x15],
-        amount: [0, 0, 0, 0, 0x10, 0x00],
-        country: [0x08, 0x40],
-    }
-}
-
 /// Reads the card back and verifies everything, including the ARQC with the demo IMK-AC.
 fn read_back(t: &mut dyn CardTransport) -> persodesk::domain::readback::ReadBack {
     let (mut session, mut command) = ReadBackSession::start(
-        terminal(),
+        support::terminal([0xDE, 0xAD, 0xBE, 0xEF]),
         Some(support::ca_public()),
         vec![support::AID.to_vec()],
     );

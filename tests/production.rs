@@ -144,14 +144,13 @@ fn production_refuses_test_keys_demo_orders_test_products_and_reveal() {
     let persodesk = |args: &[&str], config: &Path| persodesk_on(args, config, Some(&token));
 
     // Demo orders and test products are refused with a live key store too (validate opens
-    // the configured one for JWE orders).
-    let o = persodesk(&["validate", "assets/demo/orders.json"], &config);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        text(&o.stdout).contains("cardId: is a demo order"),
-        "{}",
-        text(&o.stdout)
-    );
+    // the configured one for JWE orders): `validate FILE` exits 1 and names `why`.
+    let refused = |file: &str, why: &str| {
+        let o = persodesk(&["validate", file], &config);
+        assert_eq!(o.status.code(), Some(1), "{file}");
+        assert!(text(&o.stdout).contains(why), "{}", text(&o.stdout));
+    };
+    refused("assets/demo/orders.json", "cardId: is a demo order");
 
     let orders = dir.0.join("orders.json");
     std::fs::write(
@@ -173,13 +172,7 @@ fn production_refuses_test_keys_demo_orders_test_products_and_reveal() {
     assert!(!text(&o.stdout).contains("4000000000000002"));
 
     // The same order against a test product is refused in production.
-    let o = persodesk(&["validate", "tests/fixtures/kat_orders.json"], &config);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        text(&o.stdout).contains("is a test product"),
-        "{}",
-        text(&o.stdout)
-    );
+    refused("tests/fixtures/kat_orders.json", "is a test product");
 
     // A broken configuration is an error, not a silent fallback to test mode.
     std::fs::write(&config, "mode = \"live\"\n").expect("config");

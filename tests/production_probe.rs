@@ -5,7 +5,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use persodesk::domain::approval::{Evidence, review_message};
@@ -147,19 +147,14 @@ impl Desk {
     }
 
     fn run_with(&self, args: &[&str], config: &std::ffi::OsStr) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_persodesk"));
+        let data = self.path("data");
+        let envs = [
+            ("PERSODESK_CONFIG", config),
+            ("PERSODESK_DATA_DIR", data.as_os_str()),
+        ];
+        let mut cmd = live_token::run::persodesk_command(args, &envs);
         self.token.env(&mut cmd);
-        let mut child = cmd
-            .current_dir(root())
-            .args(args)
-            .env("PERSODESK_CONFIG", config)
-            .env("PERSODESK_DATA_DIR", self.path("data"))
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run persodesk");
+        let mut child = cmd.spawn().expect("run persodesk");
         let deadline = Instant::now() + Duration::from_secs(60);
         while child.try_wait().expect("wait").is_none() {
             if Instant::now() > deadline {
@@ -590,13 +585,15 @@ fn the_process_is_not_dumpable() {
     let Some(desk) = Desk::new("dump") else {
         return;
     };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_persodesk"))
-        .args(["sim-encoder", "--swipe-delay-ms", "5"])
-        .env("PERSODESK_CONFIG", desk.path("persodesk.toml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sim-encoder");
+    let config = desk.path("persodesk.toml");
+    let mut child = live_token::run::persodesk_command(
+        &["sim-encoder", "--swipe-delay-ms", "5"],
+        &[("PERSODESK_CONFIG", config.as_os_str())],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("sim-encoder");
     std::thread::sleep(Duration::from_millis(500));
     let limits =
         std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap_or_default();

@@ -33,7 +33,7 @@ use persodesk::domain::track::{
     Injected, Track, TrackNo, build_track1, build_track2, build_track3,
 };
 use persodesk::keys::SoftwareKeyStore;
-use persodesk::perso::{ChannelOptions, personalize_dgis};
+use persodesk::perso::{ChannelPlan, personalize_dgis};
 use persodesk::sim::card::channel::{CardKeySource, CardProtocol, KmcMethod};
 use persodesk::sim::card::{CardConfig, VirtualCard};
 use proptest::prelude::*;
@@ -215,22 +215,17 @@ fn name_text() -> impl Strategy<Value = String> {
 }
 
 fn pattern_text(track: PatternTrack) -> impl Strategy<Value = String> {
-    let segment = match track {
-        PatternTrack::Track1 => prop_oneof![
-            Just("cvv".to_string()),
-            Just("pvv".to_string()),
-            "[0-9]{0,20}",
-            "[ -~]{0,12}",
-        ]
-        .boxed(),
-        PatternTrack::Track2 => prop_oneof![
-            Just("cvv".to_string()),
-            Just("pvv".to_string()),
-            "[0-9]{0,20}",
-            "[0-9=:<>A-F]{0,8}",
-        ]
-        .boxed(),
+    // Free text: any printable character on track 1, the track 2 character set on track 2.
+    let free = match track {
+        PatternTrack::Track1 => "[ -~]{0,12}",
+        PatternTrack::Track2 => "[0-9=:<>A-F]{0,8}",
     };
+    let segment = prop_oneof![
+        Just("cvv".to_string()),
+        Just("pvv".to_string()),
+        "[0-9]{0,20}",
+        free,
+    ];
     prop::collection::vec(segment, 1..5).prop_map(|s| s.join("|"))
 }
 
@@ -371,13 +366,7 @@ const REFERENCE_PAN: &str = "5413339876543217";
 
 impl Demo {
     fn order(&self, id: &str) -> Value {
-        self.orders["cards"]
-            .as_array()
-            .expect("cards")
-            .iter()
-            .find(|o| o["cardId"] == id)
-            .expect("demo order")
-            .clone()
+        demo::card_by_id(&self.orders, id)
     }
 }
 
@@ -452,7 +441,7 @@ fn outputs(d: &Demo, pan: &str) -> Vec<(&'static str, String)> {
     ))
     .expect("card");
     let mut transport = VirtualTransport::new(card);
-    let options = ChannelOptions {
+    let options = ChannelPlan {
         target_aid: Aid::new(&chip.aid).expect("aid"),
         install_for_perso: None,
         protocol: Protocol::Scp02 { i: 0x55 },

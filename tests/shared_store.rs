@@ -317,7 +317,9 @@ fn claims_lease_and_fence(f: Option<Fixture>) {
         .expect("claimable again");
     assert_eq!(b.fence, 2);
     // A's late write is refused by the fencing token; B's counts.
-    let late = s.finish_claim(&a, &tester, None).expect_err("stale token");
+    let late = s
+        .finish_claim(&a, &tester, &Event::Completed)
+        .expect_err("stale token");
     assert!(late.to_string().contains("fencing token 1"), "{late}");
     assert!(s.renew(&a, "STORE DATA").is_err());
     s.apply(
@@ -328,7 +330,9 @@ fn claims_lease_and_fence(f: Option<Fixture>) {
         &tester,
     )
     .expect("restart");
-    let done = s.finish_claim(&b, &tester, None).expect("fenced write");
+    let done = s
+        .finish_claim(&b, &tester, &Event::Completed)
+        .expect("fenced write");
     assert_eq!(done.status, Status::Done);
     // The production counter's per-station figures: the order counts for the station that
     // finished it (B), not for A, whose claim lapsed; nothing changed after a later time.
@@ -430,14 +434,7 @@ fn sqlite_upgrades_from_version_2() {
     {
         let c = rusqlite::Connection::open(&path).expect("create");
         c.execute_batch(V2_SQLITE).expect("v2 schema");
-        let rec = AuditRecord {
-            at: 1_700_000_000,
-            user: "carol".into(),
-            role: "supervisor".into(),
-            action: "prepared".into(),
-            order_id: Some("OLD-1".into()),
-            outcome: "DATA_PREPARED".into(),
-        };
+        let rec = old_record();
         let hash = audit::record_hash(audit::GENESIS, 1, &rec);
         c.execute(
             "INSERT INTO audit (at, user, role, action, order_id, outcome, seq, prev_hash, hash)
@@ -503,14 +500,7 @@ fn postgres_upgrades_from_version_1() {
         .expect("query")
         .get(0);
     assert!(!has_queue, "version 1 has no queue");
-    let rec = AuditRecord {
-        at: 1_700_000_000,
-        user: "carol".into(),
-        role: "supervisor".into(),
-        action: "prepared".into(),
-        order_id: Some("OLD-1".into()),
-        outcome: "DATA_PREPARED".into(),
-    };
+    let rec = old_record();
     let hash = audit::record_hash(audit::GENESIS, 1, &rec);
     c.execute(
         "INSERT INTO audit (at, user_name, role, action, order_id, outcome, seq, prev_hash, hash)
@@ -589,13 +579,22 @@ CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 ";
 
+/// The one audit record of the old-version stores the upgrade tests start from.
+fn old_record() -> AuditRecord {
+    AuditRecord {
+        at: 1_700_000_000,
+        user: "carol".into(),
+        role: "supervisor".into(),
+        action: "prepared".into(),
+        order_id: Some("OLD-1".into()),
+        outcome: "DATA_PREPARED".into(),
+    }
+}
+
 fn cli(args: &[&str], data: &std::path::Path) -> (bool, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_persodesk"))
-        .args(args)
-        .env("PERSODESK_DATA_DIR", data)
+    let out = support::persodesk_command(args, &[("PERSODESK_DATA_DIR", data)])
         .env_remove("PERSODESK_CONFIG")
         .env_remove("PERSODESK_STORE")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("persodesk runs");
     (
@@ -609,23 +608,19 @@ fn cli(args: &[&str], data: &std::path::Path) -> (bool, String) {
 #[test]
 fn queue_import_keeps_orders_only_protected() {
     let dir = TempDir::new("queue-import");
-    let db = dir.0.join("q.sqlite3");
-    let store = format!("sqlite:{}", db.display());
-    let (ok, out) = cli(
-        &[
-            "queue",
-            "import",
-            "assets/demo/orders-jwe.json",
-            "--store",
-            &store,
-        ],
-        &dir.0,
-    );
-    assert!(ok, "{out}");
-    assert!(
-        out.contains("imported 6, already known 0, invalid 0"),
-        "{out}"
-    );
+    // `queue import FILE` into a new SQLite store `name` in `dir`: all six demo orders.
+    let import_all = |file: &str, name: &str| {
+        let db = dir.0.join(name);
+        let store = format!("sqlite:{}", db.display());
+        let (ok, out) = cli(&["queue", "import", file, "--store", &store], &dir.0);
+        assert!(ok, "{out}");
+        assert!(
+            out.contains("imported 6, already known 0, invalid 0"),
+            "{out}"
+        );
+        db
+    };
+    let db = import_all("assets/demo/orders-jwe.json", "q.sqlite3");
     let s = Store::open(&db).expect("store");
     let q = s.queued("DEMO-MC-0001").expect("queued").expect("present");
     assert_eq!(q.form, Form::Jwe);
@@ -637,23 +632,7 @@ fn queue_import_keeps_orders_only_protected() {
     );
     drop(s);
     // Plain orders, sealed: the file holds no PAN afterwards.
-    let plain = dir.0.join("plain.sqlite3");
-    let plain_store = format!("sqlite:{}", plain.display());
-    let (ok, out) = cli(
-        &[
-            "queue",
-            "import",
-            "assets/demo/orders.json",
-            "--store",
-            &plain_store,
-        ],
-        &dir.0,
-    );
-    assert!(ok, "{out}");
-    assert!(
-        out.contains("imported 6, already known 0, invalid 0"),
-        "{out}"
-    );
+    let plain = import_all("assets/demo/orders.json", "plain.sqlite3");
     let s = Store::open(&plain).expect("store");
     assert_eq!(
         s.queued("DEMO-MC-0001").expect("queued").map(|q| q.form),

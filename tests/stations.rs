@@ -56,15 +56,8 @@ fn luhn_digit(body: &str) -> u32 {
 /// track data and the Visa orders' PIN blocks are bound to their PANs): card id `LOAD-<i>`, the template's BIN with `i` in the account
 /// number and a Luhn check digit.
 fn generate(n: usize) -> (String, Vec<String>) {
-    let text = std::fs::read_to_string(root().join("assets/demo/orders.json")).expect("demo");
-    let demo: Value = serde_json::from_str(&text).expect("json");
-    let templates: Vec<Value> = demo["cards"]
-        .as_array()
-        .expect("cards")
-        .iter()
-        .filter(|c| c.get("trackData").is_none() && c["encryptedData"].get("pin").is_none())
-        .cloned()
-        .collect();
+    let templates =
+        demo_cards(|c| c.get("trackData").is_none() && c["encryptedData"].get("pin").is_none());
     let mut cards = Vec::new();
     let mut pans = Vec::new();
     for i in 0..n {
@@ -86,6 +79,14 @@ fn generate(n: usize) -> (String, Vec<String>) {
         cards.push(c);
     }
     (serde_json::json!({ "cards": cards }).to_string(), pans)
+}
+
+/// The demo orders' cards that `keep`.
+fn demo_cards(keep: impl Fn(&Value) -> bool) -> Vec<Value> {
+    support::demo::order_cards()
+        .into_iter()
+        .filter(|c| keep(c))
+        .collect()
 }
 
 fn station(url: &str, name: &str, data: &Path) -> Child {
@@ -310,4 +311,96 @@ fn four_stations_one_killed_finish_the_queue() {
         n as f64 * 60.0 / elapsed,
         STATIONS
     );
+}
+
+/// Issue #14: `station run` records a card the card check refused as the one flow does
+/// (`job::outcome_event`). An SCP02 card of the demo stock sits in the reader while the order's
+/// chip profile (mchip-advance-1.2.3) plans SCP03: the card check refuses the card before
+/// anything is written, the tester's unapproved order goes back to DATA_PREPARED (not
+/// CARD_PROD_FAILED), audited `perso-refused` with the card check's reason, and the station
+/// counts it refused and does not claim it again. SQLite store, PC/SC through pcscd + vpcd.
+#[test]
+fn a_card_the_card_check_refused_goes_back_not_failed() {
+    use persodesk::domain::status::Status;
+    use persodesk::store::Store;
+    const ORDER: &str = "DEMO-MC-0001";
+    let Some(mut stack) = support::pcsc::start_stack() else {
+        return;
+    };
+    let dir = TempDir::new("station-card-check");
+    let card = demo_cards(|c| c["cardId"] == ORDER);
+    assert_eq!(card.len(), 1, "the demo holds {ORDER}");
+    let file = dir.0.join("one.json");
+    std::fs::write(&file, serde_json::json!({ "cards": card }).to_string()).expect("orders");
+    let db = dir.0.join("queue.sqlite3");
+    let store = format!("sqlite:{}", db.display());
+    let envs = [("PERSODESK_DATA_DIR", dir.0.as_os_str())];
+    let file_arg = file.display().to_string();
+    let out = support::persodesk_command(&["queue", "import", &file_arg, "--store", &store], &envs)
+        .env_remove("PERSODESK_CONFIG")
+        .env_remove("PERSODESK_STORE")
+        .output()
+        .expect("import");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("imported 1, already known 0, invalid 0"),
+        "{text}"
+    );
+
+    let (card_args, _) = support::pcsc::card_stock("mchip-advance-1.2.3", "scp02");
+    let reader = stack.reader0.clone();
+    let _card = support::pcsc::insert_card(&mut stack.cleanup, &reader, &card_args);
+    let records = dir.0.join("a.jsonl").display().to_string();
+    let args = [
+        "station",
+        "run",
+        "--reader",
+        &reader,
+        "--role",
+        "tester",
+        "--user",
+        "tester-a",
+        "--station",
+        "a",
+        "--max",
+        "3",
+        "--records",
+        &records,
+        "--store",
+        &store,
+    ];
+    let out = support::persodesk_command(&args, &envs)
+        .env_remove("PERSODESK_CONFIG")
+        .env_remove("PERSODESK_STORE")
+        .output()
+        .expect("station runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_str(&stdout).expect("one JSON summary line");
+    assert_eq!(summary["claimed"], 1, "claimed once, not again: {summary}");
+    assert_eq!(summary["refused"], 1, "{summary}");
+    assert_eq!(summary["failed"], 0, "{summary}");
+    assert_eq!(summary["done"], 0, "{summary}");
+
+    let s = Store::open(&db).expect("store");
+    let state = s.state(ORDER).expect("state").expect("order");
+    assert_eq!(state.status, Status::DataPrepared, "{state:?}");
+    let reason = state.reason.clone().unwrap_or_default();
+    assert!(reason.starts_with("card check: "), "{reason}");
+    let last = s
+        .audit_trail(50)
+        .expect("trail")
+        .into_iter()
+        .find(|r| r.order_id.as_deref() == Some(ORDER))
+        .expect("audited");
+    assert_eq!(last.action, "perso-refused", "{last:?}");
+    assert!(last.outcome.contains("card check: "), "{}", last.outcome);
+    let line = std::fs::read_to_string(dir.0.join("a.jsonl")).expect("records");
+    let record: Value = serde_json::from_str(line.trim()).expect("one records line");
+    assert_eq!(record["outcome"], "refused", "{record}");
 }

@@ -10,7 +10,9 @@ use std::sync::OnceLock;
 
 use super::domain::dgi::{self, PersoDgi};
 use super::domain::fields::{Pan, Yymm};
-use super::domain::gp::session::{Aid, CardKeys, PersoPlan, PersoSession, Protocol, Step};
+use super::domain::gp::session::{
+    Aid, CardKeys, ChannelPlan, PersoPlan, PersoSession, Protocol, Step,
+};
 use super::domain::gp::{SecretKey, SecurityLevel, StaticKeys, scp02};
 use super::domain::msr206::{
     Action, Expect, Feed, FlowConfig, Response, ResponseKind, ResponseParser, TrackBody,
@@ -303,14 +305,16 @@ pub fn gp_session(data: &[u8]) {
     };
     let host_challenge = [0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88];
     let plan = PersoPlan {
-        target_aid,
-        install_for_perso: (selector & 0x04 != 0).then_some(instance),
-        protocol,
-        security_level,
-        key_version: 0,
-        keys: CardKeys::Static(keys.clone()),
+        channel: ChannelPlan {
+            target_aid,
+            install_for_perso: (selector & 0x04 != 0).then_some(instance),
+            protocol,
+            security_level,
+            key_version: 0,
+            keys: CardKeys::Static(keys.clone()),
+            verify_card_challenge: false,
+        },
         host_challenge,
-        verify_card_challenge: false,
         dgis: [
             (0x0101, vec![0x70, 0x03, 0x5F, 0x20, 0x00], false, false),
             (0x8000, vec![0x42; 16], true, false),
@@ -603,18 +607,20 @@ fn personalize(
 ) -> Option<bool> {
     let app = Aid::from_hex("A0000000031010").ok()?;
     let plan = PersoPlan {
-        target_aid: if gp_style {
-            Aid::new(&ISD_AID).ok()?
-        } else {
-            app.clone()
+        channel: ChannelPlan {
+            target_aid: if gp_style {
+                Aid::new(&ISD_AID).ok()?
+            } else {
+                app.clone()
+            },
+            install_for_perso: gp_style.then_some(app),
+            protocol,
+            security_level,
+            key_version: 0,
+            keys,
+            verify_card_challenge: false,
         },
-        install_for_perso: gp_style.then_some(app),
-        protocol,
-        security_level,
-        key_version: 0,
-        keys,
         host_challenge: [0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88],
-        verify_card_challenge: false,
         dgis,
     };
     let (mut session, first) = PersoSession::start(plan).ok()?;

@@ -65,12 +65,8 @@ pub struct EncodeArgs {
     /// workstation store, the same file `personalize` uses].
     #[arg(long)]
     records: Option<PathBuf>,
-    /// Seconds the operator has for each swipe.
-    #[arg(long, default_value = "30", value_parser = parse_seconds)]
-    swipe_timeout: Duration,
-    /// Baud rate of the encoder.
-    #[arg(long, default_value_t = DEFAULT_BAUD)]
-    baud: u32,
+    #[command(flatten)]
+    serial: SerialOptions,
     /// Print the result as one JSON object (the record) instead of text.
     #[arg(long)]
     json: bool,
@@ -321,8 +317,7 @@ impl Run<'_> {
                 }
             }
         }
-        let (tracks, bad_swipes) =
-            write_stripe(&args.encoder, args.baud, args.swipe_timeout, data)?;
+        let (tracks, bad_swipes) = write_stripe(args.serial.config(&args.encoder), data)?;
         record.tracks = tracks;
         record.bad_swipes = bad_swipes;
         tracing::debug!(order = %data.order_id, "encoded");
@@ -330,17 +325,30 @@ impl Run<'_> {
     }
 }
 
-/// Writes the stripe of `data` with the encoder on `port`, reads it back and compares (see
-/// [`crate::devices::encoder::write_card_stripe`]).
-fn write_stripe(
-    port: &str,
-    baud: u32,
+/// The encoder's serial settings `encode` and `personalize` both take.
+#[derive(Debug, Args)]
+pub(super) struct SerialOptions {
+    /// Seconds the operator has for each swipe.
+    #[arg(long, default_value = "30", value_parser = parse_seconds)]
     swipe_timeout: Duration,
-    data: &PersoData,
-) -> Result<(Vec<u8>, u32), Failure> {
-    let mut config = SerialConfig::new(port.to_string());
-    config.baud = baud;
-    config.swipe_timeout = swipe_timeout;
+    /// Baud rate of the encoder.
+    #[arg(long, default_value_t = DEFAULT_BAUD)]
+    baud: u32,
+}
+
+impl SerialOptions {
+    /// The serial configuration of the encoder on `port` with these settings.
+    pub(super) fn config(&self, port: &str) -> SerialConfig {
+        let mut config = SerialConfig::new(port.to_string());
+        config.baud = self.baud;
+        config.swipe_timeout = self.swipe_timeout;
+        config
+    }
+}
+
+/// Writes the stripe of `data` with the encoder `config` names, reads it back and compares
+/// (see [`crate::devices::encoder::write_card_stripe`]).
+fn write_stripe(config: SerialConfig, data: &PersoData) -> Result<(Vec<u8>, u32), Failure> {
     crate::devices::encoder::write_card_stripe(config, data, show_event, None)
         .map_err(|e| classify(&e))
 }

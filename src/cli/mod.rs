@@ -509,6 +509,25 @@ fn validate(file: &Path, profiles: &Path, keys: Option<&Path>) -> Exit {
     }
 }
 
+/// The chip profile of a chip order's product (`None`: the order has no chip data); the one
+/// lookup `personalize` and `station run` make before the job.
+fn chip_profile_of<'a>(
+    catalog: &Catalog,
+    profiles: &'a crate::domain::chip::ChipProfiles,
+    order: &crate::domain::order::Order,
+    data: &crate::domain::prepare::PersoData,
+) -> Result<Option<&'a crate::domain::chip::ChipProfile>, String> {
+    if data.chip.is_none() {
+        return Ok(None);
+    }
+    let product = catalog
+        .get(&order.card_product_id)
+        .ok_or_else(|| format!("product {} vanished", order.card_product_id))?;
+    crate::domain::prepare::profile_of(product, profiles)
+        .map(Some)
+        .map_err(|f| f.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,17 +12,15 @@
 //! failed (status word, read-back mismatch, stripe mismatch); 5 timeout (encoder).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Args;
 use serde::Serialize;
 
-use super::encode::{parse_seconds, show_event};
+use super::encode::{SerialOptions, show_event};
 use super::{
     Exit, keys_path, open_store, profiles_path, read_catalog, read_keys, read_orders, records,
     select_orders, unreadable,
 };
-use crate::devices::encoder::{DEFAULT_BAUD, SerialConfig};
 use crate::domain::chip::ChipProfile;
 use crate::domain::chip::ChipProfiles;
 use crate::domain::chip::channel::{ChannelRule, parse_protocol, protocol_name};
@@ -32,7 +30,7 @@ use crate::domain::finding::Finding;
 use crate::domain::gp::session::StepName;
 use crate::domain::order::{Order, OrderEntry};
 use crate::domain::prepare::PersoData;
-use crate::domain::prepare::{ModelChoice, PrepInputs, prepare_card, profile_of};
+use crate::domain::prepare::{ModelChoice, PrepInputs, prepare_card};
 use crate::domain::review::{Role, Session};
 use crate::domain::status::Status;
 use crate::job::{
@@ -93,12 +91,8 @@ pub struct PersonalizeArgs {
     /// Print the masked APDU transcript.
     #[arg(long)]
     transcript: bool,
-    /// Seconds the operator has for each swipe.
-    #[arg(long, default_value = "30", value_parser = parse_seconds)]
-    swipe_timeout: Duration,
-    /// Baud rate of the encoder.
-    #[arg(long, default_value_t = DEFAULT_BAUD)]
-    baud: u32,
+    #[command(flatten)]
+    serial: SerialOptions,
     /// Print the outcome as one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -337,14 +331,9 @@ impl Card<'_> {
             );
         }
         let mut connector = args.reader.clone().map(PcscReader);
-        let mut stripe = args.encoder.as_deref().map(|port| {
-            let mut config = SerialConfig::new(port);
-            config.baud = args.baud;
-            config.swipe_timeout = args.swipe_timeout;
-            SerialStripe {
-                config,
-                observer: show_event,
-            }
+        let mut stripe = args.encoder.as_deref().map(|port| SerialStripe {
+            config: args.serial.config(port),
+            observer: show_event,
         });
         // Ctrl-C ends the process; the token is the job's, never cancelled here.
         job::run_cancellable(
@@ -398,15 +387,8 @@ fn channel_of<'a>(
     data: &PersoData,
     overrides: ChannelOverride,
 ) -> Result<Option<(&'a ChipProfile, ChannelRule)>, String> {
-    if data.chip.is_none() {
-        return Ok(None);
-    }
-    let product = loaded
-        .catalog
-        .get(&order.card_product_id)
-        .ok_or_else(|| format!("product {} vanished", order.card_product_id))?;
-    let profile = profile_of(product, &loaded.chip_profiles).map_err(|f| f.to_string())?;
-    Ok(Some((profile, overrides.apply(profile))))
+    let profile = super::chip_profile_of(&loaded.catalog, &loaded.chip_profiles, order, data)?;
+    Ok(profile.map(|p| (p, overrides.apply(p))))
 }
 
 /// Progress on stderr: each step once, each STORE DATA with its DGI.

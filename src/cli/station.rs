@@ -5,7 +5,9 @@
 //! order this role may work ([`crate::store::Store::claim`]: operators approved orders only, never
 //! one they approved themselves), open it (JWE or sealed), prepare it, `job::authorize` (the role
 //! rules and the approval's evidence), `job::run` (the one personalization flow) with the lease
-//! renewed at every step, then the fenced final write ([`crate::store::Store::finish_claim`]).
+//! renewed at every step, then the fenced final write ([`crate::store::Store::finish_claim`]) of
+//! the outcome as the one flow maps it ([`job::outcome_event`]: a card the card check refused
+//! puts the order back, not FAILED).
 //! Prints one JSON summary line; appends one records line per order worked.
 //!
 //! `--reader virtual` is a fresh in-process virtual card per order for the order's chip profile
@@ -22,12 +24,15 @@ use serde::Serialize;
 use super::{Exit, keys_path, profiles_path, read_catalog, read_keys, unreadable};
 use crate::devices::connector::{PcscReader, VirtualCardReader, blank_virtual_card};
 use crate::devices::encoder::SerialConfig;
-use crate::domain::chip::{ChipProfile, ChipProfiles};
+use crate::domain::chip::ChipProfiles;
 use crate::domain::finding::Finding;
-use crate::domain::prepare::profile_of;
 use crate::domain::product::Catalog;
 use crate::domain::review::{Role, Session};
-use crate::job::{self, CardConnector, CardJob, JobEvent, SerialStripe, StripeWriter};
+use crate::domain::status::Event;
+use crate::job::{
+    self, CardConnector, CardJob, FailureKind, JobEvent, JobReport, SerialStripe, Step,
+    StepFailure, StripeWriter,
+};
 use crate::keys::LoadedKeys;
 use crate::store::{Claim, Store};
 
@@ -236,6 +241,11 @@ fn work_queue(bench: &Bench, store: &mut Store, args: &RunArgs) -> Result<Summar
                 let _ = store.release(&claim);
                 ("refused", Some(e), None)
             }
+            Worked::NotStarted(e) => {
+                summary.refused += 1;
+                skip.insert(claim.order_id.clone());
+                ("refused", Some(e), None)
+            }
             Worked::Stale(e, n) => {
                 summary.stale_writes += 1;
                 ("stale", Some(e), n)
@@ -274,6 +284,9 @@ enum Worked {
     Failed(String, Option<u32>),
     /// Not started: preparation, the role rules or the approval refused it.
     Refused(String),
+    /// The card check refused the card (not fresh): nothing was written and the order is back
+    /// where it was before it started (why).
+    NotStarted(String),
     /// The final write was refused: the lease had been taken over.
     Stale(String, Option<u32>),
 }
@@ -306,13 +319,33 @@ fn work_one(bench: &Bench, store: &mut Store, claim: &Claim) -> Worked {
     if let Err(f) = job::authorize(store, &bench.who, &claim.order_id, &data) {
         return Worked::Refused(f.reason());
     }
-    let profile = match chip_profile(bench, order, &data) {
+    let report = run_card(bench, store, claim, order, &data);
+    finish(store, bench, claim, &report)
+}
+
+/// The job on this station's reader and encoder; a card profile or virtual card that cannot be
+/// had is the job's failure at `prepare` or `connect`, as the one flow words it.
+fn run_card(
+    bench: &Bench,
+    store: &Store,
+    claim: &Claim,
+    order: &crate::domain::order::Order,
+    data: &crate::domain::prepare::PersoData,
+) -> CardRun {
+    let failed = |step, message: String, kind| CardRun {
+        report: JobReport {
+            failure: Some(StepFailure::new(step, message, kind)),
+            ..JobReport::default()
+        },
+        count: None,
+    };
+    let profile = match super::chip_profile_of(&bench.catalog, &bench.chip_profiles, order, data) {
         Ok(p) => p,
-        Err(e) => return finish(store, bench, claim, Some(e), None),
+        Err(e) => return failed(Step::Prepare, e, FailureKind::Refused),
     };
     let card_job = CardJob {
         order,
-        data: &data,
+        data,
         keys: bench.keys.port(),
         chip: profile.map(|p| (p, p.channel.clone())),
     };
@@ -324,7 +357,7 @@ fn work_one(bench: &Bench, store: &mut Store, claim: &Claim) -> Worked {
             .transpose()
         {
             Ok(card) => virtual_reader = card.map(VirtualCardReader::new),
-            Err(e) => return finish(store, bench, claim, Some(format!("connect: {e}")), None),
+            Err(e) => return failed(Step::Connect, e.to_string(), FailureKind::DeviceUnavailable),
         }
     } else {
         pcsc = Some(PcscReader(bench.reader.clone()));
@@ -353,29 +386,30 @@ fn work_one(bench: &Bench, store: &mut Store, claim: &Claim) -> Worked {
                 .is_some_and(|v| v.card().application().is_some()),
         )
     });
-    finish(
-        store,
-        bench,
-        claim,
-        report.failure.as_ref().map(job::StepFailure::reason),
-        count,
-    )
+    CardRun { report, count }
 }
 
-/// The fenced final write.
-fn finish(
-    store: &Store,
-    bench: &Bench,
-    claim: &Claim,
-    failure: Option<String>,
+/// A run's report and the virtual card's personalization count (`None`: a real card).
+struct CardRun {
+    report: JobReport,
     count: Option<u32>,
-) -> Worked {
-    match store.finish_claim(claim, &bench.who, failure.as_deref()) {
-        Ok(_) => match failure {
-            None => Worked::Done(count),
-            Some(f) => Worked::Failed(f, count),
+}
+
+/// The fenced final write of the run's outcome, mapped as the one flow maps it
+/// ([`job::outcome_event`]).
+fn finish(store: &Store, bench: &Bench, claim: &Claim, run: &CardRun) -> Worked {
+    let failure = run.report.failure.as_ref();
+    let event = match job::outcome_event(store, &claim.order_id, failure) {
+        Ok(e) => e,
+        Err(e) => return Worked::Stale(format!("store: {e}"), run.count),
+    };
+    match store.finish_claim(claim, &bench.who, &event) {
+        Ok(_) => match (failure, &event) {
+            (None, _) => Worked::Done(run.count),
+            (Some(f), Event::NotStarted { .. }) => Worked::NotStarted(f.reason()),
+            (Some(f), _) => Worked::Failed(f.reason(), run.count),
         },
-        Err(e) => Worked::Stale(e.to_string(), count),
+        Err(e) => Worked::Stale(e.to_string(), run.count),
     }
 }
 
@@ -412,21 +446,4 @@ impl<'a> Renewals<'a> {
         self.step = step;
         self.last = Instant::now();
     }
-}
-
-fn chip_profile<'a>(
-    bench: &'a Bench,
-    order: &crate::domain::order::Order,
-    data: &crate::domain::prepare::PersoData,
-) -> Result<Option<&'a ChipProfile>, String> {
-    if data.chip.is_none() {
-        return Ok(None);
-    }
-    let product = bench
-        .catalog
-        .get(&order.card_product_id)
-        .ok_or_else(|| format!("prepare: product {} vanished", order.card_product_id))?;
-    profile_of(product, &bench.chip_profiles)
-        .map(Some)
-        .map_err(|f| format!("prepare: {f}"))
 }

@@ -879,6 +879,28 @@ impl AwaitGenerateAc {
 }
 
 impl Reading {
+    /// Keeps the ARQC the card answered (cryptogram information `cid`, ATC, AC, IAD and the
+    /// AC's input `elements`) for [`verify_arqc`].
+    fn keep_arqc(
+        &mut self,
+        cid: u8,
+        atc: [u8; 2],
+        ac: [u8; 8],
+        iad: Vec<u8>,
+        elements: Result<Zeroizing<Vec<u8>>, String>,
+    ) {
+        self.result.arqc = Some(ArqcEvidence {
+            aid: self.aid.clone(),
+            cid,
+            atc,
+            aip: self.aip,
+            un: self.terminal.un,
+            ac,
+            iad,
+            elements,
+        });
+    }
+
     fn check(&mut self, name: &str, outcome: Outcome) {
         self.result.checks.push(Check {
             name: name.to_string(),
@@ -1056,16 +1078,7 @@ impl Reading {
         let elements = find_value(&self.fci, 0x9F38)
             .ok_or_else(|| "no PDOL (9F38) in the FCI".to_string())
             .and_then(|pdol| terminal_cvn::ac_elements(pdol, &self.pdol_data));
-        self.result.arqc = Some(ArqcEvidence {
-            aid: self.aid.clone(),
-            cid,
-            atc: [a, b],
-            aip: self.aip,
-            un: self.terminal.un,
-            ac,
-            iad: iad.to_vec(),
-            elements,
-        });
+        self.keep_arqc(cid, [a, b], ac, iad.to_vec(), elements);
     }
 
     fn summarize_records(&mut self) {
@@ -1331,16 +1344,7 @@ impl Reading {
         let elements = find_value(&self.data, 0x8C)
             .ok_or_else(|| "no CDOL1 (8C)".to_string())
             .and_then(|cdol1| terminal_cvn::ac_elements(cdol1, &self.cdol1_data));
-        self.result.arqc = Some(ArqcEvidence {
-            aid: self.aid.clone(),
-            cid,
-            atc: [a, b],
-            aip: self.aip,
-            un: self.terminal.un,
-            ac,
-            iad: iad.to_vec(),
-            elements,
-        });
+        self.keep_arqc(cid, [a, b], ac, iad.to_vec(), elements);
     }
 }
 

@@ -465,18 +465,6 @@ mod tests {
     }
 
     #[test]
-    fn templates_are_exactly_the_constructed_tags() {
-        for info in TAGS {
-            assert_eq!(
-                info.tag.is_constructed(),
-                info.format == Format::Template,
-                "{}",
-                info.tag
-            );
-        }
-    }
-
-    #[test]
     fn record_ids() {
         assert!(is_record_id(0x0101));
         assert!(is_record_id(0x1EFF));

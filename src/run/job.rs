@@ -542,17 +542,28 @@ pub fn authorize_in(
     Ok(grant)
 }
 
-/// Records the outcome of a run: CARD_PROD_DONE, or CARD_PROD_FAILED with `step: message`; a
-/// card the card check refused ([`FailureKind::CardNotFresh`]) puts the order back where it was
-/// (CARD_PROD_READY, or DATA_PREPARED for a tester's unapproved order), audited as
-/// `perso-refused` with the reason.
+/// Records the outcome of a run ([`outcome_event`]) in the store.
 pub fn record(
     store: &mut Store,
     who: &Session,
     order_id: &str,
     report: &JobReport,
 ) -> Result<OrderState, StoreError> {
-    let event = match &report.failure {
+    let event = outcome_event(store, order_id, report.failure.as_ref())?;
+    store.apply(order_id, &event, who)
+}
+
+/// The store event of a run's outcome, the one mapping every front end records (the command
+/// line and the window through [`record`], `station run` through its fenced final write):
+/// CARD_PROD_DONE, or CARD_PROD_FAILED with `step: message`; a card the card check refused
+/// ([`FailureKind::CardNotFresh`]) puts the order back where it was (CARD_PROD_READY, or
+/// DATA_PREPARED for a tester's unapproved order), audited as `perso-refused` with the reason.
+pub fn outcome_event(
+    store: &Store,
+    order_id: &str,
+    failure: Option<&StepFailure>,
+) -> Result<Event, StoreError> {
+    Ok(match failure {
         None => Event::Completed,
         Some(f) if f.kind == FailureKind::CardNotFresh => {
             let approved = store.state(order_id)?.is_some_and(|s| s.approved);
@@ -566,8 +577,7 @@ pub fn record(
             }
         }
         Some(f) => Event::Failed { reason: f.reason() },
-    };
-    store.apply(order_id, &event, who)
+    })
 }
 
 /// Runs the chip (when the job has chip data and a connector is given), then the stripe (when a

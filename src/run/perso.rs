@@ -15,7 +15,7 @@ use crate::domain::chip::channel::ChannelRule;
 use crate::domain::chip::ppse::{PPSE_AID, PPSE_FCI_DGI};
 use crate::domain::chip::{ChipData, ChipProfile};
 use crate::domain::dgi::PersoDgi;
-use crate::domain::gp::SecurityLevel;
+pub use crate::domain::gp::session::ChannelPlan;
 use crate::domain::gp::session::{
     Aid, CardKeys, PersoPlan, PersoSession, PlanError, Progress, Protocol, SessionError, Step,
     StepName, Summary,
@@ -127,25 +127,6 @@ impl fmt::Display for Transcript {
     }
 }
 
-/// How to open the secure channel and where to store (from the chip profile).
-#[derive(Debug, Clone)]
-pub struct ChannelOptions {
-    /// The AID to SELECT.
-    pub target_aid: Aid,
-    /// INSTALL [for personalization] of this instance through the selected security domain.
-    pub install_for_perso: Option<Aid>,
-    /// SCP02 / SCP03 and "i".
-    pub protocol: Protocol,
-    /// C-MAC or C-MAC + C-DEC (...).
-    pub security_level: SecurityLevel,
-    /// INITIALIZE UPDATE key version (00 = default).
-    pub key_version: u8,
-    /// Static keys, a KMC, or (front ends) the key store's KMC by index.
-    pub keys: CardKeys,
-    /// SCP03: check the pseudo-random card challenge.
-    pub verify_card_challenge: bool,
-}
-
 /// A successful personalization.
 #[derive(Debug, Clone)]
 pub struct PersoReport {
@@ -236,7 +217,7 @@ pub fn channel_options(
     rule: &ChannelRule,
     chip: &ChipData,
     keys: &dyn CardKeyStore,
-) -> Result<ChannelOptions, KeyError> {
+) -> Result<ChannelPlan, KeyError> {
     let kmc = KeyRef::new(KeyUsage::Kmc, rule.kmc_index);
     let needed = if rule.diversification.is_aes() {
         KeyAlgorithm::Aes
@@ -263,7 +244,7 @@ pub fn channel_options(
         .security_domain
         .as_deref()
         .and_then(|a| Aid::new(a).ok());
-    Ok(ChannelOptions {
+    Ok(ChannelPlan {
         target_aid: sd.clone().unwrap_or_else(|| app.clone()),
         install_for_perso: sd.map(|_| app),
         protocol: rule.protocol,
@@ -295,8 +276,8 @@ pub fn session_dgis(chip: &ChipData, protocol: Protocol) -> Vec<PersoDgi> {
 /// the profile has no `[ppse]`.
 pub fn ppse_session(
     profile: &ChipProfile,
-    app: &ChannelOptions,
-) -> Result<Option<(ChannelOptions, Vec<PersoDgi>)>, crate::domain::finding::Finding> {
+    app: &ChannelPlan,
+) -> Result<Option<(ChannelPlan, Vec<PersoDgi>)>, crate::domain::finding::Finding> {
     let Some(rule) = &profile.ppse else {
         return Ok(None);
     };
@@ -318,7 +299,7 @@ pub fn ppse_session(
 /// KMC in `options` (tests, tools); a [`CardKeys::Store`] plan needs [`personalize_dgis_with`].
 pub fn personalize_dgis(
     transport: &mut dyn CardTransport,
-    options: ChannelOptions,
+    options: ChannelPlan,
     dgis: Vec<PersoDgi>,
     on_progress: &mut dyn FnMut(&Progress),
 ) -> Result<PersoReport, PersoError> {
@@ -329,7 +310,7 @@ pub fn personalize_dgis(
 /// diversified inside the store once the card has given its KDD).
 pub fn personalize_dgis_with(
     transport: &mut dyn CardTransport,
-    options: ChannelOptions,
+    options: ChannelPlan,
     dgis: Vec<PersoDgi>,
     keys: &dyn CardKeyStore,
     on_progress: &mut dyn FnMut(&Progress),
@@ -339,20 +320,14 @@ pub fn personalize_dgis_with(
 
 fn run_session(
     transport: &mut dyn CardTransport,
-    options: ChannelOptions,
+    options: ChannelPlan,
     dgis: Vec<PersoDgi>,
     keys: Option<&dyn CardKeyStore>,
     on_progress: &mut dyn FnMut(&Progress),
 ) -> Result<PersoReport, PersoError> {
     let plan = PersoPlan {
-        target_aid: options.target_aid,
-        install_for_perso: options.install_for_perso,
-        protocol: options.protocol,
-        security_level: options.security_level,
-        key_version: options.key_version,
-        keys: options.keys,
+        channel: options,
         host_challenge: host_challenge(),
-        verify_card_challenge: options.verify_card_challenge,
         dgis,
     };
     let started = Instant::now();

@@ -415,6 +415,23 @@ pub(crate) fn set_head(
     }
 }
 
+/// [`append_audit`] of `action` on `order_id` by `by` at `at` with `outcome`.
+pub(crate) fn append_audit_by(
+    tx: &mut dyn Tx,
+    sealer: Option<&dyn Sealer>,
+    by: Actor<'_>,
+    at: i64,
+    action: &str,
+    order_id: Option<&str>,
+    outcome: String,
+) -> Result<(), StoreError> {
+    append_audit(
+        tx,
+        sealer,
+        &AuditRecord::by(by, at, action, order_id, outcome),
+    )
+}
+
 /// Appends one record to the chain (sealed with `sealer` when given) inside a write
 /// transaction. The new record follows the head kept in the settings (else the last stored
 /// record), so a record removed from the end still shows as missing after later appends.
@@ -505,16 +522,14 @@ pub(crate) fn fail_abandoned(
             owner: None,
         },
     )?;
-    append_audit(
+    append_audit_by(
         tx,
         sealer,
-        &AuditRecord::by(
-            by,
-            at,
-            "perso-failed",
-            Some(id),
-            outcome_of(Status::Failed, Some(reason), None),
-        ),
+        by,
+        at,
+        "perso-failed",
+        Some(id),
+        outcome_of(Status::Failed, Some(reason), None),
     )
 }
 

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use super::{
     Actor, Approval, AuditRecord, Engine, INTERRUPTED, OrderRow, OrderState, SYSTEM_ROLE, Sealer,
-    Store, StoreError, StoreLocation, Tx, append_audit, audit, data_dir, decision_name, event_note,
-    fail_abandoned, now, os_user, outcome_of, owner_alive, process_token, read_head, store_problem,
+    Store, StoreError, StoreLocation, Tx, append_audit, append_audit_by, audit, data_dir,
+    decision_name, event_note, fail_abandoned, now, os_user, outcome_of, owner_alive,
+    process_token, read_head, store_problem,
 };
 use crate::domain::approval::{self, Decision};
 use crate::domain::mask::scrub_digit_runs;
@@ -165,21 +166,19 @@ impl Store {
             if sealed > 0 || head_seal.is_some() {
                 return Ok(());
             }
-            append_audit(
+            append_audit_by(
                 tx,
                 Some(sealer.as_ref()),
-                &AuditRecord::by(
-                    Actor {
-                        user: &os_user(),
-                        role: SYSTEM_ROLE,
-                    },
-                    now(),
-                    audit::ADOPTION,
-                    None,
-                    format!(
-                        "sealing starts with key {}; {count} earlier record(s) sealed as found",
-                        sealer.key_name()
-                    ),
+                Actor {
+                    user: &os_user(),
+                    role: SYSTEM_ROLE,
+                },
+                now(),
+                audit::ADOPTION,
+                None,
+                format!(
+                    "sealing starts with key {}; {count} earlier record(s) sealed as found",
+                    sealer.key_name()
                 ),
             )
         })
@@ -347,16 +346,14 @@ impl Store {
         if let Some(decision) = decision_name(event) {
             tx.insert_approval(order_id, at, &who.user, decision, reason.as_deref())?;
         }
-        append_audit(
+        append_audit_by(
             tx,
             self.seal(),
-            &AuditRecord::by(
-                Actor::of(who),
-                at,
-                event.name(),
-                Some(order_id),
-                outcome_of(to, reason.as_deref(), event_note(event, evidence)),
-            ),
+            Actor::of(who),
+            at,
+            event.name(),
+            Some(order_id),
+            outcome_of(to, reason.as_deref(), event_note(event, evidence)),
         )?;
         Ok(Ok(OrderState {
             status: to,
@@ -536,16 +533,14 @@ fn prepare_one(
         return Ok(c.clone());
     }
     tx.put_prepared(id, to, reason, at)?;
-    append_audit(
+    append_audit_by(
         tx,
         sealer,
-        &AuditRecord::by(
-            Actor { user, role },
-            at,
-            event.name(),
-            Some(id),
-            outcome_of(to, reason, None),
-        ),
+        Actor { user, role },
+        at,
+        event.name(),
+        Some(id),
+        outcome_of(to, reason, None),
     )?;
     Ok(OrderState {
         status: to,

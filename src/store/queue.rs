@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{Actor, AuditRecord, OrderState, Store, StoreError, append_audit, fail_abandoned, now};
+use super::{Actor, OrderState, Store, StoreError, append_audit_by, fail_abandoned, now};
 use crate::domain::approval::{self, Decision};
 use crate::domain::review::{Role, Session};
 use crate::domain::status::{Event, Status};
@@ -202,16 +202,14 @@ impl Store {
             for item in items {
                 let new = tx.queue().enqueue(item, at)?;
                 if new {
-                    append_audit(
+                    append_audit_by(
                         tx,
                         self.seal(),
-                        &AuditRecord::by(
-                            Actor::of(who),
-                            at,
-                            "queued",
-                            Some(&item.order_id),
-                            format!("{}; {}", Status::Requested.as_str(), item.form.as_str()),
-                        ),
+                        Actor::of(who),
+                        at,
+                        "queued",
+                        Some(&item.order_id),
+                        format!("{}; {}", Status::Requested.as_str(), item.form.as_str()),
                     )?;
                 }
                 added.push(new);
@@ -283,24 +281,20 @@ impl Store {
         })
     }
 
-    /// The final status write of a claim: CARD_PROD_DONE (no failure) or CARD_PROD_FAILED with
-    /// `failure`, only while the claim's fencing token is the order's.
+    /// The final status write of a claim, `event` being the run's outcome as
+    /// [`crate::job::outcome_event`] maps it (CARD_PROD_DONE, CARD_PROD_FAILED, or back to
+    /// READY / DATA_PREPARED for a card the card check refused), only while the claim's fencing
+    /// token is the order's.
     pub fn finish_claim(
         &self,
         claim: &Claim,
         who: &Session,
-        failure: Option<&str>,
+        event: &Event,
     ) -> Result<OrderState, StoreError> {
-        let event = match failure {
-            None => Event::Completed,
-            Some(reason) => Event::Failed {
-                reason: reason.to_string(),
-            },
-        };
         self.write(|tx| {
             let mut lease = fenced(tx, claim)?;
             let state = self
-                .apply_in(tx, &claim.order_id, &event, who, None, None)?
+                .apply_in(tx, &claim.order_id, event, who, None, None)?
                 .map_err(|source| StoreError::Transition {
                     order: claim.order_id.clone(),
                     source,

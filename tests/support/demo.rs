@@ -125,3 +125,21 @@ pub fn demo() -> Demo {
         orders,
     }
 }
+
+/// The cards of the demo order file ([`ORDERS`]), as JSON.
+pub fn order_cards() -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(root().join(ORDERS)).expect("demo orders");
+    let demo: serde_json::Value = serde_json::from_str(&text).expect("demo orders are JSON");
+    demo["cards"].as_array().expect("cards").clone()
+}
+
+/// The card `id` of an order document (`{"cards": [...]}`).
+pub fn card_by_id(orders: &serde_json::Value, id: &str) -> serde_json::Value {
+    orders["cards"]
+        .as_array()
+        .expect("cards")
+        .iter()
+        .find(|o| o["cardId"] == id)
+        .unwrap_or_else(|| panic!("no order {id}"))
+        .clone()
+}

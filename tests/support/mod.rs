@@ -342,3 +342,14 @@ pub fn persodesk_env<V: AsRef<std::ffi::OsStr>>(
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The terminal of the read-back tests: unpredictable number `un`, 15 June 2025, amount 10.00,
+/// country 0840.
+pub fn terminal(un: [u8; 4]) -> persodesk::domain::readback::TerminalData {
+    persodesk::domain::readback::TerminalData {
+        un,
+        date: [0x25, 0x06, 0x15],
+        amount: [0, 0, 0, 0, 0x10, 0x00],
+        country: [0x08, 0x40],
+    }
+}

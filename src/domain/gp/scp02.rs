@@ -177,11 +177,7 @@ impl SessionKeys {
         sequence_counter: &[u8; 2],
         card_challenge: &[u8; 6],
     ) -> Result<[u8; 8], GpError> {
-        let mut data = [0u8; 16];
-        data[..8].copy_from_slice(host_challenge);
-        data[8..10].copy_from_slice(sequence_counter);
-        data[10..].copy_from_slice(card_challenge);
-        full_tdes_mac(&self.enc, &data)
+        self.enc_mac([host_challenge, sequence_counter, card_challenge])
     }
 
     /// The host cryptogram: MAC over `seq || card challenge || host challenge`.
@@ -191,10 +187,18 @@ impl SessionKeys {
         sequence_counter: &[u8; 2],
         card_challenge: &[u8; 6],
     ) -> Result<[u8; 8], GpError> {
+        self.enc_mac([sequence_counter, card_challenge, host_challenge])
+    }
+
+    /// The full triple-DES MAC under S-ENC of the 16 bytes `parts` make (8 + 2 + 6 in the
+    /// order a cryptogram names them).
+    fn enc_mac(&self, parts: [&[u8]; 3]) -> Result<[u8; 8], GpError> {
         let mut data = [0u8; 16];
-        data[..2].copy_from_slice(sequence_counter);
-        data[2..8].copy_from_slice(card_challenge);
-        data[8..].copy_from_slice(host_challenge);
+        let mut at = 0;
+        for part in parts {
+            data[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
         full_tdes_mac(&self.enc, &data)
     }
 

@@ -125,10 +125,11 @@ pub enum CardKeys {
     },
 }
 
-/// Everything a personalization session needs; the host challenge comes from the caller (the
-/// domain draws no random numbers).
+/// How to open the secure channel and what to reach through it: the one channel struct the
+/// chip profile's rule becomes ([`crate::perso::channel_options`]) and every front end (command
+/// line, window, stations) hands to the session.
 #[derive(Debug, Clone)]
-pub struct PersoPlan {
+pub struct ChannelPlan {
     /// The AID to SELECT: the application itself (CPS style), or its security domain when
     /// `install_for_perso` is set (GP style).
     pub target_aid: Aid,
@@ -141,13 +142,21 @@ pub struct PersoPlan {
     pub security_level: SecurityLevel,
     /// Key version number for INITIALIZE UPDATE (00 = the card's default key set).
     pub key_version: u8,
-    /// The static keys or the KMC.
+    /// The static keys, a KMC, or (front ends) the key store's KMC by index.
     pub keys: CardKeys,
-    /// The 8-byte host challenge, drawn by the caller.
-    pub host_challenge: [u8; 8],
     /// SCP03 with a pseudo-random card challenge (i bit 10): check that the card challenge is
     /// `KDF(K-ENC, 02, seq || target AID)`. Not available for SCP02.
     pub verify_card_challenge: bool,
+}
+
+/// Everything a personalization session needs: the channel, the host challenge added when the
+/// session starts (from the caller: the domain draws no random numbers), and the DGIs.
+#[derive(Debug, Clone)]
+pub struct PersoPlan {
+    /// The secure channel and its target.
+    pub channel: ChannelPlan,
+    /// The 8-byte host challenge, drawn by the caller.
+    pub host_challenge: [u8; 8],
     /// The DGIs in send order.
     pub dgis: Vec<PersoDgi>,
 }
@@ -421,19 +430,19 @@ struct Layout {
 /// cannot do (R-MAC/R-ENC, a card challenge check, AES keys or diversification).
 fn scp02_layout(plan: &PersoPlan, i: u8) -> Result<(usize, usize), PlanError> {
     let unsupported = PlanError::Unsupported;
-    let level = plan.security_level;
+    let level = plan.channel.security_level;
     Scp02Variant::new(i).map_err(unsupported)?;
     if level.r_mac() || level.r_enc() {
         return Err(unsupported(GpError::Unsupported(
             "SCP02 R-MAC / R-ENC security levels",
         )));
     }
-    if plan.verify_card_challenge {
+    if plan.channel.verify_card_challenge {
         return Err(unsupported(GpError::Unsupported(
             "pseudo-random card challenge check for SCP02",
         )));
     }
-    match &plan.keys {
+    match &plan.channel.keys {
         CardKeys::Static(k) => {
             for key in [&k.enc, &k.mac, &k.dek] {
                 if key.len() != 16 {
@@ -474,7 +483,7 @@ fn scp02_layout(plan: &PersoPlan, i: u8) -> Result<(usize, usize), PlanError> {
 /// levels the "i" does not support and TDES diversification.
 fn scp03_layout(plan: &PersoPlan, i: u8) -> Result<(usize, usize), PlanError> {
     let unsupported = PlanError::Unsupported;
-    let level = plan.security_level;
+    let level = plan.channel.security_level;
     if i & 0x01 != 0 {
         return Err(unsupported(GpError::Unsupported(
             "SCP03 S16 mode (i bit 01)",
@@ -490,12 +499,12 @@ fn scp03_layout(plan: &PersoPlan, i: u8) -> Result<(usize, usize), PlanError> {
             "an R-ENC level with an SCP03 i without R-ENC support (bit 40)",
         )));
     }
-    if plan.verify_card_challenge && i & 0x10 == 0 {
+    if plan.channel.verify_card_challenge && i & 0x10 == 0 {
         return Err(unsupported(GpError::Unsupported(
             "a card challenge check with a random card challenge (i bit 10 clear)",
         )));
     }
-    match &plan.keys {
+    match &plan.channel.keys {
         CardKeys::Static(_) => {} // SecretKey guarantees 16/24/32 bytes
         CardKeys::Master { method, .. } | CardKeys::Store { method, .. } => {
             if !method.is_aes() {
@@ -512,7 +521,7 @@ fn validate(plan: &PersoPlan) -> Result<Layout, PlanError> {
     if plan.dgis.is_empty() {
         return Err(PlanError::NoDgis);
     }
-    let (block, max_chunk) = match plan.protocol {
+    let (block, max_chunk) = match plan.channel.protocol {
         Protocol::Scp02 { i } => scp02_layout(plan, i)?,
         Protocol::Scp03 { i } => scp03_layout(plan, i)?,
     };
@@ -704,7 +713,7 @@ impl AwaitSelect {
         let command = CommandApdu::new(
             0x80,
             0x50,
-            plan.key_version,
+            plan.channel.key_version,
             0x00,
             plan.host_challenge.to_vec(),
             Some(0x00),
@@ -730,18 +739,18 @@ impl AwaitInitUpdate {
         let plan = &self.ctx.plan;
         let data = response.data();
         if let Some(&scp) = data.get(11) {
-            let expected_scp = match plan.protocol {
+            let expected_scp = match plan.channel.protocol {
                 Protocol::Scp02 { .. } => 0x02,
                 Protocol::Scp03 { .. } => 0x03,
             };
             if scp != expected_scp {
                 return Err(SessionError::ProtocolMismatch {
-                    expected: plan.protocol,
+                    expected: plan.channel.protocol,
                     got: format!("SCP{scp:02X}"),
                 });
             }
         }
-        let (mut channel, card, host_cryptogram) = match plan.protocol {
+        let (mut channel, card, host_cryptogram) = match plan.channel.protocol {
             Protocol::Scp02 { i } => open_scp02(plan, i, data, store)?,
             Protocol::Scp03 { i } => open_scp03(plan, i, data, store)?,
         };
@@ -787,7 +796,7 @@ fn static_keys(
     store: Option<&dyn CardKeyStore>,
     kdd: &Kdd,
 ) -> Result<StaticKeys, SessionError> {
-    match &plan.keys {
+    match &plan.channel.keys {
         CardKeys::Static(keys) => Ok(keys.clone()),
         CardKeys::Master { kmc, method } => diversify(kmc, kdd, *method).map_err(crypto),
         CardKeys::Store { kmc_index, method } => match store {
@@ -826,7 +835,8 @@ fn open_scp02(
         .host_cryptogram(host, &r.sequence_counter, &r.card_challenge)
         .map_err(crypto)?;
     let variant = Scp02Variant::new(i).map_err(crypto)?;
-    let channel = scp02::Channel::new(session, variant, plan.security_level).map_err(crypto)?;
+    let channel =
+        scp02::Channel::new(session, variant, plan.channel.security_level).map_err(crypto)?;
     let card = CardInfo {
         kdd: r.kdd,
         key_version: r.key_version,
@@ -847,7 +857,7 @@ fn open_scp03(
     let r = scp03::InitUpdateResponse::parse(data).map_err(malformed)?;
     if r.i != i {
         return Err(SessionError::ProtocolMismatch {
-            expected: plan.protocol,
+            expected: plan.channel.protocol,
             got: format!("SCP03 i={:02X}", r.i),
         });
     }
@@ -859,14 +869,17 @@ fn open_scp03(
     if !ct_eq(&expected, &r.card_cryptogram) {
         return Err(SessionError::CardCryptogramMismatch);
     }
-    if plan.verify_card_challenge {
+    if plan.channel.verify_card_challenge {
         let seq = r.sequence_counter.ok_or(malformed(GpError::Malformed {
             what: "SCP03 INITIALIZE UPDATE response",
             reason: "no sequence counter for a pseudo-random card challenge",
         }))?;
-        let challenge =
-            scp03::pseudo_random_card_challenge(&keys.enc, &seq, plan.target_aid.as_bytes())
-                .map_err(crypto)?;
+        let challenge = scp03::pseudo_random_card_challenge(
+            &keys.enc,
+            &seq,
+            plan.channel.target_aid.as_bytes(),
+        )
+        .map_err(crypto)?;
         if !ct_eq(&challenge, &r.card_challenge) {
             return Err(SessionError::CardChallengeMismatch);
         }
@@ -880,7 +893,7 @@ fn open_scp03(
         sequence_counter: r.sequence_counter.map(|s| s.to_vec()).unwrap_or_default(),
     };
     let channel = SecureChannel::Scp03 {
-        channel: scp03::Channel::new(session, plan.security_level),
+        channel: scp03::Channel::new(session, plan.channel.security_level),
         static_dek: keys.dek.clone(),
     };
     Ok((channel, card, host_cryptogram))
@@ -898,7 +911,7 @@ impl AwaitExtAuth {
             mut channel,
             card,
         } = self;
-        match &ctx.plan.install_for_perso {
+        match &ctx.plan.channel.install_for_perso {
             Some(instance) => {
                 let aid = instance.as_bytes();
                 let mut data = Vec::with_capacity(aid.len() + 6);
@@ -985,8 +998,8 @@ impl AwaitStoreData {
         if self.feed.is_complete() {
             let plan = &self.ctx.plan;
             return Ok(Next::Done(Summary {
-                protocol: plan.protocol,
-                security_level: plan.security_level,
+                protocol: plan.channel.protocol,
+                security_level: plan.channel.security_level,
                 kdd: self.card.kdd,
                 key_version: self.card.key_version,
                 sequence_counter: std::mem::take(&mut self.card.sequence_counter),
@@ -1177,11 +1190,12 @@ impl PersoSession {
     /// Validates the plan and returns the session with its first command (SELECT).
     pub fn start(plan: PersoPlan) -> Result<(Self, CommandApdu), PlanError> {
         let layout = validate(&plan)?;
-        let select =
-            select_by_aid(plan.target_aid.as_bytes()).map_err(|_| PlanError::AidLength {
-                len: plan.target_aid.as_bytes().len(),
-            })?;
-        let fixed = 3 + u16::from(plan.install_for_perso.is_some());
+        let select = select_by_aid(plan.channel.target_aid.as_bytes()).map_err(|_| {
+            PlanError::AidLength {
+                len: plan.channel.target_aid.as_bytes().len(),
+            }
+        })?;
+        let fixed = 3 + u16::from(plan.channel.install_for_perso.is_some());
         let progress = Progress {
             step: StepName::Select,
             store_data_sent: 0,

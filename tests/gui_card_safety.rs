@@ -97,7 +97,9 @@ fn a_personalized_card_is_refused_and_the_approved_order_stays_ready() {
 
     // The counter: one done today, none failed, one approved order waiting.
     wait(&mut h, "the counter", |a| {
-        a.counter.as_ref().is_some_and(|c| c.done == 1 && c.waiting == 1)
+        a.counter
+            .as_ref()
+            .is_some_and(|c| c.done == 1 && c.waiting == 1)
     });
     assert!(has(&h, "today: 1 done · 0 failed · 1 waiting"));
 

@@ -671,18 +671,7 @@ pub fn validate_order_json(
 ) -> OrderEntry {
     let mut ctx = Ctx::default();
     let Json::Object(obj) = value else {
-        return OrderEntry {
-            id: format!("#{position}"),
-            position,
-            card_product_id: None,
-            masked_pan: None,
-            outcome: Err(vec![Finding::new(
-                format!("#{position}"),
-                "an order must be a JSON object",
-            )]),
-            warnings: Vec::new(),
-            issuer_request_id: None,
-        };
+        return not_an_object(position);
     };
     let id = order_id(obj, position);
     ctx.unknown_fields(obj, "", &ORDER_KEYS);
@@ -766,6 +755,22 @@ pub fn validate_order_json(
         outcome,
         warnings: ctx.warnings,
         issuer_request_id,
+    }
+}
+
+/// The entry of an order that is not a JSON object.
+fn not_an_object(position: usize) -> OrderEntry {
+    OrderEntry {
+        id: format!("#{position}"),
+        position,
+        card_product_id: None,
+        masked_pan: None,
+        outcome: Err(vec![Finding::new(
+            format!("#{position}"),
+            "an order must be a JSON object",
+        )]),
+        warnings: Vec::new(),
+        issuer_request_id: None,
     }
 }
 

@@ -652,24 +652,12 @@ impl App {
                 self.load(OrderSource::File(p));
                 Ok(())
             }
-            Command::FilterChanged => {
-                self.refilter();
-                Ok(())
-            }
-            Command::Select(i) => {
-                self.select(i);
-                Ok(())
-            }
-            Command::MoveSelection(d) => {
-                self.move_selection(d);
-                Ok(())
-            }
-            Command::MovePage(d) => {
-                self.move_page(d);
-                Ok(())
-            }
-            Command::MoveToEnd(last) => {
-                self.move_to_end(last);
+            c @ (Command::FilterChanged
+            | Command::Select(_)
+            | Command::MoveSelection(_)
+            | Command::MovePage(_)
+            | Command::MoveToEnd(_)) => {
+                self.navigate(c);
                 Ok(())
             }
             Command::NextReady => self.next_ready(),
@@ -723,6 +711,18 @@ impl App {
         };
         if let Err(e) = result {
             self.error(e);
+        }
+    }
+
+    /// The table's filter and selection commands (none of them can fail).
+    fn navigate(&mut self, cmd: Command) {
+        match cmd {
+            Command::FilterChanged => self.refilter(),
+            Command::Select(i) => self.select(i),
+            Command::MoveSelection(d) => self.move_selection(d),
+            Command::MovePage(d) => self.move_page(d),
+            Command::MoveToEnd(last) => self.move_to_end(last),
+            _ => {}
         }
     }
 }

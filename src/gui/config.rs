@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::keys::SoftwareKeyStore;
-use crate::store::StoreLocation;
+use crate::store::{Sealer, StoreLocation};
 
 /// The demo products, embedded.
 const DEMO_PRODUCTS: [(&str, &str); 3] = [
@@ -228,29 +228,36 @@ impl AppConfig {
     }
 }
 
+/// The workstation's store; when it cannot open, statuses stay in memory and the notice says so.
+fn open_store(
+    location: Option<&StoreLocation>,
+    sealer: Option<Arc<dyn Sealer>>,
+) -> (Option<Store>, Option<Notice>) {
+    let Some(location) = location else {
+        return (None, None);
+    };
+    match Store::open_at(location, sealer) {
+        Ok(s) => (Some(s), None),
+        Err(e) => {
+            tracing::warn!(error = %e, "statuses are kept in memory only");
+            let notice = Notice {
+                text: format!("{e}; statuses are kept in memory only"),
+                error: true,
+            };
+            (None, Some(notice))
+        }
+    }
+}
+
 impl App {
     /// Starts the workers (and the simulated encoder) and, if asked, loads the demo orders.
     pub fn new(config: AppConfig, logs: LogBuffer) -> Result<App, String> {
         let waker = Waker::default();
-        let mut notice = None;
         let sealer = config.keys.audit_sealer();
         if config.mode == Mode::Production && sealer.is_none() {
             return Err("production needs an audit key (usage audit) in the key store".into());
         }
-        let store = match &config.store {
-            Some(location) => match Store::open_at(location, sealer) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    tracing::warn!(error = %e, "statuses are kept in memory only");
-                    notice = Some(Notice {
-                        text: format!("{e}; statuses are kept in memory only"),
-                        error: true,
-                    });
-                    None
-                }
-            },
-            None => None,
-        };
+        let (store, notice) = open_store(config.store.as_ref(), sealer);
         let pool_sizes = pool::FillPlan::sizes_for(&config.chip_profiles);
         let (prep_tx, prep_jobs) = channel();
         let (prep_out, prep_rx) = channel();

@@ -228,3 +228,50 @@ fn the_log_writes_dgis_in_hex() {
     assert!(lines[0].text.contains("dgi=0101"), "{}", lines[0].text);
     assert!(lines[0].text.contains("len=42"), "{}", lines[0].text);
 }
+
+/// The counter per station: an order a station (`station run`) finished in the shared store
+/// counts for that station, named in the counter's hover lines and counted in its label.
+#[test]
+fn the_counter_names_the_stations_that_worked_today() {
+    use persodesk::domain::review::{Role, Session};
+    use persodesk::domain::status::Event;
+    use persodesk::store::queue::Form;
+    use persodesk::store::{QueuedOrder, Store};
+
+    let dir = TempDir::new("counter-stations");
+    {
+        let mut store = Store::open(&dir.db()).expect("store");
+        let tina = Session {
+            user: "tina".into(),
+            role: Role::Tester,
+        };
+        let order = QueuedOrder {
+            order_id: "ST-1".into(),
+            request_key: "ST-1".into(),
+            form: Form::Jwe,
+            protected: "{\"cardId\":\"ST-1\",\"encryptedData\":\"eyJ.x.y.z\"}".into(),
+        };
+        store.enqueue(&tina, &[order]).expect("enqueue");
+        let claim = store
+            .claim(&tina, "station-a", 30, &|_| false)
+            .expect("claim")
+            .expect("claimable");
+        store
+            .record_preparation_by(&[("ST-1", None)], &tina)
+            .expect("prepare");
+        let started = Event::Started {
+            approval_bypass: true,
+        };
+        store.apply("ST-1", &started, &tina).expect("start");
+        store
+            .finish_claim(&claim, &tina, &Event::Completed)
+            .expect("finish");
+    }
+    let mut h = signed_in(&dir, "supervisor", false);
+    wait(&mut h, "the per-station counter", |a| {
+        a.counter.as_ref().is_some_and(|c| !c.stations.is_empty())
+    });
+    assert!(has(&h, "today: 1 done · 0 failed · 0 waiting · 1 station"));
+    let lines = h.state().counter.as_ref().expect("counter").station_lines();
+    assert_eq!(lines, ["station-a: 1 done · 0 failed"]);
+}

@@ -321,3 +321,54 @@ fn verify_without_a_store_is_an_input_error() {
         "verify must not create a store"
     );
 }
+
+/// An audit key that works until `broken` is set, as a token does until it fails.
+struct FlakySealer {
+    broken: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl persodesk::store::Sealer for FlakySealer {
+    fn mac(&self, message: &[u8]) -> Result<[u8; 32], String> {
+        if self.broken.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err("HMAC in the token failed: CKR_DEVICE_ERROR".into());
+        }
+        Ok(audit::hmac_sha256(b"flaky test audit key", message))
+    }
+    fn key_name(&self) -> String {
+        "audit #7".into()
+    }
+}
+
+/// A seal the audit key cannot compute fails closed: the record is not written, the error names
+/// the key, no review digest is made, and the trail does not verify while the key fails.
+#[test]
+fn an_audit_key_that_fails_writes_nothing_and_verifies_nothing() {
+    use std::sync::atomic::Ordering;
+    let dir = TempDir::new("flaky-seal");
+    let broken = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sealer = std::sync::Arc::new(FlakySealer {
+        broken: std::sync::Arc::clone(&broken),
+    });
+    let store = Store::open_sealed(&dir.db(), sealer).expect("store");
+    store
+        .audit(&who(), "login", None, "ok")
+        .expect("sealed write");
+    let before = store.audit_trail(100).expect("trail").len();
+
+    broken.store(true, Ordering::SeqCst);
+    let err = store
+        .audit(&who(), "approve", Some("O-1"), "ok")
+        .expect_err("a failing audit key must refuse the write");
+    let text = err.to_string();
+    assert!(
+        text.contains("audit #7") && text.contains("CKR_DEVICE_ERROR"),
+        "{text}"
+    );
+    assert!(store.review_digest(b"reviewed data").is_err());
+    assert!(!store.verify_audit().expect("verify").intact());
+
+    broken.store(false, Ordering::SeqCst);
+    assert_eq!(store.audit_trail(100).expect("trail").len(), before);
+    let verdict = store.verify_audit().expect("verify");
+    assert!(verdict.intact(), "{:?}", verdict.problem);
+}

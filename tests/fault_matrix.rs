@@ -586,7 +586,7 @@ fn a_card_that_is_not_fresh_is_refused_before_the_order_is_touched() {
     };
     let approved_store = |case| {
         let mut s = store(&dir, case);
-        let evidence = job::evidence(&s, &d.data);
+        let evidence = job::evidence(&s, &d.data).expect("evidence");
         s.approve(ORDER, &supervisor, &evidence).expect("approved");
         s
     };

@@ -194,7 +194,7 @@ impl Desk {
             persodesk::domain::prepare::prepare_tracks(order, product, &keys).expect("prepare");
         let mut store = self.store();
         store.record_preparation(&[(id, None)]).expect("prepared");
-        let digest = store.review_digest(&review_message(&data));
+        let digest = store.review_digest(&review_message(&data)).expect("digest");
         let who = Session {
             user: by.into(),
             role: Role::Supervisor,

@@ -383,7 +383,7 @@ fn approve_one(
         let _ = store.audit(who, "approve", Some(id), &format!("refused: {}", d.rule));
         return Err(d.to_string());
     }
-    let evidence = crate::job::evidence(store, &data);
+    let evidence = crate::job::evidence(store, &data).map_err(|e| e.to_string())?;
     let state = store
         .approve(id, who, &evidence)
         .map_err(|e| e.to_string())?;

@@ -341,7 +341,7 @@ impl App {
                 _ => return Err(format!("order {id}: its preview is not ready yet")),
             };
             let approved = self.store.as_mut().map(|store| {
-                let evidence = crate::job::evidence(store, data);
+                let evidence = crate::job::evidence(store, data)?;
                 store.approve(&id, &who, &evidence)
             });
             if let Some(result) = approved {

@@ -276,8 +276,8 @@ struct AuditSeal {
 }
 
 impl crate::store::Sealer for AuditSeal {
-    fn mac(&self, message: &[u8]) -> [u8; 32] {
-        crate::store::audit::hmac_sha256(&self.key, message)
+    fn mac(&self, message: &[u8]) -> Result<[u8; 32], String> {
+        Ok(crate::store::audit::hmac_sha256(&self.key, message))
     }
 
     fn key_name(&self) -> String {

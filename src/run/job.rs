@@ -449,9 +449,13 @@ impl JobReport {
     }
 }
 
-/// The evidence of `data` as this store computes it (keyed digest under the audit key).
-pub fn evidence(store: &Store, data: &PersoData) -> Evidence {
-    Evidence::of(data, store.review_digest(&review_message(data)))
+/// The evidence of `data` as this store computes it (keyed digest under the audit key); an
+/// audit key that cannot compute it is an error, never a digest to compare against.
+pub fn evidence(store: &Store, data: &PersoData) -> Result<Evidence, StoreError> {
+    Ok(Evidence::of(
+        data,
+        store.review_digest(&review_message(data))?,
+    ))
 }
 
 /// Whether the audit trail holds an approval covering exactly `data` by someone other than
@@ -471,13 +475,8 @@ pub fn approval_of(
         .decision(order_id)
         .map_err(|e| format!("store: {e}"))?;
     let dual_control = mode == Mode::Production;
-    approval::check(
-        decision.as_ref(),
-        &evidence(store, data),
-        &who.user,
-        dual_control,
-    )
-    .map_err(str::to_string)
+    let evidence = evidence(store, data).map_err(|e| format!("store: {e}"))?;
+    approval::check(decision.as_ref(), &evidence, &who.user, dual_control).map_err(str::to_string)
 }
 
 /// Checks the role rules against the store and marks the order CARD_PROD_ONGOING. An order

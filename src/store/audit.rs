@@ -45,8 +45,9 @@ pub const HEAD_SEAL_KEY: &str = "audit.head-seal";
 /// Computes keyed MACs with the audit key; the key stays with whoever implements it (the key
 /// store, later an HSM).
 pub trait Sealer: Send + Sync {
-    /// HMAC-SHA256 of `message` under the audit key.
-    fn mac(&self, message: &[u8]) -> [u8; 32];
+    /// HMAC-SHA256 of `message` under the audit key; `Err` names why the key could not
+    /// compute it (a token failure): nothing is then written or accepted under the seal.
+    fn mac(&self, message: &[u8]) -> Result<[u8; 32], String>;
     /// The key's name for messages (`audit #1`).
     fn key_name(&self) -> String;
 }
@@ -63,18 +64,18 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
 }
 
 /// The seal of record hash `hash`.
-pub fn record_seal(sealer: &dyn Sealer, hash: &str) -> String {
+pub fn record_seal(sealer: &dyn Sealer, hash: &str) -> Result<String, String> {
     let mut msg = SEAL_DOMAIN.to_vec();
     msg.extend_from_slice(hash.as_bytes());
-    hex::encode_upper(sealer.mac(&msg))
+    sealer.mac(&msg).map(hex::encode_upper)
 }
 
 /// The seal of the head `(count, hash)`.
-pub fn head_seal(sealer: &dyn Sealer, count: u64, hash: &str) -> String {
+pub fn head_seal(sealer: &dyn Sealer, count: u64, hash: &str) -> Result<String, String> {
     let mut msg = HEAD_DOMAIN.to_vec();
     msg.extend_from_slice(&count.to_be_bytes());
     msg.extend_from_slice(hash.as_bytes());
-    hex::encode_upper(sealer.mac(&msg))
+    sealer.mac(&msg).map(hex::encode_upper)
 }
 
 fn text(h: &mut Sha256, value: Option<&str>) {
@@ -280,17 +281,21 @@ pub fn verify_sealed(
         let (Some(seq), Some(hash)) = (r.seq, r.hash.as_deref()) else {
             continue;
         };
-        let good = r.seal.as_deref().is_some_and(|s| {
-            subtle::ConstantTimeEq::ct_eq(s.as_bytes(), record_seal(sealer, hash).as_bytes()).into()
-        });
+        // A seal the key cannot recompute does not verify (fail closed).
+        let good = match (r.seal.as_deref(), record_seal(sealer, hash)) {
+            (Some(s), Ok(expected)) => {
+                subtle::ConstantTimeEq::ct_eq(s.as_bytes(), expected.as_bytes()).into()
+            }
+            _ => false,
+        };
         if !good {
             verdict.problem = Some(ChainProblem::Unsealed { seq });
             return verdict;
         }
     }
     if let Some(h) = head {
-        let expected = head_seal(sealer, h.count, h.hash);
-        if h.seal != Some(expected.as_str()) && (h.count > 0 || h.seal.is_some()) {
+        let expected = head_seal(sealer, h.count, h.hash).ok();
+        if h.seal != expected.as_deref() && (h.count > 0 || h.seal.is_some()) {
             verdict.problem = Some(ChainProblem::Head {
                 detail: "its seal does not match the audit key",
             });
@@ -493,8 +498,8 @@ mod tests {
 
     struct Key(&'static [u8]);
     impl Sealer for Key {
-        fn mac(&self, message: &[u8]) -> [u8; 32] {
-            hmac_sha256(self.0, message)
+        fn mac(&self, message: &[u8]) -> Result<[u8; 32], String> {
+            Ok(hmac_sha256(self.0, message))
         }
         fn key_name(&self) -> String {
             "audit #1".into()
@@ -504,10 +509,13 @@ mod tests {
     fn sealed(n: u64, key: &dyn Sealer) -> (Vec<ChainedRecord>, String, String) {
         let mut c = chain(n);
         for r in &mut c {
-            r.seal = r.hash.as_deref().map(|h| record_seal(key, h));
+            r.seal = r
+                .hash
+                .as_deref()
+                .map(|h| record_seal(key, h).expect("seal"));
         }
         let head = c.last().and_then(|r| r.hash.clone()).unwrap_or_default();
-        let seal = head_seal(key, n, &head);
+        let seal = head_seal(key, n, &head).expect("seal");
         (c, head, seal)
     }
 

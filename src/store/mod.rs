@@ -100,6 +100,24 @@ pub enum StoreError {
         /// The rule.
         rule: String,
     },
+    /// The audit key could not seal (nothing was written).
+    #[error("audit seal ({key}): {rule}")]
+    Seal {
+        /// The audit key's name.
+        key: String,
+        /// Why it could not seal.
+        rule: String,
+    },
+}
+
+impl StoreError {
+    /// The error of `sealer` failing with `rule`.
+    pub fn seal(sealer: &dyn Sealer, rule: String) -> StoreError {
+        StoreError::Seal {
+            key: sealer.key_name(),
+            rule,
+        }
+    }
 }
 
 impl From<::postgres::Error> for StoreError {
@@ -448,7 +466,12 @@ pub(crate) fn append_audit(
     };
     let seq = head.0.saturating_add(1);
     let hash = audit::record_hash(&head.1, seq, record);
-    let seal = sealer.map(|s| audit::record_seal(s, &hash));
+    let seal = sealer
+        .map(|s| audit::record_seal(s, &hash).map_err(|e| StoreError::seal(s, e)))
+        .transpose()?;
+    let head_seal = sealer
+        .map(|s| audit::head_seal(s, seq, &hash).map_err(|e| StoreError::seal(s, e)))
+        .transpose()?;
     tx.insert_audit(&audit::ChainedRecord {
         seq: Some(seq),
         record: record.clone(),
@@ -456,7 +479,6 @@ pub(crate) fn append_audit(
         hash: Some(hash.clone()),
         seal,
     })?;
-    let head_seal = sealer.map(|s| audit::head_seal(s, seq, &hash));
     set_head(tx, seq, &hash, head_seal.as_deref())
 }
 

@@ -425,12 +425,15 @@ impl Store {
 
     /// The keyed digest of reviewed data ([`approval::review_message`]): HMAC-SHA256 under the
     /// audit key in a sealed store, else plain SHA-256 (test stores; not evidence).
-    pub fn review_digest(&self, message: &[u8]) -> String {
+    pub fn review_digest(&self, message: &[u8]) -> Result<String, StoreError> {
         match self.seal() {
-            Some(s) => hex::encode_upper(s.mac(message)),
+            Some(s) => s
+                .mac(message)
+                .map(hex::encode_upper)
+                .map_err(|e| StoreError::seal(s, e)),
             None => {
                 use sha2::Digest;
-                hex::encode_upper(sha2::Sha256::digest(message))
+                Ok(hex::encode_upper(sha2::Sha256::digest(message)))
             }
         }
     }

@@ -102,7 +102,7 @@ struct TokenAuditSeal {
 }
 
 impl crate::store::Sealer for TokenAuditSeal {
-    fn mac(&self, message: &[u8]) -> [u8; 32] {
+    fn mac(&self, message: &[u8]) -> Result<[u8; 32], String> {
         let mut out = [0u8; 32];
         let signed = self
             .session
@@ -113,15 +113,13 @@ impl crate::store::Sealer for TokenAuditSeal {
                     .map_err(|e| super::token::describe(&e))
             });
         match signed {
-            Ok(mac) if mac.len() == 32 => out.copy_from_slice(&mac),
-            // An all-zero seal never verifies: a token failure shows as a broken seal, never as
-            // a valid one.
-            Ok(_) => {
-                tracing::error!(key = %self.name, "audit seal: the token's HMAC is not 32 bytes")
+            Ok(mac) if mac.len() == 32 => {
+                out.copy_from_slice(&mac);
+                Ok(out)
             }
-            Err(rule) => tracing::error!(key = %self.name, %rule, "audit seal failed in the token"),
+            Ok(_) => Err("the token's HMAC is not 32 bytes".into()),
+            Err(rule) => Err(format!("HMAC in the token failed: {rule}")),
         }
-        out
     }
 
     fn key_name(&self) -> String {

@@ -10,12 +10,10 @@ use std::time::{Duration, Instant};
 
 use egui_kittest::kittest::Queryable as _;
 use persodesk::domain::chip::ChipModel;
-use persodesk::domain::prepare::AllowedModels;
 use persodesk::domain::status::Status;
 use persodesk::gui::devices::{VirtualSlot, lock_reader};
 use persodesk::gui::log::LogBuffer;
 use persodesk::gui::orders::Filter;
-use persodesk::gui::worker::OrderRow;
 use persodesk::gui::{App, AppConfig, Screen, demo_chip_profiles, demo_keys};
 use persodesk::store::Store;
 
@@ -528,34 +526,21 @@ fn reader_choice_is_remembered_and_virtual_card_actions_follow_the_role() {
     assert_eq!(app.devices.reader, Some(c));
 }
 
-fn bulk_row(i: usize) -> OrderRow {
-    OrderRow {
-        id: format!("BULK-{i:06}"),
-        product: "DEMO_VISA_US".into(),
-        masked_pan: "476173******0010".into(),
-        allowed: AllowedModels {
-            model1: true,
-            model2: false,
-        },
-        model: Some(ChipModel::Model1),
-        status: if i.is_multiple_of(2) {
-            Status::DataPrepared
-        } else {
-            Status::DataException
-        },
-        reason: None,
-        approved: false,
-        test_keys_only: true,
-        errors: Vec::new(),
-        warnings: Vec::new(),
-    }
-}
-
 #[test]
 fn the_table_lays_out_only_visible_rows_of_100000_and_filters() {
     let dir = TempDir::new("bulk");
     let mut h = signed_in(&dir, "supervisor", false);
-    h.state_mut().rows = (0..100_000).map(bulk_row).collect();
+    h.state_mut().rows = (0..100_000)
+        .map(|i| {
+            support::gui::bulk_row(i, |i| {
+                if i.is_multiple_of(2) {
+                    Status::DataPrepared
+                } else {
+                    Status::DataException
+                }
+            })
+        })
+        .collect();
     h.state_mut().set_filter(Filter::default());
     h.step();
     let start = Instant::now();

@@ -8,12 +8,9 @@ mod support;
 
 use egui::accesskit::Role;
 use egui_kittest::kittest::Queryable as _;
-use persodesk::domain::chip::ChipModel;
-use persodesk::domain::prepare::AllowedModels;
 use persodesk::domain::status::Status;
 use persodesk::gui::log::LogBuffer;
 use persodesk::gui::orders::Filter;
-use persodesk::gui::worker::OrderRow;
 use persodesk::gui::{App, Screen, Shortcut};
 
 use support::TempDir;
@@ -74,29 +71,6 @@ fn merging_keeps_first_seen_order_and_counts() {
     assert_eq!(merged, vec![(&a, 2), (&b, 1)]);
 }
 
-fn bulk_row(i: usize) -> OrderRow {
-    OrderRow {
-        id: format!("BULK-{i:06}"),
-        product: "DEMO_VISA_US".into(),
-        masked_pan: "476173******0010".into(),
-        allowed: AllowedModels {
-            model1: true,
-            model2: false,
-        },
-        model: Some(ChipModel::Model1),
-        status: if i == 70_000 || i == 120 {
-            Status::Ready
-        } else {
-            Status::DataPrepared
-        },
-        reason: None,
-        approved: i == 70_000 || i == 120,
-        test_keys_only: true,
-        errors: Vec::new(),
-        warnings: Vec::new(),
-    }
-}
-
 fn selected_id(h: &egui_kittest::Harness<'_, App>) -> String {
     h.state()
         .selected_row()
@@ -115,7 +89,17 @@ fn press(h: &mut egui_kittest::Harness<'_, App>, s: Shortcut) {
 fn the_keyboard_moves_through_100000_rows_and_keeps_the_selection_in_view() {
     let dir = TempDir::new("keys");
     let mut h = signed_in(&dir, "supervisor", false);
-    h.state_mut().rows = (0..100_000).map(bulk_row).collect();
+    h.state_mut().rows = (0..100_000)
+        .map(|i| {
+            support::gui::bulk_row(i, |i| {
+                if i == 70_000 || i == 120 {
+                    Status::Ready
+                } else {
+                    Status::DataPrepared
+                }
+            })
+        })
+        .collect();
     h.state_mut().set_filter(Filter::default());
     h.step();
     press(&mut h, Shortcut::LastRow);

@@ -160,3 +160,25 @@ pub fn last_failure(h: &Harness<'_, App>) -> Option<PersoFailure> {
         .and_then(|f| f.result.as_ref().err())
         .cloned()
 }
+
+/// Row `i` of a synthetic 100,000-order table (a DEMO_VISA_US Model 1 order, masked PAN) with
+/// the status `status(i)` gives it, approved when that status is READY.
+pub fn bulk_row(i: usize, status: impl Fn(usize) -> Status) -> persodesk::gui::worker::OrderRow {
+    let status = status(i);
+    persodesk::gui::worker::OrderRow {
+        id: format!("BULK-{i:06}"),
+        product: "DEMO_VISA_US".into(),
+        masked_pan: "476173******0010".into(),
+        allowed: persodesk::domain::prepare::AllowedModels {
+            model1: true,
+            model2: false,
+        },
+        model: Some(persodesk::domain::chip::ChipModel::Model1),
+        status,
+        reason: None,
+        approved: status == Status::Ready,
+        test_keys_only: true,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    }
+}

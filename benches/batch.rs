@@ -61,6 +61,7 @@ fn batch<'a>(s: &'a Setup, model: ModelChoice, icc: &'a (dyn IccKeySource + Sync
         chip_profiles: &s.chip,
         date: PrepDate::new(25, 1, 15).expect("date"),
         icc,
+        persisted: None,
         model,
         ids: IdHasher::default(),
     }

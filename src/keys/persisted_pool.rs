@@ -5,7 +5,13 @@
 //!
 //! Sealed content: the primes p and q, each preceded by its length (2 bytes, big-endian); the
 //! pair is rebuilt with [`RsaKeyPair::from_primes`]. Clear bytes exist only in zeroized buffers.
+//!
+//! Batch preparation takes a chunk's pairs in one store transaction ([`PersistedPool::reserve`]:
+//! as many per size as the chunk has DDA/CDA orders of that size) and opens each only when its
+//! card uses it; pairs reserved but not used (an order fails after the take) are dropped with the
+//! chunk, still sealed, never put back: each pair is used at most once.
 
+use std::cell::RefCell;
 use std::sync::Mutex;
 
 use zeroize::Zeroizing;
@@ -172,6 +178,86 @@ impl<'a, S: IccKeyPoolStore> PersistedPool<'a, S> {
                 dry.push((bits, e));
                 Ok(None)
             }
+        }
+    }
+}
+
+impl<S: IccKeyPoolStore> PersistedPool<'_, S> {
+    /// Takes, for each size and exponent in `needs` (one entry per card), that many pairs in
+    /// one store transaction per size; a size the pool has fewer of is then marked dry. The
+    /// reserve hands them out (then this pool) and drops what is not used.
+    pub fn reserve(&self, needs: &[(usize, RsaExponent)]) -> Reserve<'_, Self> {
+        let mut sizes: Vec<((usize, RsaExponent), usize)> = Vec::new();
+        for need in needs {
+            match sizes.iter_mut().find(|(k, _)| k == need) {
+                Some((_, n)) => *n += 1,
+                None => sizes.push((*need, 1)),
+            }
+        }
+        let mut held = Vec::with_capacity(sizes.len());
+        for ((bits, e), n) in sizes {
+            let mut dry = self.dry.lock().unwrap_or_else(|p| p.into_inner());
+            if dry.contains(&(bits, e)) {
+                continue;
+            }
+            let taken = {
+                let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+                store.take_pairs(bits, e.value(), n)
+            };
+            match taken {
+                Ok(pairs) => {
+                    if pairs.len() < n {
+                        dry.push((bits, e));
+                    }
+                    held.push(((bits, e), pairs));
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "persisted ICC key pool unavailable: generating");
+                    dry.push((bits, e));
+                }
+            }
+        }
+        Reserve {
+            pool: self,
+            seal: self.seal,
+            held: RefCell::new(held),
+        }
+    }
+}
+
+/// Sealed pairs taken for one chunk of a batch (one worker thread), opened when used; then
+/// `pool`. Dropping it drops the unused pairs, still sealed.
+pub struct Reserve<'p, P: ?Sized> {
+    pool: &'p P,
+    seal: &'p dyn StoreSealKeys,
+    held: RefCell<Vec<((usize, RsaExponent), Vec<SealedPair>)>>,
+}
+
+impl<P: IccKeySource + ?Sized> Reserve<'_, P> {
+    /// Pairs still held, all sizes.
+    pub fn held(&self) -> usize {
+        self.held.borrow().iter().map(|(_, v)| v.len()).sum()
+    }
+}
+
+impl<P: IccKeySource + ?Sized> IccKeySource for Reserve<'_, P> {
+    fn certificate_serial(&self, _pair: &IccKeyPair, _n: u8) -> Result<[u8; 3], OdaError> {
+        super::pool::random_serial()
+    }
+
+    fn icc_key_pair(&self, bits: usize, exponent: RsaExponent) -> Result<IccKeyPair, OdaError> {
+        let sealed = self
+            .held
+            .borrow_mut()
+            .iter_mut()
+            .find(|(k, _)| *k == (bits, exponent))
+            .and_then(|(_, v)| v.pop());
+        match sealed {
+            Some(p) => Ok(IccKeyPair {
+                pair: open_pair(self.seal, bits, exponent, &p)?,
+                from_pool: true,
+            }),
+            None => self.pool.icc_key_pair(bits, exponent),
         }
     }
 }

@@ -277,3 +277,82 @@ impl<S: IccKeyPoolStore> IccKeySource for PersistedPool<'_, S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::SoftwareKeyStore;
+    use crate::keys::pool::{InlineKeys, generate};
+    use crate::store::StoreError;
+    use crate::store::key_pool::PoolCount;
+
+    /// A pool store in memory that counts its batch takes.
+    struct Counted {
+        pairs: Vec<SealedPair>,
+        batch_takes: usize,
+    }
+
+    impl IccKeyPoolStore for Counted {
+        fn put_pairs(&mut self, _: usize, _: u32, p: &[SealedPair]) -> Result<(), StoreError> {
+            self.pairs.extend_from_slice(p);
+            Ok(())
+        }
+        fn take_pair(&mut self, _: usize, _: u32) -> Result<Option<SealedPair>, StoreError> {
+            Ok(self.pairs.pop())
+        }
+        fn take_pairs(
+            &mut self,
+            bits: usize,
+            _: u32,
+            n: usize,
+        ) -> Result<Vec<SealedPair>, StoreError> {
+            self.batch_takes += 1;
+            if bits != 512 {
+                return Ok(Vec::new());
+            }
+            let keep = self.pairs.len().saturating_sub(n);
+            Ok(self.pairs.split_off(keep))
+        }
+        fn pool_counts(&self) -> Result<Vec<PoolCount>, StoreError> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[test]
+    fn a_reserve_takes_once_per_size_hands_each_pair_once_then_falls_back() {
+        let keys_path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo/keys.toml");
+        let keys = SoftwareKeyStore::load(&keys_path).expect("demo keys");
+        let e = RsaExponent::Three;
+        let made: Vec<RsaKeyPair> = (0..2).map(|_| generate(512, e).expect("key")).collect();
+        let sealed: Vec<SealedPair> = made
+            .iter()
+            .map(|p| seal_pair(&keys, p).expect("seal"))
+            .collect();
+        let store = Counted {
+            pairs: sealed,
+            batch_takes: 0,
+        };
+        let pool = PersistedPool::new(store, &keys, &InlineKeys);
+        // Three cards of 512 bits (the pool has two) and one of 576 (the pool has none).
+        let reserve = pool.reserve(&[(512, e), (512, e), (576, e), (512, e)]);
+        assert_eq!(reserve.held(), 2);
+        let mut moduli = Vec::new();
+        for _ in 0..2 {
+            let p = reserve.icc_key_pair(512, e).expect("pooled pair");
+            assert!(p.from_pool);
+            moduli.push(p.pair.modulus().to_vec());
+        }
+        let mut expected: Vec<Vec<u8>> = made.iter().map(|p| p.modulus().to_vec()).collect();
+        moduli.sort();
+        expected.sort();
+        assert_eq!(moduli, expected, "each filled pair handed out once");
+        let third = reserve.icc_key_pair(512, e).expect("generated");
+        assert!(!third.from_pool, "the pool ran dry: generated inline");
+        assert_eq!(third.pair.public_key().bits(), 512);
+        drop(reserve);
+        let store = pool.store.into_inner().expect("store");
+        assert_eq!(store.batch_takes, 2, "one take per size, not one per card");
+        assert!(store.pairs.is_empty());
+    }
+}

@@ -230,8 +230,11 @@ impl<S: IccKeyPoolStore> PersistedPool<'_, S> {
 pub struct Reserve<'p, P: ?Sized> {
     pool: &'p P,
     seal: &'p dyn StoreSealKeys,
-    held: RefCell<Vec<((usize, RsaExponent), Vec<SealedPair>)>>,
+    held: RefCell<Vec<Held>>,
 }
+
+/// Sealed pairs held for one size and exponent.
+type Held = ((usize, RsaExponent), Vec<SealedPair>);
 
 impl<P: IccKeySource + ?Sized> Reserve<'_, P> {
     /// Pairs still held, all sizes.

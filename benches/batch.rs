@@ -47,7 +47,12 @@ fn lines(keys: &SoftwareKeyStore, n: u64, product: &str) -> Arc<[u8]> {
     Arc::from(text.into_bytes())
 }
 
-fn batch<'a>(s: &'a Setup, model: ModelChoice, icc: &'a (dyn IccKeySource + Sync)) -> Batch<'a> {
+fn batch<'a>(
+    s: &'a Setup,
+    model: ModelChoice,
+    icc: &'a (dyn IccKeySource + Sync),
+    persisted: Option<&'a PersistedPool<'a, Store>>,
+) -> Batch<'a> {
     Batch {
         options: BatchOptions {
             json: true,
@@ -61,6 +66,7 @@ fn batch<'a>(s: &'a Setup, model: ModelChoice, icc: &'a (dyn IccKeySource + Sync
         chip_profiles: &s.chip,
         date: PrepDate::new(25, 1, 15).expect("date"),
         icc,
+        persisted,
         model,
         ids: IdHasher::default(),
     }
@@ -79,7 +85,7 @@ fn pass(b: &Batch<'_>, data: &Arc<[u8]>, jobs: usize) {
 fn tracks(c: &mut Criterion, s: &Setup) {
     const N: u64 = 4096;
     let data = lines(sw(&s.keys), N, "DEMO_VISA_CREDIT");
-    let b = batch(s, ModelChoice::StripeOnly, &InlineKeys);
+    let b = batch(s, ModelChoice::StripeOnly, &InlineKeys, None);
     let mut g = c.benchmark_group("batch tracks only");
     g.throughput(Throughput::Elements(N));
     g.sample_size(20);
@@ -97,15 +103,21 @@ fn model1(c: &mut Criterion, s: &Setup) {
     g.sample_size(10);
     const N_SDA: u64 = 512;
     let sda = lines(sw(&s.keys), N_SDA, "DEMO_VISA_US");
-    let b = batch(s, ModelChoice::parse("1").expect("model"), &InlineKeys);
+    let b = batch(
+        s,
+        ModelChoice::parse("1").expect("model"),
+        &InlineKeys,
+        None,
+    );
     g.throughput(Throughput::Elements(N_SDA));
     g.bench_function(format!("SDA, all cores ({all})"), |x| {
         x.iter(|| pass(&b, &sda, all))
     });
 
     // DDA from a warm persisted pool: a real store holding sealed pairs, refilled (untimed)
-    // before each measurement so that every card takes a pooled pair.
-    const N_DDA: u64 = 128;
+    // before each measurement so that every card takes a pooled pair. 512 orders: two chunks
+    // of 256, one per worker on 2 cores (each chunk takes its pairs in one transaction).
+    const N_DDA: u64 = 512;
     let dda = lines(sw(&s.keys), N_DDA, "DEMO_VISA_CREDIT");
     let dir = std::env::temp_dir().join(format!("persodesk-bench-pool-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -127,7 +139,12 @@ fn model1(c: &mut Criterion, s: &Setup) {
                 let mut store = Store::open(&path).expect("store");
                 refill(&mut store, (iters * N_DDA) as usize);
                 let pool = PersistedPool::new(store, sw(&s.keys), &InlineKeys);
-                let b = batch(s, ModelChoice::parse("1").expect("model"), &pool);
+                let b = batch(
+                    s,
+                    ModelChoice::parse("1").expect("model"),
+                    &pool,
+                    Some(&pool),
+                );
                 let start = Instant::now();
                 for _ in 0..iters {
                     pass(&b, &dda, all);

@@ -32,12 +32,31 @@ pub fn default_jobs() -> usize {
 /// Runs `work` over every item of `source` on `jobs` threads (at least one) and calls `sink`
 /// with the results in input order, on the calling thread. Returns when `source` is exhausted
 /// and every result has been sunk. A panic in `work` or `source` propagates.
-pub fn run_ordered<I, O, S, W, K>(source: S, jobs: usize, work: W, mut sink: K)
+pub fn run_ordered<I, O, S, W, K>(source: S, jobs: usize, work: W, sink: K)
 where
     I: Send,
     O: Send,
     S: Iterator<Item = I> + Send,
     W: Fn(I) -> O + Sync,
+    K: FnMut(O),
+{
+    run_ordered_chunks(
+        source,
+        jobs,
+        |chunk: Vec<I>| chunk.into_iter().map(&work).collect(),
+        sink,
+    );
+}
+
+/// [`run_ordered`] with `work` called once per chunk (up to [`CHUNK`] items, in input order),
+/// returning that chunk's results in the same order: lets a worker do per-chunk set-up, such as
+/// taking the chunk's ICC key pairs from the store in one transaction.
+pub fn run_ordered_chunks<I, O, S, W, K>(source: S, jobs: usize, work: W, mut sink: K)
+where
+    I: Send,
+    O: Send,
+    S: Iterator<Item = I> + Send,
+    W: Fn(Vec<I>) -> Vec<O> + Sync,
     K: FnMut(O),
 {
     let jobs = jobs.max(1);
@@ -81,7 +100,7 @@ fn read_chunks<I, S: Iterator<Item = I>>(
     }
 }
 
-fn work_chunks<I, O, W: Fn(I) -> O>(
+fn work_chunks<I, O, W: Fn(Vec<I>) -> Vec<O>>(
     rx: &Mutex<Receiver<(u64, Vec<I>)>>,
     tx: &SyncSender<(u64, Vec<O>)>,
     work: &W,
@@ -90,7 +109,7 @@ fn work_chunks<I, O, W: Fn(I) -> O>(
         // A worker that panicked while holding the lock held no item: the queue is intact.
         let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
         let Ok((seq, chunk)) = next else { return };
-        let out: Vec<O> = chunk.into_iter().map(work).collect();
+        let out: Vec<O> = work(chunk);
         if tx.send((seq, out)).is_err() {
             return;
         }

@@ -3,7 +3,9 @@
 //! by its owner only (0600) in directories only its owner may enter (0700), and never through a
 //! symbolic link planted in its place.
 //!
-//! - [`private_dir`]: creates missing directories 0700 (and narrows the last one when it is ours).
+//! - [`private_dir`]: creates missing directories 0700 (and narrows the last one when it is ours,
+//!   unless it is a shared sticky directory such as `/tmp`: a store at `/tmp/x.sqlite3` run as
+//!   root must not make `/tmp` 0700 for every other user; the file itself is still 0600).
 //! - [`create_private`]: a new file, `O_CREAT | O_EXCL | O_NOFOLLOW`, mode 0600 (temporary files).
 //! - [`open_private`]: create or truncate / append, `O_NOFOLLOW`, mode 0600 (narrowed when the
 //!   file existed with a wider mode).
@@ -23,7 +25,7 @@ pub const DIR_MODE: u32 = 0o700;
 const O_NOFOLLOW: i32 = nix::libc::O_NOFOLLOW;
 
 /// Creates `dir` and its missing parents with mode 0700; an existing `dir` owned by this user is
-/// narrowed to 0700.
+/// narrowed to 0700, except a sticky directory (mode 1000: shared, such as `/tmp`), left as is.
 pub fn private_dir(dir: &Path) -> std::io::Result<()> {
     if dir.as_os_str().is_empty() {
         return Ok(());
@@ -33,7 +35,8 @@ pub fn private_dir(dir: &Path) -> std::io::Result<()> {
         .mode(DIR_MODE)
         .create(dir)?;
     let meta = std::fs::metadata(dir)?;
-    if meta.uid() == nix::unistd::getuid().as_raw() && meta.mode() & 0o077 != 0 {
+    let sticky = meta.mode() & 0o1000 != 0;
+    if meta.uid() == nix::unistd::getuid().as_raw() && meta.mode() & 0o077 != 0 && !sticky {
         std::fs::set_permissions(dir, Permissions::from_mode(DIR_MODE))?;
     }
     Ok(())
@@ -145,6 +148,23 @@ mod tests {
         std::fs::set_permissions(&f, Permissions::from_mode(0o644)).expect("chmod");
         open_private(&f, Existing::Append).expect("open");
         assert_eq!(std::fs::metadata(&f).expect("m").mode() & 0o777, 0o600);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn an_existing_dir_is_narrowed_but_a_shared_sticky_one_is_left_alone() {
+        let d = scratch("sticky");
+        let shared = d.join("shared");
+        let plain = d.join("plain");
+        for (dir, mode) in [(&shared, 0o1777), (&plain, 0o755)] {
+            std::fs::create_dir_all(dir).expect("dir");
+            std::fs::set_permissions(dir, Permissions::from_mode(mode)).expect("chmod");
+        }
+        private_parent(&shared.join("store.sqlite3")).expect("shared parent");
+        private_parent(&plain.join("store.sqlite3")).expect("plain parent");
+        let mode = |p: &Path| std::fs::metadata(p).expect("m").mode() & 0o7777;
+        assert_eq!(mode(&shared), 0o1777, "a sticky shared dir keeps its mode");
+        assert_eq!(mode(&plain), 0o700, "an ordinary dir of ours is narrowed");
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -204,3 +204,52 @@ fn a_key_store_without_a_store_key_is_refused() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("sealed only"));
     assert!(!data.join("persodesk.sqlite3").exists(), "nothing kept");
 }
+
+/// One process, one chunk of three orders of which one is refused: the chunk takes the two
+/// pairs its valid DDA orders need (one transaction), not three; the third pair stays.
+#[test]
+fn a_chunk_takes_only_the_pairs_its_valid_dda_orders_need() {
+    let data = tempdir("chunk");
+    let keys = "assets/demo/keys.toml";
+    let o = run(
+        &data,
+        &[
+            "keys", "pool", "fill", "--bits", "1024", "--count", "3", "--keys", keys,
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let dir = tempdir("chunk-orders");
+    let f = dir.join("c.jsonl");
+    let mut refused: serde_json::Value = serde_json::from_str(&dda_order("C-2")).expect("json");
+    refused["cardProductId"] = serde_json::json!("NO_SUCH_PRODUCT");
+    let text = format!("{}\n{refused}\n{}\n", dda_order("C-1"), dda_order("C-3"));
+    std::fs::write(&f, text).expect("write");
+    let o = run(
+        &data,
+        &[
+            "prepare",
+            f.to_str().expect("utf8"),
+            "--json",
+            "--model",
+            "1",
+            "--keys",
+            keys,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "one order refused");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let from_pool = stdout
+        .lines()
+        .filter(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json line");
+            v["chip"]["oda"]["iccKeyFromPool"] == true
+        })
+        .count();
+    assert_eq!(from_pool, 2, "{stdout}");
+    let status = run(&data, &["keys", "pool", "status"]);
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("1024 bits  e=3  1 pair(s) left"),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+}

@@ -12,6 +12,7 @@ use std::time::Duration;
 use persodesk::domain::review::{Role, Session};
 use persodesk::domain::status::{Event, Status};
 use persodesk::store::audit::{self, ChainProblem};
+use persodesk::store::key_pool::{IccKeyPoolStore, PoolCount, SealedPair};
 use persodesk::store::queue::Form;
 use persodesk::store::{AuditRecord, QueuedOrder, Store, StoreError, StoreLocation};
 
@@ -94,6 +95,8 @@ both!(
     claims_lease_and_fence,
     four_eyes_and_roles_in_claims,
     queue_counts_per_status_and_station,
+    batch_takes_return_distinct_pairs_and_fewer_when_short,
+    concurrent_batch_takes_never_share_a_pair,
 );
 
 fn fixture_or_skip(f: Option<Fixture>) -> Option<Fixture> {
@@ -423,6 +426,96 @@ fn queue_counts_per_status_and_station(f: Option<Fixture>) {
             .and_then(|m| m.get("CARD_PROD_REQUESTED")),
         Some(&1)
     );
+}
+
+fn sealed(id: &str) -> SealedPair {
+    SealedPair {
+        pair_id: id.into(),
+        sealed: format!("blob-{id}").into_bytes(),
+    }
+}
+
+fn left(s: &Store, bits: usize) -> u64 {
+    s.pool_counts()
+        .expect("counts")
+        .iter()
+        .find(|c| c.bits == bits && c.exponent == 3)
+        .map_or(0, |c: &PoolCount| c.count)
+}
+
+/// A batch take deletes and returns up to N distinct pairs of the size asked for, the oldest
+/// first, fewer (then none) when the pool holds fewer; other sizes are untouched.
+fn batch_takes_return_distinct_pairs_and_fewer_when_short(f: Option<Fixture>) {
+    let Some(f) = fixture_or_skip(f) else { return };
+    let mut s = f.open();
+    let ids = ["a", "b", "c", "d", "e"];
+    let five: Vec<SealedPair> = ids.iter().map(|i| sealed(i)).collect();
+    s.put_pairs(1024, 3, &five).expect("put");
+    s.put_pairs(1152, 3, &[sealed("x"), sealed("y")])
+        .expect("put");
+    assert!(s.take_pairs(1024, 3, 0).expect("take 0").is_empty());
+    assert!(
+        s.take_pairs(1024, 65537, 5)
+            .expect("other exponent")
+            .is_empty()
+    );
+    assert_eq!(left(&s, 1024), 5);
+    let mut first: Vec<String> = s
+        .take_pairs(1024, 3, 3)
+        .expect("take 3")
+        .into_iter()
+        .map(|p| p.pair_id)
+        .collect();
+    first.sort();
+    assert_eq!(first, ["a", "b", "c"], "the three oldest, each once");
+    assert_eq!(left(&s, 1024), 2, "deleted when taken");
+    let rest = s.take_pairs(1024, 3, 10).expect("take 10");
+    let mut rest_ids: Vec<&str> = rest.iter().map(|p| p.pair_id.as_str()).collect();
+    rest_ids.sort_unstable();
+    assert_eq!(rest_ids, ["d", "e"], "fewer when the pool has fewer");
+    assert_eq!(
+        rest[0].sealed,
+        format!("blob-{}", rest[0].pair_id).into_bytes()
+    );
+    assert!(s.take_pairs(1024, 3, 10).expect("empty").is_empty());
+    assert_eq!(left(&s, 1024), 0);
+    assert_eq!(left(&s, 1152), 2, "another size is untouched");
+}
+
+/// Two connections taking batches of 3 at once share out the pool: every pair exactly once.
+fn concurrent_batch_takes_never_share_a_pair(f: Option<Fixture>) {
+    let Some(f) = fixture_or_skip(f) else { return };
+    let mut s = f.open();
+    let all: Vec<SealedPair> = (0..40).map(|i| sealed(&format!("p{i}"))).collect();
+    s.put_pairs(1024, 3, &all).expect("put");
+    let taken: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut s = f.open();
+                    let mut got = Vec::new();
+                    loop {
+                        let batch = s.take_pairs(1024, 3, 3).expect("take");
+                        if batch.is_empty() {
+                            return got;
+                        }
+                        assert!(batch.len() <= 3);
+                        got.extend(batch.into_iter().map(|p| p.pair_id));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let mut distinct = taken.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(taken.len(), 40, "every pair taken");
+    assert_eq!(distinct.len(), 40, "no pair taken twice");
+    assert_eq!(left(&s, 1024), 0);
 }
 
 /// SQLite: a store at the previous schema (version 2, as the last release wrote it) upgrades

@@ -284,6 +284,14 @@ impl Drop for OutBuf {
     }
 }
 
+/// An order validated by a worker, not yet prepared.
+struct Staged {
+    entry: OrderEntry,
+    id_key: Option<IdKey>,
+    line: Option<(zeroize::Zeroizing<String>, usize)>,
+    selected: bool,
+}
+
 /// One order's result, rendered by a worker, written by the sink in file order.
 struct Outcome {
     /// 1-based position in the file.
@@ -336,6 +344,8 @@ pub struct Batch<'a> {
     pub date: PrepDate,
     /// ICC key pairs for DDA/CDA.
     pub icc: &'a (dyn crate::domain::chip::keys::IccKeySource + Sync),
+    /// The persisted ICC key pool, when warm: each chunk takes its pairs in one transaction.
+    pub persisted: Option<&'a PersistedPool<'a, crate::store::Store>>,
     /// Chip data model.
     pub model: ModelChoice,
     /// Keys ids for the duplicate rule.
@@ -346,6 +356,12 @@ impl Batch<'_> {
     /// Validates a streamed line (with the duplicate finding when `dup_of` names the earlier
     /// order with the same id) and prepares it.
     fn line(&self, line: Line, position: usize, dup_of: Option<usize>) -> Outcome {
+        let staged = self.stage_line(line, position, dup_of);
+        self.finish(staged, self.icc)
+    }
+
+    /// Validates a streamed line and applies the mode rules, not preparing it yet.
+    fn stage_line(&self, line: Line, position: usize, dup_of: Option<usize>) -> Staged {
         let (mut entry, text) = match line {
             Line::Text { text, line_no } => {
                 let e = entry_from_line(&text, position, line_no, &self.rules, self.keys.port());
@@ -361,27 +377,50 @@ impl Batch<'_> {
         } else {
             None
         };
-        let mut outcome = self.entry(entry);
-        outcome.id_key = id_key;
-        outcome.line = text.filter(|_| id_key.is_some());
-        outcome
+        let mut staged = self.stage_entry(entry);
+        staged.id_key = id_key;
+        staged.line = text.filter(|_| id_key.is_some());
+        staged
     }
 
-    /// Applies the machine's mode rules to a validated entry and prepares it when selected.
-    fn entry(&self, mut entry: OrderEntry) -> Outcome {
+    /// Applies the machine's mode rules to a validated entry, not preparing it yet.
+    fn stage_entry(&self, mut entry: OrderEntry) -> Staged {
         check_order_mode(&mut entry, self.catalog, self.mode);
-        let mut o = Outcome {
-            position: entry.position,
+        Staged {
+            selected: self.options.order.as_ref().is_none_or(|id| *id == entry.id),
+            entry,
             id_key: None,
             line: None,
-            selected: self.options.order.as_ref().is_none_or(|id| *id == entry.id),
+        }
+    }
+
+    /// The ICC key pair a staged order will use (selected, valid, Model 1 DDA/CDA).
+    fn icc_need(&self, s: &Staged) -> Option<(usize, crate::domain::oda::RsaExponent)> {
+        let order = s.entry.outcome.as_ref().ok().filter(|_| s.selected)?;
+        let product = self.catalog.get(&order.card_product_id)?;
+        crate::domain::prepare::icc_key_need(order, product, self.model, self.chip_profiles)
+    }
+
+    /// Prepares a staged entry when selected, with ICC key pairs from `icc`.
+    fn finish(&self, staged: Staged, icc: &dyn crate::domain::chip::keys::IccKeySource) -> Outcome {
+        let Staged {
+            entry,
+            id_key,
+            line,
+            selected,
+        } = staged;
+        let mut o = Outcome {
+            position: entry.position,
+            id_key,
+            line,
+            selected,
             out: OutBuf(Vec::with_capacity(512)),
             err: String::new(),
             exit: Exit::Ok,
             record: None,
         };
         if o.selected {
-            let findings = self.prepare(&entry, &mut o);
+            let findings = self.prepare(&entry, &mut o, icc);
             if self.options.record {
                 o.record = Some((entry.id, findings));
             }
@@ -389,8 +428,38 @@ impl Batch<'_> {
         o
     }
 
+    /// Prepares a chunk of the batch: validates every order, takes the ICC key pairs the
+    /// chunk's DDA/CDA orders need from the persisted pool in one transaction per size, then
+    /// prepares each order in turn (pairs left unused are dropped, still sealed).
+    fn chunk(&self, chunk: Vec<Input>) -> Vec<Outcome> {
+        let staged: Vec<Staged> = chunk
+            .into_iter()
+            .map(|input| match input {
+                Input::Line(line, position) => self.stage_line(line, position, None),
+                Input::Entry(entry) => self.stage_entry(*entry),
+            })
+            .collect();
+        let Some(pool) = self.persisted else {
+            return staged
+                .into_iter()
+                .map(|s| self.finish(s, self.icc))
+                .collect();
+        };
+        let needs: Vec<_> = staged.iter().filter_map(|s| self.icc_need(s)).collect();
+        let reserve = pool.reserve(&needs);
+        staged
+            .into_iter()
+            .map(|s| self.finish(s, &reserve))
+            .collect()
+    }
+
     /// Prepares one selected entry into `o`; returns the findings to record.
-    fn prepare(&self, entry: &OrderEntry, o: &mut Outcome) -> Option<String> {
+    fn prepare(
+        &self,
+        entry: &OrderEntry,
+        o: &mut Outcome,
+        icc: &dyn crate::domain::chip::keys::IccKeySource,
+    ) -> Option<String> {
         let json = self.options.json;
         let product_id = entry.card_product_id.as_deref();
         let order = match &entry.outcome {
@@ -424,7 +493,7 @@ impl Batch<'_> {
             profiles: self.chip_profiles,
             date: self.date,
             keys: self.keys.port(),
-            icc_keys: self.icc,
+            icc_keys: icc,
             envelope: EnvelopeSettings::default(),
         };
         match prepare_card(order, product, self.model, &inputs) {
@@ -597,12 +666,12 @@ impl Batch<'_> {
         match source {
             Source::Stream(lines, error, _) => {
                 let input = lines.enumerate().map(|(i, l)| Input::Line(l, i + 1));
-                crate::batch::run_ordered(input, jobs, |i| work(self, i), |o| sink.take(o));
+                crate::batch::run_ordered_chunks(input, jobs, |c| self.chunk(c), |o| sink.take(o));
                 sink.done.read_error = error.lock().unwrap_or_else(|p| p.into_inner()).take();
             }
             Source::Whole(entries) => {
                 let input = entries.into_iter().map(|e| Input::Entry(Box::new(e)));
-                crate::batch::run_ordered(input, jobs, |i| work(self, i), |o| sink.take(o));
+                crate::batch::run_ordered_chunks(input, jobs, |c| self.chunk(c), |o| sink.take(o));
             }
         }
         if let Err(e) = sink.out.flush()
@@ -693,6 +762,7 @@ pub fn run(args: &PrepareArgs) -> Exit {
         chip_profiles: &chip_profiles,
         date,
         icc,
+        persisted: persisted.as_ref(),
         model,
         ids: IdHasher::default(),
     };
@@ -703,13 +773,6 @@ pub fn run(args: &PrepareArgs) -> Exit {
     let done = batch.run(source, jobs, &mut stdout);
     drop(stdout);
     finish(args, done, &keys)
-}
-
-fn work(batch: &Batch<'_>, input: Input) -> Outcome {
-    match input {
-        Input::Line(line, position) => batch.line(line, position, None),
-        Input::Entry(entry) => batch.entry(*entry),
-    }
 }
 
 /// ICC key pairs for DDA/CDA profiles come from pools filled in the background (and inline

@@ -5,7 +5,13 @@
 //!
 //! Sealed content: the primes p and q, each preceded by its length (2 bytes, big-endian); the
 //! pair is rebuilt with [`RsaKeyPair::from_primes`]. Clear bytes exist only in zeroized buffers.
+//!
+//! Batch preparation takes a chunk's pairs in one store transaction ([`PersistedPool::reserve`]:
+//! as many per size as the chunk has DDA/CDA orders of that size) and opens each only when its
+//! card uses it; pairs reserved but not used (an order fails after the take) are dropped with the
+//! chunk, still sealed, never put back: each pair is used at most once.
 
+use std::cell::RefCell;
 use std::sync::Mutex;
 
 use zeroize::Zeroizing;
@@ -176,6 +182,89 @@ impl<'a, S: IccKeyPoolStore> PersistedPool<'a, S> {
     }
 }
 
+impl<S: IccKeyPoolStore> PersistedPool<'_, S> {
+    /// Takes, for each size and exponent in `needs` (one entry per card), that many pairs in
+    /// one store transaction per size; a size the pool has fewer of is then marked dry. The
+    /// reserve hands them out (then this pool) and drops what is not used.
+    pub fn reserve(&self, needs: &[(usize, RsaExponent)]) -> Reserve<'_, Self> {
+        let mut sizes: Vec<((usize, RsaExponent), usize)> = Vec::new();
+        for need in needs {
+            match sizes.iter_mut().find(|(k, _)| k == need) {
+                Some((_, n)) => *n += 1,
+                None => sizes.push((*need, 1)),
+            }
+        }
+        let mut held = Vec::with_capacity(sizes.len());
+        for ((bits, e), n) in sizes {
+            let mut dry = self.dry.lock().unwrap_or_else(|p| p.into_inner());
+            if dry.contains(&(bits, e)) {
+                continue;
+            }
+            let taken = {
+                let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+                store.take_pairs(bits, e.value(), n)
+            };
+            match taken {
+                Ok(pairs) => {
+                    if pairs.len() < n {
+                        dry.push((bits, e));
+                    }
+                    held.push(((bits, e), pairs));
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "persisted ICC key pool unavailable: generating");
+                    dry.push((bits, e));
+                }
+            }
+        }
+        Reserve {
+            pool: self,
+            seal: self.seal,
+            held: RefCell::new(held),
+        }
+    }
+}
+
+/// Sealed pairs taken for one chunk of a batch (one worker thread), opened when used; then
+/// `pool`. Dropping it drops the unused pairs, still sealed.
+pub struct Reserve<'p, P: ?Sized> {
+    pool: &'p P,
+    seal: &'p dyn StoreSealKeys,
+    held: RefCell<Vec<Held>>,
+}
+
+/// Sealed pairs held for one size and exponent.
+type Held = ((usize, RsaExponent), Vec<SealedPair>);
+
+impl<P: IccKeySource + ?Sized> Reserve<'_, P> {
+    /// Pairs still held, all sizes.
+    pub fn held(&self) -> usize {
+        self.held.borrow().iter().map(|(_, v)| v.len()).sum()
+    }
+}
+
+impl<P: IccKeySource + ?Sized> IccKeySource for Reserve<'_, P> {
+    fn certificate_serial(&self, _pair: &IccKeyPair, _n: u8) -> Result<[u8; 3], OdaError> {
+        super::pool::random_serial()
+    }
+
+    fn icc_key_pair(&self, bits: usize, exponent: RsaExponent) -> Result<IccKeyPair, OdaError> {
+        let sealed = self
+            .held
+            .borrow_mut()
+            .iter_mut()
+            .find(|(k, _)| *k == (bits, exponent))
+            .and_then(|(_, v)| v.pop());
+        match sealed {
+            Some(p) => Ok(IccKeyPair {
+                pair: open_pair(self.seal, bits, exponent, &p)?,
+                from_pool: true,
+            }),
+            None => self.pool.icc_key_pair(bits, exponent),
+        }
+    }
+}
+
 impl<S: IccKeyPoolStore> IccKeySource for PersistedPool<'_, S> {
     fn certificate_serial(&self, _pair: &IccKeyPair, _n: u8) -> Result<[u8; 3], OdaError> {
         super::pool::random_serial()
@@ -189,5 +278,84 @@ impl<S: IccKeyPoolStore> IccKeySource for PersistedPool<'_, S> {
             }),
             None => self.fallback.icc_key_pair(bits, exponent),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::SoftwareKeyStore;
+    use crate::keys::pool::{InlineKeys, generate};
+    use crate::store::StoreError;
+    use crate::store::key_pool::PoolCount;
+
+    /// A pool store in memory that counts its batch takes.
+    struct Counted {
+        pairs: Vec<SealedPair>,
+        batch_takes: usize,
+    }
+
+    impl IccKeyPoolStore for Counted {
+        fn put_pairs(&mut self, _: usize, _: u32, p: &[SealedPair]) -> Result<(), StoreError> {
+            self.pairs.extend_from_slice(p);
+            Ok(())
+        }
+        fn take_pair(&mut self, _: usize, _: u32) -> Result<Option<SealedPair>, StoreError> {
+            Ok(self.pairs.pop())
+        }
+        fn take_pairs(
+            &mut self,
+            bits: usize,
+            _: u32,
+            n: usize,
+        ) -> Result<Vec<SealedPair>, StoreError> {
+            self.batch_takes += 1;
+            if bits != 512 {
+                return Ok(Vec::new());
+            }
+            let keep = self.pairs.len().saturating_sub(n);
+            Ok(self.pairs.split_off(keep))
+        }
+        fn pool_counts(&self) -> Result<Vec<PoolCount>, StoreError> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[test]
+    fn a_reserve_takes_once_per_size_hands_each_pair_once_then_falls_back() {
+        let keys_path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo/keys.toml");
+        let keys = SoftwareKeyStore::load(&keys_path).expect("demo keys");
+        let e = RsaExponent::Three;
+        let made: Vec<RsaKeyPair> = (0..2).map(|_| generate(512, e).expect("key")).collect();
+        let sealed: Vec<SealedPair> = made
+            .iter()
+            .map(|p| seal_pair(&keys, p).expect("seal"))
+            .collect();
+        let store = Counted {
+            pairs: sealed,
+            batch_takes: 0,
+        };
+        let pool = PersistedPool::new(store, &keys, &InlineKeys);
+        // Three cards of 512 bits (the pool has two) and one of 576 (the pool has none).
+        let reserve = pool.reserve(&[(512, e), (512, e), (576, e), (512, e)]);
+        assert_eq!(reserve.held(), 2);
+        let mut moduli = Vec::new();
+        for _ in 0..2 {
+            let p = reserve.icc_key_pair(512, e).expect("pooled pair");
+            assert!(p.from_pool);
+            moduli.push(p.pair.modulus().to_vec());
+        }
+        let mut expected: Vec<Vec<u8>> = made.iter().map(|p| p.modulus().to_vec()).collect();
+        moduli.sort();
+        expected.sort();
+        assert_eq!(moduli, expected, "each filled pair handed out once");
+        let third = reserve.icc_key_pair(512, e).expect("generated");
+        assert!(!third.from_pool, "the pool ran dry: generated inline");
+        assert_eq!(third.pair.public_key().bits(), 512);
+        drop(reserve);
+        let store = pool.store.into_inner().expect("store");
+        assert_eq!(store.batch_takes, 2, "one take per size, not one per card");
+        assert!(store.pairs.is_empty());
     }
 }

@@ -1,7 +1,13 @@
 //! The persisted ICC key pool: pre-generated ICC RSA key pairs kept in the store, each private key
 //! sealed by the key store ([`crate::keys::persisted_pool`] seals and opens; this module only
-//! keeps opaque blobs). A pair is taken and deleted in one statement (`DELETE … RETURNING`, one
-//! write transaction), so two processes or threads never get the same pair.
+//! keeps opaque blobs). Pairs are taken and deleted in one statement (`DELETE … RETURNING`, one
+//! write transaction), so two processes or threads never get the same pair. A batch take
+//! ([`IccKeyPoolStore::take_pairs`]) deletes and returns up to N pairs in that one transaction
+//! (one fsync for N cards): batch preparation asks for exactly the number of DDA/CDA orders of
+//! that size in the chunk a worker is on, so a process never takes more pairs than it has cards
+//! for. A pair taken but not used (its order fails after the take) is dropped, never put back:
+//! each pair is used at most once. The window's preview keeps the one-at-a-time
+//! [`IccKeyPoolStore::take_pair`].
 //!
 //! Table `icc_key_pool` (created when first used, `CREATE TABLE IF NOT EXISTS`: additive, no
 //! change to the rest of the schema): `id`, `bits`, `exponent`, `pair_id` (random, part of the
@@ -53,6 +59,15 @@ pub trait IccKeyPoolStore {
     /// Takes (and deletes) the oldest pair of `bits` bits and exponent `exponent`, if any.
     fn take_pair(&mut self, bits: usize, exponent: u32) -> Result<Option<SealedPair>, StoreError>;
 
+    /// Takes (and deletes) up to `n` of the oldest pairs of `bits` bits and exponent
+    /// `exponent` in one transaction; fewer (or none) when the pool has fewer.
+    fn take_pairs(
+        &mut self,
+        bits: usize,
+        exponent: u32,
+        n: usize,
+    ) -> Result<Vec<SealedPair>, StoreError>;
+
     /// Pairs left per size and exponent.
     fn pool_counts(&self) -> Result<Vec<PoolCount>, StoreError>;
 }
@@ -83,6 +98,14 @@ pub trait KeyPoolTx {
     /// Takes and deletes the oldest pair of that size and exponent (skipping rows another
     /// transaction holds), if any.
     fn take_pair(&mut self, bits: i64, exponent: i64) -> Result<Option<SealedPair>, StoreError>;
+    /// Takes and deletes up to `n` of the oldest pairs of that size and exponent in one
+    /// statement (skipping rows another transaction holds).
+    fn take_pairs(
+        &mut self,
+        bits: i64,
+        exponent: i64,
+        n: i64,
+    ) -> Result<Vec<SealedPair>, StoreError>;
     /// Pairs left per size and exponent, ordered by size.
     fn pool_counts(&mut self) -> Result<Vec<PoolCount>, StoreError>;
 }
@@ -106,6 +129,22 @@ impl IccKeyPoolStore for Store {
 
     fn take_pair(&mut self, bits: usize, exponent: u32) -> Result<Option<SealedPair>, StoreError> {
         self.write_unchained(|tx| tx.key_pool().take_pair(bits as i64, i64::from(exponent)))
+    }
+
+    fn take_pairs(
+        &mut self,
+        bits: usize,
+        exponent: u32,
+        n: usize,
+    ) -> Result<Vec<SealedPair>, StoreError> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        self.write_unchained(|tx| {
+            tx.key_pool()
+                .take_pairs(bits as i64, i64::from(exponent), n)
+        })
     }
 
     fn pool_counts(&self) -> Result<Vec<PoolCount>, StoreError> {

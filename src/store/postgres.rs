@@ -609,6 +609,29 @@ impl KeyPoolTx for PgTx<'_, '_> {
             }))
     }
 
+    fn take_pairs(
+        &mut self,
+        bits: i64,
+        exponent: i64,
+        n: i64,
+    ) -> Result<Vec<SealedPair>, StoreError> {
+        Ok(self
+            .tx
+            .query(
+                "DELETE FROM icc_key_pool WHERE id IN (
+                     SELECT id FROM icc_key_pool WHERE bits = $1 AND exponent = $2
+                     ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
+                 RETURNING pair_id, sealed",
+                &[&bits, &exponent, &n],
+            )?
+            .iter()
+            .map(|r| SealedPair {
+                pair_id: r.get(0),
+                sealed: r.get(1),
+            })
+            .collect())
+    }
+
     fn pool_counts(&mut self) -> Result<Vec<PoolCount>, StoreError> {
         Ok(self
             .tx

@@ -571,6 +571,27 @@ impl KeyPoolTx for SqliteTx<'_> {
             .optional()?)
     }
 
+    fn take_pairs(
+        &mut self,
+        bits: i64,
+        exponent: i64,
+        n: i64,
+    ) -> Result<Vec<SealedPair>, StoreError> {
+        let mut stmt = self.0.prepare(
+            "DELETE FROM icc_key_pool WHERE id IN (
+                 SELECT id FROM icc_key_pool WHERE bits = ?1 AND exponent = ?2
+                 ORDER BY id LIMIT ?3)
+             RETURNING pair_id, sealed",
+        )?;
+        let rows = stmt.query_map(params![bits, exponent, n], |r| {
+            Ok(SealedPair {
+                pair_id: r.get(0)?,
+                sealed: r.get(1)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn pool_counts(&mut self) -> Result<Vec<PoolCount>, StoreError> {
         let mut stmt = self.0.prepare(
             "SELECT bits, exponent, COUNT(*) FROM icc_key_pool

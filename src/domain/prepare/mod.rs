@@ -176,6 +176,41 @@ pub fn profile_of<'p>(
     })
 }
 
+/// The chip model `choice` resolves to for `order` (`None`: tracks only). Auto: the issuer's
+/// data when it was sent (refused by [`prepare_card`] when the product does not take Model 2 —
+/// issuer data is never silently ignored), else Model 1 for chip products.
+fn chip_model(order: &Order, product: &Product, choice: ModelChoice) -> Option<ChipModel> {
+    let auto = if order.tlv_data.is_some() {
+        Some(ChipModel::Model2)
+    } else if product.chip_profile.is_some() {
+        Some(ChipModel::Model1)
+    } else {
+        None
+    };
+    choice.resolve(auto)
+}
+
+/// The ICC key pair (size, exponent) [`prepare_card`] will ask `icc_keys` for when it prepares
+/// `order` on `product`: Model 1 on a DDA/CDA profile the product allows; `None` otherwise.
+/// Lets a batch take exactly the pairs it has cards for, ahead of preparing them.
+pub fn icc_key_need(
+    order: &Order,
+    product: &Product,
+    choice: ModelChoice,
+    profiles: &ChipProfiles,
+) -> Option<(usize, super::oda::RsaExponent)> {
+    let model = chip_model(order, product, choice)?;
+    if model != ChipModel::Model1 || !product.allows_model(model.number()) {
+        return None;
+    }
+    let profile = profile_of(product, profiles).ok()?;
+    profile
+        .oda
+        .method
+        .needs_icc_key()
+        .then_some((profile.oda.icc_key_bits, profile.oda.icc_exponent))
+}
+
 /// Prepares one card: tracks, and chip data by the chosen model. One entry point for the
 /// command line, the workstation and the benchmarks.
 pub fn prepare_card(
@@ -184,16 +219,7 @@ pub fn prepare_card(
     choice: ModelChoice,
     inputs: &PrepInputs<'_>,
 ) -> Result<PersoData, Vec<Finding>> {
-    // Auto: the issuer's data when it was sent (refused below when the product does not take
-    // Model 2 — issuer data is never silently ignored), else Model 1 for chip products.
-    let auto = if order.tlv_data.is_some() {
-        Some(ChipModel::Model2)
-    } else if product.chip_profile.is_some() {
-        Some(ChipModel::Model1)
-    } else {
-        None
-    };
-    let model = match choice.resolve(auto) {
+    let model = match chip_model(order, product, choice) {
         None => None,
         Some(m) => {
             if !product.allows_model(m.number()) {

@@ -132,11 +132,37 @@ impl PgServer {
                 as_postgres,
             };
             if server.wait_ready() {
+                server.watch_this_process();
                 return Some(server);
             }
             server.stop();
         }
         panic!("the PostgreSQL server did not start");
+    }
+
+    /// Stops the server (by its PID file) and removes its directory once this test process has
+    /// exited, for a server nothing drops (one kept in a `static` for the whole binary). A
+    /// detached `sh` polls `/proc/<pid>`; after a normal drop it finds no PID file and only
+    /// removes what is left.
+    fn watch_this_process(&self) {
+        let script = r#"while [ -d "/proc/$1" ]; do sleep 1; done
+pid=$(head -n 1 "$2/data/postmaster.pid" 2>/dev/null) && kill -INT "$pid" 2>/dev/null
+i=0; while [ -e "$2/data/postmaster.pid" ] && [ $i -lt 30 ]; do sleep 1; i=$((i+1)); done
+rm -rf -- "$2""#;
+        let spawned = Command::new("sh")
+            .args(["-c", script, "pg-watchdog"])
+            .arg(std::process::id().to_string())
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        if let Err(e) = spawned {
+            eprintln!(
+                "no watchdog for the PostgreSQL server in {}: {e}",
+                self.dir.display()
+            );
+        }
     }
 
     fn wait_ready(&mut self) -> bool {

@@ -32,6 +32,17 @@ fn tempdir(name: &str) -> PathBuf {
     d
 }
 
+/// `keys pool fill --bits 1024 --count N` into the store under `data`; it must succeed.
+fn fill(data: &Path, keys: &str, count: &str) {
+    let o = run(
+        data,
+        &[
+            "keys", "pool", "fill", "--bits", "1024", "--count", count, "--keys", keys,
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 /// Every byte of the store's files (database, WAL).
 fn store_bytes(data: &Path) -> Vec<u8> {
     let mut all = Vec::new();
@@ -66,21 +77,18 @@ fn dda_order(id: &str) -> String {
 fn pairs_are_sealed_taken_once_across_processes_and_leave_no_clear_key() {
     let data = tempdir("fill");
     let keys = "assets/demo/keys.toml";
-    let o = run(
-        &data,
-        &[
-            "keys", "pool", "fill", "--bits", "1024", "--count", "3", "--keys", keys,
-        ],
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Four pairs for five cards: scarce, yet neither process can empty the pool before the
+    // other starts (each takes only what its cards need: 2 leave 2, 3 leave 1), so both start
+    // on a warm persisted pool and no in-memory pool (whose pairs also count as pooled) runs.
+    fill(&data, keys, "4");
     let status = run(&data, &["keys", "pool", "status"]);
     assert!(
-        String::from_utf8_lossy(&status.stdout).contains("1024 bits  e=3  3 pair(s) left"),
+        String::from_utf8_lossy(&status.stdout).contains("1024 bits  e=3  4 pair(s) left"),
         "{}",
         String::from_utf8_lossy(&status.stdout)
     );
 
-    // The clear primes of the three pairs, opened independently of preparation: none of them
+    // The clear primes of the four pairs, opened independently of preparation: none of them
     // appears in the store's files.
     let store = SoftwareKeyStore::load(&root().join(keys)).expect("keys");
     let conn = rusqlite::Connection::open(data.join("persodesk.sqlite3")).expect("sqlite");
@@ -97,7 +105,7 @@ fn pairs_are_sealed_taken_once_across_processes_and_leave_no_clear_key() {
         .collect::<Result<_, _>>()
         .expect("rows");
     drop(conn);
-    assert_eq!(rows.len(), 3);
+    assert_eq!(rows.len(), 4);
     let bytes = store_bytes(&data);
     let mut moduli = Vec::new();
     for row in &rows {
@@ -116,7 +124,7 @@ fn pairs_are_sealed_taken_once_across_processes_and_leave_no_clear_key() {
     };
     assert!(open_pair(&store, 1024, RsaExponent::Three, &swapped).is_err());
 
-    // Two processes at once, two and three DDA cards: exactly three cards get a pooled pair.
+    // Two processes at once, two and three DDA cards: exactly four cards get a pooled pair.
     let dir = tempdir("orders");
     let fa = dir.join("a.jsonl");
     let fb = dir.join("b.jsonl");
@@ -161,12 +169,12 @@ fn pairs_are_sealed_taken_once_across_processes_and_leave_no_clear_key() {
         }
     }
     assert_eq!(cards, 5);
-    assert_eq!(from_pool, 3, "each of the three pairs used exactly once");
+    assert_eq!(from_pool, 4, "each of the four pairs used exactly once");
     let status = run(&data, &["keys", "pool", "status"]);
     assert!(String::from_utf8_lossy(&status.stdout).contains("ICC key pool: empty"));
     moduli.sort();
     moduli.dedup();
-    assert_eq!(moduli.len(), 3, "three different pairs were filled");
+    assert_eq!(moduli.len(), 4, "four different pairs were filled");
 }
 
 #[test]
@@ -211,13 +219,7 @@ fn a_key_store_without_a_store_key_is_refused() {
 fn a_chunk_takes_only_the_pairs_its_valid_dda_orders_need() {
     let data = tempdir("chunk");
     let keys = "assets/demo/keys.toml";
-    let o = run(
-        &data,
-        &[
-            "keys", "pool", "fill", "--bits", "1024", "--count", "3", "--keys", keys,
-        ],
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    fill(&data, keys, "3");
     let dir = tempdir("chunk-orders");
     let f = dir.join("c.jsonl");
     let mut refused: serde_json::Value = serde_json::from_str(&dda_order("C-2")).expect("json");

@@ -12,6 +12,11 @@ use crate::store::queue::StationTally;
 /// Seconds in a day.
 const DAY: i64 = 86_400;
 
+/// The Unix time of midnight UTC starting the day that holds `now`.
+pub fn midnight_utc(now: i64) -> i64 {
+    now - now.rem_euclid(DAY)
+}
+
 /// Today's production.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counter {
@@ -28,7 +33,7 @@ pub struct Counter {
 impl Counter {
     /// Counts `states` for the UTC day holding `now` (Unix seconds).
     pub fn of<'a>(states: impl IntoIterator<Item = &'a OrderState>, now: i64) -> Counter {
-        let midnight = now - now.rem_euclid(DAY);
+        let midnight = midnight_utc(now);
         let mut c = Counter::default();
         for s in states {
             let today = s.updated_at >= midnight;

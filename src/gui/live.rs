@@ -96,8 +96,8 @@ impl LiveStates {
 /// Reads every state, and each station's production since midnight UTC.
 fn read(store: &Store) -> Result<LiveRead, crate::store::StoreError> {
     let states = store.states()?;
-    let now = crate::store::now();
-    let stations = match store.station_production(now - now.rem_euclid(86_400)) {
+    let since = super::counter::midnight_utc(crate::store::now());
+    let stations = match store.station_production(since) {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::warn!(error = %e, "live statuses: per-station counts unavailable");

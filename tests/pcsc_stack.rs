@@ -29,7 +29,7 @@ use persodesk::sim::card::{CardConfig, VirtualCard};
 use zeroize::Zeroizing;
 
 use support::pcsc::{
-    Cleanup, READER0, Stack, card_stock, insert_card, pull_card, start_encoder, start_stack,
+    Cleanup, DEMO, READER0, Stack, card_stock, insert_card, pull_card, start_encoder, start_stack,
     wait_for,
 };
 
@@ -219,63 +219,6 @@ fn personalize_and_read_back_through_pcscd_and_vpcd() {
 /// A child process the test stops before the next card (and on panic, through [`Cleanup`]).
 /// The demo orders: (file, order id, chip profile of its product, a clear value that must never
 /// be printed).
-const DEMO: [(&str, &str, &str, &str); 9] = [
-    (
-        "assets/demo/orders.json",
-        "DEMO-MC-0001",
-        "mchip-advance-1.2.3",
-        "5413330089012345",
-    ),
-    (
-        "assets/demo/orders.json",
-        "DEMO-MC-0002",
-        "mchip-advance-1.2.3",
-        "5413330089012345",
-    ),
-    (
-        "assets/demo/orders.json",
-        "DEMO-VISA-0001",
-        "vis-1.6.3-vcps-2.2.4",
-        "4761739001010010",
-    ),
-    (
-        "assets/demo/orders.json",
-        "DEMO-VISA-0002",
-        "vis-1.6.3-vcps-2.2.4",
-        "4761739001010010",
-    ),
-    (
-        "assets/demo/orders.json",
-        "DEMO-VISA-0003",
-        "vis-1.6.3-vcps-2.2.4",
-        "4761739001010010",
-    ),
-    (
-        "assets/demo/orders.json",
-        "DEMO-US-0001",
-        "vis-1.5.4-vcps-2.1.3",
-        "4761739001010010",
-    ),
-    (
-        "assets/demo/orders-model2.json",
-        "DEMO-MC-0001-M2",
-        "mchip-advance-1.2.3",
-        "5413330089012345",
-    ),
-    (
-        "assets/demo/orders-model2.json",
-        "DEMO-VISA-0001-M2",
-        "vis-1.6.3-vcps-2.2.4",
-        "4761739001010010",
-    ),
-    (
-        "assets/demo/orders-model2.json",
-        "DEMO-US-0001-M2",
-        "vis-1.5.4-vcps-2.1.3",
-        "4761739001010010",
-    ),
-];
-
 struct Run {
     code: Option<i32>,
     json: serde_json::Value,

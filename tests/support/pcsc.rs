@@ -225,3 +225,61 @@ pub fn start_encoder(cleanup: &mut Cleanup, fail: &str) -> String {
         .expect("device line")
         .to_string()
 }
+
+/// Every demo chip order: file, order id, chip profile and PAN (to check it is never printed).
+pub const DEMO: [(&str, &str, &str, &str); 9] = [
+    (
+        "assets/demo/orders.json",
+        "DEMO-MC-0001",
+        "mchip-advance-1.2.3",
+        "5413330089012345",
+    ),
+    (
+        "assets/demo/orders.json",
+        "DEMO-MC-0002",
+        "mchip-advance-1.2.3",
+        "5413330089012345",
+    ),
+    (
+        "assets/demo/orders.json",
+        "DEMO-VISA-0001",
+        "vis-1.6.3-vcps-2.2.4",
+        "4761739001010010",
+    ),
+    (
+        "assets/demo/orders.json",
+        "DEMO-VISA-0002",
+        "vis-1.6.3-vcps-2.2.4",
+        "4761739001010010",
+    ),
+    (
+        "assets/demo/orders.json",
+        "DEMO-VISA-0003",
+        "vis-1.6.3-vcps-2.2.4",
+        "4761739001010010",
+    ),
+    (
+        "assets/demo/orders.json",
+        "DEMO-US-0001",
+        "vis-1.5.4-vcps-2.1.3",
+        "4761739001010010",
+    ),
+    (
+        "assets/demo/orders-model2.json",
+        "DEMO-MC-0001-M2",
+        "mchip-advance-1.2.3",
+        "5413330089012345",
+    ),
+    (
+        "assets/demo/orders-model2.json",
+        "DEMO-VISA-0001-M2",
+        "vis-1.6.3-vcps-2.2.4",
+        "4761739001010010",
+    ),
+    (
+        "assets/demo/orders-model2.json",
+        "DEMO-US-0001-M2",
+        "vis-1.5.4-vcps-2.1.3",
+        "4761739001010010",
+    ),
+];

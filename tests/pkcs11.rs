@@ -600,7 +600,8 @@ fn assert_card_side_matches(p11: &Pkcs11KeyStore) {
                 .open_card_keys(info.key.index, *m, &kdd)
                 .expect("software");
             let mut b = p11.open_card_keys(info.key.index, *m, &kdd).expect("token");
-            let kcvs = |k: &dyn persodesk::domain::keystore::CardKeySet| k.static_kcvs().expect("kcvs");
+            let kcvs =
+                |k: &dyn persodesk::domain::keystore::CardKeySet| k.static_kcvs().expect("kcvs");
             assert_eq!(kcvs(a.as_ref()), kcvs(b.as_ref()), "{} {m:?}", info.key);
             if m.is_aes() {
                 let (h, c) = ([1; 8], [2; 8]);
@@ -1235,8 +1236,8 @@ fn gppro_kmcs() -> persodesk::keys::SoftwareKeyStore {
     ];
     let mut text = String::new();
     for (index, value) in values {
-        let kcv = persodesk::domain::crypto::kcv_aes(&hex::decode(&value).expect("hex"))
-            .expect("kcv");
+        let kcv =
+            persodesk::domain::crypto::kcv_aes(&hex::decode(&value).expect("hex")).expect("kcv");
         text.push_str(&format!(
             "[[key]]\nusage = \"kmc\"\nindex = {index}\nalgorithm = \"aes\"\nvalue = \"{value}\"\n\
              kcv = \"{}\"\ntest = true\n\n",
@@ -1299,11 +1300,26 @@ fn assert_gppro_static_kcvs_in_the_token(p11: &Pkcs11KeyStore) {
         keys.static_kcvs().expect("kcvs").map(hex::encode_upper)
     };
     // kmc/1 of the demo keys is GPPro's TDES master key 40 41 .. 4F.
-    assert_eq!(kcvs(1, Diversification::EmvCps11), ["C33013", "6F4CA6", "BB8179"]);
-    assert_eq!(kcvs(1, Diversification::Visa2), ["2BE598", "58DA38", "3C328E"]);
-    assert_eq!(kcvs(12, Diversification::Kdf3), ["E79C05", "D1BD77", "3FDE8C"]);
-    assert_eq!(kcvs(13, Diversification::Kdf3), ["1DE8EA", "47C00C", "C04D76"]);
-    assert_eq!(kcvs(14, Diversification::Kdf3), ["2972D2", "036F94", "5D57B8"]);
+    assert_eq!(
+        kcvs(1, Diversification::EmvCps11),
+        ["C33013", "6F4CA6", "BB8179"]
+    );
+    assert_eq!(
+        kcvs(1, Diversification::Visa2),
+        ["2BE598", "58DA38", "3C328E"]
+    );
+    assert_eq!(
+        kcvs(12, Diversification::Kdf3),
+        ["E79C05", "D1BD77", "3FDE8C"]
+    );
+    assert_eq!(
+        kcvs(13, Diversification::Kdf3),
+        ["1DE8EA", "47C00C", "C04D76"]
+    );
+    assert_eq!(
+        kcvs(14, Diversification::Kdf3),
+        ["2972D2", "036F94", "5D57B8"]
+    );
     let after = p11.card_key_use();
     assert_eq!(
         after.static_derivations - before.static_derivations,
@@ -1340,7 +1356,10 @@ fn assert_kdf3_session_key_matches_an_independent_cmac(p11: &Pkcs11KeyStore) {
         .open_card_keys(15, Diversification::Kdf3, &kdd)
         .expect("card keys");
     let session = keys.scp03_session(&host, &card).expect("session keys");
-    assert_eq!(hex::encode_upper(session.enc.as_bytes()), hex::encode_upper(&expected));
+    assert_eq!(
+        hex::encode_upper(session.enc.as_bytes()),
+        hex::encode_upper(&expected)
+    );
 }
 
 /// While a card's keys are open they are three token session objects (four with SCP02's
@@ -1384,11 +1403,15 @@ fn session_apdus(
     };
     let kdd = [0x00, 0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88];
     let host = [0x48; 8];
-    let mut card = soft.open_card_keys(kmc_index, method, &kdd).expect("card side");
+    let mut card = soft
+        .open_card_keys(kmc_index, method, &kdd)
+        .expect("card side");
     let aid = Aid::from_hex("A000000151000000").expect("aid");
     let (protocol, init_update) = if method.is_aes() {
         let seq = [0x00, 0x00, 0x2A];
-        let challenge = card.scp03_card_challenge(&seq, aid.as_bytes()).expect("challenge");
+        let challenge = card
+            .scp03_card_challenge(&seq, aid.as_bytes())
+            .expect("challenge");
         let s = card.scp03_session(&host, &challenge).expect("card session");
         let cryptogram = s.card_cryptogram(&host, &challenge).expect("cryptogram");
         let iu = [&kdd[..], &[0x30, 0x03, 0x70], &challenge, &cryptogram, &seq].concat();
@@ -1396,13 +1419,15 @@ fn session_apdus(
     } else {
         let (seq, challenge) = ([0x00, 0x2A], [0x63; 6]);
         let s = card.scp02_session(seq).expect("card session");
-        let cryptogram = s.card_cryptogram(&host, &seq, &challenge).expect("cryptogram");
+        let cryptogram = s
+            .card_cryptogram(&host, &seq, &challenge)
+            .expect("cryptogram");
         let iu = [&kdd[..], &[0x20, 0x02], &seq, &challenge, &cryptogram].concat();
         (Protocol::Scp02 { i: 0x55 }, iu)
     };
     let pan = Pan::parse("5413330089012345").expect("pan");
-    let mut held = persodesk::domain::dgi::PersoDgi::new(0x8000, vec![0; 48], true, false)
-        .expect("dgi");
+    let mut held =
+        persodesk::domain::dgi::PersoDgi::new(0x8000, vec![0; 48], true, false).expect("dgi");
     held.held = Some(HeldSecret::IccMasterKeys {
         derivation_index: 1,
         option: MkdOption::A,
@@ -1412,7 +1437,13 @@ fn session_apdus(
     let new = persodesk::domain::dgi::PersoDgi::new;
     let dgis = vec![
         new(0x0101, vec![0x70, 0x03, 0x5F, 0x28, 0x00], false, false).expect("dgi"),
-        new(0x8010, vec![0x24, 0x12, 0x34, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF], true, true).expect("dgi"),
+        new(
+            0x8010,
+            vec![0x24, 0x12, 0x34, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF],
+            true,
+            true,
+        )
+        .expect("dgi"),
         held,
     ];
     let plan = PersoPlan {

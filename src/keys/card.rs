@@ -96,12 +96,11 @@ impl crate::domain::keystore::CardKeyStore for SoftwareKeyStore {
                 rule: "holds no master key".into(),
             });
         };
-        let keys = crate::domain::gp::kdf::diversify(&kmc, kdd, method).map_err(|e| {
-            KeyError::Rule {
+        let keys =
+            crate::domain::gp::kdf::diversify(&kmc, kdd, method).map_err(|e| KeyError::Rule {
                 key,
                 rule: format!("card key diversification: {e}"),
-            }
-        })?;
+            })?;
         Ok(Box::new(HostCardKeys::new(keys, key, method.is_aes())))
     }
 

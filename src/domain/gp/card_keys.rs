@@ -62,10 +62,7 @@ impl HostCardKeys {
 }
 
 impl CardKeySet for HostCardKeys {
-    fn scp02_session(
-        &mut self,
-        sequence_counter: [u8; 2],
-    ) -> Result<scp02::ChannelKeys, KeyError> {
+    fn scp02_session(&mut self, sequence_counter: [u8; 2]) -> Result<scp02::ChannelKeys, KeyError> {
         let mut session =
             scp02::SessionKeys::derive(&self.keys, sequence_counter).map_err(|e| self.err(e))?;
         let session_dek = std::mem::replace(&mut session.dek, self.keys.dek.clone());

@@ -183,7 +183,10 @@ impl SessionKeys {
         sequence_counter: &[u8; 2],
         card_challenge: &[u8; 6],
     ) -> Result<[u8; 8], GpError> {
-        enc_mac(&self.enc, [host_challenge, sequence_counter, card_challenge])
+        enc_mac(
+            &self.enc,
+            [host_challenge, sequence_counter, card_challenge],
+        )
     }
 
     /// The host cryptogram: MAC over `seq || card challenge || host challenge`.
@@ -193,7 +196,10 @@ impl SessionKeys {
         sequence_counter: &[u8; 2],
         card_challenge: &[u8; 6],
     ) -> Result<[u8; 8], GpError> {
-        enc_mac(&self.enc, [sequence_counter, card_challenge, host_challenge])
+        enc_mac(
+            &self.enc,
+            [sequence_counter, card_challenge, host_challenge],
+        )
     }
 
     /// Encrypts sensitive data (a DGI value, a key) with the session DEK in TDES-ECB; the length
@@ -233,7 +239,10 @@ impl ChannelKeys {
         sequence_counter: &[u8; 2],
         card_challenge: &[u8; 6],
     ) -> Result<[u8; 8], GpError> {
-        enc_mac(&self.enc, [host_challenge, sequence_counter, card_challenge])
+        enc_mac(
+            &self.enc,
+            [host_challenge, sequence_counter, card_challenge],
+        )
     }
 
     /// The host cryptogram: MAC over `seq || card challenge || host challenge`.
@@ -243,7 +252,10 @@ impl ChannelKeys {
         sequence_counter: &[u8; 2],
         card_challenge: &[u8; 6],
     ) -> Result<[u8; 8], GpError> {
-        enc_mac(&self.enc, [sequence_counter, card_challenge, host_challenge])
+        enc_mac(
+            &self.enc,
+            [sequence_counter, card_challenge, host_challenge],
+        )
     }
 }
 

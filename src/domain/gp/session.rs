@@ -32,10 +32,10 @@ use std::fmt;
 use zeroize::Zeroizing;
 
 use super::apdu::{ApduError, CommandApdu, ResponseApdu, StatusWord, select_by_aid};
+use super::card_keys::HostCardKeys;
 use super::kdf::{Diversification, Kdd, diversify};
 use super::scp02::{self, Scp02Variant};
 use super::scp03;
-use super::card_keys::HostCardKeys;
 use super::{GpError, SecretKey, SecurityLevel, StaticKeys};
 use crate::domain::crypto::{AES_BLOCK, DES_BLOCK, ct_eq, pad_iso7816};
 use crate::domain::dgi::PersoDgi;
@@ -1117,13 +1117,12 @@ fn encode_dgi(
                 pad_iso7816(&mut value, layout.block);
             }
             if dgi.encrypt {
-                value = channel
-                    .keys
-                    .encrypt_sensitive(&value)
-                    .map_err(|error| SessionError::HeldDgi {
+                value = channel.keys.encrypt_sensitive(&value).map_err(|error| {
+                    SessionError::HeldDgi {
                         dgi: dgi.id(),
                         error,
-                    })?;
+                    }
+                })?;
             }
             value
         }

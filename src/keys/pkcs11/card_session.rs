@@ -23,9 +23,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cryptoki::mechanism::Mechanism;
+use cryptoki::mechanism::MechanismType;
 use cryptoki::mechanism::ekdf::DesCbcDeriveParams;
 use cryptoki::mechanism::misc::KeyDerivationStringData;
-use cryptoki::mechanism::MechanismType;
 use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
 use zeroize::{Zeroize, Zeroizing};
@@ -214,21 +214,38 @@ impl Pkcs11KeyStore {
             (ObjectKind::Aes(n), Diversification::Kdf3) => (
                 true,
                 n,
-                &[(MechanismType::AES_ECB_ENCRYPT_DATA, "CKM_AES_ECB_ENCRYPT_DATA")],
+                &[(
+                    MechanismType::AES_ECB_ENCRYPT_DATA,
+                    "CKM_AES_ECB_ENCRYPT_DATA",
+                )],
             ),
             (ObjectKind::Des2 | ObjectKind::Des3, m) if !m.is_aes() => (
                 false,
                 16,
                 &[
-                    (MechanismType::DES3_ECB_ENCRYPT_DATA, "CKM_DES3_ECB_ENCRYPT_DATA"),
-                    (MechanismType::DES3_CBC_ENCRYPT_DATA, "CKM_DES3_CBC_ENCRYPT_DATA"),
+                    (
+                        MechanismType::DES3_ECB_ENCRYPT_DATA,
+                        "CKM_DES3_ECB_ENCRYPT_DATA",
+                    ),
+                    (
+                        MechanismType::DES3_CBC_ENCRYPT_DATA,
+                        "CKM_DES3_CBC_ENCRYPT_DATA",
+                    ),
                 ],
             ),
             _ => {
                 return Err(KeyError::WrongAlgorithm {
                     key: kmc,
-                    found: if matches!(o.kind, ObjectKind::Aes(_)) { "aes" } else { "tdes" },
-                    needed: if method.is_aes() { "aes (kdf3)" } else { "tdes (EMV CPS 1.1 / VISA2)" },
+                    found: if matches!(o.kind, ObjectKind::Aes(_)) {
+                        "aes"
+                    } else {
+                        "tdes"
+                    },
+                    needed: if method.is_aes() {
+                        "aes (kdf3)"
+                    } else {
+                        "tdes (EMV CPS 1.1 / VISA2)"
+                    },
                 });
             }
         };
@@ -441,12 +458,7 @@ impl CardKeySet for TokenCardKeys {
             return Err(self.wrong_protocol("an SCP03 card challenge"));
         }
         let context = scp03::card_challenge_context(seq, sd_aid);
-        let out = self.scp03_kdf(
-            KeyPurpose::Enc,
-            scp03::CONST_CARD_CHALLENGE,
-            &context,
-            64,
-        )?;
+        let out = self.scp03_kdf(KeyPurpose::Enc, scp03::CONST_CARD_CHALLENGE, &context, 64)?;
         out.as_slice()
             .try_into()
             .map_err(|_| rule(self.kmc, "the card challenge is not 8 bytes"))
@@ -475,9 +487,9 @@ impl CardKeySet for TokenCardKeys {
 
     fn static_kcvs(&self) -> Result<[[u8; 3]; 3], KeyError> {
         let mut out = [[0u8; 3]; 3];
-        for (kcv, purpose) in out
-            .iter_mut()
-            .zip([KeyPurpose::Enc, KeyPurpose::Mac, KeyPurpose::Dek])
+        for (kcv, purpose) in
+            out.iter_mut()
+                .zip([KeyPurpose::Enc, KeyPurpose::Mac, KeyPurpose::Dek])
         {
             let (m, block): (Mechanism, &[u8]) = if self.aes {
                 (Mechanism::AesEcb, &[0x01; 16])

@@ -354,7 +354,10 @@ impl Pkcs11KeyStore {
                 ];
                 session.get_attributes(*h, &wanted).map_or(true, |attrs| {
                     attrs.iter().any(|a| {
-                        matches!(a, Attribute::Sensitive(false) | Attribute::Extractable(true))
+                        matches!(
+                            a,
+                            Attribute::Sensitive(false) | Attribute::Extractable(true)
+                        )
                     })
                 })
             })

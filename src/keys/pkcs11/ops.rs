@@ -18,7 +18,8 @@ use crate::domain::envelope::{
 use crate::domain::fields::{Cvv, Pan, Pin, PinBlockFormat, Psn, Pvv};
 use crate::domain::gp::kdf::{Diversification, Kdd};
 use crate::domain::keystore::{
-    CardDek, CardKeySet, CardKeyStore, HeldSecret, KeyError, KeyInfo, KeyRef, KeyStore, KeyUsage, PinBlockRef,
+    CardDek, CardKeySet, CardKeyStore, HeldSecret, KeyError, KeyInfo, KeyRef, KeyStore, KeyUsage,
+    PinBlockRef,
 };
 use crate::domain::oda::CaPublicKey;
 use crate::domain::pinblock;

@@ -1257,6 +1257,9 @@ fn the_cards_gp_keys_stay_in_the_token_and_the_card_receives_the_same_bytes() {
     hsm.init(TOKEN);
     hsm.store(TOKEN, true, "");
     hsm.run_child("child_card_keys_in_the_token");
+    let log = hsm.run_child("child_kmc_without_derive");
+    let warning = "CKA_DERIVE is missing, so the card's GlobalPlatform static keys";
+    assert_eq!(log.matches(warning).count(), 1, "{log}");
 }
 
 /// The demo keys and the GPPro KMCs imported (`keys import` sets `CKA_DERIVE` on the KMCs); the
@@ -1508,4 +1511,87 @@ fn assert_same_store_data_from_both_stores(p11: &Pkcs11KeyStore) {
         }
         assert_eq!(p11.session_key_objects(), 0, "{m:?}");
     }
+}
+
+/// Sets `CKA_DERIVE` of the objects labelled `labels` (`C_SetAttributeValue`), with the module
+/// opened and finalized here: done while no store has it open.
+fn set_derive(token: &str, labels: &[&str], derive: bool) {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    use cryptoki::object::Attribute;
+    use cryptoki::session::UserType;
+    let ctx = Pkcs11::new(MODULE).expect("module");
+    ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .expect("C_Initialize");
+    let slot = ctx
+        .get_slots_with_token()
+        .expect("slots")
+        .into_iter()
+        .find(|s| {
+            ctx.get_token_info(*s)
+                .is_ok_and(|i| i.label().trim_end() == token)
+        })
+        .expect("token slot");
+    let session = ctx.open_rw_session(slot).expect("rw session");
+    let pin = cryptoki::types::AuthPin::new(PIN.to_string().into());
+    session.login(UserType::User, Some(&pin)).expect("login");
+    let mut set = 0;
+    for label in labels {
+        for h in session
+            .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
+            .expect("find")
+        {
+            session
+                .update_attributes(h, &[Attribute::Derive(derive)])
+                .expect("CKA_DERIVE");
+            set += 1;
+        }
+    }
+    assert_eq!(set, labels.len(), "objects {labels:?}");
+    drop(session);
+    ctx.finalize().expect("C_Finalize");
+}
+
+/// The KMCs of the token above with `CKA_DERIVE` cleared (as a tool that cannot set it leaves
+/// them): on the test token the card's keys are diversified with C_Encrypt / C_Sign through
+/// host memory, one warning, and the card still receives the software store's bytes with no
+/// `C_DeriveKey`; the same token opened as a live token refuses, naming the label and
+/// `CKA_DERIVE`.
+#[test]
+#[ignore = "run by its parent test in a process with SOFTHSM2_CONF set"]
+fn child_kmc_without_derive() {
+    let dir = child_dir().expect("PERSODESK_TEST_HSM_DIR");
+    let path = dir.join(format!("{TOKEN}.toml"));
+    set_derive(TOKEN, &["kmc/1", "kmc/2"], false);
+    log_to_stderr();
+    let p11 = open(&path);
+    let soft = demo::keys();
+    for (kmc, m) in [
+        (1, Diversification::EmvCps11),
+        (1, Diversification::Visa2),
+        (2, Diversification::Kdf3),
+    ] {
+        let before = p11.card_key_use();
+        let a = session_apdus(&soft, &soft, kmc, m);
+        assert_eq!(a, session_apdus(&p11, &soft, kmc, m), "{m:?}");
+        assert_eq!(
+            p11.card_key_use().static_derivations,
+            before.static_derivations
+        );
+    }
+    assert_eq!(p11.session_key_objects(), 0);
+    assert_all_locked(&p11);
+    drop(p11);
+    let text = std::fs::read_to_string(&path).expect("store file");
+    let live_path = path.with_file_name("live-kmc.toml");
+    std::fs::write(&live_path, text.replace("test = true", "test = false")).expect("write");
+    let live = open(&live_path);
+    let err = live
+        .open_card_keys(1, Diversification::EmvCps11, &[0; 10])
+        .err()
+        .expect("refused on a live token")
+        .to_string();
+    assert!(
+        err.contains("kmc/1") && err.contains("CKA_DERIVE false"),
+        "{err}"
+    );
 }

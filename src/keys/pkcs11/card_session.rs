@@ -121,6 +121,20 @@ impl std::fmt::Debug for TokenCardKeys {
     }
 }
 
+/// A KMC without `CKA_DERIVE` where the keys must be derived in the token (fail closed).
+pub(super) fn no_derive(kmc: KeyRef, token: &str) -> KeyError {
+    rule(
+        kmc,
+        format!(
+            "{} has CKA_DERIVE false on token {token}: the card's GlobalPlatform keys are \
+             diversified in the token with C_DeriveKey and never come out (keys import sets \
+             CKA_DERIVE on a KMC; only a test token, test = true, may diversify them with \
+             C_Encrypt through host memory)",
+            label(kmc)
+        ),
+    )
+}
+
 fn rule(key: KeyRef, rule: impl Into<String>) -> KeyError {
     KeyError::Rule {
         key,
@@ -250,16 +264,7 @@ impl Pkcs11KeyStore {
             }
         };
         if !o.derive {
-            return Err(rule(
-                kmc,
-                format!(
-                    "{} has CKA_DERIVE false on token {}: the card's GlobalPlatform keys are \
-                     diversified in the token with C_DeriveKey and never come out (keys import \
-                     sets CKA_DERIVE on a KMC)",
-                    label(kmc),
-                    self.token.label
-                ),
-            ));
+            return Err(no_derive(kmc, &self.token.label));
         }
         for (m, name) in needed {
             if !self.token.has(*m) {

@@ -10,6 +10,7 @@
 //!   `CKA_VALUE` is never read; every operation runs in the token.
 //! - What comes out in clear into host memory, per card, and why: docs/hsm.md.
 
+mod card_no_derive;
 mod card_session;
 mod file;
 mod held;
@@ -55,6 +56,8 @@ pub struct Pkcs11KeyStore {
     host_fallbacks: AtomicU64,
     /// The host fallback was logged once.
     fallback_noted: AtomicBool,
+    /// The KMC fallback without `CKA_DERIVE` (test token) was logged once.
+    kmc_fallback_noted: AtomicBool,
     /// What the token did with card keys (`C_DeriveKey`, session keys, DEK encryptions).
     card_counters: Arc<card_session::CardKeyCounters>,
 }
@@ -143,6 +146,7 @@ impl Pkcs11KeyStore {
             wraps: AtomicU64::new(0),
             host_fallbacks: AtomicU64::new(0),
             fallback_noted: AtomicBool::new(false),
+            kmc_fallback_noted: AtomicBool::new(false),
             card_counters: Arc::default(),
         };
         store.index()?;

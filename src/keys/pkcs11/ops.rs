@@ -445,13 +445,19 @@ impl CardKeyStore for Pkcs11KeyStore {
     }
 
     /// The card's static keys derived in the token as session objects of their own session
-    /// (`card_session.rs`); they never come out, and are destroyed when the set drops.
+    /// (`card_session.rs`); they never come out, and are destroyed when the set drops. A KMC
+    /// without `CKA_DERIVE`: on a test token only, diversified through host memory
+    /// (`card_no_derive.rs`).
     fn open_card_keys(
         &self,
         kmc_index: u32,
         method: Diversification,
         kdd: &Kdd,
     ) -> Result<Box<dyn CardKeySet>, KeyError> {
+        let kmc = KeyRef::new(KeyUsage::Kmc, kmc_index);
+        if !self.object(kmc)?.derive {
+            return self.card_keys_without_derive(kmc, method, kdd);
+        }
         Ok(Box::new(self.token_card_keys(kmc_index, method, kdd)?))
     }
 

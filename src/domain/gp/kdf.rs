@@ -143,3 +143,34 @@ pub fn diversify(
         dek: diversify_key(kmc, kdd, KeyPurpose::Dek, method)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::cmac_subkey1;
+
+    /// RFC 4493 §4 (subkey generation, AES-128 key 2B7E1516…): L and K1 as published.
+    #[test]
+    fn cmac_subkey1_is_rfc_4493s_k1() {
+        let l: [u8; 16] = hex::decode("7df76b0c1ab899b33e42f047b91b546f")
+            .expect("hex")
+            .try_into()
+            .expect("16");
+        assert_eq!(
+            hex::encode(cmac_subkey1(&l)),
+            "fbeed618357133667c85e08f7236a8de"
+        );
+    }
+
+    /// RFC 4493 §4: K2 = dbl(K1) = F7DDAC30…; K1's top bit is set, so the 87 reduction runs.
+    #[test]
+    fn cmac_doubling_reduces_when_the_top_bit_is_set() {
+        let k1: [u8; 16] = hex::decode("fbeed618357133667c85e08f7236a8de")
+            .expect("hex")
+            .try_into()
+            .expect("16");
+        assert_eq!(
+            hex::encode(cmac_subkey1(&k1)),
+            "f7ddac306ae266ccf90bc11ee46d513b"
+        );
+    }
+}

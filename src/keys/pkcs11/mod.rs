@@ -8,6 +8,9 @@
 //! - A long-lived key object that is extractable or not sensitive is refused at load, by label.
 //!   An IMK without `CKA_DERIVE` is refused on a live token and warned about on a test token.
 //!   `CKA_VALUE` is never read; every operation runs in the token.
+//! - A card's GlobalPlatform static keys are derived from the KMC into token session objects
+//!   of the card's own session and never come out (`card_session.rs`); only the SCP session
+//!   keys the host channel needs do.
 //! - What comes out in clear into host memory, per card, and why: docs/hsm.md.
 
 mod card_no_derive;

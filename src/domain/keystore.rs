@@ -248,15 +248,17 @@ pub trait CardKeyStore: KeyStore {
     /// Every key's public information (label, algorithm, KCV, test flag).
     fn inventory(&self) -> Vec<KeyInfo>;
 
-    /// The static ENC/MAC/DEK keys of one card: the KMC `kmc #kmc_index` diversified inside the
-    /// store with the card's KDD (INITIALIZE UPDATE) by `method`. The SCP session keys come from
-    /// these (per card, in host memory for the length of one session).
-    fn card_static_keys(
+    /// One card's GlobalPlatform keys for one secure channel session: the KMC `kmc #kmc_index`
+    /// diversified inside the store with the card's KDD (INITIALIZE UPDATE) by `method`. The
+    /// static ENC/MAC/DEK stay in the returned [`CardKeySet`] (a PKCS#11 store keeps them as
+    /// token session objects, destroyed when it drops); only the SCP session keys the channel
+    /// needs come out of it.
+    fn open_card_keys(
         &self,
         kmc_index: u32,
         method: super::gp::kdf::Diversification,
         kdd: &super::gp::kdf::Kdd,
-    ) -> Result<super::gp::StaticKeys, KeyError>;
+    ) -> Result<Box<dyn CardKeySet>, KeyError>;
 
     /// The CA public keys named by the store's issuer entries (RID, index), without duplicates.
     fn ca_public_keys(&self) -> Vec<super::oda::CaPublicKey>;
@@ -274,7 +276,8 @@ pub trait CardKeyStore: KeyStore {
     /// The value of a sensitive DGI held in the store ([`HeldSecret`]), encrypted for the card
     /// under `dek` exactly as the GP session encrypts a clear sensitive DGI (the card receives
     /// the same bytes). A PKCS#11 store derives the secret and wraps it inside the token
-    /// (`C_WrapKey`); it fails closed when the token cannot wrap under that DEK.
+    /// (`C_WrapKey`) under the DEK object its [`CardKeySet`] holds ([`CardDek::Held`]); it fails
+    /// closed when the token cannot wrap under that DEK.
     fn held_secret_for_card(
         &self,
         secret: &HeldSecret,
@@ -413,18 +416,67 @@ impl HeldSecret {
 /// with the static DEK (AES-CBC, IV 0).
 #[derive(Debug, Clone, Copy)]
 pub enum CardDek<'a> {
-    /// SCP02: the session DEK, TDES-ECB.
+    /// SCP02: the session DEK in host memory, TDES-ECB.
     Scp02Session(&'a super::gp::SecretKey),
-    /// SCP03: the static DEK, AES-CBC with a zero IV.
+    /// SCP03: the static DEK in host memory, AES-CBC with a zero IV.
     Scp03Static(&'a super::gp::SecretKey),
+    /// A DEK that never left the key store that opened the card's keys: that store's own
+    /// reference to it (a PKCS#11 store's token object), which only that store understands.
+    Held(&'a dyn std::any::Any),
 }
 
 impl CardDek<'_> {
-    /// Encrypts `data` on the host as the GP session does for sensitive DGIs.
+    /// Encrypts `data` on the host as the GP session does for sensitive DGIs. A DEK held in a
+    /// key store cannot: an error.
     pub fn encrypt_on_host(&self, data: &[u8]) -> Result<Vec<u8>, super::gp::GpError> {
         match self {
             Self::Scp02Session(dek) => super::gp::scp02::encrypt_with_session_dek(dek, data),
             Self::Scp03Static(dek) => super::gp::scp03::encrypt_sensitive(dek, data),
+            Self::Held(_) => Err(super::gp::GpError::Unsupported(
+                "encryption on the host under a DEK held in a key store",
+            )),
         }
     }
+}
+
+/// One card's GlobalPlatform static keys (ENC, MAC, DEK) for one secure channel session, held
+/// where they were made: in the key store that diversified the KMC
+/// ([`CardKeyStore::open_card_keys`]; a PKCS#11 store keeps them as token session objects), or
+/// on the host for plans that carry static keys or a KMC ([`super::gp::card_keys::HostCardKeys`]).
+/// No method returns a static key or the card's DEK: only the session keys the secure channel
+/// needs, and sensitive data already encrypted under the DEK.
+pub trait CardKeySet: Send {
+    /// SCP02: S-ENC, C-MAC and R-MAC for the card's sequence counter. The session DEK is
+    /// derived too and stays inside, for [`Self::encrypt_sensitive`] and [`Self::dek`].
+    fn scp02_session(
+        &mut self,
+        sequence_counter: [u8; 2],
+    ) -> Result<super::gp::scp02::ChannelKeys, KeyError>;
+
+    /// SCP03: S-ENC, S-MAC and S-RMAC from both challenges (the static DEK is the DEK).
+    fn scp03_session(
+        &mut self,
+        host_challenge: &[u8; 8],
+        card_challenge: &[u8; 8],
+    ) -> Result<super::gp::scp03::SessionKeys, KeyError>;
+
+    /// SCP03: the pseudo-random card challenge `KDF(K-ENC, 02, seq || SD AID, 64)`.
+    fn scp03_card_challenge(
+        &self,
+        sequence_counter: &[u8; 3],
+        sd_aid: &[u8],
+    ) -> Result<[u8; 8], KeyError>;
+
+    /// Sensitive data (a DGI value whose length is a multiple of the block) encrypted under the
+    /// card's DEK as the card receives it: SCP02 session DEK in TDES-ECB, SCP03 static DEK in
+    /// AES-CBC with IV 0. Needs the session opened first.
+    fn encrypt_sensitive(&self, data: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyError>;
+
+    /// The card's DEK for [`CardKeyStore::held_secret_for_card`]. Needs the session opened
+    /// first.
+    fn dek(&self) -> Result<CardDek<'_>, KeyError>;
+
+    /// The KCVs of the static ENC, MAC and DEK (TDES: 8 × 00; AES: 16 × 01, the GP
+    /// convention), computed where the keys are: public, for checks against published vectors.
+    fn static_kcvs(&self) -> Result<[[u8; 3]; 3], KeyError>;
 }

@@ -10,6 +10,7 @@ use zeroize::Zeroizing;
 use super::SoftwareKeyStore;
 use crate::domain::emv_keys::DesKey16;
 use crate::domain::gp::SecretKey;
+use crate::domain::gp::card_keys::HostCardKeys;
 use crate::domain::gp::kdf::Diversification;
 use crate::domain::gp::session::CardKeys;
 use crate::domain::keystore::{KeyAlgorithm, KeyError, KeyRef, KeyUsage};
@@ -80,12 +81,14 @@ impl crate::domain::keystore::CardKeyStore for SoftwareKeyStore {
         self.list()
     }
 
-    fn card_static_keys(
+    /// The KMC diversified on the host (software crypto) into a [`HostCardKeys`]: the same
+    /// keys, session keys and encryptions as a plan that carries the KMC.
+    fn open_card_keys(
         &self,
         kmc_index: u32,
         method: Diversification,
         kdd: &crate::domain::gp::kdf::Kdd,
-    ) -> Result<crate::domain::gp::StaticKeys, KeyError> {
+    ) -> Result<Box<dyn crate::domain::keystore::CardKeySet>, KeyError> {
         let key = KeyRef::new(KeyUsage::Kmc, kmc_index);
         let CardKeys::Master { kmc, method } = self.gp_card_keys(kmc_index, method)? else {
             return Err(KeyError::Rule {
@@ -93,10 +96,12 @@ impl crate::domain::keystore::CardKeyStore for SoftwareKeyStore {
                 rule: "holds no master key".into(),
             });
         };
-        crate::domain::gp::kdf::diversify(&kmc, kdd, method).map_err(|e| KeyError::Rule {
-            key,
-            rule: format!("card key diversification: {e}"),
-        })
+        let keys =
+            crate::domain::gp::kdf::diversify(&kmc, kdd, method).map_err(|e| KeyError::Rule {
+                key,
+                rule: format!("card key diversification: {e}"),
+            })?;
+        Ok(Box::new(HostCardKeys::new(keys, key, method.is_aes())))
     }
 
     fn ca_public_keys(&self) -> Vec<crate::domain::oda::CaPublicKey> {

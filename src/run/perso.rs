@@ -210,8 +210,9 @@ pub fn host_challenge() -> [u8; 8] {
 }
 
 /// The channel options for `chip` over `rule`. The card keys stay in `keys`: the session asks
-/// the store for the card's static keys (the KMC diversified inside it with the KDD of
-/// INITIALIZE UPDATE, [`CardKeyStore::card_static_keys`]); the KMC itself never comes out. The
+/// the store to open the card's keys (the KMC diversified inside it with the KDD of
+/// INITIALIZE UPDATE, [`CardKeyStore::open_card_keys`]); neither the KMC nor, on a token, the
+/// card's static keys come out. The
 /// KMC is checked here (present, of the method's algorithm) before any card is touched.
 pub fn channel_options(
     rule: &ChannelRule,

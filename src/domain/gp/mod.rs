@@ -5,6 +5,7 @@
 //! numbers: the host challenge comes from the caller.
 //!
 //! - [`apdu`]: command/response APDUs and status words.
+//! - [`card_keys`]: one card's static keys on the host, behind the key store port's `CardKeySet`.
 //! - [`kdf`]: static card keys from a KMC (EMV CPS 1.1, VISA2, GPPro "kdf3").
 //! - [`scp02`]: SCP02 session keys, cryptograms, C-MAC, C-DEC and the session DEK.
 //! - [`scp03`]: SCP03 KDF, session keys, cryptograms, C-MAC chaining, C-DEC, R-MAC/R-ENC.
@@ -15,6 +16,7 @@
 //! never print their value.
 
 pub mod apdu;
+pub mod card_keys;
 pub mod kdf;
 pub mod scp02;
 pub mod scp03;

@@ -123,6 +123,14 @@ impl Scp02Variant {
     }
 }
 
+/// The block an SCP02 session key is derived from: `const || seq || 00 × 12`.
+pub fn derivation_data(constant: [u8; 2], sequence_counter: [u8; 2]) -> [u8; 16] {
+    let mut block = [0u8; 16];
+    block[..2].copy_from_slice(&constant);
+    block[2..4].copy_from_slice(&sequence_counter);
+    block
+}
+
 /// Derives one SCP02 session key: `TDES-CBC_K(IV 0)[const || seq || 00 × 12]`.
 pub fn derive_session_key(
     static_key: &SecretKey,
@@ -136,9 +144,7 @@ pub fn derive_session_key(
             got: static_key.len(),
         });
     }
-    let mut block = [0u8; 16];
-    block[..2].copy_from_slice(&constant);
-    block[2..4].copy_from_slice(&sequence_counter);
+    let mut block = derivation_data(constant, sequence_counter);
     let key = tdes_cbc_encrypt(static_key.as_bytes(), &[0; 8], &mut block)
         .map_err(GpError::from)
         .and_then(|()| SecretKey::new(&block));
@@ -177,7 +183,10 @@ impl SessionKeys {
         sequence_counter: &[u8; 2],
         card_challenge: &[u8; 6],
     ) -> Result<[u8; 8], GpError> {
-        self.enc_mac([host_challenge, sequence_counter, card_challenge])
+        enc_mac(
+            &self.enc,
+            [host_challenge, sequence_counter, card_challenge],
+        )
     }
 
     /// The host cryptogram: MAC over `seq || card challenge || host challenge`.
@@ -187,19 +196,10 @@ impl SessionKeys {
         sequence_counter: &[u8; 2],
         card_challenge: &[u8; 6],
     ) -> Result<[u8; 8], GpError> {
-        self.enc_mac([sequence_counter, card_challenge, host_challenge])
-    }
-
-    /// The full triple-DES MAC under S-ENC of the 16 bytes `parts` make (8 + 2 + 6 in the
-    /// order a cryptogram names them).
-    fn enc_mac(&self, parts: [&[u8]; 3]) -> Result<[u8; 8], GpError> {
-        let mut data = [0u8; 16];
-        let mut at = 0;
-        for part in parts {
-            data[at..at + part.len()].copy_from_slice(part);
-            at += part.len();
-        }
-        full_tdes_mac(&self.enc, &data)
+        enc_mac(
+            &self.enc,
+            [sequence_counter, card_challenge, host_challenge],
+        )
     }
 
     /// Encrypts sensitive data (a DGI value, a key) with the session DEK in TDES-ECB; the length
@@ -207,6 +207,68 @@ impl SessionKeys {
     pub fn encrypt_sensitive(&self, data: &[u8]) -> Result<Vec<u8>, GpError> {
         encrypt_with_session_dek(&self.dek, data)
     }
+}
+
+/// The session keys a channel uses: S-ENC, C-MAC and R-MAC. The session DEK is not among them:
+/// it stays with the card's keys ([`crate::domain::keystore::CardKeySet`]), in a key store that
+/// holds it.
+#[derive(Clone, Debug)]
+pub struct ChannelKeys {
+    /// S-ENC: cryptograms and C-DEC.
+    pub enc: SecretKey,
+    /// C-MAC key.
+    pub c_mac: SecretKey,
+    /// R-MAC key.
+    pub r_mac: SecretKey,
+}
+
+impl From<SessionKeys> for ChannelKeys {
+    fn from(keys: SessionKeys) -> Self {
+        let SessionKeys {
+            enc, c_mac, r_mac, ..
+        } = keys;
+        Self { enc, c_mac, r_mac }
+    }
+}
+
+impl ChannelKeys {
+    /// The card cryptogram: MAC over `host challenge || seq || card challenge`.
+    pub fn card_cryptogram(
+        &self,
+        host_challenge: &[u8; 8],
+        sequence_counter: &[u8; 2],
+        card_challenge: &[u8; 6],
+    ) -> Result<[u8; 8], GpError> {
+        enc_mac(
+            &self.enc,
+            [host_challenge, sequence_counter, card_challenge],
+        )
+    }
+
+    /// The host cryptogram: MAC over `seq || card challenge || host challenge`.
+    pub fn host_cryptogram(
+        &self,
+        host_challenge: &[u8; 8],
+        sequence_counter: &[u8; 2],
+        card_challenge: &[u8; 6],
+    ) -> Result<[u8; 8], GpError> {
+        enc_mac(
+            &self.enc,
+            [sequence_counter, card_challenge, host_challenge],
+        )
+    }
+}
+
+/// The full triple-DES MAC under S-ENC of the 16 bytes `parts` make (8 + 2 + 6 in the order a
+/// cryptogram names them).
+fn enc_mac(enc: &SecretKey, parts: [&[u8]; 3]) -> Result<[u8; 8], GpError> {
+    let mut data = [0u8; 16];
+    let mut at = 0;
+    for part in parts {
+        data[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    full_tdes_mac(enc, &data)
 }
 
 /// Sensitive data (keys, PIN blocks) encrypted with an SCP02 session DEK: TDES-ECB, as
@@ -250,7 +312,7 @@ pub fn max_plain_data(level: SecurityLevel) -> usize {
 #[derive(Zeroize, ZeroizeOnDrop)]
 pub struct Channel {
     #[zeroize(skip)]
-    keys: SessionKeys,
+    keys: ChannelKeys,
     #[zeroize(skip)]
     variant: Scp02Variant,
     #[zeroize(skip)]
@@ -270,7 +332,7 @@ impl std::fmt::Debug for Channel {
 impl Channel {
     /// Prepares a channel; only C-MAC and C-MAC + C-DEC levels are supported for SCP02.
     pub fn new(
-        keys: SessionKeys,
+        keys: impl Into<ChannelKeys>,
         variant: Scp02Variant,
         level: SecurityLevel,
     ) -> Result<Self, GpError> {
@@ -278,15 +340,15 @@ impl Channel {
             return Err(GpError::Unsupported("SCP02 R-MAC / R-ENC security levels"));
         }
         Ok(Self {
-            keys,
+            keys: keys.into(),
             variant,
             level,
             icv: None,
         })
     }
 
-    /// The session keys (for the DEK).
-    pub fn keys(&self) -> &SessionKeys {
+    /// The session keys of the channel.
+    pub fn keys(&self) -> &ChannelKeys {
         &self.keys
     }
 

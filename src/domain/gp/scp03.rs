@@ -47,6 +47,30 @@ pub fn kdf(
     l_bits: u16,
 ) -> Result<Zeroizing<Vec<u8>>, GpError> {
     let len = usize::from(l_bits / 8);
+    let mut out = Zeroizing::new(Vec::with_capacity(len + 16));
+    for input in kdf_inputs(constant, context, l_bits)? {
+        let mut block = aes_cmac(key.as_bytes(), &input)?;
+        out.extend_from_slice(&block);
+        block.zeroize();
+    }
+    out.truncate(len);
+    Ok(out)
+}
+
+/// The CMAC inputs of the SCP03 KDF, one per 16 output bytes:
+/// `00 × 11 || const || 00 || L(2, bits) || i(1) || context` with `i` = 1, 2, … The KDF output
+/// is the CMACs concatenated and cut to `l_bits` (a key store runs the CMACs on a key it holds).
+pub fn kdf_inputs(
+    constant: u8,
+    context: &[u8],
+    l_bits: u16,
+) -> Result<Vec<Zeroizing<Vec<u8>>>, GpError> {
+    let blocks = usize::from(l_bits / 8).div_ceil(16);
+    if blocks > 255 {
+        return Err(GpError::Unsupported(
+            "SCP03 KDF output longer than 255 blocks",
+        ));
+    }
     let mut input = Zeroizing::new(Vec::with_capacity(16 + context.len()));
     input.extend_from_slice(&[0u8; 11]);
     input.push(constant);
@@ -54,19 +78,29 @@ pub fn kdf(
     input.extend_from_slice(&l_bits.to_be_bytes());
     input.push(0x00); // counter, set below
     input.extend_from_slice(context);
-    let mut out = Zeroizing::new(Vec::with_capacity(len + 16));
-    let mut counter = 1u8;
-    while out.len() < len {
-        input[15] = counter;
-        let mut block = aes_cmac(key.as_bytes(), &input)?;
-        out.extend_from_slice(&block);
-        block.zeroize();
-        counter = counter.checked_add(1).ok_or(GpError::Unsupported(
-            "SCP03 KDF output longer than 255 blocks",
-        ))?;
-    }
-    out.truncate(len);
-    Ok(out)
+    Ok((1..=blocks)
+        .map(|counter| {
+            let mut one = input.clone();
+            one[15] = u8::try_from(counter).unwrap_or(u8::MAX);
+            one
+        })
+        .collect())
+}
+
+/// The KDF context of the session keys and cryptograms: host challenge || card challenge.
+pub fn challenge_context(host_challenge: &[u8; 8], card_challenge: &[u8; 8]) -> [u8; 16] {
+    let mut context = [0u8; 16];
+    context[..8].copy_from_slice(host_challenge);
+    context[8..].copy_from_slice(card_challenge);
+    context
+}
+
+/// The KDF context of the pseudo-random card challenge: sequence counter || SD AID.
+pub fn card_challenge_context(sequence_counter: &[u8; 3], sd_aid: &[u8]) -> Vec<u8> {
+    let mut context = Vec::with_capacity(3 + sd_aid.len());
+    context.extend_from_slice(sequence_counter);
+    context.extend_from_slice(sd_aid);
+    context
 }
 
 /// The INITIALIZE UPDATE response of an SCP03 card in S8 mode (29 bytes, or 32 with the
@@ -135,9 +169,7 @@ pub fn pseudo_random_card_challenge(
     sequence_counter: &[u8; 3],
     sd_aid: &[u8],
 ) -> Result<[u8; 8], GpError> {
-    let mut context = Vec::with_capacity(3 + sd_aid.len());
-    context.extend_from_slice(sequence_counter);
-    context.extend_from_slice(sd_aid);
+    let context = card_challenge_context(sequence_counter, sd_aid);
     let out = kdf(static_enc, CONST_CARD_CHALLENGE, &context, 64)?;
     array(&out, "card challenge")
 }
@@ -160,9 +192,7 @@ impl SessionKeys {
         host_challenge: &[u8; 8],
         card_challenge: &[u8; 8],
     ) -> Result<Self, GpError> {
-        let mut context = [0u8; 16];
-        context[..8].copy_from_slice(host_challenge);
-        context[8..].copy_from_slice(card_challenge);
+        let context = challenge_context(host_challenge, card_challenge);
         let derive = |key: &SecretKey, constant: u8| -> Result<SecretKey, GpError> {
             let bits = u16::try_from(key.len() * 8).unwrap_or(u16::MAX);
             SecretKey::new(&kdf(key, constant, &context, bits)?)

@@ -32,13 +32,14 @@ use std::fmt;
 use zeroize::Zeroizing;
 
 use super::apdu::{ApduError, CommandApdu, ResponseApdu, StatusWord, select_by_aid};
+use super::card_keys::HostCardKeys;
 use super::kdf::{Diversification, Kdd, diversify};
 use super::scp02::{self, Scp02Variant};
 use super::scp03;
 use super::{GpError, SecretKey, SecurityLevel, StaticKeys};
 use crate::domain::crypto::{AES_BLOCK, DES_BLOCK, ct_eq, pad_iso7816};
 use crate::domain::dgi::PersoDgi;
-use crate::domain::keystore::{CardDek, CardKeyStore, KeyError};
+use crate::domain::keystore::{CardKeySet, CardKeyStore, KeyError, KeyRef, KeyUsage};
 
 /// An application or security domain identifier (5 to 16 bytes).
 #[derive(Clone, PartialEq, Eq)]
@@ -115,8 +116,9 @@ pub enum CardKeys {
         method: Diversification,
     },
     /// The KMC `kmc #kmc_index` of a key store: the store diversifies it with the KDD of
-    /// INITIALIZE UPDATE ([`CardKeyStore::card_static_keys`]) and the KMC never comes out. The
-    /// store is handed to [`PersoSession::handle_response_with`].
+    /// INITIALIZE UPDATE ([`CardKeyStore::open_card_keys`]) and keeps the card's static keys;
+    /// neither they nor the KMC come out. The store is handed to
+    /// [`PersoSession::handle_response_with`].
     Store {
         /// The KMC's index in the key store.
         kmc_index: u32,
@@ -360,8 +362,8 @@ pub enum SessionError {
     },
     /// The key store could not give the card's static keys (KMC missing, refused, token error).
     CardKeys(KeyError),
-    /// The key store could not give a held sensitive DGI encrypted for the card (no store,
-    /// token error, a wrap mechanism the token lacks).
+    /// A sensitive DGI could not be encrypted for the card under its DEK: a held one (no store,
+    /// token error, a wrap mechanism the token lacks) or a clear one (the card's keys failed).
     HeldDgi {
         /// The DGI.
         dgi: u16,
@@ -584,50 +586,39 @@ fn commands_for(len: usize, max_chunk: usize) -> usize {
 // ---------------------------------------------------------------------------------------------
 // Secure channel of the session
 
-/// The open secure channel of a session, whichever protocol the plan names.
-enum SecureChannel {
+/// The open secure channel of a session, whichever protocol the plan names, with the card's
+/// keys that encrypt its sensitive data.
+struct SecureChannel {
+    link: Link,
+    keys: Box<dyn CardKeySet>,
+}
+
+/// The protocol's channel: C-MAC, C-DEC, R-MAC.
+enum Link {
     Scp02(scp02::Channel),
-    Scp03 {
-        channel: scp03::Channel,
-        static_dek: SecretKey,
-    },
+    Scp03(scp03::Channel),
 }
 
 impl SecureChannel {
     fn external_authenticate(&mut self, host_cryptogram: &[u8; 8]) -> Result<CommandApdu, GpError> {
-        match self {
-            Self::Scp02(c) => c.external_authenticate(host_cryptogram),
-            Self::Scp03 { channel, .. } => channel.external_authenticate(host_cryptogram),
+        match &mut self.link {
+            Link::Scp02(c) => c.external_authenticate(host_cryptogram),
+            Link::Scp03(c) => c.external_authenticate(host_cryptogram),
         }
     }
 
     fn wrap(&mut self, command: &CommandApdu) -> Result<CommandApdu, GpError> {
-        match self {
-            Self::Scp02(c) => c.wrap(command),
-            Self::Scp03 { channel, .. } => channel.wrap(command),
+        match &mut self.link {
+            Link::Scp02(c) => c.wrap(command),
+            Link::Scp03(c) => c.wrap(command),
         }
     }
 
     /// Checks the R-MAC of a `9000` response (SCP03 R-MAC levels).
     fn check_response(&self, response: &ResponseApdu) -> Result<(), GpError> {
-        match self {
-            Self::Scp02(_) => Ok(()),
-            Self::Scp03 { channel, .. } => channel.unwrap(response).map(|_| ()),
-        }
-    }
-
-    fn encrypt_sensitive(&self, data: &[u8]) -> Result<Vec<u8>, GpError> {
-        match self {
-            Self::Scp02(c) => c.keys().encrypt_sensitive(data),
-            Self::Scp03 { static_dek, .. } => scp03::encrypt_sensitive(static_dek, data),
-        }
-    }
-
-    /// The DEK `encrypt_sensitive` uses, for a key store that encrypts a held DGI itself.
-    fn card_dek(&self) -> CardDek<'_> {
-        match self {
-            Self::Scp02(c) => CardDek::Scp02Session(&c.keys().dek),
-            Self::Scp03 { static_dek, .. } => CardDek::Scp03Static(static_dek),
+        match &self.link {
+            Link::Scp02(_) => Ok(()),
+            Link::Scp03(c) => c.unwrap(response).map(|_| ()),
         }
     }
 }
@@ -789,25 +780,27 @@ fn crypto(source: GpError) -> SessionError {
     }
 }
 
-/// The card's static keys: the plan's, diversified from its KMC with the card's KDD, or
-/// diversified inside the key store.
-fn static_keys(
+/// The card's keys: the plan's static keys, its KMC diversified with the card's KDD on the host,
+/// or the key store's KMC diversified inside the store, which keeps them.
+fn card_keys(
     plan: &PersoPlan,
     store: Option<&dyn CardKeyStore>,
     kdd: &Kdd,
-) -> Result<StaticKeys, SessionError> {
+) -> Result<Box<dyn CardKeySet>, SessionError> {
+    let aes = matches!(plan.channel.protocol, Protocol::Scp03 { .. });
+    let plan_key = KeyRef::new(KeyUsage::Kmc, 0);
     match &plan.channel.keys {
-        CardKeys::Static(keys) => Ok(keys.clone()),
-        CardKeys::Master { kmc, method } => diversify(kmc, kdd, *method).map_err(crypto),
+        CardKeys::Static(keys) => Ok(Box::new(HostCardKeys::new(keys.clone(), plan_key, aes))),
+        CardKeys::Master { kmc, method } => {
+            let keys = diversify(kmc, kdd, *method).map_err(crypto)?;
+            Ok(Box::new(HostCardKeys::new(keys, plan_key, aes)))
+        }
         CardKeys::Store { kmc_index, method } => match store {
             Some(s) => s
-                .card_static_keys(*kmc_index, *method, kdd)
+                .open_card_keys(*kmc_index, *method, kdd)
                 .map_err(SessionError::CardKeys),
             None => Err(SessionError::CardKeys(KeyError::Rule {
-                key: crate::domain::keystore::KeyRef::new(
-                    crate::domain::keystore::KeyUsage::Kmc,
-                    *kmc_index,
-                ),
+                key: KeyRef::new(KeyUsage::Kmc, *kmc_index),
                 rule: "no key store was given to the session".into(),
             })),
         },
@@ -823,8 +816,10 @@ fn open_scp02(
 ) -> Result<Opened, SessionError> {
     let host = &plan.host_challenge;
     let r = scp02::InitUpdateResponse::parse(data).map_err(malformed)?;
-    let keys = static_keys(plan, store, &r.kdd)?;
-    let session = scp02::SessionKeys::derive(&keys, r.sequence_counter).map_err(crypto)?;
+    let mut keys = card_keys(plan, store, &r.kdd)?;
+    let session = keys
+        .scp02_session(r.sequence_counter)
+        .map_err(SessionError::CardKeys)?;
     let expected = session
         .card_cryptogram(host, &r.sequence_counter, &r.card_challenge)
         .map_err(crypto)?;
@@ -842,7 +837,11 @@ fn open_scp02(
         key_version: r.key_version,
         sequence_counter: r.sequence_counter.to_vec(),
     };
-    Ok((SecureChannel::Scp02(channel), card, host_cryptogram))
+    let channel = SecureChannel {
+        link: Link::Scp02(channel),
+        keys,
+    };
+    Ok((channel, card, host_cryptogram))
 }
 
 /// SCP03: the card's "i" checked, session keys from both challenges, the card cryptogram (and,
@@ -861,8 +860,10 @@ fn open_scp03(
             got: format!("SCP03 i={:02X}", r.i),
         });
     }
-    let keys = static_keys(plan, store, &r.kdd)?;
-    let session = scp03::SessionKeys::derive(&keys, host, &r.card_challenge).map_err(crypto)?;
+    let mut keys = card_keys(plan, store, &r.kdd)?;
+    let session = keys
+        .scp03_session(host, &r.card_challenge)
+        .map_err(SessionError::CardKeys)?;
     let expected = session
         .card_cryptogram(host, &r.card_challenge)
         .map_err(crypto)?;
@@ -874,12 +875,9 @@ fn open_scp03(
             what: "SCP03 INITIALIZE UPDATE response",
             reason: "no sequence counter for a pseudo-random card challenge",
         }))?;
-        let challenge = scp03::pseudo_random_card_challenge(
-            &keys.enc,
-            &seq,
-            plan.channel.target_aid.as_bytes(),
-        )
-        .map_err(crypto)?;
+        let challenge = keys
+            .scp03_card_challenge(&seq, plan.channel.target_aid.as_bytes())
+            .map_err(SessionError::CardKeys)?;
         if !ct_eq(&challenge, &r.card_challenge) {
             return Err(SessionError::CardChallengeMismatch);
         }
@@ -892,9 +890,9 @@ fn open_scp03(
         key_version: r.key_version,
         sequence_counter: r.sequence_counter.map(|s| s.to_vec()).unwrap_or_default(),
     };
-    let channel = SecureChannel::Scp03 {
-        channel: scp03::Channel::new(session, plan.channel.security_level),
-        static_dek: keys.dek.clone(),
+    let channel = SecureChannel {
+        link: Link::Scp03(scp03::Channel::new(session, plan.channel.security_level)),
+        keys,
     };
     Ok((channel, card, host_cryptogram))
 }
@@ -1119,7 +1117,12 @@ fn encode_dgi(
                 pad_iso7816(&mut value, layout.block);
             }
             if dgi.encrypt {
-                value = Zeroizing::new(channel.encrypt_sensitive(&value).map_err(crypto)?);
+                value = channel.keys.encrypt_sensitive(&value).map_err(|error| {
+                    SessionError::HeldDgi {
+                        dgi: dgi.id(),
+                        error,
+                    }
+                })?;
             }
             value
         }
@@ -1159,12 +1162,12 @@ fn held_value(
         ));
     }
     let store = store.ok_or_else(|| fail("no key store was given to the session"))?;
-    store
-        .held_secret_for_card(held, channel.card_dek())
-        .map_err(|error| SessionError::HeldDgi {
-            dgi: dgi.id(),
-            error,
-        })
+    let held_err = |error| SessionError::HeldDgi {
+        dgi: dgi.id(),
+        error,
+    };
+    let dek = channel.keys.dek().map_err(held_err)?;
+    store.held_secret_for_card(held, dek).map_err(held_err)
 }
 
 // ---------------------------------------------------------------------------------------------

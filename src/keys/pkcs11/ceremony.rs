@@ -26,8 +26,12 @@ fn secret_template(
     usage: KeyUsage,
 ) -> Vec<Attribute> {
     let wraps = matches!(usage, KeyUsage::Kek);
-    // The IMKs derive the ICC master keys in the token (C_DeriveKey, docs/hsm.md).
-    let derives = matches!(usage, KeyUsage::ImkAc | KeyUsage::ImkSmi | KeyUsage::ImkSmc);
+    // The IMKs derive the ICC master keys, the KMC the card's GlobalPlatform keys, in the token
+    // (C_DeriveKey, docs/hsm.md).
+    let derives = matches!(
+        usage,
+        KeyUsage::ImkAc | KeyUsage::ImkSmi | KeyUsage::ImkSmc | KeyUsage::Kmc
+    );
     vec![
         Attribute::Class(ObjectClass::SECRET_KEY),
         Attribute::KeyType(key_type),

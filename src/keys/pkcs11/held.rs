@@ -2,15 +2,17 @@
 //! objects (`C_DeriveKey`, `CKM_DES3_ECB_ENCRYPT_DATA` over the EMV Book 2 A1.4 derivation data
 //! under each IMK), sensitive and extractable only so that `C_WrapKey` can wrap them under the
 //! card's DEK, never `CKA_TOKEN`, destroyed when the call returns. Their KCVs are computed by the
-//! token. The card's DEK (in host memory for the session already, docs/hsm.md) is created as a
-//! session object that can only wrap.
+//! token. The card's DEK is the token object the card's keys hold (`CardDek::Held`,
+//! `card_session.rs`); a DEK given in host memory (tests' fixed DEKs) is created as a session
+//! object that can only wrap.
 //!
 //! - SCP03 (AES DEK): `C_WrapKey` with `CKM_AES_CBC`, the IV of each key the previous key's
 //!   ciphertext: equal to the session's AES-CBC (IV 0) over the 48 bytes.
 //! - SCP02 (TDES session DEK): `C_WrapKey` with `CKM_DES3_ECB` when the token offers it for
 //!   wrapping (`CKF_WRAP`); ECB over the 48 bytes is the three wraps side by side. A token
 //!   without it (SoftHSM2 2.6.1) is refused unless it is a test token (`test = true`), where the
-//!   keys are computed with `C_Encrypt` and encrypted on the host, said once in the log.
+//!   keys are computed with `C_Encrypt` and encrypted with `C_Encrypt` under the DEK object (on
+//!   the host for a host DEK), said once in the log.
 //! - IMKs without `CKA_DERIVE` (accepted on a test token only, warned at load) never come here:
 //!   their DGI 8000 is prepared in clear (`ops.rs`, `clear_icc_master_keys`).
 
@@ -24,6 +26,7 @@ use cryptoki::session::Session;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::Pkcs11KeyStore;
+use super::card_session::TokenDek;
 use crate::domain::chip::ChipKcvs;
 use crate::domain::emv_keys::{self, MkdOption};
 use crate::domain::fields::{Pan, Psn};
@@ -150,9 +153,15 @@ impl Pkcs11KeyStore {
             psn,
         } = secret;
         let ac = secret.key();
-        if let CardDek::Scp02Session(_) = dek
-            && !self.token.can_wrap(MechanismType::DES3_ECB)
-        {
+        let (aes, held) = match dek {
+            CardDek::Scp02Session(_) => (false, None),
+            CardDek::Scp03Static(_) => (true, None),
+            CardDek::Held(any) => {
+                let d = self.token_dek(any, ac)?;
+                (d.aes, Some(d.handle))
+            }
+        };
+        if !aes && !self.token.can_wrap(MechanismType::DES3_ECB) {
             return self.scp02_without_wrap(secret, dek);
         }
         let session = self.token.session().map_err(|e| Self::tok_err(ac, e))?;
@@ -161,13 +170,16 @@ impl Pkcs11KeyStore {
             handles: Vec::with_capacity(4),
         };
         self.derive_icc_mks(&mut objects, *derivation_index, *option, pan, *psn)?;
-        let (key, aes) = match dek {
-            CardDek::Scp02Session(k) => (k, false),
-            CardDek::Scp03Static(k) => (k, true),
-        };
-        let wrapping = self.wrapping_key(&session, key, aes, ac)?;
         let mks = objects.handles.clone();
-        objects.handles.push(wrapping);
+        let wrapping = match (held, dek) {
+            (Some(h), _) => h,
+            (None, CardDek::Scp02Session(k) | CardDek::Scp03Static(k)) => {
+                let h = self.wrapping_key(&session, k, aes, ac)?;
+                objects.handles.push(h);
+                h
+            }
+            (None, CardDek::Held(_)) => return Err(rule(ac, "the card's DEK is missing")),
+        };
         let mut out = Zeroizing::new(Vec::with_capacity(48));
         let mut iv = [0u8; 16];
         for mk in mks {
@@ -196,7 +208,26 @@ impl Pkcs11KeyStore {
         Ok(out)
     }
 
-    /// The card's DEK as a session object that can only wrap.
+    /// The card's DEK object a [`CardDek::Held`] names: one this store's card keys made on this
+    /// token (fails closed for anything else).
+    fn token_dek<'d>(
+        &self,
+        any: &'d dyn std::any::Any,
+        ac: KeyRef,
+    ) -> Result<&'d TokenDek, KeyError> {
+        match any.downcast_ref::<TokenDek>() {
+            Some(d) if d.token == self.token.label => Ok(d),
+            _ => Err(rule(
+                ac,
+                format!(
+                    "the card's DEK is held by another key store than token {}",
+                    self.token.label
+                ),
+            )),
+        }
+    }
+
+    /// A DEK given in host memory (a caller's test DEK) as a session object that can only wrap.
     fn wrapping_key(
         &self,
         session: &Session,
@@ -265,6 +296,13 @@ impl Pkcs11KeyStore {
             value.extend_from_slice(self.icc_mk(imk, &data)?.as_bytes());
         }
         self.host_fallbacks.fetch_add(1, Ordering::Relaxed);
+        if let CardDek::Held(any) = dek {
+            // The card's session DEK stays in the token: C_Encrypt (TDES-ECB) under it.
+            let d = self.token_dek(any, ac)?;
+            let out = self.encrypt_with(ac, d.handle, &Mechanism::Des3Ecb, &value)?;
+            self.card_counters.note_dek_encryption();
+            return Ok(out);
+        }
         dek.encrypt_on_host(&value)
             .map(Zeroizing::new)
             .map_err(|e| rule(ac, format!("DGI 8000 encryption under the card's DEK: {e}")))
@@ -293,5 +331,36 @@ impl Pkcs11KeyStore {
                 Attribute::Token(false),
             ])
             .map_or(usize::MAX, |v| v.len())
+    }
+
+    /// How many of those session objects are readable: not sensitive or extractable. The
+    /// card's GlobalPlatform keys are neither (for tests, while a card's keys are open).
+    pub fn readable_session_key_objects(&self) -> usize {
+        let Ok(session) = self.token.session() else {
+            return usize::MAX;
+        };
+        let Ok(handles) = session.find_objects(&[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::Token(false),
+        ]) else {
+            return usize::MAX;
+        };
+        handles
+            .into_iter()
+            .filter(|h| {
+                let wanted = [
+                    cryptoki::object::AttributeType::Sensitive,
+                    cryptoki::object::AttributeType::Extractable,
+                ];
+                session.get_attributes(*h, &wanted).map_or(true, |attrs| {
+                    attrs.iter().any(|a| {
+                        matches!(
+                            a,
+                            Attribute::Sensitive(false) | Attribute::Extractable(true)
+                        )
+                    })
+                })
+            })
+            .count()
     }
 }

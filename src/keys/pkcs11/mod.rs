@@ -8,8 +8,13 @@
 //! - A long-lived key object that is extractable or not sensitive is refused at load, by label.
 //!   An IMK without `CKA_DERIVE` is refused on a live token and warned about on a test token.
 //!   `CKA_VALUE` is never read; every operation runs in the token.
+//! - A card's GlobalPlatform static keys are derived from the KMC into token session objects
+//!   of the card's own session and never come out (`card_session.rs`); only the SCP session
+//!   keys the host channel needs do.
 //! - What comes out in clear into host memory, per card, and why: docs/hsm.md.
 
+mod card_no_derive;
+mod card_session;
 mod file;
 mod held;
 mod jwe;
@@ -21,12 +26,14 @@ pub mod ceremony;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::ObjectHandle;
 use zeroize::Zeroizing;
 
+pub use card_session::CardKeyUse;
 pub use file::{IssuerPublic, PinSource, StoreFile, is_pkcs11_file};
 pub use token::{ObjectKind, TokenObject};
 
@@ -52,6 +59,10 @@ pub struct Pkcs11KeyStore {
     host_fallbacks: AtomicU64,
     /// The host fallback was logged once.
     fallback_noted: AtomicBool,
+    /// The KMC fallback without `CKA_DERIVE` (test token) was logged once.
+    kmc_fallback_noted: AtomicBool,
+    /// What the token did with card keys (`C_DeriveKey`, session keys, DEK encryptions).
+    card_counters: Arc<card_session::CardKeyCounters>,
 }
 
 /// What the KCV of an HMAC key (the `audit` key as a generic secret on the token) is computed
@@ -138,6 +149,8 @@ impl Pkcs11KeyStore {
             wraps: AtomicU64::new(0),
             host_fallbacks: AtomicU64::new(0),
             fallback_noted: AtomicBool::new(false),
+            kmc_fallback_noted: AtomicBool::new(false),
+            card_counters: Arc::default(),
         };
         store.index()?;
         Ok(store)
@@ -380,6 +393,12 @@ impl Pkcs11KeyStore {
             .filter(|(l, _)| parse_label(l).is_some() || l.starts_with("jwe/"))
             .map(|(l, o)| (l.clone(), o.clone()))
             .collect()
+    }
+
+    /// How often the token derived card static keys, computed session keys under them and
+    /// encrypted under a card's DEK object (for tests and logs).
+    pub fn card_key_use(&self) -> CardKeyUse {
+        self.card_counters.snapshot()
     }
 
     /// Whether the store file marks the token as a test token.

@@ -17,9 +17,9 @@ use crate::domain::envelope::{
 };
 use crate::domain::fields::{Cvv, Pan, Pin, PinBlockFormat, Psn, Pvv};
 use crate::domain::gp::kdf::{Diversification, Kdd};
-use crate::domain::gp::{KeyPurpose, SecretKey, StaticKeys};
 use crate::domain::keystore::{
-    CardDek, CardKeyStore, HeldSecret, KeyError, KeyInfo, KeyRef, KeyStore, KeyUsage, PinBlockRef,
+    CardDek, CardKeySet, CardKeyStore, HeldSecret, KeyError, KeyInfo, KeyRef, KeyStore, KeyUsage,
+    PinBlockRef,
 };
 use crate::domain::oda::CaPublicKey;
 use crate::domain::pinblock;
@@ -439,75 +439,26 @@ impl EnvelopeKeys for Pkcs11KeyStore {
     }
 }
 
-impl Pkcs11KeyStore {
-    /// One static card key from the KMC, in the token (kdf.rs has the blocks' sources).
-    fn card_key(
-        &self,
-        kmc: KeyRef,
-        kdd: &Kdd,
-        purpose: KeyPurpose,
-        method: Diversification,
-    ) -> Result<SecretKey, KeyError> {
-        let k = purpose.code();
-        let gp = |e: crate::domain::gp::GpError| rule(kmc, e.to_string());
-        if !method.is_aes() {
-            let h = self.tdes(kmc)?;
-            let mut six = [0u8; 6];
-            if method == Diversification::EmvCps11 {
-                six.copy_from_slice(&kdd[4..10]);
-            } else {
-                six[..2].copy_from_slice(&kdd[..2]);
-                six[2..].copy_from_slice(&kdd[4..8]);
-            }
-            let mut block = [0u8; 16];
-            block[..6].copy_from_slice(&six);
-            block[6..8].copy_from_slice(&[0xF0, k]);
-            block[8..14].copy_from_slice(&six);
-            block[14..].copy_from_slice(&[0x0F, k]);
-            let v = self.encrypt_with(kmc, h, &Mechanism::Des3Ecb, &block)?;
-            return SecretKey::new(&v).map_err(gp);
-        }
-        let o = self.object(kmc)?;
-        let ObjectKind::Aes(len) = o.kind else {
-            return Err(KeyError::WrongAlgorithm {
-                key: kmc,
-                found: kind_name(o.kind),
-                needed: "aes",
-            });
-        };
-        let mut input = [0u8; 16];
-        input[4] = k;
-        input[6..].copy_from_slice(kdd);
-        let mut out = Zeroizing::new(Vec::with_capacity(32));
-        let mut counter = 1u8;
-        while out.len() < len {
-            input[0] = counter;
-            let block = self.sign_with(kmc, o.handle, &Mechanism::AesCMac, &input)?;
-            let take = (len - out.len()).min(16);
-            out.extend_from_slice(&block[..take]);
-            counter = counter.wrapping_add(1);
-        }
-        SecretKey::new(&out).map_err(gp)
-    }
-}
-
 impl CardKeyStore for Pkcs11KeyStore {
     fn inventory(&self) -> Vec<KeyInfo> {
         self.list()
     }
 
-    fn card_static_keys(
+    /// The card's static keys derived in the token as session objects of their own session
+    /// (`card_session.rs`); they never come out, and are destroyed when the set drops. A KMC
+    /// without `CKA_DERIVE`: on a test token only, diversified through host memory
+    /// (`card_no_derive.rs`).
+    fn open_card_keys(
         &self,
         kmc_index: u32,
         method: Diversification,
         kdd: &Kdd,
-    ) -> Result<StaticKeys, KeyError> {
+    ) -> Result<Box<dyn CardKeySet>, KeyError> {
         let kmc = KeyRef::new(KeyUsage::Kmc, kmc_index);
-        Ok(StaticKeys {
-            enc: self.card_key(kmc, kdd, KeyPurpose::Enc, method)?,
-            mac: self.card_key(kmc, kdd, KeyPurpose::Mac, method)?,
-            dek: self.card_key(kmc, kdd, KeyPurpose::Dek, method)?,
-        })
+        if !self.object(kmc)?.derive {
+            return self.card_keys_without_derive(kmc, method, kdd);
+        }
+        Ok(Box::new(self.token_card_keys(kmc_index, method, kdd)?))
     }
 
     fn ca_public_keys(&self) -> Vec<CaPublicKey> {

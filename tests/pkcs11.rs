@@ -193,10 +193,11 @@ fn prepared(
                     for d in &chip.dgis {
                         let mut v = hex::encode_upper(d.dgi.value());
                         if chip.pin_generated && d.dgi.id() == 0x8010 {
-                            // A PIN drawn at random: only its control and length nibbles compare.
-                            v = format!("{}.. (random PIN)", &v[..2]);
-                        }
-                        if d.dgi.id() == 0x8000 {
+                            // A PIN drawn at random: only its control and length nibbles
+                            // compare (a held block's, decrypted from what the card receives).
+                            let clear = reference_pin_block_as_received(keys_port, d);
+                            v = format!("{}.. (random PIN)", &clear[..2]);
+                        } else if matches!(d.dgi.id(), 0x8000 | 0x8010) {
                             v = dgi_8000_as_sent(keys_port, d);
                         }
                         out.push(format!("{id}: dgi {:04X} {v}", d.dgi.id()));
@@ -217,19 +218,61 @@ fn test_deks() -> (SecretKey, SecretKey) {
     (aes, des)
 }
 
-/// DGI 8000 as the card would receive it under the test DEKs (SCP03, SCP02): a held value is
-/// encrypted by the store (the token wraps it), a clear one as the GP session encrypts it.
+/// A sensitive DGI (8000, 8010) as the card would receive it under the test DEKs (SCP03,
+/// SCP02): a held value is encrypted by the store (the token wraps or translates it), a clear
+/// one padded as the profile says and encrypted as the GP session does. A length the cipher
+/// refuses (an unpadded 8-byte 8010 under AES) compares as `refused` from both stores.
 fn dgi_8000_as_sent(keys: &dyn KeyStorePort, d: &persodesk::domain::dgi::PersoDgi) -> String {
     let (aes, des) = test_deks();
     let deks = [CardDek::Scp03Static(&aes), CardDek::Scp02Session(&des)];
     let sent: Vec<String> = deks
         .into_iter()
-        .map(|dek| match &d.held {
-            Some(h) => hex::encode_upper(keys.held_secret_for_card(h, dek).expect("held DGI 8000")),
-            None => hex::encode_upper(dek.encrypt_on_host(d.dgi.value()).expect("encrypts")),
+        .map(|dek| {
+            let block = if matches!(dek, CardDek::Scp03Static(_)) {
+                16
+            } else {
+                8
+            };
+            dgi_sent(keys, d, dek, block).map_or("refused".into(), hex::encode_upper)
         })
         .collect();
     format!("sent {}", sent.join(" / "))
+}
+
+fn dgi_sent(
+    keys: &dyn KeyStorePort,
+    d: &persodesk::domain::dgi::PersoDgi,
+    dek: CardDek<'_>,
+    block: usize,
+) -> Option<Vec<u8>> {
+    match &d.held {
+        Some(h) => keys.held_secret_for_card(h, dek).ok().map(|v| v.to_vec()),
+        None => {
+            let mut v = d.dgi.value().to_vec();
+            if d.pad {
+                persodesk::domain::crypto::pad_iso7816(&mut v, block);
+            }
+            dek.encrypt_on_host(&v).ok()
+        }
+    }
+}
+
+/// The clear reference PIN block (hex) the card would receive over SCP02 under the test
+/// session DEK: TDES-ECB decrypted here with RustCrypto `des` (not the store's code).
+fn reference_pin_block_as_received(
+    keys: &dyn KeyStorePort,
+    d: &persodesk::domain::dgi::PersoDgi,
+) -> String {
+    use des::cipher::{BlockCipherDecrypt, KeyInit};
+    let (_, des_key) = test_deks();
+    let mut sent = dgi_sent(keys, d, CardDek::Scp02Session(&des_key), 8).expect("8010 sent");
+    let c = des::TdesEde2::new_from_slice(des_key.as_bytes()).expect("TDES key");
+    for b in sent.chunks_exact_mut(8) {
+        let mut block: [u8; 8] = (&*b).try_into().expect("8 bytes");
+        c.decrypt_block((&mut block).into());
+        b.copy_from_slice(&block);
+    }
+    hex::encode_upper(&sent)
 }
 
 /// Same preparation results from both stores for every demo order and model choice; DGI 8000

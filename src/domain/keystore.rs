@@ -541,3 +541,29 @@ pub trait CardKeySet: Send {
     /// convention), computed where the keys are: public, for checks against published vectors.
     fn static_kcvs(&self) -> Result<[[u8; 3]; 3], KeyError>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A value wrapped under a ktk names the ktk, pads as its DGI says and shows no blob byte.
+    #[test]
+    fn a_wrapped_value_names_its_ktk_and_debug_shows_no_bytes() {
+        let blob = vec![0xA5, 0x5A, 0xC3, 0x3C, 0x96, 0x69];
+        let held = HeldSecret::Wrapped {
+            ktk_index: 2,
+            blob: blob.clone(),
+            len: 8,
+            pad: true,
+        };
+        assert_eq!(held.key(), KeyRef::new(KeyUsage::Ktk, 2));
+        assert_eq!((held.len(), held.pads()), (8, true));
+        let debug = format!("{held:?}");
+        assert!(debug.contains("<6 bytes>"), "{debug}");
+        assert!(
+            !debug.contains("A5") && !debug.contains("165") && !debug.contains("a5"),
+            "{debug}"
+        );
+        assert_eq!(KeyUsage::parse("ktk"), Some(KeyUsage::Ktk));
+    }
+}

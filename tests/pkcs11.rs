@@ -1528,7 +1528,7 @@ fn session_apdus_try(
         host_challenge: host,
         dgis,
     };
-    let (mut session, select) = PersoSession::start(plan).expect("plan");
+    let (mut session, select) = PersoSession::start(plan).map_err(|e| e.to_string())?;
     let mut sent = vec![hex::encode_upper(select.to_bytes())];
     let mut answer = vec![0x90, 0x00];
     loop {
@@ -1702,6 +1702,13 @@ fn child_pin_block_under_the_ktk() {
         assert_eq!((in_token, on_host), expected, "{m:?}");
         assert_eq!(p11.session_key_objects(), 0, "{m:?}");
     }
+    // A held value padded otherwise than its DGI says is refused, never sent (fail closed).
+    let mut mismatched = pin_dgis(&held, true);
+    mismatched[1].pad = false;
+    let err = session_apdus_try(&p11, &soft, 1, Diversification::EmvCps11, mismatched)
+        .expect_err("a pad mismatch is refused");
+    assert!(err.contains("padded only as the held value is"), "{err}");
+    assert_eq!(p11.session_key_objects(), 0);
     assert_all_locked(&p11);
     let (_, ktk_object) = p11
         .objects()

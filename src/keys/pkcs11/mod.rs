@@ -11,6 +11,9 @@
 //! - A card's GlobalPlatform static keys are derived from the KMC into token session objects
 //!   of the card's own session and never come out (`card_session.rs`); only the SCP session
 //!   keys the host channel needs do.
+//! - The reference PIN block (DGI 8010) is held wrapped under the bureau transport key
+//!   `ktk/<index>` from preparation to STORE DATA (`ktk.rs`); a `ktk` must be AES and the token
+//!   must offer `CKM_AES_KEY_WRAP_PAD`, checked at load.
 //! - What comes out in clear into host memory, per card, and why: docs/hsm.md.
 
 mod card_no_derive;

@@ -193,10 +193,11 @@ fn prepared(
                     for d in &chip.dgis {
                         let mut v = hex::encode_upper(d.dgi.value());
                         if chip.pin_generated && d.dgi.id() == 0x8010 {
-                            // A PIN drawn at random: only its control and length nibbles compare.
-                            v = format!("{}.. (random PIN)", &v[..2]);
-                        }
-                        if d.dgi.id() == 0x8000 {
+                            // A PIN drawn at random: only its control and length nibbles
+                            // compare (a held block's, decrypted from what the card receives).
+                            let clear = reference_pin_block_as_received(keys_port, d);
+                            v = format!("{}.. (random PIN)", &clear[..2]);
+                        } else if matches!(d.dgi.id(), 0x8000 | 0x8010) {
                             v = dgi_8000_as_sent(keys_port, d);
                         }
                         out.push(format!("{id}: dgi {:04X} {v}", d.dgi.id()));
@@ -217,19 +218,61 @@ fn test_deks() -> (SecretKey, SecretKey) {
     (aes, des)
 }
 
-/// DGI 8000 as the card would receive it under the test DEKs (SCP03, SCP02): a held value is
-/// encrypted by the store (the token wraps it), a clear one as the GP session encrypts it.
+/// A sensitive DGI (8000, 8010) as the card would receive it under the test DEKs (SCP03,
+/// SCP02): a held value is encrypted by the store (the token wraps or translates it), a clear
+/// one padded as the profile says and encrypted as the GP session does. A length the cipher
+/// refuses (an unpadded 8-byte 8010 under AES) compares as `refused` from both stores.
 fn dgi_8000_as_sent(keys: &dyn KeyStorePort, d: &persodesk::domain::dgi::PersoDgi) -> String {
     let (aes, des) = test_deks();
     let deks = [CardDek::Scp03Static(&aes), CardDek::Scp02Session(&des)];
     let sent: Vec<String> = deks
         .into_iter()
-        .map(|dek| match &d.held {
-            Some(h) => hex::encode_upper(keys.held_secret_for_card(h, dek).expect("held DGI 8000")),
-            None => hex::encode_upper(dek.encrypt_on_host(d.dgi.value()).expect("encrypts")),
+        .map(|dek| {
+            let block = if matches!(dek, CardDek::Scp03Static(_)) {
+                16
+            } else {
+                8
+            };
+            dgi_sent(keys, d, dek, block).map_or("refused".into(), hex::encode_upper)
         })
         .collect();
     format!("sent {}", sent.join(" / "))
+}
+
+fn dgi_sent(
+    keys: &dyn KeyStorePort,
+    d: &persodesk::domain::dgi::PersoDgi,
+    dek: CardDek<'_>,
+    block: usize,
+) -> Option<Vec<u8>> {
+    match &d.held {
+        Some(h) => keys.held_secret_for_card(h, dek).ok().map(|v| v.to_vec()),
+        None => {
+            let mut v = d.dgi.value().to_vec();
+            if d.pad {
+                persodesk::domain::crypto::pad_iso7816(&mut v, block);
+            }
+            dek.encrypt_on_host(&v).ok()
+        }
+    }
+}
+
+/// The clear reference PIN block (hex) the card would receive over SCP02 under the test
+/// session DEK: TDES-ECB decrypted here with RustCrypto `des` (not the store's code).
+fn reference_pin_block_as_received(
+    keys: &dyn KeyStorePort,
+    d: &persodesk::domain::dgi::PersoDgi,
+) -> String {
+    use des::cipher::{BlockCipherDecrypt, KeyInit};
+    let (_, des_key) = test_deks();
+    let mut sent = dgi_sent(keys, d, CardDek::Scp02Session(&des_key), 8).expect("8010 sent");
+    let c = des::TdesEde2::new_from_slice(des_key.as_bytes()).expect("TDES key");
+    for b in sent.chunks_exact_mut(8) {
+        let mut block: [u8; 8] = (&*b).try_into().expect("8 bytes");
+        c.decrypt_block((&mut block).into());
+        b.copy_from_slice(&block);
+    }
+    hex::encode_upper(&sent)
 }
 
 /// Same preparation results from both stores for every demo order and model choice; DGI 8000
@@ -1400,6 +1443,50 @@ fn session_apdus(
     kmc_index: u32,
     method: Diversification,
 ) -> Vec<String> {
+    let pan = Pan::parse("5413330089012345").expect("pan");
+    let mut held =
+        persodesk::domain::dgi::PersoDgi::new(0x8000, vec![0; 48], true, false).expect("dgi");
+    held.held = Some(HeldSecret::IccMasterKeys {
+        derivation_index: 1,
+        option: MkdOption::A,
+        pan,
+        psn: Psn(1),
+    });
+    let new = persodesk::domain::dgi::PersoDgi::new;
+    let dgis = vec![
+        new(0x0101, vec![0x70, 0x03, 0x5F, 0x28, 0x00], false, false).expect("dgi"),
+        new(
+            0x8010,
+            vec![0x24, 0x12, 0x34, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF],
+            true,
+            true,
+        )
+        .expect("dgi"),
+        held,
+    ];
+    session_apdus_with(store, soft, kmc_index, method, dgis)
+}
+
+/// Every command a card receives for `dgis` (fixed challenges, C-MAC + C-DEC), from a store.
+fn session_apdus_with(
+    store: &dyn CardKeyStore,
+    soft: &persodesk::keys::SoftwareKeyStore,
+    kmc_index: u32,
+    method: Diversification,
+    dgis: Vec<persodesk::domain::dgi::PersoDgi>,
+) -> Vec<String> {
+    session_apdus_try(store, soft, kmc_index, method, dgis)
+        .unwrap_or_else(|e| panic!("{method:?}: {e}"))
+}
+
+/// [`session_apdus_with`], or the session's failure.
+fn session_apdus_try(
+    store: &dyn CardKeyStore,
+    soft: &persodesk::keys::SoftwareKeyStore,
+    kmc_index: u32,
+    method: Diversification,
+    dgis: Vec<persodesk::domain::dgi::PersoDgi>,
+) -> Result<Vec<String>, String> {
     use persodesk::domain::gp::SecurityLevel;
     use persodesk::domain::gp::session::{
         Aid, CardKeys as GpKeys, ChannelPlan, PersoPlan, PersoSession, Protocol, Step,
@@ -1428,27 +1515,6 @@ fn session_apdus(
         let iu = [&kdd[..], &[0x20, 0x02], &seq, &challenge, &cryptogram].concat();
         (Protocol::Scp02 { i: 0x55 }, iu)
     };
-    let pan = Pan::parse("5413330089012345").expect("pan");
-    let mut held =
-        persodesk::domain::dgi::PersoDgi::new(0x8000, vec![0; 48], true, false).expect("dgi");
-    held.held = Some(HeldSecret::IccMasterKeys {
-        derivation_index: 1,
-        option: MkdOption::A,
-        pan,
-        psn: Psn(1),
-    });
-    let new = persodesk::domain::dgi::PersoDgi::new;
-    let dgis = vec![
-        new(0x0101, vec![0x70, 0x03, 0x5F, 0x28, 0x00], false, false).expect("dgi"),
-        new(
-            0x8010,
-            vec![0x24, 0x12, 0x34, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF],
-            true,
-            true,
-        )
-        .expect("dgi"),
-        held,
-    ];
     let plan = PersoPlan {
         channel: ChannelPlan {
             target_aid: aid,
@@ -1462,7 +1528,7 @@ fn session_apdus(
         host_challenge: host,
         dgis,
     };
-    let (mut session, select) = PersoSession::start(plan).expect("plan");
+    let (mut session, select) = PersoSession::start(plan).map_err(|e| e.to_string())?;
     let mut sent = vec![hex::encode_upper(select.to_bytes())];
     let mut answer = vec![0x90, 0x00];
     loop {
@@ -1476,10 +1542,10 @@ fn session_apdus(
                 };
             }
             Step::Done(_) => break,
-            Step::Failed(e) => panic!("{method:?}: {e}"),
+            Step::Failed(e) => return Err(e.to_string()),
         }
     }
-    sent
+    Ok(sent)
 }
 
 /// Byte for byte the same commands from the token store as from the software store, for SCP02
@@ -1511,6 +1577,220 @@ fn assert_same_store_data_from_both_stores(p11: &Pkcs11KeyStore) {
         }
         assert_eq!(p11.session_key_objects(), 0, "{m:?}");
     }
+}
+
+#[test]
+fn the_reference_pin_block_is_held_under_the_ktk_and_the_card_receives_the_same_bytes() {
+    let name = "the_reference_pin_block_is_held_under_the_ktk_and_the_card_receives_the_same_bytes";
+    if !softhsm_present(name) {
+        return;
+    }
+    let hsm = Hsm::new("pin-ktk");
+    hsm.init(TOKEN);
+    hsm.store(TOKEN, true, "");
+    hsm.run_child("child_pin_block_under_the_ktk");
+    hsm.run_child("child_pin_block_without_a_ktk");
+}
+
+/// DGI 8010 of the Visa demo order (its ISO 0 PIN under `zpk #1`), prepared for Model 1 by
+/// `store`.
+fn visa_pin_dgi(store: &dyn KeyStorePort) -> Result<persodesk::domain::dgi::PersoDgi, String> {
+    let demo = demo();
+    let order = demo
+        .orders
+        .iter()
+        .find(|o| o.card_product_id == "DEMO_VISA_CREDIT" && o.pin.is_some())
+        .expect("a Visa demo order with a PIN");
+    let product = demo.catalog.get(&order.card_product_id).expect("product");
+    let inputs = demo::prep_inputs(&demo.profiles, store);
+    let model1 = ModelChoice::Only(persodesk::domain::chip::ChipModel::Model1);
+    let data = prepare_card(order, product, model1, &inputs).map_err(|e| format!("{e:?}"))?;
+    let chip = data.chip.expect("chip data");
+    Ok(chip
+        .dgis
+        .into_iter()
+        .find(|d| d.id() == 0x8010)
+        .expect("DGI 8010"))
+}
+
+/// The DGIs one card receives in [`session_apdus_with`]: a plain record and DGI 8010, sent
+/// padded (`80 00..`, as a profile with `pad = true` says; AES needs it) or not.
+fn pin_dgis(
+    pin: &persodesk::domain::dgi::PersoDgi,
+    pad: bool,
+) -> Vec<persodesk::domain::dgi::PersoDgi> {
+    let mut pin = pin.clone();
+    pin.pad = pad;
+    if let Some(HeldSecret::Wrapped { pad: p, .. }) = &mut pin.held {
+        *p = pad;
+    }
+    let record = persodesk::domain::dgi::PersoDgi::new(
+        0x0101,
+        vec![0x70, 0x03, 0x5F, 0x28, 0x00],
+        false,
+        false,
+    );
+    vec![record.expect("dgi"), pin]
+}
+
+/// The demo keys (with the bureau transport key `ktk/1`) imported: the Visa demo order's DGI
+/// 8010 is prepared held (zeros in the DGI, an RFC 5649 blob under the ktk, no clear byte in
+/// `Debug`); a card receives the software store's commands byte for byte over SCP02 (EMV CPS
+/// 1.1, VISA2: the test-token fallback, C_Encrypt under the session DEK object) and SCP03 (kdf3:
+/// C_UnwrapKey, then C_WrapKey under the static DEK object); no session object is left and the
+/// ktk is still sensitive and non-extractable. A live token holds 8010 too, and refuses SCP02
+/// without DES3 wrapping.
+#[test]
+#[ignore = "run by its parent test in a process with SOFTHSM2_CONF set"]
+fn child_pin_block_under_the_ktk() {
+    let dir = child_dir().expect("PERSODESK_TEST_HSM_DIR");
+    let path = dir.join(format!("{TOKEN}.toml"));
+    let text = std::fs::read_to_string(&path).expect("store file");
+    let file = persodesk::keys::pkcs11::StoreFile::parse_text("store", &text).expect("parses");
+    let mut rw = Pkcs11KeyStore::open("store", file, true).expect("token opens");
+    let (_, issuers) = ceremony::import_software(&mut rw, &demo::keys()).expect("import");
+    drop(rw);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .expect("append");
+    std::io::Write::write_all(&mut f, ceremony::issuer_toml(&issuers).as_bytes()).expect("write");
+    let p11 = open(&path);
+    let ktk = KeyRef::new(KeyUsage::Ktk, 1);
+    // The KCV openssl and Python `cryptography` give for the demo ktk (assets/demo/keys.toml).
+    assert_eq!(p11.info(ktk).expect("ktk/1").kcv, "5EAADA");
+    let soft = demo::keys();
+    let clear = visa_pin_dgi(&soft).expect("software 8010");
+    assert!(clear.held.is_none());
+    let held = visa_pin_dgi(&p11).expect("token 8010");
+    assert_eq!(
+        held.dgi.value(),
+        &[0u8; 8],
+        "no clear block in the prepared DGI"
+    );
+    let Some(HeldSecret::Wrapped {
+        ktk_index,
+        blob,
+        len,
+        ..
+    }) = &held.held
+    else {
+        panic!("DGI 8010 is not held under the ktk: {:?}", held.held);
+    };
+    // RFC 5649 wraps the 16-byte padded block into 24 bytes.
+    assert_eq!((*ktk_index, blob.len(), *len), (1, 24, 8));
+    let debug = format!("{:?}", held.held);
+    assert!(!debug.contains(&hex::encode_upper(blob)) && !debug.contains(&format!("{blob:?}")));
+    assert_eq!(p11.ktk_use().held, 1);
+    for (kmc, m, pad) in [
+        (1, Diversification::EmvCps11, false),
+        (1, Diversification::Visa2, true),
+        (2, Diversification::Kdf3, true),
+    ] {
+        let before = p11.ktk_use();
+        let a = session_apdus_with(&soft, &soft, kmc, m, pin_dgis(&clear, pad));
+        let b = session_apdus_with(&p11, &soft, kmc, m, pin_dgis(&held, pad));
+        assert_eq!(a.len(), 6, "{m:?}: {a:?}");
+        assert_eq!(a, b, "{m:?}");
+        let after = p11.ktk_use();
+        let (in_token, on_host) = (
+            after.in_token - before.in_token,
+            after.on_host - before.on_host,
+        );
+        // SoftHSM2 2.6.1 cannot wrap with DES3: SCP02 takes the test-token fallback.
+        let expected = if m.is_aes() { (1, 0) } else { (0, 1) };
+        assert_eq!((in_token, on_host), expected, "{m:?}");
+        assert_eq!(p11.session_key_objects(), 0, "{m:?}");
+    }
+    // A held value padded otherwise than its DGI says is refused, never sent (fail closed).
+    let mut mismatched = pin_dgis(&held, true);
+    mismatched[1].pad = false;
+    let err = session_apdus_try(&p11, &soft, 1, Diversification::EmvCps11, mismatched)
+        .expect_err("a pad mismatch is refused");
+    assert!(err.contains("padded only as the held value is"), "{err}");
+    assert_eq!(p11.session_key_objects(), 0);
+    assert_all_locked(&p11);
+    let (_, ktk_object) = p11
+        .objects()
+        .into_iter()
+        .find(|(l, _)| l == "ktk/1")
+        .expect("ktk/1 on the token");
+    assert!(ktk_object.sensitive && !ktk_object.extractable);
+    drop(p11);
+    let live_path = path.with_file_name("live-ktk.toml");
+    let text = std::fs::read_to_string(&path).expect("store file");
+    std::fs::write(&live_path, text.replace("test = true", "test = false")).expect("write");
+    let live = open(&live_path);
+    let held_live = visa_pin_dgi(&live).expect("a live token holds 8010 under the ktk");
+    let err = session_apdus_try(
+        &live,
+        &soft,
+        1,
+        Diversification::EmvCps11,
+        pin_dgis(&held_live, false),
+    )
+    .expect_err("SCP02 without DES3 wrapping is refused on a live token");
+    assert!(
+        err.contains("CKM_DES3_ECB") && err.contains("live token"),
+        "{err}"
+    );
+}
+
+/// The token above with `ktk/1` destroyed: a live token refuses DGI 8010 naming `ktk` (fail
+/// closed); a test token prepares it in clear, as the software store does.
+#[test]
+#[ignore = "run by its parent test in a process with SOFTHSM2_CONF set"]
+fn child_pin_block_without_a_ktk() {
+    let dir = child_dir().expect("PERSODESK_TEST_HSM_DIR");
+    let path = dir.join(format!("{TOKEN}.toml"));
+    let live_path = path.with_file_name("live-ktk.toml");
+    destroy_labelled(TOKEN, "ktk/1");
+    let clear = visa_pin_dgi(&demo::keys()).expect("software 8010");
+    let live = open(&live_path);
+    let err = visa_pin_dgi(&live).expect_err("a live token without a ktk refuses DGI 8010");
+    assert!(
+        err.contains("ktk") && err.contains("encryptedData.pin"),
+        "{err}"
+    );
+    drop(live);
+    let test_token = open(&path);
+    let again = visa_pin_dgi(&test_token).expect("a test token without a ktk");
+    assert!(again.held.is_none());
+    assert_eq!(
+        again.dgi.value(),
+        clear.dgi.value(),
+        "clear, as the software store"
+    );
+}
+
+/// Destroys the object labelled `label` (`C_DestroyObject`), with the module opened and
+/// finalized here: done while no store has it open.
+fn destroy_labelled(token: &str, label: &str) {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    use cryptoki::object::Attribute;
+    use cryptoki::session::UserType;
+    let ctx = Pkcs11::new(MODULE).expect("module");
+    ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .expect("C_Initialize");
+    let slot = ctx
+        .get_slots_with_token()
+        .expect("slots")
+        .into_iter()
+        .find(|s| {
+            ctx.get_token_info(*s)
+                .is_ok_and(|i| i.label().trim_end() == token)
+        })
+        .expect("token slot");
+    let session = ctx.open_rw_session(slot).expect("rw session");
+    let pin = cryptoki::types::AuthPin::new(PIN.to_string().into());
+    session.login(UserType::User, Some(&pin)).expect("login");
+    let found = session
+        .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
+        .expect("find");
+    assert_eq!(found.len(), 1, "{label}");
+    session.destroy_object(found[0]).expect("C_DestroyObject");
+    drop(session);
+    ctx.finalize().expect("C_Finalize");
 }
 
 /// Sets `CKA_DERIVE` of the objects labelled `labels` (`C_SetAttributeValue`), with the module

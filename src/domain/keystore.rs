@@ -38,11 +38,14 @@ pub enum KeyUsage {
     /// Seals data a store keeps at rest (AES-256-GCM, [`super::seal`]): queued orders, pooled
     /// ICC keys.
     Store,
+    /// Bureau transport key (AES): holds a sensitive DGI prepared before the card is known
+    /// wrapped until STORE DATA (a PKCS#11 store: `C_WrapKey`, `CKM_AES_KEY_WRAP_PAD`).
+    Ktk,
 }
 
 impl KeyUsage {
     /// Every usage, in the key file's spelling.
-    pub const ALL: [KeyUsage; 13] = [
+    pub const ALL: [KeyUsage; 14] = [
         Self::Cvk,
         Self::Pvk,
         Self::Zpk,
@@ -56,6 +59,7 @@ impl KeyUsage {
         Self::Audit,
         Self::Jwe,
         Self::Store,
+        Self::Ktk,
     ];
 
     /// The key file spelling (`cvk`, `pin-tk`, ...).
@@ -74,6 +78,7 @@ impl KeyUsage {
             Self::Audit => "audit",
             Self::Jwe => "jwe",
             Self::Store => "store",
+            Self::Ktk => "ktk",
         }
     }
 
@@ -371,8 +376,9 @@ impl JweKeys for NoJweKeys {
 /// A sensitive DGI value that stays inside the key store until STORE DATA: the prepared DGI
 /// carries this reference instead of clear bytes, and the session asks the store
 /// ([`CardKeyStore::held_secret_for_card`]) for the value already encrypted under the card's
-/// DEK. A PKCS#11 store derives and wraps inside the token (docs/hsm.md). `Debug` masks the PAN.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// DEK. A PKCS#11 store derives or unwraps and wraps inside the token (docs/hsm.md). `Debug`
+/// shows no value (the PAN masked, no blob bytes).
+#[derive(Clone, PartialEq, Eq)]
 pub enum HeldSecret {
     /// MK-AC ‖ MK-SMI ‖ MK-SMC of one card (DGI 8000, 48 bytes), derived from the IMKs at
     /// `derivation_index` with `option` (EMV Book 2 A1.4).
@@ -386,13 +392,58 @@ pub enum HeldSecret {
         /// The card's PAN sequence number.
         psn: super::fields::Psn,
     },
+    /// A value made at preparation (the reference PIN block, DGI 8010) and kept wrapped under
+    /// the bureau transport key `ktk #ktk_index`: the store's blob holds the value followed by
+    /// its ISO/IEC 7816-4 padding to 16 bytes, so it serves a padded and an unpadded DGI alike.
+    Wrapped {
+        /// The `ktk` the blob is wrapped under.
+        ktk_index: u32,
+        /// The wrapped value, in the store's own form (PKCS#11: `CKM_AES_KEY_WRAP_PAD`).
+        blob: Vec<u8>,
+        /// The clear value's length before padding (8 for a PIN block).
+        len: usize,
+        /// The DGI is sent padded (`80 00..`, the profile's `pad`): set by the preparation.
+        pad: bool,
+    },
+}
+
+impl fmt::Debug for HeldSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::IccMasterKeys {
+                derivation_index,
+                option,
+                pan,
+                psn,
+            } => f
+                .debug_struct("IccMasterKeys")
+                .field("derivation_index", derivation_index)
+                .field("option", option)
+                .field("pan", pan)
+                .field("psn", psn)
+                .finish(),
+            Self::Wrapped {
+                ktk_index,
+                blob,
+                len,
+                pad,
+            } => f
+                .debug_struct("Wrapped")
+                .field("ktk_index", ktk_index)
+                .field("blob", &format_args!("<{} bytes>", blob.len()))
+                .field("len", len)
+                .field("pad", pad)
+                .finish(),
+        }
+    }
 }
 
 impl HeldSecret {
-    /// The length of the clear value the card receives (before encryption).
+    /// The length of the clear value the card receives (before encryption and padding).
     pub fn len(&self) -> usize {
         match self {
             Self::IccMasterKeys { .. } => 48,
+            Self::Wrapped { len, .. } => *len,
         }
     }
 
@@ -401,12 +452,22 @@ impl HeldSecret {
         false
     }
 
+    /// Whether the store sends the value padded (`80 00..`) itself: the DGI's `pad` flag must
+    /// match it. A wrapped key (DGI 8000) cannot be padded.
+    pub fn pads(&self) -> bool {
+        match self {
+            Self::IccMasterKeys { .. } => false,
+            Self::Wrapped { pad, .. } => *pad,
+        }
+    }
+
     /// The key the secret comes from, for errors.
     pub fn key(&self) -> KeyRef {
         match self {
             Self::IccMasterKeys {
                 derivation_index, ..
             } => KeyRef::new(KeyUsage::ImkAc, *derivation_index),
+            Self::Wrapped { ktk_index, .. } => KeyRef::new(KeyUsage::Ktk, *ktk_index),
         }
     }
 }
@@ -479,4 +540,30 @@ pub trait CardKeySet: Send {
     /// The KCVs of the static ENC, MAC and DEK (TDES: 8 × 00; AES: 16 × 01, the GP
     /// convention), computed where the keys are: public, for checks against published vectors.
     fn static_kcvs(&self) -> Result<[[u8; 3]; 3], KeyError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A value wrapped under a ktk names the ktk, pads as its DGI says and shows no blob byte.
+    #[test]
+    fn a_wrapped_value_names_its_ktk_and_debug_shows_no_bytes() {
+        let blob = vec![0xA5, 0x5A, 0xC3, 0x3C, 0x96, 0x69];
+        let held = HeldSecret::Wrapped {
+            ktk_index: 2,
+            blob: blob.clone(),
+            len: 8,
+            pad: true,
+        };
+        assert_eq!(held.key(), KeyRef::new(KeyUsage::Ktk, 2));
+        assert_eq!((held.len(), held.pads()), (8, true));
+        let debug = format!("{held:?}");
+        assert!(debug.contains("<6 bytes>"), "{debug}");
+        assert!(
+            !debug.contains("A5") && !debug.contains("165") && !debug.contains("a5"),
+            "{debug}"
+        );
+        assert_eq!(KeyUsage::parse("ktk"), Some(KeyUsage::Ktk));
+    }
 }

@@ -138,7 +138,13 @@ impl crate::domain::keystore::CardKeyStore for SoftwareKeyStore {
             option,
             pan,
             psn,
-        } = secret;
+        } = secret
+        else {
+            return Err(KeyError::Rule {
+                key: secret.key(),
+                rule: "a value wrapped under a ktk is held by a PKCS#11 store, not this one".into(),
+            });
+        };
         let set = self.icc_master_keys(*derivation_index, *option, pan, *psn)?;
         let crate::domain::chip::keys::IccMasterKeyValue::Clear(value) = &set.value else {
             return Err(KeyError::Rule {

@@ -26,7 +26,9 @@ use zeroize::Zeroizing;
 
 use super::software::SoftwareKeyStore;
 use crate::domain::chip::ChipKcvs;
-use crate::domain::chip::keys::{ChipKeys, IccMasterKeySet, IccMasterKeyValue, IssuerOda};
+use crate::domain::chip::keys::{
+    ChipKeys, IccMasterKeySet, IccMasterKeyValue, IssuerOda, ReferencePinBlock,
+};
 use crate::domain::emv_keys::{DesKey16, IccMasterKeys, MkdOption};
 use crate::domain::fields::{Pan, Pin, PinBlockFormat, Psn};
 use crate::domain::keystore::{KeyAlgorithm, KeyError, KeyRef, KeyUsage, PinBlockRef};
@@ -240,16 +242,18 @@ impl ChipKeys for SoftwareKeyStore {
         pin: PinBlockRef<'_>,
         pan: &Pan,
         control: u8,
-    ) -> Result<Zeroizing<[u8; 8]>, KeyError> {
+    ) -> Result<ReferencePinBlock, KeyError> {
         let clear = self.clear_pin(pin, pan)?;
-        Ok(pinblock::pin_field_fill_f(&clear, control))
+        Ok(ReferencePinBlock::Clear(pinblock::pin_field_fill_f(
+            &clear, control,
+        )))
     }
 
     fn random_reference_pin_block(
         &self,
         digits: u8,
         control: u8,
-    ) -> Result<Zeroizing<[u8; 8]>, KeyError> {
+    ) -> Result<ReferencePinBlock, KeyError> {
         let key = KeyRef::new(KeyUsage::Zpk, 0);
         let pin = pinblock::random_pin(digits, getrandom::fill)
             .map_err(|_| KeyError::Rule {
@@ -257,7 +261,9 @@ impl ChipKeys for SoftwareKeyStore {
                 rule: "the system random number generator failed".into(),
             })?
             .map_err(|r| KeyError::Rule { key, rule: r })?;
-        Ok(pinblock::pin_field_fill_f(&pin, control))
+        Ok(ReferencePinBlock::Clear(pinblock::pin_field_fill_f(
+            &pin, control,
+        )))
     }
 
     fn ca_public_key(&self, rid: [u8; 5], index: u8) -> Option<CaPublicKey> {

@@ -5,7 +5,8 @@
 //!   `imk-ac`, `imk-smi`, `imk-smc`): a zeroizing 48-byte value (or, from an HSM, a reference
 //!   the store resolves at STORE DATA) and the KCVs.
 //! - The reference PIN block (DGI 8010) from the order's encrypted PIN, recovered inside the
-//!   store, or from a PIN the store generates at random.
+//!   store, or from a PIN the store generates at random: clear, or (an HSM with a bureau
+//!   transport key `ktk`) wrapped until STORE DATA.
 //! - ODA: the issuer RSA key at an `odaKeyIndex` (usage `issuer-rsa`) signs; its public
 //!   certificate material (90, 92, 9F32), CA index (8F) and RID come with it.
 
@@ -26,6 +27,25 @@ pub enum IccMasterKeyValue {
     Clear(Zeroizing<[u8; 48]>),
     /// Derived again inside the store at STORE DATA and sent wrapped under the card's DEK.
     Held(HeldSecret),
+}
+
+/// The reference PIN block (DGI 8010): clear bytes (the software store, a token without a
+/// `ktk`), or wrapped under the bureau transport key until STORE DATA (a PKCS#11 store with a
+/// `ktk`: the clear block existed on the host only inside the call that built it).
+pub enum ReferencePinBlock {
+    /// `C N PIN F..F`, zeroized on drop.
+    Clear(Zeroizing<[u8; 8]>),
+    /// Wrapped under a `ktk` ([`HeldSecret::Wrapped`]).
+    Held(HeldSecret),
+}
+
+impl std::fmt::Debug for ReferencePinBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Clear(_) => f.write_str("ReferencePinBlock(<redacted, 8 bytes>)"),
+            Self::Held(h) => write!(f, "ReferencePinBlock({h:?})"),
+        }
+    }
 }
 
 /// The DGI 8000 value and its check values.
@@ -79,20 +99,21 @@ pub trait ChipKeys: KeyStore {
     ) -> Result<IccMasterKeySet, KeyError>;
 
     /// The reference PIN block `C N PIN F..F` (C = `control`) from the PIN recovered from `pin`
-    /// inside the store.
+    /// inside the store: clear, or held wrapped under the store's `ktk`.
     fn reference_pin_block(
         &self,
         pin: PinBlockRef<'_>,
         pan: &Pan,
         control: u8,
-    ) -> Result<Zeroizing<[u8; 8]>, KeyError>;
+    ) -> Result<ReferencePinBlock, KeyError>;
 
-    /// The reference PIN block of a PIN of `digits` digits generated at random inside the store.
+    /// The reference PIN block of a PIN of `digits` digits generated at random inside the store:
+    /// clear, or held wrapped under the store's `ktk`.
     fn random_reference_pin_block(
         &self,
         digits: u8,
         control: u8,
-    ) -> Result<Zeroizing<[u8; 8]>, KeyError>;
+    ) -> Result<ReferencePinBlock, KeyError>;
 
     /// The issuer ODA key at `oda_index`: certificate material, CA index and RID.
     fn issuer_oda(&self, oda_index: u32) -> Result<IssuerOda, KeyError>;

@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 
 use zeroize::Zeroizing;
 
-use super::keys::{ChipKeys, IccKeySource, IccMasterKeyValue, IssuerOda, IssuerSigner};
+use super::keys::{
+    ChipKeys, IccKeySource, IccMasterKeyValue, IssuerOda, IssuerSigner, ReferencePinBlock,
+};
 use super::profile::{
     ChipProfile, DgiContent, DgiRule, GpoAnswer, IcvvPosition, Interface, OdaMethod, TagSlot,
     aip_asks_for_oda, signature_tag,
@@ -21,7 +23,7 @@ use crate::domain::cvv::ICVV_SERVICE_CODE;
 use crate::domain::dgi::{Dgi, PersoDgi};
 use crate::domain::fields::{Cvv, Yymm};
 use crate::domain::finding::Finding;
-use crate::domain::keystore::{KeyInfo, KeyRef, KeyUsage, PinBlockRef};
+use crate::domain::keystore::{HeldSecret, KeyInfo, KeyRef, KeyUsage, PinBlockRef};
 use crate::domain::oda::{self, CertExpiry, IccCertFields};
 use crate::domain::order::Order;
 use crate::domain::prepare::PersoData;
@@ -583,7 +585,7 @@ struct Gpo {
 struct Secrets<'a> {
     master: Option<IccMasterKeyValue>,
     kcvs: Option<ChipKcvs>,
-    pin_block: Option<Zeroizing<[u8; 8]>>,
+    pin_block: Option<ReferencePinBlock>,
     crt: Option<&'a oda::CrtComponents>,
 }
 
@@ -642,11 +644,7 @@ pub fn compute(
     for rule in profile.dgis() {
         let value = dgi_value(&w, rule, &mut built, &gpo, &secrets)?;
         if let Some(mut dgi) = perso_dgi(&w, rule, value)? {
-            if let (DgiContent::MasterKeys, Some(IccMasterKeyValue::Held(h))) =
-                (&rule.content, &secrets.master)
-            {
-                dgi.held = Some(h.clone());
-            }
+            dgi.held = held_secret(rule, &secrets);
             dgis.push(dgi);
         }
     }
@@ -800,7 +798,10 @@ fn dgi_value(
             IccMasterKeyValue::Held(h) => vec![0; h.len()],
         }),
         DgiContent::KeyCheckValues => secrets.kcvs.map(|k| k.dgi_value().to_vec()),
-        DgiContent::PinBlock => secrets.pin_block.as_ref().map(|p| p.to_vec()),
+        DgiContent::PinBlock => secrets.pin_block.as_ref().map(|p| match p {
+            ReferencePinBlock::Clear(v) => v.to_vec(),
+            ReferencePinBlock::Held(h) => vec![0; h.len()],
+        }),
         DgiContent::PinTry => secrets
             .pin_block
             .as_ref()
@@ -812,6 +813,29 @@ fn dgi_value(
                 .map(|(_, v)| v.expose().to_vec())
         }),
     })
+}
+
+/// The store's reference for a DGI whose value the store holds (8000, and 8010 wrapped under a
+/// `ktk`); a wrapped value is sent padded as the profile's `pad` says.
+fn held_secret(rule: &DgiRule, secrets: &Secrets<'_>) -> Option<HeldSecret> {
+    match (&rule.content, &secrets.master, &secrets.pin_block) {
+        (DgiContent::MasterKeys, Some(IccMasterKeyValue::Held(h)), _) => Some(h.clone()),
+        (DgiContent::PinBlock, _, Some(ReferencePinBlock::Held(h))) => Some(match h.clone() {
+            HeldSecret::Wrapped {
+                ktk_index,
+                blob,
+                len,
+                ..
+            } => HeldSecret::Wrapped {
+                ktk_index,
+                blob,
+                len,
+                pad: rule.pad,
+            },
+            other => other,
+        }),
+        _ => None,
+    }
 }
 
 /// The DGI with the profile's flags; a required DGI without a value and a record longer than
@@ -1076,7 +1100,7 @@ fn sign_oda(
 }
 
 /// The reference PIN block, if any, and whether it was generated.
-type PinOutcome = (Option<Zeroizing<[u8; 8]>>, bool);
+type PinOutcome = (Option<ReferencePinBlock>, bool);
 
 fn pin_block(w: &mut Work<'_>) -> Result<PinOutcome, Finding> {
     let profile = w.profile;

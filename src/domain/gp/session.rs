@@ -1142,7 +1142,8 @@ fn encode_dgi(
 }
 
 /// The value of a held DGI, encrypted for the card by the key store. Fails closed: a held DGI
-/// must be sent encrypted and unpadded (a wrapped key cannot be padded), and needs a store.
+/// must be sent encrypted, padded only where the held value pads itself (a wrapped key cannot
+/// be padded; a value wrapped under a `ktk` carries its padding), and needs a store.
 fn held_value(
     dgi: &PersoDgi,
     held: &crate::domain::keystore::HeldSecret,
@@ -1156,9 +1157,10 @@ fn held_value(
             rule: rule.into(),
         },
     };
-    if !dgi.encrypt || dgi.pad {
+    if !dgi.encrypt || dgi.pad != held.pads() {
         return Err(fail(
-            "a DGI held in the key store must be sent encrypted and unpadded (profile flags)",
+            "a DGI held in the key store must be sent encrypted, and padded only as the held \
+             value is (profile flags)",
         ));
     }
     let store = store.ok_or_else(|| fail("no key store was given to the session"))?;

@@ -25,7 +25,10 @@ fn secret_template(
     value: &[u8],
     usage: KeyUsage,
 ) -> Vec<Attribute> {
-    let wraps = matches!(usage, KeyUsage::Kek);
+    let wraps = matches!(usage, KeyUsage::Kek | KeyUsage::Ktk);
+    // A bureau transport key only wraps and unwraps (and encrypts, for its KCV): with
+    // CKA_DECRYPT a caller could undo CKM_AES_KEY_WRAP_PAD block by block (docs/hsm.md).
+    let ktk = usage == KeyUsage::Ktk;
     // The IMKs derive the ICC master keys, the KMC the card's GlobalPlatform keys, in the token
     // (C_DeriveKey, docs/hsm.md).
     let derives = matches!(
@@ -41,9 +44,9 @@ fn secret_template(
         Attribute::Extractable(false),
         Attribute::Label(label.as_bytes().to_vec()),
         Attribute::Encrypt(true),
-        Attribute::Decrypt(true),
-        Attribute::Sign(true),
-        Attribute::Verify(true),
+        Attribute::Decrypt(!ktk),
+        Attribute::Sign(!ktk),
+        Attribute::Verify(!ktk),
         Attribute::Wrap(wraps),
         Attribute::Unwrap(wraps),
         Attribute::Derive(derives),

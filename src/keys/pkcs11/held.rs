@@ -34,9 +34,16 @@ use crate::domain::gp::SecretKey;
 use crate::domain::keystore::{CardDek, HeldSecret, KeyError, KeyRef, KeyUsage};
 
 /// Session objects destroyed when this drops (also on every error path).
-struct SessionObjects<'s> {
+pub(super) struct SessionObjects<'s> {
     session: &'s Session,
-    handles: Vec<ObjectHandle>,
+    pub(super) handles: Vec<ObjectHandle>,
+}
+
+impl<'s> SessionObjects<'s> {
+    /// Objects of `session` to destroy on drop.
+    pub(super) fn new(session: &'s Session, handles: Vec<ObjectHandle>) -> Self {
+        Self { session, handles }
+    }
 }
 
 impl Drop for SessionObjects<'_> {
@@ -151,7 +158,10 @@ impl Pkcs11KeyStore {
             option,
             pan,
             psn,
-        } = secret;
+        } = secret
+        else {
+            return self.wrapped_for_card(secret, dek);
+        };
         let ac = secret.key();
         let (aes, held) = match dek {
             CardDek::Scp02Session(_) => (false, None),
@@ -210,7 +220,7 @@ impl Pkcs11KeyStore {
 
     /// The card's DEK object a [`CardDek::Held`] names: one this store's card keys made on this
     /// token (fails closed for anything else).
-    fn token_dek<'d>(
+    pub(super) fn token_dek<'d>(
         &self,
         any: &'d dyn std::any::Any,
         ac: KeyRef,
@@ -228,7 +238,7 @@ impl Pkcs11KeyStore {
     }
 
     /// A DEK given in host memory (a caller's test DEK) as a session object that can only wrap.
-    fn wrapping_key(
+    pub(super) fn wrapping_key(
         &self,
         session: &Session,
         dek: &SecretKey,
@@ -286,7 +296,10 @@ impl Pkcs11KeyStore {
             option,
             pan,
             psn,
-        } = secret;
+        } = secret
+        else {
+            return Err(rule(ac, "not the ICC master keys"));
+        };
         let data = Zeroizing::new(
             emv_keys::icc_derivation_data(*option, pan.reveal(), &psn.to_string())
                 .map_err(|e| rule(ac, format!("ICC master key derivation: {e}")))?,

@@ -11,6 +11,9 @@
 //! - A card's GlobalPlatform static keys are derived from the KMC into token session objects
 //!   of the card's own session and never come out (`card_session.rs`); only the SCP session
 //!   keys the host channel needs do.
+//! - The reference PIN block (DGI 8010) is held wrapped under the bureau transport key
+//!   `ktk/<index>` from preparation to STORE DATA (`ktk.rs`); a `ktk` must be AES and the token
+//!   must offer `CKM_AES_KEY_WRAP_PAD`, checked at load.
 //! - What comes out in clear into host memory, per card, and why: docs/hsm.md.
 
 mod card_no_derive;
@@ -18,6 +21,7 @@ mod card_session;
 mod file;
 mod held;
 mod jwe;
+mod ktk;
 mod ops;
 mod seal;
 mod token;
@@ -35,6 +39,7 @@ use zeroize::Zeroizing;
 
 pub use card_session::CardKeyUse;
 pub use file::{IssuerPublic, PinSource, StoreFile, is_pkcs11_file};
+pub use ktk::KtkUse;
 pub use token::{ObjectKind, TokenObject};
 
 use crate::domain::chip::keys::IssuerOda;
@@ -63,6 +68,8 @@ pub struct Pkcs11KeyStore {
     kmc_fallback_noted: AtomicBool,
     /// What the token did with card keys (`C_DeriveKey`, session keys, DEK encryptions).
     card_counters: Arc<card_session::CardKeyCounters>,
+    /// Values held under the ktk (DGI 8010), and how they reached a card.
+    ktk_counters: ktk::KtkCounters,
 }
 
 /// What the KCV of an HMAC key (the `audit` key as a generic secret on the token) is computed
@@ -151,6 +158,7 @@ impl Pkcs11KeyStore {
             fallback_noted: AtomicBool::new(false),
             kmc_fallback_noted: AtomicBool::new(false),
             card_counters: Arc::default(),
+            ktk_counters: ktk::KtkCounters::default(),
         };
         store.index()?;
         Ok(store)
@@ -202,6 +210,9 @@ impl Pkcs11KeyStore {
                     ));
                 }
             }
+            if key.usage == KeyUsage::Ktk {
+                self.check_ktk(label, obj)?;
+            }
             if key.usage != KeyUsage::Jwe {
                 refs.insert(key);
             }
@@ -239,6 +250,23 @@ impl Pkcs11KeyStore {
             "needs the mechanism CKM_DES3_ECB_ENCRYPT_DATA (C_DeriveKey) the token lacks"
         } else {
             return Ok(true);
+        };
+        Err(err(
+            &self.source,
+            label,
+            format!("{rule} (token {})", self.token.label),
+        ))
+    }
+
+    /// A bureau transport key is AES and the token wraps and unwraps with
+    /// `CKM_AES_KEY_WRAP_PAD` (RFC 5649); refused at load otherwise, naming the label.
+    fn check_ktk(&self, label: &str, obj: &TokenObject) -> Result<(), KeyFileError> {
+        let rule = if !matches!(obj.kind, ObjectKind::Aes(_)) {
+            "a bureau transport key (ktk) is an AES key"
+        } else if !self.token.can_wrap(MechanismType::AES_KEY_WRAP_PAD) {
+            "needs C_WrapKey with CKM_AES_KEY_WRAP_PAD, which the token lacks"
+        } else {
+            return Ok(());
         };
         Err(err(
             &self.source,

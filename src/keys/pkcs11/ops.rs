@@ -8,7 +8,9 @@ use zeroize::Zeroizing;
 
 use super::{ObjectKind, Pkcs11KeyStore, label};
 use crate::domain::chip::ChipKcvs;
-use crate::domain::chip::keys::{ChipKeys, IccMasterKeySet, IccMasterKeyValue, IssuerOda};
+use crate::domain::chip::keys::{
+    ChipKeys, IccMasterKeySet, IccMasterKeyValue, IssuerOda, ReferencePinBlock,
+};
 use crate::domain::crypto::{self, MacPadding};
 use crate::domain::decimal::{decimalise, pack_bcd};
 use crate::domain::emv_keys::{self, DesKey16, MkdOption};
@@ -279,22 +281,23 @@ impl ChipKeys for Pkcs11KeyStore {
         pin: PinBlockRef<'_>,
         pan: &Pan,
         control: u8,
-    ) -> Result<Zeroizing<[u8; 8]>, KeyError> {
+    ) -> Result<ReferencePinBlock, KeyError> {
         let clear = self.clear_pin(pin, pan)?;
-        Ok(pinblock::pin_field_fill_f(&clear, control))
+        self.hold_pin_block(pinblock::pin_field_fill_f(&clear, control))
     }
 
     fn random_reference_pin_block(
         &self,
         digits: u8,
         control: u8,
-    ) -> Result<Zeroizing<[u8; 8]>, KeyError> {
+    ) -> Result<ReferencePinBlock, KeyError> {
         let key = KeyRef::new(KeyUsage::Zpk, 0);
         let session = self.token.session().map_err(|e| Self::tok_err(key, e))?;
         let pin = pinblock::random_pin(digits, |buf| session.generate_random_slice(buf))
             .map_err(|e| self.store_err(key, &e))?
             .map_err(|r| rule(key, r))?;
-        Ok(pinblock::pin_field_fill_f(&pin, control))
+        drop(session);
+        self.hold_pin_block(pinblock::pin_field_fill_f(&pin, control))
     }
 
     fn ca_public_key(&self, rid: [u8; 5], index: u8) -> Option<CaPublicKey> {

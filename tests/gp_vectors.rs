@@ -271,14 +271,10 @@ fn scp02_auth_case(
     let r = scp02::InitUpdateResponse::parse(&h(init_update_response)).expect("parse");
     let host: [u8; 8] = arr(host);
     let s = scp02::SessionKeys::derive(k, r.sequence_counter).expect("derive");
-    let cc = s
-        .card_cryptogram(&host, &r.sequence_counter, &r.card_challenge)
-        .expect("cgram");
+    let cc = s.card_cryptogram(&host, &r).expect("cgram");
     assert_eq!(hx(&cc), card_cryptogram);
     assert_eq!(r.card_cryptogram, cc);
-    let hc = s
-        .host_cryptogram(&host, &r.sequence_counter, &r.card_challenge)
-        .expect("cgram");
+    let hc = s.host_cryptogram(&host, &r).expect("cgram");
     let mut ch = scp02::Channel::new(s, Scp02Variant::new(i).expect("i"), SecurityLevel::CMac)
         .expect("channel");
     assert!(
@@ -421,10 +417,10 @@ fn scp03_case(c: &Scp03Case) {
     assert_eq!(r.i, 0x70);
     let host: [u8; 8] = arr(c.host);
     let s = scp03::SessionKeys::derive(&k, &host, &r.card_challenge).expect("derive");
-    let cc = s.card_cryptogram(&host, &r.card_challenge).expect("cgram");
+    let cc = s.card_cryptogram(&host, &r).expect("cgram");
     assert_eq!(hx(&cc), c.card_cryptogram);
     assert_eq!(r.card_cryptogram, cc);
-    let hc = s.host_cryptogram(&host, &r.card_challenge).expect("cgram");
+    let hc = s.host_cryptogram(&host, &r).expect("cgram");
     let mut ch = scp03::Channel::new(s, c.level);
     assert!(
         ch.wrap(&cmd("80F22002")).is_err(),
@@ -645,10 +641,10 @@ fn scp03_gpshell_sl03() {
     let host = arr("B2BDE1A2DC66BD56");
     let s = scp03::SessionKeys::derive(&k, &host, &r.card_challenge).expect("derive");
     assert_eq!(
-        hx(&s.card_cryptogram(&host, &r.card_challenge).expect("cc")),
+        hx(&s.card_cryptogram(&host, &r).expect("cc")),
         "E127185170F45FCA"
     );
-    let hc = s.host_cryptogram(&host, &r.card_challenge).expect("hc");
+    let hc = s.host_cryptogram(&host, &r).expect("hc");
     let mut ch = scp03::Channel::new(s, SecurityLevel::CMacCDec);
     assert_eq!(
         hx(&ch.external_authenticate(&hc).expect("ea").to_bytes()),

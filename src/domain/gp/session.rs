@@ -39,6 +39,7 @@ use super::{GpError, SecretKey, SecurityLevel, StaticKeys};
 use crate::domain::crypto::{AES_BLOCK, DES_BLOCK, ct_eq, pad_iso7816};
 use crate::domain::dgi::PersoDgi;
 use crate::domain::keystore::{CardDek, CardKeyStore, KeyError};
+use crate::domain::mask::debug_fields;
 
 /// An application or security domain identifier (5 to 16 bytes).
 #[derive(Clone, PartialEq, Eq)]
@@ -476,7 +477,7 @@ fn scp02_layout(plan: &PersoPlan, i: u8) -> Result<(usize, usize), PlanError> {
             }
         }
     }
-    Ok((DES_BLOCK, scp02::max_plain_data(level)))
+    Ok((DES_BLOCK, level.max_plain_data()))
 }
 
 /// The DEK block and the largest plain STORE DATA field of an SCP03 plan; refuses S16 mode,
@@ -514,7 +515,7 @@ fn scp03_layout(plan: &PersoPlan, i: u8) -> Result<(usize, usize), PlanError> {
             }
         }
     }
-    Ok((AES_BLOCK, scp03::max_plain_data(level)))
+    Ok((AES_BLOCK, level.max_plain_data()))
 }
 
 fn validate(plan: &PersoPlan) -> Result<Layout, PlanError> {
@@ -825,15 +826,11 @@ fn open_scp02(
     let r = scp02::InitUpdateResponse::parse(data).map_err(malformed)?;
     let keys = static_keys(plan, store, &r.kdd)?;
     let session = scp02::SessionKeys::derive(&keys, r.sequence_counter).map_err(crypto)?;
-    let expected = session
-        .card_cryptogram(host, &r.sequence_counter, &r.card_challenge)
-        .map_err(crypto)?;
+    let expected = session.card_cryptogram(host, &r).map_err(crypto)?;
     if !ct_eq(&expected, &r.card_cryptogram) {
         return Err(SessionError::CardCryptogramMismatch);
     }
-    let host_cryptogram = session
-        .host_cryptogram(host, &r.sequence_counter, &r.card_challenge)
-        .map_err(crypto)?;
+    let host_cryptogram = session.host_cryptogram(host, &r).map_err(crypto)?;
     let variant = Scp02Variant::new(i).map_err(crypto)?;
     let channel =
         scp02::Channel::new(session, variant, plan.channel.security_level).map_err(crypto)?;
@@ -863,9 +860,7 @@ fn open_scp03(
     }
     let keys = static_keys(plan, store, &r.kdd)?;
     let session = scp03::SessionKeys::derive(&keys, host, &r.card_challenge).map_err(crypto)?;
-    let expected = session
-        .card_cryptogram(host, &r.card_challenge)
-        .map_err(crypto)?;
+    let expected = session.card_cryptogram(host, &r).map_err(crypto)?;
     if !ct_eq(&expected, &r.card_cryptogram) {
         return Err(SessionError::CardCryptogramMismatch);
     }
@@ -884,9 +879,7 @@ fn open_scp03(
             return Err(SessionError::CardChallengeMismatch);
         }
     }
-    let host_cryptogram = session
-        .host_cryptogram(host, &r.card_challenge)
-        .map_err(crypto)?;
+    let host_cryptogram = session.host_cryptogram(host, &r).map_err(crypto)?;
     let card = CardInfo {
         kdd: r.kdd,
         key_version: r.key_version,
@@ -1180,9 +1173,7 @@ pub struct PersoSession {
 
 impl fmt::Debug for PersoSession {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PersoSession")
-            .field("progress", &self.progress)
-            .finish_non_exhaustive()
+        debug_fields(f, "PersoSession", &[("progress", &self.progress)])
     }
 }
 

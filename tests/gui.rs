@@ -19,8 +19,9 @@ use persodesk::store::Store;
 
 use support::TempDir;
 use support::gui::{
-    config, harness, has, last_failure, loaded, personalize_and_wait, select, show, sign_in,
-    signed_in, start_with_nobody_swiping, status_of, wait,
+    assert_done, cancel_spoiling_the_card, choose_on_devices, config, harness, has, last_failure,
+    loaded, personalize_and_wait, reason_of, select, show, sign_in, signed_in,
+    start_with_nobody_swiping, status_of, wait,
 };
 
 #[test]
@@ -88,12 +89,7 @@ fn supervisor_approves_then_operator_personalizes_on_the_simulated_encoder() {
     h.step();
     assert_eq!(h.state().screen, Screen::Personalize);
     wait(&mut h, "the personalization", |a| !a.perso.is_running());
-    assert_eq!(
-        status_of(&h, "DEMO-MC-0001"),
-        Status::Done,
-        "{:?}",
-        h.state().perso.last
-    );
+    assert_done(&h, "DEMO-MC-0001");
     assert!(
         h.query_by_label("Order DEMO-MC-0001: CARD_PROD_DONE")
             .is_some()
@@ -285,11 +281,7 @@ fn a_failing_card_shows_the_failed_step() {
             .is_some()
     );
     assert!(has(&h, "What to do:"));
-    let reason = h
-        .state()
-        .row_by_id("DEMO-MC-0002")
-        .and_then(|(_, r)| r.reason.clone())
-        .expect("reason");
+    let reason = reason_of(&h, "DEMO-MC-0002");
     assert!(reason.starts_with("stripe write:"), "{reason}");
 }
 
@@ -377,11 +369,7 @@ fn a_personalized_virtual_card_refuses_a_second_personalization() {
     assert!(has(&h, "Failed step: card check"));
     assert!(has(&h, "6985"));
     assert!(has(&h, "What to do: insert a fresh card"));
-    let reason = h
-        .state()
-        .row_by_id("DEMO-MC-0002")
-        .and_then(|(_, r)| r.reason.clone())
-        .expect("reason");
+    let reason = reason_of(&h, "DEMO-MC-0002");
     assert!(reason.starts_with("card check: "), "{reason}");
     // The stripe was not written for the failed chip.
     let sim = h.state().devices.sim.as_ref().expect("sim").card();
@@ -399,12 +387,7 @@ fn a_personalized_virtual_card_refuses_a_second_personalization() {
     show(&mut h, "Orders");
     select(&mut h, "DEMO-MC-0002");
     personalize_and_wait(&mut h);
-    assert_eq!(
-        status_of(&h, "DEMO-MC-0002"),
-        Status::Done,
-        "{:?}",
-        h.state().perso.last
-    );
+    assert_done(&h, "DEMO-MC-0002");
 }
 
 #[test]
@@ -417,24 +400,13 @@ fn cancel_leaves_the_order_failed_not_done() {
     });
     assert_eq!(status_of(&h, "DEMO-VISA-0001"), Status::Ongoing);
     // The chip is written by now: Cancel asks first.
-    h.get_by_label("Cancel").click();
-    h.step();
-    h.step();
-    h.step();
-    h.get_by_label("Cancel the run: this card is spoiled")
-        .click();
-    h.step();
-    wait(&mut h, "the cancelled run", |a| !a.perso.is_running());
+    cancel_spoiling_the_card(&mut h);
     assert_eq!(status_of(&h, "DEMO-VISA-0001"), Status::Failed);
     assert!(
         h.query_by_label("Order DEMO-VISA-0001: CARD_PROD_FAILED")
             .is_some()
     );
-    let reason = h
-        .state()
-        .row_by_id("DEMO-VISA-0001")
-        .and_then(|(_, r)| r.reason.clone())
-        .expect("reason");
+    let reason = reason_of(&h, "DEMO-VISA-0001");
     assert!(reason.contains("cancel"), "{reason}");
 }
 
@@ -467,11 +439,7 @@ fn the_cancel_transport_stops_before_the_next_apdu() {
 fn a_card_fault_fails_the_card_at_its_step() {
     let dir = TempDir::new("cardfault");
     let mut h = signed_in(&dir, "tester", true);
-    show(&mut h, "Devices");
-    h.get_by_label("6A80 at the first STORE DATA").click();
-    h.step();
-    h.step();
-    show(&mut h, "Orders");
+    choose_on_devices(&mut h, "6A80 at the first STORE DATA");
     select(&mut h, "DEMO-US-0001");
     personalize_and_wait(&mut h);
     assert_eq!(status_of(&h, "DEMO-US-0001"), Status::Failed);
@@ -831,10 +799,5 @@ fn the_channel_override_is_a_testers_and_the_job_uses_it() {
     show(&mut h, "Orders");
     select(&mut h, "DEMO-VISA-0001");
     personalize_and_wait(&mut h);
-    assert_eq!(
-        status_of(&h, "DEMO-VISA-0001"),
-        Status::Done,
-        "{:?}",
-        h.state().perso.last
-    );
+    assert_done(&h, "DEMO-VISA-0001");
 }

@@ -27,9 +27,7 @@ use support::gui::{
 #[test]
 fn supervisor_approves_then_operator_personalizes_on_the_simulated_encoder() {
     let dir = TempDir::new("flow");
-    let app = App::new(config(&dir, true), LogBuffer::default()).expect("app");
-    let mut h = harness(app);
-    h.step();
+    let mut h = role_choice(&dir);
     // The role choice comes first.
     assert!(h.query_by_label("Work as operator").is_some());
     sign_in(&mut h, "supervisor");
@@ -203,9 +201,7 @@ fn operator_cannot_personalize_an_unapproved_order() {
 #[test]
 fn tester_reveals_on_test_keys_and_personalizes_without_approval() {
     let dir = TempDir::new("tester");
-    let app = App::new(config(&dir, true), LogBuffer::default()).expect("app");
-    let mut h = harness(app);
-    h.step();
+    let mut h = role_choice(&dir);
 
     // A supervisor has no reveal.
     sign_in(&mut h, "supervisor");
@@ -303,16 +299,7 @@ fn model_1_and_model_2_show_their_chip_data() {
     assert!(!has(&h, "5413330089012345"));
 
     // Model 1 computes the data from the chip profile instead (and generates a PIN).
-    h.get_by_role_and_label(egui::accesskit::Role::RadioButton, "Model 1")
-        .click();
-    wait(&mut h, "the Model 1 preview", |a| {
-        !a.preview.pending
-            && a.preview
-                .prepared
-                .as_ref()
-                .and_then(|p| p.data.chip.as_ref())
-                .is_some_and(|c| c.model.number() == 1)
-    });
+    choose_model(&mut h, 1);
     assert_eq!(h.state().rows[row].model, Some(ChipModel::Model1));
     assert!(has(
         &h,
@@ -323,20 +310,44 @@ fn model_1_and_model_2_show_their_chip_data() {
     assert!(!has(&h, "5413330089012345"));
 
     // And back.
-    h.get_by_role_and_label(egui::accesskit::Role::RadioButton, "Model 2")
+    choose_model(&mut h, 2);
+    assert!(has(
+        &h,
+        "Source: Model 2: issuer data under kek #1, MAC verified"
+    ));
+}
+
+/// The app on the demo orders before anyone signs in (the role choice shown).
+fn role_choice(dir: &TempDir) -> egui_kittest::Harness<'static, App> {
+    let app = App::new(config(dir, true), LogBuffer::default()).expect("app");
+    let mut h = harness(app);
+    h.step();
+    h
+}
+
+/// Loads the order file `file` and waits for its `rows` rows.
+fn load_file(h: &mut egui_kittest::Harness<'_, App>, file: &std::path::Path, rows: usize) {
+    h.state_mut()
+        .load(persodesk::gui::worker::OrderSource::File(
+            file.to_path_buf(),
+        ));
+    wait(h, "the file", |a| {
+        a.loading.is_none() && a.rows.len() == rows
+    });
+}
+
+/// Clicks the "Model `n`" choice of the selected order and waits for its chip preview.
+fn choose_model(h: &mut egui_kittest::Harness<'_, App>, n: u8) {
+    h.get_by_role_and_label(egui::accesskit::Role::RadioButton, &format!("Model {n}"))
         .click();
-    wait(&mut h, "the Model 2 preview", |a| {
+    wait(h, &format!("the Model {n} preview"), |a| {
         !a.preview.pending
             && a.preview
                 .prepared
                 .as_ref()
                 .and_then(|p| p.data.chip.as_ref())
-                .is_some_and(|c| c.model.number() == 2)
+                .is_some_and(|c| c.model.number() == n)
     });
-    assert!(has(
-        &h,
-        "Source: Model 2: issuer data under kek #1, MAC verified"
-    ));
 }
 
 #[test]
@@ -562,11 +573,7 @@ fn order_files_load_in_the_background_and_the_last_file_is_remembered() {
         let mut h = harness(app);
         h.step();
         sign_in(&mut h, "supervisor");
-        h.state_mut()
-            .load(persodesk::gui::worker::OrderSource::File(file.clone()));
-        wait(&mut h, "the file", |a| {
-            a.loading.is_none() && a.rows.len() == 2
-        });
+        load_file(&mut h, &file, 2);
         assert_eq!(status_of(&h, "F-1"), Status::DataPrepared);
         assert_eq!(status_of(&h, "F-2"), Status::DataException);
         select(&mut h, "F-2");
@@ -690,11 +697,7 @@ fn a_tampered_model_2_envelope_is_a_data_exception_at_load() {
     let file = dir.0.join("orders-model2.json");
     std::fs::write(&file, doc.to_string()).expect("write");
     let mut h = signed_in(&dir, "supervisor", false);
-    h.state_mut()
-        .load(persodesk::gui::worker::OrderSource::File(file.clone()));
-    wait(&mut h, "the file", |a| {
-        a.loading.is_none() && a.rows.len() == 3
-    });
+    load_file(&mut h, &file, 3);
     assert_eq!(status_of(&h, "DEMO-MC-0001-M2"), Status::DataPrepared);
     assert_eq!(status_of(&h, "DEMO-VISA-0001-M2"), Status::DataException);
     let row = h

@@ -257,11 +257,14 @@ fn rejects_a_truncated_ciphertext() {
     ));
 }
 
+/// An envelope field, its edit, and the refusal it must cause.
+type EnvelopeEdit = (&'static str, fn(&Value) -> Value, fn(&Model2Error) -> bool);
+
 /// A declared length one off, or another application's AID: refused at that field.
 #[test]
 fn rejects_a_wrong_length_or_aid_at_its_field() {
     let d = demo();
-    let cases: [(&str, fn(&Value) -> Value, fn(&Model2Error) -> bool); 3] = [
+    let cases: [EnvelopeEdit; 3] = [
         (
             "tlvDataLength",
             |v| (v.as_u64().expect("n") + 1).into(),
@@ -389,10 +392,13 @@ fn visa_order_with(edit: impl FnOnce(&mut Value)) -> (Demo, Value) {
     (d, order)
 }
 
+/// What an order edit changes, the edit, and what the refusal's rule says.
+type OrderEdit = (&'static str, fn(&mut Value), &'static str);
+
 /// Chip data that does not match the order is refused, naming the rule.
 #[test]
 fn rejects_chip_data_that_does_not_match_the_order() {
-    let cases: [(&str, fn(&mut Value), &str); 3] = [
+    let cases: [OrderEdit; 3] = [
         // The PIN block is bound to the PAN, so the tracks take a given PVV here.
         (
             "pan",

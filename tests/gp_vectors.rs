@@ -129,28 +129,23 @@ fn kcvs(k: &StaticKeys, aes: bool) -> [String; 3] {
     [kcv(&k.enc), kcv(&k.mac), kcv(&k.dek)]
 }
 
-/// V: `gp-div-emv`, GPPro TestPlaintextKeys::testDiversification_EMV_SCP02.
+/// V: `gp-div-emv` and `gp-div-visa2`, GPPro TestPlaintextKeys::testDiversification_EMV_SCP02
+/// and ::testDiversification_VISA2_SCP02: the KCVs of the three diversified keys.
 #[test]
-fn diversification_emv_cps11() {
-    let k = diversify(
-        &key("404142434445464748494A4B4C4D4E4F"),
-        &arr(KDD_0_9),
-        Diversification::EmvCps11,
-    )
-    .expect("div");
-    assert_eq!(kcvs(&k, false), ["C33013", "6F4CA6", "BB8179"]);
-}
-
-/// V: `gp-div-visa2`, GPPro TestPlaintextKeys::testDiversification_VISA2_SCP02.
-#[test]
-fn diversification_visa2() {
-    let k = diversify(
-        &key("404142434445464748494A4B4C4D4E4F"),
-        &arr(KDD_0_9),
-        Diversification::Visa2,
-    )
-    .expect("div");
-    assert_eq!(kcvs(&k, false), ["2BE598", "58DA38", "3C328E"]);
+fn diversification_emv_cps11_and_visa2() {
+    let cases = [
+        (Diversification::EmvCps11, ["C33013", "6F4CA6", "BB8179"]),
+        (Diversification::Visa2, ["2BE598", "58DA38", "3C328E"]),
+    ];
+    for (method, expected) in cases {
+        let k = diversify(
+            &key("404142434445464748494A4B4C4D4E4F"),
+            &arr(KDD_0_9),
+            method,
+        )
+        .expect("div");
+        assert_eq!(kcvs(&k, false), expected, "{method:?}");
+    }
 }
 
 /// V: `gp-div-kdf3` AES-128/192/256, GPPro TestPlaintextKeys::testDiversification_KDF3_SCP03_AES*.
@@ -940,6 +935,28 @@ fn session_scp02_cmac_exact_sequence() {
     assert_eq!(summary.kdd, [0; 10]);
 }
 
+/// The STORE DATA P1/P2 of the seven-DGI plan: plain 0101 and 0201 (two commands), 8000 and
+/// 8201 encrypted (P1 60), 9000 plain, 9010 last (P1 80); P2 numbers the commands.
+fn assert_seven_dgis_p1p2(card: &TestCard) {
+    let p1p2: Vec<(u8, u8)> = card
+        .store_data
+        .iter()
+        .map(|(p1, p2, _)| (*p1, *p2))
+        .collect();
+    assert_eq!(
+        p1p2,
+        [
+            (0x00, 0),
+            (0x00, 1),
+            (0x00, 2),
+            (0x60, 3),
+            (0x60, 4),
+            (0x00, 5),
+            (0x80, 6)
+        ]
+    );
+}
+
 /// SCP02 with C-DEC, the keys diversified from a KMC (EMV CPS 1.1, checked against V
 /// `gp-div-emv`), and INSTALL [for personalization] through the ISD.
 #[test]
@@ -1000,23 +1017,7 @@ fn session_scp02_cdec_kmc_install() {
     // with C-DEC the budget is 239 plain bytes: the 300-byte DGI goes as 239 + 66
     assert_eq!(card.store_data[1].2.len(), 239);
     assert_eq!(card.store_data[2].2.len(), 66);
-    let p1p2: Vec<(u8, u8)> = card
-        .store_data
-        .iter()
-        .map(|(p1, p2, _)| (*p1, *p2))
-        .collect();
-    assert_eq!(
-        p1p2,
-        [
-            (0x00, 0),
-            (0x00, 1),
-            (0x00, 2),
-            (0x60, 3),
-            (0x60, 4),
-            (0x00, 5),
-            (0x80, 6)
-        ]
-    );
+    assert_seven_dgis_p1p2(&card);
     // the wire data is encrypted (no clear DGI header on the wire)
     assert_ne!(r.commands[4][5..8], card.store_data[0].2[..3]);
     assert_card_got_perso_dgis(&card, 8);
@@ -1073,23 +1074,7 @@ fn session_scp03_cdec_exact_sequence() {
         hx(&r.commands[2]),
         "8482030010FD4721A14D9B07003C451D2F8AE6BB21"
     );
-    let p1p2: Vec<(u8, u8)> = card
-        .store_data
-        .iter()
-        .map(|(p1, p2, _)| (*p1, *p2))
-        .collect();
-    assert_eq!(
-        p1p2,
-        [
-            (0x00, 0),
-            (0x00, 1),
-            (0x00, 2),
-            (0x60, 3),
-            (0x60, 4),
-            (0x00, 5),
-            (0x80, 6)
-        ]
-    );
+    assert_seven_dgis_p1p2(&card);
     // AES padding of 8201: 64 -> 80 bytes
     assert_eq!(hx(&card.store_data[4].2[..3]), "820150");
     assert_card_got_perso_dgis(&card, 16);
@@ -1518,25 +1503,17 @@ fn session_garbage_responses_never_panic() {
                 garbage.extend_from_slice(&t);
             }
             // INITIALIZE UPDATE: nothing random can authenticate
-            let (mut s, _) =
-                PersoSession::start(pysim_scp02_plan(SecurityLevel::CMac)).expect("plan");
-            assert!(matches!(
-                s.handle_response(&[0x90, 0x00]),
-                Step::Transmit(_)
-            ));
-            assert!(
-                matches!(s.handle_response(&garbage), Step::Failed(_)),
-                "{len}"
-            );
-            let (mut s, _) = PersoSession::start(pysim_scp03_plan()).expect("plan");
-            assert!(matches!(
-                s.handle_response(&[0x90, 0x00]),
-                Step::Transmit(_)
-            ));
-            assert!(
-                matches!(s.handle_response(&garbage), Step::Failed(_)),
-                "{len}"
-            );
+            for plan in [pysim_scp02_plan(SecurityLevel::CMac), pysim_scp03_plan()] {
+                let (mut s, _) = PersoSession::start(plan).expect("plan");
+                assert!(matches!(
+                    s.handle_response(&[0x90, 0x00]),
+                    Step::Transmit(_)
+                ));
+                assert!(
+                    matches!(s.handle_response(&garbage), Step::Failed(_)),
+                    "{len}"
+                );
+            }
             // any other step: only `.. 90 00` may go on; anything else fails cleanly
             for at in [0usize, 2, 3, 5] {
                 let mut card = pysim_scp02_card();
@@ -1580,27 +1557,12 @@ fn plan_errors_are_found_before_any_command() {
     p.dgis.clear();
     assert_eq!(start(p), PlanError::NoDgis);
 
-    let mut p = base();
-    p.dgis = vec![Dgi::new(0x8000, vec![0; 47], true, false).expect("dgi")];
-    assert_eq!(
-        start(p),
-        PlanError::NotBlockAligned {
-            id: 0x8000,
-            len: 47,
-            block: 8
-        }
-    );
-
-    let mut p = pysim_scp03_plan();
-    p.dgis = vec![Dgi::new(0x8000, vec![0; 24], true, false).expect("dgi")];
-    assert_eq!(
-        start(p),
-        PlanError::NotBlockAligned {
-            id: 0x8000,
-            len: 24,
-            block: 16
-        }
-    );
+    // An encrypted DGI that is not a whole number of cipher blocks (TDES 8, AES 16).
+    for (mut p, len, block) in [(base(), 47, 8), (pysim_scp03_plan(), 24, 16)] {
+        p.dgis = vec![Dgi::new(0x8000, vec![0; len], true, false).expect("dgi")];
+        let id = 0x8000;
+        assert_eq!(start(p), PlanError::NotBlockAligned { id, len, block });
+    }
 
     let mut p = base();
     p.dgis = vec![Dgi::new(0x0101, vec![0; 10], false, true).expect("dgi")];

@@ -685,6 +685,9 @@ enum State {
     Finished,
 }
 
+/// What a state does with an answer: the next state and command, or why the session stopped.
+type Handled = Result<Next, SessionError>;
+
 /// The result of one state handling one response.
 enum Next {
     Send(Box<State>, CommandApdu),
@@ -708,7 +711,7 @@ fn expect_success(
 }
 
 impl AwaitSelect {
-    fn handle(self, response: &ResponseApdu) -> Result<Next, SessionError> {
+    fn handle(self, response: &ResponseApdu) -> Handled {
         expect_success(response, StepName::Select, None)?;
         let plan = &self.ctx.plan;
         let command = CommandApdu::new(
@@ -731,11 +734,7 @@ impl AwaitSelect {
 }
 
 impl AwaitInitUpdate {
-    fn handle(
-        self,
-        response: &ResponseApdu,
-        store: Option<&dyn CardKeyStore>,
-    ) -> Result<Next, SessionError> {
+    fn handle(self, response: &ResponseApdu, store: Option<&dyn CardKeyStore>) -> Handled {
         expect_success(response, StepName::InitializeUpdate, None)?;
         let plan = &self.ctx.plan;
         let data = response.data();
@@ -775,6 +774,8 @@ impl AwaitInitUpdate {
 /// A secure channel opened from the INITIALIZE UPDATE answer, what the card told, and the host
 /// cryptogram for EXTERNAL AUTHENTICATE.
 type Opened = (SecureChannel, CardInfo, [u8; 8]);
+/// An opened channel, or why the card's INITIALIZE UPDATE answer could not open one.
+type Opening = Result<Opened, SessionError>;
 
 fn malformed(source: GpError) -> SessionError {
     SessionError::Malformed {
@@ -816,12 +817,7 @@ fn static_keys(
 }
 
 /// SCP02: session keys from the sequence counter, the card cryptogram checked.
-fn open_scp02(
-    plan: &PersoPlan,
-    i: u8,
-    data: &[u8],
-    store: Option<&dyn CardKeyStore>,
-) -> Result<Opened, SessionError> {
+fn open_scp02(plan: &PersoPlan, i: u8, data: &[u8], store: Option<&dyn CardKeyStore>) -> Opening {
     let host = &plan.host_challenge;
     let r = scp02::InitUpdateResponse::parse(data).map_err(malformed)?;
     let keys = static_keys(plan, store, &r.kdd)?;
@@ -844,12 +840,7 @@ fn open_scp02(
 
 /// SCP03: the card's "i" checked, session keys from both challenges, the card cryptogram (and,
 /// when the plan asks, the pseudo-random card challenge) checked.
-fn open_scp03(
-    plan: &PersoPlan,
-    i: u8,
-    data: &[u8],
-    store: Option<&dyn CardKeyStore>,
-) -> Result<Opened, SessionError> {
+fn open_scp03(plan: &PersoPlan, i: u8, data: &[u8], store: Option<&dyn CardKeyStore>) -> Opening {
     let host = &plan.host_challenge;
     let r = scp03::InitUpdateResponse::parse(data).map_err(malformed)?;
     if r.i != i {
@@ -893,11 +884,7 @@ fn open_scp03(
 }
 
 impl AwaitExtAuth {
-    fn handle(
-        self,
-        response: &ResponseApdu,
-        store: Option<&dyn CardKeyStore>,
-    ) -> Result<Next, SessionError> {
+    fn handle(self, response: &ResponseApdu, store: Option<&dyn CardKeyStore>) -> Handled {
         expect_success(response, StepName::ExternalAuthenticate, None)?;
         let Self {
             ctx,
@@ -929,11 +916,7 @@ impl AwaitExtAuth {
 }
 
 impl AwaitInstall {
-    fn handle(
-        self,
-        response: &ResponseApdu,
-        store: Option<&dyn CardKeyStore>,
-    ) -> Result<Next, SessionError> {
+    fn handle(self, response: &ResponseApdu, store: Option<&dyn CardKeyStore>) -> Handled {
         const STEP: StepName = StepName::InstallForPersonalization;
         expect_success(response, STEP, None)?;
         check_rmac(&self.channel, response, STEP, None)?;
@@ -958,7 +941,7 @@ fn first_store_data(
     mut channel: SecureChannel,
     card: CardInfo,
     store: Option<&dyn CardKeyStore>,
-) -> Result<Next, SessionError> {
+) -> Handled {
     let dgis = std::mem::take(&mut ctx.plan.dgis);
     let mut feed = StoreDataFeed {
         pending: dgis.into_iter(),
@@ -979,11 +962,7 @@ fn first_store_data(
 }
 
 impl AwaitStoreData {
-    fn handle(
-        mut self,
-        response: &ResponseApdu,
-        store: Option<&dyn CardKeyStore>,
-    ) -> Result<Next, SessionError> {
+    fn handle(mut self, response: &ResponseApdu, store: Option<&dyn CardKeyStore>) -> Handled {
         const STEP: StepName = StepName::StoreData;
         let dgi = self.feed.current_dgi();
         expect_success(response, STEP, dgi)?;

@@ -20,7 +20,7 @@ use persodesk::store::Store;
 use support::TempDir;
 use support::gui::{
     assert_done, cancel_spoiling_the_card, choose_on_devices, config, harness, has, last_failure,
-    loaded, personalize_and_wait, reason_of, select, show, sign_in, signed_in,
+    loaded, personalize_order, reason_of, select, show, sign_in, signed_in,
     start_with_nobody_swiping, status_of, wait,
 };
 
@@ -354,8 +354,7 @@ fn choose_model(h: &mut egui_kittest::Harness<'_, App>, n: u8) {
 fn a_personalized_virtual_card_refuses_a_second_personalization() {
     let dir = TempDir::new("second");
     let mut h = signed_in(&dir, "tester", true);
-    select(&mut h, "DEMO-MC-0001");
-    personalize_and_wait(&mut h);
+    personalize_order(&mut h, "DEMO-MC-0001");
     assert_eq!(status_of(&h, "DEMO-MC-0001"), Status::Done);
     show(&mut h, "Devices");
     assert!(has(
@@ -367,8 +366,7 @@ fn a_personalized_virtual_card_refuses_a_second_personalization() {
     // the card check refuses it and the order is left as it was (a tester's unapproved order:
     // DATA_PREPARED), not FAILED.
     show(&mut h, "Orders");
-    select(&mut h, "DEMO-MC-0002");
-    personalize_and_wait(&mut h);
+    personalize_order(&mut h, "DEMO-MC-0002");
     assert_eq!(status_of(&h, "DEMO-MC-0002"), Status::DataPrepared);
     assert!(
         h.query_by_label("Order DEMO-MC-0002: not started, the card was refused")
@@ -396,8 +394,7 @@ fn a_personalized_virtual_card_refuses_a_second_personalization() {
     h.step();
     assert!(has(&h, "card present (fresh)"));
     show(&mut h, "Orders");
-    select(&mut h, "DEMO-MC-0002");
-    personalize_and_wait(&mut h);
+    personalize_order(&mut h, "DEMO-MC-0002");
     assert_done(&h, "DEMO-MC-0002");
 }
 
@@ -451,8 +448,7 @@ fn a_card_fault_fails_the_card_at_its_step() {
     let dir = TempDir::new("cardfault");
     let mut h = signed_in(&dir, "tester", true);
     choose_on_devices(&mut h, "6A80 at the first STORE DATA");
-    select(&mut h, "DEMO-US-0001");
-    personalize_and_wait(&mut h);
+    personalize_order(&mut h, "DEMO-US-0001");
     assert_eq!(status_of(&h, "DEMO-US-0001"), Status::Failed);
     assert!(
         has(&h, "Failed step: STORE DATA 1 of "),
@@ -783,8 +779,7 @@ fn the_channel_override_is_a_testers_and_the_job_uses_it() {
     sign_in(&mut h, "tester");
     h.state_mut().set_channel_override(scp03).expect("tester");
     assert_eq!(h.state().channel_override(), scp03);
-    select(&mut h, "DEMO-VISA-0001");
-    personalize_and_wait(&mut h);
+    personalize_order(&mut h, "DEMO-VISA-0001");
     // The card reports SCP02: the card check refuses it before anything is written.
     assert_eq!(status_of(&h, "DEMO-VISA-0001"), Status::DataPrepared);
     let failure = last_failure(&h).expect("failed");
@@ -800,7 +795,6 @@ fn the_channel_override_is_a_testers_and_the_job_uses_it() {
         .expect("cleared");
     h.state_mut().insert_fresh_card().expect("fresh card");
     show(&mut h, "Orders");
-    select(&mut h, "DEMO-VISA-0001");
-    personalize_and_wait(&mut h);
+    personalize_order(&mut h, "DEMO-VISA-0001");
     assert_done(&h, "DEMO-VISA-0001");
 }

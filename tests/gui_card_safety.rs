@@ -14,9 +14,8 @@ use persodesk::job::{CHIP_PARTLY_WRITTEN, Step};
 
 use support::TempDir;
 use support::gui::{
-    assert_done, cancel_spoiling_the_card, choose_on_devices, has, last_failure,
-    personalize_and_wait, reason_of, select, show, sign_in, signed_in, start_with_nobody_swiping,
-    status_of, wait,
+    assert_done, cancel_spoiling_the_card, choose_on_devices, has, last_failure, personalize_order,
+    reason_of, select, show, sign_in, signed_in, start_with_nobody_swiping, status_of, wait,
 };
 
 fn approve(h: &mut egui_kittest::Harness<'_, persodesk::gui::App>, id: &str) {
@@ -38,8 +37,7 @@ fn a_personalized_card_is_refused_and_the_approved_order_stays_ready() {
     approve(&mut h, "DEMO-MC-0001");
     approve(&mut h, "DEMO-MC-0002");
     sign_in(&mut h, "operator");
-    select(&mut h, "DEMO-MC-0001");
-    personalize_and_wait(&mut h);
+    personalize_order(&mut h, "DEMO-MC-0001");
     assert_eq!(status_of(&h, "DEMO-MC-0001"), Status::Done);
     // The per-DGI list stays after completion, every DGI in hex with PASS.
     assert!(has(&h, "DGIs stored ("));
@@ -73,8 +71,7 @@ fn a_personalized_card_is_refused_and_the_approved_order_stays_ready() {
 
     // The same card for the second approved order.
     show(&mut h, "Orders");
-    select(&mut h, "DEMO-MC-0002");
-    personalize_and_wait(&mut h);
+    personalize_order(&mut h, "DEMO-MC-0002");
     assert_eq!(status_of(&h, "DEMO-MC-0002"), Status::Ready);
     let f = last_failure(&h).expect("refused");
     assert_eq!(f.step, Step::CardCheck);
@@ -109,8 +106,7 @@ fn a_personalized_card_is_refused_and_the_approved_order_stays_ready() {
     h.get_by_label("Insert a fresh card").click();
     h.step();
     show(&mut h, "Orders");
-    select(&mut h, "DEMO-MC-0002");
-    personalize_and_wait(&mut h);
+    personalize_order(&mut h, "DEMO-MC-0002");
     assert_eq!(status_of(&h, "DEMO-MC-0002"), Status::Done);
 }
 
@@ -157,8 +153,7 @@ fn a_bad_swipe_retried_is_shown() {
     let dir = TempDir::new("badswipe");
     let mut h = signed_in(&dir, "tester", true);
     choose_on_devices(&mut h, "One bad swipe");
-    select(&mut h, "DEMO-VISA-0001");
-    personalize_and_wait(&mut h);
+    personalize_order(&mut h, "DEMO-VISA-0001");
     assert_done(&h, "DEMO-VISA-0001");
     assert_eq!(h.state().perso.progress.bad_swipes, 1);
     assert!(has(&h, "Bad swipes retried: 1"));

@@ -126,6 +126,12 @@ pub fn status_of(h: &Harness<'_, App>, id: &str) -> Status {
     h.state().row_by_id(id).expect("row").1.status
 }
 
+/// Selects order `id` and personalizes it, waiting until the run ends.
+pub fn personalize_order(h: &mut Harness<'_, App>, id: &str) {
+    select(h, id);
+    personalize_and_wait(h);
+}
+
 pub fn personalize_and_wait(h: &mut Harness<'_, App>) {
     h.get_by_label("Personalize this card").click();
     h.step();

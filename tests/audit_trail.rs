@@ -62,6 +62,24 @@ fn cli(args: &[&str], data_dir: &Path) -> Output {
         .expect("run persodesk")
 }
 
+/// Runs `sql` on the store file around the store (its triggers dropped), as an attacker would.
+fn tamper(db: &Path, sql: &str) {
+    tamperer(db).execute(sql, []).expect("tamper");
+}
+
+/// Five records in a store in a new directory `name`, then `sql` run around the store.
+fn tampered(name: &str, sql: &str) -> (TempDir, Store) {
+    let dir = TempDir::new(name);
+    let store = five_records(&dir);
+    tamper(&dir.db(), sql);
+    (dir, store)
+}
+
+/// What verifying the trail finds wrong, if anything.
+fn problem(store: &Store) -> Option<ChainProblem> {
+    store.verify_audit().expect("verify").problem
+}
+
 /// `audit verify --db` exits `code` and says `needle` on stdout.
 fn assert_cli_verify(db: &Path, dir: &Path, code: i32, needle: &str) {
     let out = cli(&["audit", "verify", "--db", &db.display().to_string()], dir);
@@ -130,44 +148,37 @@ fn records_cannot_be_changed_or_deleted_through_sqlite() {
     let dir = TempDir::new("append-only");
     let _store = five_records(&dir);
     let c = Connection::open(dir.db()).expect("open");
-    let update = c.execute("UPDATE audit SET outcome = 'ok' WHERE seq = 2", []);
-    assert!(
-        update
-            .as_ref()
-            .is_err_and(|e| e.to_string().contains("append-only")),
-        "{update:?}"
-    );
-    let delete = c.execute("DELETE FROM audit WHERE seq = 5", []);
-    assert!(
-        delete
-            .as_ref()
-            .is_err_and(|e| e.to_string().contains("append-only")),
-        "{delete:?}"
-    );
+    for sql in [
+        "UPDATE audit SET outcome = 'ok' WHERE seq = 2",
+        "DELETE FROM audit WHERE seq = 5",
+    ] {
+        let refused = c.execute(sql, []);
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("append-only")),
+            "{sql}: {refused:?}"
+        );
+    }
 }
 
 #[test]
 fn a_modified_field_is_named() {
-    let dir = TempDir::new("modified");
-    let store = five_records(&dir);
-    tamperer(&dir.db())
-        .execute("UPDATE audit SET user = 'mallory' WHERE seq = 2", [])
-        .expect("tamper");
+    let (dir, store) = tampered(
+        "modified",
+        "UPDATE audit SET user = 'mallory' WHERE seq = 2",
+    );
     let v = store.verify_audit().expect("verify");
     assert_eq!(v.problem, Some(ChainProblem::Modified { seq: 2 }));
     assert_eq!(v.records, 1, "record 1 still checks out");
     assert_cli_verify(&dir.db(), &dir.0, 1, "record 2 was modified");
 
     // Changing the time of an otherwise untouched record shows as well.
-    let dir = TempDir::new("modified-time");
-    let store = five_records(&dir);
-    tamperer(&dir.db())
-        .execute("UPDATE audit SET at = at - 3600 WHERE seq = 4", [])
-        .expect("tamper");
-    assert_eq!(
-        store.verify_audit().expect("verify").problem,
-        Some(ChainProblem::Modified { seq: 4 })
+    let (_dir, store) = tampered(
+        "modified-time",
+        "UPDATE audit SET at = at - 3600 WHERE seq = 4",
     );
+    assert_eq!(problem(&store), Some(ChainProblem::Modified { seq: 4 }));
 }
 
 #[test]
@@ -200,46 +211,27 @@ fn two_swapped_records_are_named() {
 
 #[test]
 fn a_deleted_middle_record_is_named() {
-    let dir = TempDir::new("deleted");
-    let store = five_records(&dir);
-    tamperer(&dir.db())
-        .execute("DELETE FROM audit WHERE seq = 3", [])
-        .expect("tamper");
-    assert_eq!(
-        store.verify_audit().expect("verify").problem,
-        Some(ChainProblem::Deleted { seq: 3 })
-    );
+    let (dir, store) = tampered("deleted", "DELETE FROM audit WHERE seq = 3");
+    assert_eq!(problem(&store), Some(ChainProblem::Deleted { seq: 3 }));
     assert_cli_verify(&dir.db(), &dir.0, 1, "record 3 was deleted");
 
     // Renumbering the later records to close the gap breaks their links instead.
-    tamperer(&dir.db())
-        .execute("UPDATE audit SET seq = seq - 1 WHERE seq > 3", [])
-        .expect("tamper");
-    assert_eq!(
-        store.verify_audit().expect("verify").problem,
-        Some(ChainProblem::BrokenLink { seq: 3 })
-    );
+    tamper(&dir.db(), "UPDATE audit SET seq = seq - 1 WHERE seq > 3");
+    assert_eq!(problem(&store), Some(ChainProblem::BrokenLink { seq: 3 }));
 }
 
 #[test]
 fn a_deleted_last_record_is_named_even_after_later_appends() {
-    let dir = TempDir::new("truncated");
-    let store = five_records(&dir);
-    tamperer(&dir.db())
-        .execute("DELETE FROM audit WHERE seq = 5", [])
-        .expect("tamper");
+    let (dir, store) = tampered("truncated", "DELETE FROM audit WHERE seq = 5");
     assert_eq!(
-        store.verify_audit().expect("verify").problem,
+        problem(&store),
         Some(ChainProblem::Truncated { last: 4, count: 5 })
     );
     assert_cli_verify(&dir.db(), &dir.0, 1, "record 5 was deleted");
 
     // The application goes on: the next record is number 6, so record 5 stays missing.
     store.audit(&who(), "sign-in", None, "ok").expect("audit");
-    assert_eq!(
-        store.verify_audit().expect("verify").problem,
-        Some(ChainProblem::Deleted { seq: 5 })
-    );
+    assert_eq!(problem(&store), Some(ChainProblem::Deleted { seq: 5 }));
 
     // Deleting the last record and the head in the settings too still shows: the head is gone.
     let dir = TempDir::new("truncated-head");
@@ -296,10 +288,7 @@ fn a_database_from_before_the_chain_is_migrated_and_sealed() {
             [],
         )
         .expect("tamper");
-    assert_eq!(
-        store.verify_audit().expect("verify").problem,
-        Some(ChainProblem::Modified { seq: 2 })
-    );
+    assert_eq!(problem(&store), Some(ChainProblem::Modified { seq: 2 }));
 }
 
 #[test]

@@ -330,6 +330,20 @@ track1_discretionary = "000|cvv"
 track2_discretionary = "000|cvv"
 "#;
 
+/// Each `(from, to, place, rule)` edit of `base` must fail: `parse` gives the error's place (file
+/// and key) and rule, which must be `place` and contain `rule`; a failure names the edit (`to`).
+fn assert_edits_fail(
+    base: &str,
+    cases: &[(&str, &str, &str, &str)],
+    parse: impl Fn(&str) -> Result<(), (String, String)>,
+) {
+    for (from, to, place, rule) in cases {
+        let (at, why) = parse(&base.replace(from, to)).expect_err(to);
+        assert_eq!(at, *place, "{to}");
+        assert!(why.contains(rule), "{to}: {why}");
+    }
+}
+
 #[test]
 fn malformed_products_name_file_key_and_rule() {
     let cases: &[(&str, &str, &str, &str)] = &[
@@ -424,12 +438,11 @@ fn malformed_products_name_file_key_and_rule() {
             "at least one model",
         ),
     ];
-    for (from, to, path, rule) in cases {
-        let text = PRODUCT.replace(from, to);
-        let e = Product::from_toml("p.toml", &text).expect_err(to);
-        assert_eq!(e.path, *path, "{to}");
-        assert!(e.rule.contains(rule), "{to}: {}", e.rule);
-    }
+    assert_edits_fail(PRODUCT, cases, |text| {
+        Product::from_toml("p.toml", text)
+            .map(drop)
+            .map_err(|e| (e.path, e.rule))
+    });
     let a = Product::from_toml("a.toml", PRODUCT).expect("valid");
     let b = Product::from_toml("b.toml", PRODUCT).expect("valid");
     let e = Catalog::new(vec![a, b]).expect_err("duplicate");
@@ -501,13 +514,14 @@ fn malformed_key_files_name_the_key_never_the_value() {
             "unknown field",
         ),
     ];
-    for (from, to, location, rule) in cases {
-        let text = KEY.replace(from, to);
-        let e = SoftwareKeyStore::from_toml("k.toml", &text).expect_err(to);
-        assert_eq!(e.location, *location, "{to}");
-        assert!(e.rule.contains(rule), "{to}: {}", e.rule);
-        assert!(!e.to_string().contains("0123456789ABCDEF"), "{e}");
-    }
+    assert_edits_fail(KEY, cases, |text| {
+        SoftwareKeyStore::from_toml("k.toml", text)
+            .map(drop)
+            .map_err(|e| {
+                assert!(!e.to_string().contains("0123456789ABCDEF"), "{e}");
+                (e.location, e.rule)
+            })
+    });
     let dup = format!("{KEY}{KEY}");
     let e = SoftwareKeyStore::from_toml("k.toml", &dup).expect_err("duplicate");
     assert_eq!(e.location, "key cvk #1");

@@ -79,53 +79,68 @@ send_order = ["0101"]
 tags = ["5A", "5F24"]
 "#;
 
+/// Loading `text` fails, and the error says each of `says` (file and key, then the rule).
+fn refused(text: &str, says: &[&str]) {
+    let e = load(text).expect_err(&format!("refused: {says:?}"));
+    for s in says {
+        assert!(e.contains(s), "{s:?} not in: {e}");
+    }
+}
+
 #[test]
 fn bad_profiles_name_file_and_key() {
     assert!(load(BASE).is_ok());
-    let e = load(&BASE.replace("\"5F24\"", "\"5F24\", \"8E\"")).expect_err("unfillable");
-    assert!(
-        e.contains("t.toml: dgi.0101") && e.contains("tag 8E") && e.contains("nothing fills it"),
-        "{e}"
+    refused(
+        &BASE.replace("\"5F24\"", "\"5F24\", \"8E\""),
+        &["t.toml: dgi.0101", "tag 8E", "nothing fills it"],
     );
     // Optional with ?.
     assert!(load(&BASE.replace("\"5F24\"", "\"5F24\", \"8E?\"")).is_ok());
-    let e = load(&BASE.replace("\"5F24\"", "\"5F24\", \"90\"")).expect_err("no oda");
-    assert!(e.contains("needs an oda.method"), "{e}");
-    let e = load(&BASE.replace(
-        "send_order = [\"0101\"]",
-        "send_order = [\"0101\", \"8000\"]",
-    ))
-    .expect_err("no table");
-    assert!(
-        e.contains("t.toml: send_order") && e.contains("DGI 8000 has no"),
-        "{e}"
+    refused(
+        &BASE.replace("\"5F24\"", "\"5F24\", \"90\""),
+        &["needs an oda.method"],
     );
-    let e = load(&format!("{BASE}\n[dgi.7FF0]\nvalue = \"00\"")).expect_err("not in order");
-    assert!(e.contains("dgi.7FF0"), "{e}");
-    let e = load(&BASE.replace(
-        "send_order = [\"0101\"]",
-        "send_order = [\"0101\", \"7FF0\"]\n[dgi.7FF0]\nvalue = \"00\"",
-    ))
-    .expect_err("reserved");
-    assert!(e.contains("reserved"), "{e}");
-    let e = load(&BASE.replace("cvn = \"visa-cvn18\"", "cvn = \"visa-cvn99\"")).expect_err("cvn");
-    assert!(e.contains("t.toml: cvn"), "{e}");
+    refused(
+        &BASE.replace(
+            "send_order = [\"0101\"]",
+            "send_order = [\"0101\", \"8000\"]",
+        ),
+        &["t.toml: send_order", "DGI 8000 has no"],
+    );
+    refused(
+        &format!("{BASE}\n[dgi.7FF0]\nvalue = \"00\""),
+        &["dgi.7FF0"],
+    );
+    refused(
+        &BASE.replace(
+            "send_order = [\"0101\"]",
+            "send_order = [\"0101\", \"7FF0\"]\n[dgi.7FF0]\nvalue = \"00\"",
+        ),
+        &["reserved"],
+    );
+    refused(
+        &BASE.replace("cvn = \"visa-cvn18\"", "cvn = \"visa-cvn99\""),
+        &["t.toml: cvn"],
+    );
     // 9F10 is built from the CVN and the order's derivationKeyIndex, not copied.
-    let e = load(&format!("{BASE}\n[tags]\n\"9F10\" = \"06010A03A00000\"")).expect_err("iad");
-    assert!(e.contains("tags.9F10") && e.contains("[iad]"), "{e}");
-    let e = load(&format!("{BASE}\n[iad]\ncvr = \"00\"")).expect_err("iad cvr");
-    assert!(e.contains("t.toml: iad.cvr"), "{e}");
-    let e = load(&format!("{BASE}\n[tags]\n\"57\" = \"00\"")).expect_err("computed");
-    assert!(e.contains("tags.57"), "{e}");
-    let e = load(&format!("{BASE}\n[oda]\nmethod = \"dda\"")).expect_err("bits");
-    assert!(e.contains("oda.icc_key_bits"), "{e}");
-    let e = load(&format!("bogus = 1\n{BASE}")).expect_err("unknown");
-    assert!(
-        e.contains("t.toml: bogus") && e.contains("unknown key"),
-        "{e}"
+    refused(
+        &format!("{BASE}\n[tags]\n\"9F10\" = \"06010A03A00000\""),
+        &["tags.9F10", "[iad]"],
     );
-    let e = load("not toml [").expect_err("syntax");
-    assert!(e.contains("not valid TOML"), "{e}");
+    refused(
+        &format!("{BASE}\n[iad]\ncvr = \"00\""),
+        &["t.toml: iad.cvr"],
+    );
+    refused(&format!("{BASE}\n[tags]\n\"57\" = \"00\""), &["tags.57"]);
+    refused(
+        &format!("{BASE}\n[oda]\nmethod = \"dda\""),
+        &["oda.icc_key_bits"],
+    );
+    refused(
+        &format!("bogus = 1\n{BASE}"),
+        &["t.toml: bogus", "unknown key"],
+    );
+    refused("not toml [", &["not valid TOML"]);
 }
 
 /// ODA per interface at load (EMV Book 3 §10.3): every GPO answer whose AIP asks for ODA reads
@@ -169,26 +184,29 @@ interface = "contactless"
     let p = load(oda).expect("per-interface layout");
     assert_eq!(p.records_with(0x9F46).len(), 2);
     // Both 9F46 records on both interfaces: each interface reads two.
-    let e = load(&oda.replace("interfaces = [\"contactless\"]", "")).expect_err("twice");
-    assert!(e.contains("also in DGI 0202"), "{e}");
+    refused(
+        &oda.replace("interfaces = [\"contactless\"]", ""),
+        &["also in DGI 0202"],
+    );
     // The contactless answer asks for ODA but no record it reads carries 9F46.
-    let e = load(&oda.replace(
-        "[dgi.0203]\ntags = [\"9F46\"]",
-        "[dgi.0203]\ntags = [\"9F49?\"]",
-    ))
-    .expect_err("no contactless certificate");
-    assert!(
-        e.contains("t.toml: dgi.9117") && e.contains("0 times"),
-        "{e}"
+    refused(
+        &oda.replace(
+            "[dgi.0203]\ntags = [\"9F46\"]",
+            "[dgi.0203]\ntags = [\"9F49?\"]",
+        ),
+        &["t.toml: dgi.9117", "0 times"],
     );
     // "shared" with one certificate per interface is a contradiction.
-    let e = load(&oda.replace("\"per-interface\"", "\"shared\"")).expect_err("shared");
-    assert!(e.contains("t.toml: oda.certificates"), "{e}");
+    refused(
+        &oda.replace("\"per-interface\"", "\"shared\""),
+        &["t.toml: oda.certificates"],
+    );
     // The chain must be readable on every ODA interface.
-    let e = load(&oda.replace(
-        "[dgi.0201]\ntags",
-        "[dgi.0201]\ninterfaces = [\"contact\"]\ntags",
-    ))
-    .expect_err("no chain on contactless");
-    assert!(e.contains("dgi.9117") && e.contains("tag 8F"), "{e}");
+    refused(
+        &oda.replace(
+            "[dgi.0201]\ntags",
+            "[dgi.0201]\ninterfaces = [\"contact\"]\ntags",
+        ),
+        &["dgi.9117", "tag 8F"],
+    );
 }

@@ -44,30 +44,35 @@ fn acceptance_1_seed_example_revealed_and_masked() {
     let v = &json_lines(&o)[0];
     assert_eq!(v["id"], "DEMO-MC-0001");
     assert_eq!(v["cardProductId"], "DEMO_MC_DEBIT");
-    assert_eq!(
-        v["tracks"]["track1"],
-        "%B5413330089012345^DOE/ALICE^2906201000000123000000?"
+    assert_tracks(
+        v,
+        [
+            "%B5413330089012345^DOE/ALICE^2906201000000123000000?",
+            ";5413330089012345=29062010000012300000?",
+            ";5413330089012345=123456789012345?",
+        ],
     );
-    assert_eq!(
-        v["tracks"]["track2"],
-        ";5413330089012345=29062010000012300000?"
-    );
-    assert_eq!(v["tracks"]["track3"], ";5413330089012345=123456789012345?");
     assert_eq!(v["sources"]["cvv1"], "order (encryptedData.cvv1)");
 
     let o = persodesk(&args, &[]);
     assert!(o.status.success());
     let v = &json_lines(&o)[0];
-    assert_eq!(
-        v["tracks"]["track1"],
-        "%B541333******2345^DOE/ALICE^2906201000000***000000?"
+    assert_tracks(
+        v,
+        [
+            "%B541333******2345^DOE/ALICE^2906201000000***000000?",
+            ";541333******2345=290620100000***00000?",
+            ";541333******2345=123456789012345?",
+        ],
     );
-    assert_eq!(
-        v["tracks"]["track2"],
-        ";541333******2345=290620100000***00000?"
-    );
-    assert_eq!(v["tracks"]["track3"], ";541333******2345=123456789012345?");
     assert!(!stdout(&o).contains("5413330089012345"));
+}
+
+/// Tracks 1, 2 and 3 of a `--json` line are `expected`.
+fn assert_tracks(v: &serde_json::Value, expected: [&str; 3]) {
+    for (n, want) in (1..=3).zip(expected) {
+        assert_eq!(v["tracks"][format!("track{n}")], want, "track {n}");
+    }
 }
 
 /// `prepare tests/fixtures/kat_orders.json --order ID` with `flags` and the fixture keys.
@@ -141,24 +146,17 @@ fn validate_exit_codes() {
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("6 orders: 6 valid, 0 invalid"));
 
-    let dir = tempdir();
-    let bad = dir.join("bad.json");
-    std::fs::write(
-        &bad,
+    assert_rejects(
+        "validate",
         r#"{"cards": [{"cardId": "A", "cardProductId": "DEMO_MC_DEBIT", "encryptedData": {"pan": "5413330089012345", "exp": "2913"}},
                       {"cardId": "B", "cardProductId": "NOPE", "encryptedData": {"pan": "4761739001010010", "exp": "2912"}}]}"#,
-    )
-    .expect("write");
-    let o = persodesk(&["validate", bad.to_str().expect("utf8")], &[]);
-    assert_eq!(o.status.code(), Some(1));
-    assert_says(
-        &stdout(&o),
         &[
             "encryptedData.exp: month 13 is not 01-12",
             "cardProductId: product NOPE is not in",
         ],
     );
 
+    let dir = tempdir();
     let garbage = dir.join("garbage.json");
     std::fs::write(&garbage, "{this is not json").expect("write");
     let o = persodesk(&["validate", garbage.to_str().expect("utf8")], &[]);
@@ -180,25 +178,26 @@ fn validate_exit_codes() {
 
 #[test]
 fn prepare_failures_name_the_fields() {
-    let dir = tempdir();
-    let f = dir.join("o.json");
     // Needs a computed CVV but has neither cvv1 nor cvKeyIndex; and an unknown key index.
-    std::fs::write(
-        &f,
+    assert_rejects(
+        "prepare",
         r#"{"cardId": "X", "cardProductId": "DEMO_MC_DEBIT", "encryptedData": {"pan": "5413330089012345", "exp": "2906", "encodedName": "A/B"}}
 {"cardId": "Y", "cardProductId": "DEMO_MC_DEBIT", "encryptedData": {"pan": "5413330089012345", "exp": "2906"}, "paymentApplication": {"cvKeyIndex": 7}}"#,
-    )
-    .expect("write");
-    let o = persodesk(&["prepare", f.to_str().expect("utf8")], &[]);
-    assert_eq!(o.status.code(), Some(1));
-    assert_says(
-        &stdout(&o),
         &[
             "encryptedData.cvv1, paymentApplication.cvKeyIndex",
             "encryptedData.encodedName, trackData.track1",
             "key cvk #7 is not in the key store",
         ],
     );
+}
+
+/// `persodesk <command> FILE` on a file holding `orders` exits 1 and says every one of `says`.
+fn assert_rejects(command: &str, orders: &str, says: &[&str]) {
+    let f = tempdir().join(format!("{command}-rejects.json"));
+    std::fs::write(&f, orders).expect("write");
+    let o = persodesk(&[command, f.to_str().expect("utf8")], &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_says(&stdout(&o), says);
 }
 
 /// `out` says every one of `needles`.

@@ -184,39 +184,32 @@ fn errors_and_debug_never_show_track_content() {
 
 #[test]
 fn simple_command_bytes_match_the_spec() {
-    let cases: [(Command<'_>, &[u8]); 11] = [
+    let cases: [(Command<'_>, &[u8]); 5] = [
         (Command::Reset, &[0x1B, 0x61]),
         (Command::CommTest, &[0x1B, 0x65]),
         (Command::HiCo, &[0x1B, 0x78]),
         (Command::LoCo, &[0x1B, 0x79]),
         (Command::IsoRead, &[0x1B, 0x72]),
-        (
-            Command::Bpi(TrackNumber::One, Density::Bpi210),
-            &[0x1B, 0x62, 0xA1],
-        ),
-        (
-            Command::Bpi(TrackNumber::One, Density::Bpi75),
-            &[0x1B, 0x62, 0xA0],
-        ),
-        (
-            Command::Bpi(TrackNumber::Two, Density::Bpi210),
-            &[0x1B, 0x62, 0xD2],
-        ),
-        (
-            Command::Bpi(TrackNumber::Two, Density::Bpi75),
-            &[0x1B, 0x62, 0x4B],
-        ),
-        (
-            Command::Bpi(TrackNumber::Three, Density::Bpi210),
-            &[0x1B, 0x62, 0xC1],
-        ),
-        (
-            Command::Bpi(TrackNumber::Three, Density::Bpi75),
-            &[0x1B, 0x62, 0xC0],
-        ),
     ];
     for (command, bytes) in cases {
         assert_eq!(command.to_bytes().as_slice(), bytes, "{command:?}");
+    }
+    // Bit density: ESC b and one byte per track and density.
+    let bpi = [
+        (TrackNumber::One, Density::Bpi210, 0xA1),
+        (TrackNumber::One, Density::Bpi75, 0xA0),
+        (TrackNumber::Two, Density::Bpi210, 0xD2),
+        (TrackNumber::Two, Density::Bpi75, 0x4B),
+        (TrackNumber::Three, Density::Bpi210, 0xC1),
+        (TrackNumber::Three, Density::Bpi75, 0xC0),
+    ];
+    for (track, density, byte) in bpi {
+        let command = Command::Bpi(track, density);
+        assert_eq!(
+            command.to_bytes().as_slice(),
+            [0x1B, 0x62, byte],
+            "{command:?}"
+        );
     }
     assert_eq!(Command::Reset.reply_kind(), None);
     assert_eq!(Command::IsoRead.reply_kind(), Some(ResponseKind::IsoRead));
@@ -743,6 +736,24 @@ fn open_encoder(sim: &SimEncoder) -> (SerialEncoder, mpsc::Receiver<EncoderEvent
     (encoder, rx)
 }
 
+/// The simulated encoder set to fail with `fault`, and an encoder opened on it with its events.
+fn faulty(fault: SimFault) -> (SimEncoder, SerialEncoder, mpsc::Receiver<EncoderEvent>) {
+    let sim = start_sim();
+    sim.set_fault(fault);
+    let (encoder, events) = open_encoder(&sim);
+    (sim, encoder, events)
+}
+
+/// The simulated encoder with nobody swiping, and an encoder on it that waits `swipe_timeout`.
+fn nobody_swipes(swipe_timeout: Duration) -> (SimEncoder, SerialEncoder) {
+    let sim = start_sim();
+    sim.set_fault(SimFault::NoSwipe);
+    let mut config = test_config(&sim.path().to_string_lossy());
+    config.swipe_timeout = swipe_timeout;
+    let encoder = SerialEncoder::open(config).expect("open");
+    (sim, encoder)
+}
+
 fn swipe_waits(events: &mpsc::Receiver<EncoderEvent>) -> Vec<(SwipePurpose, u32)> {
     events
         .try_iter()
@@ -799,9 +810,7 @@ fn serial_write_three_tracks_and_read_back_equal() {
 
 #[test]
 fn serial_write_error_is_a_device_error() {
-    let sim = start_sim();
-    sim.set_fault(SimFault::WriteError);
-    let (mut encoder, _events) = open_encoder(&sim);
+    let (sim, mut encoder, _events) = faulty(SimFault::WriteError);
     let err = encoder
         .write_and_verify(&tracks())
         .expect_err("write error");
@@ -821,9 +830,7 @@ fn serial_write_error_is_a_device_error() {
 
 #[test]
 fn serial_bad_swipes_are_retried_and_visible() {
-    let sim = start_sim();
-    sim.set_fault(SimFault::BadSwipes(2));
-    let (mut encoder, events) = open_encoder(&sim);
+    let (sim, mut encoder, events) = faulty(SimFault::BadSwipes(2));
     let outcome = encoder
         .write_and_verify(&tracks())
         .expect("third swipe works");
@@ -842,9 +849,7 @@ fn serial_bad_swipes_are_retried_and_visible() {
 
 #[test]
 fn serial_too_many_bad_swipes() {
-    let sim = start_sim();
-    sim.set_fault(SimFault::BadSwipes(10));
-    let (mut encoder, _events) = open_encoder(&sim);
+    let (sim, mut encoder, _events) = faulty(SimFault::BadSwipes(10));
     let err = encoder.write_and_verify(&tracks()).expect_err("gives up");
     assert!(
         matches!(
@@ -861,16 +866,11 @@ fn serial_too_many_bad_swipes() {
 
 #[test]
 fn serial_no_swipe_times_out_visibly() {
-    let sim = start_sim();
-    sim.set_fault(SimFault::NoSwipe);
+    let (sim, encoder) = nobody_swipes(Duration::from_millis(300));
     let (tx, events) = mpsc::channel();
-    let mut config = test_config(&sim.path().to_string_lossy());
-    config.swipe_timeout = Duration::from_millis(300);
-    let mut encoder = SerialEncoder::open(config)
-        .expect("open")
-        .with_observer(move |e| {
-            let _ = tx.send(e.clone());
-        });
+    let mut encoder = encoder.with_observer(move |e| {
+        let _ = tx.send(e.clone());
+    });
     let started = Instant::now();
     let err = encoder.write_and_verify(&tracks()).expect_err("no swipe");
     assert!(
@@ -886,9 +886,7 @@ fn serial_no_swipe_times_out_visibly() {
 
 #[test]
 fn serial_silent_device_is_a_device_timeout() {
-    let sim = start_sim();
-    sim.set_fault(SimFault::Silent);
-    let (mut encoder, _events) = open_encoder(&sim);
+    let (_sim, mut encoder, _events) = faulty(SimFault::Silent);
     let err = encoder.write_and_verify(&tracks()).expect_err("no answer");
     assert!(
         matches!(
@@ -908,9 +906,7 @@ fn serial_silent_device_is_a_device_timeout() {
 
 #[test]
 fn serial_read_back_mismatch_names_the_track() {
-    let sim = start_sim();
-    sim.set_fault(SimFault::CorruptReadBack(2));
-    let (mut encoder, _events) = open_encoder(&sim);
+    let (_sim, mut encoder, _events) = faulty(SimFault::CorruptReadBack(2));
     let err = encoder.write_and_verify(&tracks()).expect_err("mismatch");
     assert!(
         matches!(&err, EncoderError::Flow(FlowError::Mismatch(TrackList(t))) if t == &vec![TrackNumber::Two]),
@@ -921,12 +917,8 @@ fn serial_read_back_mismatch_names_the_track() {
 
 #[test]
 fn serial_cancel_while_waiting_for_swipe() {
-    let sim = start_sim();
-    sim.set_fault(SimFault::NoSwipe);
+    let (_sim, encoder) = nobody_swipes(Duration::from_secs(20));
     let (tx, events) = mpsc::channel();
-    let mut config = test_config(&sim.path().to_string_lossy());
-    config.swipe_timeout = Duration::from_secs(20);
-    let encoder = SerialEncoder::open(config).expect("open");
     let cancel: CancelHandle = encoder.cancel_handle();
     let mut encoder = encoder.with_observer(move |e| {
         let _ = tx.send(e.clone());

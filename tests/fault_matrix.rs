@@ -83,6 +83,27 @@ struct Rig {
     fired: bool,
 }
 
+impl Rig {
+    /// A fresh virtual card, no fault planned yet.
+    fn fresh(d: &Demo) -> Rig {
+        Rig {
+            card: fresh_card(d),
+            connections: 0,
+            plan: None,
+            count: 0,
+            fired: false,
+        }
+    }
+}
+
+/// An empty directory `persodesk-<name>-<pid>` under the temporary directory.
+fn fresh_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("persodesk-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
 struct Link<'a> {
     rig: &'a mut Rig,
     connection: u32,
@@ -325,9 +346,7 @@ fn stripe_fault(fault: Fault) -> Option<SimFault> {
 #[test]
 fn every_step_and_every_fault_fails_cleanly_and_a_retry_works() {
     let d = demo();
-    let dir = std::env::temp_dir().join(format!("persodesk-matrix-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = fresh_dir("matrix");
     let sim = SimEncoder::start(SimConfig {
         swipe_delay: Duration::from_millis(2),
         ..SimConfig::default()
@@ -368,13 +387,7 @@ fn every_step_and_every_fault_fails_cleanly_and_a_retry_works() {
     let mut cases = 0usize;
     for step in steps(store_data) {
         for fault in FAULTS {
-            let mut rig = Rig {
-                card: fresh_card(&d),
-                connections: 0,
-                plan: None,
-                count: 0,
-                fired: false,
-            };
+            let mut rig = Rig::fresh(&d);
             let (label, expect) = match &step {
                 Step::Card {
                     label,
@@ -443,13 +456,7 @@ fn every_step_and_every_fault_fails_cleanly_and_a_retry_works() {
             );
 
             // A fresh card (and a healthy encoder): the same order goes through.
-            let mut retry = Rig {
-                card: fresh_card(&d),
-                connections: 0,
-                plan: None,
-                count: 0,
-                fired: false,
-            };
+            let mut retry = Rig::fresh(&d);
             let again = attempt(&d, &mut store, &mut retry, &sim);
             assert!(
                 again.succeeded(),
@@ -577,9 +584,7 @@ fn a_card_that_is_not_fresh_is_refused_before_the_order_is_touched() {
     use persodesk::domain::gp::session::Protocol;
     use persodesk::domain::status::Status;
     let d = demo();
-    let dir = std::env::temp_dir().join(format!("persodesk-cardcheck-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = fresh_dir("cardcheck");
     let supervisor = Session {
         user: "sam".into(),
         role: Role::Supervisor,
@@ -673,9 +678,7 @@ fn a_card_that_is_not_fresh_is_refused_before_the_order_is_touched() {
 fn a_cancel_after_store_data_stores_that_the_chip_is_partly_written() {
     use persodesk::domain::gp::session::StepName;
     let d = demo();
-    let dir = std::env::temp_dir().join(format!("persodesk-cancel-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = fresh_dir("cancel");
     let cancel_at = |store_data: u16| {
         let mut s = store(&dir, usize::from(store_data) + 200);
         job::authorize(&mut s, &tester(), ORDER, &d.data).expect("authorized");

@@ -129,28 +129,23 @@ fn kcvs(k: &StaticKeys, aes: bool) -> [String; 3] {
     [kcv(&k.enc), kcv(&k.mac), kcv(&k.dek)]
 }
 
-/// V: `gp-div-emv`, GPPro TestPlaintextKeys::testDiversification_EMV_SCP02.
+/// V: `gp-div-emv` and `gp-div-visa2`, GPPro TestPlaintextKeys::testDiversification_EMV_SCP02
+/// and ::testDiversification_VISA2_SCP02: the KCVs of the three diversified keys.
 #[test]
-fn diversification_emv_cps11() {
-    let k = diversify(
-        &key("404142434445464748494A4B4C4D4E4F"),
-        &arr(KDD_0_9),
-        Diversification::EmvCps11,
-    )
-    .expect("div");
-    assert_eq!(kcvs(&k, false), ["C33013", "6F4CA6", "BB8179"]);
-}
-
-/// V: `gp-div-visa2`, GPPro TestPlaintextKeys::testDiversification_VISA2_SCP02.
-#[test]
-fn diversification_visa2() {
-    let k = diversify(
-        &key("404142434445464748494A4B4C4D4E4F"),
-        &arr(KDD_0_9),
-        Diversification::Visa2,
-    )
-    .expect("div");
-    assert_eq!(kcvs(&k, false), ["2BE598", "58DA38", "3C328E"]);
+fn diversification_emv_cps11_and_visa2() {
+    let cases = [
+        (Diversification::EmvCps11, ["C33013", "6F4CA6", "BB8179"]),
+        (Diversification::Visa2, ["2BE598", "58DA38", "3C328E"]),
+    ];
+    for (method, expected) in cases {
+        let k = diversify(
+            &key("404142434445464748494A4B4C4D4E4F"),
+            &arr(KDD_0_9),
+            method,
+        )
+        .expect("div");
+        assert_eq!(kcvs(&k, false), expected, "{method:?}");
+    }
 }
 
 /// V: `gp-div-kdf3` AES-128/192/256, GPPro TestPlaintextKeys::testDiversification_KDF3_SCP03_AES*.
@@ -271,14 +266,11 @@ fn scp02_auth_case(
     let r = scp02::InitUpdateResponse::parse(&h(init_update_response)).expect("parse");
     let host: [u8; 8] = arr(host);
     let s = scp02::SessionKeys::derive(k, r.sequence_counter).expect("derive");
-    let cc = s
-        .card_cryptogram(&host, &r.sequence_counter, &r.card_challenge)
-        .expect("cgram");
+    let cryptograms = scp02::ChannelKeys::from(s.clone());
+    let cc = cryptograms.card_cryptogram(&host, &r).expect("cgram");
     assert_eq!(hx(&cc), card_cryptogram);
     assert_eq!(r.card_cryptogram, cc);
-    let hc = s
-        .host_cryptogram(&host, &r.sequence_counter, &r.card_challenge)
-        .expect("cgram");
+    let hc = cryptograms.host_cryptogram(&host, &r).expect("cgram");
     let mut ch = scp02::Channel::new(s, Scp02Variant::new(i).expect("i"), SecurityLevel::CMac)
         .expect("channel");
     assert!(
@@ -421,10 +413,10 @@ fn scp03_case(c: &Scp03Case) {
     assert_eq!(r.i, 0x70);
     let host: [u8; 8] = arr(c.host);
     let s = scp03::SessionKeys::derive(&k, &host, &r.card_challenge).expect("derive");
-    let cc = s.card_cryptogram(&host, &r.card_challenge).expect("cgram");
+    let cc = s.card_cryptogram(&host, &r).expect("cgram");
     assert_eq!(hx(&cc), c.card_cryptogram);
     assert_eq!(r.card_cryptogram, cc);
-    let hc = s.host_cryptogram(&host, &r.card_challenge).expect("cgram");
+    let hc = s.host_cryptogram(&host, &r).expect("cgram");
     let mut ch = scp03::Channel::new(s, c.level);
     assert!(
         ch.wrap(&cmd("80F22002")).is_err(),
@@ -645,10 +637,10 @@ fn scp03_gpshell_sl03() {
     let host = arr("B2BDE1A2DC66BD56");
     let s = scp03::SessionKeys::derive(&k, &host, &r.card_challenge).expect("derive");
     assert_eq!(
-        hx(&s.card_cryptogram(&host, &r.card_challenge).expect("cc")),
+        hx(&s.card_cryptogram(&host, &r).expect("cc")),
         "E127185170F45FCA"
     );
-    let hc = s.host_cryptogram(&host, &r.card_challenge).expect("hc");
+    let hc = s.host_cryptogram(&host, &r).expect("hc");
     let mut ch = scp03::Channel::new(s, SecurityLevel::CMacCDec);
     assert_eq!(
         hx(&ch.external_authenticate(&hc).expect("ea").to_bytes()),
@@ -944,6 +936,28 @@ fn session_scp02_cmac_exact_sequence() {
     assert_eq!(summary.kdd, [0; 10]);
 }
 
+/// The STORE DATA P1/P2 of the seven-DGI plan: plain 0101 and 0201 (two commands), 8000 and
+/// 8201 encrypted (P1 60), 9000 plain, 9010 last (P1 80); P2 numbers the commands.
+fn assert_seven_dgis_p1p2(card: &TestCard) {
+    let p1p2: Vec<(u8, u8)> = card
+        .store_data
+        .iter()
+        .map(|(p1, p2, _)| (*p1, *p2))
+        .collect();
+    assert_eq!(
+        p1p2,
+        [
+            (0x00, 0),
+            (0x00, 1),
+            (0x00, 2),
+            (0x60, 3),
+            (0x60, 4),
+            (0x00, 5),
+            (0x80, 6)
+        ]
+    );
+}
+
 /// SCP02 with C-DEC, the keys diversified from a KMC (EMV CPS 1.1, checked against V
 /// `gp-div-emv`), and INSTALL [for personalization] through the ISD.
 #[test]
@@ -1004,23 +1018,7 @@ fn session_scp02_cdec_kmc_install() {
     // with C-DEC the budget is 239 plain bytes: the 300-byte DGI goes as 239 + 66
     assert_eq!(card.store_data[1].2.len(), 239);
     assert_eq!(card.store_data[2].2.len(), 66);
-    let p1p2: Vec<(u8, u8)> = card
-        .store_data
-        .iter()
-        .map(|(p1, p2, _)| (*p1, *p2))
-        .collect();
-    assert_eq!(
-        p1p2,
-        [
-            (0x00, 0),
-            (0x00, 1),
-            (0x00, 2),
-            (0x60, 3),
-            (0x60, 4),
-            (0x00, 5),
-            (0x80, 6)
-        ]
-    );
+    assert_seven_dgis_p1p2(&card);
     // the wire data is encrypted (no clear DGI header on the wire)
     assert_ne!(r.commands[4][5..8], card.store_data[0].2[..3]);
     assert_card_got_perso_dgis(&card, 8);
@@ -1077,23 +1075,7 @@ fn session_scp03_cdec_exact_sequence() {
         hx(&r.commands[2]),
         "8482030010FD4721A14D9B07003C451D2F8AE6BB21"
     );
-    let p1p2: Vec<(u8, u8)> = card
-        .store_data
-        .iter()
-        .map(|(p1, p2, _)| (*p1, *p2))
-        .collect();
-    assert_eq!(
-        p1p2,
-        [
-            (0x00, 0),
-            (0x00, 1),
-            (0x00, 2),
-            (0x60, 3),
-            (0x60, 4),
-            (0x00, 5),
-            (0x80, 6)
-        ]
-    );
+    assert_seven_dgis_p1p2(&card);
     // AES padding of 8201: 64 -> 80 bytes
     assert_eq!(hx(&card.store_data[4].2[..3]), "820150");
     assert_card_got_perso_dgis(&card, 16);
@@ -1522,25 +1504,17 @@ fn session_garbage_responses_never_panic() {
                 garbage.extend_from_slice(&t);
             }
             // INITIALIZE UPDATE: nothing random can authenticate
-            let (mut s, _) =
-                PersoSession::start(pysim_scp02_plan(SecurityLevel::CMac)).expect("plan");
-            assert!(matches!(
-                s.handle_response(&[0x90, 0x00]),
-                Step::Transmit(_)
-            ));
-            assert!(
-                matches!(s.handle_response(&garbage), Step::Failed(_)),
-                "{len}"
-            );
-            let (mut s, _) = PersoSession::start(pysim_scp03_plan()).expect("plan");
-            assert!(matches!(
-                s.handle_response(&[0x90, 0x00]),
-                Step::Transmit(_)
-            ));
-            assert!(
-                matches!(s.handle_response(&garbage), Step::Failed(_)),
-                "{len}"
-            );
+            for plan in [pysim_scp02_plan(SecurityLevel::CMac), pysim_scp03_plan()] {
+                let (mut s, _) = PersoSession::start(plan).expect("plan");
+                assert!(matches!(
+                    s.handle_response(&[0x90, 0x00]),
+                    Step::Transmit(_)
+                ));
+                assert!(
+                    matches!(s.handle_response(&garbage), Step::Failed(_)),
+                    "{len}"
+                );
+            }
             // any other step: only `.. 90 00` may go on; anything else fails cleanly
             for at in [0usize, 2, 3, 5] {
                 let mut card = pysim_scp02_card();
@@ -1584,27 +1558,12 @@ fn plan_errors_are_found_before_any_command() {
     p.dgis.clear();
     assert_eq!(start(p), PlanError::NoDgis);
 
-    let mut p = base();
-    p.dgis = vec![Dgi::new(0x8000, vec![0; 47], true, false).expect("dgi")];
-    assert_eq!(
-        start(p),
-        PlanError::NotBlockAligned {
-            id: 0x8000,
-            len: 47,
-            block: 8
-        }
-    );
-
-    let mut p = pysim_scp03_plan();
-    p.dgis = vec![Dgi::new(0x8000, vec![0; 24], true, false).expect("dgi")];
-    assert_eq!(
-        start(p),
-        PlanError::NotBlockAligned {
-            id: 0x8000,
-            len: 24,
-            block: 16
-        }
-    );
+    // An encrypted DGI that is not a whole number of cipher blocks (TDES 8, AES 16).
+    for (mut p, len, block) in [(base(), 47, 8), (pysim_scp03_plan(), 24, 16)] {
+        p.dgis = vec![Dgi::new(0x8000, vec![0; len], true, false).expect("dgi")];
+        let id = 0x8000;
+        assert_eq!(start(p), PlanError::NotBlockAligned { id, len, block });
+    }
 
     let mut p = base();
     p.dgis = vec![Dgi::new(0x0101, vec![0; 10], false, true).expect("dgi")];

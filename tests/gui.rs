@@ -19,16 +19,15 @@ use persodesk::store::Store;
 
 use support::TempDir;
 use support::gui::{
-    config, harness, has, last_failure, loaded, personalize_and_wait, select, show, sign_in,
-    signed_in, start_with_nobody_swiping, status_of, wait,
+    assert_done, cancel_spoiling_the_card, choose_on_devices, config, harness, has, last_failure,
+    loaded, personalize_order, reason_of, select, show, sign_in, signed_in,
+    start_with_nobody_swiping, status_of, wait,
 };
 
 #[test]
 fn supervisor_approves_then_operator_personalizes_on_the_simulated_encoder() {
     let dir = TempDir::new("flow");
-    let app = App::new(config(&dir, true), LogBuffer::default()).expect("app");
-    let mut h = harness(app);
-    h.step();
+    let mut h = role_choice(&dir);
     // The role choice comes first.
     assert!(h.query_by_label("Work as operator").is_some());
     sign_in(&mut h, "supervisor");
@@ -88,12 +87,7 @@ fn supervisor_approves_then_operator_personalizes_on_the_simulated_encoder() {
     h.step();
     assert_eq!(h.state().screen, Screen::Personalize);
     wait(&mut h, "the personalization", |a| !a.perso.is_running());
-    assert_eq!(
-        status_of(&h, "DEMO-MC-0001"),
-        Status::Done,
-        "{:?}",
-        h.state().perso.last
-    );
+    assert_done(&h, "DEMO-MC-0001");
     assert!(
         h.query_by_label("Order DEMO-MC-0001: CARD_PROD_DONE")
             .is_some()
@@ -207,9 +201,7 @@ fn operator_cannot_personalize_an_unapproved_order() {
 #[test]
 fn tester_reveals_on_test_keys_and_personalizes_without_approval() {
     let dir = TempDir::new("tester");
-    let app = App::new(config(&dir, true), LogBuffer::default()).expect("app");
-    let mut h = harness(app);
-    h.step();
+    let mut h = role_choice(&dir);
 
     // A supervisor has no reveal.
     sign_in(&mut h, "supervisor");
@@ -285,11 +277,7 @@ fn a_failing_card_shows_the_failed_step() {
             .is_some()
     );
     assert!(has(&h, "What to do:"));
-    let reason = h
-        .state()
-        .row_by_id("DEMO-MC-0002")
-        .and_then(|(_, r)| r.reason.clone())
-        .expect("reason");
+    let reason = reason_of(&h, "DEMO-MC-0002");
     assert!(reason.starts_with("stripe write:"), "{reason}");
 }
 
@@ -311,16 +299,7 @@ fn model_1_and_model_2_show_their_chip_data() {
     assert!(!has(&h, "5413330089012345"));
 
     // Model 1 computes the data from the chip profile instead (and generates a PIN).
-    h.get_by_role_and_label(egui::accesskit::Role::RadioButton, "Model 1")
-        .click();
-    wait(&mut h, "the Model 1 preview", |a| {
-        !a.preview.pending
-            && a.preview
-                .prepared
-                .as_ref()
-                .and_then(|p| p.data.chip.as_ref())
-                .is_some_and(|c| c.model.number() == 1)
-    });
+    choose_model(&mut h, 1);
     assert_eq!(h.state().rows[row].model, Some(ChipModel::Model1));
     assert!(has(
         &h,
@@ -331,28 +310,51 @@ fn model_1_and_model_2_show_their_chip_data() {
     assert!(!has(&h, "5413330089012345"));
 
     // And back.
-    h.get_by_role_and_label(egui::accesskit::Role::RadioButton, "Model 2")
-        .click();
-    wait(&mut h, "the Model 2 preview", |a| {
-        !a.preview.pending
-            && a.preview
-                .prepared
-                .as_ref()
-                .and_then(|p| p.data.chip.as_ref())
-                .is_some_and(|c| c.model.number() == 2)
-    });
+    choose_model(&mut h, 2);
     assert!(has(
         &h,
         "Source: Model 2: issuer data under kek #1, MAC verified"
     ));
 }
 
+/// The app on the demo orders before anyone signs in (the role choice shown).
+fn role_choice(dir: &TempDir) -> egui_kittest::Harness<'static, App> {
+    let app = App::new(config(dir, true), LogBuffer::default()).expect("app");
+    let mut h = harness(app);
+    h.step();
+    h
+}
+
+/// Loads the order file `file` and waits for its `rows` rows.
+fn load_file(h: &mut egui_kittest::Harness<'_, App>, file: &std::path::Path, rows: usize) {
+    h.state_mut()
+        .load(persodesk::gui::worker::OrderSource::File(
+            file.to_path_buf(),
+        ));
+    wait(h, "the file", |a| {
+        a.loading.is_none() && a.rows.len() == rows
+    });
+}
+
+/// Clicks the "Model `n`" choice of the selected order and waits for its chip preview.
+fn choose_model(h: &mut egui_kittest::Harness<'_, App>, n: u8) {
+    h.get_by_role_and_label(egui::accesskit::Role::RadioButton, &format!("Model {n}"))
+        .click();
+    wait(h, &format!("the Model {n} preview"), |a| {
+        !a.preview.pending
+            && a.preview
+                .prepared
+                .as_ref()
+                .and_then(|p| p.data.chip.as_ref())
+                .is_some_and(|c| c.model.number() == n)
+    });
+}
+
 #[test]
 fn a_personalized_virtual_card_refuses_a_second_personalization() {
     let dir = TempDir::new("second");
     let mut h = signed_in(&dir, "tester", true);
-    select(&mut h, "DEMO-MC-0001");
-    personalize_and_wait(&mut h);
+    personalize_order(&mut h, "DEMO-MC-0001");
     assert_eq!(status_of(&h, "DEMO-MC-0001"), Status::Done);
     show(&mut h, "Devices");
     assert!(has(
@@ -364,8 +366,7 @@ fn a_personalized_virtual_card_refuses_a_second_personalization() {
     // the card check refuses it and the order is left as it was (a tester's unapproved order:
     // DATA_PREPARED), not FAILED.
     show(&mut h, "Orders");
-    select(&mut h, "DEMO-MC-0002");
-    personalize_and_wait(&mut h);
+    personalize_order(&mut h, "DEMO-MC-0002");
     assert_eq!(status_of(&h, "DEMO-MC-0002"), Status::DataPrepared);
     assert!(
         h.query_by_label("Order DEMO-MC-0002: not started, the card was refused")
@@ -377,11 +378,7 @@ fn a_personalized_virtual_card_refuses_a_second_personalization() {
     assert!(has(&h, "Failed step: card check"));
     assert!(has(&h, "6985"));
     assert!(has(&h, "What to do: insert a fresh card"));
-    let reason = h
-        .state()
-        .row_by_id("DEMO-MC-0002")
-        .and_then(|(_, r)| r.reason.clone())
-        .expect("reason");
+    let reason = reason_of(&h, "DEMO-MC-0002");
     assert!(reason.starts_with("card check: "), "{reason}");
     // The stripe was not written for the failed chip.
     let sim = h.state().devices.sim.as_ref().expect("sim").card();
@@ -397,14 +394,8 @@ fn a_personalized_virtual_card_refuses_a_second_personalization() {
     h.step();
     assert!(has(&h, "card present (fresh)"));
     show(&mut h, "Orders");
-    select(&mut h, "DEMO-MC-0002");
-    personalize_and_wait(&mut h);
-    assert_eq!(
-        status_of(&h, "DEMO-MC-0002"),
-        Status::Done,
-        "{:?}",
-        h.state().perso.last
-    );
+    personalize_order(&mut h, "DEMO-MC-0002");
+    assert_done(&h, "DEMO-MC-0002");
 }
 
 #[test]
@@ -417,24 +408,13 @@ fn cancel_leaves_the_order_failed_not_done() {
     });
     assert_eq!(status_of(&h, "DEMO-VISA-0001"), Status::Ongoing);
     // The chip is written by now: Cancel asks first.
-    h.get_by_label("Cancel").click();
-    h.step();
-    h.step();
-    h.step();
-    h.get_by_label("Cancel the run: this card is spoiled")
-        .click();
-    h.step();
-    wait(&mut h, "the cancelled run", |a| !a.perso.is_running());
+    cancel_spoiling_the_card(&mut h);
     assert_eq!(status_of(&h, "DEMO-VISA-0001"), Status::Failed);
     assert!(
         h.query_by_label("Order DEMO-VISA-0001: CARD_PROD_FAILED")
             .is_some()
     );
-    let reason = h
-        .state()
-        .row_by_id("DEMO-VISA-0001")
-        .and_then(|(_, r)| r.reason.clone())
-        .expect("reason");
+    let reason = reason_of(&h, "DEMO-VISA-0001");
     assert!(reason.contains("cancel"), "{reason}");
 }
 
@@ -467,13 +447,8 @@ fn the_cancel_transport_stops_before_the_next_apdu() {
 fn a_card_fault_fails_the_card_at_its_step() {
     let dir = TempDir::new("cardfault");
     let mut h = signed_in(&dir, "tester", true);
-    show(&mut h, "Devices");
-    h.get_by_label("6A80 at the first STORE DATA").click();
-    h.step();
-    h.step();
-    show(&mut h, "Orders");
-    select(&mut h, "DEMO-US-0001");
-    personalize_and_wait(&mut h);
+    choose_on_devices(&mut h, "6A80 at the first STORE DATA");
+    personalize_order(&mut h, "DEMO-US-0001");
     assert_eq!(status_of(&h, "DEMO-US-0001"), Status::Failed);
     assert!(
         has(&h, "Failed step: STORE DATA 1 of "),
@@ -594,11 +569,7 @@ fn order_files_load_in_the_background_and_the_last_file_is_remembered() {
         let mut h = harness(app);
         h.step();
         sign_in(&mut h, "supervisor");
-        h.state_mut()
-            .load(persodesk::gui::worker::OrderSource::File(file.clone()));
-        wait(&mut h, "the file", |a| {
-            a.loading.is_none() && a.rows.len() == 2
-        });
+        load_file(&mut h, &file, 2);
         assert_eq!(status_of(&h, "F-1"), Status::DataPrepared);
         assert_eq!(status_of(&h, "F-2"), Status::DataException);
         select(&mut h, "F-2");
@@ -722,11 +693,7 @@ fn a_tampered_model_2_envelope_is_a_data_exception_at_load() {
     let file = dir.0.join("orders-model2.json");
     std::fs::write(&file, doc.to_string()).expect("write");
     let mut h = signed_in(&dir, "supervisor", false);
-    h.state_mut()
-        .load(persodesk::gui::worker::OrderSource::File(file.clone()));
-    wait(&mut h, "the file", |a| {
-        a.loading.is_none() && a.rows.len() == 3
-    });
+    load_file(&mut h, &file, 3);
     assert_eq!(status_of(&h, "DEMO-MC-0001-M2"), Status::DataPrepared);
     assert_eq!(status_of(&h, "DEMO-VISA-0001-M2"), Status::DataException);
     let row = h
@@ -812,8 +779,7 @@ fn the_channel_override_is_a_testers_and_the_job_uses_it() {
     sign_in(&mut h, "tester");
     h.state_mut().set_channel_override(scp03).expect("tester");
     assert_eq!(h.state().channel_override(), scp03);
-    select(&mut h, "DEMO-VISA-0001");
-    personalize_and_wait(&mut h);
+    personalize_order(&mut h, "DEMO-VISA-0001");
     // The card reports SCP02: the card check refuses it before anything is written.
     assert_eq!(status_of(&h, "DEMO-VISA-0001"), Status::DataPrepared);
     let failure = last_failure(&h).expect("failed");
@@ -829,12 +795,6 @@ fn the_channel_override_is_a_testers_and_the_job_uses_it() {
         .expect("cleared");
     h.state_mut().insert_fresh_card().expect("fresh card");
     show(&mut h, "Orders");
-    select(&mut h, "DEMO-VISA-0001");
-    personalize_and_wait(&mut h);
-    assert_eq!(
-        status_of(&h, "DEMO-VISA-0001"),
-        Status::Done,
-        "{:?}",
-        h.state().perso.last
-    );
+    personalize_order(&mut h, "DEMO-VISA-0001");
+    assert_done(&h, "DEMO-VISA-0001");
 }

@@ -14,8 +14,8 @@ use persodesk::job::{CHIP_PARTLY_WRITTEN, Step};
 
 use support::TempDir;
 use support::gui::{
-    has, last_failure, personalize_and_wait, select, show, sign_in, signed_in,
-    start_with_nobody_swiping, status_of, wait,
+    assert_done, cancel_spoiling_the_card, choose_on_devices, has, last_failure, personalize_order,
+    reason_of, select, show, sign_in, signed_in, start_with_nobody_swiping, status_of, wait,
 };
 
 fn approve(h: &mut egui_kittest::Harness<'_, persodesk::gui::App>, id: &str) {
@@ -37,8 +37,7 @@ fn a_personalized_card_is_refused_and_the_approved_order_stays_ready() {
     approve(&mut h, "DEMO-MC-0001");
     approve(&mut h, "DEMO-MC-0002");
     sign_in(&mut h, "operator");
-    select(&mut h, "DEMO-MC-0001");
-    personalize_and_wait(&mut h);
+    personalize_order(&mut h, "DEMO-MC-0001");
     assert_eq!(status_of(&h, "DEMO-MC-0001"), Status::Done);
     // The per-DGI list stays after completion, every DGI in hex with PASS.
     assert!(has(&h, "DGIs stored ("));
@@ -72,8 +71,7 @@ fn a_personalized_card_is_refused_and_the_approved_order_stays_ready() {
 
     // The same card for the second approved order.
     show(&mut h, "Orders");
-    select(&mut h, "DEMO-MC-0002");
-    personalize_and_wait(&mut h);
+    personalize_order(&mut h, "DEMO-MC-0002");
     assert_eq!(status_of(&h, "DEMO-MC-0002"), Status::Ready);
     let f = last_failure(&h).expect("refused");
     assert_eq!(f.step, Step::CardCheck);
@@ -108,8 +106,7 @@ fn a_personalized_card_is_refused_and_the_approved_order_stays_ready() {
     h.get_by_label("Insert a fresh card").click();
     h.step();
     show(&mut h, "Orders");
-    select(&mut h, "DEMO-MC-0002");
-    personalize_and_wait(&mut h);
+    personalize_order(&mut h, "DEMO-MC-0002");
     assert_eq!(status_of(&h, "DEMO-MC-0002"), Status::Done);
 }
 
@@ -143,21 +140,10 @@ fn cancel_after_store_data_asks_first_and_says_the_card_is_spoiled() {
     assert!(h.state().perso.is_running(), "still running");
     assert!(!has(&h, "Cancel this personalization?"));
     // The Cancel button asks too; confirming cancels.
-    h.get_by_label("Cancel").click();
-    h.step();
-    h.step();
-    h.step();
-    h.get_by_label("Cancel the run: this card is spoiled")
-        .click();
-    h.step();
-    wait(&mut h, "the cancelled run", |a| !a.perso.is_running());
+    cancel_spoiling_the_card(&mut h);
     assert_eq!(status_of(&h, "DEMO-VISA-0001"), Status::Failed);
     assert!(has(&h, &format!("What to do: {CHIP_PARTLY_WRITTEN}")));
-    let reason = h
-        .state()
-        .row_by_id("DEMO-VISA-0001")
-        .and_then(|(_, r)| r.reason.clone())
-        .expect("reason");
+    let reason = reason_of(&h, "DEMO-VISA-0001");
     assert!(reason.contains(CHIP_PARTLY_WRITTEN), "{reason}");
 }
 
@@ -166,19 +152,9 @@ fn cancel_after_store_data_asks_first_and_says_the_card_is_spoiled() {
 fn a_bad_swipe_retried_is_shown() {
     let dir = TempDir::new("badswipe");
     let mut h = signed_in(&dir, "tester", true);
-    show(&mut h, "Devices");
-    h.get_by_label("One bad swipe").click();
-    h.step();
-    h.step();
-    show(&mut h, "Orders");
-    select(&mut h, "DEMO-VISA-0001");
-    personalize_and_wait(&mut h);
-    assert_eq!(
-        status_of(&h, "DEMO-VISA-0001"),
-        Status::Done,
-        "{:?}",
-        h.state().perso.last
-    );
+    choose_on_devices(&mut h, "One bad swipe");
+    personalize_order(&mut h, "DEMO-VISA-0001");
+    assert_done(&h, "DEMO-VISA-0001");
     assert_eq!(h.state().perso.progress.bad_swipes, 1);
     assert!(has(&h, "Bad swipes retried: 1"));
     assert!(has(&h, "bad swipe, swipe the card again (status 39)"));

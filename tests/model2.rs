@@ -201,34 +201,23 @@ fn envelope_with(d: &Demo, field: &str, value: impl FnOnce(&Value) -> Value) -> 
     with_tlv(order, t)
 }
 
+/// One bit flipped in the ciphertext, the MAC or the wrapped MAC key: the MAC does not verify.
 #[test]
-fn rejects_a_bit_flipped_in_tlv_data() {
+fn rejects_a_bit_flipped_in_any_envelope_field() {
     let d = demo();
-    let e = rejected(
-        &d,
-        &envelope_with(&d, "tlvData", |v| flip_hex(v, 0)),
-        "tlvData",
-    );
-    assert_eq!(e, Model2Error::Envelope(EnvelopeError::MacMismatch));
-    assert!(e.finding().to_string().contains("mac: verification failed"));
-}
-
-#[test]
-fn rejects_a_bit_flipped_in_mac() {
-    let d = demo();
-    let e = rejected(&d, &envelope_with(&d, "mac", |v| flip_hex(v, 7)), "mac");
-    assert_eq!(e, Model2Error::Envelope(EnvelopeError::MacMismatch));
-}
-
-#[test]
-fn rejects_a_bit_flipped_in_mac_key() {
-    let d = demo();
-    let e = rejected(
-        &d,
-        &envelope_with(&d, "macKey", |v| flip_hex(v, 3)),
-        "macKey",
-    );
-    assert_eq!(e, Model2Error::Envelope(EnvelopeError::MacMismatch));
+    for (field, byte) in [("tlvData", 0), ("mac", 7), ("macKey", 3)] {
+        let e = rejected(&d, &envelope_with(&d, field, |v| flip_hex(v, byte)), field);
+        assert_eq!(
+            e,
+            Model2Error::Envelope(EnvelopeError::MacMismatch),
+            "{field}"
+        );
+        let finding = e.finding().to_string();
+        assert!(
+            finding.contains("mac: verification failed"),
+            "{field}: {finding}"
+        );
+    }
 }
 
 #[test]
@@ -268,33 +257,35 @@ fn rejects_a_truncated_ciphertext() {
     ));
 }
 
-#[test]
-fn rejects_tlv_data_length_off_by_one() {
-    let d = demo();
-    let order = envelope_with(&d, "tlvDataLength", |v| (v.as_u64().expect("n") + 1).into());
-    let e = rejected(&d, &order, "tlvDataLength");
-    assert!(matches!(e, Model2Error::TlvDataLength { .. }));
-    assert_eq!(e.finding().path, "encryptedData.tlvData.tlvDataLength");
-}
+/// An envelope field, its edit, and the refusal it must cause.
+type EnvelopeEdit = (&'static str, fn(&Value) -> Value, fn(&Model2Error) -> bool);
 
+/// A declared length one off, or another application's AID: refused at that field.
 #[test]
-fn rejects_a_wrong_applet_data_length() {
+fn rejects_a_wrong_length_or_aid_at_its_field() {
     let d = demo();
-    let order = envelope_with(&d, "appletDataLength", |v| {
-        (v.as_u64().expect("n") - 1).into()
-    });
-    let e = rejected(&d, &order, "appletDataLength");
-    assert!(matches!(e, Model2Error::AppletDataLength { .. }));
-    assert_eq!(e.finding().path, "encryptedData.tlvData.appletDataLength");
-}
-
-#[test]
-fn rejects_a_wrong_aid() {
-    let d = demo();
-    let order = envelope_with(&d, "appletAid", |_| "A0000000031010".into());
-    let e = rejected(&d, &order, "aid");
-    assert!(matches!(e, Model2Error::Aid { .. }));
-    assert_eq!(e.finding().path, "encryptedData.tlvData.appletAid");
+    let cases: [EnvelopeEdit; 3] = [
+        (
+            "tlvDataLength",
+            |v| (v.as_u64().expect("n") + 1).into(),
+            |e| matches!(e, Model2Error::TlvDataLength { .. }),
+        ),
+        (
+            "appletDataLength",
+            |v| (v.as_u64().expect("n") - 1).into(),
+            |e| matches!(e, Model2Error::AppletDataLength { .. }),
+        ),
+        (
+            "appletAid",
+            |_| "A0000000031010".into(),
+            |e| matches!(e, Model2Error::Aid { .. }),
+        ),
+    ];
+    for (field, edit, is_expected) in cases {
+        let e = rejected(&d, &envelope_with(&d, field, edit), field);
+        assert!(is_expected(&e), "{field}: {e:?}");
+        assert_eq!(e.finding().path, format!("encryptedData.tlvData.{field}"));
+    }
 }
 
 #[test]
@@ -401,42 +392,45 @@ fn visa_order_with(edit: impl FnOnce(&mut Value)) -> (Demo, Value) {
     (d, order)
 }
 
-#[test]
-fn rejects_a_pan_mismatch() {
-    // The PIN block is bound to the PAN, so the tracks take a given PVV here.
-    let (d, order) = visa_order_with(|o| {
-        o["encryptedData"]["pan"] = "4111111111111111".into();
-        o["encryptedData"]["pvv"] = "1234".into();
-        o["encryptedData"]
-            .as_object_mut()
-            .expect("object")
-            .remove("pin");
-    });
-    let e = rejected(&d, &order, "pan");
-    assert!(
-        matches!(&e, Model2Error::Inconsistent { rule, .. } if rule.contains("PAN does not match")),
-        "{e:?}"
-    );
-}
+/// What an order edit changes, the edit, and what the refusal's rule says.
+type OrderEdit = (&'static str, fn(&mut Value), &'static str);
 
+/// Chip data that does not match the order is refused, naming the rule.
 #[test]
-fn rejects_an_expiry_mismatch() {
-    let (d, order) = visa_order_with(|o| o["encryptedData"]["exp"] = "3001".into());
-    let e = rejected(&d, &order, "exp");
-    assert!(
-        matches!(&e, Model2Error::Inconsistent { rule, .. } if rule.contains("expiry does not match")),
-        "{e:?}"
-    );
-}
-
-#[test]
-fn rejects_a_psn_mismatch() {
-    let (d, order) = visa_order_with(|o| o["encryptedData"]["panSequenceNumber"] = "07".into());
-    let e = rejected(&d, &order, "psn");
-    assert!(
-        matches!(&e, Model2Error::Inconsistent { rule, .. } if rule.contains("sequence number")),
-        "{e:?}"
-    );
+fn rejects_chip_data_that_does_not_match_the_order() {
+    let cases: [OrderEdit; 3] = [
+        // The PIN block is bound to the PAN, so the tracks take a given PVV here.
+        (
+            "pan",
+            |o| {
+                o["encryptedData"]["pan"] = "4111111111111111".into();
+                o["encryptedData"]["pvv"] = "1234".into();
+                o["encryptedData"]
+                    .as_object_mut()
+                    .expect("object")
+                    .remove("pin");
+            },
+            "PAN does not match",
+        ),
+        (
+            "exp",
+            |o| o["encryptedData"]["exp"] = "3001".into(),
+            "expiry does not match",
+        ),
+        (
+            "psn",
+            |o| o["encryptedData"]["panSequenceNumber"] = "07".into(),
+            "sequence number",
+        ),
+    ];
+    for (what, edit, says) in cases {
+        let (d, order) = visa_order_with(edit);
+        let e = rejected(&d, &order, what);
+        assert!(
+            matches!(&e, Model2Error::Inconsistent { rule, .. } if rule.contains(says)),
+            "{what}: {e:?}"
+        );
+    }
 }
 
 /// The demo Model 2 orders: one per chip profile, each the Model 1 output of a demo order

@@ -384,6 +384,11 @@ fn sw_of(r: &[u8]) -> u16 {
     u16::from_be_bytes([r[r.len() - 2], r[r.len() - 1]])
 }
 
+/// The pysim SCP02 trace's INITIALIZE UPDATE (host challenge 40A62C37FA6304F8) and its
+/// EXTERNAL AUTHENTICATE (C-MAC, level 01).
+const PYSIM_INIT_UPDATE: &str = "805000000840A62C37FA6304F800";
+const PYSIM_EXT_AUTH: &str = "8482010010BA6961667737C5BCEBECE14C7D6A4376";
+
 /// The card of the pysim SCP02 trace (gp-scp02, a real sysmoISIM): its static keys, sequence
 /// counter 0001 and the trace's card challenge; i=15 (the trace's challenge is random).
 fn pysim_trace_card() -> VirtualCard {
@@ -408,17 +413,12 @@ fn pysim_trace_card() -> VirtualCard {
 fn virtual_card_matches_scp02_real_card_trace() {
     let mut c = pysim_trace_card();
     assert_eq!(sw_of(&c.process(&h("00A4040000"))), 0x9000);
-    let r = c.process(&h("8050000008 40A62C37FA6304F8 00"
-        .replace(' ', "")
-        .as_str()));
+    let r = c.process(&h(PYSIM_INIT_UPDATE));
     assert_eq!(
         hex::encode_upper(&r),
         "00000000000000000000700200016B4524ABEE7CF32EA3838BC148F39000"
     );
-    assert_eq!(
-        sw_of(&c.process(&h("8482010010BA6961667737C5BCEBECE14C7D6A4376"))),
-        0x9000
-    );
+    assert_eq!(sw_of(&c.process(&h(PYSIM_EXT_AUTH))), 0x9000);
     // The trace's C-MAC'd GET STATUS / GET DATA chain (each MAC chained on the previous one):
     // the issuer security domain checks every C-MAC (GP 2.3), so the chain stays in step and
     // the last command, GET STATUS of the ISD, answers its registry entry.
@@ -445,7 +445,7 @@ fn virtual_card_matches_scp02_real_card_trace() {
 fn external_authenticate_at_level_00_is_accepted() {
     let mut c = pysim_trace_card();
     assert_eq!(sw_of(&c.process(&h("00A4040000"))), 0x9000);
-    c.process(&h("805000000840A62C37FA6304F800"));
+    c.process(&h(PYSIM_INIT_UPDATE));
     let mut s_mac = [0u8; 16];
     s_mac[..4].copy_from_slice(&[0x01, 0x01, 0x00, 0x01]);
     persodesk::domain::crypto::tdes_cbc_encrypt(
@@ -475,20 +475,17 @@ fn external_authenticate_at_level_00_is_accepted() {
 fn a_plain_command_inside_a_cmac_session_closes_it() {
     let mut c = pysim_trace_card();
     c.process(&h("00A4040000"));
-    c.process(&h("805000000840A62C37FA6304F800"));
-    assert_eq!(
-        sw_of(&c.process(&h("8482010010BA6961667737C5BCEBECE14C7D6A4376"))),
-        0x9000
-    );
+    c.process(&h(PYSIM_INIT_UPDATE));
+    assert_eq!(sw_of(&c.process(&h(PYSIM_EXT_AUTH))), 0x9000);
     let r = c.process(&h("80E2000003010100"));
     assert_eq!(sw_of(&r), 0x6982, "STORE DATA without C-MAC refused");
     let r = c.process(&h("84F220020814DB34FA4341DCA8"));
     assert_eq!(sw_of(&r), 0x6982, "the session was closed");
 }
 
-/// V: gp-scp02 "SCP02 mutual auth i=15 + C-MAC GET STATUS (GPShell)" (kaoh/globalplatform).
-#[test]
-fn virtual_card_matches_scp02_gpshell_trace() {
+/// The card of the GPShell SCP02 trace (kaoh/globalplatform): one static key for ENC, MAC and
+/// DEK, sequence counter 069F and the trace's card challenge.
+fn gpshell_trace_card() -> VirtualCard {
     let k = "404142434445464748494A4B4C4D4E4F";
     let mut c = static_card(
         CardProtocol::Scp02 { i: 0x15 },
@@ -500,6 +497,13 @@ fn virtual_card_matches_scp02_gpshell_trace() {
     );
     c.set_sequence_counter(0x069F);
     c.set_fixed_random([0xAA, 0x2A, 0x05, 0x91, 0xE7, 0x33, 0, 0]);
+    c
+}
+
+/// V: gp-scp02 "SCP02 mutual auth i=15 + C-MAC GET STATUS (GPShell)" (kaoh/globalplatform).
+#[test]
+fn virtual_card_matches_scp02_gpshell_trace() {
+    let mut c = gpshell_trace_card();
     assert_eq!(sw_of(&c.process(&h("00A4040000"))), 0x9000);
     let r = c.process(&h("8050000008D5AD539A60CA5E7200"));
     assert_eq!(
@@ -511,16 +515,7 @@ fn virtual_card_matches_scp02_gpshell_trace() {
         0x9000
     );
     // A host cryptogram off by one bit: 6300 on a fresh session.
-    let mut c2 = static_card(
-        CardProtocol::Scp02 { i: 0x15 },
-        k,
-        k,
-        k,
-        "000074746E6E6E626262",
-        0x01,
-    );
-    c2.set_sequence_counter(0x069F);
-    c2.set_fixed_random([0xAA, 0x2A, 0x05, 0x91, 0xE7, 0x33, 0, 0]);
+    let mut c2 = gpshell_trace_card();
     c2.process(&h("00A4040000"));
     c2.process(&h("8050000008D5AD539A60CA5E7200"));
     assert_eq!(

@@ -1503,15 +1503,17 @@ fn session_apdus_try(
             .scp03_card_challenge(&seq, aid.as_bytes())
             .expect("challenge");
         let s = card.scp03_session(&host, &challenge).expect("card session");
-        let cryptogram = s.card_cryptogram(&host, &challenge).expect("cryptogram");
+        let draft = [&kdd[..], &[0x30, 0x03, 0x70], &challenge, &[0; 8], &seq].concat();
+        let answer = persodesk::domain::gp::scp03::InitUpdateResponse::parse(&draft).expect("IU");
+        let cryptogram = s.card_cryptogram(&host, &answer).expect("cryptogram");
         let iu = [&kdd[..], &[0x30, 0x03, 0x70], &challenge, &cryptogram, &seq].concat();
         (Protocol::Scp03 { i: 0x70 }, iu)
     } else {
         let (seq, challenge) = ([0x00, 0x2A], [0x63; 6]);
         let s = card.scp02_session(seq).expect("card session");
-        let cryptogram = s
-            .card_cryptogram(&host, &seq, &challenge)
-            .expect("cryptogram");
+        let draft = [&kdd[..], &[0x20, 0x02], &seq, &challenge, &[0; 8]].concat();
+        let answer = persodesk::domain::gp::scp02::InitUpdateResponse::parse(&draft).expect("IU");
+        let cryptogram = s.card_cryptogram(&host, &answer).expect("cryptogram");
         let iu = [&kdd[..], &[0x20, 0x02], &seq, &challenge, &cryptogram].concat();
         (Protocol::Scp02 { i: 0x55 }, iu)
     };

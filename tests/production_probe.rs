@@ -28,6 +28,20 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// A production desk (see [`Desk::new`]) whose `orders.json` was prepared with `--record`.
+fn prepared_desk(name: &str) -> Option<Desk> {
+    let desk = Desk::new(name)?;
+    let o = desk.run(&["prepare", &desk.s("orders.json"), "--record"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    Some(desk)
+}
+
+/// The output `out` says `needle` (the whole output shown when not).
+fn says(out: &[u8], needle: &str) {
+    let out = text(out);
+    assert!(out.contains(needle), "{needle:?} not in: {out}");
+}
+
 /// A production workstation in a temp dir: configuration, live-looking keys (random values,
 /// an audit key) on a SoftHSM2 token that is not a test token (production refuses the software
 /// store), the fixture profiles, a data dir. `soft.toml` holds the same values as a software
@@ -223,11 +237,9 @@ impl Desk {
 /// an approval covers exactly the reviewed data, by someone else.
 #[test]
 fn approvals_are_evidence_not_a_flag() {
-    let Some(desk) = Desk::new("approval") else {
+    let Some(desk) = prepared_desk("approval") else {
         return;
     };
-    let o = desk.run(&["prepare", &desk.s("orders.json"), "--record"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     Connection::open(desk.db())
         .expect("db")
         .execute(
@@ -290,27 +302,15 @@ fn identity_is_the_account_and_roles_come_from_the_configuration() {
     with_user.extend(["--user", "carol"]);
     let o = desk.run(&with_user);
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        text(&o.stderr).contains("--user is refused in production"),
-        "{}",
-        text(&o.stderr)
-    );
+    says(&o.stderr, "--user is refused in production");
     let mut tester = base.to_vec();
     tester.extend(["--role", "tester"]);
     let o = desk.run(&tester);
-    assert!(
-        text(&o.stderr).contains("tester role is refused"),
-        "{}",
-        text(&o.stderr)
-    );
+    says(&o.stderr, "tester role is refused");
     desk.write_config("operator = [\"somebody-else\"]\nsupervisor = [\"carol\"]\n");
     let o = desk.run(&base);
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        text(&o.stderr).contains("is not a operator"),
-        "{}",
-        text(&o.stderr)
-    );
+    says(&o.stderr, "is not a operator");
 }
 
 /// Finding 4: `encode` follows the role rules and the audit trail.
@@ -328,11 +328,7 @@ fn encode_needs_an_approval_and_is_audited() {
         "/nonexistent/ttyS9",
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stdout));
-    assert!(
-        text(&o.stdout).contains("approved orders only"),
-        "{}",
-        text(&o.stdout)
-    );
+    says(&o.stdout, "approved orders only");
     let trail = desk.store().audit_trail(10).expect("trail");
     assert!(
         trail.iter().any(|r| r.action == "perso-refused"),
@@ -443,11 +439,7 @@ fn production_gates_cannot_be_set_by_the_operator() {
     .expect("orders");
     let o = desk.run(&["validate", &orders.display().to_string()]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        text(&o.stdout).contains("4 orders: 0 valid, 4 invalid"),
-        "{}",
-        text(&o.stdout)
-    );
+    says(&o.stdout, "4 orders: 0 valid, 4 invalid");
 }
 
 /// Findings 7 and 8: no test keys written, no tester overrides.
@@ -470,11 +462,7 @@ fn test_key_tools_and_tester_overrides_are_refused() {
         "scp02:55",
     ]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        text(&o.stderr).contains("for testers only"),
-        "{}",
-        text(&o.stderr)
-    );
+    says(&o.stderr, "for testers only");
 }
 
 /// Finding 9: rewriting the trail needs the key; a wiped or replaced trail fails against an
@@ -564,11 +552,9 @@ fn audit_rewrites_are_detected() {
 /// Finding 10: preparation recorded by `prepare --record` is audited.
 #[test]
 fn every_status_change_is_audited() {
-    let Some(desk) = Desk::new("gaps") else {
+    let Some(desk) = prepared_desk("gaps") else {
         return;
     };
-    let o = desk.run(&["prepare", &desk.s("orders.json"), "--record"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let trail = desk.store().audit_trail(10).expect("trail");
     let prepared = trail
         .iter()
@@ -612,11 +598,9 @@ fn the_process_is_not_dumpable() {
 /// Finding 13: the store and the records log are private.
 #[test]
 fn store_and_records_are_private() {
-    let Some(desk) = Desk::new("modes") else {
+    let Some(desk) = prepared_desk("modes") else {
         return;
     };
-    let o = desk.run(&["prepare", &desk.s("orders.json"), "--record"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
     assert_eq!(mode(&desk.path("data")), 0o700);
     assert_eq!(mode(&desk.db()), 0o600);
@@ -782,19 +766,11 @@ fn order_inputs_are_checked() {
     }
     let track = r#"{"cardId":"C-1","cardProductId":"STRICT","encryptedData":{"pan":"4000000000000002","exp":"3012"},"trackData":{"track2":";4000000000000002=?"},"paymentApplication":{"cvKeyIndex":1}}"#;
     let o = validate(track);
-    assert!(
-        text(&o.stdout).contains("service code"),
-        "{}",
-        text(&o.stdout)
-    );
+    says(&o.stdout, "service code");
     let big = desk.path("big.json");
     let f = std::fs::File::create(&big).expect("big");
     f.set_len(persodesk::cli::MAX_ORDER_FILE + 1).expect("size");
     let o = desk.run(&["validate", &big.display().to_string()]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(
-        text(&o.stderr).contains("more than the limit"),
-        "{}",
-        text(&o.stderr)
-    );
+    says(&o.stderr, "more than the limit");
 }

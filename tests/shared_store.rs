@@ -97,6 +97,7 @@ both!(
     queue_counts_per_status_and_station,
     batch_takes_return_distinct_pairs_and_fewer_when_short,
     concurrent_batch_takes_never_share_a_pair,
+    concurrent_single_takes_never_share_a_pair,
 );
 
 fn fixture_or_skip(f: Option<Fixture>) -> Option<Fixture> {
@@ -482,9 +483,9 @@ fn batch_takes_return_distinct_pairs_and_fewer_when_short(f: Option<Fixture>) {
     assert_eq!(left(&s, 1152), 2, "another size is untouched");
 }
 
-/// Two connections taking batches of 3 at once share out the pool: every pair exactly once.
-fn concurrent_batch_takes_never_share_a_pair(f: Option<Fixture>) {
-    let Some(f) = fixture_or_skip(f) else { return };
+/// Two connections drain a pool of 40 pairs at once, each calling `take` until it returns
+/// none; every pair must come out exactly once.
+fn assert_two_connections_share_out(f: &Fixture, take: fn(&mut Store) -> Vec<SealedPair>) {
     let mut s = f.open();
     let all: Vec<SealedPair> = (0..40).map(|i| sealed(&format!("p{i}"))).collect();
     s.put_pairs(1024, 3, &all).expect("put");
@@ -495,11 +496,10 @@ fn concurrent_batch_takes_never_share_a_pair(f: Option<Fixture>) {
                     let mut s = f.open();
                     let mut got = Vec::new();
                     loop {
-                        let batch = s.take_pairs(1024, 3, 3).expect("take");
+                        let batch = take(&mut s);
                         if batch.is_empty() {
                             return got;
                         }
-                        assert!(batch.len() <= 3);
                         got.extend(batch.into_iter().map(|p| p.pair_id));
                     }
                 })
@@ -516,6 +516,24 @@ fn concurrent_batch_takes_never_share_a_pair(f: Option<Fixture>) {
     assert_eq!(taken.len(), 40, "every pair taken");
     assert_eq!(distinct.len(), 40, "no pair taken twice");
     assert_eq!(left(&s, 1024), 0);
+}
+
+/// Two connections taking batches of 3 at once share out the pool: every pair exactly once.
+fn concurrent_batch_takes_never_share_a_pair(f: Option<Fixture>) {
+    let Some(f) = fixture_or_skip(f) else { return };
+    assert_two_connections_share_out(&f, |s| {
+        let batch = s.take_pairs(1024, 3, 3).expect("take");
+        assert!(batch.len() <= 3);
+        batch
+    });
+}
+
+/// Two connections taking one pair at a time never take the same pair.
+fn concurrent_single_takes_never_share_a_pair(f: Option<Fixture>) {
+    let Some(f) = fixture_or_skip(f) else { return };
+    assert_two_connections_share_out(&f, |s| {
+        s.take_pair(1024, 3).expect("take").into_iter().collect()
+    });
 }
 
 /// SQLite: a store at the previous schema (version 2, as the last release wrote it) upgrades

@@ -224,22 +224,17 @@ fn tag_too_long() {
 
 #[test]
 fn truncated_length() {
-    let tag = tag!(0x5A);
-    assert_eq!(
-        parse_err("5A"),
-        TlvError::TruncatedLength { offset: 1, tag }
-    );
-    assert_eq!(
-        parse_err("5A 81"),
-        TlvError::TruncatedLength { offset: 1, tag }
-    );
-    assert_eq!(
-        parse_err("82 00 9F1F 82 01"),
-        TlvError::TruncatedLength {
-            offset: 4,
-            tag: tag!(0x9F1F)
-        }
-    );
+    for (input, offset, tag) in [
+        ("5A", 1, tag!(0x5A)),
+        ("5A 81", 1, tag!(0x5A)),
+        ("82 00 9F1F 82 01", 4, tag!(0x9F1F)),
+    ] {
+        assert_eq!(
+            parse_err(input),
+            TlvError::TruncatedLength { offset, tag },
+            "{input}"
+        );
+    }
 }
 
 #[test]
@@ -720,23 +715,16 @@ fn dictionary_formats_and_sensitivity() {
 
 #[test]
 fn dgi_names_and_secret_flags() {
-    assert_eq!(tags::dgi_info(0x9102).map(|i| i.name), Some("FCI contact"));
-    assert_eq!(
-        tags::dgi_info(0x8000).map(|i| i.name),
-        Some("ICC master keys (MK-AC, MK-SMI, MK-SMC)")
-    );
-    assert_eq!(
-        tags::dgi_info(0xA002).map(|i| i.name),
-        Some("M/Chip configuration")
-    );
-    assert_eq!(
-        tags::dgi_info(0xB010).map(|i| i.name),
-        Some("M/Chip configuration")
-    );
-    assert_eq!(
-        tags::dgi_info(0x0301).map(|i| i.name),
-        Some("Application record")
-    );
+    let names = [
+        (0x9102, "FCI contact"),
+        (0x8000, "ICC master keys (MK-AC, MK-SMI, MK-SMC)"),
+        (0xA002, "M/Chip configuration"),
+        (0xB010, "M/Chip configuration"),
+        (0x0301, "Application record"),
+    ];
+    for (id, name) in names {
+        assert_eq!(tags::dgi_info(id).map(|i| i.name), Some(name), "{id:04X}");
+    }
     assert_eq!(tags::dgi_info(0x4242), None);
     let secret = [
         0x8000, 0x8001, 0x8010, 0x8101, 0x8102, 0x8105, 0x8106, 0x8201, 0x8205, 0x8301, 0x8305,

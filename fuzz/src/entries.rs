@@ -352,18 +352,14 @@ pub fn gp_session(data: &[u8]) {
 
 /// Writes the correct SCP02 card cryptogram into a 28-byte INITIALIZE UPDATE response (+ SW).
 fn card_cryptogram(keys: &StaticKeys, host_challenge: &[u8; 8], response: &mut [u8]) {
-    let (Some(&[s0, s1]), Some(challenge)) = (response.get(12..14), response.get(14..20)) else {
+    let Some(Ok(card)) = response.get(..28).map(scp02::InitUpdateResponse::parse) else {
         return;
     };
-    let Ok(challenge) = <[u8; 6]>::try_from(challenge) else {
-        return;
-    };
-    let seq = [s0, s1];
-    let Ok(session) = scp02::SessionKeys::derive(keys, seq) else {
+    let Ok(session) = scp02::SessionKeys::derive(keys, card.sequence_counter) else {
         return;
     };
     if let (Ok(cryptogram), Some(slot)) = (
-        session.card_cryptogram(host_challenge, &seq, &challenge),
+        scp02::ChannelKeys::from(session).card_cryptogram(host_challenge, &card),
         response.get_mut(20..28),
     ) {
         slot.copy_from_slice(&cryptogram);

@@ -95,15 +95,8 @@ pub fn now_rfc3339() -> String {
 
 /// Formats seconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ` (proleptic Gregorian).
 pub fn rfc3339(unix_secs: u64) -> String {
-    let days = unix_secs / 86_400;
-    let rem = unix_secs % 86_400;
-    let (y, m, d) = crate::domain::date::civil_from_days(i64::try_from(days).unwrap_or(0));
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let secs = i64::try_from(unix_secs).unwrap_or(i64::MAX);
+    format!("{}Z", crate::domain::date::utc_date_time(secs, 'T'))
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use serialport::{ClearBuffer, SerialPort};
 use zeroize::Zeroizing;
 
+use crate::domain::mask::debug_fields;
 use crate::domain::msr206::{
     Action, Command, DeviceError, Expect, Feed, FlowConfig, FlowError, FlowStep, Outcome,
     ParseError, Response, ResponseKind, ResponseParser, SwipePurpose, TrackError, TrackSet, Wait,
@@ -207,9 +208,7 @@ pub struct SerialEncoder {
 
 impl fmt::Debug for SerialEncoder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SerialEncoder")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+        debug_fields(f, "SerialEncoder", &[("config", &self.config)])
     }
 }
 

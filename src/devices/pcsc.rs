@@ -12,6 +12,7 @@ use std::fmt;
 use pcsc::{Card, Context, Disposition, Protocols, Scope, ShareMode};
 
 use super::transport::{CardTransport, TransportError};
+use crate::domain::mask::debug_fields;
 
 fn map_error(reader: &str, e: pcsc::Error) -> TransportError {
     match e {
@@ -57,10 +58,14 @@ pub struct PcscTransport {
 
 impl fmt::Debug for PcscTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PcscTransport")
-            .field("reader", &self.reader)
-            .field("connected", &self.card.is_some())
-            .finish()
+        debug_fields(
+            f,
+            "PcscTransport",
+            &[
+                ("reader", &self.reader),
+                ("connected", &self.card.is_some()),
+            ],
+        )
     }
 }
 

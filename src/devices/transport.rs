@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use crate::domain::mask::debug_fields;
 use crate::sim::card::VirtualCard;
 
 /// Why an APDU could not be exchanged. Never carries APDU data.
@@ -147,9 +148,7 @@ pub struct VirtualTransport {
 
 impl fmt::Debug for VirtualTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VirtualTransport")
-            .field("card", &self.card)
-            .finish()
+        debug_fields(f, "VirtualTransport", &[("card", &self.card)])
     }
 }
 

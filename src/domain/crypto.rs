@@ -449,10 +449,7 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn h(s: &str) -> Vec<u8> {
-        hex::decode(s).expect("test hex")
-    }
+    use crate::domain::test_hex as h;
 
     #[test]
     fn tdes_kcv_of_the_classic_test_key() {

@@ -16,9 +16,31 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
+/// Unix seconds as the UTC `YYYY-MM-DD{separator}HH:MM:SS` (`T` for RFC 3339, a space for
+/// people).
+pub fn utc_date_time(secs: i64, separator: char) -> String {
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}{separator}{:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
-    use super::civil_from_days;
+    use super::{civil_from_days, utc_date_time};
+
+    #[test]
+    fn known_instants() {
+        assert_eq!(utc_date_time(0, ' '), "1970-01-01 00:00:00");
+        // 2000-02-29 12:34:56 UTC = 951827696 (leap day of a century leap year).
+        assert_eq!(utc_date_time(951_827_696, ' '), "2000-02-29 12:34:56");
+        // `date -u -d @-1 '+%F %T'`.
+        assert_eq!(utc_date_time(-1, 'T'), "1969-12-31T23:59:59");
+    }
 
     #[test]
     fn known_days() {

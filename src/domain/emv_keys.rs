@@ -109,6 +109,11 @@ impl FromStr for MkdOption {
     }
 }
 
+/// The one of `all` whose profile name is `s`.
+fn named<T: Copy>(all: &[T], name: fn(T) -> &'static str, s: &str) -> Option<T> {
+    all.iter().copied().find(|v| name(*v) == s)
+}
+
 fn unknown(kind: &'static str, name: &str, expected: &'static str) -> EmvKeyError {
     EmvKeyError::UnknownName {
         kind,
@@ -321,6 +326,7 @@ pub enum SessionKeyMethod {
 }
 
 impl SessionKeyMethod {
+    const ALL: [Self; 3] = [Self::EmvCsk, Self::MastercardSkd, Self::None];
     const NAMES: &'static str = "emv-csk, mc-skd, none";
 
     /// The profile name of this method.
@@ -351,12 +357,8 @@ impl FromStr for SessionKeyMethod {
     type Err = EmvKeyError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "emv-csk" => Ok(Self::EmvCsk),
-            "mc-skd" => Ok(Self::MastercardSkd),
-            "none" => Ok(Self::None),
-            _ => Err(unknown("session key method", s, Self::NAMES)),
-        }
+        named(&Self::ALL, Self::name, s)
+            .ok_or_else(|| unknown("session key method", s, Self::NAMES))
     }
 }
 
@@ -387,6 +389,15 @@ pub enum Cvn {
 }
 
 impl Cvn {
+    const ALL: [Self; 7] = [
+        Self::Visa10,
+        Self::Visa18,
+        Self::Visa22,
+        Self::Mastercard16,
+        Self::Mastercard17,
+        Self::Mastercard20,
+        Self::Mastercard21,
+    ];
     const NAMES: &'static str =
         "visa-cvn10, visa-cvn18, visa-cvn22, mc-cvn16, mc-cvn17, mc-cvn20, mc-cvn21";
 
@@ -447,16 +458,8 @@ impl FromStr for Cvn {
     type Err = EmvKeyError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "visa-cvn10" => Ok(Self::Visa10),
-            "visa-cvn18" => Ok(Self::Visa18),
-            "visa-cvn22" => Ok(Self::Visa22),
-            "mc-cvn16" => Ok(Self::Mastercard16),
-            "mc-cvn17" => Ok(Self::Mastercard17),
-            "mc-cvn20" => Ok(Self::Mastercard20),
-            "mc-cvn21" => Ok(Self::Mastercard21),
-            _ => Err(unknown("cryptogram version", s, Self::NAMES)),
-        }
+        named(&Self::ALL, Self::name, s)
+            .ok_or_else(|| unknown("cryptogram version", s, Self::NAMES))
     }
 }
 

@@ -121,28 +121,14 @@ pub fn parse(text: &str) -> Result<Json<'_>, serde_json::Error> {
     Ok(v)
 }
 
+/// Object keys: the same visitor as values, so a key borrows from the input exactly when a
+/// string value would (no escapes).
 impl<'de> Deserialize<'de> for Text<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_str(TextVisitor)
-    }
-}
-
-struct TextVisitor;
-
-impl<'de> Visitor<'de> for TextVisitor {
-    type Value = Text<'de>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a string")
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
-        Ok(Text(Cow::Borrowed(v)))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
-        Ok(Text(Cow::Owned(v.to_string())))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Text<'de>, E> {
-        Ok(Text(Cow::Owned(v)))
+        match d.deserialize_str(JsonVisitor)? {
+            Json::String(text) => Ok(text),
+            _ => Err(de::Error::custom("expected a string")),
+        }
     }
 }
 

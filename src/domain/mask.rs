@@ -71,6 +71,20 @@ pub fn scrub_digit_runs(text: &str) -> String {
     out
 }
 
+/// A `Debug` naming only the fields given (the caller's non-secret ones) and marking the rest
+/// as left out: `Name { a: 1, .. }`. For the types that hold keys, card data or device handles.
+pub fn debug_fields(
+    f: &mut std::fmt::Formatter<'_>,
+    name: &str,
+    fields: &[(&str, &dyn std::fmt::Debug)],
+) -> std::fmt::Result {
+    let mut d = f.debug_struct(name);
+    for (field, value) in fields {
+        d.field(field, value);
+    }
+    d.finish_non_exhaustive()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +115,32 @@ mod tests {
             scrub_digit_runs("pan=5413330089012345, exp 2906"),
             "pan=541333******2345, exp 2906"
         );
+    }
+
+    /// The format is std's `DebugStruct::finish_non_exhaustive` (its documentation's example:
+    /// `Bar { bar: 10, .. }`): named fields, then `..` for the ones left out.
+    #[test]
+    fn debug_fields_names_only_the_fields_given() {
+        struct Holder {
+            id: u32,
+            _key: [u8; 2],
+        }
+        impl std::fmt::Debug for Holder {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                debug_fields(f, "Holder", &[("id", &self.id)])
+            }
+        }
+        let h = Holder {
+            id: 10,
+            _key: [0x5A, 0xA5],
+        };
+        assert_eq!(format!("{h:?}"), "Holder { id: 10, .. }");
+        struct Opaque;
+        impl std::fmt::Debug for Opaque {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                debug_fields(f, "Opaque", &[])
+            }
+        }
+        assert_eq!(format!("{:?}", Opaque), "Opaque { .. }");
     }
 }

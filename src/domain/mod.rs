@@ -37,3 +37,9 @@ pub mod tags;
 pub mod terminal;
 pub mod tlv;
 pub mod track;
+
+/// Test known answers are written in hex: the bytes of `s`.
+#[cfg(test)]
+pub(crate) fn test_hex(s: &str) -> Vec<u8> {
+    hex::decode(s).expect("test hex")
+}

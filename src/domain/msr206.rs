@@ -25,6 +25,8 @@ use std::fmt;
 
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::domain::mask::debug_fields;
+
 /// Escape: every command and every reply starts with it.
 pub const ESC: u8 = 0x1B;
 /// File separator: last byte of the ISO write command and of the ISO read data block.
@@ -271,10 +273,11 @@ impl TrackBody {
 
 impl fmt::Debug for TrackBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TrackBody")
-            .field("track", &self.track.number())
-            .field("len", &self.len())
-            .finish_non_exhaustive()
+        debug_fields(
+            f,
+            "TrackBody",
+            &[("track", &self.track.number()), ("len", &self.len())],
+        )
     }
 }
 
@@ -782,11 +785,15 @@ impl Drop for ResponseParser {
 
 impl fmt::Debug for ResponseParser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseParser")
-            .field("kind", &self.kind)
-            .field("state", &self.state)
-            .field("offset", &self.offset)
-            .finish_non_exhaustive()
+        debug_fields(
+            f,
+            "ResponseParser",
+            &[
+                ("kind", &self.kind),
+                ("state", &self.state),
+                ("offset", &self.offset),
+            ],
+        )
     }
 }
 
@@ -1287,10 +1294,11 @@ impl BitChar {
 
 impl fmt::Debug for BitChar {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BitChar")
-            .field("role", &self.role)
-            .field("width", &self.width)
-            .finish_non_exhaustive()
+        debug_fields(
+            f,
+            "BitChar",
+            &[("role", &self.role), ("width", &self.width)],
+        )
     }
 }
 
@@ -1307,10 +1315,14 @@ pub struct TrackPreview {
 
 impl fmt::Debug for TrackPreview {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TrackPreview")
-            .field("track", &self.track.number())
-            .field("chars", &self.chars.len())
-            .finish_non_exhaustive()
+        debug_fields(
+            f,
+            "TrackPreview",
+            &[
+                ("track", &self.track.number()),
+                ("chars", &self.chars.len()),
+            ],
+        )
     }
 }
 

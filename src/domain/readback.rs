@@ -32,6 +32,7 @@ pub use crate::domain::chip::Interface;
 use crate::domain::emv_keys::{self, Cvn, DesKey16, MkdOption};
 use crate::domain::gp::apdu::{ApduError, CommandApdu, ResponseApdu, StatusWord, select_by_aid};
 use crate::domain::mask;
+use crate::domain::mask::debug_fields;
 use crate::domain::oda::{self, CaPublicKey, EmvPublicKey};
 use crate::domain::terminal::cvn::{self as terminal_cvn, IadInfo};
 use crate::domain::tlv::{self, Tag, Tlv};
@@ -254,13 +255,17 @@ pub struct ReadBack {
 
 impl fmt::Debug for ReadBack {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ReadBack")
-            .field("checks", &self.checks)
-            .field("card", &self.card)
-            .field("arqc", &self.arqc.is_some())
-            .field("records", &self.records)
-            .field("commands", &self.commands)
-            .finish_non_exhaustive()
+        debug_fields(
+            f,
+            "ReadBack",
+            &[
+                ("checks", &self.checks),
+                ("card", &self.card),
+                ("arqc", &self.arqc.is_some()),
+                ("records", &self.records),
+                ("commands", &self.commands),
+            ],
+        )
     }
 }
 
@@ -466,9 +471,7 @@ pub struct ReadBackSession {
 
 impl fmt::Debug for ReadBackSession {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ReadBackSession")
-            .field("phase", &self.state.phase())
-            .finish_non_exhaustive()
+        debug_fields(f, "ReadBackSession", &[("phase", &self.state.phase())])
     }
 }
 

@@ -156,10 +156,7 @@ pub fn open_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn h(s: &str) -> Vec<u8> {
-        hex::decode(s).expect("test hex")
-    }
+    use crate::domain::test_hex as h;
 
     /// McGrew & Viega, GCM specification, Test Case 16 (AES-256, 96-bit IV, with AAD).
     #[test]

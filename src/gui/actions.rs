@@ -70,27 +70,25 @@ impl App {
         let (tx, rx) = channel();
         let waker = self.waker.clone();
         let start = self.start_folder();
-        let spawned = std::thread::Builder::new()
-            .name("persodesk-file-dialog".into())
-            .spawn(move || {
-                let mut d = rfd::FileDialog::new()
-                    .set_title("Open an order file")
-                    .add_filter("orders", &["json", "jsonl", "ndjson"]);
-                if let Some(dir) = start {
-                    d = d.set_directory(dir);
+        let spawned = super::worker::spawn_named("persodesk-file-dialog", move || {
+            let mut d = rfd::FileDialog::new()
+                .set_title("Open an order file")
+                .add_filter("orders", &["json", "jsonl", "ndjson"]);
+            if let Some(dir) = start {
+                d = d.set_directory(dir);
+            }
+            let opened = std::time::Instant::now();
+            let picked = d.pick_file();
+            // rfd reports "no dialog" as a cancel; nobody cancels within a quarter second.
+            let answer = match picked {
+                None if opened.elapsed() < Duration::from_millis(250) => {
+                    Err("the system file dialog could not open".to_string())
                 }
-                let opened = std::time::Instant::now();
-                let picked = d.pick_file();
-                // rfd reports "no dialog" as a cancel; nobody cancels within a quarter second.
-                let answer = match picked {
-                    None if opened.elapsed() < Duration::from_millis(250) => {
-                        Err("the system file dialog could not open".to_string())
-                    }
-                    other => Ok(other),
-                };
-                let _ = tx.send(answer);
-                waker.wake();
-            });
+                other => Ok(other),
+            };
+            let _ = tx.send(answer);
+            waker.wake();
+        });
         match spawned {
             Ok(_) => self.file_rx = Some(rx),
             Err(e) => self.dialog_failed(format!("cannot open the file dialog: {e}")),
@@ -274,6 +272,23 @@ impl App {
         self.session
             .clone()
             .ok_or_else(|| "choose a role first".to_string())
+    }
+
+    /// Refuses unless a tester is working: only testers change `what` (a simulated device).
+    fn tester_only(&self, what: &str) -> Result<(), String> {
+        if self.session()?.role == Role::Tester {
+            Ok(())
+        } else {
+            Err(format!("only testers change {what}"))
+        }
+    }
+
+    /// The in-process virtual reader, when this session offers it.
+    fn virtual_reader(&self) -> Result<&super::devices::SharedVirtualReader, String> {
+        self.devices
+            .virtual_reader
+            .as_ref()
+            .ok_or_else(|| "the virtual card is not offered in this session".to_string())
     }
 
     /// Applies an event to a row through the store (or in memory without one).
@@ -563,11 +578,7 @@ impl App {
     /// Puts a fresh (blank) card in the virtual reader, made for the chip profile of the order
     /// personalized on it; the card that was there is discarded.
     pub fn insert_fresh_card(&mut self) -> Result<(), String> {
-        let vr = self
-            .devices
-            .virtual_reader
-            .as_ref()
-            .ok_or_else(|| "the virtual card is not offered in this session".to_string())?;
+        let vr = self.virtual_reader()?;
         let mut r = lock_reader(vr);
         if matches!(r.slot, VirtualSlot::InUse) {
             return Err("the virtual card is in use by a personalization".into());
@@ -583,25 +594,15 @@ impl App {
 
     /// Makes the next fresh virtual card fail (tester only).
     pub fn set_card_fault(&mut self, fault: CardFault) -> Result<(), String> {
-        let who = self.session()?;
-        if who.role != Role::Tester {
-            return Err("only testers change the virtual card".into());
-        }
-        let vr = self
-            .devices
-            .virtual_reader
-            .as_ref()
-            .ok_or_else(|| "the virtual card is not offered in this session".to_string())?;
+        self.tester_only("the virtual card")?;
+        let vr = self.virtual_reader()?;
         lock_reader(vr).fault = fault;
         Ok(())
     }
 
     /// Tells the simulated encoder to fail (tester only).
     pub fn set_sim_fault(&mut self, fault: SimFault) -> Result<(), String> {
-        let who = self.session()?;
-        if who.role != Role::Tester {
-            return Err("only testers change the simulated encoder".into());
-        }
+        self.tester_only("the simulated encoder")?;
         let sim = self
             .devices
             .sim

@@ -3,6 +3,7 @@
 //! [`App::new`], which builds the app from it (store, workers, simulated devices).
 
 use super::*;
+use crate::domain::mask::debug_fields;
 use crate::keys::SoftwareKeyStore;
 use crate::store::{Sealer, StoreLocation};
 
@@ -87,10 +88,11 @@ pub struct AppConfig {
 
 impl std::fmt::Debug for AppConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppConfig")
-            .field("store", &self.store)
-            .field("user", &self.user)
-            .finish_non_exhaustive()
+        debug_fields(
+            f,
+            "AppConfig",
+            &[("store", &self.store), ("user", &self.user)],
+        )
     }
 }
 

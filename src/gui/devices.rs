@@ -13,13 +13,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::devices::connector::{CardConnector, VirtualCardReader, blank_virtual_card};
 use crate::devices::transport::{CardTransport, TransportError};
 use crate::domain::chip::{ChipProfile, Interface};
+use crate::domain::mask::debug_fields;
 use crate::domain::review::Role;
 use crate::keys::LoadedKeys;
 use crate::sim::card::{Fault, VirtualCard};
 use crate::sim::encoder::{SimEncoder, SimFault};
 
 use super::Command;
-use super::worker::Waker;
+use super::worker::{Waker, serve, spawn_named};
 
 /// One PC/SC reader as last seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -350,18 +351,13 @@ pub fn spawn(
     out: Sender<DeviceScan>,
     waker: Waker,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("persodesk-devices".into())
-        .spawn(move || {
-            while requests.recv().is_ok() {
-                // Coalesce bursts of refresh requests.
-                while requests.try_recv().is_ok() {}
-                if out.send(scan()).is_err() {
-                    break;
-                }
-                waker.wake();
-            }
-        })
+    spawn_named("persodesk-devices", move || {
+        serve(&requests, &out, &waker, |()| {
+            // Coalesce bursts of refresh requests.
+            while requests.try_recv().is_ok() {}
+            scan()
+        });
+    })
 }
 
 /// The Devices screen's state.
@@ -389,11 +385,15 @@ pub struct DevicesState {
 
 impl std::fmt::Debug for DevicesState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DevicesState")
-            .field("scan", &self.scan)
-            .field("encoder", &self.encoder)
-            .field("reader", &self.reader)
-            .finish_non_exhaustive()
+        debug_fields(
+            f,
+            "DevicesState",
+            &[
+                ("scan", &self.scan),
+                ("encoder", &self.encoder),
+                ("reader", &self.reader),
+            ],
+        )
     }
 }
 

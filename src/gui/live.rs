@@ -43,32 +43,30 @@ impl LiveStates {
         let (tx, rx) = sync_channel(1);
         let stop = Arc::new(AtomicBool::new(false));
         let (location, flag) = (location.clone(), Arc::clone(&stop));
-        let spawned = std::thread::Builder::new()
-            .name("live-states".into())
-            .spawn(move || {
-                // This workstation's own SQLite store is only read here (nothing written).
-                let opened = if shared {
-                    Store::open_at(&location, sealer)
-                } else {
-                    Store::open_at_for_verify(&location, sealer)
-                };
-                let store = match opened {
-                    Ok(s) => s,
-                    Err(e) => return tracing::warn!(error = %e, "live statuses unavailable"),
-                };
-                while !flag.load(Ordering::Relaxed) {
-                    match read(&store) {
-                        // A full channel means the window has not read the last one yet.
-                        Ok(live) => match tx.try_send(live) {
-                            Ok(()) => waker.wake(),
-                            Err(std::sync::mpsc::TrySendError::Full(_)) => {}
-                            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => break,
-                        },
-                        Err(e) => tracing::warn!(error = %e, "live statuses: read failed"),
-                    }
-                    std::thread::sleep(every);
+        let spawned = super::worker::spawn_named("live-states", move || {
+            // This workstation's own SQLite store is only read here (nothing written).
+            let opened = if shared {
+                Store::open_at(&location, sealer)
+            } else {
+                Store::open_at_for_verify(&location, sealer)
+            };
+            let store = match opened {
+                Ok(s) => s,
+                Err(e) => return tracing::warn!(error = %e, "live statuses unavailable"),
+            };
+            while !flag.load(Ordering::Relaxed) {
+                match read(&store) {
+                    // A full channel means the window has not read the last one yet.
+                    Ok(live) => match tx.try_send(live) {
+                        Ok(()) => waker.wake(),
+                        Err(std::sync::mpsc::TrySendError::Full(_)) => {}
+                        Err(std::sync::mpsc::TrySendError::Disconnected(_)) => break,
+                    },
+                    Err(e) => tracing::warn!(error = %e, "live statuses: read failed"),
                 }
-            });
+                std::thread::sleep(every);
+            }
+        });
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "live statuses: cannot start the thread");
             return None;

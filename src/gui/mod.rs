@@ -39,6 +39,7 @@ use std::time::Duration;
 
 use crate::domain::chip::ChipModel;
 use crate::domain::chip::{ChipProfile, ChipProfiles};
+use crate::domain::mask::debug_fields;
 use crate::domain::mode::Mode;
 use crate::domain::product::{Catalog, Product};
 use crate::domain::review::{self, OrderFacts, Role, Roles, Session};
@@ -175,12 +176,16 @@ pub struct App {
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App")
-            .field("session", &self.session)
-            .field("screen", &self.screen)
-            .field("rows", &self.rows.len())
-            .field("selected", &self.selected)
-            .finish_non_exhaustive()
+        debug_fields(
+            f,
+            "App",
+            &[
+                ("session", &self.session),
+                ("screen", &self.screen),
+                ("rows", &self.rows.len()),
+                ("selected", &self.selected),
+            ],
+        )
     }
 }
 

@@ -423,14 +423,12 @@ impl PersoState {
             .filter_map(|no| job.data.tracks.get(no).map(|t| (no.number(), t.masked())))
             .collect();
         let token = cancel.clone();
-        std::thread::Builder::new()
-            .name("persodesk-perso".into())
-            .spawn(move || {
-                let report = run_job(&job, target, &token, &tx, &waker);
-                drop(job);
-                let _ = tx.send(PersoMsg::Finished(Box::new(report)));
-                waker.wake();
-            })?;
+        super::worker::spawn_named("persodesk-perso", move || {
+            let report = run_job(&job, target, &token, &tx, &waker);
+            drop(job);
+            let _ = tx.send(PersoMsg::Finished(Box::new(report)));
+            waker.wake();
+        })?;
         self.running = Some(Running {
             row,
             order_id,

@@ -16,6 +16,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::domain::chip::ChipProfiles;
+use crate::domain::mask::debug_fields;
 use crate::domain::oda::RsaExponent;
 use crate::keys::LoadedKeys;
 use crate::keys::persisted_pool;
@@ -90,9 +91,7 @@ pub struct PoolFiller {
 
 impl std::fmt::Debug for PoolFiller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PoolFiller")
-            .field("left", &self.left())
-            .finish_non_exhaustive()
+        debug_fields(f, "PoolFiller", &[("left", &self.left())])
     }
 }
 
@@ -276,17 +275,26 @@ mod tests {
         dir
     }
 
-    #[test]
-    fn fills_to_the_target_with_sealed_pairs_that_open_and_stops_when_dropped() {
-        let dir = temp_dir("pool-filler");
+    /// A filler of 3 pairs into a store in `dir`, reporting each write on the receiver; with
+    /// the keys and the store it writes to.
+    fn start_filler(
+        dir: &std::path::Path,
+    ) -> (PoolFiller, Receiver<()>, Arc<LoadedKeys>, StoreLocation) {
         let (tx, rx) = channel();
-        let plan = plan(&dir, 3);
+        let plan = plan(dir, 3);
         let keys = Arc::clone(&plan.keys);
         let location = plan.location.clone();
         let filler = PoolFiller::start(plan, move || {
             let _ = tx.send(());
         })
         .expect("demo keys have a store key");
+        (filler, rx, keys, location)
+    }
+
+    #[test]
+    fn fills_to_the_target_with_sealed_pairs_that_open_and_stops_when_dropped() {
+        let dir = temp_dir("pool-filler");
+        let (filler, rx, keys, location) = start_filler(&dir);
         filler.set_idle(true);
         // Wait (no time limit asserted) until the status says the pool is full.
         while filler.left() != Some(3) {
@@ -316,14 +324,7 @@ mod tests {
     #[test]
     fn generates_nothing_while_the_window_is_busy() {
         let dir = temp_dir("pool-filler-busy");
-        let (tx, rx) = channel();
-        let plan = plan(&dir, 3);
-        let keys = Arc::clone(&plan.keys);
-        let location = plan.location.clone();
-        let filler = PoolFiller::start(plan, move || {
-            let _ = tx.send(());
-        })
-        .expect("filler");
+        let (filler, rx, keys, location) = start_filler(&dir);
         // The first report is the count read before any generation; idle was never set.
         rx.recv().expect("first report");
         assert_eq!(filler.left(), Some(0));

@@ -128,12 +128,8 @@ fn facts(row: &OrderRow) -> OrderFacts {
 
 fn tlv_tree(ui: &mut egui::Ui, nodes: &[TlvNode]) {
     for n in nodes {
-        let text = format!(
-            "{}  {}  {}",
-            n.tag,
-            n.name.unwrap_or("unknown tag"),
-            n.value
-        );
+        let name = n.name.unwrap_or("unknown tag");
+        let text = format!("{}  {name}  {}", n.tag, n.value);
         if n.children.is_empty() {
             ui.monospace(text);
         } else {
@@ -168,12 +164,8 @@ fn chip_ui(ui: &mut egui::Ui, chip: &ChipSection) {
     ui.label(format!("{} DGIs, in send order:", view.dgis.len()));
     for d in &view.dgis {
         let flag = if d.encrypted { ", encrypted" } else { "" };
-        let title = format!(
-            "DGI {}  {}  ({} bytes{flag})",
-            d.dgi,
-            d.name.unwrap_or(""),
-            d.length
-        );
+        let name = d.name.unwrap_or("");
+        let title = format!("DGI {}  {name}  ({} bytes{flag})", d.dgi, d.length);
         if d.tlv.is_empty() {
             let what = match (&d.kcv, &d.value) {
                 (Some(k), _) => format!("KCV {k}"),

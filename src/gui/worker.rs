@@ -52,6 +52,30 @@ impl Waker {
     }
 }
 
+/// Starts a thread named `name` (logs and debuggers tell the workers apart by it).
+pub fn spawn_named(
+    name: &str,
+    f: impl FnOnce() + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name(name.into()).spawn(f)
+}
+
+/// A worker's loop: answers each request with `answer` on `out` and wakes the window, until
+/// either side hangs up.
+pub fn serve<Q, A>(
+    requests: &Receiver<Q>,
+    out: &Sender<A>,
+    waker: &Waker,
+    mut answer: impl FnMut(Q) -> A,
+) {
+    while let Ok(request) = requests.recv() {
+        if out.send(answer(request)).is_err() {
+            break;
+        }
+        waker.wake();
+    }
+}
+
 /// Where orders come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrderSource {
@@ -220,29 +244,21 @@ pub fn spawn(
     out: Sender<PrepMsg>,
     waker: Waker,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("persodesk-prepare".into())
-        .spawn(move || {
-            let pools = if ctx.key_pool {
-                start_pools(&ctx.profiles)
-            } else {
-                KeyPools::default()
-            };
-            let mut worker = Worker {
-                ctx,
-                pools,
-                entries: Vec::new(),
-                generation: 0,
-                store: None,
-            };
-            while let Ok(job) = jobs.recv() {
-                let msg = worker.handle(job, &out, &waker);
-                if out.send(msg).is_err() {
-                    break;
-                }
-                waker.wake();
-            }
-        })
+    spawn_named("persodesk-prepare", move || {
+        let pools = if ctx.key_pool {
+            start_pools(&ctx.profiles)
+        } else {
+            KeyPools::default()
+        };
+        let mut worker = Worker {
+            ctx,
+            pools,
+            entries: Vec::new(),
+            generation: 0,
+            store: None,
+        };
+        serve(&jobs, &out, &waker, |job| worker.handle(job, &out, &waker));
+    })
 }
 
 struct Worker {

@@ -27,6 +27,8 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
 use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
 use zeroize::Zeroizing;
 
+use crate::domain::mask::debug_fields;
+
 const ESC: u8 = 0x1B;
 /// Commands that arrive without completing are dropped past this size.
 const MAX_PENDING: usize = 2048;
@@ -175,9 +177,7 @@ pub struct SimEncoder {
 
 impl fmt::Debug for SimEncoder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SimEncoder")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
+        debug_fields(f, "SimEncoder", &[("path", &self.path)])
     }
 }
 

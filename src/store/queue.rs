@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use super::{Actor, OrderState, Store, StoreError, append_audit_by, fail_abandoned, now};
 use crate::domain::approval::{self, Decision};
+use crate::domain::mask::debug_fields;
 use crate::domain::review::{Role, Session};
 use crate::domain::status::{Event, Status};
 
@@ -61,11 +62,15 @@ pub struct QueuedOrder {
 
 impl std::fmt::Debug for QueuedOrder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QueuedOrder")
-            .field("order_id", &self.order_id)
-            .field("request_key", &self.request_key)
-            .field("form", &self.form)
-            .finish_non_exhaustive()
+        debug_fields(
+            f,
+            "QueuedOrder",
+            &[
+                ("order_id", &self.order_id),
+                ("request_key", &self.request_key),
+                ("form", &self.form),
+            ],
+        )
     }
 }
 
@@ -200,7 +205,7 @@ impl Store {
             let at = now();
             let mut added = Vec::with_capacity(items.len());
             for item in items {
-                let new = tx.queue().enqueue(item, at)?;
+                let new = tx.enqueue(item, at)?;
                 if new {
                     append_audit_by(
                         tx,
@@ -220,7 +225,7 @@ impl Store {
 
     /// A queued order in its protected form.
     pub fn queued(&self, order_id: &str) -> Result<Option<QueuedOrder>, StoreError> {
-        self.read(|tx| tx.queue().queued(order_id))
+        self.read(|tx| tx.queued(order_id))
     }
 
     /// Claims the oldest order `who` may work at `station` (not one in `skip`; for operators not
@@ -235,19 +240,19 @@ impl Store {
         let statuses = claimable(who.role);
         self.write_unchained(|tx| {
             let at = now();
-            for id in tx.queue().candidates(statuses, at, 64)? {
-                if skip(&id) || approved_by(tx, &id, &who.user)? || !tx.queue().try_lock(&id, at)? {
+            for id in tx.candidates(statuses, at, 64)? {
+                if skip(&id) || approved_by(tx, &id, &who.user)? || !tx.try_lock(&id, at)? {
                     continue;
                 }
                 let Some(state) = tx.state(&id)? else {
                     continue;
                 };
-                let mut lease = tx.queue().lease(&id)?.unwrap_or_default();
+                let mut lease = tx.lease(&id)?.unwrap_or_default();
                 lease.fence += 1;
                 lease.station = Some(station.to_string());
                 lease.step = Some("claimed".into());
                 lease.until = Some(at + lease_seconds);
-                tx.queue().set_lease(&id, &lease)?;
+                tx.set_lease(&id, &lease)?;
                 return Ok(Some(Claim {
                     order_id: id,
                     status: state.status,
@@ -267,7 +272,7 @@ impl Store {
             let mut lease = fenced(tx, claim)?;
             lease.step = Some(step.to_string());
             lease.until = Some(now() + claim.lease_seconds);
-            tx.queue().set_lease(&claim.order_id, &lease)
+            tx.set_lease(&claim.order_id, &lease)
         })
     }
 
@@ -277,7 +282,7 @@ impl Store {
             let mut lease = fenced(tx, claim)?;
             lease.until = None;
             lease.step = None;
-            tx.queue().set_lease(&claim.order_id, &lease)
+            tx.set_lease(&claim.order_id, &lease)
         })
     }
 
@@ -302,7 +307,7 @@ impl Store {
             lease.until = None;
             lease.step = None;
             lease.owner = None;
-            tx.queue().set_lease(&claim.order_id, &lease)?;
+            tx.set_lease(&claim.order_id, &lease)?;
             Ok(state)
         })
     }
@@ -312,9 +317,9 @@ impl Store {
     pub fn expire_leases(&self, who: &Session) -> Result<usize, StoreError> {
         self.write(|tx| {
             let at = now();
-            let expired = tx.queue().expired(at)?;
+            let expired = tx.expired(at)?;
             for id in &expired {
-                let mut lease = tx.queue().lease(id)?.unwrap_or_default();
+                let mut lease = tx.lease(id)?.unwrap_or_default();
                 let reason = format!(
                     "interrupted at station {}, step {}: its lease ran out",
                     lease.station.as_deref().unwrap_or("?"),
@@ -323,7 +328,7 @@ impl Store {
                 fail_abandoned(tx, self.seal(), id, &reason, Actor::of(who), at)?;
                 lease.until = None;
                 lease.owner = None;
-                tx.queue().set_lease(id, &lease)?;
+                tx.set_lease(id, &lease)?;
             }
             Ok(expired.len())
         })
@@ -332,13 +337,13 @@ impl Store {
     /// How many orders are under a running station lease, or CARD_PROD_ONGOING under one
     /// (work that may still come back to the queue).
     pub fn leased_ongoing(&self) -> Result<usize, StoreError> {
-        let n = self.read(|tx| tx.queue().leased(now()))?;
+        let n = self.read(|tx| tx.leased(now()))?;
         Ok(usize::try_from(n).unwrap_or(0))
     }
 
     /// Queued orders per status and per station.
     pub fn queue_counts(&self) -> Result<QueueCounts, StoreError> {
-        let rows = self.read(|tx| tx.queue().counts())?;
+        let rows = self.read(|tx| tx.counts())?;
         let mut counts = QueueCounts::default();
         for (status, station, n) in rows {
             *counts.statuses.entry(status.clone()).or_default() += n;
@@ -362,7 +367,7 @@ impl Store {
         &self,
         since: i64,
     ) -> Result<BTreeMap<String, StationTally>, StoreError> {
-        let rows = self.read(|tx| tx.queue().finished_by_station(since))?;
+        let rows = self.read(|tx| tx.finished_by_station(since))?;
         let mut tally: BTreeMap<String, StationTally> = BTreeMap::new();
         for (station, status, n) in rows {
             let n = usize::try_from(n).unwrap_or(0);
@@ -379,7 +384,7 @@ impl Store {
 
 /// The lease, when `claim`'s fencing token is still the order's and its station still holds it.
 fn fenced(tx: &mut dyn super::Tx, claim: &Claim) -> Result<Lease, StoreError> {
-    let lease = tx.queue().lease(&claim.order_id)?.unwrap_or_default();
+    let lease = tx.lease(&claim.order_id)?.unwrap_or_default();
     if lease.fence != claim.fence || lease.station.as_deref() != Some(claim.station.as_str()) {
         return Err(StoreError::Refused {
             order: claim.order_id.clone(),

@@ -14,11 +14,11 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
-use super::key_pool::{KeyPoolTx, PoolCount, SealedPair, count_row};
+use super::key_pool::{KeyPoolTx, PairSize, PoolCount, SealedPair, count_row};
 use super::queue::{Lease, QueueTx, QueuedOrder};
 use super::{
-    Approval, AuditRecord, BUSY_TIMEOUT, Engine, OrderRow, OrderState, StoreError, Tx, TxBody,
-    audit, set_head,
+    Approval, ApprovalRow, AuditRecord, BUSY_TIMEOUT, Engine, OrderRow, OrderState, StoreError, Tx,
+    TxBody, audit, first_missing, set_head,
 };
 use crate::domain::status::Status;
 
@@ -275,6 +275,21 @@ fn int(n: u64) -> i64 {
 /// The primitives on one SQLite transaction.
 struct SqliteTx<'a>(&'a Connection);
 
+impl SqliteTx<'_> {
+    /// Runs `sql` with an order's status row as ?1-?6: id, status, reason, approved, time, owner.
+    fn write_order(&self, sql: &str, order: &str, row: &OrderRow<'_>) -> Result<(), StoreError> {
+        self.0.prepare_cached(sql)?.execute(params![
+            order,
+            row.status.as_str(),
+            row.reason,
+            i64::from(row.approved),
+            row.at,
+            row.owner
+        ])?;
+        Ok(())
+    }
+}
+
 impl Tx for SqliteTx<'_> {
     fn state(&mut self, order: &str) -> Result<Option<OrderState>, StoreError> {
         Ok(self
@@ -303,38 +318,24 @@ impl Tx for SqliteTx<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn put_prepared(
-        &mut self,
-        order: &str,
-        status: Status,
-        reason: Option<&str>,
-        at: i64,
-    ) -> Result<(), StoreError> {
-        self.0
-            .prepare_cached(
-                "INSERT INTO orders (order_id, status, reason, approved, updated_at)
-                 VALUES (?1, ?2, ?3, 0, ?4)
-                 ON CONFLICT(order_id) DO UPDATE SET status = ?2, reason = ?3, approved = 0,
-                   updated_at = ?4, owner = NULL",
-            )?
-            .execute(params![order, status.as_str(), reason, at])?;
-        Ok(())
+    fn put_prepared(&mut self, order: &str, row: &OrderRow<'_>) -> Result<(), StoreError> {
+        self.write_order(
+            "INSERT INTO orders (order_id, status, reason, approved, updated_at, owner)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(order_id) DO UPDATE SET status = ?2, reason = ?3, approved = ?4,
+               updated_at = ?5, owner = ?6",
+            order,
+            row,
+        )
     }
 
     fn update_order(&mut self, order: &str, row: &OrderRow<'_>) -> Result<(), StoreError> {
-        self.0.execute(
+        self.write_order(
             "UPDATE orders SET status = ?2, reason = ?3, approved = ?4, updated_at = ?5,
                owner = ?6 WHERE order_id = ?1",
-            params![
-                order,
-                row.status.as_str(),
-                row.reason,
-                i64::from(row.approved),
-                row.at,
-                row.owner
-            ],
-        )?;
-        Ok(())
+            order,
+            row,
+        )
     }
 
     fn latest_decision(&mut self, order: &str) -> Result<Option<String>, StoreError> {
@@ -348,18 +349,11 @@ impl Tx for SqliteTx<'_> {
             .optional()?)
     }
 
-    fn insert_approval(
-        &mut self,
-        order: &str,
-        at: i64,
-        user: &str,
-        decision: &str,
-        reason: Option<&str>,
-    ) -> Result<(), StoreError> {
+    fn insert_approval(&mut self, order: &str, row: &ApprovalRow<'_>) -> Result<(), StoreError> {
         self.0.execute(
             "INSERT INTO approvals (order_id, at, user, decision, reason)
              VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![order, at, user, decision, reason],
+            params![order, row.at, row.user, row.decision, row.reason],
         )?;
         Ok(())
     }
@@ -514,45 +508,28 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn missing_trigger(&mut self) -> Result<Option<String>, StoreError> {
-        for name in TRIGGERS {
+        first_missing(&TRIGGERS, |name| {
             let present: i64 = self.0.query_row(
                 "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND name = ?1",
                 [name],
                 |r| r.get(0),
             )?;
-            if present == 0 {
-                return Ok(Some(name.to_string()));
-            }
-        }
-        Ok(None)
-    }
-
-    fn queue(&mut self) -> &mut dyn QueueTx {
-        self
-    }
-
-    fn key_pool(&mut self) -> &mut dyn KeyPoolTx {
-        self
+            Ok(present > 0)
+        })
     }
 }
 
 impl KeyPoolTx for SqliteTx<'_> {
-    fn put_pair(
-        &mut self,
-        bits: i64,
-        exponent: i64,
-        pair: &SealedPair,
-        at: i64,
-    ) -> Result<(), StoreError> {
+    fn put_pair(&mut self, size: PairSize, pair: &SealedPair, at: i64) -> Result<(), StoreError> {
         self.0.execute(
             "INSERT INTO icc_key_pool (bits, exponent, pair_id, sealed, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![bits, exponent, pair.pair_id, pair.sealed, at],
+            params![size.bits, size.exponent, pair.pair_id, pair.sealed, at],
         )?;
         Ok(())
     }
 
-    fn take_pair(&mut self, bits: i64, exponent: i64) -> Result<Option<SealedPair>, StoreError> {
+    fn take_pair(&mut self, size: PairSize) -> Result<Option<SealedPair>, StoreError> {
         Ok(self
             .0
             .query_row(
@@ -560,7 +537,7 @@ impl KeyPoolTx for SqliteTx<'_> {
                      SELECT id FROM icc_key_pool WHERE bits = ?1 AND exponent = ?2
                      ORDER BY id LIMIT 1)
                  RETURNING pair_id, sealed",
-                params![bits, exponent],
+                params![size.bits, size.exponent],
                 |r| {
                     Ok(SealedPair {
                         pair_id: r.get(0)?,
@@ -571,19 +548,14 @@ impl KeyPoolTx for SqliteTx<'_> {
             .optional()?)
     }
 
-    fn take_pairs(
-        &mut self,
-        bits: i64,
-        exponent: i64,
-        n: i64,
-    ) -> Result<Vec<SealedPair>, StoreError> {
+    fn take_pairs(&mut self, size: PairSize, n: i64) -> Result<Vec<SealedPair>, StoreError> {
         let mut stmt = self.0.prepare(
             "DELETE FROM icc_key_pool WHERE id IN (
                  SELECT id FROM icc_key_pool WHERE bits = ?1 AND exponent = ?2
                  ORDER BY id LIMIT ?3)
              RETURNING pair_id, sealed",
         )?;
-        let rows = stmt.query_map(params![bits, exponent, n], |r| {
+        let rows = stmt.query_map(params![size.bits, size.exponent, n], |r| {
             Ok(SealedPair {
                 pair_id: r.get(0)?,
                 sealed: r.get(1)?,

@@ -126,6 +126,12 @@ pub fn status_of(h: &Harness<'_, App>, id: &str) -> Status {
     h.state().row_by_id(id).expect("row").1.status
 }
 
+/// Selects order `id` and personalizes it, waiting until the run ends.
+pub fn personalize_order(h: &mut Harness<'_, App>, id: &str) {
+    select(h, id);
+    personalize_and_wait(h);
+}
+
 pub fn personalize_and_wait(h: &mut Harness<'_, App>) {
     h.get_by_label("Personalize this card").click();
     h.step();
@@ -135,11 +141,7 @@ pub fn personalize_and_wait(h: &mut Harness<'_, App>) {
 /// Sets the simulated encoder to "Nobody swipes" and starts personalizing `id`: the run then
 /// waits at the stripe until it is cancelled.
 pub fn start_with_nobody_swiping(h: &mut Harness<'_, App>, id: &str) {
-    show(h, "Devices");
-    h.get_by_label("Nobody swipes").click();
-    h.step();
-    h.step();
-    show(h, "Orders");
+    choose_on_devices(h, "Nobody swipes");
     select(h, id);
     h.get_by_label("Personalize this card").click();
     h.step();
@@ -149,6 +151,42 @@ pub fn show(h: &mut Harness<'_, App>, screen: &str) {
     h.get_by_label(screen).click();
     h.step();
     h.step();
+}
+
+/// Clicks `choice` (a simulated card or encoder setting) on the Devices screen, then goes back
+/// to the Orders screen.
+pub fn choose_on_devices(h: &mut Harness<'_, App>, choice: &str) {
+    show(h, "Devices");
+    h.get_by_label(choice).click();
+    h.step();
+    h.step();
+    show(h, "Orders");
+}
+
+/// Cancels the running personalization with the Cancel button, confirming that the card is
+/// spoiled, and waits until the run has stopped.
+pub fn cancel_spoiling_the_card(h: &mut Harness<'_, App>) {
+    h.get_by_label("Cancel").click();
+    h.step();
+    h.step();
+    h.step();
+    h.get_by_label("Cancel the run: this card is spoiled")
+        .click();
+    h.step();
+    wait(h, "the cancelled run", |a| !a.perso.is_running());
+}
+
+/// Order `id`'s status is DONE (the last run shown when not).
+pub fn assert_done(h: &Harness<'_, App>, id: &str) {
+    assert_eq!(status_of(h, id), Status::Done, "{:?}", h.state().perso.last);
+}
+
+/// The reason stored with order `id` (a failure's or a rejection's).
+pub fn reason_of(h: &Harness<'_, App>, id: &str) -> String {
+    h.state()
+        .row_by_id(id)
+        .and_then(|(_, r)| r.reason.clone())
+        .expect("reason")
 }
 
 /// The last run's failure as the Personalize screen shows it, if it failed.

@@ -125,6 +125,11 @@ impl fmt::Display for ChannelRule {
     }
 }
 
+/// `parsed`, the value `s` names, or the rule that it is not one of `choices`.
+fn one_of<T>(s: &str, parsed: Option<T>, choices: &str) -> Result<T, String> {
+    parsed.ok_or_else(|| format!("`{s}` is not {choices}"))
+}
+
 impl ChannelRule {
     /// Parses the `[channel]` table; `file` prefixes the paths of errors.
     pub fn from_table(file: &str, t: &toml::Table) -> Result<Self, Finding> {
@@ -144,20 +149,12 @@ impl ChannelRule {
             rule.protocol = parse_protocol(s).map_err(|e| err("scp", e))?;
         }
         if let Some(s) = string("level")? {
-            rule.security_level = parse_level(s).ok_or_else(|| {
-                err(
-                    "level",
-                    format!("`{s}` is not cmac, cmac-cdec, cmac-rmac, cmac-cdec-rmac or full"),
-                )
-            })?;
+            let levels = "cmac, cmac-cdec, cmac-rmac, cmac-cdec-rmac or full";
+            rule.security_level = one_of(s, parse_level(s), levels).map_err(|e| err("level", e))?;
         }
         if let Some(s) = string("diversification")? {
-            rule.diversification = parse_diversification(s).ok_or_else(|| {
-                err(
-                    "diversification",
-                    format!("`{s}` is not emv, visa2 or kdf3"),
-                )
-            })?;
+            rule.diversification = one_of(s, parse_diversification(s), "emv, visa2 or kdf3")
+                .map_err(|e| err("diversification", e))?;
         } else if matches!(rule.protocol, Protocol::Scp03 { .. }) {
             rule.diversification = Diversification::Kdf3;
         }

@@ -319,12 +319,11 @@ impl Work<'_> {
     ) -> Result<(Option<usize>, Option<Cvv>), Finding> {
         let order = self.order;
         let pan = order.pan.reveal().as_bytes();
-        let t2 = tracks.track2.as_ref().ok_or_else(|| {
-            Finding::new(
-                "trackData.track2",
-                "the chip profile needs track 2 to build the track 2 equivalent data (57)",
-            )
-        })?;
+        let t2 = needed(
+            tracks.track2.as_ref(),
+            2,
+            "to build the track 2 equivalent data (57)",
+        )?;
         // Track 2 body: PAN=YYMMSCDD.
         let body = t2.body();
         let dd2 = body
@@ -390,12 +389,7 @@ impl Work<'_> {
         off1: Option<usize>,
         icvv: Option<&Cvv>,
     ) -> Result<(), Finding> {
-        let t1 = tracks.track1.as_ref().ok_or_else(|| {
-            Finding::new(
-                "trackData.track1",
-                "the chip profile needs track 1 for 9F1F / 56",
-            )
-        })?;
+        let t1 = needed(tracks.track1.as_ref(), 1, "for 9F1F / 56")?;
         // Track 1 body: B PAN ^ NAME ^ YYMM SC DD.
         let body = t1.body();
         let mut parts = body.splitn(3, '^');
@@ -1230,6 +1224,16 @@ pub fn cvm_pin_mismatch(
         )),
         _ => None,
     }
+}
+
+/// Track `n`, which the chip profile needs (`why`), or a finding at `trackData.track<n>`.
+fn needed<'t, T>(track: Option<&'t T>, n: u8, why: &str) -> Result<&'t T, Finding> {
+    track.ok_or_else(|| {
+        Finding::new(
+            format!("trackData.track{n}"),
+            format!("the chip profile needs track {n} {why}"),
+        )
+    })
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@
 
 use std::fmt;
 
+use zeroize::Zeroizing;
+
 /// A malformed APDU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ApduError {
@@ -39,7 +41,8 @@ pub struct CommandApdu {
     pub p1: u8,
     /// Parameter 2.
     pub p2: u8,
-    data: Vec<u8>,
+    /// Cleared on drop: STORE DATA fields carry card data.
+    data: Zeroizing<Vec<u8>>,
     /// Expected response length; `Some(0)` means "up to 256 bytes".
     pub le: Option<u8>,
     /// When set, [`fmt::Debug`] shows the header and the data length only.
@@ -64,7 +67,7 @@ impl CommandApdu {
             ins,
             p1,
             p2,
-            data,
+            data: Zeroizing::new(data),
             le,
             redacted: false,
         })
@@ -91,7 +94,7 @@ impl CommandApdu {
             ins,
             p1,
             p2,
-            data: data.to_vec(),
+            data: Zeroizing::new(data.to_vec()),
             le,
             redacted: false,
         }
@@ -141,13 +144,6 @@ impl CommandApdu {
     }
 }
 
-impl Drop for CommandApdu {
-    fn drop(&mut self) {
-        // STORE DATA fields carry card data; clear them once sent.
-        zeroize::Zeroize::zeroize(&mut self.data);
-    }
-}
-
 impl fmt::Debug for CommandApdu {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -164,7 +160,12 @@ impl fmt::Debug for CommandApdu {
                     self.data.len()
                 )?;
             } else {
-                write!(f, " Lc={:02X} {}", self.lc(), hex::encode_upper(&self.data))?;
+                write!(
+                    f,
+                    " Lc={:02X} {}",
+                    self.lc(),
+                    hex::encode_upper(&self.data[..])
+                )?;
             }
         }
         if let Some(le) = self.le {
@@ -177,7 +178,8 @@ impl fmt::Debug for CommandApdu {
 /// A response APDU: data field and status word.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ResponseApdu {
-    data: Vec<u8>,
+    /// Cleared on drop (card data read back).
+    data: Zeroizing<Vec<u8>>,
     /// The status word (`SW1 SW2`).
     pub sw: StatusWord,
 }
@@ -187,7 +189,7 @@ impl ResponseApdu {
     pub fn parse(bytes: &[u8]) -> Result<Self, ApduError> {
         match bytes {
             [data @ .., sw1, sw2] => Ok(Self {
-                data: data.to_vec(),
+                data: Zeroizing::new(data.to_vec()),
                 sw: StatusWord::from_u16(u16::from_be_bytes([*sw1, *sw2])),
             }),
             _ => Err(ApduError::ResponseTooShort { len: bytes.len() }),
@@ -196,7 +198,10 @@ impl ResponseApdu {
 
     /// Builds a response from parts (for tests and simulated cards).
     pub fn new(data: Vec<u8>, sw: StatusWord) -> Self {
-        Self { data, sw }
+        Self {
+            data: Zeroizing::new(data),
+            sw,
+        }
     }
 
     /// The data field (may be empty).
@@ -206,15 +211,9 @@ impl ResponseApdu {
 
     /// The wire encoding: data then `SW1 SW2`.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = self.data.clone();
+        let mut out = self.data.to_vec();
         out.extend_from_slice(&self.sw.to_u16().to_be_bytes());
         out
-    }
-}
-
-impl Drop for ResponseApdu {
-    fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.data);
     }
 }
 

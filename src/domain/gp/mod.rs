@@ -27,6 +27,10 @@ use std::fmt;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::domain::crypto::CryptoError;
+use apdu::CommandApdu;
+
+/// A card or host cryptogram (8 bytes), or why it could not be computed.
+pub type CryptogramResult = Result<[u8; 8], GpError>;
 
 /// An error from the GP building blocks (not from the session flow, see
 /// [`session::SessionError`]). Never carries key or data bytes.
@@ -205,6 +209,19 @@ impl SecurityLevel {
     /// Whether command data is encrypted.
     pub fn c_dec(self) -> bool {
         self.p1() & 0x02 != 0
+    }
+
+    /// The largest plain command data field that still fits a short APDU once wrapped at this
+    /// level: the padded length (a multiple of the block, 8 for SCP02 and 16 for SCP03, always
+    /// at least one padding byte) plus the 8-byte C-MAC stays within 255.
+    pub fn max_plain_data(self) -> usize {
+        if self.c_dec() { 239 } else { 247 }
+    }
+
+    /// The plain EXTERNAL AUTHENTICATE `80 82 level 00 08 host-cryptogram`, before the
+    /// protocol's C-MAC.
+    pub fn external_authenticate(self, host_cryptogram: &[u8; 8]) -> CommandApdu {
+        CommandApdu::fixed(0x80, 0x82, self.p1(), 0x00, *host_cryptogram, None)
     }
 
     /// Whether responses carry an R-MAC.

@@ -13,11 +13,12 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::apdu::CommandApdu;
 use super::kdf::Kdd;
-use super::{GpError, SecretKey, SecurityLevel, StaticKeys, field};
+use super::{CryptogramResult, GpError, SecretKey, SecurityLevel, StaticKeys, field};
 use crate::domain::crypto::{
     DES_BLOCK, MacPadding, des_encrypt_block, pad_iso7816, retail_mac, tdes_cbc_encrypt,
     tdes_ecb_encrypt,
 };
+use crate::domain::mask::debug_fields;
 
 /// Derivation constant of S-ENC.
 pub const CONST_ENC: [u8; 2] = [0x01, 0x82];
@@ -176,32 +177,6 @@ impl SessionKeys {
         })
     }
 
-    /// The card cryptogram: MAC over `host challenge || seq || card challenge`.
-    pub fn card_cryptogram(
-        &self,
-        host_challenge: &[u8; 8],
-        sequence_counter: &[u8; 2],
-        card_challenge: &[u8; 6],
-    ) -> Result<[u8; 8], GpError> {
-        enc_mac(
-            &self.enc,
-            [host_challenge, sequence_counter, card_challenge],
-        )
-    }
-
-    /// The host cryptogram: MAC over `seq || card challenge || host challenge`.
-    pub fn host_cryptogram(
-        &self,
-        host_challenge: &[u8; 8],
-        sequence_counter: &[u8; 2],
-        card_challenge: &[u8; 6],
-    ) -> Result<[u8; 8], GpError> {
-        enc_mac(
-            &self.enc,
-            [sequence_counter, card_challenge, host_challenge],
-        )
-    }
-
     /// Encrypts sensitive data (a DGI value, a key) with the session DEK in TDES-ECB; the length
     /// must already be a multiple of 8.
     pub fn encrypt_sensitive(&self, data: &[u8]) -> Result<Vec<u8>, GpError> {
@@ -232,29 +207,20 @@ impl From<SessionKeys> for ChannelKeys {
 }
 
 impl ChannelKeys {
-    /// The card cryptogram: MAC over `host challenge || seq || card challenge`.
-    pub fn card_cryptogram(
-        &self,
-        host_challenge: &[u8; 8],
-        sequence_counter: &[u8; 2],
-        card_challenge: &[u8; 6],
-    ) -> Result<[u8; 8], GpError> {
+    /// The card cryptogram: MAC over `host challenge || seq || card challenge` (the sequence
+    /// counter and card challenge of the card's INITIALIZE UPDATE answer).
+    pub fn card_cryptogram(&self, host: &[u8; 8], card: &InitUpdateResponse) -> CryptogramResult {
         enc_mac(
             &self.enc,
-            [host_challenge, sequence_counter, card_challenge],
+            [host, &card.sequence_counter, &card.card_challenge],
         )
     }
 
     /// The host cryptogram: MAC over `seq || card challenge || host challenge`.
-    pub fn host_cryptogram(
-        &self,
-        host_challenge: &[u8; 8],
-        sequence_counter: &[u8; 2],
-        card_challenge: &[u8; 6],
-    ) -> Result<[u8; 8], GpError> {
+    pub fn host_cryptogram(&self, host: &[u8; 8], card: &InitUpdateResponse) -> CryptogramResult {
         enc_mac(
             &self.enc,
-            [sequence_counter, card_challenge, host_challenge],
+            [&card.sequence_counter, &card.card_challenge, host],
         )
     }
 }
@@ -293,16 +259,6 @@ fn full_tdes_mac(key: &SecretKey, data: &[u8]) -> Result<[u8; 8], GpError> {
     result
 }
 
-/// The largest plain command data field that still fits a short APDU once wrapped at `level`.
-pub fn max_plain_data(level: SecurityLevel) -> usize {
-    if level.c_dec() {
-        // padded length (a multiple of 8, always at least one padding byte) + 8 <= 255
-        239
-    } else {
-        247
-    }
-}
-
 /// An open SCP02 secure channel, host side: wraps commands with C-MAC (and C-DEC).
 ///
 /// A type of its own beside [`super::scp03::Channel`]: the two protocols share no cryptography
@@ -322,10 +278,11 @@ pub struct Channel {
 
 impl std::fmt::Debug for Channel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("scp02::Channel")
-            .field("variant", &self.variant)
-            .field("level", &self.level)
-            .finish_non_exhaustive()
+        debug_fields(
+            f,
+            "scp02::Channel",
+            &[("variant", &self.variant), ("level", &self.level)],
+        )
     }
 }
 
@@ -364,15 +321,7 @@ impl Channel {
         host_cryptogram: &[u8; 8],
     ) -> Result<CommandApdu, GpError> {
         self.icv = None;
-        let plain = CommandApdu::new(
-            0x80,
-            0x82,
-            self.level.p1(),
-            0x00,
-            host_cryptogram.to_vec(),
-            None,
-        )
-        .map_err(|_| GpError::TooLong { len: 8, max: 247 })?;
+        let plain = self.level.external_authenticate(host_cryptogram);
         self.wrap_inner(&plain, false)
     }
 

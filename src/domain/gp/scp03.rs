@@ -20,11 +20,12 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::apdu::{CommandApdu, ResponseApdu, StatusWord};
 use super::kdf::Kdd;
-use super::{GpError, SecretKey, SecurityLevel, StaticKeys, array, field};
+use super::{CryptogramResult, GpError, SecretKey, SecurityLevel, StaticKeys, array, field};
 use crate::domain::crypto::{
     AES_BLOCK, aes_cbc_decrypt, aes_cbc_encrypt, aes_cmac, aes_ecb_encrypt, ct_eq, pad_iso7816,
     unpad_iso7816_len,
 };
+use crate::domain::mask::debug_fields;
 
 /// KDF constant: card cryptogram.
 pub const CONST_CARD_CRYPTOGRAM: u8 = 0x00;
@@ -204,22 +205,15 @@ impl SessionKeys {
         })
     }
 
-    /// The card cryptogram (8 bytes).
-    pub fn card_cryptogram(
-        &self,
-        host_challenge: &[u8; 8],
-        card_challenge: &[u8; 8],
-    ) -> Result<[u8; 8], GpError> {
-        self.cryptogram(CONST_CARD_CRYPTOGRAM, host_challenge, card_challenge)
+    /// The card cryptogram (8 bytes), over the host challenge and the card challenge of the
+    /// card's INITIALIZE UPDATE answer.
+    pub fn card_cryptogram(&self, host: &[u8; 8], card: &InitUpdateResponse) -> CryptogramResult {
+        self.cryptogram(CONST_CARD_CRYPTOGRAM, host, &card.card_challenge)
     }
 
     /// The host cryptogram (8 bytes).
-    pub fn host_cryptogram(
-        &self,
-        host_challenge: &[u8; 8],
-        card_challenge: &[u8; 8],
-    ) -> Result<[u8; 8], GpError> {
-        self.cryptogram(CONST_HOST_CRYPTOGRAM, host_challenge, card_challenge)
+    pub fn host_cryptogram(&self, host: &[u8; 8], card: &InitUpdateResponse) -> CryptogramResult {
+        self.cryptogram(CONST_HOST_CRYPTOGRAM, host, &card.card_challenge)
     }
 
     fn cryptogram(
@@ -246,16 +240,6 @@ pub fn encrypt_sensitive(static_dek: &SecretKey, data: &[u8]) -> Result<Vec<u8>,
     Ok(out)
 }
 
-/// The largest plain command data field that still fits a short APDU once wrapped at `level`.
-pub fn max_plain_data(level: SecurityLevel) -> usize {
-    if level.c_dec() {
-        // padded length (a multiple of 16, at least one padding byte) + 8 <= 255
-        239
-    } else {
-        247
-    }
-}
-
 /// An open SCP03 secure channel, host side: C-MAC chaining, C-DEC counter, R-MAC/R-ENC. See
 /// [`super::scp02::Channel`] for why the two protocols keep a type each.
 #[derive(Zeroize, ZeroizeOnDrop)]
@@ -271,10 +255,11 @@ pub struct Channel {
 
 impl std::fmt::Debug for Channel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("scp03::Channel")
-            .field("level", &self.level)
-            .field("counter", &self.counter)
-            .finish_non_exhaustive()
+        debug_fields(
+            f,
+            "scp03::Channel",
+            &[("level", &self.level), ("counter", &self.counter)],
+        )
     }
 }
 
@@ -302,15 +287,7 @@ impl Channel {
     ) -> Result<CommandApdu, GpError> {
         self.chaining = [0; 16];
         self.counter = 0;
-        let plain = CommandApdu::new(
-            0x80,
-            0x82,
-            self.level.p1(),
-            0x00,
-            host_cryptogram.to_vec(),
-            None,
-        )
-        .map_err(|_| GpError::TooLong { len: 8, max: 247 })?;
+        let plain = self.level.external_authenticate(host_cryptogram);
         let wrapped = self.mac_and_build(&plain, plain.data().to_vec())?;
         self.authenticated = true;
         Ok(wrapped)
@@ -324,7 +301,7 @@ impl Channel {
             ));
         }
         let data = command.data();
-        let max = max_plain_data(self.level);
+        let max = self.level.max_plain_data();
         if data.len() > max {
             return Err(GpError::TooLong {
                 len: data.len(),
@@ -360,7 +337,7 @@ impl Channel {
             body.zeroize();
             return Err(GpError::TooLong {
                 len: command.data().len(),
-                max: max_plain_data(self.level),
+                max: self.level.max_plain_data(),
             });
         };
         let mut mac_input = Zeroizing::new(Vec::with_capacity(21 + body.len()));
@@ -379,7 +356,7 @@ impl Channel {
         let wrapped = CommandApdu::new(cla, command.ins, command.p1, command.p2, body, command.le)
             .map_err(|_| GpError::TooLong {
                 len: command.data().len(),
-                max: max_plain_data(self.level),
+                max: self.level.max_plain_data(),
             })?;
         Ok(if command.is_redacted() {
             wrapped.redact()

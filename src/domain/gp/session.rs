@@ -40,6 +40,7 @@ use super::{GpError, SecretKey, SecurityLevel, StaticKeys};
 use crate::domain::crypto::{AES_BLOCK, DES_BLOCK, ct_eq, pad_iso7816};
 use crate::domain::dgi::PersoDgi;
 use crate::domain::keystore::{CardKeySet, CardKeyStore, KeyError, KeyRef, KeyUsage};
+use crate::domain::mask::debug_fields;
 
 /// An application or security domain identifier (5 to 16 bytes).
 #[derive(Clone, PartialEq, Eq)]
@@ -478,7 +479,7 @@ fn scp02_layout(plan: &PersoPlan, i: u8) -> Result<(usize, usize), PlanError> {
             }
         }
     }
-    Ok((DES_BLOCK, scp02::max_plain_data(level)))
+    Ok((DES_BLOCK, level.max_plain_data()))
 }
 
 /// The DEK block and the largest plain STORE DATA field of an SCP03 plan; refuses S16 mode,
@@ -516,7 +517,7 @@ fn scp03_layout(plan: &PersoPlan, i: u8) -> Result<(usize, usize), PlanError> {
             }
         }
     }
-    Ok((AES_BLOCK, scp03::max_plain_data(level)))
+    Ok((AES_BLOCK, level.max_plain_data()))
 }
 
 fn validate(plan: &PersoPlan) -> Result<Layout, PlanError> {
@@ -675,6 +676,9 @@ enum State {
     Finished,
 }
 
+/// What a state does with an answer: the next state and command, or why the session stopped.
+type Handled = Result<Next, SessionError>;
+
 /// The result of one state handling one response.
 enum Next {
     Send(Box<State>, CommandApdu),
@@ -698,7 +702,7 @@ fn expect_success(
 }
 
 impl AwaitSelect {
-    fn handle(self, response: &ResponseApdu) -> Result<Next, SessionError> {
+    fn handle(self, response: &ResponseApdu) -> Handled {
         expect_success(response, StepName::Select, None)?;
         let plan = &self.ctx.plan;
         let command = CommandApdu::new(
@@ -721,11 +725,7 @@ impl AwaitSelect {
 }
 
 impl AwaitInitUpdate {
-    fn handle(
-        self,
-        response: &ResponseApdu,
-        store: Option<&dyn CardKeyStore>,
-    ) -> Result<Next, SessionError> {
+    fn handle(self, response: &ResponseApdu, store: Option<&dyn CardKeyStore>) -> Handled {
         expect_success(response, StepName::InitializeUpdate, None)?;
         let plan = &self.ctx.plan;
         let data = response.data();
@@ -765,6 +765,8 @@ impl AwaitInitUpdate {
 /// A secure channel opened from the INITIALIZE UPDATE answer, what the card told, and the host
 /// cryptogram for EXTERNAL AUTHENTICATE.
 type Opened = (SecureChannel, CardInfo, [u8; 8]);
+/// An opened channel, or why the card's INITIALIZE UPDATE answer could not open one.
+type Opening = Result<Opened, SessionError>;
 
 fn malformed(source: GpError) -> SessionError {
     SessionError::Malformed {
@@ -808,27 +810,18 @@ fn card_keys(
 }
 
 /// SCP02: session keys from the sequence counter, the card cryptogram checked.
-fn open_scp02(
-    plan: &PersoPlan,
-    i: u8,
-    data: &[u8],
-    store: Option<&dyn CardKeyStore>,
-) -> Result<Opened, SessionError> {
+fn open_scp02(plan: &PersoPlan, i: u8, data: &[u8], store: Option<&dyn CardKeyStore>) -> Opening {
     let host = &plan.host_challenge;
     let r = scp02::InitUpdateResponse::parse(data).map_err(malformed)?;
     let mut keys = card_keys(plan, store, &r.kdd)?;
     let session = keys
         .scp02_session(r.sequence_counter)
         .map_err(SessionError::CardKeys)?;
-    let expected = session
-        .card_cryptogram(host, &r.sequence_counter, &r.card_challenge)
-        .map_err(crypto)?;
+    let expected = session.card_cryptogram(host, &r).map_err(crypto)?;
     if !ct_eq(&expected, &r.card_cryptogram) {
         return Err(SessionError::CardCryptogramMismatch);
     }
-    let host_cryptogram = session
-        .host_cryptogram(host, &r.sequence_counter, &r.card_challenge)
-        .map_err(crypto)?;
+    let host_cryptogram = session.host_cryptogram(host, &r).map_err(crypto)?;
     let variant = Scp02Variant::new(i).map_err(crypto)?;
     let channel =
         scp02::Channel::new(session, variant, plan.channel.security_level).map_err(crypto)?;
@@ -846,12 +839,7 @@ fn open_scp02(
 
 /// SCP03: the card's "i" checked, session keys from both challenges, the card cryptogram (and,
 /// when the plan asks, the pseudo-random card challenge) checked.
-fn open_scp03(
-    plan: &PersoPlan,
-    i: u8,
-    data: &[u8],
-    store: Option<&dyn CardKeyStore>,
-) -> Result<Opened, SessionError> {
+fn open_scp03(plan: &PersoPlan, i: u8, data: &[u8], store: Option<&dyn CardKeyStore>) -> Opening {
     let host = &plan.host_challenge;
     let r = scp03::InitUpdateResponse::parse(data).map_err(malformed)?;
     if r.i != i {
@@ -864,9 +852,7 @@ fn open_scp03(
     let session = keys
         .scp03_session(host, &r.card_challenge)
         .map_err(SessionError::CardKeys)?;
-    let expected = session
-        .card_cryptogram(host, &r.card_challenge)
-        .map_err(crypto)?;
+    let expected = session.card_cryptogram(host, &r).map_err(crypto)?;
     if !ct_eq(&expected, &r.card_cryptogram) {
         return Err(SessionError::CardCryptogramMismatch);
     }
@@ -882,9 +868,7 @@ fn open_scp03(
             return Err(SessionError::CardChallengeMismatch);
         }
     }
-    let host_cryptogram = session
-        .host_cryptogram(host, &r.card_challenge)
-        .map_err(crypto)?;
+    let host_cryptogram = session.host_cryptogram(host, &r).map_err(crypto)?;
     let card = CardInfo {
         kdd: r.kdd,
         key_version: r.key_version,
@@ -898,11 +882,7 @@ fn open_scp03(
 }
 
 impl AwaitExtAuth {
-    fn handle(
-        self,
-        response: &ResponseApdu,
-        store: Option<&dyn CardKeyStore>,
-    ) -> Result<Next, SessionError> {
+    fn handle(self, response: &ResponseApdu, store: Option<&dyn CardKeyStore>) -> Handled {
         expect_success(response, StepName::ExternalAuthenticate, None)?;
         let Self {
             ctx,
@@ -934,11 +914,7 @@ impl AwaitExtAuth {
 }
 
 impl AwaitInstall {
-    fn handle(
-        self,
-        response: &ResponseApdu,
-        store: Option<&dyn CardKeyStore>,
-    ) -> Result<Next, SessionError> {
+    fn handle(self, response: &ResponseApdu, store: Option<&dyn CardKeyStore>) -> Handled {
         const STEP: StepName = StepName::InstallForPersonalization;
         expect_success(response, STEP, None)?;
         check_rmac(&self.channel, response, STEP, None)?;
@@ -963,7 +939,7 @@ fn first_store_data(
     mut channel: SecureChannel,
     card: CardInfo,
     store: Option<&dyn CardKeyStore>,
-) -> Result<Next, SessionError> {
+) -> Handled {
     let dgis = std::mem::take(&mut ctx.plan.dgis);
     let mut feed = StoreDataFeed {
         pending: dgis.into_iter(),
@@ -984,11 +960,7 @@ fn first_store_data(
 }
 
 impl AwaitStoreData {
-    fn handle(
-        mut self,
-        response: &ResponseApdu,
-        store: Option<&dyn CardKeyStore>,
-    ) -> Result<Next, SessionError> {
+    fn handle(mut self, response: &ResponseApdu, store: Option<&dyn CardKeyStore>) -> Handled {
         const STEP: StepName = StepName::StoreData;
         let dgi = self.feed.current_dgi();
         expect_success(response, STEP, dgi)?;
@@ -1185,9 +1157,7 @@ pub struct PersoSession {
 
 impl fmt::Debug for PersoSession {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PersoSession")
-            .field("progress", &self.progress)
-            .finish_non_exhaustive()
+        debug_fields(f, "PersoSession", &[("progress", &self.progress)])
     }
 }
 

@@ -461,6 +461,26 @@ impl HeldSecret {
         }
     }
 
+    /// The same secret sent padded as `pad` says, for a channel that pads the DGI although its
+    /// profile does not (SCP03: an 8-byte DGI 8010 under an AES DEK). A wrapped value holds its
+    /// padded form, so it can be sent either way; a wrapped key (DGI 8000) keeps its own rule.
+    pub fn sent_padded(&self, pad: bool) -> Self {
+        match self {
+            Self::Wrapped {
+                ktk_index,
+                blob,
+                len,
+                ..
+            } => Self::Wrapped {
+                ktk_index: *ktk_index,
+                blob: blob.clone(),
+                len: *len,
+                pad,
+            },
+            other => other.clone(),
+        }
+    }
+
     /// The key the secret comes from, for errors.
     pub fn key(&self) -> KeyRef {
         match self {

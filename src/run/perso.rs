@@ -265,7 +265,12 @@ pub fn session_dgis(chip: &ChipData, protocol: Protocol) -> Vec<PersoDgi> {
         .iter()
         .map(|p| {
             let pad = p.pad || (p.encrypt && aes && p.value().len() % 16 != 0);
-            PersoDgi { pad, ..p.clone() }
+            let held = p.held.as_ref().map(|h| h.sent_padded(pad));
+            PersoDgi {
+                pad,
+                held,
+                ..p.clone()
+            }
         })
         .collect()
 }

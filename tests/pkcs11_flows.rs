@@ -364,6 +364,43 @@ fn a_station_personalizes_queued_orders_through_the_token() {
         text(&o)
     );
 
+    // The in-process virtual card would need the host's keys in clear: refused before any
+    // claim, the queue untouched.
+    let s = persodesk::store::Store::open(&db).expect("store");
+    let before: Vec<_> = ids.iter().map(|id| s.state(id).expect("state")).collect();
+    drop(s);
+    let virtual_station = [
+        "station",
+        "run",
+        "--reader",
+        "virtual",
+        "--role",
+        "tester",
+        "--user",
+        "tester-a",
+        "--station",
+        "v",
+        "--store",
+        &store,
+        "--keys",
+        &token,
+    ];
+    let o = hsm.persodesk(&data, &virtual_station);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--reader virtual") && err.contains("needs test keys in clear"),
+        "{err}"
+    );
+    let s = persodesk::store::Store::open(&db).expect("store");
+    let after: Vec<_> = ids.iter().map(|id| s.state(id).expect("state")).collect();
+    drop(s);
+    assert_eq!(
+        format!("{before:?}"),
+        format!("{after:?}"),
+        "the queue changed"
+    );
+
     let (mut card_args, _) = support::pcsc::card_stock("vis-1.6.3-vcps-2.2.4", "scp02");
     let keys_file = demo_keys_file();
     card_args.extend(["--keys", keys_file.as_str()]);

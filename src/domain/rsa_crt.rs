@@ -91,6 +91,9 @@ struct Fixed<const L: usize> {
     r_mod_p: FixedMontyForm<L>,
     /// R mod q in Montgomery form.
     r_mod_q: FixedMontyForm<L>,
+    /// The primes' bit lengths (public: half the modulus's), bounding dP and dQ.
+    p_bits: u32,
+    q_bits: u32,
 }
 
 impl<const L: usize> Drop for Fixed<L> {
@@ -113,6 +116,11 @@ impl<const L: usize> Fixed<L> {
         let p = FixedMontyParams::new(Option::from(Odd::new(*p_int))?);
         let q = FixedMontyParams::new(Option::from(Odd::new(q_int))?);
         let qinv = Zeroizing::new(uint::<L>(parts.qinv)?);
+        let bits = |b: &[u8]| -> u32 {
+            let b = significant(b);
+            let lead = b.first().map_or(0, |x| x.leading_zeros());
+            u32::try_from(b.len() * 8).unwrap_or(u32::MAX) - lead
+        };
         // R mod m in Montgomery form is R² mod m: the parameters' r2.
         let r_mod_p = FixedMontyForm::from_montgomery(*p.r2(), &p);
         let r_mod_q = FixedMontyForm::from_montgomery(*q.r2(), &q);
@@ -125,6 +133,8 @@ impl<const L: usize> Fixed<L> {
             q_int,
             r_mod_p,
             r_mod_q,
+            p_bits: bits(parts.p),
+            q_bits: bits(parts.q),
         })
     }
 
@@ -149,10 +159,13 @@ impl<const L: usize> Fixed<L> {
         let hi = uint::<L>(&m[..split])?;
         let lo = uint::<L>(&m[split..])?;
         // m1 = m^dP mod p, m2 = m^dQ mod q.
-        let m1 = Self::reduce(&hi, &lo, &self.p, &self.r_mod_p).pow(&self.dp);
+        // (Almost Montgomery multiplication, as rsa's own BoxedUint path; constant time for a
+        // given exponent width, the primes' public bit lengths.)
+        let m1 = Self::reduce(&hi, &lo, &self.p, &self.r_mod_p)
+            .pow_amm_bounded_exp(&self.dp, self.p_bits);
         let mut m2 = Zeroizing::new(
             Self::reduce(&hi, &lo, &self.q, &self.r_mod_q)
-                .pow(&self.dq)
+                .pow_amm_bounded_exp(&self.dq, self.q_bits)
                 .retrieve(),
         );
         // h = qInv · (m1 − m2) mod p; s = m2 + h·q (< n: m2 < q, h < p).

@@ -100,6 +100,40 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
+    issuer_signature(c);
+}
+
+/// One issuer-key private operation (1152 bits, e = 3, as the demo issuer key): rsa 0.10's
+/// `rsa_decrypt_and_check` (`BoxedUint`) against `RsaKeyPair::sign_raw` (the fixed-width CRT of
+/// `domain::rsa_crt` with rsa's public operation as the fault check).
+fn issuer_signature(c: &mut Criterion) {
+    use persodesk::domain::oda::RecoverySigner;
+    use rsa::BoxedUint;
+    use rsa::traits::PublicKeyParts;
+    let pair = generate(1152, RsaExponent::Three).expect("key");
+    let crt = pair.crt_components().expect("crt");
+    let key = rsa::PrivateKey::from_p_q(
+        BoxedUint::from_be_slice_vartime(crt.p.expose()),
+        BoxedUint::from_be_slice_vartime(crt.q.expose()),
+        BoxedUint::from(3u64),
+    )
+    .expect("rsa key");
+    let mut block = pair.modulus().to_vec();
+    block[0] = 0x6A;
+    let m = BoxedUint::from_be_slice(&block, key.n_bits_precision()).expect("block");
+    let mut g = c.benchmark_group("issuer signature 1152");
+    g.bench_function("rsa 0.10 BoxedUint", |b| {
+        b.iter(|| {
+            let no_rng: Option<
+                &mut dyn rsa::rand_core::TryCryptoRng<Error = core::convert::Infallible>,
+            > = None;
+            rsa::hazmat::rsa_decrypt_and_check(&key, no_rng, &m).expect("sign")
+        })
+    });
+    g.bench_function("fixed-width CRT (sign_raw)", |b| {
+        b.iter(|| pair.sign_raw(&block).expect("sign"))
+    });
+    g.finish();
 }
 
 criterion_group!(benches, bench);

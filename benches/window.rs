@@ -47,6 +47,7 @@ fn config(store: &Path, open: Option<PathBuf>) -> AppConfig {
         keys: Arc::new(demo_keys().expect("demo keys")),
         key_pool: false,
         virtual_card: true,
+        virtual_card_keys: None,
         store: Some(persodesk::store::StoreLocation::Sqlite(store.to_path_buf())),
         live_every: Duration::from_secs(3600),
         start_sim_encoder: false,

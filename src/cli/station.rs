@@ -170,6 +170,16 @@ fn run_station(args: &RunArgs) -> Result<Exit, Exit> {
     };
     let profiles = profiles_path(args.profiles.as_deref())?;
     let keys = read_keys(&keys_path(args.keys.as_deref())?)?;
+    // The virtual card holds test keys in clear: refused before any claim on a token (else
+    // every order would fail at connect).
+    if args.reader == "virtual"
+        && let Err(e) = keys.software()
+    {
+        return Err(unreadable(format!(
+            "--reader virtual: {e}; on a token, use a PC/SC reader (`persodesk sim-card` holds \
+             its own keys)"
+        )));
+    }
     let bench = Bench {
         who: super::session(role, args.user.as_deref())?,
         station: args.station.clone().unwrap_or_else(default_station),

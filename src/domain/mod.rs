@@ -31,6 +31,7 @@ pub mod product;
 pub mod pvv;
 pub mod readback;
 pub mod review;
+pub mod rsa_crt;
 pub mod seal;
 pub mod status;
 pub mod tags;

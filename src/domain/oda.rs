@@ -397,6 +397,9 @@ pub trait RecoverySigner {
 pub struct RsaKeyPair {
     private: PrivateKey,
     public: EmvPublicKey,
+    /// The fixed-width CRT key ([`super::rsa_crt`]), made at the first signature (an ICC key,
+    /// which signs nothing at preparation, never pays for it); `None` inside: rsa's path.
+    fast: std::sync::OnceLock<Option<std::sync::Arc<super::rsa_crt::CrtKey>>>,
 }
 
 impl fmt::Debug for RsaKeyPair {
@@ -498,7 +501,42 @@ impl RsaKeyPair {
     fn from_private(private: PrivateKey, exponent: RsaExponent) -> Result<Self, OdaError> {
         let modulus = public_fixed(private.n().as_ref(), private.size());
         let public = EmvPublicKey::new(&modulus, exponent)?;
-        Ok(Self { private, public })
+        Ok(Self {
+            private,
+            public,
+            fast: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The fixed-width CRT key, built once; `None` for sizes it does not cover.
+    fn fast_crt(&self) -> Option<&super::rsa_crt::CrtKey> {
+        self.fast
+            .get_or_init(|| {
+                let c = self.crt_components().ok()?;
+                let parts = super::rsa_crt::CrtParts {
+                    p: c.p.expose(),
+                    q: c.q.expose(),
+                    dp: c.d_mod_p1.expose(),
+                    dq: c.d_mod_q1.expose(),
+                    qinv: c.q_inv_mod_p.expose(),
+                };
+                super::rsa_crt::CrtKey::new(&parts).map(std::sync::Arc::new)
+            })
+            .as_deref()
+    }
+
+    /// `m^d mod n` through the fixed-width CRT key, checked against the public key
+    /// (`s^e mod n == m`, rsa's own public operation); `None` when the key has no fixed-width
+    /// form. A result that fails the check is an error (a fault), never returned.
+    fn sign_fast(&self, block: &[u8], m: &BoxedUint) -> Option<Result<Vec<u8>, OdaError>> {
+        let k = self.public.modulus_len();
+        let s = self.fast_crt()?.private_op(block, k)?;
+        let fault = OdaError::Rsa("private-key operation (CRT fault check)");
+        let checked = BoxedUint::from_be_slice(&s, self.private.n_bits_precision())
+            .ok()
+            .and_then(|s| rsa_encrypt(&self.private, &s).ok())
+            .is_some_and(|back| back == *m);
+        Some(if checked { Ok(s.to_vec()) } else { Err(fault) })
     }
 
     /// The public half.
@@ -559,6 +597,9 @@ impl RecoverySigner for RsaKeyPair {
         }
         // No blinding: the message is public and crypto-bigint's exponentiation is
         // constant-time; the result is checked against the public key (CRT fault check).
+        if let Some(signed) = self.sign_fast(block, &m) {
+            return signed;
+        }
         let no_rng: Option<&mut dyn TryCryptoRng<Error = core::convert::Infallible>> = None;
         let s = rsa_decrypt_and_check(&self.private, no_rng, &m)
             .map_err(|_| OdaError::Rsa("private-key operation"))?;

@@ -60,6 +60,11 @@ pub struct AppConfig {
     pub key_pool: bool,
     /// Offer the in-process virtual card as a reader (with a fresh card in it).
     pub virtual_card: bool,
+    /// The keys the virtual card's fresh cards hold (the card side: their card keys come from
+    /// this store's test KMC, as a real card holds its own), independent of `keys` (the host
+    /// side). `None`: `keys`, which must then be a software store; with `keys` on a PKCS#11
+    /// token, give the virtual card the demo software key file here (docs/workstation.md).
+    pub virtual_card_keys: Option<Arc<LoadedKeys>>,
     /// The store database (None: statuses only in memory).
     pub store: Option<StoreLocation>,
     /// How often a shared store's statuses are read for the live view.
@@ -155,6 +160,7 @@ impl AppConfig {
             keys: Arc::new(demo_keys()?),
             key_pool: true,
             virtual_card: true,
+            virtual_card_keys: None,
             store,
             live_every: super::live::LIVE_EVERY,
             start_sim_encoder: true,
@@ -198,6 +204,7 @@ impl AppConfig {
         c.keys = Arc::new(keys);
         c.store = Some(production_store(config)?);
         c.virtual_card = false;
+        c.virtual_card_keys = None;
         c.start_sim_encoder = false;
         c.load_demo = false;
         c.mode = Mode::Production;
@@ -284,7 +291,7 @@ impl App {
 
         let devs = devices_at_start(
             config.start_sim_encoder.then_some(config.sim),
-            config.virtual_card,
+            config.virtual_card.then_some(config.virtual_card_keys),
             store.as_ref(),
         );
         let setting = |k| store.as_ref().and_then(|s| s.setting(k).ok().flatten());
@@ -355,13 +362,14 @@ impl App {
 }
 
 /// The devices the window starts with: the simulated encoder (when asked), the virtual reader
-/// with a fresh card (when offered), and the encoder and reader chosen last time (the store's
-/// settings).
+/// with a fresh card (when offered: `Some` with the keys its cards hold, `None` inside for the
+/// host's), and the encoder and reader chosen last time (the store's settings).
 fn devices_at_start(
     sim: Option<SimConfig>,
-    virtual_card: bool,
+    virtual_card: Option<Option<Arc<LoadedKeys>>>,
     store: Option<&Store>,
 ) -> DevicesState {
+    let offered = virtual_card.is_some();
     let mut devs = DevicesState::default();
     let setting = |k| store.and_then(|s| s.setting(k).ok().flatten());
     if let Some(sim) = sim {
@@ -374,16 +382,17 @@ fn devices_at_start(
         .and_then(|s| EncoderChoice::from_setting(&s))
         .filter(|c| *c != EncoderChoice::Simulated || devs.sim.is_some())
         .or_else(|| devs.sim.is_some().then_some(EncoderChoice::Simulated));
-    if virtual_card {
+    if let Some(card_keys) = virtual_card {
         devs.virtual_reader = Some(Arc::new(std::sync::Mutex::new(VirtualReader {
             slot: VirtualSlot::Fresh,
             fault: CardFault::None,
+            card_keys,
         })));
     }
     devs.reader = match setting(SETTING_READER) {
         Some(s) => ReaderChoice::from_setting(&s),
-        None => virtual_card.then_some(ReaderChoice::Virtual),
+        None => offered.then_some(ReaderChoice::Virtual),
     }
-    .filter(|r| *r != ReaderChoice::Virtual || virtual_card);
+    .filter(|r| *r != ReaderChoice::Virtual || offered);
     devs
 }

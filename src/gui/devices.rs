@@ -193,6 +193,10 @@ pub struct VirtualReader {
     pub slot: VirtualSlot,
     /// The fault the next fresh card makes.
     pub fault: CardFault,
+    /// The keys its fresh cards hold (their card keys come from this store's test KMC): the
+    /// card side's own keys, as a real card holds its own. `None`: the host key store's, which
+    /// must then be a software store (a token's keys never leave it).
+    pub card_keys: Option<Arc<LoadedKeys>>,
 }
 
 /// A handle on the virtual reader.

@@ -26,7 +26,7 @@ use crate::keys::LoadedKeys;
 use crate::perso::Transcript;
 
 use super::Command;
-use super::devices::{ReaderChoice, SharedVirtualReader, VirtualConnector};
+use super::devices::{ReaderChoice, SharedVirtualReader, VirtualConnector, lock_reader};
 use super::progress::{self, RunProgress};
 use super::worker::Waker;
 use crate::domain::track::TrackNo;
@@ -380,7 +380,12 @@ fn run_job(
             job::run_cancellable(&card_job, Some(&mut reader), stripe, cancel, &mut on_event)
         }
         (CardTarget::Virtual(vr), Some(profile)) => {
-            let mut reader = VirtualConnector::new(vr, profile.clone(), Arc::clone(&job.keys));
+            // The card's keys are its own (the reader's card stock), not the host's store.
+            let card_keys = lock_reader(&vr)
+                .card_keys
+                .clone()
+                .unwrap_or_else(|| Arc::clone(&job.keys));
+            let mut reader = VirtualConnector::new(vr, profile.clone(), card_keys);
             let report = job::run_cancellable(
                 &card_job,
                 Some(&mut reader as &mut dyn CardConnector),

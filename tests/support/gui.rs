@@ -37,6 +37,7 @@ pub fn config(dir: &TempDir, load_demo: bool) -> AppConfig {
         keys: Arc::new(demo_keys().expect("demo keys")),
         key_pool: false,
         virtual_card: true,
+        virtual_card_keys: None,
         store: Some(persodesk::store::StoreLocation::Sqlite(dir.db())),
         live_every: Duration::from_millis(100),
         start_sim_encoder: true,

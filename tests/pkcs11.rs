@@ -738,42 +738,9 @@ fn allow_imk_derivation(token: &str) {
     set_imk_derive(token, true);
 }
 
-/// Sets `CKA_DERIVE` of the `imk-*/1` objects to `derive` (`C_SetAttributeValue`), with the
-/// module opened and finalized here: done while no store has it open.
+/// Sets `CKA_DERIVE` of the `imk-*/1` objects to `derive`.
 fn set_imk_derive(token: &str, derive: bool) {
-    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
-    use cryptoki::object::Attribute;
-    use cryptoki::session::UserType;
-    let ctx = Pkcs11::new(MODULE).expect("module");
-    ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-        .expect("C_Initialize");
-    let slot = ctx
-        .get_slots_with_token()
-        .expect("slots")
-        .into_iter()
-        .find(|s| {
-            ctx.get_token_info(*s)
-                .is_ok_and(|i| i.label().trim_end() == token)
-        })
-        .expect("token slot");
-    let session = ctx.open_rw_session(slot).expect("rw session");
-    let pin = cryptoki::types::AuthPin::new(PIN.to_string().into());
-    session.login(UserType::User, Some(&pin)).expect("login");
-    let mut set = 0;
-    for label in ["imk-ac/1", "imk-smi/1", "imk-smc/1"] {
-        for h in session
-            .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
-            .expect("find")
-        {
-            session
-                .update_attributes(h, &[Attribute::Derive(derive)])
-                .expect("CKA_DERIVE");
-            set += 1;
-        }
-    }
-    assert!(set >= 3, "imk objects: {set}");
-    drop(session);
-    ctx.finalize().expect("C_Finalize");
+    set_derive(token, &["imk-ac/1", "imk-smi/1", "imk-smc/1"], derive);
 }
 
 /// The demo key values, read from the demo file (the test's inputs, not results).

@@ -5,6 +5,7 @@
 //! host for the card's session ([`HostCardKeys`], zeroized), said once in the log. A live token
 //! is refused, naming the label and `CKA_DERIVE` (fail closed). The KMC stays in the token.
 
+use super::Op;
 use std::sync::atomic::Ordering;
 
 use cryptoki::mechanism::Mechanism;
@@ -75,9 +76,9 @@ impl Pkcs11KeyStore {
         let mut out = Zeroizing::new(Vec::with_capacity(32));
         for block in diversification_blocks(kdd, purpose, method, len) {
             let v = if method.is_aes() {
-                self.sign_with(kmc, o.handle, &m, &block)?
+                self.crypt(Op::Sign, kmc, o.handle, &m, &block)?
             } else {
-                self.encrypt_with(kmc, o.handle, &m, &block)?
+                self.crypt(Op::Encrypt, kmc, o.handle, &m, &block)?
             };
             out.extend_from_slice(&v);
         }

@@ -16,6 +16,7 @@
 //! - IMKs without `CKA_DERIVE` (accepted on a test token only, warned at load) never come here:
 //!   their DGI 8000 is prepared in clear (`ops.rs`, `clear_icc_master_keys`).
 
+use super::Op;
 use std::sync::atomic::Ordering;
 
 use cryptoki::mechanism::Mechanism;
@@ -312,7 +313,7 @@ impl Pkcs11KeyStore {
         if let CardDek::Held(any) = dek {
             // The card's session DEK stays in the token: C_Encrypt (TDES-ECB) under it.
             let d = self.token_dek(any, ac)?;
-            let out = self.encrypt_with(ac, d.handle, &Mechanism::Des3Ecb, &value)?;
+            let out = self.crypt(Op::Encrypt, ac, d.handle, &Mechanism::Des3Ecb, &value)?;
             self.card_counters.note_dek_encryption();
             return Ok(out);
         }

@@ -130,6 +130,17 @@ fn needed_mechanisms(kind: ObjectKind) -> &'static [(MechanismType, &'static str
     }
 }
 
+/// A one-part operation of the token with one key.
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    /// `C_Encrypt`.
+    Encrypt,
+    /// `C_Decrypt`.
+    Decrypt,
+    /// `C_Sign`.
+    Sign,
+}
+
 impl Pkcs11KeyStore {
     /// Reads a store file, opens its token with the PIN it names and checks every key object.
     pub fn load(path: &Path) -> Result<Self, KeyFileError> {
@@ -320,8 +331,13 @@ impl Pkcs11KeyStore {
                     (KeyAlgorithm::Tdes, hex::encode_upper(&c[..3]))
                 }
                 ObjectKind::Generic(_) if key.usage == KeyUsage::Audit => {
-                    let mac =
-                        self.sign_with(key, obj.handle, &Mechanism::Sha256Hmac, &HMAC_KCV_BLOCK)?;
+                    let mac = self.crypt(
+                        Op::Sign,
+                        key,
+                        obj.handle,
+                        &Mechanism::Sha256Hmac,
+                        &HMAC_KCV_BLOCK,
+                    )?;
                     (KeyAlgorithm::Aes, hex::encode_upper(&mac[..3]))
                 }
                 ObjectKind::EcP256 => {
@@ -467,44 +483,34 @@ impl Pkcs11KeyStore {
         data: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
         let obj = self.object(key)?.handle;
-        self.encrypt_with(key, obj, m, data)
+        self.crypt(Op::Encrypt, key, obj, m, data)
     }
 
-    fn encrypt_with(
+    /// `op` with `key` (object `obj`, mechanism `m`) over `data` on the store's session.
+    fn crypt(
         &self,
+        op: Op,
         key: KeyRef,
         obj: ObjectHandle,
         m: &Mechanism,
         data: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-        let s = self.token.session().map_err(|e| Self::tok_err(key, e))?;
-        s.encrypt(m, obj, data)
-            .map(Zeroizing::new)
-            .map_err(|e| self.store_err(key, &e))
+        self.on_token(key, |s| match op {
+            Op::Encrypt => s.encrypt(m, obj, data),
+            Op::Decrypt => s.decrypt(m, obj, data),
+            Op::Sign => s.sign(m, obj, data),
+        })
     }
 
-    fn decrypt_with(
+    /// Runs one operation with `key` on the store's session; its bytes in a zeroizing buffer,
+    /// its error naming the key.
+    fn on_token(
         &self,
         key: KeyRef,
-        obj: ObjectHandle,
-        m: &Mechanism,
-        data: &[u8],
+        op: impl FnOnce(&cryptoki::session::Session) -> cryptoki::error::Result<Vec<u8>>,
     ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
         let s = self.token.session().map_err(|e| Self::tok_err(key, e))?;
-        s.decrypt(m, obj, data)
-            .map(Zeroizing::new)
-            .map_err(|e| self.store_err(key, &e))
-    }
-
-    fn sign_with(
-        &self,
-        key: KeyRef,
-        obj: ObjectHandle,
-        m: &Mechanism,
-        data: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-        let s = self.token.session().map_err(|e| Self::tok_err(key, e))?;
-        s.sign(m, obj, data)
+        op(&s)
             .map(Zeroizing::new)
             .map_err(|e| self.store_err(key, &e))
     }
@@ -529,9 +535,9 @@ impl Pkcs11KeyStore {
     /// `block = TDES_{A,B}(block)` = `E_A(D_B(E_A(block)))` with the CVK halves.
     fn cvk_tdes(&self, key: KeyRef, block: &mut [u8; 8]) -> Result<(), KeyError> {
         let [(a, ma), (b, mb)] = self.cvk_halves(key)?;
-        let x = self.encrypt_with(key, a, &ma, block)?;
-        let x = self.decrypt_with(key, b, &mb, &x)?;
-        let x = self.encrypt_with(key, a, &ma, &x)?;
+        let x = self.crypt(Op::Encrypt, key, a, &ma, block)?;
+        let x = self.crypt(Op::Decrypt, key, b, &mb, &x)?;
+        let x = self.crypt(Op::Encrypt, key, a, &ma, &x)?;
         block.copy_from_slice(&x);
         Ok(())
     }

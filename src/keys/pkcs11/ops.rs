@@ -2,6 +2,7 @@
 //! `C_Decrypt` or `C_Sign` in the token; host memory sees only inputs, per-card results and the
 //! clear data the ports return (docs/hsm.md lists them).
 
+use super::Op;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::ObjectHandle;
 use zeroize::Zeroizing;
@@ -67,7 +68,7 @@ impl Pkcs11KeyStore {
         match pin.format {
             PinBlockFormat::Iso0 | PinBlockFormat::Iso0Tk => {
                 let h = self.tdes(key)?;
-                let clear = self.decrypt_with(key, h, &Mechanism::Des3Ecb, block)?;
+                let clear = self.crypt(Op::Decrypt, key, h, &Mechanism::Des3Ecb, block)?;
                 let clear: [u8; 8] = clear
                     .as_slice()
                     .try_into()
@@ -77,11 +78,11 @@ impl Pkcs11KeyStore {
             }
             PinBlockFormat::Iso4 => {
                 let h = self.aes(key)?;
-                let mut b = self.decrypt_with(key, h, &Mechanism::AesEcb, block)?;
+                let mut b = self.crypt(Op::Decrypt, key, h, &Mechanism::AesEcb, block)?;
                 for (x, p) in b.iter_mut().zip(pinblock::iso4_pan_field(pan)) {
                     *x ^= p;
                 }
-                let field = self.decrypt_with(key, h, &Mechanism::AesEcb, &b)?;
+                let field = self.crypt(Op::Decrypt, key, h, &Mechanism::AesEcb, &b)?;
                 let field: [u8; 16] = field
                     .as_slice()
                     .try_into()
@@ -151,7 +152,7 @@ impl Pkcs11KeyStore {
     /// One ICC master key: TDES-ECB of the derivation data under the IMK, in the token.
     pub(super) fn icc_mk(&self, imk: KeyRef, data: &[u8; 16]) -> Result<DesKey16, KeyError> {
         let h = self.tdes(imk)?;
-        let mut v = self.encrypt_with(imk, h, &Mechanism::Des3Ecb, data)?;
+        let mut v = self.crypt(Op::Encrypt, imk, h, &Mechanism::Des3Ecb, data)?;
         crypto::adjust_odd_parity(&mut v);
         DesKey16::from_slice(&v).map_err(|e| rule(imk, e.to_string()))
     }
@@ -215,7 +216,7 @@ impl KeyStore for Pkcs11KeyStore {
             )
         })?;
         let blocks = cvv_blocks(pan, exp, service_code);
-        let r = self.encrypt_with(cvk, a, &ma, &blocks[..8])?;
+        let r = self.crypt(Op::Encrypt, cvk, a, &ma, &blocks[..8])?;
         let mut x = Zeroizing::new([0u8; 8]);
         for ((o, r), b) in x.iter_mut().zip(r.iter()).zip(&blocks[8..]) {
             *o = r ^ b;
@@ -244,7 +245,7 @@ impl KeyStore for Pkcs11KeyStore {
         tsp[12..].copy_from_slice(&clear.reveal().as_bytes()[..4]);
         let mut block = Zeroizing::new([0u8; 8]);
         pack_bcd(tsp.as_ref(), block.as_mut());
-        let c = self.encrypt_with(pvk, h, &Mechanism::Des3Ecb, block.as_ref())?;
+        let c = self.crypt(Op::Encrypt, pvk, h, &Mechanism::Des3Ecb, block.as_ref())?;
         Pvv::from_ascii(decimalise::<4>(&c)).ok_or_else(|| rule(pvk, "PVV decimalisation"))
     }
 }
@@ -316,7 +317,9 @@ impl ChipKeys for Pkcs11KeyStore {
         let key = KeyRef::new(KeyUsage::IssuerRsa, oda_index);
         self.issuer(oda_index)?;
         let h = self.object(key)?.handle;
-        Ok(self.sign_with(key, h, &Mechanism::RsaX509, block)?.to_vec())
+        Ok(self
+            .crypt(Op::Sign, key, h, &Mechanism::RsaX509, block)?
+            .to_vec())
     }
 }
 
@@ -337,7 +340,7 @@ impl Pkcs11KeyStore {
         } else {
             Mechanism::Des3Ecb
         };
-        let mac_key = self.decrypt_with(kek, h, &ecb, wrapped)?;
+        let mac_key = self.crypt(Op::Decrypt, kek, h, &ecb, wrapped)?;
         let bad = EnvelopeError::Kek;
         Ok(Zeroizing::new(if aes {
             crypto::aes_cmac(&mac_key, plain).map_err(bad)?.to_vec()
@@ -388,7 +391,7 @@ impl EnvelopeKeys for Pkcs11KeyStore {
         } else {
             Mechanism::Des3Cbc([0; 8])
         };
-        let mut plain = self.decrypt_with(kek, h, &mech, tlv_data)?;
+        let mut plain = self.crypt(Op::Decrypt, kek, h, &mech, tlv_data)?;
         let len = crypto::unpad_iso7816_len(&plain, block).map_err(|_| EnvelopeError::Padding)?;
         plain.truncate(len);
         let want = settings.mac_len.clamp(4, if aes { 16 } else { 8 });
@@ -419,10 +422,10 @@ impl EnvelopeKeys for Pkcs11KeyStore {
         } else {
             (Mechanism::Des3Ecb, Mechanism::Des3Cbc([0; 8]), 8)
         };
-        let wrapped = self.encrypt_with(kek, h, &ecb, mac_key)?;
+        let wrapped = self.crypt(Op::Encrypt, kek, h, &ecb, mac_key)?;
         let mut data = Zeroizing::new(plaintext.to_vec());
         crypto::pad_iso7816(&mut data, block);
-        let tlv = self.encrypt_with(kek, h, &cbc, &data)?;
+        let tlv = self.crypt(Op::Encrypt, kek, h, &cbc, &data)?;
         let bad = |e| EnvelopeError::Kek(e);
         let (mac, max) = if aes {
             (

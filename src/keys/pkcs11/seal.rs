@@ -3,6 +3,7 @@
 //! [`crate::domain::seal`]: a blob sealed by the software store with the same key value opens
 //! here, and the other way round.
 
+use super::Op;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::mechanism::aead::GcmParams;
 use zeroize::Zeroizing;
@@ -60,10 +61,10 @@ impl Pkcs11KeyStore {
         })?;
         let m = Mechanism::AesGcm(params);
         if encrypt {
-            self.encrypt_with(key, h, &m, data)
+            self.crypt(Op::Encrypt, key, h, &m, data)
         } else {
             // A wrong tag is CKR_ENCRYPTED_DATA_INVALID: one message, as the software store.
-            self.decrypt_with(key, h, &m, data)
+            self.crypt(Op::Decrypt, key, h, &m, data)
                 .map_err(|_| KeyError::Rule {
                     key,
                     rule: seal::SealError::Open.to_string(),

@@ -8,7 +8,10 @@
 //! holds the reader back instead of letting the reorder buffer grow.
 //!
 //! [`Lines`] reads one order per line from any [`BufRead`] with a reused buffer, skipping blank
-//! lines and bounding each line to [`MAX_LINE`] bytes.
+//! lines and bounding each line to [`MAX_LINE`] bytes. [`seen::SeenIds`] applies the
+//! duplicate-id rule in bounded memory.
+
+pub mod seen;
 
 use std::collections::BTreeMap;
 use std::io::BufRead;

@@ -192,7 +192,7 @@ struct DataLine<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     chip: Option<serde_json::Value>,
     id: &'a str,
-    sources: &'a std::collections::BTreeMap<String, String>,
+    sources: &'a crate::domain::prepare::Sources,
     tracks: TracksLine,
     warnings: &'a [Finding],
 }
@@ -252,7 +252,7 @@ fn print_data(out: &mut Vec<u8>, json: bool, data: &PersoData, reveal: bool, war
     );
     for no in [TrackNo::T1, TrackNo::T2, TrackNo::T3] {
         if let Some(s) = show(t.get(no), reveal) {
-            let src = data.sources.get(no.key()).map_or("", String::as_str);
+            let src = data.sources.get(no.key()).map_or("", |s| s);
             let _ = writeln!(out, "  {}   {s}   ({src})", no.key());
         }
     }

@@ -141,7 +141,7 @@ struct Work<'a> {
     date: PrepDate,
     values: BTreeMap<Tag, Zeroizing<Vec<u8>>>,
     keys_used: Vec<KeyInfo>,
-    sources: BTreeMap<String, String>,
+    sources: crate::domain::prepare::Sources,
 }
 
 impl Work<'_> {
@@ -235,7 +235,7 @@ impl Work<'_> {
             .map_err(|e| Finding::new("paymentApplication.cvKeyIndex", e.to_string()))?;
         self.sources.insert(
             "icvv".into(),
-            format!("computed with {key} (service code 999)"),
+            format!("computed with {key} (service code 999)").into(),
         );
         Ok(cvv)
     }
@@ -459,7 +459,8 @@ impl Work<'_> {
                 "{} layout, DKI {dki:02X} (derivationKeyIndex), CVN {}",
                 profile.cvn,
                 profile.cvn.name()
-            ),
+            )
+            .into(),
         );
         Ok(())
     }
@@ -570,7 +571,7 @@ struct OdaOut {
 }
 
 /// What [`compute`] returns: the chip data, the keys used and where chip values came from.
-pub type Computed = (ChipData, Vec<KeyInfo>, BTreeMap<String, String>);
+pub type Computed = (ChipData, Vec<KeyInfo>, crate::domain::prepare::Sources);
 
 /// The AFL and AIP of each interface, as records and GPO DGIs carry them.
 struct Gpo {
@@ -611,7 +612,7 @@ pub fn compute(
         date,
         values: BTreeMap::new(),
         keys_used: Vec::new(),
-        sources: BTreeMap::new(),
+        sources: crate::domain::prepare::Sources::new(),
     };
     w.config()?;
     w.order_values(tracks)?;
@@ -652,7 +653,7 @@ pub fn compute(
     }
     w.sources.insert(
         "chip".into(),
-        format!("Model 1, chip profile {}", profile.name),
+        format!("Model 1, chip profile {}", profile.name).into(),
     );
     let chip = ChipData {
         model: ChipModel::Model1,
@@ -1098,7 +1099,7 @@ fn pin_block(w: &mut Work<'_>) -> Result<PinOutcome, Finding> {
             .map_err(|e| Finding::new("encryptedData.pin", e.to_string()))?;
         w.sources.insert(
             "pin".into(),
-            format!("order ({} PIN block under {key})", pin.format.as_str()),
+            format!("order ({} PIN block under {key})", pin.format.as_str()).into(),
         );
         return Ok((Some(block), false));
     }

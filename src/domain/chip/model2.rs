@@ -463,7 +463,7 @@ pub fn prepare(
         }
         data.sources.insert(
             "chip".into(),
-            format!("Model 2: issuer data under {kek}, MAC verified"),
+            format!("Model 2: issuer data under {kek}, MAC verified").into(),
         );
     }
     data.chip = Some(chip);

@@ -3,9 +3,7 @@
 //! Values are taken from the order when given and computed with the keys it names otherwise; each
 //! injected value records where it came from.
 
-use std::collections::BTreeMap;
-
-use super::PersoData;
+use super::{PersoData, Sources};
 use crate::domain::fields::{Cvv, Pvv};
 use crate::domain::finding::Finding;
 use crate::domain::keystore::{self, KeyInfo, KeyRef, KeyStore, KeyUsage, PinBlockRef};
@@ -20,7 +18,7 @@ struct Work<'a> {
     keys: &'a dyn KeyStore,
     cvv: Option<Cvv>,
     pvv: Option<Pvv>,
-    sources: BTreeMap<String, String>,
+    sources: Sources,
     keys_used: Vec<KeyInfo>,
 }
 
@@ -55,7 +53,7 @@ impl Work<'_> {
                     )
                     .map_err(|e| Finding::new(path, e.to_string()))?;
                 self.sources
-                    .insert("cvv1".into(), format!("computed with {key}"));
+                    .insert("cvv1", format!("computed with {key}").into());
                 cvv
             };
             self.cvv = Some(cvv);
@@ -108,7 +106,8 @@ impl Work<'_> {
                     format!(
                         "computed with {pvk} (PVKI {pvki}) from the {} PIN block under {pin_key}",
                         pin.format.as_str()
-                    ),
+                    )
+                    .into(),
                 );
                 pvv
             };
@@ -156,7 +155,7 @@ pub fn prepare_tracks(
         keys,
         cvv: None,
         pvv: None,
-        sources: BTreeMap::new(),
+        sources: Sources::new(),
         keys_used: Vec::new(),
     };
     let mut errors = Vec::new();
@@ -194,7 +193,7 @@ pub fn prepare_tracks(
 fn build_one(w: &mut Work<'_>, no: TrackNo) -> Result<Option<Track>, Finding> {
     if let Some(t) = w.order.track_data.get(no) {
         w.sources
-            .insert(no.key().into(), format!("order (trackData.{})", no.key()));
+            .insert(no.key(), format!("order (trackData.{})", no.key()).into());
         return Ok(Some(t.clone()));
     }
     let order = w.order;

@@ -391,6 +391,9 @@ impl Ctx {
     }
 
     fn unknown_fields(&mut self, obj: &Obj<'_>, base: &str, known: &[&str]) {
+        if obj.has_only(known) {
+            return;
+        }
         for k in obj.keys().into_iter().filter(|k| !known.contains(k)) {
             self.warnings
                 .push(Finding::new(join(base, k), "unknown field, ignored"));

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde_json::json;
 
+mod jsonl;
+
 use super::{
     Exit, check_order_mode, keys_path, open_store, profiles_path, read_catalog, read_keys,
 };
@@ -176,27 +178,6 @@ struct ErrorLine<'a> {
     id: &'a str,
 }
 
-/// The tracks of a JSON output line.
-#[derive(serde::Serialize)]
-struct TracksLine {
-    track1: Option<String>,
-    track2: Option<String>,
-    track3: Option<String>,
-}
-
-/// A JSON output line of a prepared order (sorted keys, as before).
-#[derive(serde::Serialize)]
-struct DataLine<'a> {
-    #[serde(rename = "cardProductId")]
-    card_product_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    chip: Option<serde_json::Value>,
-    id: &'a str,
-    sources: &'a crate::domain::prepare::Sources,
-    tracks: TracksLine,
-    warnings: &'a [Finding],
-}
-
 /// Writes `line` as one JSON line (serialized straight into the output buffer).
 fn json_line(out: &mut Vec<u8>, line: &impl serde::Serialize) {
     if serde_json::to_writer(&mut *out, line).is_ok() {
@@ -229,19 +210,8 @@ fn print_errors(
 fn print_data(out: &mut Vec<u8>, json: bool, data: &PersoData, reveal: bool, warnings: &[Finding]) {
     let t = &data.tracks;
     if json {
-        let line = DataLine {
-            card_product_id: &data.card_product_id,
-            chip: data.chip.as_ref().map(|c| chip_json(c, reveal)),
-            id: &data.order_id,
-            sources: &data.sources,
-            tracks: TracksLine {
-                track1: show(t.track1.as_ref(), reveal),
-                track2: show(t.track2.as_ref(), reveal),
-                track3: show(t.track3.as_ref(), reveal),
-            },
-            warnings,
-        };
-        json_line(out, &line);
+        let chip = data.chip.as_ref().map(|c| chip_json(c, reveal));
+        jsonl::data_line(out, data, chip.as_ref(), reveal, warnings);
         return;
     }
     let name = data.name.as_ref().map_or("-", |n| n.as_str());

@@ -214,7 +214,7 @@ impl Work<'_> {
     fn icvv(&mut self) -> Result<Cvv, Finding> {
         if let Some(c) = &self.order.icvv {
             self.sources
-                .insert("icvv".into(), "order (encryptedData.icvv)".into());
+                .insert("icvv", "order (encryptedData.icvv)".into());
             return Ok(c.clone());
         }
         let index = self.order.payment_application.cv_key_index.ok_or_else(|| {
@@ -234,7 +234,7 @@ impl Work<'_> {
             .visa_cvv(key, &self.order.pan, &exp, ICVV_SERVICE_CODE)
             .map_err(|e| Finding::new("paymentApplication.cvKeyIndex", e.to_string()))?;
         self.sources.insert(
-            "icvv".into(),
+            "icvv",
             format!("computed with {key} (service code 999)").into(),
         );
         Ok(cvv)
@@ -274,8 +274,7 @@ impl Work<'_> {
         let eff = match order.effective_date {
             Some(Yymm { yy, mm }) => [bcd(yy), bcd(mm), 0x01],
             None => {
-                self.sources
-                    .insert("5F25".into(), "preparation date".into());
+                self.sources.insert("5F25", "preparation date".into());
                 [bcd(self.date.yy), bcd(self.date.mm), bcd(self.date.dd)]
             }
         };
@@ -454,7 +453,7 @@ impl Work<'_> {
         })?;
         self.set(tag!(0x9F10), profile.iad.build(profile.cvn, dki));
         self.sources.insert(
-            "9F10".into(),
+            "9F10",
             format!(
                 "{} layout, DKI {dki:02X} (derivationKeyIndex), CVN {}",
                 profile.cvn,
@@ -652,7 +651,7 @@ pub fn compute(
         }
     }
     w.sources.insert(
-        "chip".into(),
+        "chip",
         format!("Model 1, chip profile {}", profile.name).into(),
     );
     let chip = ChipData {
@@ -1098,7 +1097,7 @@ fn pin_block(w: &mut Work<'_>) -> Result<PinOutcome, Finding> {
             .reference_pin_block(r, &w.order.pan, control)
             .map_err(|e| Finding::new("encryptedData.pin", e.to_string()))?;
         w.sources.insert(
-            "pin".into(),
+            "pin",
             format!("order ({} PIN block under {key})", pin.format.as_str()).into(),
         );
         return Ok((Some(block), false));
@@ -1111,7 +1110,7 @@ fn pin_block(w: &mut Work<'_>) -> Result<PinOutcome, Finding> {
                 Finding::new(format!("{}: random_pin", w.product.source), e.to_string())
             })?;
         w.sources
-            .insert("pin".into(), "generated at random (never shown)".into());
+            .insert("pin", "generated at random (never shown)".into());
         return Ok((Some(block), true));
     }
     Ok((None, false))

@@ -462,7 +462,7 @@ pub fn prepare(
             data.keys_used.push(info);
         }
         data.sources.insert(
-            "chip".into(),
+            "chip",
             format!("Model 2: issuer data under {kek}, MAC verified").into(),
         );
     }

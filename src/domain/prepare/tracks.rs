@@ -31,7 +31,7 @@ impl Work<'_> {
         if self.cvv.is_none() {
             let cvv = if let Some(c) = &self.order.cvv1 {
                 self.sources
-                    .insert("cvv1".into(), "order (encryptedData.cvv1)".into());
+                    .insert("cvv1", "order (encryptedData.cvv1)".into());
                 c.clone()
             } else {
                 let path = "paymentApplication.cvKeyIndex";
@@ -67,7 +67,7 @@ impl Work<'_> {
         if self.pvv.is_none() {
             let pvv = if let Some(p) = &self.order.pvv {
                 self.sources
-                    .insert("pvv".into(), "order (encryptedData.pvv)".into());
+                    .insert("pvv", "order (encryptedData.pvv)".into());
                 p.clone()
             } else {
                 let index = self.order.payment_application.pv_key_index.ok_or_else(|| {
@@ -102,7 +102,7 @@ impl Work<'_> {
                     .visa_pvv(pvk, pvki, &self.order.pan, pin_ref)
                     .map_err(|e| Finding::new("encryptedData.pin", e.to_string()))?;
                 self.sources.insert(
-                    "pvv".into(),
+                    "pvv",
                     format!(
                         "computed with {pvk} (PVKI {pvki}) from the {} PIN block under {pin_key}",
                         pin.format.as_str()
@@ -232,6 +232,6 @@ fn build_one(w: &mut Work<'_>, no: TrackNo) -> Result<Option<Track>, Finding> {
             track::build_track3(&order.pan, body).map_err(|e| build_error(no, e))?
         }
     };
-    w.sources.insert(no.key().into(), "computed".into());
+    w.sources.insert(no.key(), "computed".into());
     Ok(Some(track))
 }

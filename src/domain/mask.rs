@@ -35,7 +35,14 @@ pub fn masked_pan_pieces(pan: &str, push: &mut dyn FnMut(&str)) {
         return;
     }
     let first = (n - 4 - MIN_HIDDEN).min(6);
-    let at = |k: usize| pan.char_indices().nth(k).map_or(pan.len(), |(i, _)| i);
+    let ascii = pan.is_ascii();
+    let at = |k: usize| {
+        if ascii {
+            k
+        } else {
+            pan.char_indices().nth(k).map_or(pan.len(), |(i, _)| i)
+        }
+    };
     push(&pan[..at(first)]);
     stars_pieces(n - 4 - first, push);
     push(&pan[at(n - 4)..]);

@@ -8,12 +8,33 @@ use crate::domain::finding::Finding;
 use crate::domain::prepare::PersoData;
 use crate::domain::track::Track;
 
+/// Whether any byte of `x` is below 0x20, `"` or `\` (eight bytes at a time: the usual
+/// string needs no escape and is copied whole).
+fn any_special(x: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let below = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+    (below | zero(x ^ (ONES * u64::from(b'"'))) | zero(x ^ (ONES * u64::from(b'\\')))) != 0
+}
+
 /// Appends the contents of a JSON string (no quotes) for `s`, escaped as `serde_json` does.
 pub(super) fn push_escaped(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(chunk) = bytes.get(i..i + 8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            if !any_special(u64::from_le_bytes(w)) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
+        i += 1;
         let short: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -25,7 +46,7 @@ pub(super) fn push_escaped(out: &mut Vec<u8>, s: &str) {
             0..=0x1F => b"",
             _ => continue,
         };
-        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(&bytes[start..i - 1]);
         if short.is_empty() {
             out.extend_from_slice(b"\\u00");
             out.push(HEX[usize::from(b >> 4)]);
@@ -33,7 +54,7 @@ pub(super) fn push_escaped(out: &mut Vec<u8>, s: &str) {
         } else {
             out.extend_from_slice(short);
         }
-        start = i + 1;
+        start = i;
     }
     out.extend_from_slice(&bytes[start..]);
 }
@@ -119,6 +140,14 @@ mod tests {
         samples.push("Zoë – 東京 \u{7f}\u{2028} \u{1F600}".into());
         samples.push(String::new());
         samples.push("\u{0}\u{1f}\r\n\t\u{8}\u{c}".into());
+        // Every ASCII byte at each place of an 8-byte word, in strings longer than a word.
+        for b in 0u8..0x80 {
+            for at in [0, 3, 7, 8, 12, 15, 16, 19] {
+                let mut s: Vec<char> = "ABCDEFGHIJKLMNOPQRST".chars().collect();
+                s[at] = b as char;
+                samples.push(s.into_iter().collect());
+            }
+        }
         for s in samples {
             let mut ours = Vec::new();
             push_str(&mut ours, &s);

@@ -42,6 +42,8 @@ pub struct SeenIds {
     len: usize,
     max_slots: usize,
     disk: Option<Spill>,
+    /// Where the spill file is made (the OS temp dir).
+    dir: std::path::PathBuf,
 }
 
 /// The on-disk table.
@@ -85,6 +87,7 @@ impl SeenIds {
             len: 0,
             max_slots,
             disk: None,
+            dir: std::env::temp_dir(),
         }
     }
 
@@ -97,7 +100,7 @@ impl SeenIds {
     /// was seen. An error of the spill file is returned (the caller refuses the order).
     pub fn check(&mut self, key: IdKey, position: usize) -> std::io::Result<Option<usize>> {
         let pos = u32::try_from(position).unwrap_or(u32::MAX).max(1);
-        let at = self.find_slot(key);
+        let mut at = self.find_slot(key);
         if self.table[at][3] != 0 {
             return Ok(Some(self.table[at][3] as usize));
         }
@@ -106,15 +109,17 @@ impl SeenIds {
         {
             return Ok(Some(p as usize));
         }
-        self.table[at] = [key[0], key[1], key[2], pos];
-        self.len += 1;
-        if self.len * 4 > self.table.len() * 3 {
+        // Room before inserting: the table is never filled beyond 3/4, even when a spill fails.
+        if self.len * 4 >= self.table.len() * 3 {
             if self.table.len() < self.max_slots {
                 self.grow();
             } else {
                 self.spill()?;
             }
+            at = self.find_slot(key);
         }
+        self.table[at] = [key[0], key[1], key[2], pos];
+        self.len += 1;
         Ok(None)
     }
 
@@ -141,8 +146,32 @@ impl SeenIds {
         }
     }
 
-    /// Moves the memory table's entries to disk and empties it.
+    /// Moves the memory table's entries to disk and empties it; on an error the table is
+    /// rebuilt as it was (every id still found).
     fn spill(&mut self) -> std::io::Result<()> {
+        let n = self.len;
+        match self.try_spill() {
+            Ok(disk) => {
+                self.disk = Some(disk);
+                self.table.fill([0; 4]);
+                self.len = 0;
+                Ok(())
+            }
+            Err(e) => {
+                let entries = self.table[..n].to_vec();
+                self.table.fill([0; 4]);
+                for s in entries {
+                    let at = self.find_slot([s[0], s[1], s[2]]);
+                    self.table[at] = s;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The disk table holding the old one's entries and the memory table's (which this
+    /// compacts to the front and sorts, in place).
+    fn try_spill(&mut self) -> std::io::Result<Spill> {
         // Compact the entries to the front and sort them by disk bucket, in place.
         let mut n = 0;
         for i in 0..self.table.len() {
@@ -158,16 +187,12 @@ impl SeenIds {
         // At most 2/3 full on average; twice the buckets again should one overflow.
         let want = (total * 3).div_ceil(2 * BUCKET_ENTRIES as u64).max(1);
         buckets = buckets.max(want.next_power_of_two());
-        let disk = loop {
-            match Spill::merge(self.disk.as_ref(), fresh, buckets)? {
-                Some(d) => break d,
+        loop {
+            match Spill::merge(self.disk.as_ref(), fresh, buckets, &self.dir)? {
+                Some(d) => return Ok(d),
                 None => buckets *= 2,
             }
-        };
-        self.disk = Some(disk);
-        self.table.fill([0; 4]);
-        self.len = 0;
-        Ok(())
+        }
     }
 }
 
@@ -186,11 +211,11 @@ fn bucket_of(h: u64, buckets: u64) -> u64 {
 
 impl Spill {
     /// A new, unlinked, private file.
-    fn create() -> std::io::Result<File> {
+    fn create(tmp: &std::path::Path) -> std::io::Result<File> {
         use std::os::unix::fs::OpenOptionsExt;
         let mut rnd = [0u8; 8];
         getrandom::fill(&mut rnd).map_err(|e| std::io::Error::other(e.to_string()))?;
-        let dir = std::env::temp_dir().join(format!(
+        let dir = tmp.join(format!(
             "persodesk-ids-{}-{}",
             std::process::id(),
             hex::encode(rnd)
@@ -224,8 +249,13 @@ impl Spill {
 
     /// A new table of `buckets` buckets holding `old`'s entries and `fresh` (sorted by
     /// [`hash64`]); `None` when a bucket would overflow.
-    fn merge(old: Option<&Spill>, fresh: &[Slot], buckets: u64) -> std::io::Result<Option<Self>> {
-        let file = Self::create()?;
+    fn merge(
+        old: Option<&Spill>,
+        fresh: &[Slot],
+        buckets: u64,
+        tmp: &std::path::Path,
+    ) -> std::io::Result<Option<Self>> {
+        let file = Self::create(tmp)?;
         let mut out = BufWriter::with_capacity(256 * 1024, &file);
         let (old_buckets, ratio) = match old {
             Some(o) => (o.buckets, buckets / o.buckets),
@@ -368,6 +398,30 @@ mod tests {
         for i in 0..2_000u32 {
             assert_eq!(seen.check(key(i), 9_999).expect("io"), Some(i as usize + 1));
         }
+    }
+
+    #[test]
+    fn a_failed_spill_refuses_and_forgets_no_id() {
+        let hasher = IdHasher::default();
+        let mut seen = SeenIds::with_budget(0, 16);
+        // A temp dir under a regular file: the spill file cannot be made.
+        let blocker = std::env::temp_dir().join(format!("persodesk-seen-{}", std::process::id()));
+        std::fs::write(&blocker, b"").expect("file");
+        seen.dir = blocker.join("sub");
+        let key = |i: usize| hasher.key(&format!("ID-{i}")).expect("key");
+        let mut kept = Vec::new();
+        for i in 1..=40 {
+            match seen.check(key(i), i) {
+                Ok(None) => kept.push(i),
+                Ok(Some(at)) => panic!("{i} taken for {at}"),
+                Err(_) => {}
+            }
+        }
+        assert_eq!(kept.len(), 12, "3/4 of 16 slots, then every order refused");
+        for &i in &kept {
+            assert_eq!(seen.check(key(i), 99).expect("no spill needed"), Some(i));
+        }
+        std::fs::remove_file(&blocker).expect("cleanup");
     }
 
     #[test]

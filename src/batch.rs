@@ -8,7 +8,10 @@
 //! holds the reader back instead of letting the reorder buffer grow.
 //!
 //! [`Lines`] reads one order per line from any [`BufRead`] with a reused buffer, skipping blank
-//! lines and bounding each line to [`MAX_LINE`] bytes.
+//! lines and bounding each line to [`MAX_LINE`] bytes. [`seen::SeenIds`] applies the
+//! duplicate-id rule in bounded memory.
+
+pub mod seen;
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -183,7 +186,7 @@ impl<R: BufRead> Lines<R> {
             let (done, used) = match self.reader.fill_buf() {
                 Ok([]) => return (!self.buf.is_empty() || too_long).then_some(too_long),
                 Ok(avail) => {
-                    let (done, used) = match avail.iter().position(|&b| b == b'\n') {
+                    let (done, used) = match find_newline(avail) {
                         Some(i) => (true, i + 1),
                         None => (false, avail.len()),
                     };
@@ -205,6 +208,23 @@ impl<R: BufRead> Lines<R> {
             }
         }
     }
+}
+
+/// The index of the first `\n` in `bytes`, eight bytes at a time.
+fn find_newline(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(w) ^ (ONES * u64::from(b'\n'));
+        if x.wrapping_sub(ONES) & !x & HIGH != 0 {
+            break;
+        }
+        i += 8;
+    }
+    bytes[i..].iter().position(|&b| b == b'\n').map(|p| i + p)
 }
 
 impl<R: BufRead> Iterator for Lines<R> {
@@ -271,6 +291,21 @@ mod tests {
             );
             let expected: Vec<u64> = (0..10_000u64).map(|i| i * 3).collect();
             assert_eq!(out, expected, "jobs {jobs}");
+        }
+    }
+
+    #[test]
+    fn the_newline_is_found_at_every_place_of_a_word() {
+        for len in 0..40 {
+            for at in 0..len {
+                let mut b = vec![b'x'; len];
+                b[at] = b'\n';
+                if at + 3 < len {
+                    b[at + 3] = b'\n';
+                }
+                assert_eq!(find_newline(&b), Some(at), "{len} {at}");
+            }
+            assert_eq!(find_newline(&vec![0x8A; len]), None, "{len}");
         }
     }
 

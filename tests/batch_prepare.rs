@@ -135,3 +135,52 @@ fn order_selects_one_order_of_a_stream_and_a_missing_id_is_an_input_error() {
     assert!(o.stdout.is_empty());
     assert!(String::from_utf8_lossy(&o.stderr).contains("no order with id NOT-THERE"));
 }
+
+#[test]
+fn duplicate_ids_are_found_when_the_id_table_spills_to_disk() {
+    let dir = tempdir("spill");
+    let mut lines = generated(&dir, 3_000);
+    // With 64 memory slots (48 ids), the ids of orders #6 and #1,001 are long on disk when
+    // they come again; #2,989 is still in memory.
+    lines[2_500] = lines[5].clone();
+    lines[2_990] = lines[1_000].clone();
+    lines[2_999] = lines[2_988].clone();
+    let f = dir.join("spill.jsonl");
+    std::fs::write(&f, lines.join("\n") + "\n").expect("write");
+    let args = [
+        "prepare",
+        f.to_str().expect("utf8"),
+        "--model",
+        "none",
+        "--date",
+        "250115",
+        "--json",
+        "--jobs",
+        "2",
+    ];
+    let spilled = run::persodesk_command(&args, &[("PERSODESK_TEST_ID_SLOTS", "64")])
+        .output()
+        .expect("persodesk runs");
+    let memory = persodesk(&args);
+    assert_eq!(spilled.status.code(), Some(1), "duplicates: exit 1");
+    assert_eq!(
+        spilled.stdout, memory.stdout,
+        "same output whatever the budget"
+    );
+    let out: Vec<serde_json::Value> = String::from_utf8_lossy(&spilled.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(out.len(), 3_000);
+    let refused: Vec<(usize, String)> = out
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.get("errors").is_some())
+        .map(|(i, v)| (i, v["errors"][0]["rule"].as_str().unwrap_or("").to_string()))
+        .collect();
+    let same = |n: usize| format!("duplicate order id: order #{n} of this file has the same id");
+    assert_eq!(
+        refused,
+        vec![(2_500, same(6)), (2_990, same(1_001)), (2_999, same(2_989))]
+    );
+}

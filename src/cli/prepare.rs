@@ -8,9 +8,12 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde_json::json;
 
+mod jsonl;
+
 use super::{
     Exit, check_order_mode, keys_path, open_store, profiles_path, read_catalog, read_keys,
 };
+use crate::batch::seen::SeenIds;
 use crate::batch::{Line, Lines};
 use crate::domain::chip::ChipData;
 use crate::domain::chip::model1::PrepDate;
@@ -18,7 +21,7 @@ use crate::domain::chip::preview::{TlvNode, preview};
 use crate::domain::envelope::EnvelopeSettings;
 use crate::domain::finding::Finding;
 use crate::domain::order::{
-    IdHasher, IdKey, OrderEntry, OrderRules, SeenIds, entry_from_line, flag_duplicate, refused_line,
+    IdHasher, IdKey, OrderEntry, OrderRules, duplicate_finding, entry_from_line, flag, refused_line,
 };
 use crate::domain::prepare::PersoData;
 use crate::domain::prepare::{ModelChoice, PrepInputs, prepare_card};
@@ -175,27 +178,6 @@ struct ErrorLine<'a> {
     id: &'a str,
 }
 
-/// The tracks of a JSON output line.
-#[derive(serde::Serialize)]
-struct TracksLine {
-    track1: Option<String>,
-    track2: Option<String>,
-    track3: Option<String>,
-}
-
-/// A JSON output line of a prepared order (sorted keys, as before).
-#[derive(serde::Serialize)]
-struct DataLine<'a> {
-    #[serde(rename = "cardProductId")]
-    card_product_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    chip: Option<serde_json::Value>,
-    id: &'a str,
-    sources: &'a std::collections::BTreeMap<String, String>,
-    tracks: TracksLine,
-    warnings: &'a [Finding],
-}
-
 /// Writes `line` as one JSON line (serialized straight into the output buffer).
 fn json_line(out: &mut Vec<u8>, line: &impl serde::Serialize) {
     if serde_json::to_writer(&mut *out, line).is_ok() {
@@ -228,19 +210,8 @@ fn print_errors(
 fn print_data(out: &mut Vec<u8>, json: bool, data: &PersoData, reveal: bool, warnings: &[Finding]) {
     let t = &data.tracks;
     if json {
-        let line = DataLine {
-            card_product_id: &data.card_product_id,
-            chip: data.chip.as_ref().map(|c| chip_json(c, reveal)),
-            id: &data.order_id,
-            sources: &data.sources,
-            tracks: TracksLine {
-                track1: show(t.track1.as_ref(), reveal),
-                track2: show(t.track2.as_ref(), reveal),
-                track3: show(t.track3.as_ref(), reveal),
-            },
-            warnings,
-        };
-        json_line(out, &line);
+        let chip = data.chip.as_ref().map(|c| chip_json(c, reveal));
+        jsonl::data_line(out, data, chip.as_ref(), reveal, warnings);
         return;
     }
     let name = data.name.as_ref().map_or("-", |n| n.as_str());
@@ -251,7 +222,7 @@ fn print_data(out: &mut Vec<u8>, json: bool, data: &PersoData, reveal: bool, war
     );
     for no in [TrackNo::T1, TrackNo::T2, TrackNo::T3] {
         if let Some(s) = show(t.get(no), reveal) {
-            let src = data.sources.get(no.key()).map_or("", String::as_str);
+            let src = data.sources.get(no.key()).map_or("", |s| s);
             let _ = writeln!(out, "  {}   {s}   ({src})", no.key());
         }
     }
@@ -353,15 +324,15 @@ pub struct Batch<'a> {
 }
 
 impl Batch<'_> {
-    /// Validates a streamed line (with the duplicate finding when `dup_of` names the earlier
-    /// order with the same id) and prepares it.
-    fn line(&self, line: Line, position: usize, dup_of: Option<usize>) -> Outcome {
-        let staged = self.stage_line(line, position, dup_of);
+    /// Validates a streamed line (with the finding `dup`: its id repeats an earlier order's, or
+    /// could not be checked) and prepares it.
+    fn line(&self, line: Line, position: usize, dup: Option<Finding>) -> Outcome {
+        let staged = self.stage_line(line, position, dup);
         self.finish(staged, self.icc)
     }
 
     /// Validates a streamed line and applies the mode rules, not preparing it yet.
-    fn stage_line(&self, line: Line, position: usize, dup_of: Option<usize>) -> Staged {
+    fn stage_line(&self, line: Line, position: usize, dup: Option<Finding>) -> Staged {
         let (mut entry, text) = match line {
             Line::Text { text, line_no } => {
                 let e = entry_from_line(&text, position, line_no, &self.rules, self.keys.port());
@@ -369,14 +340,14 @@ impl Batch<'_> {
             }
             Line::Refused { line_no, rule } => (refused_line(position, line_no, rule), None),
         };
-        if let Some(at) = dup_of {
-            flag_duplicate(&mut entry, at);
-        }
-        let id_key = if dup_of.is_none() {
+        let id_key = if dup.is_none() {
             self.ids.key(&entry.id)
         } else {
             None
         };
+        if let Some(f) = dup {
+            flag(&mut entry, f);
+        }
         let mut staged = self.stage_entry(entry);
         staged.id_key = id_key;
         staged.line = text.filter(|_| id_key.is_some());
@@ -573,7 +544,8 @@ fn open_source(file: &Path, rules: &OrderRules, keys: &LoadedKeys) -> Result<Sou
     if let Some(len) = first_len
         && let Some(second) = lines.next()
     {
-        // At most 2,000,000 ids reserved (~36 MB); beyond, the table grows as needed.
+        // Sizes the duplicate-id table's memory part (at most its 32 MiB budget; beyond, ids
+        // spill to disk: `batch::seen`).
         let expected = usize::try_from(meta.len() / len as u64)
             .unwrap_or(usize::MAX)
             .min(2_000_000);
@@ -616,13 +588,22 @@ struct Sink<'a, 'b> {
 impl Sink<'_, '_> {
     fn take(&mut self, mut o: Outcome) {
         self.done.count += 1;
-        if let Some(key) = o.id_key
-            && let Some(at) = self.seen.check(key, o.position)
+        let dup = o
+            .id_key
+            .and_then(|key| match self.seen.check(key, o.position) {
+                Ok(at) => at.map(duplicate_finding),
+                // Fails closed: an order whose id could not be checked is refused.
+                Err(e) => Some(Finding::new(
+                    "cardId",
+                    format!("the duplicate-id check failed: {}", e.kind()),
+                )),
+            });
+        if let Some(f) = dup
             && let Some((text, line_no)) = o.line.take()
         {
-            // Rare: redone here, in order, with the duplicate finding.
+            // Rare: redone here, in order, with the finding.
             let line = Line::Text { text, line_no };
-            o = self.batch.line(line, o.position, Some(at));
+            o = self.batch.line(line, o.position, Some(f));
         }
         if !o.selected {
             return;

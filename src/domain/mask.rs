@@ -23,22 +23,44 @@ pub fn mask_pan(pan: &str) -> String {
 
 /// [`mask_pan`] appended to `out` (no allocation of its own: the per-card output path).
 pub fn push_masked_pan(out: &mut String, pan: &str) {
+    masked_pan_pieces(pan, &mut |s| out.push_str(s));
+}
+
+/// [`mask_pan`] piece by piece: `push` gets the shown head, runs of `*`, the shown tail (for
+/// writers that escape into their own buffer).
+pub fn masked_pan_pieces(pan: &str, push: &mut dyn FnMut(&str)) {
     let n = pan.chars().count();
     if n < 12 {
-        push_stars(out, n);
+        stars_pieces(n, push);
         return;
     }
     let first = (n - 4 - MIN_HIDDEN).min(6);
-    out.extend(
-        pan.chars()
-            .enumerate()
-            .map(|(i, c)| if i < first || i >= n - 4 { c } else { '*' }),
-    );
+    let ascii = pan.is_ascii();
+    let at = |k: usize| {
+        if ascii {
+            k
+        } else {
+            pan.char_indices().nth(k).map_or(pan.len(), |(i, _)| i)
+        }
+    };
+    push(&pan[..at(first)]);
+    stars_pieces(n - 4 - first, push);
+    push(&pan[at(n - 4)..]);
 }
 
 /// `n` asterisks appended to `out`.
 pub fn push_stars(out: &mut String, n: usize) {
-    out.extend(std::iter::repeat_n('*', n));
+    stars_pieces(n, &mut |s| out.push_str(s));
+}
+
+/// `n` asterisks in runs of at most 32, each given to `push`.
+pub fn stars_pieces(mut n: usize, push: &mut dyn FnMut(&str)) {
+    const STARS: &str = "********************************";
+    while n > 0 {
+        let k = n.min(STARS.len());
+        push(&STARS[..k]);
+        n -= k;
+    }
 }
 
 /// A run of `n` asterisks, the masked form of a secret value of that length.

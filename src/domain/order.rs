@@ -237,31 +237,30 @@ fn flag_duplicate_ids(mut entries: Vec<OrderEntry>) -> Vec<OrderEntry> {
 
 /// Marks `entry` as repeating the id of the order at position `at` (an error).
 pub fn flag_duplicate(entry: &mut OrderEntry, at: usize) {
-    let f = Finding::new(
+    flag(entry, duplicate_finding(at));
+}
+
+/// The error of an order repeating the id of the order at position `at`.
+pub fn duplicate_finding(at: usize) -> Finding {
+    Finding::new(
         "cardId",
         format!("duplicate order id: order #{at} of this file has the same id"),
-    );
+    )
+}
+
+/// Adds the error `f` to `entry` (a valid order becomes refused).
+pub fn flag(entry: &mut OrderEntry, f: Finding) {
     match &mut entry.outcome {
         Ok(_) => entry.outcome = Err(vec![f]),
         Err(errors) => errors.push(f),
     }
 }
 
-/// The ids seen so far in a streamed file, for the duplicate-id rule without keeping the ids:
-/// each id is kept as a 96-bit keyed hash ([`IdHasher`]) with its position, 16 bytes of table
-/// per order. Two different ids are taken for the same one with a probability of about n²/2⁹⁷
-/// (below 10⁻¹⁷ for a million orders): the later order is then refused as a duplicate (fails
-/// closed), never a duplicate let through.
-#[derive(Debug, Default)]
-pub struct SeenIds {
-    first: std::collections::HashMap<IdKey, u32>,
-}
-
-/// An order id's key in [`SeenIds`].
+/// An order id's key for the duplicate rule of a stream (`crate::batch::seen::SeenIds`).
 pub type IdKey = [u32; 3];
 
-/// Keys ids for [`SeenIds`]: two SipHash-1-3 keys drawn per process (shared by the threads that
-/// parse orders).
+/// Keys ids for the duplicate rule of a stream: two SipHash-1-3 keys drawn per process
+/// (shared by the threads that parse orders).
 #[derive(Debug, Default, Clone)]
 pub struct IdHasher(std::hash::RandomState, std::hash::RandomState);
 
@@ -275,28 +274,6 @@ impl IdHasher {
         let a = self.0.hash_one(id);
         let b = self.1.hash_one(id);
         Some([a as u32, (a >> 32) as u32, b as u32])
-    }
-}
-
-impl SeenIds {
-    /// Room for about `n` ids up front (no table growth, whose old and new tables together were
-    /// the peak of a large batch's memory).
-    pub fn with_capacity(n: usize) -> Self {
-        Self {
-            first: std::collections::HashMap::with_capacity(n),
-        }
-    }
-
-    /// Notes the id with `key` at `position`; returns the earlier position when it was seen.
-    pub fn check(&mut self, key: IdKey, position: usize) -> Option<usize> {
-        let pos = u32::try_from(position).unwrap_or(u32::MAX);
-        match self.first.entry(key) {
-            std::collections::hash_map::Entry::Occupied(e) => Some(*e.get() as usize),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(pos);
-                None
-            }
-        }
     }
 }
 
@@ -414,6 +391,9 @@ impl Ctx {
     }
 
     fn unknown_fields(&mut self, obj: &Obj<'_>, base: &str, known: &[&str]) {
+        if obj.has_only(known) {
+            return;
+        }
         for k in obj.keys().into_iter().filter(|k| !known.contains(k)) {
             self.warnings
                 .push(Finding::new(join(base, k), "unknown field, ignored"));

@@ -161,18 +161,24 @@ impl Track {
     /// The masked form: PAN to first 6 / last 4, secrets to `*`.
     pub fn masked(&self) -> String {
         let mut out = String::with_capacity(self.text.len());
+        self.masked_pieces(&mut |s| out.push_str(s));
+        out
+    }
+
+    /// [`Track::masked`] piece by piece, in order (for writers that escape into their own
+    /// buffer: no string of its own).
+    pub fn masked_pieces(&self, push: &mut dyn FnMut(&str)) {
         let mut pos = 0;
         for (range, kind) in &self.spans {
-            out.push_str(&self.text[pos..range.start]);
+            push(&self.text[pos..range.start]);
             let part = &self.text[range.clone()];
             match kind {
-                SpanKind::Pan => mask::push_masked_pan(&mut out, part),
-                SpanKind::Secret => mask::push_stars(&mut out, part.len()),
+                SpanKind::Pan => mask::masked_pan_pieces(part, push),
+                SpanKind::Secret => mask::stars_pieces(part.len(), push),
             }
             pos = range.end;
         }
-        out.push_str(&self.text[pos..]);
-        out
+        push(&self.text[pos..]);
     }
 
     /// Validates a track given in an order: sentinels, character set, length, layout, and that its

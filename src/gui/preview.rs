@@ -51,7 +51,11 @@ impl ChipSection {
         let Some(chip) = &data.chip else {
             return ChipSection::StripeOnly;
         };
-        ChipSection::from_chip(chip, data.sources.get("chip").cloned(), reveal)
+        ChipSection::from_chip(
+            chip,
+            data.sources.get("chip").map(ToString::to_string),
+            reveal,
+        )
     }
 
     /// The section for `chip`.
@@ -327,14 +331,14 @@ fn prepared_ui(ui: &mut egui::Ui, state: &PreviewState, p: &Prepared) {
         } else {
             t.masked()
         };
-        let source = p.data.sources.get(no.key()).map_or("", String::as_str);
+        let source = p.data.sources.get(no.key()).map_or("", |s| s);
         value_row(ui, &format!("Track {}", no.number()), text, source);
     }
     for (k, v) in p
         .data
         .sources
         .iter()
-        .filter(|(k, _)| !k.starts_with("track") && k.as_str() != "chip")
+        .filter(|(k, _)| !k.starts_with("track") && **k != "chip")
     {
         value_row(ui, k, value_text(&p.data, k, state.revealed), v);
     }

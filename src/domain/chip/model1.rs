@@ -143,7 +143,7 @@ struct Work<'a> {
     date: PrepDate,
     values: BTreeMap<Tag, Zeroizing<Vec<u8>>>,
     keys_used: Vec<KeyInfo>,
-    sources: BTreeMap<String, String>,
+    sources: crate::domain::prepare::Sources,
 }
 
 impl Work<'_> {
@@ -216,7 +216,7 @@ impl Work<'_> {
     fn icvv(&mut self) -> Result<Cvv, Finding> {
         if let Some(c) = &self.order.icvv {
             self.sources
-                .insert("icvv".into(), "order (encryptedData.icvv)".into());
+                .insert("icvv", "order (encryptedData.icvv)".into());
             return Ok(c.clone());
         }
         let index = self.order.payment_application.cv_key_index.ok_or_else(|| {
@@ -236,8 +236,8 @@ impl Work<'_> {
             .visa_cvv(key, &self.order.pan, &exp, ICVV_SERVICE_CODE)
             .map_err(|e| Finding::new("paymentApplication.cvKeyIndex", e.to_string()))?;
         self.sources.insert(
-            "icvv".into(),
-            format!("computed with {key} (service code 999)"),
+            "icvv",
+            format!("computed with {key} (service code 999)").into(),
         );
         Ok(cvv)
     }
@@ -276,8 +276,7 @@ impl Work<'_> {
         let eff = match order.effective_date {
             Some(Yymm { yy, mm }) => [bcd(yy), bcd(mm), 0x01],
             None => {
-                self.sources
-                    .insert("5F25".into(), "preparation date".into());
+                self.sources.insert("5F25", "preparation date".into());
                 [bcd(self.date.yy), bcd(self.date.mm), bcd(self.date.dd)]
             }
         };
@@ -450,12 +449,13 @@ impl Work<'_> {
         })?;
         self.set(tag!(0x9F10), profile.iad.build(profile.cvn, dki));
         self.sources.insert(
-            "9F10".into(),
+            "9F10",
             format!(
                 "{} layout, DKI {dki:02X} (derivationKeyIndex), CVN {}",
                 profile.cvn,
                 profile.cvn.name()
-            ),
+            )
+            .into(),
         );
         Ok(())
     }
@@ -566,7 +566,7 @@ struct OdaOut {
 }
 
 /// What [`compute`] returns: the chip data, the keys used and where chip values came from.
-pub type Computed = (ChipData, Vec<KeyInfo>, BTreeMap<String, String>);
+pub type Computed = (ChipData, Vec<KeyInfo>, crate::domain::prepare::Sources);
 
 /// The AFL and AIP of each interface, as records and GPO DGIs carry them.
 struct Gpo {
@@ -607,7 +607,7 @@ pub fn compute(
         date,
         values: BTreeMap::new(),
         keys_used: Vec::new(),
-        sources: BTreeMap::new(),
+        sources: crate::domain::prepare::Sources::new(),
     };
     w.config()?;
     w.order_values(tracks)?;
@@ -643,8 +643,8 @@ pub fn compute(
         }
     }
     w.sources.insert(
-        "chip".into(),
-        format!("Model 1, chip profile {}", profile.name),
+        "chip",
+        format!("Model 1, chip profile {}", profile.name).into(),
     );
     let chip = ChipData {
         model: ChipModel::Model1,
@@ -1115,8 +1115,8 @@ fn pin_block(w: &mut Work<'_>) -> Result<PinOutcome, Finding> {
             .reference_pin_block(r, &w.order.pan, control)
             .map_err(|e| Finding::new("encryptedData.pin", e.to_string()))?;
         w.sources.insert(
-            "pin".into(),
-            format!("order ({} PIN block under {key})", pin.format.as_str()),
+            "pin",
+            format!("order ({} PIN block under {key})", pin.format.as_str()).into(),
         );
         return Ok((Some(block), false));
     }
@@ -1128,7 +1128,7 @@ fn pin_block(w: &mut Work<'_>) -> Result<PinOutcome, Finding> {
                 Finding::new(format!("{}: random_pin", w.product.source), e.to_string())
             })?;
         w.sources
-            .insert("pin".into(), "generated at random (never shown)".into());
+            .insert("pin", "generated at random (never shown)".into());
         return Ok((Some(block), true));
     }
     Ok((None, false))

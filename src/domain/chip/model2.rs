@@ -462,8 +462,8 @@ pub fn prepare(
             data.keys_used.push(info);
         }
         data.sources.insert(
-            "chip".into(),
-            format!("Model 2: issuer data under {kek}, MAC verified"),
+            "chip",
+            format!("Model 2: issuer data under {kek}, MAC verified").into(),
         );
     }
     data.chip = Some(chip);

@@ -27,6 +27,10 @@ use super::product::Product;
 pub use super::track::Tracks;
 pub use tracks::prepare_tracks;
 
+/// Where each value of a card came from, by name (`track2`, `cvv1`, `pin`, ...): texts that
+/// are the same for every card are static, only those naming a key or a profile are formatted.
+pub type Sources = BTreeMap<&'static str, std::borrow::Cow<'static, str>>;
+
 /// Everything prepared for one card.
 #[derive(Debug, Clone)]
 pub struct PersoData {
@@ -41,7 +45,7 @@ pub struct PersoData {
     /// Magnetic stripe tracks.
     pub tracks: Tracks,
     /// Where each track and injected value came from (`cvv1` → `computed with cvk #1`).
-    pub sources: BTreeMap<String, String>,
+    pub sources: Sources,
     /// Every key the preparation used, with its test flag.
     pub keys_used: Vec<KeyInfo>,
     /// Warnings from the order and the preparation.

@@ -3,9 +3,7 @@
 //! Values are taken from the order when given and computed with the keys it names otherwise; each
 //! injected value records where it came from.
 
-use std::collections::BTreeMap;
-
-use super::PersoData;
+use super::{PersoData, Sources};
 use crate::domain::fields::{Cvv, Pvv};
 use crate::domain::finding::Finding;
 use crate::domain::keystore::{self, KeyInfo, KeyRef, KeyStore, KeyUsage, PinBlockRef};
@@ -20,7 +18,7 @@ struct Work<'a> {
     keys: &'a dyn KeyStore,
     cvv: Option<Cvv>,
     pvv: Option<Pvv>,
-    sources: BTreeMap<String, String>,
+    sources: Sources,
     keys_used: Vec<KeyInfo>,
 }
 
@@ -33,7 +31,7 @@ impl Work<'_> {
         if self.cvv.is_none() {
             let cvv = if let Some(c) = &self.order.cvv1 {
                 self.sources
-                    .insert("cvv1".into(), "order (encryptedData.cvv1)".into());
+                    .insert("cvv1", "order (encryptedData.cvv1)".into());
                 c.clone()
             } else {
                 let path = "paymentApplication.cvKeyIndex";
@@ -55,7 +53,7 @@ impl Work<'_> {
                     )
                     .map_err(|e| Finding::new(path, e.to_string()))?;
                 self.sources
-                    .insert("cvv1".into(), format!("computed with {key}"));
+                    .insert("cvv1", format!("computed with {key}").into());
                 cvv
             };
             self.cvv = Some(cvv);
@@ -69,7 +67,7 @@ impl Work<'_> {
         if self.pvv.is_none() {
             let pvv = if let Some(p) = &self.order.pvv {
                 self.sources
-                    .insert("pvv".into(), "order (encryptedData.pvv)".into());
+                    .insert("pvv", "order (encryptedData.pvv)".into());
                 p.clone()
             } else {
                 let index = self.order.payment_application.pv_key_index.ok_or_else(|| {
@@ -104,11 +102,12 @@ impl Work<'_> {
                     .visa_pvv(pvk, pvki, &self.order.pan, pin_ref)
                     .map_err(|e| Finding::new("encryptedData.pin", e.to_string()))?;
                 self.sources.insert(
-                    "pvv".into(),
+                    "pvv",
                     format!(
                         "computed with {pvk} (PVKI {pvki}) from the {} PIN block under {pin_key}",
                         pin.format.as_str()
-                    ),
+                    )
+                    .into(),
                 );
                 pvv
             };
@@ -156,7 +155,7 @@ pub fn prepare_tracks(
         keys,
         cvv: None,
         pvv: None,
-        sources: BTreeMap::new(),
+        sources: Sources::new(),
         keys_used: Vec::new(),
     };
     let mut errors = Vec::new();
@@ -194,7 +193,7 @@ pub fn prepare_tracks(
 fn build_one(w: &mut Work<'_>, no: TrackNo) -> Result<Option<Track>, Finding> {
     if let Some(t) = w.order.track_data.get(no) {
         w.sources
-            .insert(no.key().into(), format!("order (trackData.{})", no.key()));
+            .insert(no.key(), format!("order (trackData.{})", no.key()).into());
         return Ok(Some(t.clone()));
     }
     let order = w.order;
@@ -233,6 +232,6 @@ fn build_one(w: &mut Work<'_>, no: TrackNo) -> Result<Option<Track>, Finding> {
             track::build_track3(&order.pan, body).map_err(|e| build_error(no, e))?
         }
     };
-    w.sources.insert(no.key().into(), "computed".into());
+    w.sources.insert(no.key(), "computed".into());
     Ok(Some(track))
 }

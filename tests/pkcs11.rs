@@ -67,29 +67,12 @@ impl Hsm {
     /// Runs the ignored test `child` of this binary with SOFTHSM2_CONF set to this directory;
     /// returns its output (stdout and stderr).
     fn run_child(&self, child: &str) -> String {
-        let exe = std::env::current_exe().expect("test binary");
-        let out = Command::new(exe)
-            .args([
-                child,
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("SOFTHSM2_CONF", &self.conf)
-            .env("PERSODESK_TEST_HSM_DIR", &self.dir)
-            .env("PERSODESK_TEST_HSM_PIN", PIN)
-            .env("PERSODESK_TEST_WRONG_PIN", "975310")
-            .output()
-            .expect("child runs");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "{child} failed:\n{text}");
-        assert!(text.contains("1 passed"), "{child} did not run:\n{text}");
-        text
+        let envs: [(&str, &std::ffi::OsStr); 3] = [
+            ("PERSODESK_TEST_HSM_DIR", self.dir.as_os_str()),
+            ("PERSODESK_TEST_HSM_PIN", PIN.as_ref()),
+            ("PERSODESK_TEST_WRONG_PIN", "975310".as_ref()),
+        ];
+        support::softhsm::run_child(&self.conf, child, &envs)
     }
 
     /// Writes the store file `<token>.toml` for token `token` into the directory.
@@ -1732,11 +1715,10 @@ fn child_pin_block_without_a_ktk() {
     );
 }
 
-/// Destroys the object labelled `label` (`C_DestroyObject`), with the module opened and
-/// finalized here: done while no store has it open.
-fn destroy_labelled(token: &str, label: &str) {
+/// Runs `f` on a logged-in read-write session of `token`, with the module opened and finalized
+/// here: done while no store has it open.
+fn with_user_session(token: &str, f: impl FnOnce(&cryptoki::session::Session)) {
     use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
-    use cryptoki::object::Attribute;
     use cryptoki::session::UserType;
     let ctx = Pkcs11::new(MODULE).expect("module");
     ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
@@ -1753,51 +1735,41 @@ fn destroy_labelled(token: &str, label: &str) {
     let session = ctx.open_rw_session(slot).expect("rw session");
     let pin = cryptoki::types::AuthPin::new(PIN.to_string().into());
     session.login(UserType::User, Some(&pin)).expect("login");
-    let found = session
-        .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
-        .expect("find");
-    assert_eq!(found.len(), 1, "{label}");
-    session.destroy_object(found[0]).expect("C_DestroyObject");
+    f(&session);
     drop(session);
     ctx.finalize().expect("C_Finalize");
 }
 
-/// Sets `CKA_DERIVE` of the objects labelled `labels` (`C_SetAttributeValue`), with the module
-/// opened and finalized here: done while no store has it open.
-fn set_derive(token: &str, labels: &[&str], derive: bool) {
-    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+/// Destroys the object labelled `label` (`C_DestroyObject`).
+fn destroy_labelled(token: &str, label: &str) {
     use cryptoki::object::Attribute;
-    use cryptoki::session::UserType;
-    let ctx = Pkcs11::new(MODULE).expect("module");
-    ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-        .expect("C_Initialize");
-    let slot = ctx
-        .get_slots_with_token()
-        .expect("slots")
-        .into_iter()
-        .find(|s| {
-            ctx.get_token_info(*s)
-                .is_ok_and(|i| i.label().trim_end() == token)
-        })
-        .expect("token slot");
-    let session = ctx.open_rw_session(slot).expect("rw session");
-    let pin = cryptoki::types::AuthPin::new(PIN.to_string().into());
-    session.login(UserType::User, Some(&pin)).expect("login");
-    let mut set = 0;
-    for label in labels {
-        for h in session
+    with_user_session(token, |session| {
+        let found = session
             .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
-            .expect("find")
-        {
-            session
-                .update_attributes(h, &[Attribute::Derive(derive)])
-                .expect("CKA_DERIVE");
-            set += 1;
+            .expect("find");
+        assert_eq!(found.len(), 1, "{label}");
+        session.destroy_object(found[0]).expect("C_DestroyObject");
+    });
+}
+
+/// Sets `CKA_DERIVE` of the objects labelled `labels` (`C_SetAttributeValue`).
+fn set_derive(token: &str, labels: &[&str], derive: bool) {
+    use cryptoki::object::Attribute;
+    with_user_session(token, |session| {
+        let mut set = 0;
+        for label in labels {
+            for h in session
+                .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
+                .expect("find")
+            {
+                session
+                    .update_attributes(h, &[Attribute::Derive(derive)])
+                    .expect("CKA_DERIVE");
+                set += 1;
+            }
         }
-    }
-    assert_eq!(set, labels.len(), "objects {labels:?}");
-    drop(session);
-    ctx.finalize().expect("C_Finalize");
+        assert_eq!(set, labels.len(), "objects {labels:?}");
+    });
 }
 
 /// The KMCs of the token above with `CKA_DERIVE` cleared (as a tool that cannot set it leaves

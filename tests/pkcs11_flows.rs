@@ -94,26 +94,11 @@ impl Hsm {
     /// Runs the ignored test `child` of this binary with this token's SoftHSM2 configuration;
     /// the child finds the store file in `PERSODESK_TEST_HSM_STORE`.
     fn run_child(&self, child: &str) -> String {
-        let exe = std::env::current_exe().expect("test binary");
-        let out = Command::new(exe)
-            .args([
-                child,
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("SOFTHSM2_CONF", &self.dir.conf)
-            .env(PIN_ENV, PIN)
-            .env("PERSODESK_TEST_HSM_STORE", &self.store)
-            .env_remove("PERSODESK_CONFIG")
-            .env_remove("PERSODESK_STORE")
-            .output()
-            .expect("child runs");
-        let text = text(&out);
-        assert!(out.status.success(), "{child} failed:\n{text}");
-        assert!(text.contains("1 passed"), "{child} did not run:\n{text}");
-        text
+        let envs: [(&str, &std::ffi::OsStr); 2] = [
+            (PIN_ENV, PIN.as_ref()),
+            ("PERSODESK_TEST_HSM_STORE", self.store.as_os_str()),
+        ];
+        support::softhsm::run_child(&self.dir.conf, child, &envs)
     }
 }
 

@@ -82,3 +82,29 @@ impl TokenDir {
         f
     }
 }
+
+/// Runs the ignored test `child` of the current test binary (SoftHSM2 reads `SOFTHSM2_CONF`
+/// once per process, so each token scenario runs in its own child) with `conf` as its
+/// SoftHSM2 configuration and `envs` set; asserts that it ran and passed and returns its output
+/// (stdout and stderr).
+pub fn run_child(conf: &Path, child: &str, envs: &[(&str, &std::ffi::OsStr)]) -> String {
+    let exe = std::env::current_exe().expect("test binary");
+    let mut cmd = Command::new(exe);
+    cmd.args([child, "--exact", "--ignored", "--nocapture"])
+        .arg("--test-threads=1")
+        .env("SOFTHSM2_CONF", conf)
+        .env_remove("PERSODESK_CONFIG")
+        .env_remove("PERSODESK_STORE");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("child runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{child} failed:\n{text}");
+    assert!(text.contains("1 passed"), "{child} did not run:\n{text}");
+    text
+}

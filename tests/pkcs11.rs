@@ -38,6 +38,18 @@ const SO_PIN: &str = "13579111";
 const TOKEN: &str = "persodesk-demo";
 
 /// Whether SoftHSM2 is installed; says so loudly when it is not.
+/// A token directory `dir` holding an initialised token [`TOKEN`] and its test store file,
+/// or `None` (loudly) when SoftHSM2 is not installed.
+fn test_token(test: &str, dir: &str) -> Option<Hsm> {
+    if !softhsm_present(test) {
+        return None;
+    }
+    let hsm = Hsm::new(dir);
+    hsm.init(TOKEN);
+    hsm.store(TOKEN, true, "");
+    Some(hsm)
+}
+
 fn softhsm_present(test: &str) -> bool {
     softhsm::present(test, "")
 }
@@ -377,12 +389,12 @@ fn open(store: &Path) -> Pkcs11KeyStore {
 
 #[test]
 fn demo_keys_imported_into_softhsm_prepare_like_the_software_store() {
-    if !softhsm_present("demo_keys_imported_into_softhsm_prepare_like_the_software_store") {
+    let Some(hsm) = test_token(
+        "demo_keys_imported_into_softhsm_prepare_like_the_software_store",
+        "import",
+    ) else {
         return;
-    }
-    let hsm = Hsm::new("import");
-    hsm.init(TOKEN);
-    hsm.store(TOKEN, true, "");
+    };
     hsm.run_child("child_import_and_prepare");
 }
 
@@ -867,13 +879,12 @@ fn child_provisioned_without_derive() {
 
 #[test]
 fn demo_keys_on_a_test_token_without_cka_derive_personalize_like_the_software_store() {
-    let name = "demo_keys_on_a_test_token_without_cka_derive_personalize_like_the_software_store";
-    if !softhsm_present(name) {
+    let Some(hsm) = test_token(
+        "demo_keys_on_a_test_token_without_cka_derive_personalize_like_the_software_store",
+        "noderive",
+    ) else {
         return;
-    }
-    let hsm = Hsm::new("noderive");
-    hsm.init(TOKEN);
-    hsm.store(TOKEN, true, "");
+    };
     hsm.run_child("child_import_only");
     let log = hsm.run_child("child_without_derive");
     assert_one_no_derive_warning(&log);
@@ -1242,13 +1253,12 @@ fn gppro_kmcs() -> persodesk::keys::SoftwareKeyStore {
 
 #[test]
 fn the_cards_gp_keys_stay_in_the_token_and_the_card_receives_the_same_bytes() {
-    let name = "the_cards_gp_keys_stay_in_the_token_and_the_card_receives_the_same_bytes";
-    if !softhsm_present(name) {
+    let Some(hsm) = test_token(
+        "the_cards_gp_keys_stay_in_the_token_and_the_card_receives_the_same_bytes",
+        "card-keys",
+    ) else {
         return;
-    }
-    let hsm = Hsm::new("card-keys");
-    hsm.init(TOKEN);
-    hsm.store(TOKEN, true, "");
+    };
     hsm.run_child("child_card_keys_in_the_token");
     let log = hsm.run_child("child_kmc_without_derive");
     let warning = "CKA_DERIVE is missing, so the card's GlobalPlatform static keys";
@@ -1533,13 +1543,12 @@ fn assert_same_store_data_from_both_stores(p11: &Pkcs11KeyStore) {
 
 #[test]
 fn the_reference_pin_block_is_held_under_the_ktk_and_the_card_receives_the_same_bytes() {
-    let name = "the_reference_pin_block_is_held_under_the_ktk_and_the_card_receives_the_same_bytes";
-    if !softhsm_present(name) {
+    let Some(hsm) = test_token(
+        "the_reference_pin_block_is_held_under_the_ktk_and_the_card_receives_the_same_bytes",
+        "pin-ktk",
+    ) else {
         return;
-    }
-    let hsm = Hsm::new("pin-ktk");
-    hsm.init(TOKEN);
-    hsm.store(TOKEN, true, "");
+    };
     hsm.run_child("child_pin_block_under_the_ktk");
     hsm.run_child("child_pin_block_without_a_ktk");
 }

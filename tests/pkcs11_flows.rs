@@ -391,28 +391,13 @@ fn a_station_personalizes_queued_orders_through_the_token() {
     card_args.extend(["--keys", keys_file.as_str()]);
     let reader = stack.reader0.clone();
     let records = data.join("a.jsonl").display().to_string();
-    let station = [
-        "station",
-        "run",
-        "--reader",
-        &reader,
-        "--encoder",
-        "sim",
-        "--role",
-        "tester",
-        "--user",
-        "tester-a",
-        "--station",
-        "a",
-        "--max",
-        "1",
-        "--records",
-        &records,
-        "--store",
-        &store,
-        "--keys",
-        &token,
-    ];
+    // Station a, tester role, one order per run, the simulated encoder.
+    let mut station: Vec<&str> = "station run --encoder sim --role tester --user tester-a \
+                                  --station a --max 1"
+        .split_whitespace()
+        .collect();
+    station.extend(["--reader", &reader, "--records", &records]);
+    station.extend(["--store", &store, "--keys", &token]);
     // One card per order: a fresh card in the reader, one order, the card out.
     for _ in 0..2 {
         let card = support::pcsc::insert_card(&mut stack.cleanup, &reader, &card_args);

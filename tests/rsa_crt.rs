@@ -36,18 +36,23 @@ fn reference(pair: &RsaKeyPair, e: RsaExponent, m: &[u8]) -> Vec<u8> {
     bytes[bytes.len() - m.len()..].to_vec()
 }
 
+/// The pair's fixed-width CRT key, if its primes have a width it covers.
+fn fixed_width(pair: &RsaKeyPair) -> Option<CrtKey> {
+    let crt = pair.crt_components().expect("crt");
+    let parts = CrtParts {
+        p: crt.p.expose(),
+        q: crt.q.expose(),
+        dp: crt.d_mod_p1.expose(),
+        dq: crt.d_mod_q1.expose(),
+        qinv: crt.q_inv_mod_p.expose(),
+    };
+    CrtKey::new(&parts)
+}
+
 fn check_size(bits: usize, e: RsaExponent, keys: usize, messages: usize) {
     for _ in 0..keys {
         let pair = persodesk::keys::pool::generate(bits, e).expect("key");
-        let crt = pair.crt_components().expect("crt");
-        let parts = CrtParts {
-            p: crt.p.expose(),
-            q: crt.q.expose(),
-            dp: crt.d_mod_p1.expose(),
-            dq: crt.d_mod_q1.expose(),
-            qinv: crt.q_inv_mod_p.expose(),
-        };
-        let fast = CrtKey::new(&parts).unwrap_or_else(|| panic!("{bits} bits: no fixed width"));
+        let fast = fixed_width(&pair).unwrap_or_else(|| panic!("{bits} bits: no fixed width"));
         let n = pair.modulus();
         let k = n.len();
         let mut cases = vec![vec![0u8; k], {
@@ -77,15 +82,7 @@ fn the_fixed_width_crt_equals_rsa_on_random_keys_of_every_size() {
 #[test]
 fn a_message_longer_than_the_key_gets_no_result() {
     let pair = persodesk::keys::pool::generate(512, RsaExponent::Three).expect("key");
-    let crt = pair.crt_components().expect("crt");
-    let parts = CrtParts {
-        p: crt.p.expose(),
-        q: crt.q.expose(),
-        dp: crt.d_mod_p1.expose(),
-        dq: crt.d_mod_q1.expose(),
-        qinv: crt.q_inv_mod_p.expose(),
-    };
-    let fast = CrtKey::new(&parts).expect("fixed width");
+    let fast = fixed_width(&pair).expect("fixed width");
     assert!(
         fast.private_op(&[0xFF; 80], 64).is_none(),
         "wider than the key"

@@ -25,6 +25,12 @@ fn run(data: &Path, args: &[&str]) -> Output {
     command(data, args).output().expect("persodesk runs")
 }
 
+/// `prepare FILE --json --model 1 --keys KEYS`.
+fn prepare_model1<'a>(file: &'a Path, keys: &'a str) -> [&'a str; 7] {
+    let file = file.to_str().expect("utf8");
+    ["prepare", file, "--json", "--model", "1", "--keys", keys]
+}
+
 fn tempdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("persodesk-pool-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -131,23 +137,8 @@ fn pairs_are_sealed_taken_once_across_processes_and_leave_no_clear_key() {
     std::fs::write(&fa, format!("{}\n{}\n", dda_order("A-1"), dda_order("A-2"))).expect("write");
     let b_lines = [dda_order("B-1"), dda_order("B-2"), dda_order("B-3")];
     std::fs::write(&fb, b_lines.join("\n")).expect("write");
-    let args = |f: &Path| -> Vec<String> {
-        [
-            "prepare",
-            f.to_str().expect("utf8"),
-            "--json",
-            "--model",
-            "1",
-            "--keys",
-            keys,
-        ]
-        .iter()
-        .map(ToString::to_string)
-        .collect()
-    };
     let spawn = |file: &Path| {
-        command(&data, &[])
-            .args(args(file))
+        command(&data, &prepare_model1(file, keys))
             .spawn()
             .expect("spawn preparation")
     };
@@ -226,18 +217,7 @@ fn a_chunk_takes_only_the_pairs_its_valid_dda_orders_need() {
     refused["cardProductId"] = serde_json::json!("NO_SUCH_PRODUCT");
     let text = format!("{}\n{refused}\n{}\n", dda_order("C-1"), dda_order("C-3"));
     std::fs::write(&f, text).expect("write");
-    let o = run(
-        &data,
-        &[
-            "prepare",
-            f.to_str().expect("utf8"),
-            "--json",
-            "--model",
-            "1",
-            "--keys",
-            keys,
-        ],
-    );
+    let o = run(&data, &prepare_model1(&f, keys));
     assert_eq!(o.status.code(), Some(1), "one order refused");
     let stdout = String::from_utf8_lossy(&o.stdout);
     let from_pool = stdout

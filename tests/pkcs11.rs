@@ -1306,26 +1306,16 @@ fn assert_gppro_static_kcvs_in_the_token(p11: &Pkcs11KeyStore) {
         keys.static_kcvs().expect("kcvs").map(hex::encode_upper)
     };
     // kmc/1 of the demo keys is GPPro's TDES master key 40 41 .. 4F.
-    assert_eq!(
-        kcvs(1, Diversification::EmvCps11),
-        ["C33013", "6F4CA6", "BB8179"]
-    );
-    assert_eq!(
-        kcvs(1, Diversification::Visa2),
-        ["2BE598", "58DA38", "3C328E"]
-    );
-    assert_eq!(
-        kcvs(12, Diversification::Kdf3),
-        ["E79C05", "D1BD77", "3FDE8C"]
-    );
-    assert_eq!(
-        kcvs(13, Diversification::Kdf3),
-        ["1DE8EA", "47C00C", "C04D76"]
-    );
-    assert_eq!(
-        kcvs(14, Diversification::Kdf3),
-        ["2972D2", "036F94", "5D57B8"]
-    );
+    let expected = [
+        (1, Diversification::EmvCps11, ["C33013", "6F4CA6", "BB8179"]),
+        (1, Diversification::Visa2, ["2BE598", "58DA38", "3C328E"]),
+        (12, Diversification::Kdf3, ["E79C05", "D1BD77", "3FDE8C"]),
+        (13, Diversification::Kdf3, ["1DE8EA", "47C00C", "C04D76"]),
+        (14, Diversification::Kdf3, ["2972D2", "036F94", "5D57B8"]),
+    ];
+    for (index, method, want) in expected {
+        assert_eq!(kcvs(index, method), want, "kmc #{index} {method:?}");
+    }
     let after = p11.card_key_use();
     assert_eq!(
         after.static_derivations - before.static_derivations,

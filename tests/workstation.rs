@@ -27,13 +27,11 @@ fn order_file(dir: &TempDir) -> std::path::PathBuf {
     file
 }
 
-#[test]
-fn findings_are_merged_counted_and_shown_first_and_the_window_opens_on_a_file() {
-    let dir = TempDir::new("findings");
-    let file = order_file(&dir);
-    // `persodesk FILE`: the window starts on that file instead of the demo orders.
-    let mut c = config(&dir, false);
-    c.open = Some(file.clone());
+/// The window opened on `file` (`persodesk FILE`), a supervisor signed in, its two orders
+/// loaded.
+fn supervisor_on(dir: &TempDir, file: std::path::PathBuf) -> egui_kittest::Harness<'static, App> {
+    let mut c = config(dir, false);
+    c.open = Some(file);
     let app = App::new(c, LogBuffer::default()).expect("app");
     let mut h = harness(app);
     h.step();
@@ -41,6 +39,15 @@ fn findings_are_merged_counted_and_shown_first_and_the_window_opens_on_a_file() 
     wait(&mut h, "the file", |a| {
         a.loading.is_none() && a.rows.len() == 2
     });
+    h
+}
+
+#[test]
+fn findings_are_merged_counted_and_shown_first_and_the_window_opens_on_a_file() {
+    let dir = TempDir::new("findings");
+    let file = order_file(&dir);
+    // `persodesk FILE`: the window starts on that file instead of the demo orders.
+    let mut h = supervisor_on(&dir, file.clone());
     assert_eq!(status_of(&h, "BAD-KEYINDEX"), Status::DataException);
     let (_, row) = h.state().row_by_id("BAD-KEYINDEX").expect("row");
     assert_eq!(row.errors.len(), 2, "{:?}", row.errors);
@@ -325,15 +332,7 @@ fn search_finds_an_order_by_its_full_pan_without_showing_it() {
         .replace("OK-1", "OK-2")
         .replace("4761739001010010", "4761730000010010");
     std::fs::write(&file, format!("{GOOD}\n{twin}\n")).expect("write");
-    let mut c = config(&dir, false);
-    c.open = Some(file);
-    let app = App::new(c, LogBuffer::default()).expect("app");
-    let mut h = harness(app);
-    h.step();
-    sign_in(&mut h, "supervisor");
-    wait(&mut h, "the file", |a| {
-        a.loading.is_none() && a.rows.len() == 2
-    });
+    let mut h = supervisor_on(&dir, file);
     let search = |h: &mut egui_kittest::Harness<'_, App>, text: &str| {
         h.state_mut().filter.text.clear();
         h.get_by_role_and_label(Role::TextInput, "Search").focus();

@@ -481,6 +481,22 @@ impl HeldSecret {
         }
     }
 
+    /// The derivation inputs of held ICC master keys (IMK index, option, PAN, PSN), or `None`
+    /// for another secret.
+    pub fn icc_master_key_inputs(
+        &self,
+    ) -> Option<(&u32, &super::emv_keys::MkdOption, &Pan, &super::fields::Psn)> {
+        match self {
+            Self::IccMasterKeys {
+                derivation_index,
+                option,
+                pan,
+                psn,
+            } => Some((derivation_index, option, pan, psn)),
+            Self::Wrapped { .. } => None,
+        }
+    }
+
     /// The key the secret comes from, for errors.
     pub fn key(&self) -> KeyRef {
         match self {

@@ -132,14 +132,7 @@ impl crate::domain::keystore::CardKeyStore for SoftwareKeyStore {
         dek: crate::domain::keystore::CardDek<'_>,
     ) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyError> {
         use crate::domain::chip::keys::ChipKeys;
-        use crate::domain::keystore::HeldSecret;
-        let HeldSecret::IccMasterKeys {
-            derivation_index,
-            option,
-            pan,
-            psn,
-        } = secret
-        else {
+        let Some((derivation_index, option, pan, psn)) = secret.icc_master_key_inputs() else {
             return Err(KeyError::Rule {
                 key: secret.key(),
                 rule: "a value wrapped under a ktk is held by a PKCS#11 store, not this one".into(),

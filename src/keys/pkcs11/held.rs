@@ -154,13 +154,7 @@ impl Pkcs11KeyStore {
         secret: &HeldSecret,
         dek: CardDek<'_>,
     ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-        let HeldSecret::IccMasterKeys {
-            derivation_index,
-            option,
-            pan,
-            psn,
-        } = secret
-        else {
+        let Some((derivation_index, option, pan, psn)) = secret.icc_master_key_inputs() else {
             return self.wrapped_for_card(secret, dek);
         };
         let ac = secret.key();
@@ -292,13 +286,7 @@ impl Pkcs11KeyStore {
                 "{why}: test token, so DGI 8000 is encrypted on the host for SCP02 (docs/hsm.md)"
             );
         }
-        let HeldSecret::IccMasterKeys {
-            derivation_index,
-            option,
-            pan,
-            psn,
-        } = secret
-        else {
+        let Some((derivation_index, option, pan, psn)) = secret.icc_master_key_inputs() else {
             return Err(rule(ac, "not the ICC master keys"));
         };
         let data = Zeroizing::new(

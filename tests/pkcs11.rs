@@ -38,16 +38,17 @@ const SO_PIN: &str = "13579111";
 const TOKEN: &str = "persodesk-demo";
 
 /// Whether SoftHSM2 is installed; says so loudly when it is not.
-/// A token directory `dir` holding an initialised token [`TOKEN`] and its test store file,
-/// or `None` (loudly) when SoftHSM2 is not installed.
-fn test_token(test: &str, dir: &str) -> Option<Hsm> {
+/// Runs the scenario `children` (in order) of test `test` on a fresh token [`TOKEN`] with its
+/// test store file in the directory `dir`; the last child's log, or `None` (loudly) when
+/// SoftHSM2 is not installed.
+fn token_children(test: &str, dir: &str, children: &[&str]) -> Option<String> {
     if !softhsm_present(test) {
         return None;
     }
     let hsm = Hsm::new(dir);
     hsm.init(TOKEN);
     hsm.store(TOKEN, true, "");
-    Some(hsm)
+    children.iter().map(|c| hsm.run_child(c)).last()
 }
 
 fn softhsm_present(test: &str) -> bool {
@@ -389,13 +390,11 @@ fn open(store: &Path) -> Pkcs11KeyStore {
 
 #[test]
 fn demo_keys_imported_into_softhsm_prepare_like_the_software_store() {
-    let Some(hsm) = test_token(
+    token_children(
         "demo_keys_imported_into_softhsm_prepare_like_the_software_store",
         "import",
-    ) else {
-        return;
-    };
-    hsm.run_child("child_import_and_prepare");
+        &["child_import_and_prepare"],
+    );
 }
 
 #[test]
@@ -879,14 +878,13 @@ fn child_provisioned_without_derive() {
 
 #[test]
 fn demo_keys_on_a_test_token_without_cka_derive_personalize_like_the_software_store() {
-    let Some(hsm) = test_token(
+    let Some(log) = token_children(
         "demo_keys_on_a_test_token_without_cka_derive_personalize_like_the_software_store",
         "noderive",
+        &["child_import_only", "child_without_derive"],
     ) else {
         return;
     };
-    hsm.run_child("child_import_only");
-    let log = hsm.run_child("child_without_derive");
     assert_one_no_derive_warning(&log);
 }
 
@@ -1253,14 +1251,13 @@ fn gppro_kmcs() -> persodesk::keys::SoftwareKeyStore {
 
 #[test]
 fn the_cards_gp_keys_stay_in_the_token_and_the_card_receives_the_same_bytes() {
-    let Some(hsm) = test_token(
+    let Some(log) = token_children(
         "the_cards_gp_keys_stay_in_the_token_and_the_card_receives_the_same_bytes",
         "card-keys",
+        &["child_card_keys_in_the_token", "child_kmc_without_derive"],
     ) else {
         return;
     };
-    hsm.run_child("child_card_keys_in_the_token");
-    let log = hsm.run_child("child_kmc_without_derive");
     let warning = "CKA_DERIVE is missing, so the card's GlobalPlatform static keys";
     assert_eq!(log.matches(warning).count(), 1, "{log}");
 }
@@ -1533,14 +1530,14 @@ fn assert_same_store_data_from_both_stores(p11: &Pkcs11KeyStore) {
 
 #[test]
 fn the_reference_pin_block_is_held_under_the_ktk_and_the_card_receives_the_same_bytes() {
-    let Some(hsm) = test_token(
+    token_children(
         "the_reference_pin_block_is_held_under_the_ktk_and_the_card_receives_the_same_bytes",
         "pin-ktk",
-    ) else {
-        return;
-    };
-    hsm.run_child("child_pin_block_under_the_ktk");
-    hsm.run_child("child_pin_block_without_a_ktk");
+        &[
+            "child_pin_block_under_the_ktk",
+            "child_pin_block_without_a_ktk",
+        ],
+    );
 }
 
 /// DGI 8010 of the Visa demo order (its ISO 0 PIN under `zpk #1`), prepared for Model 1 by

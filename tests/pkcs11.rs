@@ -27,7 +27,7 @@ use persodesk::domain::oda::{OdaError, RsaExponent, RsaKeyPair};
 use persodesk::domain::prepare::{CardKeys, ModelChoice, PrepInputs, prepare_card};
 use persodesk::keys::KeyStorePort;
 use persodesk::keys::LoadedKeys;
-use persodesk::keys::pkcs11::{Pkcs11KeyStore, ceremony};
+use persodesk::keys::pkcs11::{IssuerPublic, Pkcs11KeyStore, ceremony};
 
 mod support;
 use support::demo::{self, Demo, root};
@@ -48,7 +48,11 @@ fn token_children(test: &str, dir: &str, children: &[&str]) -> Option<String> {
     let hsm = Hsm::new(dir);
     hsm.init(TOKEN);
     hsm.store(TOKEN, true, "");
-    children.iter().map(|c| hsm.run_child(c)).last()
+    let mut log = None;
+    for child in children {
+        log = Some(hsm.run_child(child));
+    }
+    log
 }
 
 fn softhsm_present(test: &str) -> bool {
@@ -397,15 +401,28 @@ fn demo_keys_imported_into_softhsm_prepare_like_the_software_store() {
     );
 }
 
-#[test]
-#[ignore = "run by its parent test in a process with SOFTHSM2_CONF set"]
-fn child_import_and_prepare() {
+/// In a child: the scenario's directory, its store file, and the token opened read-write
+/// with the demo keys imported (what `import_software` gave: the keys and the issuers' public
+/// halves).
+fn child_with_demo_keys() -> (
+    PathBuf,
+    PathBuf,
+    Pkcs11KeyStore,
+    (Vec<ceremony::Imported>, Vec<IssuerPublic>),
+) {
     let dir = child_dir().expect("PERSODESK_TEST_HSM_DIR");
     let path = dir.join(format!("{TOKEN}.toml"));
     let text = std::fs::read_to_string(&path).expect("store file");
     let file = persodesk::keys::pkcs11::StoreFile::parse_text("store", &text).expect("parses");
     let mut rw = Pkcs11KeyStore::open("store", file, true).expect("token opens");
-    let (done, issuers) = ceremony::import_software(&mut rw, &demo::keys()).expect("import");
+    let imported = ceremony::import_software(&mut rw, &demo::keys()).expect("import");
+    (dir, path, rw, imported)
+}
+
+#[test]
+#[ignore = "run by its parent test in a process with SOFTHSM2_CONF set"]
+fn child_import_and_prepare() {
+    let (_, path, rw, (done, issuers)) = child_with_demo_keys();
     // Every software KCV was recomputed by the token and compared inside import_software; the
     // demo file's own declared KCVs are the published-convention values.
     // JWE keys stay in the software store (docs/hsm.md).
@@ -919,12 +936,7 @@ fn log_to_stderr() {
 #[test]
 #[ignore = "run by its parent test in a process with SOFTHSM2_CONF set"]
 fn child_import_only() {
-    let dir = child_dir().expect("PERSODESK_TEST_HSM_DIR");
-    let path = dir.join(format!("{TOKEN}.toml"));
-    let text = std::fs::read_to_string(&path).expect("store file");
-    let file = persodesk::keys::pkcs11::StoreFile::parse_text("store", &text).expect("parses");
-    let mut rw = Pkcs11KeyStore::open("store", file, true).expect("token opens");
-    let (_, issuers) = ceremony::import_software(&mut rw, &demo::keys()).expect("import");
+    let (_, path, _rw, (_, issuers)) = child_with_demo_keys();
     assert!(!issuers.is_empty(), "the demo issuer keys");
     let mut f = std::fs::OpenOptions::new()
         .append(true)
@@ -1270,12 +1282,7 @@ fn the_cards_gp_keys_stay_in_the_token_and_the_card_receives_the_same_bytes() {
 #[test]
 #[ignore = "run by its parent test in a process with SOFTHSM2_CONF set"]
 fn child_card_keys_in_the_token() {
-    let dir = child_dir().expect("PERSODESK_TEST_HSM_DIR");
-    let path = dir.join(format!("{TOKEN}.toml"));
-    let text = std::fs::read_to_string(&path).expect("store file");
-    let file = persodesk::keys::pkcs11::StoreFile::parse_text("store", &text).expect("parses");
-    let mut rw = Pkcs11KeyStore::open("store", file, true).expect("token opens");
-    let (_, issuers) = ceremony::import_software(&mut rw, &demo::keys()).expect("import");
+    let (_, path, mut rw, (_, issuers)) = child_with_demo_keys();
     ceremony::import_software(&mut rw, &gppro_kmcs()).expect("import GPPro KMCs");
     drop(rw);
     let mut f = std::fs::OpenOptions::new()
@@ -1591,12 +1598,7 @@ fn pin_dgis(
 #[test]
 #[ignore = "run by its parent test in a process with SOFTHSM2_CONF set"]
 fn child_pin_block_under_the_ktk() {
-    let dir = child_dir().expect("PERSODESK_TEST_HSM_DIR");
-    let path = dir.join(format!("{TOKEN}.toml"));
-    let text = std::fs::read_to_string(&path).expect("store file");
-    let file = persodesk::keys::pkcs11::StoreFile::parse_text("store", &text).expect("parses");
-    let mut rw = Pkcs11KeyStore::open("store", file, true).expect("token opens");
-    let (_, issuers) = ceremony::import_software(&mut rw, &demo::keys()).expect("import");
+    let (_, path, rw, (_, issuers)) = child_with_demo_keys();
     drop(rw);
     let mut f = std::fs::OpenOptions::new()
         .append(true)

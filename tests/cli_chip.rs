@@ -13,6 +13,15 @@ fn lines(o: &Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Runs persodesk with the words of `fixed` and then `more` (paths and other values).
+fn persodesk_with(fixed: &str, more: &[&str]) -> std::process::Output {
+    let args: Vec<&str> = fixed
+        .split_whitespace()
+        .chain(more.iter().copied())
+        .collect();
+    persodesk(&args, support::NO_ENV)
+}
+
 #[test]
 fn model1_json_masked_and_revealed() {
     let args = [
@@ -126,20 +135,9 @@ fn demo_pki_appends_a_working_issuer_key() {
     let keys = dir.join("keys.toml");
     std::fs::copy(root().join("tests/fixtures/keys.toml"), &keys).expect("copy");
     let k = keys.to_str().expect("utf8");
-    let o = persodesk(
-        &[
-            "keys",
-            "demo-pki",
-            "--keys",
-            k,
-            "--index",
-            "5",
-            "--ca-bits",
-            "1024",
-            "--issuer-bits",
-            "1024",
-        ],
-        support::NO_ENV,
+    let o = persodesk_with(
+        "keys demo-pki --index 5 --ca-bits 1024 --issuer-bits 1024",
+        &["--keys", k],
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = persodesk(&["keys", "ca-public", "--keys", k], support::NO_ENV);
@@ -250,16 +248,9 @@ fn a_product_may_allow_only_one_model() {
     let text = std::fs::read_to_string(&p).expect("product");
     std::fs::write(&p, format!("models = [1]\n{text}")).expect("write");
     let profiles = dir.to_str().expect("utf8");
-    let o = persodesk(
-        &[
-            "prepare",
-            "assets/demo/orders-model2.json",
-            "--order",
-            "DEMO-VISA-0001-M2",
-            "--profiles",
-            profiles,
-        ],
-        support::NO_ENV,
+    let o = persodesk_with(
+        "prepare assets/demo/orders-model2.json --order DEMO-VISA-0001-M2",
+        &["--profiles", profiles],
     );
     assert_eq!(o.status.code(), Some(1));
     assert!(
@@ -268,18 +259,9 @@ fn a_product_may_allow_only_one_model() {
         "{}",
         String::from_utf8_lossy(&o.stdout)
     );
-    let o = persodesk(
-        &[
-            "prepare",
-            "assets/demo/orders.json",
-            "--order",
-            "DEMO-VISA-0001",
-            "--model",
-            "1",
-            "--profiles",
-            profiles,
-        ],
-        support::NO_ENV,
+    let o = persodesk_with(
+        "prepare assets/demo/orders.json --order DEMO-VISA-0001 --model 1",
+        &["--profiles", profiles],
     );
     assert_eq!(o.status.code(), Some(0));
     let _ = std::fs::remove_dir_all(dir);

@@ -379,8 +379,7 @@ fn parse_entry(file: &str, n: usize, t: &toml::Table) -> Result<(KeyRef, Entry),
     let is_rsa = t.get("algorithm").and_then(|a| a.as_str()) == Some("rsa");
     let allowed = |k: &str| {
         if is_rsa {
-            k != "value"
-                && (KEY_FIELDS.contains(&k) || super::software_chip::RSA_FIELDS.contains(&k))
+            k != "value" && (KEY_FIELDS.contains(&k) || super::software_chip::is_rsa_field(k))
         } else {
             KEY_FIELDS.contains(&k)
         }

@@ -44,10 +44,9 @@ pub(crate) struct IssuerRsa {
     pub(crate) ca: CaPublicKey,
 }
 
-/// The fields an `issuer-rsa` entry adds to the common ones.
-pub(crate) const RSA_FIELDS: [&str; 9] = [
-    "p",
-    "q",
+/// The public fields of an issuer ODA key entry, the same in a software key file and in a
+/// PKCS#11 store file's `[[issuer]]` tables.
+pub(crate) const ISSUER_PUBLIC_FIELDS: [&str; 7] = [
     "exponent",
     "certificate",
     "remainder",
@@ -56,6 +55,12 @@ pub(crate) const RSA_FIELDS: [&str; 9] = [
     "ca_modulus",
     "ca_exponent",
 ];
+
+/// Whether `k` is a field an `issuer-rsa` entry adds to the common ones: its primes and the
+/// public fields.
+pub(crate) fn is_rsa_field(k: &str) -> bool {
+    k == "p" || k == "q" || ISSUER_PUBLIC_FIELDS.contains(&k)
+}
 
 /// The RSA check value convention: first 3 bytes of SHA-1(modulus), upper-case hex.
 pub fn rsa_kcv(modulus: &[u8]) -> String {

@@ -121,16 +121,6 @@ fn exponent(t: &toml::Table, at: &str, field: &str) -> Result<RsaExponent, Rule>
 }
 
 const PKCS11_FIELDS: [&str; 5] = ["module", "token", "pin_env", "pin_file", "test"];
-const ISSUER_FIELDS: [&str; 8] = [
-    "index",
-    "exponent",
-    "certificate",
-    "remainder",
-    "rid",
-    "ca_index",
-    "ca_modulus",
-    "ca_exponent",
-];
 
 fn unknown(t: &toml::Table, at: &str, known: &[&str]) -> Result<(), Rule> {
     match t.keys().find(|k| !known.contains(&k.as_str())) {
@@ -170,7 +160,10 @@ fn issuer(i: usize, v: &toml::Value) -> Result<IssuerPublic, Rule> {
     let toml::Value::Table(t) = v else {
         return Err((at, "must be a table".into()));
     };
-    unknown(t, &at, &ISSUER_FIELDS)?;
+    let known: Vec<&str> = std::iter::once("index")
+        .chain(crate::keys::software_chip::ISSUER_PUBLIC_FIELDS)
+        .collect();
+    unknown(t, &at, &known)?;
     let index = match t.get("index") {
         Some(toml::Value::Integer(n)) => u32::try_from(*n).ok(),
         _ => None,

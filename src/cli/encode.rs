@@ -21,8 +21,7 @@ use clap::Args;
 
 use super::records::{self, EncodeRecord, Outcome, RecordError};
 use super::{
-    Exit, keys_path, open_store, profiles_path, read_catalog, read_keys, read_orders,
-    select_orders, unreadable,
+    Exit, catalog_at, keys_path, open_store, read_keys, read_orders, select_orders, unreadable,
 };
 use crate::devices::encoder::{DEFAULT_BAUD, EncoderError, EncoderEvent, SerialConfig};
 use crate::domain::finding::Finding;
@@ -136,12 +135,8 @@ pub fn run(args: &EncodeArgs) -> Exit {
         Ok(w) => w,
         Err(e) => return e,
     };
-    let profiles = match profiles_path(args.profiles.as_deref()) {
+    let (profiles, catalog) = match catalog_at(args.profiles.as_deref()) {
         Ok(p) => p,
-        Err(e) => return e,
-    };
-    let catalog = match read_catalog(&profiles) {
-        Ok(c) => c,
         Err(e) => return e,
     };
     let keys = match keys_path(args.keys.as_deref()).and_then(|p| read_keys(&p)) {

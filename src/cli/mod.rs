@@ -363,6 +363,13 @@ pub(crate) fn keys_path(flag: Option<&Path>) -> Result<PathBuf, Exit> {
 }
 
 /// The profiles directory: `--profiles` (test mode), else the configuration's, else `profiles`.
+/// The profiles folder (`--profiles`, the configuration, or the default) and its products.
+pub(crate) fn catalog_at(flag: Option<&Path>) -> Result<(PathBuf, Catalog), Exit> {
+    let profiles = profiles_path(flag)?;
+    let catalog = read_catalog(&profiles)?;
+    Ok((profiles, catalog))
+}
+
 pub(crate) fn profiles_path(flag: Option<&Path>) -> Result<PathBuf, Exit> {
     configured_path(flag, "--profiles", |c| c.profiles.clone(), DEFAULT_PROFILES)
 }

@@ -10,9 +10,7 @@ use serde_json::json;
 
 mod jsonl;
 
-use super::{
-    Exit, check_order_mode, keys_path, open_store, profiles_path, read_catalog, read_keys,
-};
+use super::{Exit, catalog_at, check_order_mode, keys_path, open_store, read_keys};
 use crate::batch::seen::SeenIds;
 use crate::batch::{Line, Lines};
 use crate::domain::chip::ChipData;
@@ -666,12 +664,8 @@ impl Batch<'_> {
 
 /// Runs `prepare`.
 pub fn run(args: &PrepareArgs) -> Exit {
-    let profiles = match profiles_path(args.profiles.as_deref()) {
+    let (profiles, catalog) = match catalog_at(args.profiles.as_deref()) {
         Ok(p) => p,
-        Err(e) => return e,
-    };
-    let catalog = match read_catalog(&profiles) {
-        Ok(c) => c,
         Err(e) => return e,
     };
     let Some(model) = ModelChoice::parse(&args.model) else {

@@ -13,6 +13,12 @@ fn lines(o: &Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Asserts that persodesk exited with `code`, showing its stdout when not.
+fn assert_exit(o: &std::process::Output, code: i32) {
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(code), "{stdout}");
+}
+
 /// Runs persodesk with the words of `fixed` and then `more` (paths and other values).
 fn persodesk_with(fixed: &str, more: &[&str]) -> std::process::Output {
     let args: Vec<&str> = fixed
@@ -164,12 +170,7 @@ fn model2_demo_orders_and_the_packer() {
         &["prepare", "assets/demo/orders-model2.json", "--json"],
         support::NO_ENV,
     );
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
+    assert_exit(&o, 0);
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert_eq!(out.lines().count(), 3);
     for line in out.lines() {
@@ -212,12 +213,7 @@ fn model2_demo_orders_and_the_packer() {
         &["prepare", packed_arg, "--model", "2", "--json"],
         support::NO_ENV,
     );
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
+    assert_exit(&o, 0);
     // Packed for another order, the same data is rejected: its PAN/expiry do not match.
     let o = pack("1", "DEMO-VISA-0002");
     assert_eq!(o.status.code(), Some(0));

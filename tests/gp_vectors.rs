@@ -83,6 +83,31 @@ fn cmd(s: &str) -> CommandApdu {
 // AES-CMAC and KCVs
 
 /// V: `aes-cmac`, RFC 4493 section 4 (the PRF of the SCP03 KDF).
+/// A plan that installs the Visa applet through `target` (an ISD) over `protocol` at `level`
+/// and key version `version`, the card keys diversified from `kmc` by `method`, sending the test
+/// DGIs with the host challenge `host` (hex).
+fn visa_master_plan(
+    channel: ((&str, Protocol), SecurityLevel, u8),
+    kmc: SecretKey,
+    method: Diversification,
+    host: &str,
+) -> PersoPlan {
+    let ((target, protocol), security_level, key_version) = channel;
+    PersoPlan {
+        channel: ChannelPlan {
+            target_aid: Aid::from_hex(target).expect("aid"),
+            install_for_perso: Some(Aid::from_hex(VISA_AID).expect("aid")),
+            protocol,
+            security_level,
+            key_version,
+            keys: CardKeys::Master { kmc, method },
+            verify_card_challenge: false,
+        },
+        host_challenge: arr(host),
+        dgis: perso_dgis(),
+    }
+}
+
 #[test]
 fn aes_cmac_rfc4493() {
     let k = h("2b7e151628aed2a6abf7158809cf4f3c");
@@ -987,22 +1012,17 @@ fn session_scp02_cdec_kmc_install() {
         kdd,
         0x01,
     );
-    let plan = PersoPlan {
-        channel: ChannelPlan {
-            target_aid: Aid::from_hex(OP_ISD_AID).expect("aid"),
-            install_for_perso: Some(Aid::from_hex(VISA_AID).expect("aid")),
-            protocol: Protocol::Scp02 { i: 0x15 },
-            security_level: SecurityLevel::CMacCDec,
-            key_version: 0x00,
-            keys: CardKeys::Master {
-                kmc: key(kmc),
-                method: Diversification::EmvCps11,
-            },
-            verify_card_challenge: false,
-        },
-        host_challenge: arr("1122334455667788"),
-        dgis: perso_dgis(),
-    };
+    let channel = (
+        (OP_ISD_AID, Protocol::Scp02 { i: 0x15 }),
+        SecurityLevel::CMacCDec,
+        0x00,
+    );
+    let plan = visa_master_plan(
+        channel,
+        key(kmc),
+        Diversification::EmvCps11,
+        "1122334455667788",
+    );
     let r = run(plan, &mut card);
     let summary = r.result.expect("session succeeds");
     let ins: Vec<u8> = r.commands.iter().map(|c| c[1]).collect();
@@ -1117,22 +1137,12 @@ fn session_scp03_kdf3_rmac() {
             0x31,
         )
     };
-    let plan = PersoPlan {
-        channel: ChannelPlan {
-            target_aid: Aid::from_hex("A000000151000000").expect("aid"),
-            install_for_perso: Some(Aid::from_hex(VISA_AID).expect("aid")),
-            protocol: Protocol::Scp03 { i: 0x70 },
-            security_level: SecurityLevel::CMacCDecRMac,
-            key_version: 0x31,
-            keys: CardKeys::Master {
-                kmc: key(kmc),
-                method: Diversification::Kdf3,
-            },
-            verify_card_challenge: false,
-        },
-        host_challenge: arr("A1A2A3A4A5A6A7A8"),
-        dgis: perso_dgis(),
-    };
+    let channel = (
+        ("A000000151000000", Protocol::Scp03 { i: 0x70 }),
+        SecurityLevel::CMacCDecRMac,
+        0x31,
+    );
+    let plan = visa_master_plan(channel, key(kmc), Diversification::Kdf3, "A1A2A3A4A5A6A7A8");
     let mut card = new_card();
     let r = run(plan.clone(), &mut card);
     r.result.expect("session succeeds");

@@ -234,6 +234,32 @@ pub struct Opened {
     pub channel: CardChannel,
 }
 
+impl Opened {
+    /// The answer `response` and a channel of `input`'s protocol and host challenge with the
+    /// session keys `[S-ENC, S-MAC, S-RMAC, DEK]` and the card part, not yet authenticated.
+    fn new(
+        response: Vec<u8>,
+        input: &InitInput<'_>,
+        keys: [Zeroizing<Vec<u8>>; 4],
+        card_part: [u8; 8],
+    ) -> Self {
+        let [s_enc, s_mac, s_rmac, dek] = keys;
+        let channel = CardChannel {
+            protocol: input.protocol,
+            s_enc,
+            s_mac,
+            s_rmac,
+            dek,
+            host_challenge: input.host_challenge,
+            card_part,
+            level: None,
+            chain: [0; 16],
+            counter: 0,
+        };
+        Self { response, channel }
+    }
+}
+
 /// Inputs of INITIALIZE UPDATE on the card side.
 pub struct InitInput<'a> {
     /// Protocol and "i".
@@ -310,21 +336,8 @@ impl CardChannel {
                 response.push(0x02);
                 response.extend_from_slice(&card_part);
                 response.extend_from_slice(&card_cryptogram);
-                Ok(Opened {
-                    response,
-                    channel: CardChannel {
-                        protocol: input.protocol,
-                        s_enc,
-                        s_mac,
-                        s_rmac,
-                        dek,
-                        host_challenge: input.host_challenge,
-                        card_part,
-                        level: None,
-                        chain: [0; 16],
-                        counter: 0,
-                    },
-                })
+                let keys = [s_enc, s_mac, s_rmac, dek];
+                Ok(Opened::new(response, input, keys, card_part))
             }
             CardProtocol::Scp03 { i } => {
                 let k = input.keys;
@@ -355,21 +368,8 @@ impl CardChannel {
                 if i & 0x10 != 0 {
                     response.extend_from_slice(&seq3);
                 }
-                Ok(Opened {
-                    response,
-                    channel: CardChannel {
-                        protocol: input.protocol,
-                        s_enc,
-                        s_mac,
-                        s_rmac,
-                        dek: k.dek.clone(),
-                        host_challenge: input.host_challenge,
-                        card_part: card_challenge,
-                        level: None,
-                        chain: [0; 16],
-                        counter: 0,
-                    },
-                })
+                let keys = [s_enc, s_mac, s_rmac, k.dek.clone()];
+                Ok(Opened::new(response, input, keys, card_challenge))
             }
         }
     }

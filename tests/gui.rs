@@ -19,8 +19,8 @@ use persodesk::store::Store;
 
 use support::TempDir;
 use support::gui::{
-    assert_done, cancel_spoiling_the_card, choose_on_devices, config, harness, has, last_failure,
-    loaded, personalize_order, reason_of, select, show, sign_in, signed_in,
+    assert_done, cancel_spoiling_the_card, choose_on_devices, config, demo_signed_in, harness, has,
+    last_failure, loaded, personalize_order, reason_of, select, show, sign_in, signed_in,
     start_with_nobody_swiping, status_of, wait,
 };
 
@@ -165,8 +165,7 @@ fn supervisor_approves_then_operator_personalizes_on_the_simulated_encoder() {
 
 #[test]
 fn operator_cannot_personalize_an_unapproved_order() {
-    let dir = TempDir::new("operator");
-    let mut h = signed_in(&dir, "operator", true);
+    let (dir, mut h) = demo_signed_in("operator", "operator");
     let row = select(&mut h, "DEMO-VISA-0001");
     assert_eq!(status_of(&h, "DEMO-VISA-0001"), Status::DataPrepared);
     assert!(
@@ -245,8 +244,7 @@ fn tester_reveals_on_test_keys_and_personalizes_without_approval() {
 
 #[test]
 fn a_failing_card_shows_the_failed_step() {
-    let dir = TempDir::new("fail");
-    let mut h = signed_in(&dir, "tester", true);
+    let (_dir, mut h) = demo_signed_in("fail", "tester");
     h.get_by_label("Devices").click();
     h.step();
     h.step();
@@ -283,8 +281,7 @@ fn a_failing_card_shows_the_failed_step() {
 
 #[test]
 fn model_1_and_model_2_show_their_chip_data() {
-    let dir = TempDir::new("models");
-    let mut h = signed_in(&dir, "supervisor", true);
+    let (_dir, mut h) = demo_signed_in("models", "supervisor");
     // A Model 2 demo order: the issuer's data is the default choice.
     let row = select(&mut h, "DEMO-MC-0001-M2");
     assert_eq!(h.state().rows[row].model, Some(ChipModel::Model2));
@@ -352,8 +349,7 @@ fn choose_model(h: &mut egui_kittest::Harness<'_, App>, n: u8) {
 
 #[test]
 fn a_personalized_virtual_card_refuses_a_second_personalization() {
-    let dir = TempDir::new("second");
-    let mut h = signed_in(&dir, "tester", true);
+    let (_dir, mut h) = demo_signed_in("second", "tester");
     personalize_order(&mut h, "DEMO-MC-0001");
     assert_eq!(status_of(&h, "DEMO-MC-0001"), Status::Done);
     show(&mut h, "Devices");
@@ -400,8 +396,7 @@ fn a_personalized_virtual_card_refuses_a_second_personalization() {
 
 #[test]
 fn cancel_leaves_the_order_failed_not_done() {
-    let dir = TempDir::new("cancel");
-    let mut h = signed_in(&dir, "tester", true);
+    let (_dir, mut h) = demo_signed_in("cancel", "tester");
     start_with_nobody_swiping(&mut h, "DEMO-VISA-0001");
     wait(&mut h, "the stripe step", |a| {
         a.perso.is_running() && a.perso.hint.is_some()
@@ -445,8 +440,7 @@ fn the_cancel_transport_stops_before_the_next_apdu() {
 
 #[test]
 fn a_card_fault_fails_the_card_at_its_step() {
-    let dir = TempDir::new("cardfault");
-    let mut h = signed_in(&dir, "tester", true);
+    let (_dir, mut h) = demo_signed_in("cardfault", "tester");
     choose_on_devices(&mut h, "6A80 at the first STORE DATA");
     personalize_order(&mut h, "DEMO-US-0001");
     assert_eq!(status_of(&h, "DEMO-US-0001"), Status::Failed);
@@ -720,8 +714,7 @@ fn a_tampered_model_2_envelope_is_a_data_exception_at_load() {
 /// approval; both are in the audit trail.
 #[test]
 fn decisions_survive_a_reload_and_a_model_change_withdraws_the_approval() {
-    let dir = TempDir::new("decisions");
-    let mut h = signed_in(&dir, "supervisor", true);
+    let (dir, mut h) = demo_signed_in("decisions", "supervisor");
     let row = select(&mut h, "DEMO-VISA-0001");
     h.state_mut().reject(row, "name misspelt").expect("reject");
     assert_eq!(status_of(&h, "DEMO-VISA-0001"), Status::DataException);
@@ -769,8 +762,7 @@ fn the_channel_override_is_a_testers_and_the_job_uses_it() {
         protocol: Some(Protocol::Scp03 { i: 0x70 }),
         kmc_index: Some(2),
     };
-    let dir = TempDir::new("override");
-    let mut h = signed_in(&dir, "operator", true);
+    let (_dir, mut h) = demo_signed_in("override", "operator");
     let e = h
         .state_mut()
         .set_channel_override(scp03)

@@ -14,8 +14,9 @@ use persodesk::job::{CHIP_PARTLY_WRITTEN, Step};
 
 use support::TempDir;
 use support::gui::{
-    assert_done, cancel_spoiling_the_card, choose_on_devices, has, last_failure, personalize_order,
-    reason_of, select, show, sign_in, signed_in, start_with_nobody_swiping, status_of, wait,
+    assert_done, cancel_spoiling_the_card, choose_on_devices, demo_signed_in, has, last_failure,
+    personalize_order, reason_of, select, show, sign_in, signed_in, start_with_nobody_swiping,
+    status_of, wait,
 };
 
 fn approve(h: &mut egui_kittest::Harness<'_, persodesk::gui::App>, id: &str) {
@@ -32,8 +33,7 @@ fn approve(h: &mut egui_kittest::Harness<'_, persodesk::gui::App>, id: &str) {
 /// transcript can be copied (masked), and the encoder panel shows the masked tracks written.
 #[test]
 fn a_personalized_card_is_refused_and_the_approved_order_stays_ready() {
-    let dir = TempDir::new("cardcheck");
-    let mut h = signed_in(&dir, "supervisor", true);
+    let (dir, mut h) = demo_signed_in("cardcheck", "supervisor");
     approve(&mut h, "DEMO-MC-0001");
     approve(&mut h, "DEMO-MC-0002");
     sign_in(&mut h, "operator");
@@ -115,8 +115,7 @@ fn a_personalized_card_is_refused_and_the_approved_order_stays_ready() {
 /// the encoder waits, a large "Swipe the card now" prompt shows the seconds left.
 #[test]
 fn cancel_after_store_data_asks_first_and_says_the_card_is_spoiled() {
-    let dir = TempDir::new("cancelconfirm");
-    let mut h = signed_in(&dir, "tester", true);
+    let (_dir, mut h) = demo_signed_in("cancelconfirm", "tester");
     start_with_nobody_swiping(&mut h, "DEMO-VISA-0001");
     wait(&mut h, "the swipe", |a| {
         a.perso.is_running() && a.perso.progress.swipe.is_some()
@@ -150,8 +149,7 @@ fn cancel_after_store_data_asks_first_and_says_the_card_is_spoiled() {
 /// A bad swipe that the encoder retries is shown (count and what failed), not silent.
 #[test]
 fn a_bad_swipe_retried_is_shown() {
-    let dir = TempDir::new("badswipe");
-    let mut h = signed_in(&dir, "tester", true);
+    let (_dir, mut h) = demo_signed_in("badswipe", "tester");
     choose_on_devices(&mut h, "One bad swipe");
     personalize_order(&mut h, "DEMO-VISA-0001");
     assert_done(&h, "DEMO-VISA-0001");
@@ -164,8 +162,7 @@ fn a_bad_swipe_retried_is_shown() {
 /// that the chip profile decides and has no control.
 #[test]
 fn the_channel_override_widget_is_for_testers() {
-    let dir = TempDir::new("overridewidget");
-    let mut h = signed_in(&dir, "operator", true);
+    let (_dir, mut h) = demo_signed_in("overridewidget", "operator");
     show(&mut h, "Devices");
     assert!(has(&h, "overrides are for testers only"));
     assert!(h.query_by_label("SCP03 i=70").is_none());

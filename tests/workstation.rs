@@ -14,7 +14,9 @@ use persodesk::gui::orders::Filter;
 use persodesk::gui::{App, Screen, Shortcut};
 
 use support::TempDir;
-use support::gui::{config, harness, has, loaded, select, sign_in, signed_in, status_of, wait};
+use support::gui::{
+    config, demo_signed_in, harness, has, loaded, select, sign_in, signed_in, status_of, wait,
+};
 
 /// An order whose cvKeyIndex names no key: both tracks inject the CVV, so preparation reports
 /// the same finding once per track.
@@ -168,8 +170,7 @@ fn f1_lists_every_shortcut_and_hover_texts_name_the_same_keys() {
 
 #[test]
 fn enter_personalizes_the_selected_order_when_allowed() {
-    let dir = TempDir::new("enter");
-    let mut h = signed_in(&dir, "operator", true);
+    let (_dir, mut h) = demo_signed_in("enter", "operator");
     select(&mut h, "DEMO-VISA-0001");
     // Not approved: Enter starts nothing.
     press(&mut h, Shortcut::PersonalizeSelected);
@@ -369,8 +370,7 @@ fn search_finds_an_order_by_its_full_pan_without_showing_it() {
 
 #[test]
 fn the_card_picture_shows_the_embossing_the_stripe_and_the_chip_masked() {
-    let dir = TempDir::new("picture");
-    let mut h = signed_in(&dir, "supervisor", true);
+    let (_dir, mut h) = demo_signed_in("picture", "supervisor");
     select(&mut h, "DEMO-MC-0001");
     assert!(has(&h, "Card picture"));
     // assets/demo/orders.json: PAN 5413330089012345, exp 2906, DOE/ALICE, MC AID A0000000041010.
@@ -387,8 +387,7 @@ fn the_card_picture_shows_the_embossing_the_stripe_and_the_chip_masked() {
 fn a_long_reason_wraps_in_the_preview_and_the_table_never_takes_its_clicks() {
     // What made a second Personalize click after a card check refusal vanish: the refusal's
     // long reason widened the preview, the table overflowed under it and took the click.
-    let dir = TempDir::new("long-reason");
-    let mut h = signed_in(&dir, "tester", true);
+    let (_dir, mut h) = demo_signed_in("long-reason", "tester");
     let long = format!(
         "card check: {}insert a fresh card",
         "the card is already personalized, nothing was written; ".repeat(8)

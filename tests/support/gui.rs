@@ -19,6 +19,13 @@ use super::TempDir;
 
 /// The app in `dir` (store, simulated encoder, virtual card; demo orders when `load_demo`),
 /// signed in as `role` (`operator`, `supervisor`, `tester`), the demo orders loaded when asked.
+/// A fresh directory `name` and the window on the demo orders with `role` signed in.
+pub fn demo_signed_in(name: &str, role: &str) -> (TempDir, Harness<'static, App>) {
+    let dir = TempDir::new(name);
+    let h = signed_in(&dir, role, true);
+    (dir, h)
+}
+
 pub fn signed_in(dir: &TempDir, role: &str, load_demo: bool) -> Harness<'static, App> {
     let app = App::new(config(dir, load_demo), LogBuffer::default()).expect("app");
     let mut h = harness(app);

@@ -39,6 +39,11 @@ struct Hsm {
     store: PathBuf,
 }
 
+/// A token `name` holding the demo keys, or `None` (loudly) when SoftHSM2 is not installed.
+fn demo_token(test: &str, name: &str) -> Option<Hsm> {
+    present(test).then(|| Hsm::with_demo_keys(name))
+}
+
 impl Hsm {
     /// A fresh token directory `name`, the token initialised and the demo keys imported.
     fn with_demo_keys(name: &str) -> Self {
@@ -212,10 +217,9 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 /// bytes or hex. `prepare --keys <token>` takes the pairs, the count drops by the DDA cards.
 #[test]
 fn the_persisted_icc_pool_fills_and_serves_on_a_token() {
-    if !present("the_persisted_icc_pool_fills_and_serves_on_a_token") {
+    let Some(hsm) = demo_token("the_persisted_icc_pool_fills_and_serves_on_a_token", "pool") else {
         return;
-    }
-    let hsm = Hsm::with_demo_keys("pool");
+    };
     let data = hsm.data("pool");
     let token = hsm.store_arg();
     fill(&hsm, &data, &token, "3");
@@ -259,10 +263,12 @@ fn the_persisted_icc_pool_fills_and_serves_on_a_token() {
 /// is not prepared, and no key is generated in their place).
 #[test]
 fn a_software_filled_pool_opens_on_a_token_with_the_same_store_key_only() {
-    if !present("a_software_filled_pool_opens_on_a_token_with_the_same_store_key_only") {
+    let Some(hsm) = demo_token(
+        "a_software_filled_pool_opens_on_a_token_with_the_same_store_key_only",
+        "pool-sw",
+    ) else {
         return;
-    }
-    let hsm = Hsm::with_demo_keys("pool-sw");
+    };
     let token = hsm.store_arg();
     let data = hsm.data("same");
     fill(&hsm, &data, &demo_keys_file(), "2");
@@ -440,10 +446,9 @@ fn a_station_personalizes_queued_orders_through_the_token() {
 
 #[test]
 fn the_workstation_runs_on_a_token() {
-    if !present("the_workstation_runs_on_a_token") {
+    let Some(hsm) = demo_token("the_workstation_runs_on_a_token", "gui") else {
         return;
-    }
-    let hsm = Hsm::with_demo_keys("gui");
+    };
     let log = hsm.run_child("child_workstation_on_the_token");
     assert!(log.contains("workstation on the token: DONE"), "{log}");
     for line in log.lines().filter(|l| l.contains("masked and KCV lines")) {

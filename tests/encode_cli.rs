@@ -21,14 +21,9 @@ use nix::unistd::Pid;
 use serde_json::Value;
 
 const DEMO_ORDERS: &str = "assets/demo/orders.json";
-const DEMO_IDS: [&str; 6] = [
-    "DEMO-MC-0001",
-    "DEMO-MC-0002",
-    "DEMO-VISA-0001",
-    "DEMO-VISA-0002",
-    "DEMO-VISA-0003",
-    "DEMO-US-0001",
-];
+/// How many orders assets/demo/orders.json holds (DEMO-MC-0001/0002, DEMO-VISA-0001/0002/0003,
+/// DEMO-US-0001).
+const DEMO_CARDS: usize = 6;
 
 /// `persodesk sim-encoder` running as a child process.
 struct Sim {
@@ -199,7 +194,7 @@ fn every_demo_order_is_written_and_read_back_without_leaking() {
     let trace = [("RUST_LOG", "trace")];
     let sim = Sim::start("none", &trace);
     let tracks = clear_tracks();
-    assert_eq!(tracks.len(), DEMO_IDS.len());
+    assert_eq!(tracks.len(), DEMO_CARDS);
 
     let mut all_output = String::new();
     for (id, order_tracks) in &tracks {
@@ -219,14 +214,14 @@ fn every_demo_order_is_written_and_read_back_without_leaking() {
     let sim_path = sim.path.clone();
     let (sim_out, sim_err) = sim.stop();
     assert!(
-        sim_out.contains(&format!("{} ISO write(s)", DEMO_IDS.len())),
+        sim_out.contains(&format!("{} ISO write(s)", DEMO_CARDS)),
         "{sim_out}"
     );
     all_output.push_str(&sim_out);
     all_output.push_str(&sim_err);
 
     let lines = read_records(&records);
-    assert_eq!(lines.len(), DEMO_IDS.len());
+    assert_eq!(lines.len(), DEMO_CARDS);
     for (record, (id, order_tracks)) in lines.iter().zip(&tracks) {
         assert_eq!(record["order"], id.as_str());
         assert_eq!(record["operation"], "encode");
@@ -257,7 +252,7 @@ fn every_demo_order_is_written_and_read_back_without_leaking() {
         .iter()
         .filter_map(|c| c["encryptedData"]["pan"].as_str().map(str::to_owned))
         .collect();
-    assert_eq!(secrets.len(), DEMO_IDS.len());
+    assert_eq!(secrets.len(), DEMO_CARDS);
     for (_, order_tracks) in &tracks {
         for (clear, masked) in order_tracks {
             secrets.push(clear.clone());

@@ -57,7 +57,7 @@ fn bench(c: &mut Criterion) {
             let reader = Arc::new(Mutex::new(VirtualReader {
                 slot: VirtualSlot::Fresh,
                 fault: CardFault::None,
-                card_keys: None,
+                card_keys: Arc::clone(&keys),
             }));
             let mut connector = VirtualConnector::new(reader, profile.clone(), Arc::clone(&keys));
             let report = persodesk::job::run(&job, Some(&mut connector), None, &mut |_| {});

@@ -291,7 +291,11 @@ impl App {
 
         let devs = devices_at_start(
             config.start_sim_encoder.then_some(config.sim),
-            config.virtual_card.then_some(config.virtual_card_keys),
+            config.virtual_card.then(|| {
+                config
+                    .virtual_card_keys
+                    .unwrap_or_else(|| Arc::clone(&keys))
+            }),
             store.as_ref(),
         );
         let setting = |k| store.as_ref().and_then(|s| s.setting(k).ok().flatten());
@@ -362,11 +366,11 @@ impl App {
 }
 
 /// The devices the window starts with: the simulated encoder (when asked), the virtual reader
-/// with a fresh card (when offered: `Some` with the keys its cards hold, `None` inside for the
-/// host's), and the encoder and reader chosen last time (the store's settings).
+/// with a fresh card (when offered: `Some` with the keys its cards hold), and the encoder and
+/// reader chosen last time (the store's settings).
 fn devices_at_start(
     sim: Option<SimConfig>,
-    virtual_card: Option<Option<Arc<LoadedKeys>>>,
+    virtual_card: Option<Arc<LoadedKeys>>,
     store: Option<&Store>,
 ) -> DevicesState {
     let offered = virtual_card.is_some();

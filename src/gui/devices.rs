@@ -187,16 +187,16 @@ pub enum VirtualSlot {
 
 /// The in-process virtual card's reader, shared by the Devices screen and the personalization
 /// worker.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct VirtualReader {
     /// What is in it.
     pub slot: VirtualSlot,
     /// The fault the next fresh card makes.
     pub fault: CardFault,
     /// The keys its fresh cards hold (their card keys come from this store's test KMC): the
-    /// card side's own keys, as a real card holds its own. `None`: the host key store's, which
-    /// must then be a software store (a token's keys never leave it).
-    pub card_keys: Option<Arc<LoadedKeys>>,
+    /// card side's own keys, as a real card holds its own (`AppConfig::virtual_card_keys`, else
+    /// the host key store's, which must then be a software store: a token's keys never leave it).
+    pub card_keys: Arc<LoadedKeys>,
 }
 
 /// A handle on the virtual reader.

@@ -381,10 +381,7 @@ fn run_job(
         }
         (CardTarget::Virtual(vr), Some(profile)) => {
             // The card's keys are its own (the reader's card stock), not the host's store.
-            let card_keys = lock_reader(&vr)
-                .card_keys
-                .clone()
-                .unwrap_or_else(|| Arc::clone(&job.keys));
+            let card_keys = Arc::clone(&lock_reader(&vr).card_keys);
             let mut reader = VirtualConnector::new(vr, profile.clone(), card_keys);
             let report = job::run_cancellable(
                 &card_job,

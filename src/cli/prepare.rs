@@ -401,19 +401,18 @@ impl Batch<'_> {
     /// chunk's DDA/CDA orders need from the persisted pool in one transaction per size, then
     /// prepares each order in turn (pairs left unused are dropped, still sealed).
     fn chunk(&self, chunk: Vec<Input>) -> Vec<Outcome> {
-        let staged: Vec<Staged> = chunk
-            .into_iter()
-            .map(|input| match input {
-                Input::Line(line, position) => self.stage_line(line, position, None),
-                Input::Entry(entry) => self.stage_entry(*entry),
-            })
-            .collect();
+        let stage = |input| match input {
+            Input::Line(line, position) => self.stage_line(line, position, None),
+            Input::Entry(entry) => self.stage_entry(*entry),
+        };
         let Some(pool) = self.persisted else {
-            return staged
+            // Order by order: nothing to take for the chunk as a whole.
+            return chunk
                 .into_iter()
-                .map(|s| self.finish(s, self.icc))
+                .map(|input| self.finish(stage(input), self.icc))
                 .collect();
         };
+        let staged: Vec<Staged> = chunk.into_iter().map(stage).collect();
         let needs: Vec<_> = staged.iter().filter_map(|s| self.icc_need(s)).collect();
         let reserve = pool.reserve(&needs);
         staged

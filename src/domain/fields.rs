@@ -132,11 +132,19 @@ impl Yymm {
         }
         Ok(Self { yy, mm })
     }
+
+    /// The four ASCII digits `YYMM` (no allocation, for track building on the hot path).
+    pub fn digits(self) -> [u8; 4] {
+        let d = |v: u8| [b'0' + (v / 10) % 10, b'0' + v % 10];
+        let ([a, b], [c, e]) = (d(self.yy), d(self.mm));
+        [a, b, c, e]
+    }
 }
 
 impl fmt::Display for Yymm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:02}{:02}", self.yy, self.mm)
+        let digits = self.digits();
+        f.write_str(std::str::from_utf8(&digits).unwrap_or("????"))
     }
 }
 
@@ -201,7 +209,7 @@ pub struct EncodedName(String);
 impl EncodedName {
     /// Parses and checks a track 1 name.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let n = s.chars().count();
+        let n = super::order::char_len(s);
         if !(2..=26).contains(&n) {
             return Err(format!("must be 2-26 characters, got {n}"));
         }
@@ -212,11 +220,12 @@ impl EncodedName {
                 format!("character {c:?} is not in the track 1 character set")
             });
         }
-        if s.contains('^') {
-            return Err("must not contain the field separator '^'".into());
-        }
-        if s.contains('%') || s.contains('?') {
-            return Err("must not contain the sentinels '%' or '?'".into());
+        if s.bytes().any(|b| matches!(b, b'^' | b'%' | b'?')) {
+            return Err(if s.contains('^') {
+                "must not contain the field separator '^'".into()
+            } else {
+                "must not contain the sentinels '%' or '?'".into()
+            });
         }
         // The name stays visible when tracks and chip data are masked, so it must not carry a
         // card number (found by tests/properties.rs; the same rule as for track 1 overrides).

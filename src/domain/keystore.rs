@@ -110,6 +110,31 @@ impl KeyRef {
     }
 }
 
+impl KeyRef {
+    /// Appends the reference as [`Display`](fmt::Display) writes it (`cvk #3`), without the
+    /// formatting machinery (source texts of every card).
+    pub fn push_to(self, out: &mut String) {
+        out.push_str(self.usage.as_str());
+        out.push_str(" #");
+        push_decimal(out, self.index);
+    }
+}
+
+/// Appends `n` in decimal.
+pub fn push_decimal(out: &mut String, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[i..].iter().map(|&d| char::from(d)));
+}
+
 impl fmt::Display for KeyRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} #{}", self.usage, self.index)
@@ -581,6 +606,19 @@ pub trait CardKeySet: Send {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The hand-built reference text is what `format!` writes, at every digit count.
+    #[test]
+    fn a_key_reference_pushed_by_hand_reads_as_its_display() {
+        for usage in [KeyUsage::Cvk, KeyUsage::Pvk, KeyUsage::Zpk] {
+            for index in [0, 1, 9, 10, 99, 100, 12_345, u32::MAX] {
+                let key = KeyRef::new(usage, index);
+                let mut text = String::from("x ");
+                key.push_to(&mut text);
+                assert_eq!(text, format!("x {key}"));
+            }
+        }
+    }
 
     /// A value wrapped under a ktk names the ktk, pads as its DGI says and shows no blob byte.
     #[test]

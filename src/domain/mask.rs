@@ -23,7 +23,27 @@ pub fn mask_pan(pan: &str) -> String {
 
 /// [`mask_pan`] appended to `out` (no allocation of its own: the per-card output path).
 pub fn push_masked_pan(out: &mut String, pan: &str) {
+    if pan.is_ascii() && pan.len() >= 12 {
+        let n = pan.len();
+        let first = (n - 4 - MIN_HIDDEN).min(6);
+        out.push_str(&pan[..first]);
+        push_stars(out, n - 4 - first);
+        out.push_str(&pan[n - 4..]);
+        return;
+    }
     masked_pan_pieces(pan, &mut |s| out.push_str(s));
+}
+
+/// Masks the ASCII bytes of a PAN in place as [`mask_pan`] does (same length: one `*` per
+/// hidden digit).
+pub fn mask_pan_in_place(pan: &mut [u8]) {
+    let n = pan.len();
+    let hidden = if n < 12 {
+        0..n
+    } else {
+        (n - 4 - MIN_HIDDEN).min(6)..n - 4
+    };
+    pan[hidden].fill(b'*');
 }
 
 /// [`mask_pan`] piece by piece: `push` gets the shown head, runs of `*`, the shown tail (for
@@ -50,7 +70,7 @@ pub fn masked_pan_pieces(pan: &str, push: &mut dyn FnMut(&str)) {
 
 /// `n` asterisks appended to `out`.
 pub fn push_stars(out: &mut String, n: usize) {
-    stars_pieces(n, &mut |s| out.push_str(s));
+    out.extend(std::iter::repeat_n('*', n));
 }
 
 /// `n` asterisks in runs of at most 32, each given to `push`.
@@ -110,6 +130,27 @@ pub fn debug_fields(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// In place, hand-built and piece by piece, every length masks as the policy says.
+    #[test]
+    fn every_way_of_masking_a_pan_agrees_at_every_length() {
+        let digits = "4761739001010010123";
+        for n in 0..=digits.len() {
+            let pan = &digits[..n];
+            let mut in_place = pan.as_bytes().to_vec();
+            mask_pan_in_place(&mut in_place);
+            let mut pushed = String::from(">");
+            push_masked_pan(&mut pushed, pan);
+            let mut pieces = String::new();
+            masked_pan_pieces(pan, &mut |s| pieces.push_str(s));
+            let want = mask_pan(pan);
+            assert_eq!(String::from_utf8(in_place).expect("ascii"), want, "{n}");
+            assert_eq!(pushed, format!(">{want}"), "{n}");
+            assert_eq!(pieces, want, "{n}");
+        }
+        assert_eq!(mask_pan(&digits[..16]), "476173******0010");
+        assert_eq!(mask_pan(&digits[..12]), "47******0010");
+    }
 
     #[test]
     fn pan_keeps_first_six_and_last_four() {

@@ -555,29 +555,38 @@ const TRACK_KEYS: [&str; 3] = ["track1", "track2", "track3"];
 /// The longest run of digits in `s`, counting digits separated only by spaces, hyphens or dots
 /// as one run (`4761 7390 0101 0010` is a 16-digit run).
 pub fn longest_digit_run(s: &str) -> usize {
+    // By bytes: digits and separators are ASCII, and every byte of a non-ASCII character
+    // (0x80 and above) ends a run as the character does.
     let mut longest = 0;
     let mut run = 0;
-    for c in s.chars() {
-        if c.is_ascii_digit() {
+    for b in s.bytes() {
+        if b.is_ascii_digit() {
             run += 1;
             longest = longest.max(run);
-        } else if !matches!(c, ' ' | '-' | '.') {
+        } else if !matches!(b, b' ' | b'-' | b'.') {
             run = 0;
         }
     }
     longest
 }
 
+/// The number of characters of `s` (its length when ASCII, without decoding).
+pub fn char_len(s: &str) -> usize {
+    if s.is_ascii() {
+        s.len()
+    } else {
+        s.chars().count()
+    }
+}
+
 /// Checks an order id (`cardId`, `issuerRequestId`): the rule when it is not acceptable.
 pub fn check_order_id(s: &str) -> Result<(), String> {
-    let n = s.chars().count();
+    let n = char_len(s);
     if n == 0 || n > 64 {
         return Err(format!("must be 1-64 characters, got {n}"));
     }
-    if let Some(c) = s
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || "-_.:/".contains(*c)))
-    {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/');
+    if let Some(c) = s.chars().find(|c| !allowed(*c)) {
         return Err(if c.is_ascii_graphic() || c == ' ' {
             format!("character {c:?} is not allowed (A-Z a-z 0-9 - _ . : /)")
         } else {

@@ -181,6 +181,24 @@ impl Track {
         push(&self.text[pos..]);
     }
 
+    /// Appends [`Track::masked`] as bytes to `out`: the text copied once and its spans masked
+    /// in place (no string of its own, no piece-by-piece copies).
+    pub fn push_masked_bytes(&self, out: &mut Vec<u8>) {
+        if !self.text.is_ascii() {
+            self.masked_pieces(&mut |piece| out.extend_from_slice(piece.as_bytes()));
+            return;
+        }
+        let start = out.len();
+        out.extend_from_slice(self.text.as_bytes());
+        let text = &mut out[start..];
+        for (range, kind) in &self.spans {
+            match kind {
+                SpanKind::Pan => mask::mask_pan_in_place(&mut text[range.clone()]),
+                SpanKind::Secret => text[range.clone()].fill(b'*'),
+            }
+        }
+    }
+
     /// Validates a track given in an order: sentinels, character set, length, layout, and that its
     /// PAN (and expiry, where present) match the order's.
     pub fn from_order(
@@ -287,9 +305,15 @@ fn longest_digit_run(s: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// Checks sentinels, character set and maximum length.
+/// Checks sentinels, character set and maximum length (positions and lengths in characters).
 fn check_frame(no: TrackNo, text: &str) -> Result<(), TrackError> {
-    let len = text.chars().count();
+    // Every valid track is ASCII: then bytes are characters, and no decoding is needed.
+    let ascii = text.is_ascii();
+    let len = if ascii {
+        text.len()
+    } else {
+        text.chars().count()
+    };
     if len > no.max_len() {
         return Err(TrackError::TooLong {
             no: no.number(),
@@ -304,12 +328,42 @@ fn check_frame(no: TrackNo, text: &str) -> Result<(), TrackError> {
     if len < 2 || !text.ends_with('?') {
         return Err(TrackError::EndSentinel);
     }
-    for (i, c) in text.chars().enumerate() {
+    if ascii {
+        if inner_is_clean(no, &text.as_bytes()[1..len - 1]) {
+            return Ok(());
+        }
+        check_chars(no, text.bytes().map(char::from), len)
+    } else {
+        check_chars(no, text.chars(), len)
+    }
+}
+
+/// Whether every byte between the sentinels is in the track's character set and is no
+/// sentinel (no early exit: the loop vectorizes; a track that fails is checked again by
+/// [`check_chars`] for the error).
+fn inner_is_clean(no: TrackNo, inner: &[u8]) -> bool {
+    let (lo, hi) = match no {
+        TrackNo::T1 => (0x20, 0x5F),
+        TrackNo::T2 | TrackNo::T3 => (0x30, 0x3F),
+    };
+    inner.iter().fold(true, |ok, &b| {
+        ok & (lo..=hi).contains(&b) & (b != b'?') & (b != b';') & (b != b'%')
+    })
+}
+
+/// The character set and inner-sentinel rules over a track's `len` characters.
+fn check_chars(
+    no: TrackNo,
+    chars: impl Iterator<Item = char>,
+    len: usize,
+) -> Result<(), TrackError> {
+    let start = no.start_sentinel();
+    for (i, c) in chars.enumerate() {
         if !no.allows(c) {
             return Err(TrackError::Charset(i + 1, no.number()));
         }
         let inner = i > 0 && i < len - 1;
-        if inner && (c == '?' || c == no.start_sentinel() || (no == TrackNo::T1 && c == ';')) {
+        if inner && (c == '?' || c == start || (no == TrackNo::T1 && c == ';')) {
             return Err(TrackError::InnerSentinel(i + 1));
         }
     }
@@ -378,6 +432,10 @@ impl Builder {
         self.text.push_str(s);
     }
 
+    fn push_yymm(&mut self, exp: Yymm) {
+        self.text.extend(exp.digits().map(char::from));
+    }
+
     fn push_span(&mut self, s: &str, kind: SpanKind) {
         let start = self.text.len();
         self.text.push_str(s);
@@ -436,7 +494,7 @@ pub fn build_track1(
     b.push("^");
     b.push(name.as_str());
     b.push("^");
-    b.push(&exp.to_string());
+    b.push_yymm(exp);
     b.push(sc.as_str());
     b.pattern(dd, values)?;
     Ok(b.finish()?)
@@ -453,7 +511,7 @@ pub fn build_track2(
     let mut b = Builder::new(TrackNo::T2);
     b.push_span(pan.reveal(), SpanKind::Pan);
     b.push("=");
-    b.push(&exp.to_string());
+    b.push_yymm(exp);
     b.push(sc.as_str());
     b.pattern(dd, values)?;
     Ok(b.finish()?)
@@ -506,6 +564,105 @@ mod tests {
             "Track2(;541333******2345=290620100000***00000?)"
         );
         assert_eq!(t2.body(), "5413330089012345=29062010000012300000");
+    }
+
+    /// The rules as first written, character by character: the reference for the fast path.
+    fn check_frame_by_chars(no: TrackNo, text: &str) -> Result<(), TrackError> {
+        let len = text.chars().count();
+        if len > no.max_len() {
+            return Err(TrackError::TooLong {
+                no: no.number(),
+                len,
+                max: no.max_len(),
+                iso: no.iso_len(),
+            });
+        }
+        if !text.starts_with(no.start_sentinel()) {
+            return Err(TrackError::StartSentinel(no.start_sentinel()));
+        }
+        if len < 2 || !text.ends_with('?') {
+            return Err(TrackError::EndSentinel);
+        }
+        for (i, c) in text.chars().enumerate() {
+            if !no.allows(c) {
+                return Err(TrackError::Charset(i + 1, no.number()));
+            }
+            let inner = i > 0 && i < len - 1;
+            if inner && (c == '?' || c == no.start_sentinel() || (no == TrackNo::T1 && c == ';')) {
+                return Err(TrackError::InnerSentinel(i + 1));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every one-character change of a valid track, and truncations, get the same verdict
+    /// from the byte fast path as from the character-by-character rules.
+    #[test]
+    fn the_frame_check_agrees_with_the_rules_character_by_character() {
+        let tracks = [
+            (
+                TrackNo::T1,
+                "%B5413330089012345^DOE/ALICE^2906201000000123000000?",
+            ),
+            (TrackNo::T2, ";5413330089012345=29062010000012300000?"),
+            (TrackNo::T3, ";5413330089012345=0123456789?"),
+        ];
+        let swaps = [
+            '?', ';', '%', '^', '=', 'a', 'A', ' ', '_', '`', '0', 'é', '\u{7f}', '\n',
+        ];
+        let mut checked = 0;
+        for (no, text) in tracks {
+            let chars: Vec<char> = text.chars().collect();
+            for at in 0..chars.len() {
+                for swap in swaps {
+                    let mut changed = chars.clone();
+                    changed[at] = swap;
+                    let s: String = changed.into_iter().collect();
+                    assert_eq!(
+                        check_frame(no, &s),
+                        check_frame_by_chars(no, &s),
+                        "{no:?} {at}"
+                    );
+                    checked += 1;
+                }
+                let cut: String = chars[..at].iter().collect();
+                assert_eq!(check_frame(no, &cut), check_frame_by_chars(no, &cut));
+            }
+            assert_eq!(check_frame(no, text), Ok(()));
+        }
+        assert!(checked > 1000);
+    }
+
+    /// The masked bytes written in place are the masked text, for built and given tracks
+    /// and PANs of every length.
+    #[test]
+    fn masked_bytes_are_the_masked_text() {
+        let cvv = Cvv::parse("123").expect("cvv");
+        let values = Injected {
+            cvv: Some(&cvv),
+            pvv: None,
+        };
+        let exp = Yymm::parse("2906").expect("exp");
+        let sc = ServiceCode::parse("201").expect("sc");
+        let p1 = Pattern::parse("000000|cvv|000000", PatternTrack::Track1).expect("p1");
+        let name = EncodedName::parse("O\"NEIL\\/ANN").expect("name");
+        let mut tracks = vec![build_track1(&pan(), &name, exp, sc, &p1, values).expect("t1")];
+        let digits = "4761739001010010123";
+        for n in 12..=19 {
+            let text = format!(";{}=2906201123?", &digits[..n]);
+            tracks.push(Track::from_order(TrackNo::T2, &text, None, None).expect("t2"));
+            let text = format!(";{}=01234?", &digits[..n]);
+            tracks.push(Track::from_order(TrackNo::T3, &text, None, None).expect("t3"));
+        }
+        for t in &tracks {
+            let mut out = b">".to_vec();
+            t.push_masked_bytes(&mut out);
+            assert_eq!(
+                String::from_utf8(out).expect("utf-8"),
+                format!(">{}", t.masked())
+            );
+        }
+        assert_eq!(tracks[1].masked(), ";47******0101=2906201***?");
     }
 
     #[test]

@@ -338,7 +338,7 @@ fn prepared_ui(ui: &mut egui::Ui, state: &PreviewState, p: &Prepared) {
         .data
         .sources
         .iter()
-        .filter(|(k, _)| !k.starts_with("track") && **k != "chip")
+        .filter(|(k, _)| !k.starts_with("track") && *k != "chip")
     {
         value_row(ui, k, value_text(&p.data, k, state.revealed), v);
     }

@@ -9,7 +9,8 @@ use crate::domain::prepare::PersoData;
 use crate::domain::track::Track;
 
 /// Whether any byte of `x` is below 0x20, `"` or `\` (eight bytes at a time: the usual
-/// string needs no escape and is copied whole).
+/// string needs no escape and is copied whole). A false alarm only sends a word to the
+/// byte-by-byte path.
 fn any_special(x: u64) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
@@ -18,20 +19,37 @@ fn any_special(x: u64) -> bool {
     (below | zero(x ^ (ONES * u64::from(b'"'))) | zero(x ^ (ONES * u64::from(b'\\')))) != 0
 }
 
+/// Whether any byte of `bytes` must be escaped.
+fn needs_escape(bytes: &[u8]) -> bool {
+    let mut words = bytes.chunks_exact(8);
+    let special = words
+        .by_ref()
+        .any(|w| <[u8; 8]>::try_from(w).is_ok_and(|w| any_special(u64::from_le_bytes(w))));
+    special
+        || words
+            .remainder()
+            .iter()
+            .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
 /// Appends the contents of a JSON string (no quotes) for `s`, escaped as `serde_json` does.
 pub(super) fn push_escaped(out: &mut Vec<u8>, s: &str) {
+    push_escaped_bytes(out, s.as_bytes());
+}
+
+/// [`push_escaped`] over the bytes of UTF-8 text.
+fn push_escaped_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = s.as_bytes();
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
-        if let Some(chunk) = bytes.get(i..i + 8) {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(chunk);
-            if !any_special(u64::from_le_bytes(w)) {
-                i += 8;
-                continue;
-            }
+        if let Some(word) = bytes
+            .get(i..i + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            && !any_special(u64::from_le_bytes(word))
+        {
+            i += 8;
+            continue;
         }
         let b = bytes[i];
         i += 1;
@@ -73,7 +91,13 @@ fn push_track(out: &mut Vec<u8>, t: Option<&Track>, reveal: bool) {
         Some(t) if reveal => push_str(out, t.reveal()),
         Some(t) => {
             out.push(b'"');
-            t.masked_pieces(&mut |piece| push_escaped(out, piece));
+            // Masking only puts `*` in place of characters: a clear text without a character
+            // to escape masks into one without either, copied whole.
+            if needs_escape(t.reveal().as_bytes()) {
+                t.masked_pieces(&mut |piece| push_escaped(out, piece));
+            } else {
+                t.push_masked_bytes(out);
+            }
             out.push(b'"');
         }
     }

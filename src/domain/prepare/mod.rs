@@ -13,7 +13,7 @@
 
 pub mod tracks;
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 
 use super::chip::keys::{ChipKeys, IccKeySource};
 use super::chip::model1::PrepDate;
@@ -27,9 +27,70 @@ use super::product::Product;
 pub use super::track::Tracks;
 pub use tracks::prepare_tracks;
 
-/// Where each value of a card came from, by name (`track2`, `cvv1`, `pin`, ...): texts that
-/// are the same for every card are static, only those naming a key or a profile are formatted.
-pub type Sources = BTreeMap<&'static str, std::borrow::Cow<'static, str>>;
+/// Where each value of a card came from, by name (`track2`, `cvv1`, `pin`, ...), iterated in
+/// name order: texts that are the same for every card are static, only those naming a key or
+/// a profile are built. A card has a handful: a sorted vector, not a tree.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sources(Vec<(&'static str, Cow<'static, str>)>);
+
+impl Sources {
+    /// No sources yet.
+    pub fn new() -> Self {
+        Self(Vec::with_capacity(8))
+    }
+
+    /// Sets the source of `name`, returning the one it replaces.
+    pub fn insert(
+        &mut self,
+        name: &'static str,
+        text: Cow<'static, str>,
+    ) -> Option<Cow<'static, str>> {
+        match self.0.binary_search_by(|(k, _)| (*k).cmp(name)) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, text)),
+            Err(i) => {
+                self.0.insert(i, (name, text));
+                None
+            }
+        }
+    }
+
+    /// The source of `name`.
+    pub fn get(&self, name: &str) -> Option<&Cow<'static, str>> {
+        let i = self.0.binary_search_by(|(k, _)| (*k).cmp(name)).ok()?;
+        self.0.get(i).map(|(_, v)| v)
+    }
+
+    /// Every source, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &Cow<'static, str>)> {
+        self.0.iter().map(|(k, v)| (*k, v))
+    }
+
+    /// Number of sources.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// No sources.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Extend<(&'static str, Cow<'static, str>)> for Sources {
+    fn extend<I: IntoIterator<Item = (&'static str, Cow<'static, str>)>>(&mut self, items: I) {
+        for (name, text) in items {
+            self.insert(name, text);
+        }
+    }
+}
+
+impl IntoIterator for Sources {
+    type Item = (&'static str, Cow<'static, str>);
+    type IntoIter = std::vec::IntoIter<Self::Item>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
 
 /// Everything prepared for one card.
 #[derive(Debug, Clone)]

@@ -213,7 +213,8 @@ impl EncodedName {
         if !(2..=26).contains(&n) {
             return Err(format!("must be 2-26 characters, got {n}"));
         }
-        if let Some(c) = s.chars().find(|c| !is_track1_char(*c)) {
+        let in_set = s.bytes().all(|b| (0x20..=0x5F).contains(&b));
+        if let Some(c) = s.chars().find(|c| !in_set && !is_track1_char(*c)) {
             return Err(if c.is_ascii_lowercase() {
                 "lowercase letters are not in the track 1 character set".into()
             } else {
@@ -353,9 +354,18 @@ impl EncryptedPinBlock {
                 format.as_str()
             ));
         }
-        hex::decode(s)
-            .map(Self)
-            .map_err(|_| "must be hex".to_string())
+        // Every byte is a hex digit (checked above): pairs into bytes, no decoder of its own.
+        let nibble = |b: u8| match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            _ => b.wrapping_sub(b'A').wrapping_add(10) & 0x0F,
+        };
+        let block = s
+            .as_bytes()
+            .chunks_exact(2)
+            .map(|p| (nibble(p[0]) << 4) | nibble(p[1]))
+            .collect();
+        Ok(Self(block))
     }
 
     /// The encrypted bytes, for the key store only.
@@ -447,5 +457,57 @@ mod tests {
         let pb = EncryptedPinBlock::parse("B4BF8522DFFB6FFB", PinBlockFormat::Iso0).expect("hex");
         assert!(!format!("{pb:?}").contains("B4BF"));
         assert!(EncryptedPinBlock::parse("B4BF8522DFFB6FFB", PinBlockFormat::Iso4).is_err());
+    }
+
+    /// PIN blocks decode as the `hex` crate decodes them, in either case; names check as
+    /// before at every byte.
+    #[test]
+    fn pin_blocks_decode_as_hex_does_and_names_keep_their_rules() {
+        for text in [
+            "B4BF8522DFFB6FFB",
+            "b4bf8522dffb6ffb",
+            "0123456789aBcDeF",
+            "FEDCBA9876543210",
+        ] {
+            let pb = EncryptedPinBlock::parse(text, PinBlockFormat::Iso0).expect("hex");
+            assert_eq!(pb.bytes(), hex::decode(text).expect("hex crate"));
+        }
+        let iso4 = "00112233445566778899AABBCCDDEEFF";
+        let pb = EncryptedPinBlock::parse(iso4, PinBlockFormat::Iso4).expect("hex");
+        assert_eq!(pb.bytes(), hex::decode(iso4).expect("hex crate"));
+        assert!(EncryptedPinBlock::parse("B4BF8522DFFB6FFG", PinBlockFormat::Iso0).is_err());
+        assert_eq!(
+            Yymm::parse("0501").map(|y| y.to_string()),
+            Ok("0501".into())
+        );
+        assert_eq!(Yymm::parse("2912").map(|y| y.digits()), Ok(*b"2912"));
+        assert_eq!(
+            EncodedName::parse("DOE/ALICE").map(|n| n.as_str().to_string()),
+            Ok("DOE/ALICE".into())
+        );
+        assert_eq!(
+            EncodedName::parse("DOE/alice"),
+            Err("lowercase letters are not in the track 1 character set".into())
+        );
+        assert_eq!(
+            EncodedName::parse("DOE/ÉLISE"),
+            Err("character 'É' is not in the track 1 character set".into())
+        );
+        assert_eq!(
+            EncodedName::parse("DOE^/A"),
+            Err("must not contain the field separator '^'".into())
+        );
+        assert_eq!(
+            EncodedName::parse("DOE?/A"),
+            Err("must not contain the sentinels '%' or '?'".into())
+        );
+        assert_eq!(
+            EncodedName::parse("ÉÉÉÉÉÉÉÉÉÉÉÉÉÉ/A"),
+            Err("character 'É' is not in the track 1 character set".into())
+        );
+        assert_eq!(
+            EncodedName::parse(&"A".repeat(27)),
+            Err("must be 2-26 characters, got 27".into())
+        );
     }
 }

@@ -149,7 +149,7 @@ mod tests {
             assert_eq!(pieces, want, "{n}");
         }
         assert_eq!(mask_pan(&digits[..16]), "476173******0010");
-        assert_eq!(mask_pan(&digits[..12]), "47******0010");
+        assert_eq!(mask_pan(&digits[..12]), "47******0101");
     }
 
     #[test]

@@ -586,7 +586,8 @@ pub fn check_order_id(s: &str) -> Result<(), String> {
         return Err(format!("must be 1-64 characters, got {n}"));
     }
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/');
-    if let Some(c) = s.chars().find(|c| !allowed(*c)) {
+    let all_allowed = s.bytes().all(|b| allowed(char::from(b)));
+    if let Some(c) = s.chars().find(|c| !all_allowed && !allowed(*c)) {
         return Err(if c.is_ascii_graphic() || c == ' ' {
             format!("character {c:?} is not allowed (A-Z a-z 0-9 - _ . : /)")
         } else {
@@ -599,15 +600,21 @@ pub fn check_order_id(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn order_id(obj: &Obj<'_>, position: usize) -> String {
-    ["cardId", "issuerRequestId"]
+/// The keys an order id is read from, in order.
+const ID_KEYS: [&str; 2] = ["cardId", "issuerRequestId"];
+
+/// The order's id: the first of [`ID_KEYS`] holding a non-blank string, when that one is
+/// acceptable (`ok`, per key: [`check_order_id`] passed); else `#<position>`.
+fn order_id(obj: &Obj<'_>, position: usize, ok: [bool; 2]) -> String {
+    ID_KEYS
         .iter()
-        .find_map(|k| match obj.get(k) {
-            Some(Json::String(s)) if !s.trim().is_empty() => Some(s.as_str()),
+        .zip(ok)
+        .find_map(|(k, ok)| match obj.get(k) {
+            Some(Json::String(s)) if !s.trim().is_empty() => Some((s.as_str(), ok)),
             _ => None,
         })
-        .filter(|s| check_order_id(s).is_ok())
-        .map(str::to_string)
+        .filter(|(_, ok)| *ok)
+        .map(|(s, _)| s.to_string())
         .unwrap_or_else(|| format!("#{position}"))
 }
 
@@ -662,13 +669,12 @@ pub fn validate_order_json(
     let Json::Object(obj) = value else {
         return not_an_object(position);
     };
-    let id = order_id(obj, position);
     ctx.unknown_fields(obj, "", &ORDER_KEYS);
-    for k in ["cardId", "issuerRequestId"] {
-        ctx.parsed(obj, "", k, false, check_order_id);
-    }
+    // Each id checked once: `Some(())` when present and acceptable (else its error is noted).
+    let id_ok = ID_KEYS.map(|k| ctx.parsed(obj, "", k, false, check_order_id).is_some());
+    let id = order_id(obj, position, id_ok);
     let issuer_request_id = match obj.get("issuerRequestId") {
-        Some(Json::String(s)) if check_order_id(s).is_ok() => Some(s.to_string()),
+        Some(Json::String(s)) if id_ok[1] => Some(s.to_string()),
         _ => None,
     };
     let card_product_id = ctx.parsed(obj, "", "cardProductId", true, |s| {

@@ -168,7 +168,8 @@ pub fn prepare_tracks(
         cvv: None,
         pvv: None,
         sources: Sources::new(),
-        keys_used: Vec::new(),
+        // A card uses up to three keys here (CVK, PVK, PIN key): no regrowth.
+        keys_used: Vec::with_capacity(3),
     };
     let mut errors = Vec::new();
     let mut tracks = Tracks::default();

@@ -139,7 +139,7 @@ pub enum Line {
     /// The line's text (without the line end) and its number.
     Text {
         /// The text, zeroized when dropped (orders carry card data).
-        text: zeroize::Zeroizing<String>,
+        text: crate::domain::wipe::WipedString,
         /// 1-based number counted from the first non-blank line (as [`crate::domain::order`]
         /// numbers the lines of a whole file).
         line_no: usize,
@@ -257,7 +257,7 @@ impl<R: BufRead> Iterator for Lines<R> {
             let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
             return Some(match std::str::from_utf8(bytes) {
                 Ok(s) => Line::Text {
-                    text: zeroize::Zeroizing::new(s.to_string()),
+                    text: crate::domain::wipe::WipedString::new(s.to_string()),
                     line_no,
                 },
                 Err(_) => Line::Refused {

@@ -213,8 +213,12 @@ impl EncodedName {
         if !(2..=26).contains(&n) {
             return Err(format!("must be 2-26 characters, got {n}"));
         }
+        // The bytes first: only a name with a byte outside the set is read by characters.
         let in_set = s.bytes().all(|b| (0x20..=0x5F).contains(&b));
-        if let Some(c) = s.chars().find(|c| !in_set && !is_track1_char(*c)) {
+        if let Some(c) = (!in_set)
+            .then(|| s.chars().find(|c| !is_track1_char(*c)))
+            .flatten()
+        {
             return Err(if c.is_ascii_lowercase() {
                 "lowercase letters are not in the track 1 character set".into()
             } else {

@@ -38,6 +38,7 @@ pub mod tags;
 pub mod terminal;
 pub mod tlv;
 pub mod track;
+pub mod wipe;
 
 /// Test known answers are written in hex: the bytes of `s`.
 #[cfg(test)]

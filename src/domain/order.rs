@@ -587,7 +587,10 @@ pub fn check_order_id(s: &str) -> Result<(), String> {
     }
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/');
     let all_allowed = s.bytes().all(|b| allowed(char::from(b)));
-    if let Some(c) = s.chars().find(|c| !all_allowed && !allowed(*c)) {
+    if let Some(c) = (!all_allowed)
+        .then(|| s.chars().find(|c| !allowed(*c)))
+        .flatten()
+    {
         return Err(if c.is_ascii_graphic() || c == ' ' {
             format!("character {c:?} is not allowed (A-Z a-z 0-9 - _ . : /)")
         } else {

@@ -12,8 +12,6 @@
 use std::fmt;
 use std::ops::Range;
 
-use zeroize::Zeroize;
-
 use super::fields::{Cvv, EncodedName, Pan, Pvv, ServiceCode, Yymm, is_track1_char};
 use super::mask;
 use super::product::{Pattern, Segment};
@@ -99,7 +97,7 @@ pub struct Track {
 
 impl Drop for Track {
     fn drop(&mut self) {
-        self.text.zeroize();
+        super::wipe::wipe_string(&mut self.text);
     }
 }
 

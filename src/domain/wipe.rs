@@ -62,7 +62,7 @@ mod tests {
     fn exactly_the_range_is_wiped_at_every_alignment() {
         for start in 0..17 {
             for len in 0..40 {
-                let mut buf = vec![0xA5u8; 64];
+                let mut buf = [0xA5u8; 64];
                 wipe(&mut buf[start..start + len]);
                 for (i, b) in buf.iter().enumerate() {
                     let inside = (start..start + len).contains(&i);

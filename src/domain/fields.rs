@@ -188,6 +188,11 @@ impl ServiceCode {
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).unwrap_or("000")
     }
+
+    /// The three ASCII digits.
+    pub fn digits(&self) -> &[u8; 3] {
+        &self.0
+    }
 }
 
 impl fmt::Display for ServiceCode {
@@ -288,6 +293,11 @@ impl<const N: usize> SecretDigits<N> {
     /// The clear digits. Callers must not log or display them.
     pub fn reveal(&self) -> &str {
         std::str::from_utf8(&self.0).unwrap_or("")
+    }
+
+    /// The clear ASCII digits (for builders that append bytes). Callers must not log them.
+    pub fn reveal_digits(&self) -> &[u8; N] {
+        &self.0
     }
 }
 

@@ -431,7 +431,18 @@ impl Builder {
     }
 
     fn push_yymm(&mut self, exp: Yymm) {
-        self.text.extend(exp.digits().map(char::from));
+        self.push_ascii(&exp.digits());
+    }
+
+    /// ASCII digits (expiry, service code, secrets), without a UTF-8 check of their own.
+    fn push_ascii(&mut self, digits: &[u8]) {
+        self.text.extend(digits.iter().map(|&d| char::from(d)));
+    }
+
+    fn push_secret(&mut self, digits: &[u8]) {
+        let start = self.text.len();
+        self.push_ascii(digits);
+        self.spans.push((start..self.text.len(), SpanKind::Secret));
     }
 
     fn push_span(&mut self, s: &str, kind: SpanKind) {
@@ -444,14 +455,12 @@ impl Builder {
         for seg in &pattern.segments {
             match seg {
                 Segment::Literal(l) => self.push(l),
-                Segment::Cvv => self.push_span(
-                    values.cvv.ok_or(MissingValue::Cvv)?.reveal(),
-                    SpanKind::Secret,
-                ),
-                Segment::Pvv => self.push_span(
-                    values.pvv.ok_or(MissingValue::Pvv)?.reveal(),
-                    SpanKind::Secret,
-                ),
+                Segment::Cvv => {
+                    self.push_secret(values.cvv.ok_or(MissingValue::Cvv)?.reveal_digits());
+                }
+                Segment::Pvv => {
+                    self.push_secret(values.pvv.ok_or(MissingValue::Pvv)?.reveal_digits());
+                }
             }
         }
         Ok(())
@@ -493,7 +502,7 @@ pub fn build_track1(
     b.push(name.as_str());
     b.push("^");
     b.push_yymm(exp);
-    b.push(sc.as_str());
+    b.push_ascii(sc.digits());
     b.pattern(dd, values)?;
     Ok(b.finish()?)
 }
@@ -510,7 +519,7 @@ pub fn build_track2(
     b.push_span(pan.reveal(), SpanKind::Pan);
     b.push("=");
     b.push_yymm(exp);
-    b.push(sc.as_str());
+    b.push_ascii(sc.digits());
     b.pattern(dd, values)?;
     Ok(b.finish()?)
 }

@@ -30,11 +30,13 @@ struct Parser<'a> {
 
 impl<'a> Parser<'a> {
     /// The next byte, if any.
+    #[inline]
     fn peek(&self) -> Option<u8> {
         self.text.as_bytes().get(self.pos).copied()
     }
 
     /// Skips JSON whitespace (space, tab, line feed, carriage return).
+    #[inline]
     fn skip_ws(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
             self.pos += 1;
@@ -42,6 +44,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Consumes the next byte after whitespace.
+    #[inline]
     fn next_token(&mut self) -> Option<u8> {
         self.skip_ws();
         let b = self.peek()?;
@@ -65,6 +68,7 @@ impl<'a> Parser<'a> {
     }
 
     /// `word` spelled out in full, as `v`.
+    #[inline]
     fn literal(&mut self, word: &[u8], v: Json<'a>) -> Option<Json<'a>> {
         let end = self.pos + word.len();
         if self.text.as_bytes().get(self.pos..end)? != word {
@@ -75,6 +79,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Digits with no leading zero, fitting in a `u64`, not followed by a fraction or exponent.
+    #[inline]
     fn integer(&mut self) -> Option<Json<'a>> {
         let start = self.pos;
         let mut n: u64 = 0;
@@ -90,13 +95,12 @@ impl<'a> Parser<'a> {
     }
 
     /// A string at the current `"` with no backslash or control byte, borrowed from the input.
+    #[inline]
     fn string(&mut self) -> Option<Text<'a>> {
         let start = self.pos + 1;
         let rest = self.text.as_bytes().get(start..)?;
-        let len = rest
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-        if rest[len] != b'"' {
+        let len = plain_len(rest);
+        if *rest.get(len)? != b'"' {
             return None;
         }
         self.pos = start + len + 1;
@@ -156,6 +160,33 @@ impl<'a> Parser<'a> {
             }
         }
     }
+}
+
+/// The number of bytes before the first `"`, `\\` or control byte of `s` (`s.len()` if
+/// none), eight at a time as `serde_json` scans.
+#[inline]
+fn plain_len(s: &[u8]) -> usize {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    let (chunks, tail) = s.as_chunks::<8>();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let x = u64::from_le_bytes(*chunk);
+        let quote = x ^ (ONES * u64::from(b'"'));
+        let backslash = x ^ (ONES * u64::from(b'\\'));
+        // A byte's top bit is set where it is below 0x20 or (xored) zero; the lowest such
+        // byte is exact (borrows only run towards higher bytes).
+        let hits = ((x.wrapping_sub(ONES * 0x20) & !x)
+            | (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash))
+            & (ONES << 7);
+        if hits != 0 {
+            return i * 8 + (hits.trailing_zeros() / 8) as usize;
+        }
+    }
+    let done = chunks.len() * 8;
+    done + tail
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .unwrap_or(tail.len())
 }
 
 #[cfg(test)]
@@ -238,6 +269,33 @@ mod tests {
         out.into_iter()
             .filter_map(|m| String::from_utf8(m).ok())
             .collect()
+    }
+
+    #[test]
+    fn plain_len_stops_where_a_byte_by_byte_scan_does() {
+        let naive = |s: &[u8]| {
+            s.iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+                .unwrap_or(s.len())
+        };
+        let bytes = [
+            0x00, 0x01, 0x1f, 0x20, 0x21, b'"', 0x23, b'\\', 0x5b, 0x5d, 0x7f, 0x80, 0xff,
+        ];
+        for len in 0..40 {
+            for at in 0..len {
+                for &b in &bytes {
+                    for &fill in &[b'a', 0x20, 0x21, 0xe9] {
+                        let mut s = vec![fill; len];
+                        s[at] = b;
+                        // A second stop byte later must not move the first.
+                        if at + 3 < len {
+                            s[at + 3] = b'"';
+                        }
+                        assert_eq!(plain_len(&s), naive(&s), "{s:?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -43,19 +43,31 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// The next byte after whitespace (every token starts above a space: one comparison when
+    /// there is none).
+    #[inline]
+    fn token(&mut self) -> Option<u8> {
+        let b = self.peek()?;
+        if b > b' ' {
+            return Some(b);
+        }
+        self.skip_ws();
+        self.peek()
+    }
+
     /// Consumes the next byte after whitespace.
     #[inline]
     fn next_token(&mut self) -> Option<u8> {
-        self.skip_ws();
-        let b = self.peek()?;
+        let b = self.token()?;
         self.pos += 1;
         Some(b)
     }
 
-    /// A value at nesting `depth` (of its container), after optional whitespace.
+    /// A value at nesting `depth` (of its container), after optional whitespace; inline in
+    /// the member loops, so a scalar member costs no call.
+    #[inline(always)]
     fn value(&mut self, depth: u32) -> Option<Json<'a>> {
-        self.skip_ws();
-        match self.peek()? {
+        match self.token()? {
             b'{' => self.object(depth + 1).map(Json::Object),
             b'[' => self.array(depth + 1),
             b'"' => self.string().map(Json::String),
@@ -108,15 +120,15 @@ impl<'a> Parser<'a> {
         Some(Text(Cow::Borrowed(self.text.get(start..start + len)?)))
     }
 
-    /// An array at the current `[`.
+    /// An array at the current `[` (out of line: `value` is inlined here).
+    #[inline(never)]
     fn array(&mut self, depth: u32) -> Option<Json<'a>> {
         if depth > MAX_DEPTH {
             return None;
         }
         self.pos += 1;
         let mut items = Vec::new();
-        self.skip_ws();
-        if self.peek() == Some(b']') {
+        if self.token() == Some(b']') {
             self.pos += 1;
             return Some(Json::Array(items));
         }
@@ -130,7 +142,9 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// An object at the current `{`; `None` on a duplicate key.
+    /// An object at the current `{`; `None` on a duplicate key (out of line: `value` is
+    /// inlined here).
+    #[inline(never)]
     fn object(&mut self, depth: u32) -> Option<Obj<'a>> {
         if depth > MAX_DEPTH {
             return None;
@@ -138,14 +152,12 @@ impl<'a> Parser<'a> {
         self.pos += 1;
         // Orders have up to a dozen keys per object, as in the serde path.
         let mut members: Vec<(Text<'a>, Json<'a>)> = Vec::with_capacity(8);
-        self.skip_ws();
-        if self.peek() == Some(b'}') {
+        if self.token() == Some(b'}') {
             self.pos += 1;
             return Some(Obj(members));
         }
         loop {
-            self.skip_ws();
-            if self.peek()? != b'"' {
+            if self.token()? != b'"' {
                 return None;
             }
             let key = self.string()?;
@@ -167,8 +179,8 @@ impl<'a> Parser<'a> {
 #[inline]
 fn plain_len(s: &[u8]) -> usize {
     const ONES: u64 = u64::from_le_bytes([1; 8]);
-    let (chunks, tail) = s.as_chunks::<8>();
-    for (i, chunk) in chunks.iter().enumerate() {
+    let mut i = 0;
+    while let Some(chunk) = s.get(i..).and_then(<[u8]>::first_chunk::<8>) {
         let x = u64::from_le_bytes(*chunk);
         let quote = x ^ (ONES * u64::from(b'"'));
         let backslash = x ^ (ONES * u64::from(b'\\'));
@@ -179,11 +191,12 @@ fn plain_len(s: &[u8]) -> usize {
             | (backslash.wrapping_sub(ONES) & !backslash))
             & (ONES << 7);
         if hits != 0 {
-            return i * 8 + (hits.trailing_zeros() / 8) as usize;
+            return i + (hits.trailing_zeros() / 8) as usize;
         }
+        i += 8;
     }
-    let done = chunks.len() * 8;
-    done + tail
+    let tail = s.get(i..).unwrap_or_default();
+    i + tail
         .iter()
         .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
         .unwrap_or(tail.len())

@@ -1,12 +1,15 @@
 //! DES and TDES by lookup tables (FIPS 46-3), for the per-card hot path of batch preparation
 //! (CVV/iCVV, PVV, ISO 0 PIN block recovery: about ten DES block operations per card).
 //!
-//! The tables are built at compile time from the standard's permutations and S-boxes: the
-//! S-boxes merged with the P permutation (`SP`, 8 × 64 words) and the initial and final
-//! permutations split by input byte (8 × 256 words each). A round is eight lookups; TDES
-//! skips the final/initial permutation pair between its three passes (they cancel). Key
-//! schedules are computed once per key and wiped on drop. Checked against the `des` crate
-//! (an independent implementation) and the published vectors in the tests below.
+//! The tables are built at compile time from the standard's permutations and S-boxes. The
+//! rounds run on halves kept in a rotated working form (see [`W_ROT`]) in which every S-box
+//! input is a byte-aligned 6-bit group, so a round is two XORs with the round key, one
+//! rotation and eight byte-indexed lookups (`SP`: S-box, P and the rotation merged, 8 × 256
+//! words). The initial and final permutations, with the rotation into and out of the working
+//! form folded in, are split by input byte (8 × 256 words each). TDES skips the final/initial
+//! permutation pair between its three passes (they cancel). Key schedules are computed once
+//! per key and wiped on drop. Checked against the `des` crate (an independent implementation)
+//! and the published vectors in the tests below.
 
 use zeroize::Zeroize;
 
@@ -90,6 +93,39 @@ const S: [[u8; 64]; 8] = [
     ],
 ];
 
+/// The rotation that turns a half (`L` or `R`, FIPS bit order) into its working form
+/// `W = half.rotate_right(3)`, in which the rounds run. Numbering bits of a `u32` from the
+/// least significant, the expansion E feeds S-box `n` (1-based) the six bits of `R` from bit
+/// `31 - 4n` upward, cyclically, the first E bit being the highest. In `W` those groups move
+/// down by three: S-boxes 1, 3, 5, 7 sit in bits 0..6 of bytes 3, 2, 1, 0 of `W`, and
+/// S-boxes 8, 2, 4, 6 in bits 0..6 of bytes 3, 2, 1, 0 of `W.rotate_right(4)`.
+const W_ROT: u32 = 3;
+
+/// [`IP`] followed by the working-form rotation of each half.
+const fn ip_to_working() -> [u8; 64] {
+    let mut out = [0u8; 64];
+    let mut q = 0;
+    while q < 64 {
+        // Bit q of a working half (MSB first) is bit q - 3 of the half.
+        out[q] = IP[q / 32 * 32 + (q % 32 + 32 - W_ROT as usize) % 32];
+        q += 1;
+    }
+    out
+}
+
+/// The inverse working-form rotation of each half followed by [`FP`].
+const fn working_to_fp() -> [u8; 64] {
+    let mut out = [0u8; 64];
+    let mut j = 0;
+    while j < 64 {
+        // Bit s of a half (MSB first) is bit s + 3 of its working form.
+        let s = (FP[j] - 1) as usize;
+        out[j] = (s / 32 * 32 + (s % 32 + W_ROT as usize) % 32 + 1) as u8;
+        j += 1;
+    }
+    out
+}
+
 /// A 64-bit permutation as eight per-input-byte tables (OR of eight lookups).
 const fn byte_tables(t: &[u8; 64]) -> [[u64; 256]; 8] {
     let mut out = [[0u64; 256]; 8];
@@ -109,13 +145,15 @@ const fn byte_tables(t: &[u8; 64]) -> [[u64; 256]; 8] {
     out
 }
 
-/// S-box `i` followed by P, for each 6-bit input.
-const fn sp_tables() -> [[u32; 64]; 8] {
-    let mut out = [[0u32; 64]; 8];
+/// S-box `i` followed by P and the working-form rotation, for each byte whose low six bits
+/// are the S-box input (the two high bits, a neighbour's, are ignored: no mask per lookup).
+const fn sp_tables() -> [[u32; 256]; 8] {
+    let mut out = [[0u32; 256]; 8];
     let mut i = 0;
     while i < 8 {
-        let mut x = 0;
-        while x < 64 {
+        let mut v = 0;
+        while v < 256 {
+            let x = v & 0x3F;
             let row = ((x >> 4) & 2) | (x & 1);
             let col = (x >> 1) & 0xF;
             let pre = (S[i][row * 16 + col] as u32) << (28 - 4 * i);
@@ -127,17 +165,19 @@ const fn sp_tables() -> [[u32; 64]; 8] {
                 }
                 j += 1;
             }
-            out[i][x] = p;
-            x += 1;
+            out[i][v] = p.rotate_right(W_ROT);
+            v += 1;
         }
         i += 1;
     }
     out
 }
 
-static IP_T: [[u64; 256]; 8] = byte_tables(&IP);
-static FP_T: [[u64; 256]; 8] = byte_tables(&FP);
-static SP: [[u32; 64]; 8] = sp_tables();
+/// Block to working-form halves (IP included).
+static IP_T: [[u64; 256]; 8] = byte_tables(&ip_to_working());
+/// Working-form halves to block (FP included).
+static FP_T: [[u64; 256]; 8] = byte_tables(&working_to_fp());
+static SP: [[u32; 256]; 8] = sp_tables();
 
 fn permute(t: &[[u64; 256]; 8], x: u64) -> u64 {
     let b = x.to_be_bytes();
@@ -148,9 +188,11 @@ fn permute(t: &[[u64; 256]; 8], x: u64) -> u64 {
     out
 }
 
-/// The sixteen round keys of one DES key, each as eight 6-bit groups (S-box inputs).
+/// The sixteen round keys of one DES key, each as two words `[k0, k1]` laid out like the
+/// working form (see [`W_ROT`]): `k0` holds the 6-bit groups of S-boxes 1, 3, 5, 7 in bytes
+/// 3, 2, 1, 0 and `k1` those of S-boxes 8, 2, 4, 6 (high two bits of each byte zero).
 #[derive(Clone)]
-struct RoundKeys([[u32; 8]; 16]);
+struct RoundKeys([[u32; 2]; 16]);
 
 impl Drop for RoundKeys {
     fn drop(&mut self) {
@@ -166,7 +208,7 @@ impl RoundKeys {
             cd |= ((k >> (64 - u32::from(src))) & 1) << (55 - j);
         }
         let (mut c, mut d) = ((cd >> 28) as u32, (cd & 0x0FFF_FFFF) as u32);
-        let mut out = [[0u32; 8]; 16];
+        let mut out = [[0u32; 2]; 16];
         for (round, &s) in out.iter_mut().zip(&SHIFTS) {
             c = ((c << s) | (c >> (28 - s))) & 0x0FFF_FFFF;
             d = ((d << s) | (d >> (28 - s))) & 0x0FFF_FFFF;
@@ -175,9 +217,7 @@ impl RoundKeys {
             for (j, &src) in PC2.iter().enumerate() {
                 sub |= ((both >> (56 - u32::from(src))) & 1) << (47 - j);
             }
-            for (i, g) in round.iter_mut().enumerate() {
-                *g = ((sub >> (42 - 6 * i)) & 0x3F) as u32;
-            }
+            *round = pack(sub);
             sub.zeroize();
         }
         cd.zeroize();
@@ -186,28 +226,43 @@ impl RoundKeys {
         Self(out)
     }
 
-    /// Sixteen rounds on the permuted halves (round keys in reverse order to decrypt);
-    /// returns them swapped (the pre-output).
+    /// Sixteen rounds on the working-form halves, two per step without swapping (round keys
+    /// in reverse order to decrypt); returns them swapped (the pre-output).
+    #[inline(always)]
     fn rounds<const DECRYPT: bool>(&self, (mut l, mut r): (u32, u32)) -> (u32, u32) {
+        let pairs = self.0.as_chunks::<2>().0;
         if DECRYPT {
-            for k in self.0.iter().rev() {
-                (l, r) = (r, l ^ feistel(r, k));
+            for [a, b] in pairs.iter().rev() {
+                l ^= feistel(r, b);
+                r ^= feistel(l, a);
             }
         } else {
-            for k in &self.0 {
-                (l, r) = (r, l ^ feistel(r, k));
+            for [a, b] in pairs {
+                l ^= feistel(r, a);
+                r ^= feistel(l, b);
             }
         }
         (r, l)
     }
 }
 
-/// The round function: expansion (the eight 6-bit groups of `r`, taken by rotation), round
-/// key, S-boxes and P (one lookup per S-box).
+/// A 48-bit round key (S-box 1's group highest) as `[k0, k1]` (see [`RoundKeys`]).
+fn pack(sub: u64) -> [u32; 2] {
+    let g = |n: u32| ((sub >> (48 - 6 * n)) & 0x3F) as u32;
+    [
+        (g(1) << 24) | (g(3) << 16) | (g(5) << 8) | g(7),
+        (g(8) << 24) | (g(2) << 16) | (g(4) << 8) | g(6),
+    ]
+}
+
+/// The round function on a working-form half `w`: expansion and round key (two XORs and a
+/// rotation, see [`W_ROT`]), then S-boxes and P into the working form (a lookup per S-box).
 #[inline(always)]
-fn feistel(r: u32, k: &[u32; 8]) -> u32 {
-    let sp = |i: usize, rot: u32| SP[i][((r.rotate_right(rot) ^ k[i]) & 0x3F) as usize];
-    sp(0, 27) | sp(1, 23) | sp(2, 19) | sp(3, 15) | sp(4, 11) | sp(5, 7) | sp(6, 3) | sp(7, 31)
+fn feistel(w: u32, k: &[u32; 2]) -> u32 {
+    let [s7, s5, s3, s1] = (w ^ k[0]).to_le_bytes();
+    let [s6, s4, s2, s8] = (w.rotate_right(4) ^ k[1]).to_le_bytes();
+    let sp = |i: usize, v: u8| SP[i][usize::from(v)];
+    sp(0, s1) ^ sp(2, s3) ^ sp(4, s5) ^ sp(6, s7) ^ sp(7, s8) ^ sp(1, s2) ^ sp(3, s4) ^ sp(5, s6)
 }
 
 fn split(x: u64) -> (u32, u32) {
@@ -328,6 +383,27 @@ mod tests {
         assert_eq!(b, h::<8>("3FA40E8A984D4815"));
         assert!(Tdes::new(&k).is_none());
         assert!(Tdes::new(&[0u8; 17]).is_none());
+    }
+
+    /// The round keys' layout, against the subkeys K1 and K16 that Grabbe's worked example
+    /// publishes for key 133457799BBCDFF1 (six-bit groups, S-box 1 first).
+    #[test]
+    fn round_keys_hold_the_published_subkeys_in_the_working_layout() {
+        let layout = |s: &str| {
+            let g: Vec<u32> = s
+                .split(' ')
+                .map(|g| u32::from_str_radix(g, 2).expect("bits"))
+                .collect();
+            [
+                (g[0] << 24) | (g[2] << 16) | (g[4] << 8) | g[6],
+                (g[7] << 24) | (g[1] << 16) | (g[3] << 8) | g[5],
+            ]
+        };
+        let keys = RoundKeys::new(&h("133457799BBCDFF1"));
+        let k1 = layout("000110 110000 001011 101111 111111 000111 000001 110010");
+        let k16 = layout("110010 110011 110110 001011 000011 100001 011111 110101");
+        assert_eq!(keys.0[0], k1);
+        assert_eq!(keys.0[15], k16);
     }
 
     /// A small deterministic generator (xorshift64) for many keys and blocks.

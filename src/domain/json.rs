@@ -5,12 +5,19 @@
 //! search is cheaper than a tree); [`Obj::keys`] lists them sorted as `serde_json::Map` does,
 //! so messages come out in the same order as before. A string that had to be unescaped is owned
 //! and wiped when dropped (order fields carry card data).
+//!
+//! [`parse`] first tries a hand-written parser (module `fast`) for the subset order lines use
+//! (strings without escapes, non-negative integers, no duplicate keys) at a fraction of
+//! `serde_json`'s cost; on anything else it falls back to `serde_json`, which gives the exact
+//! value or error (messages, positions), so the fast path never changes an answer.
 
 use std::borrow::Cow;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 use zeroize::Zeroize;
+
+mod fast;
 
 /// A JSON string: borrowed from the input, or owned (unescaped) and wiped on drop.
 #[derive(Clone, PartialEq, Eq)]
@@ -120,6 +127,14 @@ impl<'a> Json<'a> {
 
 /// Parses `text` (one JSON value and nothing else but whitespace), refusing duplicate keys.
 pub fn parse(text: &str) -> Result<Json<'_>, serde_json::Error> {
+    match fast::parse(text) {
+        Some(v) => Ok(v),
+        None => parse_serde(text),
+    }
+}
+
+/// [`parse`] by `serde_json`: any JSON, exact errors.
+fn parse_serde(text: &str) -> Result<Json<'_>, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(text);
     let v = Json::deserialize(&mut de)?;
     de.end()?;

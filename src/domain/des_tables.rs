@@ -262,7 +262,12 @@ fn feistel(w: u32, k: &[u32; 2]) -> u32 {
     let [s7, s5, s3, s1] = (w ^ k[0]).to_le_bytes();
     let [s6, s4, s2, s8] = (w.rotate_right(4) ^ k[1]).to_le_bytes();
     let sp = |i: usize, v: u8| SP[i][usize::from(v)];
-    sp(0, s1) ^ sp(2, s3) ^ sp(4, s5) ^ sp(6, s7) ^ sp(7, s8) ^ sp(1, s2) ^ sp(3, s4) ^ sp(5, s6)
+    // The eight outputs have disjoint bits, so `|` and `^` agree; mixing them keeps the
+    // compiler from turning the balanced tree back into one serial chain. A block is a single
+    // chain of dependent rounds, bound by latency: a tree of depth 3 instead of 7 made TDES
+    // about 10 % faster for about 13 % more instructions (helper D, session 8).
+    ((sp(0, s1) ^ sp(2, s3)) | (sp(4, s5) ^ sp(6, s7)))
+        ^ ((sp(7, s8) ^ sp(1, s2)) | (sp(3, s4) ^ sp(5, s6)))
 }
 
 fn split(x: u64) -> (u32, u32) {

@@ -246,7 +246,7 @@ enum Input {
 /// An order's output text and whether it holds clear values (`--reveal`): then the bytes
 /// written are zeroized on drop (not the spare capacity, which holds nothing). Masked output
 /// holds nothing secret (masked PANs and tracks, sources, findings) and is not wiped: that
-/// was a tenth of a tracks-only card's cost, on the one thread that writes.
+/// cost about 400 instructions a card, on the one thread that writes.
 struct OutBuf(Vec<u8>, bool);
 
 impl Drop for OutBuf {
@@ -275,7 +275,7 @@ struct Outcome {
     line: Option<(crate::domain::wipe::WipedString, usize)>,
     /// Chosen by `--order` (every order without it).
     selected: bool,
-    /// Standard output text (tracks: zeroized when dropped).
+    /// Standard output text (zeroized when dropped if it holds clear values).
     out: OutBuf,
     /// Standard error text (refusals).
     err: String,

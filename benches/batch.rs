@@ -5,6 +5,10 @@
 //! from `persodesk demo orders` (the demo Visa credit product, PIN block recovery, PVV and CVV
 //! computed), demo keys. Run: `cargo bench --bench batch` (docs/performance.md).
 
+/// The binary's allocator (`src/main.rs`), so that the pipeline is measured as it runs there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::Cursor;
 use std::path::PathBuf;
 use std::sync::Arc;

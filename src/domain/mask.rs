@@ -21,11 +21,17 @@ pub fn mask_pan(pan: &str) -> String {
     out
 }
 
+/// How many leading digits of an `n`-digit PAN (`n` ≥ 12) stay shown: at most 6, and never
+/// so many that fewer than [`MIN_HIDDEN`] are hidden.
+fn shown_head(n: usize) -> usize {
+    (n - 4 - MIN_HIDDEN).min(6)
+}
+
 /// [`mask_pan`] appended to `out` (no allocation of its own: the per-card output path).
 pub fn push_masked_pan(out: &mut String, pan: &str) {
     if pan.is_ascii() && pan.len() >= 12 {
         let n = pan.len();
-        let first = (n - 4 - MIN_HIDDEN).min(6);
+        let first = shown_head(n);
         out.push_str(&pan[..first]);
         push_stars(out, n - 4 - first);
         out.push_str(&pan[n - 4..]);
@@ -38,11 +44,7 @@ pub fn push_masked_pan(out: &mut String, pan: &str) {
 /// hidden digit).
 pub fn mask_pan_in_place(pan: &mut [u8]) {
     let n = pan.len();
-    let hidden = if n < 12 {
-        0..n
-    } else {
-        (n - 4 - MIN_HIDDEN).min(6)..n - 4
-    };
+    let hidden = if n < 12 { 0..n } else { shown_head(n)..n - 4 };
     pan[hidden].fill(b'*');
 }
 
@@ -54,7 +56,7 @@ pub fn masked_pan_pieces(pan: &str, push: &mut dyn FnMut(&str)) {
         stars_pieces(n, push);
         return;
     }
-    let first = (n - 4 - MIN_HIDDEN).min(6);
+    let first = shown_head(n);
     let ascii = pan.is_ascii();
     let at = |k: usize| {
         if ascii {

@@ -22,7 +22,6 @@ pub fn wipe_string(s: &mut String) {
 
 /// A `String` wiped (buffer and spare capacity) when dropped: [`zeroize::Zeroizing`] for
 /// text, a word at a time.
-#[derive(Default, PartialEq, Eq)]
 pub struct WipedString(String);
 
 impl WipedString {

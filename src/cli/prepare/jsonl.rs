@@ -34,12 +34,8 @@ fn needs_escape(bytes: &[u8]) -> bool {
 
 /// Appends the contents of a JSON string (no quotes) for `s`, escaped as `serde_json` does.
 pub(super) fn push_escaped(out: &mut Vec<u8>, s: &str) {
-    push_escaped_bytes(out, s.as_bytes());
-}
-
-/// [`push_escaped`] over the bytes of UTF-8 text.
-fn push_escaped_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {

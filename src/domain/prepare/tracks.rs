@@ -44,19 +44,20 @@ impl Work<'_> {
                 let key = KeyRef::new(KeyUsage::Cvk, index);
                 self.use_key(key, path)?;
                 let exp = self.order.exp.digits();
+                // Always ASCII digits; refused rather than computed over anything else.
+                let exp = std::str::from_utf8(&exp).map_err(|_| {
+                    Finding::new("encryptedData.exp", "internal: expiry is not four digits")
+                })?;
                 let cvv = self
                     .keys
                     .visa_cvv(
                         key,
                         &self.order.pan,
-                        std::str::from_utf8(&exp).unwrap_or_default(),
+                        exp,
                         self.product.service_code.as_str(),
                     )
                     .map_err(|e| Finding::new(path, e.to_string()))?;
-                let mut text = String::with_capacity(24);
-                text.push_str("computed with ");
-                key.push_to(&mut text);
-                self.sources.insert("cvv1", text.into());
+                self.sources.insert("cvv1", computed_with(key, 24).into());
                 cvv
             };
             self.cvv = Some(cvv);
@@ -135,12 +136,18 @@ impl Work<'_> {
     }
 }
 
+/// `computed with {key}`, in a string of `capacity` for what the caller appends.
+fn computed_with(key: KeyRef, capacity: usize) -> String {
+    let mut text = String::with_capacity(capacity);
+    text.push_str("computed with ");
+    key.push_to(&mut text);
+    text
+}
+
 /// `computed with {pvk} (PVKI {pvki}) from the {format} PIN block under {pin_key}`, built by
 /// hand (the formatting machinery cost more than the rest of the card's sources).
 fn pvv_source(pvk: KeyRef, pvki: u8, format: PinBlockFormat, pin_key: KeyRef) -> String {
-    let mut text = String::with_capacity(72);
-    text.push_str("computed with ");
-    pvk.push_to(&mut text);
+    let mut text = computed_with(pvk, 72);
     text.push_str(" (PVKI ");
     keystore::push_decimal(&mut text, u32::from(pvki));
     text.push_str(") from the ");
